@@ -1,0 +1,32 @@
+# bitplane — one-command install, test, demo and benchmarks (pip only, no root).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+JOBS   ?= 2
+
+.PHONY: install test test-slow demo bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
+	@touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) -q tests
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) -q -m slow tests
+
+demo: $(STAMP)
+	$(PY) -m gen.demo
+
+bench: $(STAMP)
+	$(PY) bench/golden.py
+
+clean:
+	rm -rf build .pytest_cache sim_build
