@@ -1,0 +1,197 @@
+"""``bitplane`` command line.
+
+Every user error (bad spec, bad input file, unsupported feature) prints one clear line
+``bitplane: error: ...`` and exits non-zero without a traceback. Outputs are written
+atomically (temporary file + rename), so nothing partial is left behind.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BitplaneError, InputError, NotSupportedError
+
+# Subcommands that exist in the design but are not implemented yet, with their issue.
+PLANNED = {
+    "plan": ("folding planner", 4),
+    "compile": ("network compiler (Verilog + weights + manifest)", 4),
+    "sim": ("RTL simulation of a compiled accelerator", 4),
+    "synth": ("open synthesis / place-and-route flow", 7),
+    "project": ("Vivado project emission", 7),
+    "run": ("host driver", 5),
+    "train": ("quantization-aware training", 6),
+    "import": ("model importers", 6),
+}
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(fileobj)`` on a temporary file next to ``path``, then rename it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def load_codes(path: str) -> np.ndarray:
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: file not found")
+    try:
+        if p.suffix == ".npz":
+            with np.load(p, allow_pickle=False) as z:
+                if "x" not in z.files:
+                    raise InputError(f"{p}: an .npz input needs an array 'x' (has {z.files})")
+                return z["x"]
+        return np.load(p, allow_pickle=False)
+    except ValueError as e:
+        raise InputError(f"{p}: not a plain numeric .npy/.npz array ({e})") from None
+    except OSError as e:
+        raise InputError(f"{p}: cannot read: {e}") from None
+
+
+def _net(path):
+    from .spec import load_network
+    return load_network(path)
+
+
+def cmd_golden(args) -> int:
+    from .golden import Golden
+    net = _net(args.spec)
+    g = Golden(net)
+    x = load_codes(args.input)
+    g.check_input(x, args.input)
+    t0 = time.perf_counter()
+    if args.mode == "float":
+        if args.dequantize:
+            raise InputError("--dequantize only applies to --mode int (the float path already gives logits)")
+        y = g.run_float(x)
+    else:
+        y = g.run_int(x)
+        if args.dequantize:
+            y = g.dequantize(y)
+    dt = time.perf_counter() - t0
+    atomic_write(Path(args.output), lambda f: np.save(f, y, allow_pickle=False))
+    n = len(x)
+    print(f"{net.name}: {n} frame(s), mode {args.mode}{' (dequantized)' if args.dequantize else ''}, "
+          f"{dt:.3f} s ({n / dt if dt > 0 else float('inf'):.1f} frames/s) -> {args.output} "
+          f"{list(y.shape)} {y.dtype}", file=sys.stderr)
+    return 0
+
+
+def _fmt_coefs(c) -> str:
+    if isinstance(c, str):
+        return c
+    c = [int(v) for v in c]
+    return "[" + ",".join(map(str, c if len(c) <= 3 else c[:2] + ["…"] + c[-1:])) + "]"
+
+
+def cmd_inspect(args) -> int:
+    from .lower import lower
+    net = _net(args.spec)
+    low = lower(net)
+    rows = [s.describe() for s in low.stages]
+    if args.json:
+        print(json.dumps({"name": net.name, "spec_hash": net.spec_hash, "input": {
+            "shape": list(net.input_shape), "bits": net.input_bits, "scale": net.input_scale},
+            "stages": rows}, indent=2))
+        return 0
+    print(f"{net.name}: input {list(net.input_shape)} uint{net.input_bits} (scale {net.input_scale:g}), "
+          f"{len(net.layers)} layers -> {len(rows)} hardware stages")
+    hdr = f"{'stage':<10} {'kind':<7} {'in':<13} {'out':<13} {'W basis':<24} {'A basis':<22} " \
+          f"{'thr/ch':>6} {'acc':>4} {'MACs':>11} {'binary ops':>13}"
+    print(hdr)
+    print("-" * len(hdr))
+    tot_mac = tot_bop = 0
+    for r in rows:
+        shp = lambda s: "x".join(map(str, s))
+        if r["kind"] == "maxpool":
+            print(f"{r['stage']:<10} {'pool':<7} {shp(r['in_shape']):<13} {shp(r['out_shape']):<13} "
+                  f"k{r['kernel']} s{r['stride']} on codes")
+            continue
+        w, a = r["weights"], r["activations"]
+        wb = f"{w['type']}{w['bits']} c={_fmt_coefs(w['coefs'])} o={w['offset']}"
+        ab = f"{a['type']}{a['bits']} c={_fmt_coefs(a['coefs'])} o={a['offset']}"
+        thr = "raw" if r["output"] == "raw accumulators" else str(r["output"]["thresholds_per_channel"])
+        print(f"{r['stage']:<10} {r['kind']:<7} {shp(r['in_shape']):<13} {shp(r['out_shape']):<13} "
+              f"{wb:<24.24} {ab:<22.22} {thr:>6} {r['acc_bits']:>4} {r['macs']:>11,} {r['binary_ops']:>13,}")
+        extra = []
+        if r.get("pool"):
+            p = r["pool"]
+            extra.append(f"pool {p['layer']} on {p['on']} (k{p['kernel']} s{p['stride']}, "
+                         f"{p['min_channels']} min-pool channels)")
+        if r["output"] != "raw accumulators" and r["output"]["down_channels"]:
+            extra.append(f"{r['output']['down_channels']} channel(s) with falling thresholds")
+        if not w["exact"] or not a["exact"]:
+            extra.append("fixed-point plane coefficients")
+        if w["implicit_int8"]:
+            extra.append("unquantized weights mapped to int8")
+        if extra:
+            print(f"{'':<10} " + "; ".join(extra))
+        tot_mac += r["macs"]
+        tot_bop += r["binary_ops"]
+    print(f"total: {tot_mac:,} MACs, {tot_bop:,} binary ops per frame")
+    return 0
+
+
+def cmd_planned(args) -> int:
+    what, issue = PLANNED[args.command]
+    raise NotSupportedError(f"'bitplane {args.command}' ({what}) is not implemented yet "
+                            f"(tracked in issue #{issue}; see README 'Status')")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="bitplane", description="FPGA accelerator generator for "
+                                 "low-bitwidth quantized CNNs.")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("golden", help="run the NumPy golden model (float or integer path)")
+    p.add_argument("spec", help="network spec (YAML)")
+    p.add_argument("--input", required=True, help="uint8 input codes [N,C,H,W] (.npy, or .npz with 'x')")
+    p.add_argument("--output", required=True, help="output .npy")
+    p.add_argument("--mode", choices=("float", "int"), default="int",
+                   help="float: fake-quant logits (float64); int: raw last-layer accumulators (int64)")
+    p.add_argument("--dequantize", action="store_true", help="int mode: apply the affine map to logits")
+    p.set_defaults(fn=cmd_golden)
+
+    p = sub.add_parser("inspect", help="per-layer integer form: bases, thresholds, widths, op counts")
+    p.add_argument("spec")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(fn=cmd_inspect)
+
+    for name, (what, issue) in PLANNED.items():
+        p = sub.add_parser(name, help=f"{what} (not implemented yet, issue #{issue})")
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(fn=cmd_planned)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except BitplaneError as e:
+        print(f"bitplane: error: {e}", file=sys.stderr)
+        return 2 if isinstance(e, NotSupportedError) else 1
+    except KeyboardInterrupt:
+        print("bitplane: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,405 @@
+"""Lowering a network spec to its integer bit-plane form (DESIGN.md section 4).
+
+The network is cut into *stages*:
+
+* :class:`MatmulStage` — a conv or dense layer with everything up to and including its
+  ``quant_act`` (bias, any batchnorms, at most one maxpool). It computes the exact
+  integer dot product ``acc = sum W_int * A_int`` of the bit-plane basis (offsets
+  included), optionally pools, then maps ``acc`` to the next layer's *level index* with
+  per-channel integer thresholds (``count = #{t: acc >= T_t (up) or acc <= T_t (down)}``),
+  or — for the last layer — emits ``acc`` raw with an affine map to logits.
+* :class:`CodePoolStage` — a maxpool on level indices (after a ``quant_act`` or on the
+  input image).
+
+Thresholds are the exact discontinuities of ``f(acc) = index(nonlin(bn(... s*acc +
+bias)))`` evaluated in float64 with the same operations as the float path, found by a
+vectorized binary search over the proven accumulator range, so the int path equals the
+float path evaluated on the exact accumulator, always.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import nn
+from .errors import NotSupportedError, SpecError
+from .quant import ActQuant, QWeights, quantize_weights
+from .spec import Layer, Network
+
+HW_DEFAULT_WEIGHT_QUANT = {"type": "int", "bits": 8}
+MAX_ACC_BITS = 48    # float64 BLAS stays exact well below 2^53
+
+
+def signed_bits(lo: int, hi: int) -> int:
+    """Smallest two's-complement width holding every integer in ``[lo, hi]``."""
+    b = 1
+    while not (-(1 << (b - 1)) <= lo and hi <= (1 << (b - 1)) - 1):
+        b += 1
+    return b
+
+
+@dataclass
+class PoolSpec:
+    """A pooling step inside a stage. ``where`` is ``'acc'`` (signed accumulators, before
+    thresholds) or ``'codes'`` (level indices, after thresholds); ``maximize[c]`` False
+    means min-pool for channel ``c``. Padding positions never win."""
+    layer: str
+    kernel: int
+    stride: int
+    pads: tuple
+    where: str
+    maximize: np.ndarray
+
+
+@dataclass
+class MatmulStage:
+    name: str                     # the conv/dense layer
+    kind: str                     # 'conv' | 'dense'
+    layers: list                  # names of the spec layers folded into this stage
+    in_shape: tuple
+    mm_shape: tuple               # shape of the accumulator tensor (before pooling)
+    out_shape: tuple
+    kernel: int
+    stride: int
+    pads: tuple
+    groups: int
+    n_dot: int                    # dot-product length N
+    wq: QWeights
+    w_int: np.ndarray             # integer weight values, same shape as W
+    in_act: ActQuant
+    pad_index: int | None         # level index inserted by conv padding
+    acc_lo: int
+    acc_hi: int
+    acc_bits: int
+    scale: np.ndarray             # [C] float: y = scale*acc + bias
+    bias: np.ndarray              # [C]
+    post: list                    # [('bn', Layer) | ('pool', Layer)] in spec order
+    pool: PoolSpec | None = None
+    out_act: ActQuant | None = None
+    thresholds: np.ndarray | None = None    # [C, T] int64
+    up: np.ndarray | None = None            # [C, T] bool: True counts acc >= T, False acc <= T
+    weight_quant_implicit: bool = False
+
+    @property
+    def raw(self) -> bool:
+        return self.out_act is None
+
+    @property
+    def out_channels(self) -> int:
+        return int(self.mm_shape[0])
+
+    @property
+    def out_elems(self) -> int:
+        return int(np.prod(self.mm_shape))
+
+    @property
+    def macs(self) -> int:
+        return self.out_elems * self.n_dot
+
+    @property
+    def binary_ops(self) -> int:
+        """AND+popcount bit operations of the bit-serial form: MACs x P_w x P_a."""
+        return self.macs * self.wq.planes * self.in_act.planes
+
+    def pre_act(self, acc, ndim: int):
+        """Float value fed to the activation, from accumulators (channel axis 1)."""
+        y = nn.channel_view(self.scale, ndim) * acc + nn.channel_view(self.bias, ndim)
+        for kind, layer in self.post:
+            if kind == "bn":
+                y = nn.batchnorm(y, layer.params, layer["eps"], ndim)
+        return y
+
+    def f(self, acc, ndim: int):
+        """Level index (or pre-activation for raw stages) of accumulators."""
+        z = self.pre_act(acc, ndim)
+        return z if self.raw else self.out_act.index(z)
+
+    def affine(self):
+        """``logits = A * acc + B`` per channel (composition of scale, bias and batchnorms)."""
+        A = np.asarray(self.scale, dtype=np.float64).copy()
+        B = np.asarray(self.bias, dtype=np.float64).copy()
+        for kind, layer in self.post:
+            if kind == "bn":
+                p = layer.params
+                g = p["gamma"] / np.sqrt(p["var"] + layer["eps"])
+                A, B = g * A, g * (B - p["mean"]) + p["beta"]
+        return A, B
+
+    def describe(self) -> dict:
+        ib = self.wq.int_basis
+        coefs = np.asarray(ib.coefs)
+        uniq = np.unique(coefs.T, axis=0)
+        d = {
+            "stage": self.name, "kind": self.kind, "layers": self.layers,
+            "in_shape": list(self.in_shape), "out_shape": list(self.out_shape),
+            "dot_length": self.n_dot,
+            "weights": {"type": self.wq.qtype, "bits": self.wq.bits, "planes": self.wq.planes,
+                        "coefs": uniq[0].tolist() if len(uniq) == 1 else f"per channel ({len(uniq)} distinct)",
+                        "offset": (int(ib.offset[0]) if np.all(ib.offset == ib.offset[0])
+                                   else "per channel"),
+                        "exact": ib.exact, "implicit_int8": self.weight_quant_implicit},
+            "activations": self.in_act.describe(),
+            "acc_range": [self.acc_lo, self.acc_hi], "acc_bits": self.acc_bits,
+            "macs": self.macs, "binary_ops": self.binary_ops,
+        }
+        if self.kind == "conv":
+            d.update(kernel=self.kernel, stride=self.stride, pads=list(self.pads), groups=self.groups)
+        if self.pool is not None:
+            d["pool"] = {"layer": self.pool.layer, "on": self.pool.where, "kernel": self.pool.kernel,
+                         "stride": self.pool.stride,
+                         "min_channels": int((~self.pool.maximize).sum())}
+        if self.raw:
+            d["output"] = "raw accumulators"
+        else:
+            down = (~self.up).any(axis=1)
+            d["output"] = {"act": self.out_act.describe(), "thresholds_per_channel": int(self.thresholds.shape[1]),
+                           "down_channels": int(down.sum()),
+                           "threshold_bits": signed_bits(self.acc_lo - 1, self.acc_hi + 1)}
+        return d
+
+
+@dataclass
+class CodePoolStage:
+    name: str
+    in_shape: tuple
+    out_shape: tuple
+    act: ActQuant
+    pool: PoolSpec
+
+    def describe(self) -> dict:
+        return {"stage": self.name, "kind": "maxpool", "layers": [self.name], "in_shape": list(self.in_shape),
+                "out_shape": list(self.out_shape), "kernel": self.pool.kernel, "stride": self.pool.stride,
+                "pads": list(self.pool.pads), "on": "codes", "levels": self.act.L}
+
+
+@dataclass
+class Lowered:
+    net: Network
+    input_act: ActQuant
+    stages: list = field(default_factory=list)
+
+    @property
+    def last(self) -> MatmulStage:
+        return self.stages[-1]
+
+
+# ------------------------------------------------------------------- thresholds
+
+def _first_true(pred, lo, hi):
+    """Smallest x in [lo, hi] with pred(x) (pred monotone False->True), else hi+1."""
+    a, b = lo.copy(), hi + 1
+    while True:
+        act = a < b
+        if not act.any():
+            return a
+        mid = (a + b) // 2
+        p = pred(np.where(act, mid, a))
+        b = np.where(act & p, mid, b)
+        a = np.where(act & ~p, mid + 1, a)
+
+
+def _last_true(pred, lo, hi):
+    """Largest x in [lo, hi] with pred(x) (pred monotone True->False), else lo-1."""
+    a, b = lo - 1, hi.copy()
+    while True:
+        act = a < b
+        if not act.any():
+            return b
+        mid = (a + b + 1) // 2
+        p = pred(np.where(act, mid, b))
+        a = np.where(act & p, mid, a)
+        b = np.where(act & ~p, mid - 1, b)
+
+
+def compute_thresholds(stage: MatmulStage):
+    """Per-channel thresholds and directions reproducing ``stage.f`` on ``[lo, hi]``."""
+    act = stage.out_act
+    C, J = stage.out_channels, act.L - 1
+    lo, hi = stage.acc_lo, stage.acc_hi
+    j = np.tile(np.arange(1, J + 1), (C, 1))
+    LO, HI = np.full((C, J), lo, np.int64), np.full((C, J), hi, np.int64)
+
+    def level(acc):
+        return stage.f(acc.astype(np.float64)[None], 3)[0]
+
+    # direction of z in acc: sign of scale x product of batchnorm gammas (0 = constant)
+    sgn = np.sign(stage.scale)
+    for kind, layer in stage.post:
+        if kind == "bn":
+            sgn = sgn * np.sign(layer.params["gamma"])
+    sg = np.tile(sgn[:, None], (1, J))
+    T = np.empty((C, J), np.int64)
+    up = np.ones((C, J), bool)
+    if act.monotone:
+        inc, dec, const = sg > 0, sg < 0, sg == 0
+        T[inc] = _first_true(lambda a: level(a) >= j, LO, HI)[inc]
+        T[dec] = _last_true(lambda a: level(a) >= j, LO, HI)[dec]
+        up[dec] = False
+        f0 = level(np.zeros((C, J), np.int64))
+        T[const] = np.where(f0 >= j, lo, hi + 1)[const]
+        return T, up
+    # V-shaped (cabs): f non-increasing below the vertex v, non-decreasing from v on
+    z = lambda a: stage.pre_act(a.astype(np.float64)[None], 3)[0]
+    V = _first_true(lambda a: sg * z(a) >= 0, LO, HI)
+    Tu = _first_true(lambda a: level(a) >= j, np.minimum(V, HI + 1), HI)
+    Td = _last_true(lambda a: level(a) >= j, LO, V - 1)
+    const = sg == 0
+    f0 = level(np.zeros((C, J), np.int64))
+    Tu[const] = np.where(f0 >= j, lo, hi + 1)[const]
+    Td[const] = lo - 1
+    return np.concatenate([Tu, Td], 1), np.concatenate([np.ones((C, J), bool), np.zeros((C, J), bool)], 1)
+
+
+def apply_thresholds(acc, T, up):
+    """Level indices from accumulators ``[N, C, ...]`` (int64) and thresholds ``[C, T]``."""
+    acc = np.asarray(acc, dtype=np.int64)
+    out = np.zeros(acc.shape, np.int64)
+    for c in range(acc.shape[1]):
+        a = acc[:, c]
+        tu = np.sort(T[c][up[c]])
+        td = np.sort(T[c][~up[c]])
+        n = np.searchsorted(tu, a, side="right")
+        if td.size:
+            n = n + (td.size - np.searchsorted(td, a, side="left"))
+        out[:, c] = n
+    return out
+
+
+# --------------------------------------------------------------------- lowering
+
+def _pad_index(net: Network, layer: Layer, act: ActQuant) -> int:
+    pv = layer.get("pad_value")
+    value = 0.0 if pv is None else float(pv)
+    hit = np.flatnonzero(act.levels == value)
+    if hit.size == 0:
+        if pv is None:
+            raise SpecError(net.path, f"zero padding needs the value 0, which {act.qtype} activations "
+                                      f"cannot represent (levels {act.levels.tolist()}); declare the pad "
+                                      f"value, e.g. pad_value: -1", layer.name, layer.index, "pad_value")
+        raise SpecError(net.path, f"{value} is not a level of the input activation "
+                                  f"(levels {act.levels.tolist()})", layer.name, layer.index, "pad_value")
+    return int(hit[0])
+
+
+def _acc_range(w_int_basis, planes_w: int, act: ActQuant, n: int):
+    codes = np.arange(1 << planes_w)
+    C = np.asarray(w_int_basis.coefs).shape[1]
+    wv = w_int_basis.int_values(np.tile(codes, (C, 1)))          # [C, 2^Pw]
+    av = act.level_ints                                           # every activation code
+    prods = wv[:, :, None] * av[None, None, :]
+    return int(n * prods.min()), int(n * prods.max())
+
+
+def lower(net: Network) -> Lowered:
+    """Integer bit-plane form of a network; raises SpecError for sequences hardware cannot run."""
+    err = lambda msg, layer, fld=None: SpecError(net.path, msg, layer.name, layer.index, fld)
+    out = Lowered(net, ActQuant.input(net.input_bits, net.input_scale))
+    act = out.input_act
+    layers = net.layers
+    i, n = 0, len(layers)
+    quantized = True                     # is the current tensor quantized level indices?
+    while i < n:
+        L = layers[i]
+        if L.op == "maxpool":
+            if not quantized:
+                raise err("maxpool here acts on unquantized values that no quant_act follows", L)
+            out.stages.append(CodePoolStage(L.name, L.in_shape, L.out_shape, act,
+                                            PoolSpec(L.name, L["kernel"], L["stride"], L.pads, "codes",
+                                                     np.ones(L.in_shape[0], bool))))
+            i += 1
+            continue
+        if L.op == "batchnorm":
+            raise err("batchnorm must directly follow a conv or dense layer (before its quant_act); "
+                      "here it would act on quantized activations", L, "op")
+        if L.op == "quant_act":
+            raise err("quant_act must follow a conv or dense layer (optionally with batchnorm/maxpool "
+                      "in between)", L, "op")
+        # conv / dense
+        j = i + 1
+        post, pool_layer = [], None
+        while j < n and layers[j].op in ("batchnorm", "maxpool"):
+            if layers[j].op == "maxpool":
+                if pool_layer is not None:
+                    raise err("at most one maxpool may sit between a conv/dense and its quant_act",
+                              layers[j], "op")
+                if len(layers[j].in_shape) != 3:
+                    raise err("maxpool needs a feature map", layers[j], "op")
+                pool_layer = layers[j]
+                post.append(("pool", layers[j]))
+            else:
+                post.append(("bn", layers[j]))
+            j += 1
+        out_act = None
+        if j < n:
+            if layers[j].op != "quant_act":
+                raise err(f"the input of '{layers[j].name}' is not quantized: '{layers[j - 1].name}' "
+                          f"produces float values; insert a quant_act before it", layers[j], "op")
+            A = layers[j]
+            out_act = ActQuant(A["quant"], A["nonlin"], A.params)
+        wqs = L.get("weight_quant")
+        implicit = wqs is None
+        wq = quantize_weights(HW_DEFAULT_WEIGHT_QUANT if implicit else wqs, L.params["W"], L.params)
+        w_int = wq.int_values()
+        C_out = L.params["W"].shape[0]
+        if L.op == "conv":
+            k, s, g, pads = L["kernel"], L["stride"], L["groups"], L.pads
+            n_dot = L.in_shape[0] // g * k * k
+            pad_index = _pad_index(net, L, act) if any(pads) else None
+        else:
+            k, s, g, pads, n_dot, pad_index = 1, 1, 1, (0, 0, 0, 0), int(np.prod(L.in_shape)), None
+        lo, hi = _acc_range(wq.int_basis, wq.planes, act, n_dot)
+        bits = signed_bits(lo - 1, hi + 1)
+        if bits > MAX_ACC_BITS:
+            raise NotSupportedError(f"{net.path}: layer '{L.name}': accumulator needs {bits} bits "
+                                    f"(> {MAX_ACC_BITS}); reduce coef_bits or bit widths")
+        scale = np.asarray(wq.int_basis.scale, dtype=np.float64) * float(act.int_basis.scale)
+        bias = L.params.get("b", np.zeros(C_out))
+        stage = MatmulStage(
+            name=L.name, kind=L.op, layers=[x.name for x in layers[i:j + (out_act is not None)]],
+            in_shape=L.in_shape, mm_shape=L.out_shape, out_shape=layers[j - 1 + (out_act is not None)].out_shape,
+            kernel=k, stride=s, pads=pads, groups=g, n_dot=n_dot, wq=wq, w_int=w_int, in_act=act,
+            pad_index=pad_index, acc_lo=lo, acc_hi=hi, acc_bits=signed_bits(lo, hi), scale=scale,
+            bias=np.asarray(bias, np.float64), post=post, out_act=out_act, weight_quant_implicit=implicit)
+        if pool_layer is not None:
+            stage.pool = _place_pool(stage, pool_layer)
+        if out_act is not None:
+            stage.thresholds, stage.up = compute_thresholds(stage)
+            act = out_act
+            i = j + 1
+        else:
+            if j != n:      # pragma: no cover - guarded above
+                raise err("internal: raw stage not last", L)
+            i = j
+        out.stages.append(stage)
+    if not isinstance(out.stages[-1], MatmulStage) or not out.stages[-1].raw:
+        last = layers[-1]
+        raise err("the network must end with a conv or dense layer (optionally followed by batchnorm/"
+                  "maxpool) whose raw accumulators are the output; a trailing quant_act or maxpool on "
+                  "codes is not supported", last, "op")
+    return out
+
+
+def _place_pool(stage: MatmulStage, P: Layer) -> PoolSpec:
+    """Where a maxpool between a matmul and its activation runs, and in which direction.
+
+    The pool acts on some value ``u`` (after the batchnorms before it), which is affine in
+    ``acc`` with slope sign ``s_u`` per channel. If ``u -> code`` is monotone (all
+    activations but ``cabs``), pool on codes: max where ``u -> code`` is non-decreasing
+    (product of later gammas >= 0), min otherwise. Otherwise (``cabs``, or the raw last
+    layer) pool on accumulators: max where ``s_u >= 0``, min otherwise.
+    """
+    before, after = np.sign(stage.scale), np.ones(stage.out_channels)
+    seen = False
+    for kind, layer in stage.post:
+        if kind == "pool":
+            seen = True
+        elif kind == "bn":
+            g = np.sign(layer.params["gamma"])
+            if seen:
+                after = after * g
+            else:
+                before = before * g
+    if stage.out_act is not None and stage.out_act.monotone:
+        return PoolSpec(P.name, P["kernel"], P["stride"], P.pads, "codes", after >= 0)
+    return PoolSpec(P.name, P["kernel"], P["stride"], P.pads, "acc", before >= 0)

@@ -1,0 +1,71 @@
+"""Vectorized NumPy kernels shared by the float and int golden paths.
+
+All arithmetic is float64. The int path feeds integer-valued arrays whose every partial
+sum is bounded by the layer's proven accumulator width (< 2^53, checked at lowering), so
+float64 BLAS matrix products are exact and identical to an int64 dot product.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+
+def pad_nchw(x, pads, value):
+    t, b, l, r = pads
+    if not any(pads):
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), mode="constant", constant_values=value)
+
+
+def conv2d(x, w, stride: int, pads, groups: int = 1, pad_value=0.0):
+    """``x [N,C,H,W]`` (float64), ``w [O, C/groups, K, K]`` -> ``[N, O, OH, OW]``."""
+    x = pad_nchw(np.asarray(x, dtype=np.float64), pads, pad_value)
+    N, C, H, W = x.shape
+    O, Cg, K, _ = w.shape
+    win = sliding_window_view(x, (K, K), axis=(2, 3))[:, :, ::stride, ::stride]   # N,C,OH,OW,K,K
+    OH, OW = win.shape[2], win.shape[3]
+    G, Og = groups, O // groups
+    win = win.reshape(N, G, Cg, OH, OW, K, K).transpose(1, 0, 3, 4, 2, 5, 6).reshape(G, N * OH * OW, Cg * K * K)
+    wg = np.asarray(w, dtype=np.float64).reshape(G, Og, Cg * K * K)
+    out = np.matmul(win, wg.transpose(0, 2, 1))                                      # G, N*OH*OW, Og
+    return out.reshape(G, N, OH, OW, Og).transpose(1, 0, 4, 2, 3).reshape(N, O, OH, OW)
+
+
+def dense(x, w):
+    """``x [N, ...]`` flattened in C,H,W order, ``w [out, in]`` -> ``[N, out]``."""
+    x = np.asarray(x, dtype=np.float64).reshape(x.shape[0], -1)
+    return x @ np.asarray(w, dtype=np.float64).T
+
+
+def pool2d(x, k: int, stride: int, pads, maximize=True):
+    """Max-pool (or per-channel min-pool where ``maximize[c]`` is False).
+
+    Padding positions never win (they are -inf for max, +inf for min).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    C = x.shape[1]
+    mx = np.broadcast_to(np.asarray(maximize, dtype=bool), (C,))
+    out = None
+    for want_max in (True, False):
+        sel = mx if want_max else ~mx
+        if not sel.any():
+            continue
+        xp = pad_nchw(x[:, sel], pads, -np.inf if want_max else np.inf)
+        win = sliding_window_view(xp, (k, k), axis=(2, 3))[:, :, ::stride, ::stride]
+        red = win.max(axis=(4, 5)) if want_max else win.min(axis=(4, 5))
+        if out is None:
+            out = np.empty((x.shape[0], C) + red.shape[2:])
+        out[:, sel] = red
+    return out
+
+
+def channel_view(v, ndim: int):
+    """Reshape a per-channel vector to broadcast against ``[N, C, ...]`` of ``ndim`` dims."""
+    return np.asarray(v, dtype=np.float64).reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def batchnorm(x, params: dict, eps: float, ndim: int | None = None):
+    """``gamma * (x - mean) / sqrt(var + eps) + beta`` per channel (axis 1)."""
+    nd = x.ndim if ndim is None else ndim
+    g, b, m, v = (channel_view(params[k], nd) for k in ("gamma", "beta", "mean", "var"))
+    return g * (x - m) / np.sqrt(v + eps) + b
