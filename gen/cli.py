@@ -113,7 +113,7 @@ def cmd_inspect(args) -> int:
         return 0
     print(f"{net.name}: input {list(net.input_shape)} uint{net.input_bits} (scale {net.input_scale:g}), "
           f"{len(net.layers)} layers -> {len(rows)} hardware stages")
-    hdr = f"{'stage':<10} {'kind':<7} {'in':<13} {'out':<13} {'W basis':<24} {'A basis':<22} " \
+    hdr = f"{'stage':<10} {'kind':<7} {'in':<13} {'out':<13} {'W basis':<24} {'A basis':<24} " \
           f"{'thr/ch':>6} {'acc':>4} {'MACs':>11} {'binary ops':>13}"
     print(hdr)
     print("-" * len(hdr))
@@ -129,7 +129,7 @@ def cmd_inspect(args) -> int:
         ab = f"{a['type']}{a['bits']} c={_fmt_coefs(a['coefs'])} o={a['offset']}"
         thr = "raw" if r["output"] == "raw accumulators" else str(r["output"]["thresholds_per_channel"])
         print(f"{r['stage']:<10} {r['kind']:<7} {shp(r['in_shape']):<13} {shp(r['out_shape']):<13} "
-              f"{wb:<24.24} {ab:<22.22} {thr:>6} {r['acc_bits']:>4} {r['macs']:>11,} {r['binary_ops']:>13,}")
+              f"{wb:<24.24} {ab:<24.24} {thr:>6} {r['acc_bits']:>4} {r['macs']:>11,} {r['binary_ops']:>13,}")
         extra = []
         if r.get("pool"):
             p = r["pool"]
@@ -188,6 +188,9 @@ def main(argv=None) -> int:
     except BitplaneError as e:
         print(f"bitplane: error: {e}", file=sys.stderr)
         return 2 if isinstance(e, NotSupportedError) else 1
+    except BrokenPipeError:
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("bitplane: interrupted", file=sys.stderr)
         return 130

@@ -33,7 +33,8 @@ def conv2d(x, w, stride: int, pads, groups: int = 1, pad_value=0.0):
 
 def dense(x, w):
     """``x [N, ...]`` flattened in C,H,W order, ``w [out, in]`` -> ``[N, out]``."""
-    x = np.asarray(x, dtype=np.float64).reshape(x.shape[0], -1)
+    x = np.asarray(x, dtype=np.float64)
+    x = x.reshape(x.shape[0], int(np.prod(x.shape[1:])))
     return x @ np.asarray(w, dtype=np.float64).T
 
 

@@ -407,3 +407,25 @@ class ActQuant:
         return {"type": self.qtype, "bits": self.bits, "nonlin": self.nonlin_name,
                 "levels": self.L, "coefs": np.asarray(ib.coefs).tolist(),
                 "offset": int(ib.offset), "scale": float(ib.scale), "exact": ib.exact}
+
+
+def bitplane_dot(w_codes, a_codes, wb: IntBasis, ab: IntBasis, channel: int = 0) -> int:
+    """Dot product of one weight row and one activation vector by the bit-plane formula.
+
+    ``sum_i sum_j c^w_i c^a_j popcount(beta^w_i & beta^a_j) + o_w sum_j c^a_j popcount(beta^a_j)
+    + o_a sum_i c^w_i popcount(beta^w_i) + N o_w o_a`` (DESIGN.md section 4) — the
+    arithmetic the bit-serial engine performs, written plainly as the reference.
+    """
+    w_codes = np.asarray(w_codes, dtype=np.int64).reshape(-1)
+    a_codes = np.asarray(a_codes, dtype=np.int64).reshape(-1)
+    bw, ba = code_bits(w_codes, wb.planes), code_bits(a_codes, ab.planes)
+    cw = np.asarray(wb.coefs)[:, channel]
+    ow = int(np.asarray(wb.offset)[channel])
+    ca, oa = np.asarray(ab.coefs), int(ab.offset)
+    total = 0
+    for i in range(wb.planes):
+        for j in range(ab.planes):
+            total += int(cw[i]) * int(ca[j]) * int(np.sum(bw[:, i] & ba[:, j]))
+    total += ow * sum(int(ca[j]) * int(ba[:, j].sum()) for j in range(ab.planes))
+    total += oa * sum(int(cw[i]) * int(bw[:, i].sum()) for i in range(wb.planes))
+    return total + len(w_codes) * ow * oa

@@ -125,6 +125,7 @@ def _padding_field(ctx, layer, value):
 
 def _quant_field(ctx, layer, key, q, role):
     types = WEIGHT_TYPES if role == "weight" else ACT_TYPES
+    roles = "weights" if role == "weight" else "activations"
     if not isinstance(q, dict):
         raise ctx.err(f"must be a mapping like {{type: dorefa, bits: 2}}, got {q!r}", layer, key)
     unknown = set(q) - _QUANT_FIELDS
@@ -135,16 +136,16 @@ def _quant_field(ctx, layer, key, q, role):
         raise ctx.err("missing 'type'", layer, key)
     if t not in types:
         other = ACT_TYPES if role == "weight" else WEIGHT_TYPES
-        hint = (f" ('{t}' is an {'activation' if role == 'weight' else 'weight'} quantizer)"
+        hint = (f" ('{t}' is {'an activation' if role == 'weight' else 'a weight'} quantizer)"
                 if t in other else "")
-        raise ctx.err(f"quantizer type {t!r} is not supported for {role}s{hint}; "
+        raise ctx.err(f"quantizer type {t!r} is not supported for {roles}{hint}; "
                       f"supported: {sorted(types)}", layer, f"{key}.type")
     lo, hi = types[t]
     if "bits" not in q and t not in DEFAULT_BITS:
-        raise ctx.err(f"missing 'bits' for {t} {role}s", layer, key)
+        raise ctx.err(f"missing 'bits' for {t} {roles}", layer, key)
     bits = q.get("bits", DEFAULT_BITS.get(t))
     if isinstance(bits, bool) or not isinstance(bits, int) or not lo <= bits <= hi:
-        raise ctx.err(f"{bits!r} is out of range {lo}..{hi} for {t} {role}s", layer, f"{key}.bits")
+        raise ctx.err(f"{bits!r} is out of range {lo}..{hi} for {t} {roles}", layer, f"{key}.bits")
     out = {"type": t, "bits": bits}
     if "coef_bits" in q:
         if t not in ("ttq", "lq"):

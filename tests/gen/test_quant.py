@@ -1,0 +1,203 @@
+"""Quantizers: basis form reproduces fake-quant exactly; integer dot products are exact."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from gen.quant import (ActQuant, WEIGHT_TYPES, bitplane_dot, code_bits, fake_quant_weights,
+                       quantize_weights)
+
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+floats = st.floats(-4, 4, allow_nan=False, allow_infinity=False, width=64)
+
+
+def weight_cases():
+    for t, (lo, hi) in WEIGHT_TYPES.items():
+        for k in range(lo, min(hi, 8) + 1):
+            yield t, k
+
+
+@st.composite
+def weight_tensors(draw, t, k):
+    C = draw(st.integers(1, 4))
+    n = draw(st.integers(1, 12))
+    W = draw(arrays(np.float64, (C, n), elements=floats))
+    params = {}
+    if t == "ttq":
+        params = {"Wp": draw(st.floats(0.01, 3)), "Wn": draw(st.floats(0.01, 3))}
+    if t == "lq":
+        params = {"basis": draw(arrays(np.float64, (k, C), elements=st.floats(0.01, 2)))}
+    return W, params
+
+
+@pytest.mark.parametrize("t,k", list(weight_cases()))
+def test_weight_basis_reproduces_fake_quant(t, k):
+    @SETTINGS
+    @given(weight_tensors(t, k))
+    def check(case):
+        W, params = case
+        qs = {"type": t, "bits": k}
+        q = quantize_weights(qs, W, params)
+        fq = fake_quant_weights(qs, W, params)
+        # decode(encode(x)) == fake_quant(x), bit for bit
+        assert np.array_equal(q.decode(q.codes), fq)
+        assert np.array_equal(q.fq, fq)
+        assert q.codes.min() >= 0 and q.codes.max() < (1 << q.planes)
+        # float basis: s * (sum_p c_p beta_p + o)
+        b = code_bits(q.codes, q.planes)                                   # [C, n, P]
+        val = q.basis.scale[:, None] * ((b * q.basis.coefs.T[:, None, :]).sum(-1) + q.basis.offset[:, None])
+        tol = 1e-12 * (1 + np.abs(q.table).max())
+        np.testing.assert_allclose(val, fq, rtol=1e-12, atol=tol)
+        # integer basis
+        iv = q.int_values()
+        assert iv.dtype == np.int64
+        deq = q.int_basis.scale[:, None] * iv
+        if q.int_basis.exact:
+            np.testing.assert_allclose(deq, fq, rtol=1e-12, atol=tol)
+            live = q.int_basis.scale > 0         # BWN of an all-zero tensor has E = 0
+            ratio = fq[live] / q.int_basis.scale[live, None]
+            assert np.array_equal(np.rint(ratio).astype(np.int64), iv[live])
+        else:   # fixed-point: error bounded by half an LSB per coefficient
+            lsb = q.int_basis.scale[:, None]
+            assert np.all(np.abs(deq - fq) <= lsb * (q.planes + 1) / 2 + 1e-12)
+    check()
+
+
+def test_weight_formulas_against_seed_definitions():
+    rng = np.random.default_rng(0)
+    W = rng.normal(0, 1, (3, 50))
+    # BWN: E * sign(W), E = mean|W| over the tensor
+    fq = fake_quant_weights({"type": "dorefa", "bits": 1}, W)
+    assert np.allclose(np.abs(fq), np.abs(W).mean()) and np.all(np.sign(fq) == np.where(W >= 0, 1, -1))
+    # DoReFa k=2: levels {-1, -1/3, 1/3, 1}
+    fq = fake_quant_weights({"type": "dorefa", "bits": 2}, W)
+    assert set(np.round(np.unique(fq), 12)) <= {-1.0, round(-1 / 3, 12), round(1 / 3, 12), 1.0}
+    t = np.tanh(W) / np.abs(np.tanh(W)).max() * 0.5 + 0.5
+    assert np.array_equal(fq, 2 * (np.round(t * 3) / 3) - 1)
+    # TTQ: threshold 0.05 max|W|
+    fq = fake_quant_weights({"type": "ttq"}, W, {"Wp": 0.7, "Wn": 1.3})
+    th = 0.05 * np.abs(W).max()
+    assert np.array_equal(fq, np.select([W > th, W < -th], [0.7, -1.3], 0.0))
+    # int-k: symmetric per channel
+    fq = fake_quant_weights({"type": "int", "bits": 4}, W)
+    s = np.abs(W).max(1, keepdims=True) / 7
+    assert np.allclose(fq, s * np.clip(np.round(W / s), -7, 7))
+    # sign(0) = +1
+    assert fake_quant_weights({"type": "sign"}, np.zeros((1, 2)))[0, 0] == 1.0
+
+
+def test_lq_weights_nearest_level_ties_to_lower():
+    v = np.array([[0.5], [1.0]])            # levels -1.5, -0.5, 0.5, 1.5
+    W = np.array([[-2.0, -1.0, 0.0, 0.2, 1.0, 9.0]])
+    fq = fake_quant_weights({"type": "lq", "bits": 2}, W, {"basis": v})
+    assert fq.tolist() == [[-1.5, -1.5, -0.5, 0.5, 0.5, 1.5]]
+    q = quantize_weights({"type": "lq", "bits": 2}, W, {"basis": v})
+    assert np.array_equal(q.decode(q.codes), fq)
+
+
+ACT_CASES = ([("dorefa", k, "clip01") for k in range(1, 9)] + [("dorefa", 2, "cabs")]
+             + [("uint", k, "relu") for k in range(1, 9)] + [("sign", 1, "none")]
+             + [("lq", k, "relu") for k in range(1, 9)])
+
+
+@pytest.mark.parametrize("t,k,nonlin", ACT_CASES)
+def test_act_basis_reproduces_fake_quant(t, k, nonlin):
+    @SETTINGS
+    @given(arrays(np.float64, st.integers(1, 40), elements=floats),
+           arrays(np.float64, k, elements=st.floats(0.01, 2)), st.floats(0.01, 1))
+    def check(z, basis, scale):
+        qs = {"type": t, "bits": k}
+        if t == "uint":
+            qs["scale"] = scale
+        a = ActQuant(qs, nonlin, {"basis": basis})
+        x = a.nonlin(z)
+        n = a.encode(x)
+        assert np.array_equal(a.decode(n), a.fake_quant(x))
+        assert np.array_equal(a.apply(z), a.fake_quant(x))
+        assert np.all(np.diff(a.levels) >= 0)                 # level indices sorted by value
+        codes = a.level_codes[n]
+        b = code_bits(codes, a.planes)
+        val = a.basis.scale * ((b * a.basis.coefs).sum(-1) + a.basis.offset)
+        np.testing.assert_allclose(val, a.fake_quant(x), rtol=1e-12, atol=1e-12)
+        iv = a.level_ints[n]
+        if a.int_basis.exact:
+            np.testing.assert_allclose(a.int_basis.scale * iv, a.fake_quant(x), rtol=1e-12, atol=1e-12)
+        else:
+            assert np.all(np.abs(a.int_basis.scale * iv - a.fake_quant(x)) <= a.int_basis.scale * k / 2 + 1e-12)
+    check()
+
+
+def test_act_formulas():
+    a = ActQuant({"type": "dorefa", "bits": 2}, "cabs")
+    assert a.apply(np.array([-2.0, -0.5, -0.1, 0.2, 0.9])).tolist() == [1.0, 2 / 3, 0.0, 1 / 3, 1.0]
+    a = ActQuant({"type": "dorefa", "bits": 1}, "clip01")      # DoReFa's "BNN" row: {0, 1}
+    assert a.apply(np.array([-1.0, 0.4, 0.5, 0.6, 3.0])).tolist() == [0.0, 0.0, 0.0, 1.0, 1.0]
+    a = ActQuant({"type": "sign"}, "none")
+    assert a.apply(np.array([-0.1, 0.0, 2.0])).tolist() == [-1.0, 1.0, 1.0]
+    a = ActQuant({"type": "lq", "bits": 2}, "relu", {"basis": np.array([0.3, 0.5])})
+    assert a.levels.tolist() == [0.0, 0.3, 0.5, 0.8]
+    assert a.level_codes.tolist() == [0, 1, 2, 3]
+    # nearest level, ties to the lower one, clipped at the top
+    assert a.apply(np.array([0.15, 0.16, 0.4, 0.41, 5.0])).tolist() == [0.0, 0.3, 0.3, 0.5, 0.8]
+    a = ActQuant({"type": "lq", "bits": 2}, "relu", {"basis": np.array([0.5, 0.3])})
+    assert a.level_codes.tolist() == [0, 2, 1, 3]      # level index -> plane code
+    a = ActQuant({"type": "uint", "bits": 3, "scale": 0.5}, "relu")
+    assert a.apply(np.array([-1.0, 0.74, 0.76, 100.0])).tolist() == [0.0, 0.5, 1.0, 3.5]
+
+
+def test_lq_act_matches_brute_force_nearest():
+    rng = np.random.default_rng(3)
+    for k in range(1, 6):
+        v = rng.uniform(0.05, 1.0, k)
+        a = ActQuant({"type": "lq", "bits": k}, "relu", {"basis": v})
+        x = rng.uniform(0, v.sum() * 1.2, 2000)
+        d = np.abs(x[:, None] - a.levels[None, :])
+        srt = np.sort(d, 1)
+        clear = srt[:, 1] - srt[:, 0] > 1e-9               # away from ties
+        assert np.array_equal(a.fake_quant(x)[clear], a.levels[d.argmin(1)][clear])
+
+
+@pytest.mark.parametrize("t,k", list(weight_cases()))
+def test_integer_dot_products_equal_float(t, k):
+    acts = [ActQuant({"type": "dorefa", "bits": 2}, "clip01"), ActQuant({"type": "sign"}, "none"),
+            ActQuant({"type": "uint", "bits": 8, "scale": 1 / 255}, "none"),
+            ActQuant({"type": "lq", "bits": 2}, "relu", {"basis": np.array([0.25, 0.5])}),
+            ActQuant({"type": "lq", "bits": 3}, "relu", {"basis": np.array([0.13, 0.29, 0.61])})]
+
+    @SETTINGS
+    @given(weight_tensors(t, k), st.integers(0, len(acts) - 1), st.data())
+    def check(case, ai, data):
+        W, params = case
+        q = quantize_weights({"type": t, "bits": k}, W, params)
+        a = acts[ai]
+        n = data.draw(arrays(np.int64, W.shape[1], elements=st.integers(0, a.L - 1)))
+        a_codes = a.level_codes[n]
+        iw = q.int_values()
+        ia = a.level_ints[n]
+        idot = iw @ ia
+        for c in range(W.shape[0]):
+            assert bitplane_dot(q.codes[c], a_codes, q.int_basis, a.int_basis, c) == idot[c]
+        fdot = q.fq @ a.levels[n]
+        s = q.int_basis.scale * a.int_basis.scale
+        if q.int_basis.exact and a.int_basis.exact:
+            live = s > 0                          # BWN of an all-zero tensor has E = 0
+            ratio = fdot[live] / s[live]
+            assert np.array_equal(np.rint(ratio).astype(np.int64), idot[live])
+            assert np.all(np.abs(ratio - idot[live]) < 1e-6)
+            assert np.all(fdot[~live] == 0)
+        else:
+            bound = (np.abs(q.fq - q.int_basis.scale[:, None] * iw) @ np.abs(a.levels[n])
+                     + np.abs(q.int_basis.scale[:, None] * iw) @ np.abs(a.levels[n] - a.int_basis.scale * ia))
+            assert np.all(np.abs(fdot - s * idot) <= bound + 1e-9)
+    check()
+
+
+def test_xnor_identity():
+    """±1 x ±1: the general formula equals 2*popcount(xnor) - N (the XNOR fast path)."""
+    rng = np.random.default_rng(1)
+    q = quantize_weights({"type": "sign"}, rng.normal(size=(1, 77)))
+    a = ActQuant({"type": "sign"}, "none")
+    codes = rng.integers(0, 2, 77)
+    xnor = int(np.sum(1 - (q.codes[0] ^ codes)))
+    assert bitplane_dot(q.codes[0], codes, q.int_basis, a.int_basis) == 2 * xnor - 77
