@@ -32,7 +32,7 @@ ACT_NONLINS = {
     "uint": ("relu", "none", "clip01"),
 }
 NONLINS = ("clip01", "cabs", "relu", "none")
-DEFAULT_COEF_BITS = 10
+DEFAULT_COEF_BITS = 12
 DEFAULT_BITS = {"sign": 1, "ttq": 2}
 
 
@@ -79,8 +79,8 @@ def fixed_point(values, coef_bits: int, axis=None):
     """
     values = np.asarray(values, dtype=np.float64)
     top = (1 << (coef_bits - 1)) - 1
-    mx = np.max(np.abs(values), axis=axis, keepdims=axis is not None)
-    scale = np.where(mx > 0, mx / top, 1.0)
+    scale = np.max(np.abs(values), axis=axis, keepdims=axis is not None) / top
+    scale = np.where(scale > 0, scale, 1.0)
     ints = rnd(values / scale).astype(np.int64)
     return ints, (np.squeeze(scale, axis=axis) if axis is not None else float(scale))
 
@@ -196,8 +196,8 @@ def fake_quant_weights(qspec: dict, W, params: dict | None = None):
     if t == "int":
         M = (1 << (k - 1)) - 1
         Wc = _per_channel(W)
-        mx = np.max(np.abs(Wc), axis=1, keepdims=True)
-        s = np.where(mx > 0, mx / M, 1.0)
+        s = np.max(np.abs(Wc), axis=1, keepdims=True) / M
+        s = np.where(s > 0, s, 1.0)              # all-zero (or subnormal) channel: codes 0
         return (s * np.clip(rnd(Wc / s), -M, M)).reshape(W.shape)
     raise ValueError(f"unknown weight quantizer {t!r}")
 
@@ -274,8 +274,8 @@ def quantize_weights(qspec: dict, W, params: dict | None = None) -> QWeights:
     elif t == "int":
         M = (1 << (k - 1)) - 1
         Wc = _per_channel(W)
-        mx = np.max(np.abs(Wc), axis=1)
-        s = np.where(mx > 0, mx / M, 1.0)
+        s = np.max(np.abs(Wc), axis=1) / M
+        s = np.where(s > 0, s, 1.0)
         q = np.clip(rnd(Wc / s[:, None]), -M, M).astype(np.int64)
         codes = (q & ((1 << k) - 1)).reshape(W.shape)
         allc = np.arange(1 << k)

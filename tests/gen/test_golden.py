@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 
 from gen.cli import main
 from gen.compare import compare_paths
@@ -25,13 +25,16 @@ def test_int_and_float_paths_agree_on_random_networks(tmp_path_factory):
     * every code where the paths disagree is explained (exact replay on the integer
       accumulator + float/fixed-point rounding within its bound): a threshold tie or
       fixed-point coefficient rounding;
-    * argmax agrees on >= 99% of all frames;
+    * every argmax disagreement is explained: an (explained) code mismatch upstream, or a
+      *logit tie* (the two classes' float logits closer than the last layer's bound);
+    * argmax agrees on >= 99% of all frames of exact-coefficient networks, and on >= 99%
+      of all frames that are not logit ties over every network;
     * frames without any code mismatch in exact-coefficient networks have logits equal
       within 1e-9 relative.
     """
     reports = []
 
-    @settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=80)
     @given(network_plans())
     def run(plan):
         d = tmp_path_factory.mktemp("net")
@@ -43,14 +46,17 @@ def test_int_and_float_paths_agree_on_random_networks(tmp_path_factory):
         reports.append(r)
 
     run()
-    frames = sum(r["frames"] for r in reports)
-    disagree = sum(r["argmax_disagreements"] for r in reports)
-    mism = sum(r["code_mismatches"] for r in reports)
+    tot = lambda key, rs=reports: sum(r[key] for r in rs)
+    frames, disagree, ties = tot("frames"), tot("argmax_disagreements"), tot("argmax_disagreements_logit_tie")
+    exact = [r for r in reports if r["exact"]]
+    mism = tot("code_mismatches")
     elems = sum(s["elements"] for r in reports for s in r["stages"])
-    print(f"{len(reports)} networks, {frames} frames: argmax agreement {1 - disagree / frames:.4f}, "
-          f"code mismatches {mism}/{elems}")
-    assert len(reports) >= 30
-    assert disagree <= 0.01 * frames
+    print(f"{len(reports)} networks ({len(exact)} exact), {frames} frames: argmax agreement "
+          f"{1 - disagree / frames:.4f} ({ties} logit ties, {tot('argmax_disagreements_upstream_codes')} "
+          f"after code mismatches); code mismatches {mism}/{elems}")
+    assert len(reports) >= 50 and len(exact) >= 10
+    assert tot("argmax_disagreements", exact) <= 0.01 * tot("frames", exact)
+    assert disagree - ties <= 0.01 * (frames - ties)
 
 
 def test_example_network_paths_agree_on_real_digits():

@@ -4,7 +4,7 @@ import itertools
 import numpy as np
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 
 from gen import nn
 from gen.golden import Golden
@@ -13,8 +13,7 @@ from gen.quant import ActQuant, IntBasis, bitplane_dot, quantize_weights
 from gen.spec import load_network
 from tests.netgen import network_plans, random_inputs, write_network
 
-SETTINGS = settings(max_examples=25, deadline=None, database=None,
-                    suppress_health_check=list(HealthCheck))
+SETTINGS = settings(max_examples=25)
 
 
 def naive_conv(x, w, s, pads, groups, pad_value):

@@ -1,14 +1,14 @@
 """Quantizers: basis form reproduces fake-quant exactly; integer dot products are exact."""
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from gen.quant import (ActQuant, WEIGHT_TYPES, bitplane_dot, code_bits, fake_quant_weights,
                        quantize_weights)
 
-SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=40)
 floats = st.floats(-4, 4, allow_nan=False, allow_infinity=False, width=64)
 
 
