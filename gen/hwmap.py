@@ -1,0 +1,72 @@
+"""Mapping the integer form onto the streaming hardware (the gen side of ``hw/``).
+
+Streams carry **plane codes** (bit ``p`` of a code is bit-plane ``p``) in HWC order
+(``host/packing.py``). A matmul stage's threshold unit produces *level indices*; a pool on
+codes runs on level indices; then ``out_code_lut`` maps level index -> plane code for the
+next layer (identity for every quantizer but LQ-Nets). Conv padding inserts
+``pad_code``.
+
+The weight matrix of a stage is ``[rows = out channels, cols = N]`` with the columns in the
+order the sliding window emits them: ``(kh, kw, c)`` for a conv (channels innermost, like
+FINN), and the HWC flattening of the input feature map for a dense layer (the spec's
+dense weights are in C,H,W order and are permuted here, once).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import NotSupportedError
+from .golden import Golden
+from .lower import MatmulStage
+
+
+def weight_codes(stage: MatmulStage) -> np.ndarray:
+    """Plane codes of the weights, ``[rows, N]`` in window/stream column order."""
+    codes = np.asarray(stage.wq.codes)
+    if stage.kind == "conv":
+        if stage.groups != 1:
+            raise NotSupportedError(f"layer '{stage.name}': grouped convolution (groups={stage.groups}) "
+                                    "is not supported by the hardware engines yet")
+        O = codes.shape[0]
+        return codes.transpose(0, 2, 3, 1).reshape(O, -1)          # O, (kh, kw, c)
+    O = codes.shape[0]
+    shp = stage.in_shape
+    if len(shp) == 3:
+        C, H, W = shp
+        return codes.reshape(O, C, H, W).transpose(0, 2, 3, 1).reshape(O, -1)
+    return codes.reshape(O, -1)
+
+
+def weight_ints(stage: MatmulStage) -> np.ndarray:
+    """Integer weight values in the same layout as :func:`weight_codes`."""
+    c = weight_codes(stage)
+    return stage.wq.int_basis.int_values(c)
+
+
+def out_code_lut(stage: MatmulStage) -> np.ndarray:
+    """Level index -> plane code of the stage's output activation."""
+    return np.asarray(stage.out_act.level_codes, dtype=np.int64)
+
+
+def in_codes(stage: MatmulStage, idx) -> np.ndarray:
+    """Plane codes of the stage's input from level indices (what the input stream carries)."""
+    return np.asarray(stage.in_act.level_codes, dtype=np.int64)[np.asarray(idx, dtype=np.int64)]
+
+
+def pad_code(stage: MatmulStage) -> int:
+    """Plane code inserted by conv padding (0 when the stage has no padding)."""
+    if stage.pad_index is None:
+        return 0
+    return int(stage.in_act.level_codes[stage.pad_index])
+
+
+def stage_io(stage: MatmulStage, idx):
+    """(input plane codes, expected output) of one stage for input level indices ``idx``.
+
+    The output is plane codes (via :func:`out_code_lut`) for threshold stages and signed
+    accumulators for the raw last stage — exactly what the RTL block must emit.
+    """
+    out = Golden.run_stage(stage, idx)
+    if not stage.raw:
+        out = out_code_lut(stage)[out]
+    return in_codes(stage, idx), out
