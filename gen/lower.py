@@ -154,7 +154,7 @@ class MatmulStage:
         else:
             down = (~self.up).any(axis=1)
             d["output"] = {"act": self.out_act.describe(), "thresholds_per_channel": int(self.thresholds.shape[1]),
-                           "down_channels": int(down.sum()),
+                           "down_channels": int(down.sum()), "two_sided": not self.out_act.monotone,
                            "threshold_bits": signed_bits(self.acc_lo - 1, self.acc_hi + 1)}
         return d
 

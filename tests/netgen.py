@@ -11,11 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import yaml
 from hypothesis import strategies as st
 
-from gen.golden import Golden
-from gen.spec import load_network, window_geometry
+from gen.randnet import write_random_network
+from gen.spec import window_geometry
 
 WEIGHT_QUANTS = [
     {"type": "dorefa", "bits": 1}, {"type": "dorefa", "bits": 2}, {"type": "dorefa", "bits": 3},
@@ -87,103 +86,9 @@ def network_plans(draw, max_convs: int = 3, weight_quants=None, act_quants=None)
     return plan
 
 
-def _target(next_act):
-    """(beta, |gamma|) putting a batchnorm's output across the next activation's levels."""
-    if next_act is None:
-        return 0.0, 1.0
-    nonlin, q, basis = next_act
-    t = q["type"]
-    if t == "sign":
-        return 0.0, 1.0
-    if nonlin == "cabs":
-        return 0.0, 0.6
-    if t == "lq":
-        top = float(np.sum(basis))
-        return top / 2, top / 2.5
-    if t == "uint":
-        top = ((1 << q["bits"]) - 1) * q["scale"]
-        return top / 2, top / 2.5
-    return 0.5, 0.35
-
-
 def write_network(plan: dict, out_dir, seed: int = 0, n_calib: int = 64) -> Path:
     """Write ``<out_dir>/<name>.yaml`` + ``.npz`` for a plan; return the YAML path."""
-    rng = np.random.default_rng(seed)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    name = plan["name"]
-    spec = dict(plan, weights=f"{name}.npz")
-    yaml_path, npz_path = out_dir / f"{name}.yaml", out_dir / f"{name}.npz"
-    yaml_path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    p = {}
-    shape = tuple(plan["input"]["shape"])
-    acts = {}
-    bns = []
-    layers = plan["layers"]
-    for idx, l in enumerate(layers):
-        op = l["op"]
-        if op == "conv":
-            C, H, W = shape
-            g, k, O = l["groups"], l["kernel"], l["out_channels"]
-            fan = C // g * k * k
-            p[f"{l['name']}/W"] = rng.normal(0, 1 / np.sqrt(fan), (O, C // g, k, k))
-            oh, ow, _ = window_geometry(H, W, k, l["stride"], l["padding"])
-            shape = (O, oh, ow)
-        elif op == "dense":
-            fan = int(np.prod(shape))
-            O = l["out_features"]
-            p[f"{l['name']}/W"] = rng.normal(0, 1 / np.sqrt(fan), (O, fan))
-            shape = (O,)
-        elif op == "maxpool":
-            C, H, W = shape
-            shape = (C,) + window_geometry(H, W, l["kernel"], l["stride"], l["padding"])[:2]
-        elif op == "batchnorm":
-            C = shape[0]
-            p.update({f"{l['name']}/gamma": np.ones(C), f"{l['name']}/beta": np.zeros(C),
-                      f"{l['name']}/mean": np.zeros(C), f"{l['name']}/var": np.ones(C)})
-            nxt = next((m for m in layers[idx + 1:] if m["op"] == "quant_act"), None)
-            if nxt is not None and any(m["op"] in ("conv", "dense") for m in
-                                       layers[idx + 1:layers.index(nxt)]):
-                nxt = None
-            bns.append((l["name"], nxt))
-        elif op == "quant_act":
-            q = l["quant"]
-            if q["type"] == "lq":
-                b = q["bits"]
-                basis = (2.0 ** np.arange(b)) * rng.uniform(0.15, 0.3, b)
-                p[f"{l['name']}/basis"] = basis
-                acts[l["name"]] = basis
-        if op in ("conv", "dense"):
-            wq = l.get("weight_quant") or {}
-            std = float(np.std(p[f"{l['name']}/W"]))
-            O = p[f"{l['name']}/W"].shape[0]
-            if l.get("bias"):
-                p[f"{l['name']}/b"] = rng.normal(0, 0.1, O)
-            if wq.get("type") == "ttq":
-                p[f"{l['name']}/Wp"] = np.array(std * rng.uniform(0.5, 1.5))
-                p[f"{l['name']}/Wn"] = np.array(std * rng.uniform(0.5, 1.5))
-            elif wq.get("type") == "lq":
-                b = wq["bits"]
-                p[f"{l['name']}/basis"] = (2.0 ** np.arange(b))[:, None] * std * rng.uniform(0.3, 0.6, (b, O))
-    np.savez(npz_path, **p)
-    c0 = plan["input"]["shape"]
-    x = rng.integers(0, 1 << plan["input"]["bits"], (n_calib, *c0)).astype(np.uint8)
-    for bn_name, nxt in bns:
-        net = load_network(yaml_path)
-        layer = net.layer(bn_name)
-        prev = net.layers[layer.index - 1]
-        _, trace = Golden(net).run_float(x, trace=True)
-        y = trace[prev.name]
-        axes = (0, 2, 3) if y.ndim == 4 else (0,)
-        C = y.shape[1]
-        beta, gam = _target(None if nxt is None else
-                            (nxt["nonlin"], nxt["quant"], acts.get(nxt["name"])))
-        p[f"{bn_name}/mean"] = y.mean(axes)
-        p[f"{bn_name}/var"] = y.var(axes) + 1e-3
-        p[f"{bn_name}/gamma"] = np.where(rng.random(C) < 0.3, -1.0, 1.0) * gam * rng.uniform(0.8, 1.2, C)
-        p[f"{bn_name}/beta"] = beta + rng.normal(0, 0.05, C)
-        np.savez(npz_path, **p)
-    return yaml_path
+    return write_random_network(plan, out_dir, seed=seed, n_calib=n_calib)
 
 
 def random_inputs(net, n: int, seed: int = 1):

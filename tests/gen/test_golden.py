@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 
 from gen.cli import main
@@ -115,3 +116,24 @@ def test_bench_golden_prints_throughput():
     r = subprocess.run([sys.executable, "bench/golden.py", "--frames", "64", "--repeat", "1"],
                        capture_output=True, text=True, cwd=ROOT, check=True)
     assert "int path" in r.stdout and "float path" in r.stdout and "frames/s" in r.stdout
+
+
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+
+
+def test_reference_networks_are_shipped():
+    names = {p.stem for p in EXAMPLES}
+    assert {"lenet-w2a2", "tfc-w1a1", "tfc-w2a2", "cnv-w1a1", "cnv-w2a2", "svhn-dorefa-w1a2",
+            "lenet-lq-w2a2", "lenet-ttq-a2"} <= names
+
+
+@pytest.mark.parametrize("spec", EXAMPLES, ids=lambda p: p.stem)
+def test_example_networks_int_path_explained(spec):
+    net = load_network(spec)
+    g = Golden(net)
+    x = (np.load(DIGITS, allow_pickle=False)["x"][:32] if net.input_shape == (1, 28, 28)
+         else random_inputs(net, 8))
+    r = compare_paths(g, x)
+    assert r["unexplained"] == 0
+    if r["exact"]:
+        assert r["argmax_agreement"] == 1.0 and r["code_mismatches"] == 0
