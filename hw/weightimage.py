@@ -1,0 +1,116 @@
+"""The weight image: how weights and thresholds travel to the accelerator at run time.
+
+One definition, shared by the compiler (writes ``weights.bin``), the host driver (streams
+it and checks the checksum register) and the gateware loader (parses it). Pure Python.
+
+Layout: a sequence of little-endian 32-bit words.
+
+* word 0: ``IMAGE_MAGIC``;
+* then sections, each a header word followed by ``count`` payload words::
+
+      header[31:24] = layer index (0..254)       header[23:20] = memory kind (MEM_*)
+      header[19:0]  = count of 32-bit payload words
+
+  The payload carries the memory's entries in address order, each entry split into
+  ``ceil(width/32)`` 32-bit words, least-significant word first;
+* last word: ``END_WORD`` (layer index 255).
+
+The checksum (register ``WEIGHT_CHECKSUM``) covers every word the loader accepts, magic and
+end word included: ``c = rotl32(c, 1) ^ word``, starting from 0. It is order-sensitive and
+costs one XOR per bit in hardware.
+"""
+from __future__ import annotations
+
+IMAGE_MAGIC = 0xB17C_0DE5
+END_LAYER = 0xFF
+END_WORD = END_LAYER << 24
+MEM_WEIGHTS, MEM_THRESHOLDS, MEM_CONSTANTS = 0, 1, 2
+MAX_COUNT = (1 << 20) - 1
+MASK32 = 0xFFFF_FFFF
+
+
+def header(layer: int, mem: int, count: int) -> int:
+    if not 0 <= layer < END_LAYER:
+        raise ValueError(f"layer index {layer} out of range 0..{END_LAYER - 1}")
+    if not 0 <= mem < 16:
+        raise ValueError(f"memory kind {mem} out of range 0..15")
+    if not 0 <= count <= MAX_COUNT:
+        raise ValueError(f"section of {count} words exceeds {MAX_COUNT}")
+    return (layer << 24) | (mem << 20) | count
+
+
+def parse_header(word: int) -> tuple[int, int, int]:
+    return (word >> 24) & 0xFF, (word >> 20) & 0xF, word & MAX_COUNT
+
+
+def words_per_entry(width: int) -> int:
+    return max(1, -(-width // 32))
+
+
+def split_entries(entries, width: int) -> list[int]:
+    """Memory entries of ``width`` bits -> 32-bit words, least-significant word first."""
+    n = words_per_entry(width)
+    out = []
+    for e in entries:
+        e = int(e)
+        if e < 0 or e >> width:
+            raise ValueError(f"entry {e} does not fit {width} unsigned bits")
+        out.extend((e >> (32 * i)) & MASK32 for i in range(n))
+    return out
+
+
+def join_entries(words, width: int) -> list[int]:
+    """Inverse of :func:`split_entries`."""
+    n = words_per_entry(width)
+    if len(words) % n:
+        raise ValueError(f"{len(words)} words do not make whole {width}-bit entries")
+    return [sum(int(words[i + j]) << (32 * j) for j in range(n)) for i in range(0, len(words), n)]
+
+
+def pack_image(sections) -> list[int]:
+    """``sections``: iterable of ``(layer, mem, entries, width)`` -> the image's 32-bit words."""
+    words = [IMAGE_MAGIC]
+    for layer, mem, entries, width in sections:
+        payload = split_entries(entries, width)
+        words.append(header(layer, mem, len(payload)))
+        words.extend(payload)
+    words.append(END_WORD)
+    return words
+
+
+def unpack_image(words) -> list[tuple[int, int, list[int]]]:
+    """Parse an image into ``(layer, mem, payload_words)`` sections; raises ValueError."""
+    words = [int(w) for w in words]
+    if not words or words[0] != IMAGE_MAGIC:
+        raise ValueError(f"not a weight image: first word must be 0x{IMAGE_MAGIC:08X}")
+    out, i = [], 1
+    while True:
+        if i >= len(words):
+            raise ValueError("weight image ends without the end word")
+        layer, mem, count = parse_header(words[i])
+        if layer == END_LAYER:
+            if i != len(words) - 1:
+                raise ValueError(f"{len(words) - 1 - i} word(s) after the end word")
+            return out
+        if i + 1 + count > len(words):
+            raise ValueError(f"section for layer {layer} claims {count} words, only {len(words) - i - 1} left")
+        out.append((layer, mem, words[i + 1:i + 1 + count]))
+        i += 1 + count
+
+
+def checksum(words) -> int:
+    """``c = rotl32(c, 1) ^ word`` over all words, from 0 (the WEIGHT_CHECKSUM register)."""
+    c = 0
+    for w in words:
+        c = (((c << 1) | (c >> 31)) & MASK32) ^ (int(w) & MASK32)
+    return c
+
+
+def to_bytes(words) -> bytes:
+    return b"".join(int(w).to_bytes(4, "little") for w in words)
+
+
+def from_bytes(data: bytes) -> list[int]:
+    if len(data) % 4:
+        raise ValueError(f"weight image of {len(data)} bytes is not a whole number of 32-bit words")
+    return [int.from_bytes(data[i:i + 4], "little") for i in range(0, len(data), 4)]
