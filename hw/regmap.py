@@ -57,7 +57,9 @@ REGISTERS = (
     Register("CTRL", 0x0C, "pulse", "commands",
              (Field("SOFT_RESET", 0, desc="flush the datapath and counters (weights are kept)"),
               Field("CLEAR_COUNTERS", 1, desc="zero the frame and cycle counters"),
-              Field("CLEAR_CHECKSUM", 2, desc="zero the weight checksum and word count before a load"))),
+              Field("CLEAR_CHECKSUM", 2, desc="zero the weight checksum and word count before a load"),
+              Field("LOAD_WEIGHTS", 3, desc="the next s_axis frame (up to tlast) is a weight image "
+                                            "(hw/weightimage.py), not pixels"))),
     Register("STATUS", 0x10, "ro", "state",
              (Field("BUSY", 0, desc="a frame is inside the pipeline"),
               Field("WEIGHTS_LOADING", 1, desc="the input stream currently carries a weight image"),
