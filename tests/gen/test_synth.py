@@ -1,0 +1,67 @@
+"""Open synthesis flow on a small real design (the AXI4-Lite register file)."""
+import json
+
+import pytest
+from amaranth.back import verilog
+
+from gen.cli import main
+from gen.synth import io_wrapper, parse_nextpnr_log, synthesize, top_ports, xilinx_summary
+from hw.axil import AXILiteRegisters
+
+
+@pytest.fixture(scope="module")
+def regs_v(tmp_path_factory):
+    v = verilog.convert(AXILiteRegisters(), name="regs")
+    p = tmp_path_factory.mktemp("v") / "regs.v"
+    p.write_text(v)
+    return p
+
+
+def test_ports_and_wrapper(regs_v):
+    v = regs_v.read_text()
+    ports = top_ports(v, "regs")
+    names = {n for _, n, _ in ports}
+    assert {"clk", "rst", "s_axil_awaddr", "s_axil_rdata"} <= names
+    w = dict((n, wd) for _, n, wd in ports)
+    assert w["s_axil_wdata"] == 32 and w["s_axil_awaddr"] == 6
+    wrapped, top, info = io_wrapper(v, "regs")
+    assert top == "bp_wrap" and "module bp_wrap" in wrapped
+    assert info["input_bits"] == sum(wd for d, n, wd in ports if d == "input" and n != "clk")
+
+
+def test_xilinx_estimate(regs_v, tmp_path, capsys):
+    rc = main(["synth", str(regs_v), "--top", "regs", "--target", "xc7z020", "--json", str(tmp_path / "r.json")])
+    assert rc == 0
+    rep = json.loads((tmp_path / "r.json").read_text())
+    r = rep["resources"]
+    assert r["FF"] >= 32 * 4 and r["LUT"] > 0 and rep["timing"] is None
+    assert r == xilinx_summary(rep["cells"])
+    assert "no timing" in capsys.readouterr().out
+
+
+def test_ecp5_place_and_route_matches_nextpnr_log(regs_v, tmp_path):
+    rep = synthesize(regs_v.read_text(), "regs", "ecp5-85k", 50, cache_dir=tmp_path, progress=lambda m: None)
+    assert rep["fits"] and rep["bitstream"] == "design.bit"
+    log = rep["log_check"]
+    # the report's Fmax and utilisation are nextpnr's own figures
+    assert rep["fmax_per_clock"].keys() == log["fmax"].keys()
+    for k, v in rep["fmax_per_clock"].items():
+        assert abs(v - log["fmax"][k]) < 0.01
+    for k, (used, avail) in log["utilisation"].items():
+        assert rep["utilisation"][k] == {"used": used, "available": avail}
+    assert rep["utilisation"]["TRELLIS_FF"]["used"] >= 200
+    again = synthesize(regs_v.read_text(), "regs", "ecp5-85k", 50, cache_dir=tmp_path, progress=lambda m: None)
+    assert again["cached"] and again["fmax_mhz"] == rep["fmax_mhz"]
+
+
+def test_log_parser():
+    text = ("Info: Device utilisation:\nInfo: \t          TRELLIS_FF:      32/  83640     0%\n"
+            "Info: Max frequency for clock 'clk': 123.45 MHz (PASS at 100.00 MHz)\n")
+    d = parse_nextpnr_log(text)
+    assert d["fmax"] == {"clk": 123.45} and d["utilisation"] == {"TRELLIS_FF": (32, 83640)}
+
+
+def test_bad_synth_inputs(tmp_path, capsys):
+    assert main(["synth", str(tmp_path), "--target", "ecp5-85k"]) == 1
+    assert "not a compiled accelerator folder" in capsys.readouterr().err
+    assert main(["synth", str(tmp_path / "x.v"), "--target", "ecp5-85k"]) == 1
