@@ -20,7 +20,6 @@ from .errors import BitplaneError, InputError, NotSupportedError
 
 # Subcommands that exist in the design but are not implemented yet, with their issue.
 PLANNED = {
-    "plan": ("folding planner", 4),
     "compile": ("network compiler (Verilog + weights + manifest)", 4),
     "sim": ("RTL simulation of a compiled accelerator", 4),
     "project": ("Vivado project emission", 7),
@@ -150,6 +149,34 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def cmd_plan(args) -> int:
+    from .lower import lower
+    from .plan import plan
+    net = _net(args.spec)
+    low = lower(net)
+    p = plan(low, target_fps=args.target_fps, clock_mhz=args.clock_mhz, lut_budget=args.lut_budget,
+             fold_file=args.fold)
+    if args.json:
+        out = dict(p, folds=[f.__dict__ for f in p["folds"]])
+        print(json.dumps(out, indent=2))
+        return 0
+    goal = (f"target {args.target_fps:g} frames/s" if args.target_fps else
+            f"LUT budget {args.lut_budget:,}" if args.lut_budget else "smallest folding")
+    print(f"{net.name}: plan for {goal} at {args.clock_mhz:g} MHz"
+          + (f", fold file {args.fold}" if args.fold else ""))
+    hdr = f"{'layer':<10} {'PE':>5} {'SIMD':>5} {'cycles/frame':>13} {'est. LUTs':>10} {'weight bits':>12} " \
+          f"{'thr bits':>9}  source"
+    print(hdr)
+    print("-" * len(hdr))
+    for f in p["folds"]:
+        mark = "  <- bottleneck" if f.stage == p["bottleneck"] else ""
+        print(f"{f.stage:<10} {f.pe:>5} {f.simd:>5} {f.cycles:>13,} {f.luts:>10,} {f.weight_bits:>12,} "
+              f"{f.threshold_bits:>9,}  {f.source}{mark}")
+    print(f"pipeline: {p['cycles_per_frame']:,} cycles/frame -> {p['fps']:,.1f} frames/s at "
+          f"{args.clock_mhz:g} MHz; about {p['luts']:,} LUTs, {p['memory_bits']:,} memory bits")
+    return 0
+
+
 def cmd_synth(args) -> int:
     from .synth import TARGETS, synthesize
     path = Path(args.design)
@@ -213,6 +240,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(fn=cmd_inspect)
+
+    p = sub.add_parser("plan", help="folding planner: PE/SIMD per layer, cycles, LUT estimate, bottleneck")
+    p.add_argument("spec")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--target-fps", type=float, help="frames/s to reach at --clock-mhz")
+    g.add_argument("--lut-budget", type=int, help="total LUTs to spend")
+    p.add_argument("--clock-mhz", type=float, default=100.0)
+    p.add_argument("--fold", help="YAML fold file {layer: {pe: P, simd: S}} overriding the planner")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_plan)
 
     p = sub.add_parser("synth", help="open synthesis: LUT/FF/BRAM/Fmax report (ECP5, iCE40; Xilinx estimate)")
     p.add_argument("design", help="compiled folder (bitplane compile -o) or a Verilog file")

@@ -1,0 +1,194 @@
+"""Folding planner: PE/SIMD per layer from one goal, balancing the dataflow pipeline.
+
+A matmul stage with ``R`` output channels, dot length ``N`` and ``V`` output vectors per
+frame (output pixels of a conv, 1 for a dense layer), folded onto ``PE`` rows and ``SIMD``
+lanes, takes ``V * (R/PE) * (N/SIMD) * P_w * P_a`` cycles per frame in the bit-serial
+engine (:func:`stage_cycles`); the slowest stage sets the frame rate of the pipeline.
+
+Goals:
+
+* ``target_fps`` at ``clock_mhz``: every stage gets the cheapest fold (estimated LUTs)
+  whose cycles/frame meet ``clock / fps``;
+* ``lut_budget``: starting from the smallest folds, the bottleneck stage is widened step
+  by step (cheapest step that lowers its cycles) while the total estimate fits;
+* a fold file (YAML ``{layer: {pe: P, simd: S}}``) overrides any stage.
+
+Constraints: ``PE`` divides ``R``; for a conv ``SIMD`` divides the input channels or is a
+multiple of them covering whole kernel positions (:func:`simd_options`); for a dense layer
+it divides ``N``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import yaml
+
+from .errors import BitplaneError
+from .lower import Lowered, MatmulStage
+
+
+class PlanError(BitplaneError):
+    pass
+
+
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def stage_vectors(st: MatmulStage) -> int:
+    """Output vectors per frame: output pixels of a conv (before pooling), 1 for dense."""
+    return int(st.mm_shape[1] * st.mm_shape[2]) if st.kind == "conv" else 1
+
+
+def simd_options(st: MatmulStage) -> list[int]:
+    """Legal SIMD values: a conv's window streams chunks of its input channels ``C``, so SIMD
+    divides ``C`` or is a multiple ``m*C`` with ``m`` dividing ``K*K`` (several kernel
+    positions per word, after a width converter); a dense layer: any divisor of ``N``."""
+    if st.kind != "conv":
+        return divisors(st.n_dot)
+    C = int(st.in_shape[0])
+    return sorted(set(divisors(C)) | {C * m for m in divisors(st.kernel * st.kernel)})
+
+
+def vector_cycles(rows: int, cols: int, pe: int, simd: int, pw: int, pa: int) -> int:
+    """Bit-serial MVTU cycles per output vector (no pipeline latency): (R/PE)(N/SIMD)P_wP_a."""
+    return (rows // pe) * (cols // simd) * pw * pa
+
+
+def stage_cycles(st: MatmulStage, pe: int, simd: int) -> int:
+    return stage_vectors(st) * vector_cycles(st.out_channels, st.n_dot, pe, simd, st.wq.planes,
+                                             st.in_act.planes)
+
+
+def estimate_luts(st: MatmulStage, pe: int, simd: int) -> int:
+    """LUT estimate of one folded engine (calibrated against synthesis in bench/).
+
+    AND + popcount: ~1 LUT per lane; per PE: accumulator and coefficient shift-add (~2 LUTs
+    per accumulator bit) and ``T`` parallel threshold comparators (~1 LUT per 2 bits each);
+    control ~60 LUTs. A first-order model, to be replaced by fitted synthesis figures.
+    """
+    T = 0 if st.raw else int(st.thresholds.shape[1])
+    acc = st.acc_bits
+    return int(pe * simd + pe * (2 * acc + T * ((acc + 1) // 2) + 4) + 60)
+
+
+def memory_bits(st: MatmulStage) -> dict:
+    T = 0 if st.raw else int(st.thresholds.shape[1])
+    return {"weights": st.out_channels * st.n_dot * st.wq.planes,
+            "thresholds": st.out_channels * T * (st.acc_bits + 1)}
+
+
+@dataclass
+class Fold:
+    stage: str
+    pe: int
+    simd: int
+    cycles: int
+    luts: int
+    weight_bits: int
+    threshold_bits: int
+    source: str = "planner"
+
+
+def check_fold(st: MatmulStage, pe: int, simd: int, where: str):
+    if pe < 1 or st.out_channels % pe:
+        raise PlanError(f"{where}: layer '{st.name}': PE={pe} must divide the {st.out_channels} output "
+                        f"channels (choose from {divisors(st.out_channels)})")
+    opts = simd_options(st)
+    if simd not in opts:
+        what = (f"divide the {st.in_shape[0]} input channels or be a multiple of them dividing "
+                f"{st.kernel}x{st.kernel}x{st.in_shape[0]}" if st.kind == "conv" else f"divide the {st.n_dot} inputs")
+        raise PlanError(f"{where}: layer '{st.name}': SIMD={simd} must {what} (choose from {opts})")
+
+
+def _fold(st, pe, simd, source="planner") -> Fold:
+    m = memory_bits(st)
+    return Fold(st.name, pe, simd, stage_cycles(st, pe, simd), estimate_luts(st, pe, simd),
+                m["weights"], m["thresholds"], source)
+
+
+def _options(st):
+    opts = [(_fold(st, p, s)) for p in divisors(st.out_channels) for s in simd_options(st)]
+    return sorted(opts, key=lambda f: (f.luts, f.cycles))
+
+
+def load_fold_file(path) -> dict:
+    try:
+        with open(path) as f:
+            doc = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise PlanError(f"{path}: fold file not found") from None
+    except yaml.YAMLError as e:
+        raise PlanError(f"{path}: invalid YAML: {e}") from None
+    if not isinstance(doc, dict):
+        raise PlanError(f"{path}: expected a mapping {{layer: {{pe: P, simd: S}}}}")
+    for k, v in doc.items():
+        if not isinstance(v, dict) or set(v) - {"pe", "simd"} or not all(
+                isinstance(x, int) and not isinstance(x, bool) for x in v.values()):
+            raise PlanError(f"{path}: layer '{k}': expected {{pe: int, simd: int}}, got {v!r}")
+    return doc
+
+
+def plan(low: Lowered, target_fps: float | None = None, clock_mhz: float = 100.0,
+         lut_budget: int | None = None, fold_file=None) -> dict:
+    """Choose a fold per matmul stage; return ``{"folds": [...], "bottleneck": ..., ...}``."""
+    stages = [s for s in low.stages if isinstance(s, MatmulStage)]
+    overrides = {}
+    if fold_file is not None:
+        overrides = load_fold_file(fold_file)
+        names = {s.name for s in stages}
+        for k in overrides:
+            if k not in names:
+                raise PlanError(f"{fold_file}: layer '{k}' is not a conv/dense layer of the network "
+                                f"(layers: {', '.join(sorted(names))})")
+    if target_fps is not None and lut_budget is not None:
+        raise PlanError("give either --target-fps or --lut-budget, not both")
+    folds = {}
+    for st in stages:
+        if st.name in overrides:
+            o = overrides[st.name]
+            pe, simd = o.get("pe", 1), o.get("simd", 1)
+            check_fold(st, pe, simd, str(fold_file))
+            folds[st.name] = _fold(st, pe, simd, "fold file")
+    free = [s for s in stages if s.name not in folds]
+    if target_fps is not None:
+        if target_fps <= 0:
+            raise PlanError(f"--target-fps must be positive, got {target_fps}")
+        budget_cycles = clock_mhz * 1e6 / target_fps
+        for st in free:
+            ok = [f for f in _options(st) if f.cycles <= budget_cycles]
+            if not ok:
+                best = min(_options(st), key=lambda f: f.cycles)
+                raise PlanError(f"layer '{st.name}' cannot reach {target_fps:g} frames/s at {clock_mhz:g} MHz: "
+                                f"fully parallel it needs {best.cycles} cycles/frame "
+                                f"(> {budget_cycles:.0f}); lower the target or raise the clock")
+            folds[st.name] = ok[0]
+    else:
+        for st in free:
+            folds[st.name] = _fold(st, 1, 1)
+        if lut_budget is not None:
+            total = sum(f.luts for f in folds.values())
+            if total > lut_budget:
+                raise PlanError(f"LUT budget {lut_budget:,} is too small: the smallest folding of this network "
+                                f"needs about {total:,} LUTs")
+            opts = {st.name: _options(st) for st in free}
+            while free:
+                st = max(free, key=lambda s: folds[s.name].cycles)
+                cur = folds[st.name]
+                step = [f for f in opts[st.name] if f.cycles < cur.cycles]
+                if not step:
+                    break
+                nxt = min(step, key=lambda f: (f.luts, f.cycles))
+                if total - cur.luts + nxt.luts > lut_budget:
+                    break
+                total += nxt.luts - cur.luts
+                folds[st.name] = nxt
+    ordered = [folds[s.name] for s in stages]
+    bottleneck = max(ordered, key=lambda f: f.cycles)
+    return {
+        "clock_mhz": clock_mhz, "target_fps": target_fps, "lut_budget": lut_budget,
+        "folds": ordered, "bottleneck": bottleneck.stage, "cycles_per_frame": bottleneck.cycles,
+        "fps": clock_mhz * 1e6 / bottleneck.cycles,
+        "luts": sum(f.luts for f in ordered),
+        "memory_bits": sum(f.weight_bits + f.threshold_bits for f in ordered),
+    }

@@ -1,0 +1,70 @@
+"""Folding planner: goals, constraints, errors before anything is written."""
+from pathlib import Path
+
+import pytest
+
+from gen.cli import main
+from gen.lower import lower
+from gen.plan import PlanError, plan, simd_options, stage_cycles
+from gen.spec import load_network
+
+EX = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.fixture(scope="module")
+def cnv():
+    return lower(load_network(EX / "cnv-w1a1.yaml"))
+
+
+def test_target_fps_is_met_with_cheapest_folds(cnv):
+    p = plan(cnv, target_fps=2000, clock_mhz=100)
+    assert p["fps"] >= 2000
+    budget = 100e6 / 2000
+    for f in p["folds"]:
+        assert f.cycles <= budget
+    slow = max(p["folds"], key=lambda f: f.cycles)
+    assert p["bottleneck"] == slow.stage and p["cycles_per_frame"] == slow.cycles
+    more = plan(cnv, target_fps=8000, clock_mhz=100)
+    assert more["luts"] > p["luts"]                           # faster costs more
+
+
+def test_cycles_formula(cnv):
+    st = cnv.stages[0]                                        # conv0: 64 x 27, 30x30 outputs, P_w=1, P_a=8
+    assert stage_cycles(st, 1, 1) == 900 * 64 * 27 * 1 * 8
+    assert stage_cycles(st, 64, 27) == 900 * 8
+    assert simd_options(st) == [1, 3, 9, 27]                 # divisors of C=3, or 3*m with m | 9
+
+
+def test_lut_budget_balances_the_pipeline(cnv):
+    small = plan(cnv, lut_budget=5000)
+    big = plan(cnv, lut_budget=20000)
+    assert small["luts"] <= 5000 and big["luts"] <= 20000
+    assert big["cycles_per_frame"] < small["cycles_per_frame"]
+    with pytest.raises(PlanError, match="too small"):
+        plan(cnv, lut_budget=100)
+
+
+def test_fold_file_overrides_and_validation(cnv, tmp_path):
+    f = tmp_path / "fold.yaml"
+    f.write_text("conv0: {pe: 8, simd: 3}\n")
+    p = plan(cnv, fold_file=f)
+    c0 = p["folds"][0]
+    assert (c0.pe, c0.simd, c0.source) == (8, 3, "fold file")
+    for text, msg in (("conv0: {pe: 3, simd: 1}\n", "PE=3 must divide the 64"),
+                      ("conv1: {pe: 1, simd: 5}\n", "SIMD=5 must divide the 64 input channels"),
+                      ("convX: {pe: 1}\n", "not a conv/dense layer"),
+                      ("conv0: [1, 2]\n", "expected {pe: int, simd: int}")):
+        f.write_text(text)
+        with pytest.raises(PlanError, match=msg.replace("{", r"\{").replace("}", r"\}")):
+            plan(cnv, fold_file=f)
+
+
+def test_unreachable_target_is_a_clear_error(cnv, capsys):
+    rc = main(["plan", str(EX / "cnv-w1a1.yaml"), "--target-fps", "1e9"])
+    assert rc == 1 and "cannot reach" in capsys.readouterr().err
+
+
+def test_cli_table(capsys):
+    assert main(["plan", str(EX / "tfc-w2a2.yaml"), "--target-fps", "10000"]) == 0
+    out = capsys.readouterr().out
+    assert "bottleneck" in out and "frames/s" in out
