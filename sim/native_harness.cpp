@@ -1,0 +1,236 @@
+// bitplane native bulk-simulation harness (Verilator, C++).
+//
+// Streams whole files of frames through an accelerator top with the DESIGN.md section 5
+// ports (clk, rst, s_axis_*, m_axis_*, s_axil_*) without Python in the loop:
+//
+//   harness --regs REGS --in IN --in-frame-words N --out OUT --out-frame-words M --frames F
+//           [--weights W] [--seed S] [--gap-pct P] [--stall-pct Q] [--max-cycles C]
+//           [--read-regs R] [--fst FILE]
+//
+// REGS: text lines "w OFFSET VALUE" (AXI4-Lite writes before streaming, hex or decimal).
+// IN / W / OUT: raw little-endian words of the s_axis / m_axis tdata width rounded up to
+// 8 bytes (uint64 per beat). W, when given, is sent as one frame (tlast on its last word)
+// after writing CTRL.LOAD_WEIGHTS via REGS. R: offsets read back over AXI4-Lite at the end.
+// Random input gaps / output stalls (percent, seeded) exercise backpressure.
+// Prints one JSON line: cycles, per-frame output completion cycles, register reads.
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "Vdut.h"
+#include "verilated.h"
+#ifdef BP_TRACE
+#include "verilated_fst_c.h"
+#endif
+
+static Vdut* d;
+static uint64_t cycle = 0;
+#ifdef BP_TRACE
+static VerilatedFstC* tfp = nullptr;
+#endif
+
+static void tick() {
+    d->clk = 1;
+    d->eval();
+#ifdef BP_TRACE
+    if (tfp) tfp->dump(2 * cycle + 1);
+#endif
+    d->clk = 0;
+    d->eval();
+#ifdef BP_TRACE
+    if (tfp) tfp->dump(2 * cycle + 2);
+#endif
+    cycle++;
+}
+
+static void axil_write(uint32_t off, uint32_t val) {
+    d->s_axil_awaddr = off; d->s_axil_awvalid = 1;
+    d->s_axil_wdata = val; d->s_axil_wstrb = 0xF; d->s_axil_wvalid = 1;
+    d->s_axil_bready = 1;
+    bool aw = false, w = false;
+    for (int i = 0; i < 1000 && !(aw && w); i++) {
+        d->eval();
+        bool awr = d->s_axil_awready, wr = d->s_axil_wready;
+        tick();
+        if (awr) { aw = true; d->s_axil_awvalid = 0; }
+        if (wr) { w = true; d->s_axil_wvalid = 0; }
+    }
+    for (int i = 0; i < 1000; i++) {
+        d->eval();
+        bool done = d->s_axil_bvalid;
+        tick();
+        if (done) break;
+    }
+    d->s_axil_bready = 0;
+}
+
+static uint32_t axil_read(uint32_t off) {
+    d->s_axil_araddr = off; d->s_axil_arvalid = 1; d->s_axil_rready = 1;
+    for (int i = 0; i < 1000; i++) {
+        d->eval();
+        bool r = d->s_axil_arready;
+        tick();
+        if (r) break;
+    }
+    d->s_axil_arvalid = 0;
+    uint32_t v = 0;
+    for (int i = 0; i < 1000; i++) {
+        d->eval();
+        bool ok = d->s_axil_rvalid;
+        v = d->s_axil_rdata;
+        tick();
+        if (ok) break;
+    }
+    d->s_axil_rready = 0;
+    return v;
+}
+
+static std::vector<uint64_t> read_words(const char* path) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) { fprintf(stderr, "harness: cannot open %s\n", path); exit(2); }
+    std::vector<char> b((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    if (b.size() % 8) { fprintf(stderr, "harness: %s is not a whole number of 8-byte words\n", path); exit(2); }
+    std::vector<uint64_t> w(b.size() / 8);
+    memcpy(w.data(), b.data(), b.size());
+    return w;
+}
+
+// Stream `words` (frames of `frame_words`, tlast on each frame's last word) while collecting
+// output beats; returns false on timeout.
+static bool stream(const std::vector<uint64_t>& words, uint64_t frame_words, std::vector<uint64_t>& out,
+                   uint64_t out_frame_words, uint64_t expect_out, std::vector<uint64_t>* done_cycles,
+                   std::mt19937_64& rng, int gap_pct, int stall_pct, uint64_t max_cycles) {
+    size_t i = 0;
+    uint64_t start = cycle;
+    std::uniform_int_distribution<int> pct(0, 99);
+    while (i < words.size() || out.size() < expect_out) {
+        if (cycle - start > max_cycles) return false;
+        bool offer = i < words.size() && pct(rng) >= gap_pct;
+        d->s_axis_tvalid = offer;
+        d->s_axis_tdata = offer ? words[i] : 0;
+        d->s_axis_tlast = offer && ((i + 1) % frame_words == 0);
+        d->m_axis_tready = pct(rng) >= stall_pct;
+        d->eval();
+        bool in_fire = offer && d->s_axis_tready;
+        bool out_fire = d->m_axis_tvalid && d->m_axis_tready;
+        uint64_t odata = d->m_axis_tdata;
+        bool olast = d->m_axis_tlast;
+        tick();
+        if (in_fire) i++;
+        if (out_fire) {
+            out.push_back(odata);
+            bool should_last = out_frame_words && (out.size() % out_frame_words == 0);
+            if (out_frame_words && olast != should_last) {
+                fprintf(stderr, "harness: m_axis_tlast %s at output word %zu\n", olast ? "early" : "missing",
+                        out.size() - 1);
+                exit(3);
+            }
+            if (done_cycles && out_frame_words && out.size() % out_frame_words == 0) done_cycles->push_back(cycle);
+        }
+    }
+    d->s_axis_tvalid = 0;
+    return true;
+}
+
+int main(int argc, char** argv) {
+    Verilated::commandArgs(argc, argv);
+    std::string regs, in, out_path, weights, read_regs, fst;
+    uint64_t in_fw = 0, out_fw = 0, frames = 0, max_cycles = 2000000000ULL, seed = 1;
+    int gap = 0, stall = 0;
+    for (int a = 1; a + 1 < argc; a += 2) {
+        std::string k = argv[a], v = argv[a + 1];
+        if (k == "--regs") regs = v;
+        else if (k == "--in") in = v;
+        else if (k == "--out") out_path = v;
+        else if (k == "--weights") weights = v;
+        else if (k == "--read-regs") read_regs = v;
+        else if (k == "--fst") fst = v;
+        else if (k == "--in-frame-words") in_fw = std::stoull(v);
+        else if (k == "--out-frame-words") out_fw = std::stoull(v);
+        else if (k == "--frames") frames = std::stoull(v);
+        else if (k == "--seed") seed = std::stoull(v);
+        else if (k == "--gap-pct") gap = std::stoi(v);
+        else if (k == "--stall-pct") stall = std::stoi(v);
+        else if (k == "--max-cycles") max_cycles = std::stoull(v);
+        else if (k.rfind("+", 0) == 0) { a -= 1; }
+        else { fprintf(stderr, "harness: unknown option %s\n", k.c_str()); return 2; }
+    }
+    d = new Vdut;
+#ifdef BP_TRACE
+    if (!fst.empty()) {
+        Verilated::traceEverOn(true);
+        tfp = new VerilatedFstC;
+        d->trace(tfp, 99);
+        tfp->open(fst.c_str());
+    }
+#endif
+    std::mt19937_64 rng(seed);
+    d->clk = 0; d->rst = 1;
+    d->s_axis_tvalid = 0; d->m_axis_tready = 0;
+    d->s_axil_awvalid = 0; d->s_axil_wvalid = 0; d->s_axil_bready = 0; d->s_axil_arvalid = 0; d->s_axil_rready = 0;
+    for (int i = 0; i < 4; i++) tick();
+    d->rst = 0;
+    tick();
+    if (!regs.empty()) {
+        std::ifstream f(regs);
+        std::string op;
+        while (f >> op) {
+            std::string so, sv;
+            f >> so >> sv;
+            uint32_t off = std::stoul(so, nullptr, 0), val = std::stoul(sv, nullptr, 0);
+            if (op == "w") axil_write(off, val);
+        }
+    }
+    uint64_t t_weights = 0;
+    if (!weights.empty()) {
+        std::vector<uint64_t> w = read_words(weights.c_str()), dummy;
+        uint64_t t0 = cycle;
+        if (!stream(w, w.size(), dummy, 0, 0, nullptr, rng, 0, 0, max_cycles)) {
+            fprintf(stderr, "harness: timeout while loading weights\n");
+            return 4;
+        }
+        t_weights = cycle - t0;
+    }
+    std::vector<uint64_t> words = read_words(in.c_str());
+    if (in_fw == 0 || words.size() != in_fw * frames) {
+        fprintf(stderr, "harness: %zu input words, expected %llu frames x %llu\n", words.size(),
+                (unsigned long long)frames, (unsigned long long)in_fw);
+        return 2;
+    }
+    std::vector<uint64_t> out, done;
+    uint64_t t0 = cycle;
+    bool ok = stream(words, in_fw, out, out_fw, out_fw * frames, &done, rng, gap, stall, max_cycles);
+    uint64_t t_stream = cycle - t0;
+    std::ofstream fo(out_path, std::ios::binary);
+    fo.write(reinterpret_cast<const char*>(out.data()), out.size() * 8);
+    fo.close();
+    std::ostringstream js;
+    js << "{\"ok\": " << (ok ? "true" : "false") << ", \"weight_cycles\": " << t_weights
+       << ", \"stream_cycles\": " << t_stream << ", \"frame_done\": [";
+    for (size_t i = 0; i < done.size(); i++) js << (i ? ", " : "") << (done[i] - t0);
+    js << "], \"regs\": {";
+    if (!read_regs.empty()) {
+        std::ifstream f(read_regs);
+        std::string so;
+        bool first = true;
+        while (f >> so) {
+            uint32_t off = std::stoul(so, nullptr, 0);
+            js << (first ? "" : ", ") << "\"" << off << "\": " << axil_read(off);
+            first = false;
+        }
+    }
+    js << "}}";
+    printf("%s\n", js.str().c_str());
+#ifdef BP_TRACE
+    if (tfp) tfp->close();
+#endif
+    d->final();
+    delete d;
+    return ok ? 0 : 5;
+}
