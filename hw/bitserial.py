@@ -1,0 +1,430 @@
+"""Bit-serial matrix-vector-threshold unit (MVTU) for any bit-plane bases.
+
+Integer math (DESIGN.md section 4): the weight of row ``r``, column ``k`` is a code with
+bit-planes ``beta^w_i`` (``i < Pw``) worth ``W = sum_i cw[i][r] beta^w_i + ow[r]``; an
+activation code with planes ``beta^a_j`` (``j < Pa``) is worth ``A = sum_j ca[j] beta^a_j +
+oa``. For each input vector the unit computes the exact dot product of every row::
+
+    acc[r] = sum_i sum_j cw[i][r] ca[j] popcount(beta^w_i & beta^a_j)      (bit-serial part)
+           + ow[r] * S_a                                                  (S_a = sum_j ca[j] popcount(beta^a_j))
+           + K[r]                                                         (K = oa sum_i cw[i][r] popcount(beta^w_i) + N ow oa)
+
+``S_a`` is accumulated once per vector (during the first row fold, with its own popcount
+tree); ``K`` depends only on the weights and is loaded with them (the compiler computes it:
+:func:`row_constants`). With ``xnor`` (both sides a single +-1 plane) the unit uses
+``acc = 2 popcount(xnor(beta^w, beta^a)) - N`` instead.
+
+Then either ``T`` thresholds per row with a direction bit each (``level = #{t: acc >=
+thr_t if dir_t else acc <= thr_t}``) and a level -> code table, or the raw accumulator.
+
+The single definitions used by the compiler, the host and the tests live here:
+:func:`engine_cycles` (cycle formula), :func:`pack_weights`, :func:`pack_thresholds`,
+:func:`pack_constants` (memory layouts).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+
+def _sbits(lo: int, hi: int) -> int:
+    b = 1
+    while not (-(1 << (b - 1)) <= lo and hi <= (1 << (b - 1)) - 1):
+        b += 1
+    return b
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Parameters of a :class:`BitSerialMVTU` (plain ints and tuples)."""
+    rows: int
+    cols: int
+    pe: int
+    simd: int
+    w_coefs: tuple            # [Pw][rows] integer plane coefficients
+    w_offset: tuple           # [rows]
+    a_coefs: tuple            # [Pa]
+    a_offset: int
+    n_thresholds: int = 0     # 0: raw accumulator output
+    levels: int = 0           # output levels (default n_thresholds + 1)
+    out_lut: tuple = ()       # level -> output code (default identity)
+    raw_width: int = 32
+    xnor: bool = False
+    init_weights: tuple = ()  # optional power-on contents: [rows][cols] codes
+    init_thresholds: tuple = ()   # [rows][T]
+    init_dirs: tuple = ()         # [rows][T] (1: acc >= thr counts, 0: acc <= thr counts)
+    init_consts: tuple = ()       # [rows] K values
+
+    def __post_init__(self):
+        R, N = self.rows, self.cols
+        if self.pe < 1 or R % self.pe:
+            raise ValueError(f"PE={self.pe} must divide rows={R}")
+        if self.simd < 1 or N % self.simd:
+            raise ValueError(f"SIMD={self.simd} must divide cols={N}")
+        if len(self.w_coefs) < 1 or any(len(c) != R for c in self.w_coefs):
+            raise ValueError("w_coefs must be [Pw][rows]")
+        if len(self.w_offset) != R:
+            raise ValueError("w_offset must have one entry per row")
+        if self.xnor and not (self.w_planes == self.a_planes == 1 and set(self.w_coefs[0]) == {2}
+                              and set(self.w_offset) == {-1} and tuple(self.a_coefs) == (2,)
+                              and self.a_offset == -1):
+            raise ValueError("the XNOR path needs +-1 weights and activations (c=[2], o=-1 on both sides)")
+        if self.n_thresholds == 0 and self.final_width > self.raw_width:
+            raise ValueError(f"raw accumulators need {self.final_width} bits > raw_width={self.raw_width}")
+
+    @property
+    def w_planes(self) -> int:
+        return len(self.w_coefs)
+
+    @property
+    def a_planes(self) -> int:
+        return len(self.a_coefs)
+
+    @property
+    def nf(self) -> int:
+        return self.rows // self.pe
+
+    @property
+    def sf(self) -> int:
+        return self.cols // self.simd
+
+    @property
+    def raw(self) -> bool:
+        return self.n_thresholds == 0
+
+    @property
+    def n_levels(self) -> int:
+        return self.levels or self.n_thresholds + 1
+
+    @property
+    def out_bits(self) -> int:
+        if self.raw:
+            return self.raw_width
+        top = max(self.out_lut) if self.out_lut else self.n_levels - 1
+        return max(1, ceil_log2(top + 1))
+
+    @property
+    def acc_width(self) -> int:
+        """Width holding every partial sum of the bit-serial part."""
+        B = self.cols * max(sum(abs(c[r]) for c in self.w_coefs) for r in range(self.rows)) \
+            * sum(abs(c) for c in self.a_coefs)
+        return _sbits(-B, B) if not self.xnor else _sbits(0, self.cols)
+
+    @property
+    def final_width(self) -> int:
+        """Width holding the exact dot product, any constant K and thresholds +-1."""
+        B = self.cols * max(sum(abs(c[r]) for c in self.w_coefs) + abs(self.w_offset[r]) for r in range(self.rows)) \
+            * (sum(abs(c) for c in self.a_coefs) + abs(self.a_offset))
+        return _sbits(-B - 1, B + 1)
+
+
+def engine_cycles(cfg: EngineConfig) -> int:
+    """Cycles per output vector in steady state: (R/PE)(N/SIMD)·P_w·P_a (the one definition)."""
+    return cfg.nf * cfg.sf * cfg.w_planes * cfg.a_planes
+
+
+ENGINE_LATENCY = 4   # cycles from the last issue of a row fold to its output word
+
+
+def row_constants(cfg: EngineConfig, codes) -> list[int]:
+    """K[r] = oa * sum_i cw[i][r] popcount(beta^w_i of row r) + N * ow[r] * oa."""
+    out = []
+    for r in range(cfg.rows):
+        s = 0
+        for i in range(cfg.w_planes):
+            s += cfg.w_coefs[i][r] * sum((int(c) >> i) & 1 for c in codes[r])
+        out.append(cfg.a_offset * s + cfg.cols * cfg.w_offset[r] * cfg.a_offset)
+    return out
+
+
+def pack_weights(cfg: EngineConfig, codes) -> list[tuple[int, int]]:
+    """``[(addr, data)]`` for the weight memory; ``codes[r][k]`` are plane codes.
+
+    Address ``nf*SF + sf``; bit ``((pe*SIMD + lane)*Pw + plane)`` holds plane ``plane`` of
+    row ``nf*PE + pe``, column ``sf*SIMD + lane``.
+    """
+    Pw, out = cfg.w_planes, []
+    for nf in range(cfg.nf):
+        for sf in range(cfg.sf):
+            word = 0
+            for pe in range(cfg.pe):
+                r = nf * cfg.pe + pe
+                for lane in range(cfg.simd):
+                    c = int(codes[r][sf * cfg.simd + lane])
+                    if not 0 <= c < 1 << Pw:
+                        raise ValueError(f"weight code {c} does not fit {Pw} planes")
+                    word |= c << ((pe * cfg.simd + lane) * Pw)
+            out.append((nf * cfg.sf + sf, word))
+    return out
+
+
+def pack_thresholds(cfg: EngineConfig, thr, dirs) -> list[tuple[int, int]]:
+    """``[(addr, data)]`` for the threshold memory: per row fold, per PE, per threshold a
+    ``final_width``-bit two's-complement value followed by its direction bit."""
+    T, tw = cfg.n_thresholds, cfg.final_width
+    lo, hi = -(1 << (tw - 1)), (1 << (tw - 1)) - 1
+    out = []
+    for nf in range(cfg.nf):
+        word = 0
+        for pe in range(cfg.pe):
+            r = nf * cfg.pe + pe
+            for t in range(T):
+                v, d = int(thr[r][t]), int(dirs[r][t]) & 1
+                if not lo <= v <= hi:
+                    raise ValueError(f"threshold {v} of row {r} does not fit {tw} bits")
+                word |= ((v & ((1 << tw) - 1)) | (d << tw)) << ((pe * T + t) * (tw + 1))
+        out.append((nf, word))
+    return out
+
+
+def pack_constants(cfg: EngineConfig, consts) -> list[tuple[int, int]]:
+    """``[(addr, data)]`` for the per-row constant memory (K), ``final_width`` bits per PE."""
+    kw = cfg.final_width
+    out = []
+    for nf in range(cfg.nf):
+        word = 0
+        for pe in range(cfg.pe):
+            word |= (int(consts[nf * cfg.pe + pe]) & ((1 << kw) - 1)) << (pe * kw)
+        out.append((nf, word))
+    return out
+
+
+def _popcount(bits: list):
+    """Balanced adder tree over single bits."""
+    level = [b for b in bits]
+    if not level:
+        return Const(0, 1)
+    while len(level) > 1:
+        nxt = [level[k] + level[k + 1] for k in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    return level[0]
+
+
+class BitSerialMVTU(wiring.Component):
+    """Bit-serial matrix-vector-threshold unit.
+
+    Ports
+    -----
+    ``act``: In(stream of ``SIMD*Pa`` bits)
+        Activation codes, lane ``l`` at bits ``[l*Pa, (l+1)*Pa)``; ``N/SIMD`` words per
+        vector, vectors back to back. Buffered in two banks, so the next vector streams in
+        while the current one is computed.
+    ``out``: Out(stream of ``PE*out_bits`` bits)
+        ``R/PE`` words per vector in row order; lane ``p`` of word ``nf`` is row
+        ``nf*PE + p``: an output code, or (raw mode) the signed accumulator sign-extended to
+        ``raw_width`` bits.
+    ``w_wr``, ``t_wr``, ``k_wr``: In(stream of ``{addr, data}``, always ready)
+        Run-time writes of the weight, threshold and row-constant memories (layouts:
+        :func:`pack_weights`, :func:`pack_thresholds`, :func:`pack_constants`). Write them
+        while no vector is in flight.
+
+    Timing: one (weight plane, activation plane) pair per cycle; a vector takes
+    :func:`engine_cycles` cycles and vectors follow each other without bubbles when the
+    next one has arrived. Latency from the last input word to the first output word of a
+    row fold is at most ``(N/SIMD)`` plus :data:`ENGINE_LATENCY` cycles.
+
+    Backpressure: ``out`` not ready freezes the whole compute pipeline (no data is lost);
+    ``act`` is ready while a buffer bank is free.
+    """
+
+    def __init__(self, cfg: EngineConfig):
+        self.cfg = c = cfg
+        self._aw = max(1, ceil_log2(c.nf * c.sf))
+        self._tw = max(1, ceil_log2(c.nf))
+        T = c.n_thresholds
+        super().__init__({
+            "act": In(stream.Signature(c.simd * c.a_planes)),
+            "out": Out(stream.Signature(c.pe * c.out_bits)),
+            "w_wr": In(stream.Signature(data.StructLayout(
+                {"addr": self._aw, "data": c.pe * c.simd * c.w_planes}), always_ready=True)),
+            "t_wr": In(stream.Signature(data.StructLayout(
+                {"addr": self._tw, "data": max(1, c.pe * T * (c.final_width + 1))}), always_ready=True)),
+            "k_wr": In(stream.Signature(data.StructLayout(
+                {"addr": self._tw, "data": c.pe * c.final_width}), always_ready=True)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        c = self.cfg
+        PE, SIMD, Pw, Pa, NF, SF, T = c.pe, c.simd, c.w_planes, c.a_planes, c.nf, c.sf, c.n_thresholds
+        AW, FW = c.acc_width, c.final_width
+
+        # ------------------------------------------------------------ memories
+        winit = [d for _, d in pack_weights(c, c.init_weights)] if c.init_weights else []
+        m.submodules.wmem = wmem = Memory(shape=PE * SIMD * Pw, depth=NF * SF, init=winit)
+        tinit = [d for _, d in pack_thresholds(c, c.init_thresholds, c.init_dirs)] \
+            if c.init_thresholds and T else []
+        m.submodules.tmem = tmem = Memory(shape=max(1, PE * T * (FW + 1)), depth=NF, init=tinit)
+        kinit = [d for _, d in pack_constants(c, c.init_consts)] if c.init_consts else []
+        m.submodules.kmem = kmem = Memory(shape=PE * FW, depth=NF, init=kinit)
+        m.submodules.abuf = abuf = Memory(shape=SIMD * Pa, depth=2 * SF, init=[])
+        for mem, port in ((wmem, self.w_wr), (tmem, self.t_wr), (kmem, self.k_wr)):
+            wp = mem.write_port()
+            m.d.comb += [wp.addr.eq(port.payload.addr), wp.data.eq(port.payload.data), wp.en.eq(port.valid)]
+
+        # ------------------------------------------------------------ input double buffer
+        full = Signal(2)
+        wbank, wptr = Signal(), Signal(range(SF))
+        awp = abuf.write_port()
+        m.d.comb += [self.act.ready.eq(~full.bit_select(wbank, 1)),
+                     awp.addr.eq(wbank * SF + wptr),
+                     awp.data.eq(self.act.payload), awp.en.eq(self.act.valid & self.act.ready)]
+        set_full = Signal(2)
+        clr_full = Signal(2)
+        with m.If(self.act.valid & self.act.ready):
+            with m.If(wptr == SF - 1):
+                m.d.sync += [wptr.eq(0), wbank.eq(~wbank)]
+                m.d.comb += set_full.eq(Mux(wbank, 0b10, 0b01))
+            with m.Else():
+                m.d.sync += wptr.eq(wptr + 1)
+        m.d.sync += full.eq((full | set_full) & ~clr_full)
+
+        # ------------------------------------------------------------ S0: issue
+        advance = Signal()
+        m.d.comb += advance.eq(~self.out.valid | self.out.ready)
+        rbank = Signal()
+        nf, sf, i, j = Signal(range(NF)), Signal(range(SF)), Signal(range(Pw)), Signal(range(Pa))
+        run = Signal()
+        m.d.comb += run.eq(full.bit_select(rbank, 1))
+        issue = Signal()
+        m.d.comb += issue.eq(run & advance)
+        last_j, last_i, last_sf, last_nf = j == Pa - 1, i == Pw - 1, sf == SF - 1, nf == NF - 1
+        with m.If(issue):
+            m.d.sync += j.eq(Mux(last_j, 0, j + 1))
+            with m.If(last_j):
+                m.d.sync += i.eq(Mux(last_i, 0, i + 1))
+                with m.If(last_i):
+                    m.d.sync += sf.eq(Mux(last_sf, 0, sf + 1))
+                    with m.If(last_sf):
+                        m.d.sync += nf.eq(Mux(last_nf, 0, nf + 1))
+                        with m.If(last_nf):
+                            m.d.sync += rbank.eq(~rbank)
+                            m.d.comb += clr_full.eq(Mux(rbank, 0b10, 0b01))
+        wrp = wmem.read_port()
+        arp = abuf.read_port()
+        m.d.comb += [wrp.addr.eq(nf * SF + sf), wrp.en.eq(advance),
+                     arp.addr.eq(rbank * SF + sf), arp.en.eq(advance)]
+
+        # control pipeline S1 (aligned with the memory read data)
+        v1 = Signal()
+        nf1, i1, j1 = Signal.like(nf), Signal.like(i), Signal.like(j)
+        first1, last1, sa1, sa_first1, sa_last1 = Signal(), Signal(), Signal(), Signal(), Signal()
+        with m.If(advance):
+            m.d.sync += [v1.eq(issue), nf1.eq(nf), i1.eq(i), j1.eq(j),
+                         first1.eq((sf == 0) & (i == 0) & (j == 0)),
+                         last1.eq(last_sf & last_i & last_j),
+                         sa1.eq((nf == 0) & (i == 0)),
+                         sa_first1.eq((nf == 0) & (sf == 0) & (i == 0) & (j == 0)),
+                         sa_last1.eq((nf == 0) & last_sf & (i == 0) & last_j)]
+
+        # ------------------------------------------------------------ S1: AND + popcount
+        wword, aword = wrp.data, arp.data
+        a_planes = [Cat(*[aword[l * Pa + p] for l in range(SIMD)]) for p in range(Pa)]
+        a_plane = Signal(SIMD)
+        m.d.comb += a_plane.eq(Array(a_planes)[j1])
+        pw = ceil_log2(SIMD + 1)
+        p2 = [Signal(pw, name=f"pop{pe}") for pe in range(PE)]
+        pa2 = Signal(pw)
+        v2 = Signal()
+        nf2, i2, j2 = Signal.like(nf), Signal.like(i), Signal.like(j)
+        first2, last2, sa2, sa_first2, sa_last2 = Signal(), Signal(), Signal(), Signal(), Signal()
+        with m.If(advance):
+            m.d.sync += [v2.eq(v1), nf2.eq(nf1), i2.eq(i1), j2.eq(j1), first2.eq(first1), last2.eq(last1),
+                         sa2.eq(sa1), sa_first2.eq(sa_first1), sa_last2.eq(sa_last1),
+                         pa2.eq(_popcount([a_plane[l] for l in range(SIMD)]))]
+            for pe in range(PE):
+                w_planes = [Cat(*[wword[(pe * SIMD + l) * Pw + p] for l in range(SIMD)]) for p in range(Pw)]
+                w_plane = Signal(SIMD, name=f"wplane{pe}")
+                m.d.comb += w_plane.eq(Array(w_planes)[i1])
+                if c.xnor:
+                    bits = ~(w_plane ^ a_plane)
+                else:
+                    bits = w_plane & a_plane
+                m.d.sync += p2[pe].eq(_popcount([bits[l] for l in range(SIMD)]))
+
+        # ------------------------------------------------------------ S2: coefficient x popcount, accumulate
+        acc = [Signal(signed(AW), name=f"acc{pe}") for pe in range(PE)]
+        res3 = [Signal(signed(AW), name=f"res{pe}") for pe in range(PE)]
+        sa, sa_final, s3 = Signal(signed(FW)), Signal(signed(FW)), Signal(signed(FW))
+        v3 = Signal()
+        nf3 = Signal.like(nf)
+        ca_tab = Array([Const(int(v), signed(_sbits(min(c.a_coefs + (0,)), max(c.a_coefs + (0,)))))
+                        for v in c.a_coefs])
+        sa_next = Signal(signed(FW))
+        m.d.comb += sa_next.eq(Mux(sa_first2, 0, sa) + ca_tab[j2] * pa2)
+        krp = kmem.read_port()
+        trp = tmem.read_port()
+        m.d.comb += [krp.addr.eq(nf2), krp.en.eq(advance), trp.addr.eq(nf2), trp.en.eq(advance)]
+        uniform = all(len(set(col)) == 1 for col in c.w_coefs)
+        for pe in range(PE):
+            if c.xnor:
+                term = p2[pe]
+            else:
+                vals = []
+                for f in range(NF if not uniform else 1):
+                    for ii in range(Pw):
+                        for jj in range(Pa):
+                            vals.append(c.w_coefs[ii][f * PE + pe] * c.a_coefs[jj])
+                cw = _sbits(min(vals + [0]), max(vals + [0]))
+                tab = Array([Const(v, signed(cw)) for v in vals])
+                idx = (i2 * Pa + j2) if uniform else ((nf2 * Pw + i2) * Pa + j2)
+                coef = Signal(signed(cw), name=f"coef{pe}")
+                m.d.comb += coef.eq(tab[idx])
+                term = coef * p2[pe]
+            nxt = Signal(signed(AW), name=f"accn{pe}")
+            m.d.comb += nxt.eq(Mux(first2, 0, acc[pe]) + term)
+            with m.If(advance & v2):
+                m.d.sync += acc[pe].eq(nxt)
+                with m.If(last2):
+                    m.d.sync += res3[pe].eq(nxt)
+        with m.If(advance):
+            m.d.sync += [v3.eq(v2 & last2), nf3.eq(nf2)]
+            with m.If(v2 & sa2):
+                m.d.sync += sa.eq(sa_next)
+                with m.If(sa_last2):
+                    m.d.sync += sa_final.eq(sa_next)
+            with m.If(v2 & last2):
+                m.d.sync += s3.eq(Mux(v2 & sa_last2, sa_next, sa_final))
+
+        # ------------------------------------------------------------ S3: offsets, thresholds -> output
+        outs = []
+        for pe in range(PE):
+            full_acc = Signal(signed(FW), name=f"dot{pe}")
+            if c.xnor:
+                m.d.comb += full_acc.eq(2 * res3[pe] - c.cols)
+            else:
+                ow_tab = Array([Const(c.w_offset[f * PE + pe], signed(_sbits(min(c.w_offset + (0,)),
+                                                                             max(c.w_offset + (0,)))))
+                                for f in range(NF)])
+                k = krp.data[pe * FW:(pe + 1) * FW].as_signed()
+                m.d.comb += full_acc.eq(res3[pe] + ow_tab[nf3] * s3 + k)
+            if c.raw:
+                o = Signal(c.raw_width, name=f"raw{pe}")
+                m.d.comb += o.eq(full_acc.as_signed() if c.raw_width >= FW else full_acc)
+                outs.append(o)
+            else:
+                hits = []
+                for t in range(T):
+                    base = (pe * T + t) * (FW + 1)
+                    thr = trp.data[base:base + FW].as_signed()
+                    d = trp.data[base + FW]
+                    hits.append(Mux(d, full_acc >= thr, full_acc <= thr))
+                level = Signal(range(T + 1), name=f"level{pe}")
+                m.d.comb += level.eq(_popcount(hits))
+                lut = list(c.out_lut) if c.out_lut else list(range(c.n_levels))
+                lut += [0] * (T + 1 - len(lut))
+                code = Signal(c.out_bits, name=f"code{pe}")
+                m.d.comb += code.eq(Array([Const(v, c.out_bits) for v in lut])[level])
+                outs.append(code)
+        with m.If(advance):
+            m.d.sync += self.out.valid.eq(v3)
+            with m.If(v3):
+                m.d.sync += self.out.payload.eq(Cat(*outs))
+        return m
