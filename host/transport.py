@@ -292,7 +292,6 @@ class ZynqTransport(Transport):
 
     def _buffers(self, nbytes, udmabuf):
         try:
-            import pynq  # noqa: F401
             from pynq import allocate
             tx, rx = allocate(shape=(nbytes,), dtype="u1"), allocate(shape=(nbytes,), dtype="u1")
             return (tx, tx.physical_address), (rx, rx.physical_address), True

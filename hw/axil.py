@@ -106,6 +106,8 @@ class AXILiteRegisters(wiring.Component):
                          self.s_axil_bresp.eq(Mux(hit_w, OKAY, DECERR))]
 
         for r in regs:
+            if r.access == "ro":
+                continue
             sel = Signal(name=f"wsel_{r.name.lower()}")
             m.d.comb += sel.eq(do_write & (aw_addr[2:] == r.offset >> 2))
             port = self.port(r.name)

@@ -23,7 +23,7 @@ The single definitions used by the compiler, the host and the tests live here:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
@@ -220,7 +220,7 @@ class BitSerialMVTU(wiring.Component):
         ``R/PE`` words per vector in row order; lane ``p`` of word ``nf`` is row
         ``nf*PE + p``: an output code, or (raw mode) the signed accumulator sign-extended to
         ``raw_width`` bits.
-    ``w_wr``, ``t_wr``, ``k_wr``: In(stream of ``{addr, data}``, always ready)
+    ``w_wr``, ``t_wr``, ``k_wr``: In(stream of ``{addr, data}``, ``ready`` always 1)
         Run-time writes of the weight, threshold and row-constant memories (layouts:
         :func:`pack_weights`, :func:`pack_thresholds`, :func:`pack_constants`). Write them
         while no vector is in flight.
@@ -243,11 +243,11 @@ class BitSerialMVTU(wiring.Component):
             "act": In(stream.Signature(c.simd * c.a_planes)),
             "out": Out(stream.Signature(c.pe * c.out_bits)),
             "w_wr": In(stream.Signature(data.StructLayout(
-                {"addr": self._aw, "data": c.pe * c.simd * c.w_planes}), always_ready=True)),
+                {"addr": self._aw, "data": c.pe * c.simd * c.w_planes}))),
             "t_wr": In(stream.Signature(data.StructLayout(
-                {"addr": self._tw, "data": max(1, c.pe * T * (c.final_width + 1))}), always_ready=True)),
+                {"addr": self._tw, "data": max(1, c.pe * T * (c.final_width + 1))}))),
             "k_wr": In(stream.Signature(data.StructLayout(
-                {"addr": self._tw, "data": c.pe * c.final_width}), always_ready=True)),
+                {"addr": self._tw, "data": c.pe * c.final_width}))),
         })
 
     def elaborate(self, platform):
@@ -257,21 +257,23 @@ class BitSerialMVTU(wiring.Component):
         AW, FW = c.acc_width, c.final_width
 
         # ------------------------------------------------------------ memories
+        # (depth >= 2 keeps address ports at least one bit wide)
         winit = [d for _, d in pack_weights(c, c.init_weights)] if c.init_weights else []
-        m.submodules.wmem = wmem = Memory(shape=PE * SIMD * Pw, depth=NF * SF, init=winit)
+        m.submodules.wmem = wmem = Memory(shape=PE * SIMD * Pw, depth=max(2, NF * SF), init=winit)
         tinit = [d for _, d in pack_thresholds(c, c.init_thresholds, c.init_dirs)] \
             if c.init_thresholds and T else []
-        m.submodules.tmem = tmem = Memory(shape=max(1, PE * T * (FW + 1)), depth=NF, init=tinit)
+        m.submodules.tmem = tmem = Memory(shape=max(1, PE * T * (FW + 1)), depth=max(2, NF), init=tinit)
         kinit = [d for _, d in pack_constants(c, c.init_consts)] if c.init_consts else []
-        m.submodules.kmem = kmem = Memory(shape=PE * FW, depth=NF, init=kinit)
+        m.submodules.kmem = kmem = Memory(shape=PE * FW, depth=max(2, NF), init=kinit)
         m.submodules.abuf = abuf = Memory(shape=SIMD * Pa, depth=2 * SF, init=[])
         for mem, port in ((wmem, self.w_wr), (tmem, self.t_wr), (kmem, self.k_wr)):
             wp = mem.write_port()
-            m.d.comb += [wp.addr.eq(port.payload.addr), wp.data.eq(port.payload.data), wp.en.eq(port.valid)]
+            m.d.comb += [wp.addr.eq(port.payload.addr), wp.data.eq(port.payload.data), wp.en.eq(port.valid),
+                         port.ready.eq(1)]
 
         # ------------------------------------------------------------ input double buffer
         full = Signal(2)
-        wbank, wptr = Signal(), Signal(range(SF))
+        wbank, wptr = Signal(), Signal(range(max(SF, 2)))
         awp = abuf.write_port()
         m.d.comb += [self.act.ready.eq(~full.bit_select(wbank, 1)),
                      awp.addr.eq(wbank * SF + wptr),
@@ -290,7 +292,8 @@ class BitSerialMVTU(wiring.Component):
         advance = Signal()
         m.d.comb += advance.eq(~self.out.valid | self.out.ready)
         rbank = Signal()
-        nf, sf, i, j = Signal(range(NF)), Signal(range(SF)), Signal(range(Pw)), Signal(range(Pa))
+        # counters are at least one bit wide (zero-width signals lint as [-1:0] ranges)
+        nf, sf, i, j = (Signal(range(max(n, 2)), name=nm) for n, nm in ((NF, "nf"), (SF, "sf"), (Pw, "i"), (Pa, "j")))
         run = Signal()
         m.d.comb += run.eq(full.bit_select(rbank, 1))
         issue = Signal()

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from gen import nn
 from gen.golden import Golden
 from gen.lower import MatmulStage, apply_thresholds, lower, signed_bits
-from gen.quant import ActQuant, IntBasis, bitplane_dot, quantize_weights
+from gen.quant import bitplane_dot
 from gen.spec import load_network
 from tests.netgen import network_plans, random_inputs, write_network
 
