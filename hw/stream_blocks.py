@@ -1,0 +1,328 @@
+"""Streaming building blocks: FIFO, width converter, sliding window, pooling, code LUT.
+
+All speak ``amaranth.lib.stream`` (valid/ready) and are correct under arbitrary
+backpressure. Feature maps stream in HWC order (``host/packing.py``): pixels in raster
+order, each pixel's channels in chunks of ``lanes`` elements per word, lane ``l`` at bits
+``[l*bits, (l+1)*bits)``. Each block has a cycle formula next to it.
+"""
+from __future__ import annotations
+
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+
+class StreamFIFO(wiring.Component):
+    """First-in first-out buffer between two streams.
+
+    Ports: ``i`` In(stream of ``width``), ``o`` Out(stream of ``width``).
+    Latency 1 cycle; one transfer per cycle on both sides in steady state; ``i.ready`` is
+    low only when ``depth`` words are held. Backpressure on ``o`` never loses data.
+    """
+
+    def __init__(self, width: int, depth: int):
+        self.width, self.depth = width, depth
+        super().__init__({"i": In(stream.Signature(width)), "o": Out(stream.Signature(width))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.q = q = fifo.SyncFIFOBuffered(width=self.width, depth=self.depth)
+        m.d.comb += [q.w_data.eq(self.i.payload), q.w_en.eq(self.i.valid), self.i.ready.eq(q.w_rdy),
+                     self.o.payload.eq(q.r_data), self.o.valid.eq(q.r_rdy), q.r_en.eq(self.o.ready)]
+        return m
+
+
+def width_converter_cycles(words_in: int, lanes_in: int, lanes_out: int) -> int:
+    """Cycles to move ``words_in`` input words without stalls: one word per cycle on the busier side."""
+    return max(words_in, -(-words_in * lanes_in // lanes_out))
+
+
+class WidthConverter(wiring.Component):
+    """Re-packs a stream of ``lanes_in`` elements per word into ``lanes_out`` per word.
+
+    Ports: ``i`` In(stream of ``lanes_in*bits``), ``o`` Out(stream of ``lanes_out*bits``).
+    Any ratio; element order is kept (lane 0 first). A buffer of ``lanes_in + lanes_out``
+    elements; ``i.ready`` when the buffer has room for a whole input word, ``o.valid`` when it
+    holds a whole output word. Full rate for integer ratios; latency 1 cycle.
+    The element count of a frame must be a multiple of ``lanes_out`` (no partial words).
+    """
+
+    def __init__(self, bits: int, lanes_in: int, lanes_out: int):
+        self.bits, self.lanes_in, self.lanes_out = bits, lanes_in, lanes_out
+        super().__init__({"i": In(stream.Signature(lanes_in * bits)),
+                          "o": Out(stream.Signature(lanes_out * bits))})
+
+    def elaborate(self, platform):
+        m = Module()
+        b, li, lo = self.bits, self.lanes_in, self.lanes_out
+        cap = li + lo
+        buf = Signal(cap * b)
+        count = Signal(range(cap + 1))
+        m.d.comb += [self.o.valid.eq(count >= lo), self.o.payload.eq(buf[:lo * b]),
+                     self.i.ready.eq(count + li <= cap)]
+        out_fire = self.o.valid & self.o.ready
+        in_fire = self.i.valid & self.i.ready
+        kept = Signal(cap * b)
+        left = Signal(range(cap + 1))
+        m.d.comb += [kept.eq(Mux(out_fire, buf >> (lo * b), buf)), left.eq(Mux(out_fire, count - lo, count))]
+        with m.If(in_fire):
+            m.d.sync += [buf.eq(kept | (self.i.payload << (left * b))), count.eq(left + li)]
+        with m.Else():
+            m.d.sync += [buf.eq(kept), count.eq(left)]
+        return m
+
+
+def window_cycles(h: int, w: int, c_words: int, k: int, stride: int, pads) -> int:
+    """Output words of one frame of :class:`SlidingWindow` (its cycles per frame at full rate)."""
+    t, bm, l, r = pads
+    oh = (h + t + bm - k) // stride + 1
+    ow = (w + l + r - k) // stride + 1
+    return oh * ow * k * k * c_words
+
+
+class SlidingWindow(wiring.Component):
+    """Line-buffered K x K sliding window with stride and padding.
+
+    Parameters: ``channels`` C, ``height``/``width`` H/W, ``kernel`` K, ``stride`` s,
+    ``pads`` (top, bottom, left, right), ``bits`` per element, ``lanes`` (divides C),
+    ``pad_code`` inserted for out-of-bounds positions.
+
+    Ports
+    -----
+    ``i``: In(stream of ``lanes*bits``): the input feature map in HWC order, ``C/lanes``
+        words per pixel, frames back to back.
+    ``o``: Out(stream of ``{data: lanes*bits, pad: 1}``): for each output pixel (raster
+        order), each kernel position (kh, kw) (raster order), each channel chunk: one word;
+        ``pad`` marks words that lie in the padding (``data`` is then ``pad_code`` in every
+        lane). So element ``(kh*K + kw)*C + c`` of an output pixel's window is the MVTU's
+        column of that index.
+
+    Memory: ``K + s`` input rows (circular). Throughput: one output word per cycle when the
+    rows it needs have arrived (:func:`window_cycles` per frame); input is accepted while a
+    row slot is free. Latency: the first output word follows the last input word it needs by
+    2 cycles. Backpressure on ``o`` freezes the read side; the write side keeps filling free
+    slots.
+    """
+
+    def __init__(self, channels, height, width, kernel, stride, pads, bits, lanes, pad_code=0):
+        if channels % lanes:
+            raise ValueError(f"lanes={lanes} must divide channels={channels}")
+        self.C, self.H, self.W, self.K, self.s = channels, height, width, kernel, stride
+        self.pads, self.bits, self.lanes, self.pad_code = tuple(pads), bits, lanes, pad_code
+        t, bm, l, r = self.pads
+        self.OH = (height + t + bm - kernel) // stride + 1
+        self.OW = (width + l + r - kernel) // stride + 1
+        if self.OH < 1 or self.OW < 1:
+            raise ValueError("kernel does not fit the padded input")
+        self.CW = channels // lanes
+        self.RB = kernel + stride
+        super().__init__({"i": In(stream.Signature(lanes * bits)),
+                          "o": Out(stream.Signature(data.StructLayout({"data": lanes * bits, "pad": 1})))})
+
+    def elaborate(self, platform):
+        m = Module()
+        H, W, K, s, CW, RB = self.H, self.W, self.K, self.s, self.CW, self.RB
+        t, _, l, _ = self.pads
+        m.submodules.mem = mem = Memory(shape=self.lanes * self.bits, depth=max(2, RB * W * CW), init=[])
+
+        # ---------------- writer: global row bookkeeping via (frame parity, row in frame)
+        w_row, w_col, w_ch = Signal(range(H + 1)), Signal(range(max(W, 2))), Signal(range(max(CW, 2)))
+        w_slot = Signal(range(max(RB, 2)))              # slot of the row being written
+        w_frame = Signal(2)
+        # ---------------- reader state
+        r_frame = Signal(2)
+        oy, ox = Signal(range(max(self.OH, 2))), Signal(range(max(self.OW, 2)))
+        kh, kw, ch = Signal(range(max(K, 2))), Signal(range(max(K, 2))), Signal(range(max(CW, 2)))
+        y0 = Signal(signed(ceil_log2(H + K + s + t + 2) + 2), init=-t)        # oy*s - t
+        x0 = Signal(signed(ceil_log2(W + K + s + l + 2) + 2), init=-l)        # ox*s - l
+        slot_y0 = Signal(range(max(RB, 2)), init=(-t) % RB)   # slot of row y0 (mod RB, also for y0 < 0)
+        r_base = Signal(range(max(RB, 2)))              # slot of row 0 of the reader's frame
+
+        ahead = Signal(2)
+        m.d.comb += ahead.eq(w_frame - r_frame)
+        lo_needed = Signal(signed(y0.shape().width))
+        hi_needed = Signal(signed(y0.shape().width))
+        m.d.comb += [lo_needed.eq(Mux(y0 < 0, 0, y0)), hi_needed.eq(y0 + K - 1)]
+
+        # writer may write row w_row if that global row is < lo_needed + RB
+        can_write = Signal()
+        with m.If(ahead == 0):
+            m.d.comb += can_write.eq((w_row < H) & (w_row < lo_needed + RB))
+        with m.Elif(ahead == 1):
+            m.d.comb += can_write.eq(w_row + H < lo_needed + RB)
+        with m.Elif(ahead == 3):
+            # the reader already moved on to the next frame: these trailing rows are never needed
+            m.d.comb += can_write.eq(1)
+        m.d.comb += self.i.ready.eq(can_write)
+        wp = mem.write_port()
+        m.d.comb += [wp.addr.eq(w_slot * (W * CW) + w_col * CW + w_ch), wp.data.eq(self.i.payload),
+                     wp.en.eq(self.i.valid & self.i.ready)]
+        with m.If(self.i.valid & self.i.ready):
+            with m.If(w_ch == CW - 1):
+                m.d.sync += w_ch.eq(0)
+                with m.If(w_col == W - 1):
+                    m.d.sync += [w_col.eq(0), w_slot.eq(Mux(w_slot == RB - 1, 0, w_slot + 1))]
+                    with m.If(w_row == H - 1):
+                        m.d.sync += [w_row.eq(0), w_frame.eq(w_frame + 1)]
+                    with m.Else():
+                        m.d.sync += w_row.eq(w_row + 1)
+                with m.Else():
+                    m.d.sync += w_col.eq(w_col + 1)
+            with m.Else():
+                m.d.sync += w_ch.eq(w_ch + 1)
+
+        # reader may emit output row oy when rows up to hi_needed (clipped to H-1) are complete
+        avail = Signal()
+        hi_c = Signal(signed(y0.shape().width))
+        m.d.comb += hi_c.eq(Mux(hi_needed > H - 1, H - 1, hi_needed))
+        # ahead == 3: the reader finished its frame before the writer did (trailing rows unused)
+        m.d.comb += avail.eq((ahead == 1) | (ahead == 2) | ((ahead == 0) & (w_row > hi_c)))
+        advance = Signal()
+        m.d.comb += advance.eq(~self.o.valid | self.o.ready)
+        issue = Signal()
+        m.d.comb += issue.eq(avail & advance)
+
+        y = Signal(signed(y0.shape().width))
+        x = Signal(signed(x0.shape().width))
+        m.d.comb += [y.eq(y0 + kh), x.eq(x0 + kw)]
+        inside = Signal()
+        m.d.comb += inside.eq((y >= 0) & (y < H) & (x >= 0) & (x < W))
+        slot = Signal(range(max(2 * RB, 2)))
+        m.d.comb += slot.eq(slot_y0 + kh)
+        slot_m = Signal(range(max(RB, 2)))
+        m.d.comb += slot_m.eq(Mux(slot >= RB, slot - RB, slot))
+        rp = mem.read_port()
+        m.d.comb += [rp.addr.eq(slot_m * (W * CW) + x[:max(1, ceil_log2(W + 1))] * CW + ch), rp.en.eq(advance)]
+        pad1 = Signal()
+        v1 = Signal()
+        with m.If(advance):
+            m.d.sync += [v1.eq(issue), pad1.eq(~inside)]
+        padword = Cat(*[Const(self.pad_code, self.bits) for _ in range(self.lanes)])
+        m.d.comb += [self.o.valid.eq(v1), self.o.payload.data.eq(Mux(pad1, padword, rp.data)),
+                     self.o.payload.pad.eq(pad1)]
+
+        # reader counters
+        def mod_add(a, k):
+            k %= RB
+            return Mux(a + k >= RB, a + k - RB, a + k)
+
+        with m.If(issue):
+            with m.If(ch == CW - 1):
+                m.d.sync += ch.eq(0)
+                with m.If(kw == K - 1):
+                    m.d.sync += kw.eq(0)
+                    with m.If(kh == K - 1):
+                        m.d.sync += kh.eq(0)
+                        with m.If(ox == self.OW - 1):
+                            m.d.sync += [ox.eq(0), x0.eq(-l)]
+                            with m.If(oy == self.OH - 1):
+                                # next frame: row 0 of the next frame sits H slots further
+                                nb = mod_add(r_base, H)
+                                m.d.sync += [oy.eq(0), y0.eq(-t), r_frame.eq(r_frame + 1), r_base.eq(nb),
+                                             slot_y0.eq(mod_add(nb, RB - (t % RB)))]
+                            with m.Else():
+                                m.d.sync += [oy.eq(oy + 1), y0.eq(y0 + s), slot_y0.eq(mod_add(slot_y0, s))]
+                        with m.Else():
+                            m.d.sync += [ox.eq(ox + 1), x0.eq(x0 + s)]
+                    with m.Else():
+                        m.d.sync += kh.eq(kh + 1)
+                with m.Else():
+                    m.d.sync += kw.eq(kw + 1)
+            with m.Else():
+                m.d.sync += ch.eq(ch + 1)
+        return m
+
+
+def pool_cycles(h: int, w: int, c_words: int, k: int, stride: int, pads) -> int:
+    """Cycles per frame of :class:`Pool`: it consumes its window's words one per cycle."""
+    return window_cycles(h, w, c_words, k, stride, pads)
+
+
+class Pool(wiring.Component):
+    """K x K max/min pooling with stride and padding, per-channel direction.
+
+    Parameters: ``channels``, ``height``, ``width``, ``kernel``, ``stride``, ``pads``,
+    ``bits``, ``lanes``, ``signed`` (elements are two's complement, e.g. accumulators),
+    ``maximize`` (one bool per channel: True max-pool, False min-pool). Padding positions
+    never win.
+
+    Ports: ``i`` In(stream of ``lanes*bits``), ``o`` Out(stream of ``lanes*bits``), HWC order.
+    Built from a :class:`SlidingWindow` and a reducer with one accumulator word per channel
+    chunk. Throughput: one window word per cycle (:func:`pool_cycles`); latency 3 cycles
+    after the last word of a window; backpressure on ``o`` stalls the reducer and the window.
+    """
+
+    def __init__(self, channels, height, width, kernel, stride, pads, bits, lanes, signed=False, maximize=None):
+        self.win = SlidingWindow(channels, height, width, kernel, stride, pads, bits, lanes, pad_code=0)
+        self.C, self.K, self.bits, self.lanes, self.signed = channels, kernel, bits, lanes, signed
+        self.maximize = tuple(bool(v) for v in (maximize if maximize is not None else [True] * channels))
+        if len(self.maximize) != channels:
+            raise ValueError("maximize needs one flag per channel")
+        self.OH, self.OW = self.win.OH, self.win.OW
+        super().__init__({"i": In(stream.Signature(lanes * bits)), "o": Out(stream.Signature(lanes * bits))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.win = win = self.win
+        wiring.connect(m, wiring.flipped(self.i), win.i)
+        b, L, K, CW = self.bits, self.lanes, self.K, self.win.CW
+        shape = signed(b) if self.signed else b
+        lo, hi = (-(1 << (b - 1)), (1 << (b - 1)) - 1) if self.signed else (0, (1 << b) - 1)
+        acc = Array([Signal(L * b, name=f"acc{c}") for c in range(CW)])
+        pos = Signal(range(max(K * K, 2)))
+        ch = Signal(range(max(CW, 2)))
+        advance = Signal()
+        m.d.comb += [advance.eq(~self.o.valid | self.o.ready), win.o.ready.eq(advance)]
+        fire = win.o.valid & advance
+        d, pad = win.o.payload.data, win.o.payload.pad
+        cur = acc[ch]
+        new = []
+        for lane in range(L):
+            flags = Array([Const(int(self.maximize[c * L + lane]), 1) for c in range(CW)])
+            mx = flags[ch]
+            a = cur[lane * b:(lane + 1) * b].as_signed() if self.signed else cur[lane * b:(lane + 1) * b]
+            x = d[lane * b:(lane + 1) * b].as_signed() if self.signed else d[lane * b:(lane + 1) * b]
+            ident = Mux(mx, Const(lo, shape), Const(hi, shape))
+            base = Mux(pos == 0, ident, a)
+            best = Mux(mx, Mux(x > base, x, base), Mux(x < base, x, base))
+            v = Signal(shape, name=f"red{lane}")
+            m.d.comb += v.eq(Mux(pad, base, best))
+            new.append(v)
+        newword = Cat(*new)
+        with m.If(fire):
+            m.d.sync += acc[ch].eq(newword)
+            with m.If(ch == CW - 1):
+                m.d.sync += [ch.eq(0), pos.eq(Mux(pos == K * K - 1, 0, pos + 1))]
+            with m.Else():
+                m.d.sync += ch.eq(ch + 1)
+        with m.If(advance):
+            m.d.sync += self.o.valid.eq(fire & (pos == K * K - 1))
+            with m.If(fire & (pos == K * K - 1)):
+                m.d.sync += self.o.payload.eq(newword)
+        return m
+
+
+class CodeLUT(wiring.Component):
+    """Maps each lane's level index to a plane code through a constant table.
+
+    Ports: ``i`` In(stream of ``lanes*in_bits``), ``o`` Out(stream of ``lanes*out_bits``).
+    One register stage (latency 1), full rate; ``i.ready`` while the output register is
+    empty or being read.
+    """
+
+    def __init__(self, table, in_bits: int, out_bits: int, lanes: int):
+        self.table, self.in_bits, self.out_bits, self.lanes = tuple(int(v) for v in table), in_bits, out_bits, lanes
+        super().__init__({"i": In(stream.Signature(lanes * in_bits)), "o": Out(stream.Signature(lanes * out_bits))})
+
+    def elaborate(self, platform):
+        m = Module()
+        tab = Array([Const(v, self.out_bits) for v in self.table] +
+                    [Const(0, self.out_bits)] * ((1 << self.in_bits) - len(self.table)))
+        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+        with m.If(self.i.ready):
+            m.d.sync += [self.o.valid.eq(self.i.valid),
+                         self.o.payload.eq(Cat(*[tab[self.i.payload[l * self.in_bits:(l + 1) * self.in_bits]]
+                                                 for l in range(self.lanes)]))]
+        return m

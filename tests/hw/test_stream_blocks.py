@@ -1,0 +1,156 @@
+"""Stream blocks (amaranth.sim): FIFO, width converter, sliding window, pool, code LUT,
+against NumPy references with random input gaps and output backpressure."""
+import random
+
+import numpy as np
+import pytest
+from amaranth.back import verilog
+from amaranth.sim import Simulator
+
+from gen import nn
+from gen.spec import window_geometry
+from host.packing import pack_words, unpack_words
+from hw.lint_waivers import lint
+from hw.stream_blocks import (CodeLUT, Pool, SlidingWindow, StreamFIFO, WidthConverter, window_cycles)
+from sim.stream_ref import feature_words, window_words
+
+
+def run_stream(dut, words, n_out, seed=0, gap=0.3, stall=0.3, field=None, limit=200000):
+    """Drive ``dut.i`` with words (random gaps), collect ``n_out`` words of ``dut.o``."""
+    rng = random.Random(seed)
+    got, stamps = [], []
+
+    async def source(ctx):
+        for w in words:
+            while rng.random() < gap:
+                await ctx.tick()
+            ctx.set(dut.i.payload, w)
+            ctx.set(dut.i.valid, 1)
+            await ctx.tick().until(dut.i.ready)
+            ctx.set(dut.i.valid, 0)
+
+    async def sink(ctx):
+        cyc = 0
+        while len(got) < n_out:
+            r = rng.random() >= stall
+            ctx.set(dut.o.ready, r)
+            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
+            cyc += 1
+            if cyc > limit:
+                raise AssertionError(f"timeout: {len(got)} of {n_out} words")
+            if r and valid:
+                got.append(payload if field is None else getattr(payload, field))
+                stamps.append(cyc)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(source)
+    sim.add_testbench(sink)
+    sim.run()
+    return [int(g) for g in got], stamps
+
+
+def test_fifo_keeps_order_under_backpressure():
+    words = list(range(1, 200))
+    got, _ = run_stream(StreamFIFO(16, 4), words, len(words), gap=0.4, stall=0.5)
+    assert got == words
+
+
+@pytest.mark.parametrize("li,lo", [(1, 4), (4, 1), (3, 2), (2, 3), (2, 6), (5, 5)])
+def test_width_converter(li, lo):
+    rng = np.random.default_rng(li * 10 + lo)
+    n = 2 * li * lo * 3
+    el = rng.integers(0, 8, n)
+    got, _ = run_stream(WidthConverter(3, li, lo), pack_words(el, 3, li), n // lo, seed=li, gap=0.2, stall=0.3)
+    assert np.array_equal(unpack_words(got, 3, lo), el)
+
+
+def test_width_converter_full_rate():
+    el = np.arange(256) % 16
+    got, stamps = run_stream(WidthConverter(4, 1, 4), pack_words(el, 4, 1), 64, gap=0, stall=0)
+    assert np.array_equal(unpack_words(got, 4, 4), el)
+    assert stamps[-1] - stamps[0] <= 4 * 63 + 2
+
+
+WINDOW_CASES = [
+    # C, H, W, K, s, padding, lanes
+    (2, 5, 7, 3, 1, "same", 1),
+    (4, 7, 5, 3, 2, "same", 2),
+    (3, 6, 6, 5, 1, "valid", 3),
+    (2, 9, 8, 5, 2, "same", 1),
+    (4, 5, 5, 1, 1, "valid", 4),
+    (2, 8, 7, 1, 2, "valid", 2),
+    (1, 7, 9, 3, 2, 1, 1),
+    (6, 4, 5, 3, 1, "same", 3),
+    (3, 2, 3, 3, 1, "same", 1),            # fewer rows than the line buffer holds
+    (2, 3, 2, 3, 2, "same", 2),
+    (1, 1, 1, 1, 1, "valid", 1),
+]
+
+
+@pytest.mark.parametrize("case", WINDOW_CASES, ids=lambda c: "C{}H{}W{}K{}s{}{}L{}".format(*c))
+def test_sliding_window(case):
+    C, H, W, K, s, padding, lanes = case
+    oh, ow, pads = window_geometry(H, W, K, s, padding)
+    rng = np.random.default_rng(sum(case[:5]))
+    frames = [rng.integers(0, 8, (C, H, W)) for _ in range(3)]        # back to back
+    words = sum((feature_words(f, 3, lanes) for f in frames), [])
+    want = sum((window_words(f, K, s, pads, 5, 3, lanes) for f in frames), [])
+    dut = SlidingWindow(C, H, W, K, s, pads, 3, lanes, pad_code=5)
+    got, _ = run_stream(dut, words, len(want), seed=len(words), field="data")
+    assert got == want
+
+
+def test_sliding_window_throughput():
+    C, H, W, K, s = 2, 8, 8, 3, 1
+    pads = window_geometry(H, W, K, s, "same")[2]
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 4, (C, H, W)) for _ in range(3)]
+    words = sum((feature_words(f, 2, 1) for f in frames), [])
+    n = 3 * window_cycles(H, W, C, K, s, pads)
+    got, stamps = run_stream(SlidingWindow(C, H, W, K, s, pads, 2, 1), words, n, gap=0, stall=0, field="data")
+    per_frame = window_cycles(H, W, C, K, s, pads)
+    assert stamps[-1] - stamps[0] <= n + 2 * (W * C) + 8           # one word/cycle after the first rows
+    assert per_frame == 8 * 8 * 9 * 2
+
+
+POOL_CASES = [
+    # C, H, W, K, s, padding, lanes, signed
+    (2, 6, 6, 2, 2, "valid", 1, False),
+    (4, 7, 5, 2, 2, "same", 2, False),
+    (3, 5, 5, 3, 2, "same", 3, True),
+    (2, 6, 5, 3, 1, "valid", 2, True),
+]
+
+
+@pytest.mark.parametrize("case", POOL_CASES, ids=lambda c: "C{}H{}W{}K{}s{}{}L{}{}".format(*c))
+def test_pool_both_directions(case):
+    C, H, W, K, s, padding, lanes, sgn = case
+    oh, ow, pads = window_geometry(H, W, K, s, padding)
+    rng = np.random.default_rng(sum(case[:5]))
+    maximize = [bool(v) for v in rng.integers(0, 2, C)]
+    maximize[0], maximize[-1] = True, False
+    lo, hi = (-8, 8) if sgn else (0, 16)
+    frames = [rng.integers(lo, hi, (C, H, W)) for _ in range(2)]
+    words = sum((feature_words(f, 5, lanes, signed=sgn) for f in frames), [])
+    ref = [nn.pool2d(f[None].astype(float), K, s, pads, np.array(maximize))[0].astype(np.int64) for f in frames]
+    want = sum((feature_words(r, 5, lanes, signed=sgn) for r in ref), [])
+    dut = Pool(C, H, W, K, s, pads, 5, lanes, signed=sgn, maximize=maximize)
+    got, _ = run_stream(dut, words, len(want), seed=C)
+    assert got == want
+
+
+def test_code_lut():
+    table = [3, 0, 2, 1]
+    words = pack_words([0, 1, 2, 3, 3, 2], 2, 2)
+    got, _ = run_stream(CodeLUT(table, 2, 2, 2), words, 3)
+    assert list(unpack_words(got, 2, 2)) == [3, 0, 2, 1, 1, 2]
+
+
+@pytest.mark.parametrize("comp,name", [
+    (lambda: StreamFIFO(8, 4), "fifo"), (lambda: WidthConverter(2, 3, 2), "wconv"),
+    (lambda: SlidingWindow(4, 7, 5, 3, 2, (1, 1, 1, 1), 2, 2), "window"),
+    (lambda: Pool(4, 6, 6, 2, 2, (0, 0, 0, 0), 4, 2, signed=True, maximize=[1, 0, 1, 0]), "pool"),
+    (lambda: CodeLUT([1, 0], 1, 1, 4), "lut")])
+def test_blocks_lint_clean(comp, name):
+    assert lint(verilog.convert(comp(), name=name), name) == []
