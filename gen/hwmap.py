@@ -70,3 +70,61 @@ def stage_io(stage: MatmulStage, idx):
     if not stage.raw:
         out = out_code_lut(stage)[out]
     return in_codes(stage, idx), out
+
+
+def is_xnor(stage: MatmulStage) -> bool:
+    wb, ab = stage.wq.int_basis, stage.in_act.int_basis
+    return (wb.planes == 1 and ab.planes == 1 and set(np.asarray(wb.coefs).ravel().tolist()) == {2}
+            and set(np.asarray(wb.offset).tolist()) == {-1} and list(np.asarray(ab.coefs)) == [2]
+            and int(ab.offset) == -1)
+
+
+def engine_config(stage: MatmulStage, pe: int, simd: int, pooled: bool = False, init: bool = True):
+    """The :class:`hw.bitserial.EngineConfig` of a stage (memories initialised from its weights)."""
+    from hw.bitserial import EngineConfig, row_constants
+    wb, ab = stage.wq.int_basis, stage.in_act.int_basis
+    codes = weight_codes(stage)
+    R, N = codes.shape
+    w_coefs = tuple(tuple(int(v) for v in row) for row in np.asarray(wb.coefs))
+    base = dict(rows=R, cols=N, pe=pe, simd=simd, w_coefs=w_coefs,
+                w_offset=tuple(int(v) for v in np.asarray(wb.offset)),
+                a_coefs=tuple(int(v) for v in np.asarray(ab.coefs)), a_offset=int(ab.offset),
+                xnor=is_xnor(stage))
+    if stage.raw:
+        cfg = EngineConfig(**base, n_thresholds=0, raw_width=32)
+    else:
+        L = stage.out_act.L
+        lut = () if pooled else tuple(int(v) for v in out_code_lut(stage))
+        cfg = EngineConfig(**base, n_thresholds=int(stage.thresholds.shape[1]), levels=L, out_lut=lut)
+    if not init:
+        return cfg
+    consts = row_constants(cfg, codes.tolist())
+    extra = dict(init_weights=tuple(map(tuple, codes.tolist())), init_consts=tuple(consts))
+    if not stage.raw:
+        extra.update(init_thresholds=tuple(map(tuple, stage.thresholds.tolist())),
+                     init_dirs=tuple(map(tuple, stage.up.astype(int).tolist())))
+    return EngineConfig(**{**cfg.__dict__, **extra})
+
+
+def layer_params(stage: MatmulStage, pe: int, simd: int, in_lanes: int):
+    """``ConvParams``/``DenseParams`` of a stage for ``hw.layers``."""
+    from hw.layers import ConvParams, DenseParams, PoolParams
+    if stage.pool is not None and stage.pool.where != "codes":
+        raise NotSupportedError(f"layer '{stage.name}': pooling on accumulators (a maxpool before a "
+                                f"non-monotone activation such as cabs, or on the raw last layer) is not "
+                                f"supported by the hardware blocks yet")
+    pooled = stage.pool is not None
+    eng = engine_config(stage, pe, simd, pooled=pooled)
+    if stage.kind == "dense":
+        return DenseParams(in_lanes, eng)
+    C, H, W = stage.in_shape
+    pool = None
+    lut = ()
+    if pooled:
+        p = stage.pool
+        pool = PoolParams(p.kernel, p.stride, tuple(p.pads), tuple(bool(v) for v in p.maximize))
+        table = out_code_lut(stage)
+        if not np.array_equal(table, np.arange(len(table))):
+            lut = tuple(int(v) for v in table)
+    return ConvParams(C, H, W, stage.kernel, stage.stride, tuple(stage.pads), in_lanes, pad_code(stage), eng,
+                      pool, lut)

@@ -1,0 +1,167 @@
+"""Layer blocks: a lowered conv/dense stage as one streaming component.
+
+:class:`ConvBlock`: sliding window -> (width converter) -> bit-serial MVTU -> (pool on level
+indices -> level-to-code LUT). :class:`DenseBlock`: (width converter) -> MVTU. Both are
+built from plain parameter objects that ``gen.hwmap`` derives from the golden model's
+integer form, so the block computes exactly the int path of that stage.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from amaranth import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from .bitserial import BitSerialMVTU, EngineConfig, engine_cycles
+from .stream_blocks import CodeLUT, Pool, SlidingWindow, WidthConverter, pool_cycles, window_cycles
+
+
+@dataclass(frozen=True)
+class PoolParams:
+    kernel: int
+    stride: int
+    pads: tuple
+    maximize: tuple          # one bool per channel
+
+
+@dataclass(frozen=True)
+class ConvParams:
+    channels: int
+    height: int
+    width: int
+    kernel: int
+    stride: int
+    pads: tuple
+    in_lanes: int            # channels per input word (divides channels)
+    pad_code: int
+    engine: EngineConfig
+    pool: PoolParams | None = None
+    code_lut: tuple = ()     # level -> plane code after the pool (empty: identity or none)
+
+    @property
+    def out_height(self) -> int:
+        return (self.height + self.pads[0] + self.pads[1] - self.kernel) // self.stride + 1
+
+    @property
+    def out_width(self) -> int:
+        return (self.width + self.pads[2] + self.pads[3] - self.kernel) // self.stride + 1
+
+
+def conv_cycles(p: ConvParams) -> int:
+    """Cycles per frame of a :class:`ConvBlock` in steady state: its slowest part."""
+    e = p.engine
+    vectors = p.out_height * p.out_width
+    parts = [vectors * engine_cycles(e),
+             window_cycles(p.height, p.width, p.channels // p.in_lanes, p.kernel, p.stride, p.pads),
+             p.height * p.width * (p.channels // p.in_lanes)]
+    if p.pool is not None:
+        parts.append(pool_cycles(p.out_height, p.out_width, e.rows // e.pe, p.pool.kernel, p.pool.stride,
+                                 p.pool.pads))
+    return max(parts)
+
+
+class ConvBlock(wiring.Component):
+    """One conv stage: window, MVTU, optional pool on level indices and code LUT.
+
+    Ports: ``i`` In(stream of ``in_lanes * P_a`` bits): input plane codes, HWC order;
+    ``o`` Out(stream of ``PE * out_bits``): output plane codes (or raw accumulators), HWC
+    order, ``PE`` channels per word. Memories of the MVTU are exposed as ``w_wr``, ``t_wr``,
+    ``k_wr`` (see :class:`~hw.bitserial.BitSerialMVTU`).
+
+    Throughput: :func:`conv_cycles` per frame; latency: the window's line fill plus one
+    vector of the engine; backpressure propagates through every part.
+    """
+
+    def __init__(self, p: ConvParams):
+        self.p = p
+        e = p.engine
+        if e.cols != p.kernel * p.kernel * p.channels:
+            raise ValueError("engine cols must be K*K*C")
+        self.engine = BitSerialMVTU(e)
+        out_bits = e.out_bits
+        if p.pool is not None and p.code_lut:
+            out_bits = max(1, ceil_log2(max(p.code_lut) + 1))
+        self.out_bits = out_bits
+        super().__init__({"i": In(stream.Signature(p.in_lanes * e.a_planes)),
+                          "o": Out(stream.Signature(e.pe * out_bits)),
+                          "w_wr": self.engine.signature.members["w_wr"],
+                          "t_wr": self.engine.signature.members["t_wr"],
+                          "k_wr": self.engine.signature.members["k_wr"]})
+
+    def elaborate(self, platform):
+        m = Module()
+        p, e = self.p, self.p.engine
+        m.submodules.window = win = SlidingWindow(p.channels, p.height, p.width, p.kernel, p.stride, p.pads,
+                                                  e.a_planes, p.in_lanes, p.pad_code)
+        m.submodules.engine = eng = self.engine
+        for n in ("w_wr", "t_wr", "k_wr"):
+            wiring.connect(m, wiring.flipped(getattr(self, n)), getattr(eng, n))
+        wiring.connect(m, wiring.flipped(self.i), win.i)
+        # window words (data only) -> engine, through a width converter if SIMD differs
+        if e.simd != p.in_lanes:
+            m.submodules.wconv = wc = WidthConverter(e.a_planes, p.in_lanes, e.simd)
+            m.d.comb += [wc.i.payload.eq(win.o.payload.data), wc.i.valid.eq(win.o.valid),
+                         win.o.ready.eq(wc.i.ready)]
+            wiring.connect(m, wc.o, eng.act)
+        else:
+            m.d.comb += [eng.act.payload.eq(win.o.payload.data), eng.act.valid.eq(win.o.valid),
+                         win.o.ready.eq(eng.act.ready)]
+        src = eng.out
+        if p.pool is not None:
+            q = p.pool
+            m.submodules.pool = pool = Pool(e.rows, p.out_height, p.out_width, q.kernel, q.stride, q.pads,
+                                            e.out_bits, e.pe, signed=e.raw, maximize=q.maximize)
+            wiring.connect(m, src, pool.i)
+            src = pool.o
+            if p.code_lut:
+                m.submodules.lut = lut = CodeLUT(p.code_lut, e.out_bits, self.out_bits, e.pe)
+                wiring.connect(m, src, lut.i)
+                src = lut.o
+        wiring.connect(m, src, wiring.flipped(self.o))
+        return m
+
+
+@dataclass(frozen=True)
+class DenseParams:
+    in_lanes: int
+    engine: EngineConfig
+
+
+def dense_cycles(p: DenseParams) -> int:
+    return max(engine_cycles(p.engine), p.engine.cols // p.in_lanes)
+
+
+class DenseBlock(wiring.Component):
+    """One dense stage: (width converter in_lanes -> SIMD) then the MVTU.
+
+    Ports as :class:`ConvBlock`; the input is the previous feature map in HWC order (the
+    weight columns are permuted to that order by ``gen.hwmap``).
+    """
+
+    def __init__(self, p: DenseParams):
+        self.p = p
+        self.engine = BitSerialMVTU(p.engine)
+        e = p.engine
+        self.out_bits = e.out_bits
+        super().__init__({"i": In(stream.Signature(p.in_lanes * e.a_planes)),
+                          "o": Out(stream.Signature(e.pe * e.out_bits)),
+                          "w_wr": self.engine.signature.members["w_wr"],
+                          "t_wr": self.engine.signature.members["t_wr"],
+                          "k_wr": self.engine.signature.members["k_wr"]})
+
+    def elaborate(self, platform):
+        m = Module()
+        p, e = self.p, self.p.engine
+        m.submodules.engine = eng = self.engine
+        for n in ("w_wr", "t_wr", "k_wr"):
+            wiring.connect(m, wiring.flipped(getattr(self, n)), getattr(eng, n))
+        if e.simd != p.in_lanes:
+            m.submodules.wconv = wc = WidthConverter(e.a_planes, p.in_lanes, e.simd)
+            wiring.connect(m, wiring.flipped(self.i), wc.i)
+            wiring.connect(m, wc.o, eng.act)
+        else:
+            wiring.connect(m, wiring.flipped(self.i), eng.act)
+        wiring.connect(m, eng.out, wiring.flipped(self.o))
+        return m
