@@ -61,7 +61,8 @@ class StreamSink:
             await RisingEdge(self.clk)
             cycle += 1
             if self.valid.value and self.ready.value:
-                self.words.append(self.payload.value.to_unsigned())
+                v = self.payload.value      # LogicArray, or Logic for a 1-bit payload; X/Z raise
+                self.words.append(v.to_unsigned() if hasattr(v, "to_unsigned") else int(v))
                 self.cycles.append(cycle)
         self.ready.value = 0
 
