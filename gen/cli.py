@@ -20,8 +20,6 @@ from .errors import BitplaneError, InputError, NotSupportedError
 
 # Subcommands that exist in the design but are not implemented yet, with their issue.
 PLANNED = {
-    "compile": ("network compiler (Verilog + weights + manifest)", 4),
-    "sim": ("RTL simulation of a compiled accelerator", 4),
     "project": ("Vivado project emission", 7),
     "run": ("host driver", 5),
     "train": ("quantization-aware training", 6),
@@ -216,6 +214,39 @@ def cmd_synth(args) -> int:
     return 0
 
 
+def cmd_compile(args) -> int:
+    from .compile import compile_network
+    net = _net(args.spec)
+    m = compile_network(net, Path(args.output), target_fps=args.target_fps, clock_mhz=args.clock_mhz,
+                        lut_budget=args.lut_budget, fold_file=args.fold, embed_weights=not args.no_embed_weights,
+                        progress=lambda msg: print(msg, file=sys.stderr))
+    print(f"{m['name']}: {m['cycles_per_frame']:,} cycles/frame (bottleneck {m['bottleneck']}) -> "
+          f"{m['frames_per_second']:,.1f} frames/s at {m['clock_mhz']:g} MHz; weight image "
+          f"{m['weights']['words']:,} words, checksum 0x{m['weights']['checksum']:08X}")
+    return 0
+
+
+def cmd_sim(args) -> int:
+    from sim.accel import simulate
+    x = load_codes(args.input)
+    if args.gap_pct not in range(0, 100) or args.stall_pct not in range(0, 100):
+        raise InputError("--gap-pct and --stall-pct must lie in 0..99")
+    waves = str(Path(args.output).with_suffix(".fst")) if args.waves else None
+    y, st = simulate(args.design, x, gap_pct=args.gap_pct, stall_pct=args.stall_pct, seed=args.seed, waves=waves,
+                     progress=lambda msg: print(msg, file=sys.stderr))
+    atomic_write(Path(args.output), lambda f: np.save(f, y, allow_pickle=False))
+    cpf, plan = st["cycles_per_frame"], st["planned_cycles_per_frame"]
+    print(f"{st['frames']} frames: {st['stream_cycles']:,} cycles after {st['weight_cycles']:,} for the weights; "
+          f"first-frame latency {st['latency_cycles']:,} cycles")
+    if cpf:
+        print(f"steady state {cpf:,.0f} cycles/frame (planner {plan:,}, {100 * (cpf - plan) / plan:+.1f}%) -> "
+              f"{st['fps_at_clock']:,.1f} frames/s at {st['clock_mhz']:g} MHz")
+    print(f"simulation: {st['sim_cycles_per_second']:,.0f} cycles/s ({st['wall_s']:.1f} s wall)"
+          + (f"; waves in {waves}" if waves else ""))
+    print(f"wrote {args.output} (int64 [{', '.join(map(str, y.shape))}])")
+    return 0
+
+
 def cmd_planned(args) -> int:
     what, issue = PLANNED[args.command]
     raise NotSupportedError(f"'bitplane {args.command}' ({what}) is not implemented yet "
@@ -258,6 +289,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", help="top module (default: from the manifest)")
     p.add_argument("--json", help="also write the full report here")
     p.set_defaults(fn=cmd_synth)
+
+    p = sub.add_parser("compile", help="compile a network into an accelerator (Verilog, weights, manifest)")
+    p.add_argument("spec")
+    p.add_argument("-o", "--output", required=True, help="output folder (replaced atomically)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--target-fps", type=float, help="frames/s to reach at --clock-mhz")
+    g.add_argument("--lut-budget", type=int, help="total LUTs to spend")
+    p.add_argument("--clock-mhz", type=float, default=100.0)
+    p.add_argument("--fold", help="YAML fold file {layer: {pe: P, simd: S}} overriding the planner")
+    p.add_argument("--no-embed-weights", action="store_true",
+                   help="memories start empty (weights only by run-time loading); default: also in the bitstream")
+    p.set_defaults(fn=cmd_compile)
+
+    p = sub.add_parser("sim", help="RTL simulation (Verilator) of a compiled accelerator on input frames")
+    p.add_argument("design", help="compiled folder (bitplane compile -o)")
+    p.add_argument("--input", required=True, help="uint8 input codes [N,C,H,W] (.npy, or .npz with 'x')")
+    p.add_argument("--output", required=True, help="output .npy: int64 last-layer accumulators")
+    p.add_argument("--waves", action="store_true", help="write an FST waveform next to the output")
+    p.add_argument("--gap-pct", type=int, default=0, help="random idle cycles on the input stream (percent)")
+    p.add_argument("--stall-pct", type=int, default=0, help="random backpressure on the output stream (percent)")
+    p.add_argument("--seed", type=int, default=1)
+    p.set_defaults(fn=cmd_sim)
 
     for name, (what, issue) in PLANNED.items():
         p = sub.add_parser(name, help=f"{what} (not implemented yet, issue #{issue})")

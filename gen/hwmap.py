@@ -106,15 +106,16 @@ def engine_config(stage: MatmulStage, pe: int, simd: int, pooled: bool = False, 
     return EngineConfig(**{**cfg.__dict__, **extra})
 
 
-def layer_params(stage: MatmulStage, pe: int, simd: int, in_lanes: int):
-    """``ConvParams``/``DenseParams`` of a stage for ``hw.layers``."""
+def layer_params(stage: MatmulStage, pe: int, simd: int, in_lanes: int, init: bool = True):
+    """``ConvParams``/``DenseParams`` of a stage for ``hw.layers`` (``init``: memories hold the
+    stage's weights at power-on; otherwise they must be loaded at run time)."""
     from hw.layers import ConvParams, DenseParams, PoolParams
     if stage.pool is not None and stage.pool.where != "codes":
         raise NotSupportedError(f"layer '{stage.name}': pooling on accumulators (a maxpool before a "
                                 f"non-monotone activation such as cabs, or on the raw last layer) is not "
                                 f"supported by the hardware blocks yet")
     pooled = stage.pool is not None
-    eng = engine_config(stage, pe, simd, pooled=pooled)
+    eng = engine_config(stage, pe, simd, pooled=pooled, init=init)
     if stage.kind == "dense":
         return DenseParams(in_lanes, eng)
     C, H, W = stage.in_shape

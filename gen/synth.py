@@ -170,13 +170,22 @@ def parse_nextpnr_log(text: str) -> dict:
 
 
 def synthesize(verilog: str, top: str, target: str, clock_mhz: float = 100.0, cache_dir=None,
-               progress=print, timeout: float | None = 3600, bitstream: bool = True) -> dict:
-    """Run the open flow for ``target``; return a report dict (see module docstring)."""
+               progress=print, timeout: float | None = 3600, bitstream: bool = True,
+               speed_grade: int | None = None) -> dict:
+    """Run the open flow for ``target``; return a report dict (see module docstring).
+
+    ``speed_grade`` (ECP5 only: 6, 7 or 8; nextpnr's default is 6, the slowest).
+    """
     if target not in TARGETS:
         raise SynthError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     t = TARGETS[target]
+    if speed_grade is not None:
+        if t.family != "ecp5" or speed_grade not in (6, 7, 8):
+            raise SynthError(f"speed grade {speed_grade} is not available for {target} (ECP5: 6, 7, 8)")
+        t = Target(t.name, t.family, t.pnr_args + ("--speed", str(speed_grade)), t.xilinx_family, t.resources)
     versions = tool_versions()
-    key = hashlib.sha256(json.dumps([verilog, top, target, clock_mhz, versions, bitstream]).encode()).hexdigest()
+    key = hashlib.sha256(json.dumps([verilog, top, target, clock_mhz, versions, bitstream]
+                                    + ([speed_grade] if speed_grade else [])).encode()).hexdigest()
     cache_dir = Path(cache_dir or Path(tempfile.gettempdir()) / "bitplane-synth")
     out = cache_dir / key[:16]
     if (out / "report.json").exists():
@@ -189,6 +198,7 @@ def synthesize(verilog: str, top: str, target: str, clock_mhz: float = 100.0, ca
     try:
         rep = _flow(verilog, top, t, clock_mhz, work, progress, timeout, bitstream)
         rep.update(target=target, top=top, clock_mhz=clock_mhz, tools=versions, cached=False,
+                   speed_grade=speed_grade or (6 if t.family == "ecp5" else None),
                    date=time.strftime("%Y-%m-%d %H:%M"))
         (work / "report.json").write_text(json.dumps(rep, indent=2))
         if out.exists():

