@@ -102,9 +102,6 @@ def build_top(golden: Golden, plan_result: dict, embed_weights: bool = True, bui
     if not blocks or not isinstance(low.stages[-1], MatmulStage) or not low.stages[-1].raw:
         raise NotSupportedError(f"{net.path}: the network must end with a conv or dense layer (raw accumulators)")
     last = low.stages[-1]
-    if max(abs(last.acc_lo), abs(last.acc_hi)) >= (1 << 31):
-        raise NotSupportedError(f"{net.path}: layer '{last.name}': accumulators need {last.acc_bits} bits, more "
-                                f"than the 32-bit result stream carries")
     if not isinstance(blocks[-1], (ConvParams, DenseParams)):     # pragma: no cover
         raise NotSupportedError(f"{net.path}: the last block must be a conv/dense layer")
     return TopParams(top_name(net), tuple(net.input_shape), net.input_bits, input_lanes(C, net.input_bits),
@@ -214,7 +211,7 @@ def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float =
                       "bits": net.input_bits, "lanes": tp.in_lanes, "beats_per_frame": tp.in_beats,
                       "order": "HWC"},
             "output": {"tdata_bits": RESULT_BITS, "bytes_per_beat": AXIS_BYTES, "shape": out_shape,
-                       "words_per_frame": tp.out_words, "signed": True,
+                       "words_per_frame": tp.out_words, "words_per_value": tp.words_per_value, "signed": True,
                        "order": "HWC" if last.kind == "conv" else "features"},
         },
         "layers": layers,

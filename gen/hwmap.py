@@ -91,7 +91,10 @@ def engine_config(stage: MatmulStage, pe: int, simd: int, pooled: bool = False, 
                 a_coefs=tuple(int(v) for v in np.asarray(ab.coefs)), a_offset=int(ab.offset),
                 xnor=is_xnor(stage))
     if stage.raw:
-        cfg = EngineConfig(**base, n_thresholds=0, raw_width=32)
+        if stage.acc_bits > 64:
+            raise NotSupportedError(f"layer '{stage.name}': raw accumulators need {stage.acc_bits} bits, more "
+                                    f"than the 64 bits a result can carry")
+        cfg = EngineConfig(**base, n_thresholds=0, raw_width=32 if stage.acc_bits <= 32 else 64)
     else:
         L = stage.out_act.L
         lut = () if pooled else tuple(int(v) for v in out_code_lut(stage))

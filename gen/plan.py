@@ -50,14 +50,13 @@ def simd_options(st: MatmulStage) -> list[int]:
     return sorted(set(divisors(C)) | {C * m for m in divisors(st.kernel * st.kernel)})
 
 
-def vector_cycles(rows: int, cols: int, pe: int, simd: int, pw: int, pa: int) -> int:
-    """Bit-serial MVTU cycles per output vector (no pipeline latency): (R/PE)(N/SIMD)P_wP_a."""
-    return (rows // pe) * (cols // simd) * pw * pa
-
-
 def stage_cycles(st: MatmulStage, pe: int, simd: int) -> int:
-    return stage_vectors(st) * vector_cycles(st.out_channels, st.n_dot, pe, simd, st.wq.planes,
-                                             st.in_act.planes)
+    """Engine cycles per frame of a stage (``hw.bitserial.mvtu_cycles`` per output vector).
+
+    The compiler reports the exact block formulas (window, input rate, pools) per layer;
+    this term is what folding changes."""
+    from hw.bitserial import mvtu_cycles
+    return stage_vectors(st) * mvtu_cycles(st.out_channels, st.n_dot, pe, simd, st.wq.planes, st.in_act.planes)
 
 
 def estimate_luts(st: MatmulStage, pe: int, simd: int) -> int:

@@ -20,7 +20,8 @@ Accelerator top level (``hw/top.py``)
 * ``s_axis``: ``AXIS_IN_BITS``-bit beats; a frame ``[C, H, W]`` of input codes in stream
   order, ``in_lanes`` codes per beat (:func:`input_lanes`), ``tlast`` on its last beat
   (:func:`pack_frames`). Weight images use the same stream, one 32-bit word per beat.
-* ``m_axis``: ``RESULT_BITS``-bit beats, one signed last-layer accumulator each, in the
+* ``m_axis``: ``RESULT_BITS``-bit beats, one signed last-layer accumulator each (or two,
+  low word first, for accumulators wider than 32 bits: ``words_per_value``), in the
   golden model's output order (stream order for a conv output), ``tlast`` per frame
   (:func:`unpack_results`).
 * Host-side byte order: every beat is ``AXIS_BYTES`` little-endian bytes (the DMA word).
@@ -70,9 +71,20 @@ def pack_frames(x: np.ndarray, bits: int, lanes: int) -> np.ndarray:
     return (lanes_v << shifts).sum(axis=2).astype(np.uint32)
 
 
-def unpack_results(beats, out_shape: tuple) -> np.ndarray:
-    """``m_axis`` beats of whole frames -> int64 ``[N, *out_shape]`` accumulators."""
-    b = np.asarray(beats, dtype=np.uint64).astype(np.uint32).view(np.int32).astype(np.int64)
+def unpack_results(beats, out_shape: tuple, words_per_value: int = 1) -> np.ndarray:
+    """``m_axis`` beats of whole frames -> int64 ``[N, *out_shape]`` accumulators.
+
+    ``words_per_value`` 2: each accumulator is two beats, low word first (64-bit results)."""
+    raw = np.asarray(beats, dtype=np.uint64).astype(np.uint32)
+    if words_per_value == 1:
+        b = raw.view(np.int32).astype(np.int64)
+    elif words_per_value == 2:
+        if raw.size % 2:
+            raise ValueError("64-bit results need an even number of beats")
+        b = raw.reshape(-1, 2).astype(np.uint64)
+        b = (b[:, 0] | (b[:, 1] << np.uint64(32))).view(np.int64)
+    else:
+        raise ValueError(f"words_per_value must be 1 or 2, got {words_per_value}")
     per = int(np.prod(out_shape))
     if b.size % per:
         raise ValueError(f"{b.size} result beats are not whole frames of {per}")

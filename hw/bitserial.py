@@ -74,8 +74,10 @@ class EngineConfig:
                               and set(self.w_offset) == {-1} and tuple(self.a_coefs) == (2,)
                               and self.a_offset == -1):
             raise ValueError("the XNOR path needs +-1 weights and activations (c=[2], o=-1 on both sides)")
-        if self.n_thresholds == 0 and self.final_width > self.raw_width:
-            raise ValueError(f"raw accumulators need {self.final_width} bits > raw_width={self.raw_width}")
+        # Raw mode outputs the low ``raw_width`` bits of the exact dot product. The engine's
+        # internal width (``final_width``) bounds every partial term and can exceed the final
+        # value's proven range; the compiler checks that range fits ``raw_width``
+        # (gen.hwmap.engine_config), so the truncation is exact.
 
     @property
     def w_planes(self) -> int:
@@ -123,9 +125,14 @@ class EngineConfig:
         return _sbits(-B - 1, B + 1)
 
 
-def engine_cycles(cfg: EngineConfig) -> int:
+def mvtu_cycles(rows: int, cols: int, pe: int, simd: int, w_planes: int, a_planes: int) -> int:
     """Cycles per output vector in steady state: (R/PE)(N/SIMD)·P_w·P_a (the one definition)."""
-    return cfg.nf * cfg.sf * cfg.w_planes * cfg.a_planes
+    return (rows // pe) * (cols // simd) * w_planes * a_planes
+
+
+def engine_cycles(cfg: EngineConfig) -> int:
+    """:func:`mvtu_cycles` of a configured engine."""
+    return mvtu_cycles(cfg.rows, cfg.cols, cfg.pe, cfg.simd, cfg.w_planes, cfg.a_planes)
 
 
 ENGINE_LATENCY = 11   # cycles from the last issue of a row fold to its output word

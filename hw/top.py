@@ -16,7 +16,8 @@ Streams (formats defined once in :mod:`host.packing`):
   A frame with an early ``tlast`` is completed with zero beats, one with a late ``tlast`` is
   cut at its length and the extra beats dropped; either sets ``ERROR.FRAMING``. Every input
   frame yields exactly one result frame, so a host never waits for a result that cannot come.
-* ``m_axis``: one signed 32-bit last-layer accumulator per beat, in the golden model's output
+* ``m_axis``: one signed 32-bit last-layer accumulator per beat (two beats, low word first,
+  when the proven accumulator range needs more than 32 bits), in the golden model's output
   order (HWC for a conv, feature order for a dense layer), ``tlast`` on the last of a frame.
 * Weight images (:mod:`hw.weightimage`) arrive on ``s_axis`` as one frame after
   ``CTRL.LOAD_WEIGHTS``; the loader checks magic, headers and section sizes
@@ -132,8 +133,8 @@ class TopParams:
         last = self.blocks[-1] if self.blocks else None
         if not isinstance(last, (ConvParams, DenseParams)) or not last.engine.raw:
             raise ValueError("the last block must be a conv/dense block with raw accumulator output")
-        if last.engine.raw_width != RESULT_BITS:
-            raise ValueError(f"the last block's raw width must be {RESULT_BITS}")
+        if last.engine.raw_width not in (RESULT_BITS, 2 * RESULT_BITS):
+            raise ValueError(f"the last block's raw width must be {RESULT_BITS} or {2 * RESULT_BITS}")
 
     @property
     def in_beats(self) -> int:
@@ -141,11 +142,17 @@ class TopParams:
         return C * H * W // self.in_lanes
 
     @property
+    def words_per_value(self) -> int:
+        """m_axis beats per accumulator: 1, or 2 (low word first) when the proven range needs
+        more than 32 bits."""
+        return self.blocks[-1].engine.raw_width // RESULT_BITS
+
+    @property
     def out_words(self) -> int:
         last = self.blocks[-1]
-        if isinstance(last, DenseParams):
-            return last.engine.rows
-        return last.out_height * last.out_width * last.engine.rows
+        values = last.engine.rows if isinstance(last, DenseParams) else \
+            last.out_height * last.out_width * last.engine.rows
+        return values * self.words_per_value
 
 
 def block_cycles(b) -> int:
@@ -215,7 +222,7 @@ class Core(wiring.Component):
     Ports: ``s_axis_*`` / ``m_axis_*`` as the top; ``load`` (pulse: the next input frame is a
     weight image), ``clear_counters``, ``clear_checksum`` (pulses); ``frames_in``,
     ``frames_out`` (32), ``cycles`` (64), ``checksum``, ``words`` (32), ``loading``,
-    ``busy`` (1), ``err`` (4: bits to set in ERROR this cycle).
+    ``busy`` (1), ``err`` (3: ERROR bits 2..0 to set this cycle).
     """
 
     def __init__(self, p: TopParams):
@@ -226,7 +233,7 @@ class Core(wiring.Component):
             "m_axis_tlast": Out(1),
             "load": In(1), "clear_counters": In(1), "clear_checksum": In(1),
             "frames_in": Out(32), "frames_out": Out(32), "cycles": Out(64), "checksum": Out(32), "words": Out(32),
-            "loading": Out(1), "busy": Out(1), "err": Out(4),
+            "loading": Out(1), "busy": Out(1), "err": Out(3),
         })
 
     def elaborate(self, platform):
@@ -253,7 +260,7 @@ class Core(wiring.Component):
         beat = Signal(range(max(2, B)))
         fill, drop = Signal(), Signal()
         frame_done = Signal()
-        err = Signal(4)
+        err = Signal(3)                  # FRAMING, OVERFLOW, WEIGHT_FORMAT (ABORTED is set by the top)
         f0 = fifos[0].i
         with m.If(self.load):
             m.d.sync += load_pending.eq(1)
@@ -377,12 +384,16 @@ class Core(wiring.Component):
 
         # ------------------------------------------------------------ output
         last = blocks[-1]
-        pe = p.blocks[-1].engine.pe
+        pe, rw = p.blocks[-1].engine.pe, p.blocks[-1].engine.raw_width
         src = last.o
         if pe != 1:
-            m.submodules.out_conv = oc = WidthConverter(RESULT_BITS, pe, 1)
+            m.submodules.out_conv = oc = WidthConverter(rw, pe, 1)
             wiring.connect(m, src, oc.i)
             src = oc.o
+        if rw != RESULT_BITS:                        # 64-bit results: low word, then high word
+            m.submodules.out_split = sp = WidthConverter(RESULT_BITS, rw // RESULT_BITS, 1)
+            wiring.connect(m, src, sp.i)
+            src = sp.o
         m.submodules.out_fifo = of = StreamFIFO(RESULT_BITS, depths[-1])
         wiring.connect(m, src, of.i)
         OW = p.out_words

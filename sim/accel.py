@@ -82,7 +82,7 @@ def simulate(folder, x: np.ndarray, gap_pct: int = 0, stall_pct: int = 0, seed: 
     if not st["ok"] or len(out) != n * sout["words_per_frame"]:
         raise SimError(f"simulation stopped after {st['stream_cycles']:,} cycles with {len(out)} of "
                        f"{n * sout['words_per_frame']} result words (cycle budget {budget:,})")
-    y = unpack_results(out, tuple(sout["shape"]))
+    y = unpack_results(out, tuple(sout["shape"]), sout["words_per_value"])
     done = np.asarray(st["frame_done"], dtype=np.int64)
     steady = float(np.median(np.diff(done))) if len(done) > 2 else None
     if len(done) > 3:                       # frames 1.. end-to-end throughput, first frame excluded

@@ -1,0 +1,219 @@
+"""Whole accelerators: compile -> RTL simulation, bit-exact vs the golden int path.
+
+Native Verilator harness for bulk frames (gaps on the input, backpressure on the output,
+frames back to back); the cocotb top testbench for framing errors, soft reset mid-frame
+and malformed weight images.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from gen.cli import main as cli
+from gen.compile import compile_network
+from gen.errors import NotSupportedError
+from gen.golden import Golden
+from gen.lower import MatmulStage
+from gen.plan import PlanError, simd_options
+from gen.spec import load_network
+from host.packing import pack_frames
+from hw import regmap
+from hw import weightimage as wimg
+from hw.lint_waivers import lint
+from sim.accel import simulate
+from sim.cocotb_run import run
+from tests.netgen import network_plans, write_network
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
+DIGITS = np.load(ROOT / "examples" / "data" / "mnist-256.npz", allow_pickle=False)["x"]
+
+# example network -> compile target (frames/s at 100 MHz) that keeps simulation short
+EXAMPLES = {"lenet-w2a2": 1500, "lenet-lq-w2a2": 1500, "lenet-ttq-a2": 1500, "tfc-w1a1": 20000,
+            "tfc-w2a2": 10000}
+
+
+def _inputs(net, n, seed=0):
+    if tuple(net.input_shape) == (1, 28, 28):
+        return DIGITS[:n]
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 1 << net.input_bits, (n, *net.input_shape)).astype(np.uint8)
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_example_network_bit_exact_and_on_plan(name, tmp_path):
+    net = load_network(ROOT / "examples" / f"{name}.yaml")
+    m = compile_network(net, tmp_path / "out", target_fps=EXAMPLES[name], progress=lambda s: None)
+    x = _inputs(net, 12)
+    want = Golden(net).run_int(x)
+    y, st_ = simulate(tmp_path / "out", x, gap_pct=20, stall_pct=30, seed=3)
+    assert np.array_equal(y, want)
+    # throughput: no gaps/stalls, frames back to back, within 5 % of the planner
+    y2, st2 = simulate(tmp_path / "out", x[:6])
+    assert np.array_equal(y2, want[:6])
+    assert abs(st2["cycles_per_frame"] - m["cycles_per_frame"]) <= 0.05 * m["cycles_per_frame"], st2
+    # manifest test vectors are the golden outputs
+    with np.load(tmp_path / "out" / "testvectors.npz", allow_pickle=False) as z:
+        assert np.array_equal(Golden(net).run_int(z["x"]), z["y"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,fps", [("cnv-w1a1", 1000), ("cnv-w2a2", 500)])
+def test_cnv_bit_exact(name, fps, tmp_path):
+    net = load_network(ROOT / "examples" / f"{name}.yaml")
+    m = compile_network(net, tmp_path / "out", target_fps=fps, progress=lambda s: None)
+    x = _inputs(net, 4)
+    y, st_ = simulate(tmp_path / "out", x)
+    assert np.array_equal(y, Golden(net).run_int(x))
+    assert abs(st_["cycles_per_frame"] - m["cycles_per_frame"]) <= 0.05 * m["cycles_per_frame"]
+
+
+def test_accumulator_pooling_network_is_refused_before_writing(tmp_path):
+    net = load_network(ROOT / "examples" / "svhn-dorefa-w1a2.yaml")
+    with pytest.raises(NotSupportedError, match="conv0.*pooling on accumulators"):
+        compile_network(net, tmp_path / "out", progress=lambda s: None)
+    assert not (tmp_path / "out").exists() and list(tmp_path.iterdir()) == []
+
+
+@settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))
+@given(plan=network_plans(max_convs=2), data=st.data())
+def test_random_networks_random_folds(plan, data, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("rand")
+    net = load_network(write_network(plan, tmp, seed=1))
+    low = Golden(net).lowered
+    assume(all(s.groups == 1 and (s.pool is None or s.pool.where == "codes")
+               for s in low.stages if isinstance(s, MatmulStage)))
+    folds = {}
+    for s in low.stages:
+        if isinstance(s, MatmulStage):
+            pe = data.draw(st.sampled_from([d for d in range(1, s.out_channels + 1) if s.out_channels % d == 0]))
+            folds[s.name] = {"pe": pe, "simd": data.draw(st.sampled_from(simd_options(s)))}
+    (tmp / "fold.yaml").write_text(json.dumps(folds))
+    try:
+        compile_network(net, tmp / "out", fold_file=tmp / "fold.yaml", progress=lambda s: None)
+    except NotSupportedError:
+        assume(False)
+    x = _inputs(net, 3, seed=2)
+    y, _ = simulate(tmp / "out", x, gap_pct=25, stall_pct=40, seed=5)
+    assert np.array_equal(y, Golden(net).run_int(x))
+
+
+# ---------------------------------------------------------------------------- errors before writing
+
+def test_bad_fold_and_budget_fail_before_any_file(tmp_path, capsys):
+    spec = ROOT / "examples" / "lenet-w2a2.yaml"
+    (tmp_path / "fold.yaml").write_text("conv1: {pe: 3, simd: 5}\n")
+    out = tmp_path / "out"
+    assert cli(["compile", str(spec), "-o", str(out), "--fold", str(tmp_path / "fold.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert "conv1" in err and "PE=3" in err and "Traceback" not in err
+    assert cli(["compile", str(spec), "-o", str(out), "--lut-budget", "10"]) == 1
+    assert "LUT budget 10 is too small" in capsys.readouterr().err
+    assert not out.exists()
+    with pytest.raises(PlanError):
+        compile_network(load_network(spec), out, target_fps=1e9, progress=lambda s: None)
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------------------- cocotb: framing, reset, weights
+
+TINY = {"name": "tiny", "input": {"shape": [2, 5, 5], "bits": 4, "scale": 1 / 15}, "layers": [
+    {"name": "c0", "op": "conv", "out_channels": 4, "kernel": 3, "stride": 1, "padding": "same", "bias": True,
+     "weight_quant": {"type": "dorefa", "bits": 2}},
+    {"name": "bn0", "op": "batchnorm", "eps": 1e-4},
+    {"name": "a0", "op": "quant_act", "nonlin": "clip01", "quant": {"type": "dorefa", "bits": 2}},
+    {"name": "p0", "op": "maxpool", "kernel": 2, "stride": 2, "padding": "same"},
+    {"name": "fc", "op": "dense", "out_features": 3, "bias": True, "weight_quant": {"type": "int", "bits": 8}}]}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tiny")
+    net = load_network(write_network(TINY, tmp, seed=4))
+    m = compile_network(net, tmp / "out", fold_file=None, target_fps=100000, progress=lambda s: None)
+    return net, tmp / "out", m
+
+
+def _r(name):
+    return regmap.by_name(name).offset
+
+
+def _f(reg, field):
+    return regmap.by_name(reg).field(field).mask
+
+
+def test_top_lints_clean(tiny):
+    net, out, m = tiny
+    assert lint((out / "accelerator.v").read_text(), m["top"]) == []
+
+
+def test_runtime_weight_loading_is_what_computes(tmp_path):
+    net = load_network(write_network(TINY, tmp_path, seed=4))
+    compile_network(net, tmp_path / "out", embed_weights=False, progress=lambda s: None)
+    x = _inputs(net, 4, seed=1)
+    want = Golden(net).run_int(x)
+    y, st_ = simulate(tmp_path / "out", x, gap_pct=10, stall_pct=10)
+    assert np.array_equal(y, want)
+    assert st_["regs"]["WEIGHT_WORDS"] == len(wimg.from_bytes((tmp_path / "out" / "weights.bin").read_bytes()))
+    y0, _ = simulate(tmp_path / "out", x, load_weights=False)      # empty memories: not the network
+    assert not np.array_equal(y0, want)
+
+
+def test_framing_errors_soft_reset_and_bad_weights_recover(tiny):
+    net, out, m = tiny
+    x = _inputs(net, 5, seed=9)
+    want = Golden(net).run_int(x)
+    beats = pack_frames(x, net.input_bits, m["streams"]["input"]["lanes"]).tolist()
+    B = len(beats[0])
+    ERR, CTRL = _r("ERROR"), _r("CTRL")
+    clear_all = 0xF
+    image = wimg.from_bytes((out / "weights.bin").read_bytes())
+    bad_image = [0xDEADBEEF] + image[1:]
+    steps = [
+        {"op": "read", "reg": _r("ID"), "key": "id"},
+        # 1. a good frame
+        {"op": "send", "beats": beats[0], "last": [B - 1]}, {"op": "frames", "n": 1},
+        # 2. early tlast: completed with zeros, one (meaningless) result, FRAMING
+        {"op": "send", "beats": beats[1][:B // 2], "last": [B // 2 - 1]}, {"op": "frames", "n": 2},
+        {"op": "read", "reg": ERR, "key": "err_early"}, {"op": "write", "reg": ERR, "value": clear_all},
+        # 3. the next good frame is correct
+        {"op": "send", "beats": beats[2], "last": [B - 1]}, {"op": "frames", "n": 3},
+        # 4. late tlast: cut at its length, extra beats dropped, FRAMING
+        {"op": "send", "beats": beats[3] + beats[3][:5], "last": [B + 4]}, {"op": "frames", "n": 4},
+        {"op": "read", "reg": ERR, "key": "err_late"}, {"op": "write", "reg": ERR, "value": clear_all},
+        {"op": "send", "beats": beats[4], "last": [B - 1]}, {"op": "frames", "n": 5},
+        # 5. soft reset mid-frame: ABORTED, no result; the next frame is correct
+        {"op": "send", "beats": beats[0][:B // 2], "last": []}, {"op": "wait", "cycles": 10},
+        {"op": "read", "reg": _r("STATUS"), "key": "status_mid"},
+        {"op": "write", "reg": CTRL, "value": _f("CTRL", "SOFT_RESET")},
+        {"op": "read", "reg": ERR, "key": "err_reset"}, {"op": "write", "reg": ERR, "value": clear_all},
+        {"op": "send", "beats": beats[2], "last": [B - 1]}, {"op": "frames", "n": 6},
+        # 6. a malformed weight image: WEIGHT_FORMAT, rest dropped, then a correct reload
+        {"op": "write", "reg": CTRL, "value": _f("CTRL", "CLEAR_CHECKSUM") | _f("CTRL", "LOAD_WEIGHTS")},
+        {"op": "send", "beats": bad_image, "last": [len(bad_image) - 1]},
+        {"op": "read", "reg": ERR, "key": "err_weights"}, {"op": "write", "reg": ERR, "value": clear_all},
+        {"op": "write", "reg": CTRL, "value": _f("CTRL", "CLEAR_CHECKSUM") | _f("CTRL", "LOAD_WEIGHTS")},
+        {"op": "send", "beats": image, "last": [len(image) - 1]},
+        {"op": "read", "reg": _r("WEIGHT_CHECKSUM"), "key": "checksum"},
+        {"op": "read", "reg": ERR, "key": "err_final"},
+        {"op": "send", "beats": beats[1], "last": [B - 1]}, {"op": "frames", "n": 7},
+        {"op": "read", "reg": _r("FRAMES_IN"), "key": "frames_in"},
+    ]
+    res = run((out / "accelerator.v").read_text(), m["top"], "sim.tb_top",
+              {"seed": 2, "idle": 0.2, "stall": 0.3, "timeout": 200_000, "steps": steps}, name="top")
+    frames = [np.array([int(w) for w in f], dtype=np.uint32).view(np.int32).astype(np.int64) for f in res["frames"]]
+    rd = {k: v for k, v in res["reads"].items()}
+    assert rd["id"] == [regmap.ID_MAGIC]
+    assert len(frames) == 7 and all(len(f) == want.shape[1] for f in frames)
+    fr, ab, wf = _f("ERROR", "FRAMING"), _f("ERROR", "ABORTED"), _f("ERROR", "WEIGHT_FORMAT")
+    assert rd["err_early"] == [fr] and rd["err_late"] == [fr]
+    assert rd["status_mid"][0] & _f("STATUS", "BUSY")
+    assert rd["err_reset"] == [ab]
+    assert rd["err_weights"] == [wf] and rd["err_final"] == [0]
+    assert rd["checksum"] == [wimg.checksum(image)]
+    for got, k in zip(frames, [0, None, 2, 3, 4, 2, 1]):
+        if k is not None:
+            assert np.array_equal(got, want[k]), k
