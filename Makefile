@@ -27,6 +27,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/golden.py
+	$(PY) bench/engines.py
 
 clean:
 	rm -rf build .pytest_cache sim_build

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from amaranth.back import verilog  # noqa: E402
 
 from bench.golden import machine  # noqa: E402
-from gen.synth import synthesize, tool_versions  # noqa: E402
+from gen.synth import SynthError, synthesize, tool_versions  # noqa: E402
 from hw.bitserial import BitSerialMVTU, engine_cycles  # noqa: E402
 from sim.mvtu_ref import make_case  # noqa: E402
 
@@ -79,16 +79,21 @@ def main(argv=None):
         binops = pe * simd
         lut = x["LUT"] + x["LUTRAM"]        # LUTRAM cells occupy SLICEM LUT6s too
         e = {"fmax_mhz": None, "utilisation": {}}
+        failure = ""
         if not args.no_ecp5:
-            e = synthesize(v, "mvtu", "ecp5-85k", clock_mhz=args.clock_mhz, progress=quiet,
-                           cache_dir=ROOT / "build" / "synth", bitstream=False, speed_grade=args.speed_grade)
+            try:
+                e = synthesize(v, "mvtu", "ecp5-85k", clock_mhz=args.clock_mhz, progress=quiet,
+                               cache_dir=ROOT / "build" / "synth", bitstream=False, speed_grade=args.speed_grade)
+            except SynthError as err:       # report the failure in the table, go on with the rest
+                last = [ln for ln in str(err).splitlines() if ln.strip()][-1]
+                failure = f"  ECP5 flow failed: {last.strip()}"
         util = e.get("utilisation", {})
         l4 = util.get("TRELLIS_COMB", {}).get("used", "-")
         ff = util.get("TRELLIS_FF", {}).get("used", "-")
         fmax = f"{e['fmax_mhz']:.1f}" if e.get("fmax_mhz") else "-"
         print(f"{w:>2} {a:>2} {pe:>3} {simd:>4} {engine_cycles(cfg):>7} {binops:>9} {lut:>7} {x['LUT']:>7} "
               f"{x['FF']:>6} {x['LUTRAM']:>6} {x['BRAM36']:>6} {lut / binops:>9.2f} {lut / (2 * binops):>12.2f} "
-              f"{l4:>9} {ff:>7} {fmax:>8}", flush=True)
+              f"{l4:>9} {ff:>7} {fmax:>8}{failure}", flush=True)
         rows.append((w, a, pe, simd, lut, x, e))
     return rows
 
