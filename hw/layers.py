@@ -42,11 +42,16 @@ class ConvParams:
 
     @property
     def out_height(self) -> int:
-        return (self.height + self.pads[0] + self.pads[1] - self.kernel) // self.stride + 1
+        return window_out(self.height, self.pads[0], self.pads[1], self.kernel, self.stride)
 
     @property
     def out_width(self) -> int:
-        return (self.width + self.pads[2] + self.pads[3] - self.kernel) // self.stride + 1
+        return window_out(self.width, self.pads[2], self.pads[3], self.kernel, self.stride)
+
+
+def window_out(size: int, pad_lo: int, pad_hi: int, kernel: int, stride: int) -> int:
+    """Output positions of a sliding window along one axis."""
+    return (size + pad_lo + pad_hi - kernel) // stride + 1
 
 
 def conv_cycles(p: ConvParams) -> int:

@@ -67,13 +67,8 @@ class CodePoolParams:
     to_level: tuple = ()      # code -> level index (empty: identity)
     to_code: tuple = ()       # level index -> code (empty: identity)
 
-    @property
-    def out_height(self) -> int:
-        return (self.height + self.pads[0] + self.pads[1] - self.kernel) // self.stride + 1
-
-    @property
-    def out_width(self) -> int:
-        return (self.width + self.pads[2] + self.pads[3] - self.kernel) // self.stride + 1
+    out_height = ConvParams.out_height
+    out_width = ConvParams.out_width
 
 
 def code_pool_cycles(p: CodePoolParams) -> int:
