@@ -201,7 +201,7 @@ def test_golden_input_errors(tmp_path, capsys):
 
 
 def test_planned_commands_say_not_implemented(capsys):
-    rc = main(["train", "--arch", "lenet"])
+    rc = main(["train", "lenet"])
     assert rc == 2
     err = capsys.readouterr().err
     assert "not implemented yet" in err and "issue #6" in err
