@@ -51,7 +51,7 @@ def _identity(t) -> bool:
 def build_top(golden: Golden, plan_result: dict, embed_weights: bool = True, build_id: int = 0):
     """``TopParams`` of the network for a plan; raises a clear error for what hardware lacks."""
     from host.packing import input_lanes
-    from hw.layers import ConvParams, DenseParams
+    from hw.layers import ConvParams, DenseParams, block_out_bits
     from hw.top import CodePoolParams, TopParams
 
     from . import hwmap
@@ -70,12 +70,7 @@ def build_top(golden: Golden, plan_result: dict, embed_weights: bool = True, bui
             f = folds[st.name]
             b = hwmap.layer_params(st, f.pe, f.simd, lanes, init=embed_weights)
             in_w = lanes * b.engine.a_planes
-            out_lanes = f.pe
-            if isinstance(b, ConvParams):
-                out_bits = max(1, int(max(b.code_lut)).bit_length()) if (b.pool is not None and b.code_lut) \
-                    else b.engine.out_bits
-            else:
-                out_bits = b.engine.out_bits
+            out_lanes, out_bits = f.pe, block_out_bits(b)
         elif isinstance(st, CodePoolStage):
             act, p = st.act, st.pool
             bits = act.planes

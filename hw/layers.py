@@ -54,6 +54,25 @@ def window_out(size: int, pad_lo: int, pad_hi: int, kernel: int, stride: int) ->
     return (size + pad_lo + pad_hi - kernel) // stride + 1
 
 
+def block_out_bits(p) -> int:
+    """Bits per output lane of a conv/dense block (a pooled conv with a code table emits codes)."""
+    e = p.engine
+    if isinstance(p, ConvParams) and p.pool is not None and p.code_lut:
+        return max(1, ceil_log2(max(p.code_lut) + 1))
+    return e.out_bits
+
+
+def _members(engine: BitSerialMVTU, in_bits: int, out_bits: int) -> dict:
+    """Stream ports of a block plus its engine's memory write ports."""
+    return {"i": In(stream.Signature(in_bits)), "o": Out(stream.Signature(out_bits)),
+            **{n: engine.signature.members[n] for n in ("w_wr", "t_wr", "k_wr")}}
+
+
+def _connect_memories(m: Module, blk, eng: BitSerialMVTU):
+    for n in ("w_wr", "t_wr", "k_wr"):
+        wiring.connect(m, wiring.flipped(getattr(blk, n)), getattr(eng, n))
+
+
 def conv_cycles(p: ConvParams) -> int:
     """Cycles per frame of a :class:`ConvBlock` in steady state: its slowest part."""
     e = p.engine
@@ -85,15 +104,8 @@ class ConvBlock(wiring.Component):
         if e.cols != p.kernel * p.kernel * p.channels:
             raise ValueError("engine cols must be K*K*C")
         self.engine = BitSerialMVTU(e)
-        out_bits = e.out_bits
-        if p.pool is not None and p.code_lut:
-            out_bits = max(1, ceil_log2(max(p.code_lut) + 1))
-        self.out_bits = out_bits
-        super().__init__({"i": In(stream.Signature(p.in_lanes * e.a_planes)),
-                          "o": Out(stream.Signature(e.pe * out_bits)),
-                          "w_wr": self.engine.signature.members["w_wr"],
-                          "t_wr": self.engine.signature.members["t_wr"],
-                          "k_wr": self.engine.signature.members["k_wr"]})
+        self.out_bits = block_out_bits(p)
+        super().__init__(_members(self.engine, p.in_lanes * e.a_planes, e.pe * self.out_bits))
 
     def elaborate(self, platform):
         m = Module()
@@ -101,8 +113,7 @@ class ConvBlock(wiring.Component):
         m.submodules.window = win = SlidingWindow(p.channels, p.height, p.width, p.kernel, p.stride, p.pads,
                                                   e.a_planes, p.in_lanes, p.pad_code)
         m.submodules.engine = eng = self.engine
-        for n in ("w_wr", "t_wr", "k_wr"):
-            wiring.connect(m, wiring.flipped(getattr(self, n)), getattr(eng, n))
+        _connect_memories(m, self, eng)
         wiring.connect(m, wiring.flipped(self.i), win.i)
         # window words (data only) -> engine, through a width converter if SIMD differs
         if e.simd != p.in_lanes:
@@ -149,19 +160,14 @@ class DenseBlock(wiring.Component):
         self.p = p
         self.engine = BitSerialMVTU(p.engine)
         e = p.engine
-        self.out_bits = e.out_bits
-        super().__init__({"i": In(stream.Signature(p.in_lanes * e.a_planes)),
-                          "o": Out(stream.Signature(e.pe * e.out_bits)),
-                          "w_wr": self.engine.signature.members["w_wr"],
-                          "t_wr": self.engine.signature.members["t_wr"],
-                          "k_wr": self.engine.signature.members["k_wr"]})
+        self.out_bits = block_out_bits(p)
+        super().__init__(_members(self.engine, p.in_lanes * e.a_planes, e.pe * self.out_bits))
 
     def elaborate(self, platform):
         m = Module()
         p, e = self.p, self.p.engine
         m.submodules.engine = eng = self.engine
-        for n in ("w_wr", "t_wr", "k_wr"):
-            wiring.connect(m, wiring.flipped(getattr(self, n)), getattr(eng, n))
+        _connect_memories(m, self, eng)
         if e.simd != p.in_lanes:
             m.submodules.wconv = wc = WidthConverter(e.a_planes, p.in_lanes, e.simd)
             wiring.connect(m, wiring.flipped(self.i), wc.i)

@@ -172,12 +172,8 @@ def _burst(b) -> int:
 
 def fifo_depths(p: TopParams) -> list[int]:
     """Depth of the FIFO in front of each block, then of the output FIFO (module docstring)."""
-    bursts = [p.in_lanes and 1] + [_burst(b) for b in p.blocks]
-    out = []
-    for k in range(len(p.blocks) + 1):
-        d = max(4, 2 * bursts[k])
-        out.append(1 << ceil_log2(d))
-    return out
+    bursts = [1] + [_burst(b) for b in p.blocks]          # the framer passes single beats
+    return [1 << ceil_log2(max(4, 2 * b)) for b in bursts]
 
 
 def _in_bits(b) -> int:

@@ -61,15 +61,15 @@ def simulate(folder, x: np.ndarray, gap_pct: int = 0, stall_pct: int = 0, seed: 
     if load_weights:
         image = wimg.from_bytes((folder / "weights.bin").read_bytes())
         regs.append((ctrl, _bit("CTRL", "LOAD_WEIGHTS")))
-    reads = [_reg(n) for n in ("ID", "VERSION", "BUILD_ID", "ERROR", "WEIGHT_CHECKSUM", "WEIGHT_WORDS",
-                               "FRAMES_IN", "FRAMES_OUT", "STATUS")]
+    read_names = ("ID", "VERSION", "BUILD_ID", "ERROR", "WEIGHT_CHECKSUM", "WEIGHT_WORDS", "FRAMES_IN",
+                  "FRAMES_OUT", "STATUS")
+    reads = [_reg(n) for n in read_names]
     n = len(x)
     budget = 20 * m["cycles_per_frame"] * max(n, 1) + 200 * sin["beats_per_frame"] + 100_000 \
         + 4 * (len(image) if image else 0)
     out, st = sim.run(words, sin["beats_per_frame"], sout["words_per_frame"], n, regs=regs, weights=image,
                       read_regs=reads, seed=seed, gap_pct=gap_pct, stall_pct=stall_pct, max_cycles=budget, fst=waves)
-    r = {name: st["regs"][_reg(name)] for name in ("ID", "VERSION", "BUILD_ID", "ERROR", "WEIGHT_CHECKSUM",
-                                                   "WEIGHT_WORDS", "FRAMES_IN", "FRAMES_OUT", "STATUS")}
+    r = {name: st["regs"][_reg(name)] for name in read_names}
     if r["ID"] != regmap.ID_MAGIC or r["BUILD_ID"] != m["build_id"]:
         raise SimError(f"ID/BUILD_ID registers read 0x{r['ID']:08X}/0x{r['BUILD_ID']:08X}, manifest expects "
                        f"0x{regmap.ID_MAGIC:08X}/0x{m['build_id']:08X}")
@@ -84,9 +84,8 @@ def simulate(folder, x: np.ndarray, gap_pct: int = 0, stall_pct: int = 0, seed: 
                        f"{n * sout['words_per_frame']} result words (cycle budget {budget:,})")
     y = unpack_results(out, tuple(sout["shape"]), sout["words_per_value"])
     done = np.asarray(st["frame_done"], dtype=np.int64)
-    steady = float(np.median(np.diff(done))) if len(done) > 2 else None
-    if len(done) > 3:                       # frames 1.. end-to-end throughput, first frame excluded
-        steady = (done[-1] - done[0]) / (len(done) - 1)
+    # steady-state period: completions after the first frame (its latency excluded)
+    steady = float((done[-1] - done[0]) / (len(done) - 1)) if len(done) > 2 else None
     clock = m["clock_mhz"]
     stats = {
         "frames": n, "weight_cycles": st["weight_cycles"], "stream_cycles": st["stream_cycles"],
