@@ -106,22 +106,24 @@ def build_top(golden: Golden, plan_result: dict, embed_weights: bool = True, bui
 def weight_image(golden: Golden, tp) -> list[int]:
     """The weight image words of the network's conv/dense layers, in ``memory_sections`` order."""
     from hw import weightimage as wimg
-    from hw.bitserial import pack_constants, pack_thresholds, pack_weights
+    from hw.bitserial import pack_constants, pack_threshold_words, pack_thresholds, pack_weights
     from hw.top import CodePoolParams, memory_sections
 
     from . import hwmap
-    cfgs = []
+    full = []
     mm = [s for s in golden.lowered.stages if isinstance(s, MatmulStage)]
     blocks = [b for b in tp.blocks if not isinstance(b, CodePoolParams)]
     for st, b in zip(mm, blocks):
-        e = b.engine
-        full = hwmap.engine_config(st, e.pe, e.simd, pooled=st.pool is not None)
-        cfgs.append(full)
+        full.append(hwmap.layer_params(st, b.engine.pe, b.engine.simd, b.in_lanes, init=True))
     data = []
     for layer, kind, entries, width in memory_sections(tp):
-        c = cfgs[layer]
+        b = full[layer]
+        c = b.engine
+        t = getattr(b, "thresholds", None)
         if kind == wimg.MEM_WEIGHTS:
             pairs = pack_weights(c, c.init_weights)
+        elif kind == wimg.MEM_THRESHOLDS and t is not None:
+            pairs = pack_threshold_words(t.rows, t.pe, t.n_thresholds, t.width, t.init_thresholds, t.init_dirs)
         elif kind == wimg.MEM_THRESHOLDS:
             pairs = pack_thresholds(c, c.init_thresholds, c.init_dirs)
         else:
@@ -184,7 +186,9 @@ def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float =
         if isinstance(st, MatmulStage):
             e = b.engine
             row.update(pe=e.pe, simd=e.simd, in_lanes=b.in_lanes, w_planes=e.w_planes, a_planes=e.a_planes,
-                       thresholds=e.n_thresholds, acc_bits=int(st.acc_bits), xnor=e.xnor, raw=e.raw)
+                       thresholds=(b.thresholds.n_thresholds if getattr(b, "thresholds", None)
+                                   else e.n_thresholds), acc_pool=getattr(b, "thresholds", None) is not None,
+                       acc_bits=int(st.acc_bits), xnor=e.xnor, raw=e.raw)
         else:
             row.update(lanes=b.lanes, bits=b.bits)
         layers.append(row)

@@ -109,16 +109,42 @@ def engine_config(stage: MatmulStage, pe: int, simd: int, pooled: bool = False, 
     return EngineConfig(**{**cfg.__dict__, **extra})
 
 
+def threshold_params(stage: MatmulStage, pe: int, init: bool = True):
+    """The :class:`hw.bitserial.ThresholdParams` after a pool on accumulators."""
+    from hw.bitserial import ThresholdParams
+    from .lower import signed_bits
+    thr = np.asarray(stage.thresholds, dtype=np.int64)
+    lo = min(stage.acc_lo - 1, int(thr.min()) if thr.size else 0)
+    hi = max(stage.acc_hi + 1, int(thr.max()) if thr.size else 0)
+    p = ThresholdParams(rows=stage.out_channels, pe=pe, in_bits=stage.acc_bits, n_thresholds=int(thr.shape[1]),
+                        width=signed_bits(lo, hi), levels=stage.out_act.L,
+                        out_lut=tuple(int(v) for v in out_code_lut(stage)))
+    if not init:
+        return p
+    return ThresholdParams(**{**p.__dict__, "init_thresholds": tuple(map(tuple, thr.tolist())),
+                              "init_dirs": tuple(map(tuple, stage.up.astype(int).tolist()))})
+
+
 def layer_params(stage: MatmulStage, pe: int, simd: int, in_lanes: int, init: bool = True):
     """``ConvParams``/``DenseParams`` of a stage for ``hw.layers`` (``init``: memories hold the
-    stage's weights at power-on; otherwise they must be loaded at run time)."""
+    stage's weights at power-on; otherwise they must be loaded at run time).
+
+    A pool on level indices sits after the engine's thresholds; a pool on accumulators (before
+    a non-monotone activation such as ``cabs``) gets a raw engine whose output is exactly
+    ``acc_bits`` wide, the pool on signed values, then a :class:`hw.bitserial.ThresholdUnit`."""
+    from hw.bitserial import EngineConfig
     from hw.layers import ConvParams, DenseParams, PoolParams
-    if stage.pool is not None and stage.pool.where != "codes":
-        raise NotSupportedError(f"layer '{stage.name}': pooling on accumulators (a maxpool before a "
-                                f"non-monotone activation such as cabs, or on the raw last layer) is not "
-                                f"supported by the hardware blocks yet")
+    acc_pool = stage.pool is not None and stage.pool.where == "acc"
+    if acc_pool and stage.raw:
+        raise NotSupportedError(f"layer '{stage.name}': a maxpool on the last layer's raw accumulators is not "
+                                f"supported by the hardware blocks")
     pooled = stage.pool is not None
     eng = engine_config(stage, pe, simd, pooled=pooled, init=init)
+    thr = None
+    if acc_pool:
+        eng = EngineConfig(**{**eng.__dict__, "n_thresholds": 0, "levels": 0, "out_lut": (),
+                              "init_thresholds": (), "init_dirs": (), "raw_width": int(stage.acc_bits)})
+        thr = threshold_params(stage, pe, init=init)
     if stage.kind == "dense":
         return DenseParams(in_lanes, eng)
     C, H, W = stage.in_shape
@@ -128,7 +154,7 @@ def layer_params(stage: MatmulStage, pe: int, simd: int, in_lanes: int, init: bo
         p = stage.pool
         pool = PoolParams(p.kernel, p.stride, tuple(p.pads), tuple(bool(v) for v in p.maximize))
         table = out_code_lut(stage)
-        if not np.array_equal(table, np.arange(len(table))):
+        if not acc_pool and not np.array_equal(table, np.arange(len(table))):
             lut = tuple(int(v) for v in table)
     return ConvParams(C, H, W, stage.kernel, stage.stride, tuple(stage.pads), in_lanes, pad_code(stage), eng,
-                      pool, lut)
+                      pool, lut, thr)

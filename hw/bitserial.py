@@ -18,7 +18,8 @@ Then either ``T`` thresholds per row with a direction bit each (``level = #{t: a
 thr_t if dir_t else acc <= thr_t}``) and a level -> code table, or the raw accumulator.
 
 The single definitions used by the compiler, the host and the tests live here:
-:func:`engine_cycles` (cycle formula), :func:`pack_weights`, :func:`pack_thresholds`,
+:func:`engine_cycles` (cycle formula), :func:`pack_weights`, :func:`pack_thresholds`
+(:func:`pack_threshold_words`),
 :func:`pack_constants` (memory layouts).
 """
 from __future__ import annotations
@@ -170,23 +171,29 @@ def pack_weights(cfg: EngineConfig, codes) -> list[tuple[int, int]]:
     return out
 
 
-def pack_thresholds(cfg: EngineConfig, thr, dirs) -> list[tuple[int, int]]:
-    """``[(addr, data)]`` for the threshold memory: per row fold, per PE, per threshold a
-    ``final_width``-bit two's-complement value followed by its direction bit."""
-    T, tw = cfg.n_thresholds, cfg.final_width
+def pack_threshold_words(rows: int, pe: int, n_thresholds: int, width: int, thr, dirs) -> list[tuple[int, int]]:
+    """``[(addr, data)]`` of a threshold memory: address ``nf`` holds, per PE lane ``pe`` (row
+    ``nf*PE + pe``) and threshold ``t``, a ``width``-bit two's-complement value followed by its
+    direction bit, at bit ``(pe*T + t)*(width + 1)``. Used by the MVTU and :class:`ThresholdUnit`."""
+    T, tw = n_thresholds, width
     lo, hi = -(1 << (tw - 1)), (1 << (tw - 1)) - 1
     out = []
-    for nf in range(cfg.nf):
+    for nf in range(rows // pe):
         word = 0
-        for pe in range(cfg.pe):
-            r = nf * cfg.pe + pe
+        for p in range(pe):
+            r = nf * pe + p
             for t in range(T):
                 v, d = int(thr[r][t]), int(dirs[r][t]) & 1
                 if not lo <= v <= hi:
                     raise ValueError(f"threshold {v} of row {r} does not fit {tw} bits")
-                word |= ((v & ((1 << tw) - 1)) | (d << tw)) << ((pe * T + t) * (tw + 1))
+                word |= ((v & ((1 << tw) - 1)) | (d << tw)) << ((p * T + t) * (tw + 1))
         out.append((nf, word))
     return out
+
+
+def pack_thresholds(cfg: EngineConfig, thr, dirs) -> list[tuple[int, int]]:
+    """The MVTU's threshold memory (:func:`pack_threshold_words` at ``final_width``)."""
+    return pack_threshold_words(cfg.rows, cfg.pe, cfg.n_thresholds, cfg.final_width, thr, dirs)
 
 
 def pack_constants(cfg: EngineConfig, consts) -> list[tuple[int, int]]:
@@ -515,4 +522,105 @@ class BitSerialMVTU(wiring.Component):
             m.d.sync += self.out.valid.eq(v7)
             with m.If(v7):
                 m.d.sync += self.out.payload.eq(Cat(*outs))
+        return m
+
+
+@dataclass(frozen=True)
+class ThresholdParams:
+    """Parameters of a :class:`ThresholdUnit`: ``rows`` channels, ``pe`` per word, ``T``
+    thresholds of ``width`` bits per channel over ``in_bits``-bit signed inputs."""
+    rows: int
+    pe: int
+    in_bits: int
+    n_thresholds: int
+    width: int
+    levels: int
+    out_lut: tuple = ()            # level -> output code (default identity)
+    init_thresholds: tuple = ()    # [rows][T]
+    init_dirs: tuple = ()          # [rows][T]
+
+    def __post_init__(self):
+        if self.pe < 1 or self.rows % self.pe:
+            raise ValueError(f"PE={self.pe} must divide rows={self.rows}")
+        if self.width < self.in_bits:
+            raise ValueError("threshold width must hold every input value")
+
+    @property
+    def nf(self) -> int:
+        return self.rows // self.pe
+
+    @property
+    def out_bits(self) -> int:
+        top = max(self.out_lut) if self.out_lut else self.levels - 1
+        return max(1, ceil_log2(top + 1))
+
+
+THRESHOLD_LATENCY = 3   # cycles from an accepted input word to its output word
+
+
+class ThresholdUnit(wiring.Component):
+    """Multi-threshold activation on a stream of signed values (e.g. pooled accumulators).
+
+    Ports
+    -----
+    ``i``: In(stream of ``PE*in_bits``): word ``k`` of a pixel carries channels
+        ``(k mod NF)*PE + lane``, signed, ``NF = rows/PE`` words per pixel.
+    ``o``: Out(stream of ``PE*out_bits``): ``code = out_lut[#{t: x >= thr_t if dir_t else
+        x <= thr_t}]`` per lane, same order.
+    ``t_wr``: In(stream of ``{addr, data}``, ``ready`` always 1): the threshold memory
+        (layout :func:`pack_threshold_words`); write it while no data is in flight.
+
+    Throughput one word per cycle; latency :data:`THRESHOLD_LATENCY`; ``o`` not ready stalls
+    the whole pipeline and ``i.ready`` with it (no data is lost).
+    """
+
+    def __init__(self, p: ThresholdParams):
+        self.p = p
+        super().__init__({
+            "i": In(stream.Signature(p.pe * p.in_bits)),
+            "o": Out(stream.Signature(p.pe * p.out_bits)),
+            "t_wr": In(stream.Signature(data.StructLayout(
+                {"addr": max(1, ceil_log2(p.nf)), "data": p.pe * p.n_thresholds * (p.width + 1)}))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.p
+        PE, T, TW, B = p.pe, p.n_thresholds, p.width, p.in_bits
+        tinit = [d for _, d in pack_threshold_words(p.rows, PE, T, TW, p.init_thresholds, p.init_dirs)] \
+            if p.init_thresholds else []
+        m.submodules.tmem = tmem = Memory(shape=PE * T * (TW + 1), depth=max(2, p.nf), init=tinit)
+        wp = tmem.write_port()
+        m.d.comb += [wp.addr.eq(self.t_wr.payload.addr), wp.data.eq(self.t_wr.payload.data),
+                     wp.en.eq(self.t_wr.valid), self.t_wr.ready.eq(1)]
+        advance = Signal()
+        m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
+        ch = Signal(range(max(2, p.nf)))
+        fire = self.i.valid & advance
+        with m.If(fire):
+            m.d.sync += ch.eq(Mux(ch == p.nf - 1, 0, ch + 1))
+        rp = tmem.read_port()
+        m.d.comb += [rp.addr.eq(ch), rp.en.eq(advance)]
+        # stage A: input word and its thresholds (block RAM output)
+        xa, va = Signal(PE * B), Signal()
+        # stage B: comparisons
+        vb = Signal()
+        hits = [Signal(max(1, T), name=f"hits{pe}") for pe in range(PE)]
+        lut = list(p.out_lut) if p.out_lut else list(range(p.levels))
+        lut += [0] * (T + 1 - len(lut))
+        with m.If(advance):
+            m.d.sync += [xa.eq(self.i.payload), va.eq(self.i.valid), vb.eq(va), self.o.valid.eq(vb)]
+            for pe in range(PE):
+                x = xa[pe * B:(pe + 1) * B].as_signed()
+                for t in range(T):
+                    base = (pe * T + t) * (TW + 1)
+                    thr = rp.data[base:base + TW].as_signed()
+                    d = rp.data[base + TW]
+                    m.d.sync += hits[pe][t].eq(Mux(d, x >= thr, x <= thr))
+            codes = []
+            for pe in range(PE):
+                level = Signal(range(T + 1), name=f"level{pe}")
+                m.d.comb += level.eq(_popcount([hits[pe][t] for t in range(T)]))
+                codes.append(Array([Const(v, p.out_bits) for v in lut])[level])
+            m.d.sync += self.o.payload.eq(Cat(*codes))
         return m

@@ -14,7 +14,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from .bitserial import BitSerialMVTU, EngineConfig, engine_cycles
+from .bitserial import BitSerialMVTU, EngineConfig, ThresholdParams, ThresholdUnit, engine_cycles
 from .stream_blocks import CodeLUT, Pool, SlidingWindow, WidthConverter, pool_cycles, window_cycles
 
 
@@ -39,6 +39,7 @@ class ConvParams:
     engine: EngineConfig
     pool: PoolParams | None = None
     code_lut: tuple = ()     # level -> plane code after the pool (empty: identity or none)
+    thresholds: ThresholdParams | None = None   # pool on raw accumulators, then these thresholds
 
     @property
     def out_height(self) -> int:
@@ -57,20 +58,29 @@ def window_out(size: int, pad_lo: int, pad_hi: int, kernel: int, stride: int) ->
 def block_out_bits(p) -> int:
     """Bits per output lane of a conv/dense block (a pooled conv with a code table emits codes)."""
     e = p.engine
+    if isinstance(p, ConvParams) and p.thresholds is not None:
+        return p.thresholds.out_bits
     if isinstance(p, ConvParams) and p.pool is not None and p.code_lut:
         return max(1, ceil_log2(max(p.code_lut) + 1))
     return e.out_bits
 
 
-def _members(engine: BitSerialMVTU, in_bits: int, out_bits: int) -> dict:
-    """Stream ports of a block plus its engine's memory write ports."""
+def _members(engine: BitSerialMVTU, in_bits: int, out_bits: int, thr: ThresholdUnit | None = None) -> dict:
+    """Stream ports of a block plus its memory write ports (the threshold memory is the
+    :class:`ThresholdUnit`'s when the block pools accumulators, else the engine's)."""
     return {"i": In(stream.Signature(in_bits)), "o": Out(stream.Signature(out_bits)),
-            **{n: engine.signature.members[n] for n in ("w_wr", "t_wr", "k_wr")}}
+            **{n: engine.signature.members[n] for n in ("w_wr", "k_wr")},
+            "t_wr": (thr if thr is not None else engine).signature.members["t_wr"]}
 
 
-def _connect_memories(m: Module, blk, eng: BitSerialMVTU):
-    for n in ("w_wr", "t_wr", "k_wr"):
+def _connect_memories(m: Module, blk, eng: BitSerialMVTU, thr: ThresholdUnit | None = None):
+    for n in ("w_wr", "k_wr"):
         wiring.connect(m, wiring.flipped(getattr(blk, n)), getattr(eng, n))
+    if thr is None:
+        wiring.connect(m, wiring.flipped(blk.t_wr), eng.t_wr)
+    else:
+        wiring.connect(m, wiring.flipped(blk.t_wr), thr.t_wr)
+        m.d.comb += eng.t_wr.valid.eq(0)
 
 
 def conv_cycles(p: ConvParams) -> int:
@@ -87,7 +97,9 @@ def conv_cycles(p: ConvParams) -> int:
 
 
 class ConvBlock(wiring.Component):
-    """One conv stage: window, MVTU, optional pool on level indices and code LUT.
+    """One conv stage: window, MVTU, optional pool on level indices and code LUT, or (with
+    ``thresholds``) a raw-accumulator MVTU, a pool on accumulators and a :class:`ThresholdUnit`
+    (for activations that are not monotone, such as DoReFa's ``cabs``).
 
     Ports: ``i`` In(stream of ``in_lanes * P_a`` bits): input plane codes, HWC order;
     ``o`` Out(stream of ``PE * out_bits``): output plane codes (or raw accumulators), HWC
@@ -103,9 +115,12 @@ class ConvBlock(wiring.Component):
         e = p.engine
         if e.cols != p.kernel * p.kernel * p.channels:
             raise ValueError("engine cols must be K*K*C")
+        if p.thresholds is not None and (p.pool is None or not e.raw or p.code_lut):
+            raise ValueError("a threshold unit follows a pool on raw accumulators (no code table)")
         self.engine = BitSerialMVTU(e)
+        self.thr = ThresholdUnit(p.thresholds) if p.thresholds is not None else None
         self.out_bits = block_out_bits(p)
-        super().__init__(_members(self.engine, p.in_lanes * e.a_planes, e.pe * self.out_bits))
+        super().__init__(_members(self.engine, p.in_lanes * e.a_planes, e.pe * self.out_bits, self.thr))
 
     def elaborate(self, platform):
         m = Module()
@@ -113,7 +128,9 @@ class ConvBlock(wiring.Component):
         m.submodules.window = win = SlidingWindow(p.channels, p.height, p.width, p.kernel, p.stride, p.pads,
                                                   e.a_planes, p.in_lanes, p.pad_code)
         m.submodules.engine = eng = self.engine
-        _connect_memories(m, self, eng)
+        if self.thr is not None:
+            m.submodules.thresholds = self.thr
+        _connect_memories(m, self, eng, self.thr)
         wiring.connect(m, wiring.flipped(self.i), win.i)
         # window words (data only) -> engine, through a width converter if SIMD differs
         if e.simd != p.in_lanes:
@@ -135,6 +152,9 @@ class ConvBlock(wiring.Component):
                 m.submodules.lut = lut = CodeLUT(p.code_lut, e.out_bits, self.out_bits, e.pe)
                 wiring.connect(m, src, lut.i)
                 src = lut.o
+            if self.thr is not None:
+                wiring.connect(m, src, self.thr.i)
+                src = self.thr.o
         wiring.connect(m, src, wiring.flipped(self.o))
         return m
 

@@ -200,7 +200,10 @@ def memory_sections(p: TopParams) -> list[tuple[int, int, int, int]]:
             continue
         e = b.engine
         out.append((layer, wimg.MEM_WEIGHTS, e.nf * e.sf, e.pe * e.simd * e.w_planes))
-        if e.n_thresholds:
+        t = getattr(b, "thresholds", None)
+        if t is not None:
+            out.append((layer, wimg.MEM_THRESHOLDS, t.nf, t.pe * t.n_thresholds * (t.width + 1)))
+        elif e.n_thresholds:
             out.append((layer, wimg.MEM_THRESHOLDS, e.nf, e.pe * e.n_thresholds * (e.final_width + 1)))
         out.append((layer, wimg.MEM_CONSTANTS, e.nf, e.pe * e.final_width))
         layer += 1

@@ -154,3 +154,67 @@ def test_code_lut():
     (lambda: CodeLUT([1, 0], 1, 1, 4), "lut")])
 def test_blocks_lint_clean(comp, name):
     assert lint(verilog.convert(comp(), name=name), name) == []
+
+
+@pytest.mark.parametrize("rows,pe,T,load", [(6, 2, 3, False), (4, 4, 6, True), (3, 1, 1, False)])
+def test_threshold_unit_matches_reference(rows, pe, T, load):
+    """ThresholdUnit == gen.lower.apply_thresholds on random signed values, mixed directions,
+    out_lut applied; with ``load`` the thresholds arrive through ``t_wr`` at run time."""
+    from hw.bitserial import ThresholdParams, ThresholdUnit, pack_threshold_words
+    from gen.lower import apply_thresholds
+    rng = np.random.default_rng(rows * 10 + T)
+    B, TW = 7, 9
+    thr = np.sort(rng.integers(-70, 70, (rows, T)), axis=1)
+    up = rng.integers(0, 2, (rows, T)).astype(bool)
+    lut = tuple(int(v) for v in rng.permutation(T + 1))
+    init = {} if load else {"init_thresholds": tuple(map(tuple, thr.tolist())),
+                            "init_dirs": tuple(map(tuple, up.astype(int).tolist()))}
+    p = ThresholdParams(rows=rows, pe=pe, in_bits=B, n_thresholds=T, width=TW, levels=T + 1, out_lut=lut, **init)
+    dut = ThresholdUnit(p)
+    pixels = 9
+    x = rng.integers(-64, 64, (pixels, rows))
+    want = np.asarray(lut)[apply_thresholds(x[:, :, None], thr, up)[:, :, 0]]
+    words = pack_words(x.reshape(-1), B, pe, signed=True)
+    rnd = random.Random(3)
+    got = []
+
+    async def source(ctx):
+        if load:
+            for addr, data in pack_threshold_words(rows, pe, T, TW, thr, up.astype(int)):
+                ctx.set(dut.t_wr.payload.addr, addr)
+                ctx.set(dut.t_wr.payload.data, data)
+                ctx.set(dut.t_wr.valid, 1)
+                await ctx.tick()
+            ctx.set(dut.t_wr.valid, 0)
+        for w in words:
+            while rnd.random() < 0.3:
+                await ctx.tick()
+            ctx.set(dut.i.payload, w)
+            ctx.set(dut.i.valid, 1)
+            await ctx.tick().until(dut.i.ready)
+            ctx.set(dut.i.valid, 0)
+
+    async def sink(ctx):
+        for _ in range(20000):
+            r = rnd.random() >= 0.4
+            ctx.set(dut.o.ready, r)
+            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
+            if r and valid:
+                got.append(int(payload))
+            if len(got) == len(words):
+                return
+        raise AssertionError("timeout")
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(source)
+    sim.add_testbench(sink)
+    sim.run()
+    assert np.array_equal(unpack_words(got, p.out_bits, pe).reshape(pixels, rows), want)
+
+
+def test_threshold_unit_lint_clean():
+    from hw.bitserial import ThresholdParams, ThresholdUnit
+    p = ThresholdParams(rows=4, pe=2, in_bits=6, n_thresholds=3, width=8, levels=4,
+                        init_thresholds=((1, 2, 3),) * 4, init_dirs=((1, 0, 1),) * 4)
+    assert lint(verilog.convert(ThresholdUnit(p), name="thr"), "thr") == []
