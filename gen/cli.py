@@ -233,7 +233,9 @@ def cmd_sim(args) -> int:
         raise InputError("--gap-pct and --stall-pct must lie in 0..99")
     waves = str(Path(args.output).with_suffix(".fst")) if args.waves else None
     y, st = simulate(args.design, x, gap_pct=args.gap_pct, stall_pct=args.stall_pct, seed=args.seed, waves=waves,
-                     progress=lambda msg: print(msg, file=sys.stderr))
+                     progress=lambda msg: print(msg, file=sys.stderr), engine=args.engine)
+    if st.get("waves_dir"):
+        waves = st["waves_dir"]
     atomic_write(Path(args.output), lambda f: np.save(f, y, allow_pickle=False))
     cpf, plan = st["cycles_per_frame"], st["planned_cycles_per_frame"]
     print(f"{st['frames']} frames: {st['stream_cycles']:,} cycles after {st['weight_cycles']:,} for the weights; "
@@ -310,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gap-pct", type=int, default=0, help="random idle cycles on the input stream (percent)")
     p.add_argument("--stall-pct", type=int, default=0, help="random backpressure on the output stream (percent)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--engine", choices=("native", "cocotb"), default="native",
+                   help="native: C++ Verilator harness, for whole test sets (default); cocotb: Python drives "
+                        "every clock (cocotb + cocotbext-axi), for a few frames and debugging")
     p.set_defaults(fn=cmd_sim)
 
     for name, (what, issue) in PLANNED.items():

@@ -1,7 +1,14 @@
 """Whole-accelerator RTL simulation of a compiled folder (``bitplane sim``).
 
-The compiled ``accelerator.v`` runs in the native Verilator harness (:mod:`sim.native`),
-which streams whole files of frames without Python in the loop. The weights go in through
+Two engines run the same Verilator model of ``accelerator.v``:
+
+* ``native`` (default): the C++ harness (:mod:`sim.native`) streams whole files of frames
+  without Python in the loop; for test sets of thousands of frames.
+* ``cocotb``: the cocotb testbench ``sim.tb_top`` with cocotbext-axi's AXI4-Lite master
+  drives every clock from Python; slower by orders of magnitude, useful for a few frames,
+  waveform debugging and as an independent second driver.
+
+In both, the weights go in through
 the path the host driver uses: ``CTRL.CLEAR_CHECKSUM``, ``CTRL.LOAD_WEIGHTS``, the image
 as one ``s_axis`` frame, then ``WEIGHT_CHECKSUM``/``WEIGHT_WORDS``/``ERROR`` are read back
 and checked against the manifest.
@@ -46,14 +53,20 @@ def check_input(m: dict, x: np.ndarray) -> np.ndarray:
     return x
 
 
+ENGINES = ("native", "cocotb")
+READ_NAMES = ("ID", "VERSION", "BUILD_ID", "ERROR", "WEIGHT_CHECKSUM", "WEIGHT_WORDS", "FRAMES_IN",
+              "FRAMES_OUT", "STATUS")
+
+
 def simulate(folder, x: np.ndarray, gap_pct: int = 0, stall_pct: int = 0, seed: int = 1, waves: str | None = None,
-             load_weights: bool = True, progress=None) -> tuple[np.ndarray, dict]:
+             load_weights: bool = True, progress=None, engine: str = "native") -> tuple[np.ndarray, dict]:
     """Run frames ``x`` through the RTL; returns ``(int64 accumulators, stats)``."""
     folder = Path(folder)
     m = load_manifest(folder)
     x = check_input(m, x)
+    if engine not in ENGINES:
+        raise InputError(f"unknown simulation engine '{engine}' (choose from {', '.join(ENGINES)})")
     sin, sout = m["streams"]["input"], m["streams"]["output"]
-    sim = build((folder / "accelerator.v").read_text(), m["top"], trace=bool(waves), progress=progress)
     words = pack_frames(x, sin["bits"], sin["lanes"]).reshape(-1)
     ctrl = _reg("CTRL")
     regs = [(ctrl, _bit("CTRL", "CLEAR_COUNTERS") | _bit("CTRL", "CLEAR_CHECKSUM"))]
@@ -61,15 +74,57 @@ def simulate(folder, x: np.ndarray, gap_pct: int = 0, stall_pct: int = 0, seed: 
     if load_weights:
         image = wimg.from_bytes((folder / "weights.bin").read_bytes())
         regs.append((ctrl, _bit("CTRL", "LOAD_WEIGHTS")))
-    read_names = ("ID", "VERSION", "BUILD_ID", "ERROR", "WEIGHT_CHECKSUM", "WEIGHT_WORDS", "FRAMES_IN",
-                  "FRAMES_OUT", "STATUS")
-    reads = [_reg(n) for n in read_names]
     n = len(x)
     budget = 20 * m["cycles_per_frame"] * max(n, 1) + 200 * sin["beats_per_frame"] + 100_000 \
         + 4 * (len(image) if image else 0)
-    out, st = sim.run(words, sin["beats_per_frame"], sout["words_per_frame"], n, regs=regs, weights=image,
-                      read_regs=reads, seed=seed, gap_pct=gap_pct, stall_pct=stall_pct, max_cycles=budget, fst=waves)
-    r = {name: st["regs"][_reg(name)] for name in read_names}
+    if engine == "native":
+        sim = build((folder / "accelerator.v").read_text(), m["top"], trace=bool(waves), progress=progress)
+        out, st = sim.run(words, sin["beats_per_frame"], sout["words_per_frame"], n, regs=regs, weights=image,
+                          read_regs=[_reg(k) for k in READ_NAMES], seed=seed, gap_pct=gap_pct,
+                          stall_pct=stall_pct, max_cycles=budget, fst=waves)
+        r = {name: st["regs"][_reg(name)] for name in READ_NAMES}
+    else:
+        out, st, r = _run_cocotb(folder, m, words, n, regs, image, seed, gap_pct, stall_pct, budget, waves, progress)
+    return _finish(m, x, out, st, r, load_weights, image, budget)
+
+
+def _run_cocotb(folder, m, words, n, regs, image, seed, gap_pct, stall_pct, budget, waves, progress):
+    """The same session as the native harness, driven by ``sim.tb_top`` (cocotb)."""
+    import time
+
+    from .cocotb_run import run
+    sin, sout = m["streams"]["input"], m["streams"]["output"]
+    B = sin["beats_per_frame"]
+    steps = [{"op": "write", "reg": o, "value": v} for o, v in regs]
+    if image is not None:
+        steps.append({"op": "send", "beats": [int(w) for w in image], "last": [len(image) - 1]})
+    steps.append({"op": "wait", "cycles": 1})
+    steps.append({"op": "send", "beats": [int(w) for w in words], "last": [k * B + B - 1 for k in range(n)]})
+    steps.append({"op": "frames", "n": n})
+    steps += [{"op": "read", "reg": _reg(k), "key": k} for k in READ_NAMES]
+    if progress:
+        progress(f"cocotb simulation of {m['top']} ({n} frames; builds are cached under build/cocotb)")
+    t0 = time.perf_counter()
+    res = run((folder / "accelerator.v").read_text(), m["top"], "sim.tb_top",
+              {"seed": seed, "idle": gap_pct / 100, "stall": stall_pct / 100, "timeout": budget, "steps": steps},
+              name="accel", waves=bool(waves))
+    frames = res["frames"]
+    out = np.array([int(w) for f in frames for w in f], dtype=np.uint64)
+    start = res["send_at"][-1]                        # the frames' send step
+    done = [c - start for c in res["done_at"]]
+    st = {"ok": len(frames) == n, "weight_cycles": start, "stream_cycles": res["cycles"] - start,
+          "frame_done": done, "wall_s": res["wall_s"],
+          "cycles_per_second": res["cycles"] / res["wall_s"] if res["wall_s"] > 0 else float("inf"),
+          "total_wall_s": time.perf_counter() - t0}
+    if waves and res.get("waves_dir"):
+        st["waves_dir"] = res["waves_dir"]
+    r = {k: v[-1] for k, v in res["reads"].items()}
+    return out, st, r
+
+
+def _finish(m, x, out, st, r, load_weights, image, budget):
+    sout = m["streams"]["output"]
+    n = len(x)
     if r["ID"] != regmap.ID_MAGIC or r["BUILD_ID"] != m["build_id"]:
         raise SimError(f"ID/BUILD_ID registers read 0x{r['ID']:08X}/0x{r['BUILD_ID']:08X}, manifest expects "
                        f"0x{regmap.ID_MAGIC:08X}/0x{m['build_id']:08X}")
@@ -94,4 +149,6 @@ def simulate(folder, x: np.ndarray, gap_pct: int = 0, stall_pct: int = 0, seed: 
         "fps_at_clock": clock * 1e6 / steady if steady else None, "clock_mhz": clock,
         "wall_s": st["wall_s"], "sim_cycles_per_second": st["cycles_per_second"], "regs": r,
     }
+    if "waves_dir" in st:
+        stats["waves_dir"] = st["waves_dir"]
     return y, stats

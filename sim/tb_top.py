@@ -12,8 +12,13 @@ The data file (``BP_TB_DATA``) holds ``steps``, run in order:
 
 A sink with random backpressure (``stall``) collects ``m_axis`` beats into frames on
 ``tlast`` for the whole run. Result: ``{"frames": [[...], ...], "reads": {...},
-"cycles_per_frame": [...]}``.
+"done_at": [...], "send_at": [...], "cycles": N, "wall_s": T}`` (``done_at``: cycle of each
+result frame's last beat, ``send_at``: cycle each ``send`` step started, both counted from
+the end of reset; ``cycles``/``wall_s``: simulated clock cycles and
+wall-clock seconds of the scripted part, for the simulation-speed figure).
 """
+import time
+
 import cocotb
 from cocotb.triggers import ClockCycles, RisingEdge
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster
@@ -38,17 +43,17 @@ async def _send(dut, rng, idle, beats, lasts):
     dut.s_axis_tlast.value = 0
 
 
-async def _sink(dut, rng, stall, frames, done_at):
-    cur, cycle = [], 0
+async def _sink(dut, rng, stall, frames, done_at, clock):
+    cur = []
     while True:
         dut.m_axis_tready.value = int(rng.random() >= stall)
         await RisingEdge(dut.clk)
-        cycle += 1
+        clock["n"] += 1
         if dut.m_axis_tvalid.value and dut.m_axis_tready.value:
             cur.append(dut.m_axis_tdata.value.to_unsigned())
             if dut.m_axis_tlast.value:
                 frames.append(cur)
-                done_at.append(cycle)
+                done_at.append(clock["n"])
                 cur = []
 
 
@@ -61,8 +66,10 @@ async def scenario(dut):
     dut.m_axis_tready.value = 0
     axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
     await tb.reset()
-    frames, done_at, reads = [], [], {}
-    cocotb.start_soon(_sink(dut, tb.rng, d["stall"], frames, done_at))
+    frames, done_at, reads, send_at = [], [], {}, []
+    clock = {"n": 0}
+    cocotb.start_soon(_sink(dut, tb.rng, d["stall"], frames, done_at, clock))
+    t0 = time.perf_counter()
     for s in d["steps"]:
         op = s["op"]
         if op == "write":
@@ -70,6 +77,7 @@ async def scenario(dut):
         elif op == "read":
             reads.setdefault(s["key"], []).append(await axil.read_dword(s["reg"]))
         elif op == "send":
+            send_at.append(clock["n"])
             await _send(dut, tb.rng, d["idle"], s["beats"], s["last"])
         elif op == "frames":
             waited = 0
@@ -81,4 +89,5 @@ async def scenario(dut):
             await ClockCycles(dut.clk, s["cycles"])
         else:
             raise ValueError(op)
-    tb_result({"frames": [[str(w) for w in f] for f in frames], "reads": reads, "done_at": done_at})
+    tb_result({"frames": [[str(w) for w in f] for f in frames], "reads": reads, "done_at": done_at,
+               "send_at": send_at, "cycles": clock["n"], "wall_s": time.perf_counter() - t0})

@@ -242,3 +242,43 @@ def test_framing_errors_soft_reset_and_bad_weights_recover(tiny):
     for got, k in zip(frames, [0, None, 2, 3, 4, 2, 1]):
         if k is not None:
             assert np.array_equal(got, want[k]), k
+
+
+def test_cocotb_engine_matches_native_and_golden(tiny):
+    """`bitplane sim --engine cocotb` (Python drives every clock) gives the same accumulators
+    and the same steady-state period as the native harness."""
+    net, out, m = tiny
+    x = _inputs(net, 5, seed=6)
+    want = Golden(net).run_int(x)
+    yc, sc = simulate(out, x, engine="cocotb", gap_pct=15, stall_pct=25, seed=4)
+    assert np.array_equal(yc, want)
+    yc2, sc2 = simulate(out, x, engine="cocotb")
+    yn, sn = simulate(out, x)
+    assert np.array_equal(yc2, want) and np.array_equal(yn, want)
+    assert sc2["cycles_per_frame"] == sn["cycles_per_frame"]
+    assert sc["regs"]["FRAMES_IN"] == 5 and sc["sim_cycles_per_second"] > 0
+
+
+def test_sim_cli_rejects_unknown_engine(tiny, tmp_path):
+    net, out, m = tiny
+    np.save(tmp_path / "x.npy", _inputs(net, 1))
+    with pytest.raises(SystemExit):
+        cli(["sim", str(out), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy"),
+             "--engine", "icarus"])
+    assert not (tmp_path / "y.npy").exists()
+
+
+@pytest.mark.parametrize("folds,bottleneck,cycles", [
+    ({"fc0": (4, 98), "fc1": (1, 4), "fc2": (1, 2), "fc3": (1, 1)}, "fc2", 2048),
+    ({"fc0": (4, 98), "fc1": (1, 2), "fc2": (2, 2), "fc3": (1, 1)}, "fc1", 2048),
+    ({"fc0": (1, 49), "fc1": (2, 4), "fc2": (2, 4), "fc3": (1, 1)}, "fc0", 8192)])
+def test_planner_bottleneck_is_where_the_simulation_says(folds, bottleneck, cycles, tmp_path):
+    """Moving the slow fold moves the planner's bottleneck, and the simulated period follows it."""
+    net = load_network(ROOT / "examples" / "tfc-w1a1.yaml")
+    (tmp_path / "fold.json").write_text(json.dumps({k: {"pe": p, "simd": s} for k, (p, s) in folds.items()}))
+    m = compile_network(net, tmp_path / "out", fold_file=tmp_path / "fold.json", progress=lambda s: None)
+    assert m["bottleneck"] == bottleneck and m["cycles_per_frame"] == cycles
+    others = [r["cycles_per_frame"] for r in m["layers"] if r["name"] != bottleneck]
+    assert max(others) <= cycles // 2                     # a clear bottleneck
+    _, st_ = simulate(tmp_path / "out", _inputs(net, 6))
+    assert abs(st_["cycles_per_frame"] - cycles) <= 0.05 * cycles, st_
