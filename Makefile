@@ -28,6 +28,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/golden.py
 	$(PY) bench/engines.py
+	$(PY) bench/networks.py --json build/bench/networks.json
 
 clean:
 	rm -rf build .pytest_cache sim_build

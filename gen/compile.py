@@ -29,8 +29,8 @@ from .golden import Golden
 from .lower import CodePoolStage, MatmulStage
 from .spec import Network
 
-MANIFEST_FORMAT = "bitplane-accelerator"
-MANIFEST_VERSION = 1
+from host.manifest import MANIFEST_FORMAT, MANIFEST_VERSION, load_manifest  # noqa: F401 (re-exported)
+
 TEST_VECTORS = 8
 
 
@@ -251,26 +251,6 @@ def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float =
     progress(f"wrote {out}/ (accelerator.v, weights.bin, manifest.json, testvectors.npz) in "
              f"{manifest['compile_seconds']:.1f} s")
     return manifest
-
-
-def load_manifest(folder) -> dict:
-    """Read and check a compiled folder's manifest."""
-    from .errors import InputError
-    folder = Path(folder)
-    mf = folder / "manifest.json"
-    if not mf.exists():
-        raise InputError(f"{folder}: not a compiled accelerator folder (no manifest.json; run `bitplane compile`)")
-    try:
-        m = json.loads(mf.read_text())
-    except json.JSONDecodeError as e:
-        raise InputError(f"{mf}: not valid JSON ({e})") from None
-    if m.get("format") != MANIFEST_FORMAT or m.get("version") != MANIFEST_VERSION:
-        raise InputError(f"{mf}: unsupported manifest (format {m.get('format')!r} version {m.get('version')!r}; "
-                         f"this bitplane reads {MANIFEST_FORMAT!r} version {MANIFEST_VERSION})")
-    for n in ("accelerator.v", "weights.bin"):
-        if not (folder / n).exists():
-            raise InputError(f"{folder}: {n} is missing")
-    return m
 
 
 __all__ = ["compile_network", "build_top", "weight_image", "load_manifest", "top_name", "CompileError"]

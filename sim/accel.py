@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gen.compile import load_manifest
+from host.manifest import load_manifest
 from gen.errors import BitplaneError, InputError
 from host.packing import pack_frames, unpack_results
 from hw import regmap

@@ -13,10 +13,24 @@
 // after writing CTRL.LOAD_WEIGHTS via REGS. R: offsets read back over AXI4-Lite at the end.
 // Random input gaps / output stalls (percent, seeded) exercise backpressure.
 // Prints one JSON line: cycles, per-frame output completion cycles, register reads.
+//
+//   harness --serve [--seed S] [--gap-pct P] [--stall-pct Q] [--fst FILE]
+//
+// Device mode for the host driver's `sim` transport (sim/transport.py): commands on stdin,
+// replies on stdout; the streams keep moving on every clock, also during register accesses.
+//   w OFF VAL        AXI4-Lite write                        -> "ok"
+//   r OFF            AXI4-Lite read                         -> "VAL"
+//   s N <N x u64>    queue N s_axis beats (tlast on the last; the clock does not run)  -> "ok"
+//   g N C            run until N m_axis beats are buffered or C cycles passed, hand over
+//                    up to N of them                        -> "K" then K x u64
+//   t N              run N cycles                           -> "ok"
+//   c                cycle count and queued input beats     -> "CYCLES QUEUED"
+//   q                quit
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -49,6 +63,32 @@ static void tick() {
     cycle++;
 }
 
+// Serve mode: input queue and output buffer, advanced on every clock (also inside AXI4-Lite
+// transactions).
+static bool serving = false;
+static std::deque<uint64_t> inq;
+static std::deque<bool> inlast;
+static std::deque<uint64_t> outq;
+static std::mt19937_64 srng;
+static int sgap = 0, sstall = 0;
+
+static void step() {
+    if (!serving) { tick(); return; }
+    std::uniform_int_distribution<int> pct(0, 99);
+    bool offer = !inq.empty() && pct(srng) >= sgap;
+    d->s_axis_tvalid = offer;
+    d->s_axis_tdata = offer ? inq.front() : 0;
+    d->s_axis_tlast = offer && inlast.front();
+    d->m_axis_tready = pct(srng) >= sstall;
+    d->eval();
+    bool in_fire = offer && d->s_axis_tready;
+    bool out_fire = d->m_axis_tvalid && d->m_axis_tready;
+    uint64_t odata = d->m_axis_tdata;
+    tick();
+    if (in_fire) { inq.pop_front(); inlast.pop_front(); }
+    if (out_fire) outq.push_back(odata);
+}
+
 static void axil_write(uint32_t off, uint32_t val) {
     d->s_axil_awaddr = off; d->s_axil_awvalid = 1;
     d->s_axil_wdata = val; d->s_axil_wstrb = 0xF; d->s_axil_wvalid = 1;
@@ -57,14 +97,14 @@ static void axil_write(uint32_t off, uint32_t val) {
     for (int i = 0; i < 1000 && !(aw && w); i++) {
         d->eval();
         bool awr = d->s_axil_awready, wr = d->s_axil_wready;
-        tick();
+        step();
         if (awr) { aw = true; d->s_axil_awvalid = 0; }
         if (wr) { w = true; d->s_axil_wvalid = 0; }
     }
     for (int i = 0; i < 1000; i++) {
         d->eval();
         bool done = d->s_axil_bvalid;
-        tick();
+        step();
         if (done) break;
     }
     d->s_axil_bready = 0;
@@ -75,7 +115,7 @@ static uint32_t axil_read(uint32_t off) {
     for (int i = 0; i < 1000; i++) {
         d->eval();
         bool r = d->s_axil_arready;
-        tick();
+        step();
         if (r) break;
     }
     d->s_axil_arvalid = 0;
@@ -84,7 +124,7 @@ static uint32_t axil_read(uint32_t off) {
         d->eval();
         bool ok = d->s_axil_rvalid;
         v = d->s_axil_rdata;
-        tick();
+        step();
         if (ok) break;
     }
     d->s_axil_rready = 0;
@@ -138,8 +178,62 @@ static bool stream(const std::vector<uint64_t>& words, uint64_t frame_words, std
     return true;
 }
 
+static int serve() {
+    serving = true;
+    char line[256];
+    while (fgets(line, sizeof line, stdin)) {
+        char op = line[0];
+        unsigned long long a = 0, b = 0;
+        if (op == 'w') {
+            sscanf(line + 1, "%llu %llu", &a, &b);
+            axil_write((uint32_t)a, (uint32_t)b);
+            printf("ok\n");
+        } else if (op == 'r') {
+            sscanf(line + 1, "%llu", &a);
+            printf("%u\n", axil_read((uint32_t)a));
+        } else if (op == 's') {
+            sscanf(line + 1, "%llu", &a);
+            std::vector<uint64_t> w(a);
+            if (a && fread(w.data(), 8, a, stdin) != a) { fprintf(stderr, "harness: short beat data\n"); return 2; }
+            for (uint64_t i = 0; i < a; i++) { inq.push_back(w[i]); inlast.push_back(i + 1 == a); }
+            printf("ok\n");
+        } else if (op == 'g') {
+            sscanf(line + 1, "%llu %llu", &a, &b);
+            for (uint64_t i = 0; i < b && outq.size() < a; i++) step();
+            uint64_t k = outq.size() < a ? outq.size() : a;
+            std::vector<uint64_t> w(outq.begin(), outq.begin() + k);
+            outq.erase(outq.begin(), outq.begin() + k);
+            printf("%llu\n", (unsigned long long)k);
+            fflush(stdout);
+            if (k) fwrite(w.data(), 8, k, stdout);
+        } else if (op == 't') {
+            sscanf(line + 1, "%llu", &a);
+            for (uint64_t i = 0; i < a; i++) step();
+            printf("ok\n");
+        } else if (op == 'c') {
+            printf("%llu %zu\n", (unsigned long long)cycle, inq.size());
+        } else if (op == 'q') {
+            break;
+        } else {
+            fprintf(stderr, "harness: unknown command %c\n", op);
+            return 2;
+        }
+        fflush(stdout);
+    }
+    return 0;
+}
+
 int main(int argc, char** argv) {
     Verilated::commandArgs(argc, argv);
+    bool serve_mode = false;
+    for (int a = 1; a < argc; a++) {
+        if (std::string(argv[a]) == "--serve") {
+            serve_mode = true;
+            for (int b = a; b + 1 < argc; b++) argv[b] = argv[b + 1];
+            argc--;
+            break;
+        }
+    }
     std::string regs, in, out_path, weights, read_regs, fst;
     uint64_t in_fw = 0, out_fw = 0, frames = 0, max_cycles = 2000000000ULL, seed = 1;
     int gap = 0, stall = 0;
@@ -177,6 +271,18 @@ int main(int argc, char** argv) {
     for (int i = 0; i < 4; i++) tick();
     d->rst = 0;
     tick();
+    if (serve_mode) {
+        srng.seed(seed);
+        sgap = gap;
+        sstall = stall;
+        int rc = serve();
+#ifdef BP_TRACE
+        if (tfp) tfp->close();
+#endif
+        d->final();
+        delete d;
+        return rc;
+    }
     if (!regs.empty()) {
         std::ifstream f(regs);
         std::string op;

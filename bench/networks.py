@@ -1,0 +1,118 @@
+"""Network table: whole accelerators compiled, simulated and synthesized.
+
+    python bench/networks.py [--nets tfc-w1a1:20000,cnv-w1a1:1000] [--frames 8] [--cocotb-frames 2]
+                             [--no-ecp5] [--no-xilinx]
+
+For each example network at a planner target (frames/s at 100 MHz):
+
+* ``bitplane compile`` (time), planned cycles/frame and bottleneck;
+* simulated steady-state cycles/frame (native Verilator harness, frames back to back) and
+  frames/s at 100 MHz;
+* simulation speed in cycles per wall-clock second of both paths: the native C++ harness and
+  the cocotb testbench (Python drives each clock), on the same design and frames;
+* yosys ``synth_xilinx`` (xc7) LUT6/FF/BRAM36 (no timing), and ECP5-85k (grade 8)
+  LUT4 + Fmax from nextpnr when it fits, with frames/s at that Fmax.
+
+Builds and synthesis results are cached under ``build/``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.golden import machine  # noqa: E402
+from gen.compile import compile_network  # noqa: E402
+from gen.golden import Golden  # noqa: E402
+from gen.spec import load_network  # noqa: E402
+from gen.synth import SynthError, synthesize, tool_versions  # noqa: E402
+from sim.accel import simulate  # noqa: E402
+
+DEFAULT_NETS = "tfc-w1a1:20000,tfc-w2a2:10000,cnv-w1a1:1000,cnv-w2a2:500"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nets", default=DEFAULT_NETS, help="NAME:TARGET_FPS,... (default: %(default)s)")
+    ap.add_argument("--frames", type=int, default=8, help="frames for the native simulation")
+    ap.add_argument("--cocotb-frames", type=int, default=2, help="frames for the cocotb simulation (0: skip)")
+    ap.add_argument("--no-ecp5", action="store_true", help="skip ECP5 place and route (slow)")
+    ap.add_argument("--no-xilinx", action="store_true", help="skip synth_xilinx")
+    ap.add_argument("--json", help="also write the rows as JSON")
+    args = ap.parse_args(argv)
+    quiet = lambda msg: None  # noqa: E731
+    print(f"# network table, {time.strftime('%Y-%m-%d')}, {machine()}")
+    print(f"# tools: {tool_versions()}")
+    print(f"# command: python bench/networks.py --nets {args.nets} --frames {args.frames} "
+          f"--cocotb-frames {args.cocotb_frames}" + (" --no-ecp5" if args.no_ecp5 else "")
+          + (" --no-xilinx" if args.no_xilinx else ""))
+    print("# cycles/frame: planned / simulated steady state (native harness, frames back to back); "
+          "fps at 100 MHz from the simulated period; sim speed in simulated cycles per wall second; "
+          "xc7 from yosys synth_xilinx (LUT6 incl. LUTRAM, no timing); ECP5-85k grade 8 nextpnr")
+    hdr = (f"{'network':<10} {'target':>6} {'compile s':>9} {'planned':>9} {'simulated':>9} {'bottleneck':>10} "
+           f"{'fps@100':>8} {'native c/s':>10} {'cocotb c/s':>10} {'xc7 LUT6':>8} {'FF':>7} {'BRAM36':>6} "
+           f"{'fps/kLUT':>8} {'ECP5 LUT4':>9} {'Fmax':>6} {'fps@Fmax':>8}")
+    print(hdr, flush=True)
+    rows = []
+    build = ROOT / "build" / "bench"
+    build.mkdir(parents=True, exist_ok=True)
+    for item in args.nets.split(","):
+        name, fps = item.split(":")
+        net = load_network(ROOT / "examples" / f"{name}.yaml")
+        out = build / name
+        t0 = time.perf_counter()
+        m = compile_network(net, out, target_fps=float(fps), progress=quiet)
+        t_compile = time.perf_counter() - t0
+        rng = np.random.default_rng(0)
+        x = rng.integers(0, 1 << net.input_bits, (args.frames, *net.input_shape)).astype(np.uint8)
+        y, st = simulate(out, x)
+        if not np.array_equal(y, Golden(net).run_int(x)):
+            raise SystemExit(f"{name}: RTL output differs from the golden model")
+        cpf = st["cycles_per_frame"]
+        row = {"network": name, "target_fps": float(fps), "compile_s": round(t_compile, 1),
+               "planned_cycles": m["cycles_per_frame"], "simulated_cycles": cpf, "bottleneck": m["bottleneck"],
+               "fps_100mhz": 100e6 / cpf, "native_cycles_per_s": st["sim_cycles_per_second"]}
+        if args.cocotb_frames:
+            yc, sc = simulate(out, x[:args.cocotb_frames], engine="cocotb")
+            if not np.array_equal(yc, y[:args.cocotb_frames]):
+                raise SystemExit(f"{name}: cocotb and native simulations differ")
+            row["cocotb_cycles_per_s"] = sc["sim_cycles_per_second"]
+        v = (out / "accelerator.v").read_text()
+        if not args.no_xilinx:
+            xr = synthesize(v, m["top"], "xc7z020", progress=quiet, cache_dir=ROOT / "build" / "synth",
+                            bitstream=False)["resources"]
+            row.update(xc7_lut6=xr["LUT"] + xr["LUTRAM"], xc7_ff=xr["FF"], xc7_bram36=xr["BRAM36"])
+            row["fps_per_klut_100mhz"] = row["fps_100mhz"] / (row["xc7_lut6"] / 1000)
+        if not args.no_ecp5:
+            try:
+                e = synthesize(v, m["top"], "ecp5-85k", clock_mhz=100.0, progress=quiet,
+                               cache_dir=ROOT / "build" / "synth", bitstream=False, speed_grade=8)
+                row.update(ecp5_lut4=e["utilisation"].get("TRELLIS_COMB", {}).get("used"),
+                           fmax_mhz=e["fmax_mhz"], fps_fmax=e["fmax_mhz"] * 1e6 / cpf)
+            except SynthError as err:
+                row["ecp5_error"] = [ln for ln in str(err).splitlines() if ln.strip()][-1].strip()
+        rows.append(row)
+
+        def f(k, fmt):
+            return format(row[k], fmt) if row.get(k) is not None else "-"
+        print(f"{name:<10} {fps:>6} {row['compile_s']:>9.1f} {m['cycles_per_frame']:>9,} {cpf:>9,.0f} "
+              f"{m['bottleneck']:>10} {row['fps_100mhz']:>8,.0f} {f('native_cycles_per_s', '>10,.0f')} "
+              f"{f('cocotb_cycles_per_s', '>10,.0f')} {f('xc7_lut6', '>8,')} {f('xc7_ff', '>7,')} "
+              f"{f('xc7_bram36', '>6')} {f('fps_per_klut_100mhz', '>8.1f')} {f('ecp5_lut4', '>9,')} "
+              f"{f('fmax_mhz', '>6.1f')} {f('fps_fmax', '>8,.0f')}"
+              + (f"  ECP5: {row['ecp5_error']}" if row.get("ecp5_error") else ""), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,344 @@
+"""The host driver: one compiled accelerator behind any transport.
+
+::
+
+    from host.driver import Accelerator
+    with Accelerator.open("build/lenet", "sim") as acc:        # or "xdma", "xdma:/dev/xdma1", "zynq"
+        acc.load_weights()
+        r = acc.infer(x, top_k=5)                               # x: uint8 [N, C, H, W]
+        r.acc, r.logits, r.top_k, r.fps
+
+Everything device-specific comes from the folder's ``manifest.json`` (register map, stream
+formats, checksums) and from :mod:`host.packing` (how frames become beats); nothing is
+written twice. Opening checks the ``ID``, ``VERSION`` and ``BUILD_ID`` registers before
+anything else, so a driver never talks to a bitstream from another build.
+
+Inference is pipelined: a receiver thread collects result frames while the caller's thread
+keeps sending input frames, so the device never idles between frames (the transports'
+``send``/``recv`` block independently). Failures raise :class:`DeviceError` (or
+:class:`host.transport.TransportError`) with a clear message, after putting the device in a
+known state: ``SOFT_RESET`` (which keeps the weights) and the sticky errors cleared.
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from gen.errors import BitplaneError, InputError
+
+from .manifest import load_manifest
+from .packing import AXIS_BYTES, pack_frames, unpack_results
+from .transport import RegisterWindow, Transport, TransportError
+
+
+class DeviceError(BitplaneError):
+    """The device is not the compiled design, or it reported an error."""
+
+
+@dataclass
+class InferenceResult:
+    acc: np.ndarray                         # int64 last-layer accumulators [N, ...] (= golden --mode int)
+    logits: np.ndarray | None = None        # float64, the manifest's affine map (when asked)
+    top_k: np.ndarray | None = None         # int64 [N, k] class indices, best first (when asked)
+    frames: int = 0
+    seconds: float = 0.0                    # wall time of the batch on the host
+    fps: float = 0.0                        # frames per wall-clock second (host view)
+    latency_s: float | None = None          # first frame: send start -> last result byte
+    device_cycles: int | None = None        # CYCLES counter over the batch
+    device_fps: float | None = None         # frames/s at the manifest's clock from device_cycles
+    extra: dict = field(default_factory=dict)
+
+
+def _progress_bar(total: int, stream=None, min_frames: int = 64):
+    """A small text progress bar on stderr (``None`` when not worth showing)."""
+    stream = stream or sys.stderr
+    if total < min_frames:
+        return None
+    t0 = time.perf_counter()
+    state = {"last": 0.0}
+
+    def update(done: int, final: bool = False):
+        now = time.perf_counter()
+        if not final and now - state["last"] < 0.2:
+            return
+        state["last"] = now
+        frac = done / total
+        rate = done / (now - t0) if now > t0 else 0.0
+        bar = "#" * int(30 * frac) + "." * (30 - int(30 * frac))
+        stream.write(f"\r[{bar}] {done}/{total} frames {rate:,.1f} frames/s" + ("\n" if final else ""))
+        stream.flush()
+    return update
+
+
+def parse_device(device: str) -> tuple[str, str | None]:
+    kind, _, arg = device.partition(":")
+    if kind not in ("sim", "xdma", "zynq"):
+        raise InputError(f"unknown device '{device}': use sim, xdma[:/dev/xdmaN] or zynq[:REGS_UIO,DMA_UIO]")
+    return kind, arg or None
+
+
+def open_transport(folder, device: str, progress=None, **sim_options) -> Transport:
+    """A transport for ``device``: ``sim`` (the folder's RTL under Verilator),
+    ``xdma[:/dev/xdma0]`` (PCIe) or ``zynq[:/dev/uio0,/dev/uio1]`` (accelerator registers UIO,
+    AXI DMA UIO)."""
+    kind, arg = parse_device(device)
+    m = load_manifest(folder)
+    if kind == "sim":
+        from sim.transport import SimTransport
+        return SimTransport(folder, progress=progress, **sim_options)
+    if kind == "xdma":
+        from .transport import XdmaTransport
+        return XdmaTransport(arg or "/dev/xdma0")
+    from .transport import ZynqTransport
+    regs, _, dma = (arg or "/dev/uio0,/dev/uio1").partition(",")
+    if not dma:
+        raise InputError(f"zynq device '{device}': give both UIO devices, e.g. zynq:/dev/uio0,/dev/uio1")
+    return ZynqTransport(regs, dma, span=int(m["regmap"]["span"]))
+
+
+class Accelerator:
+    """A compiled accelerator (``folder``) on a :class:`~host.transport.Transport`."""
+
+    def __init__(self, folder, transport: Transport, timeout: float | None = None, check: bool = True):
+        from hw import regmap as hw_regmap
+        self.folder = Path(folder)
+        self.m = m = load_manifest(self.folder)
+        rm = m["regmap"]
+        if rm.get("version") != hw_regmap.REGMAP_VERSION or rm.get("stream_version") != hw_regmap.STREAM_VERSION:
+            raise DeviceError(f"{self.folder}: compiled for register map v{rm.get('version')} / streams "
+                              f"v{rm.get('stream_version')}, this driver speaks v{hw_regmap.REGMAP_VERSION} / "
+                              f"v{hw_regmap.STREAM_VERSION}; recompile with this bitplane")
+        self.t = transport
+        self.regs = RegisterWindow(transport, rm)
+        sin, sout = m["streams"]["input"], m["streams"]["output"]
+        self.in_shape = tuple(sin["shape"])
+        self.in_bits, self.in_lanes = int(sin["bits"]), int(sin["lanes"])
+        self.frame_bytes = int(sin["beats_per_frame"]) * AXIS_BYTES
+        self.result_bytes = int(sout["words_per_frame"]) * AXIS_BYTES
+        self.out_shape = tuple(sout["shape"])
+        self.words_per_value = int(sout["words_per_value"])
+        self.clock_mhz = float(m["clock_mhz"])
+        self.is_sim = type(transport).__name__ == "SimTransport"
+        if timeout is None:       # per transfer; the simulation runs ~1e5 cycles/s, hardware ~1e8
+            frame_s = m["cycles_per_frame"] / (2e4 if self.is_sim else self.clock_mhz * 1e6)
+            timeout = (60.0 if self.is_sim else 5.0) + 20 * frame_s
+        self.timeout = timeout
+        self.weights_loaded = bool(m.get("embedded_weights"))
+        if check:
+            self.check_device()
+
+    # ------------------------------------------------------------------ opening / closing
+    @classmethod
+    def open(cls, folder, device: str = "sim", timeout: float | None = None, progress=None,
+             **sim_options) -> "Accelerator":
+        t = open_transport(folder, device, progress=progress, **sim_options)
+        try:
+            return cls(folder, t, timeout=timeout)
+        except BaseException:
+            t.close()
+            raise
+
+    def close(self) -> None:
+        self.t.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ------------------------------------------------------------------ identity and state
+    def check_device(self) -> None:
+        """``ID``, ``VERSION`` and ``BUILD_ID`` must match the manifest."""
+        rm = self.m["regmap"]
+        ident = self.regs.read("ID")
+        if ident != rm["id_magic"]:
+            raise DeviceError(f"no bitplane accelerator at {self._where()}: ID register reads 0x{ident:08X}, "
+                              f"expected 0x{rm['id_magic']:08X} (wrong device or base address, or not programmed)")
+        ver = self.regs.read("VERSION")
+        want = (rm["stream_version"] << 16) | rm["version"]
+        if ver != want:
+            raise DeviceError(f"{self._where()}: VERSION register reads 0x{ver:08X}, the manifest expects "
+                              f"0x{want:08X}: driver and bitstream come from different bitplane versions")
+        build = self.regs.read("BUILD_ID")
+        if build != self.m["build_id"]:
+            raise DeviceError(f"{self._where()}: BUILD_ID 0x{build:08X} differs from the manifest's "
+                              f"0x{self.m['build_id']:08X}: the device runs another build than {self.folder}; "
+                              f"program the bitstream generated from this folder")
+
+    def _where(self) -> str:
+        return getattr(self.t, "name", None) or type(self.t).__name__
+
+    def errors(self) -> list[str]:
+        """Names of the sticky ERROR flags currently set."""
+        v = self.regs.read("ERROR")
+        return [f["name"] for f in self.regs.regs["ERROR"]["fields"] if v & (((1 << f["width"]) - 1) << f["lsb"])]
+
+    def recover(self) -> None:
+        """Known state: flush the datapath (weights kept) and clear the sticky errors."""
+        self.regs.write("CTRL", self.regs.bit("CTRL", "SOFT_RESET"))
+        self.regs.write("ERROR", (1 << 32) - 1 & self._error_mask())
+
+    def _error_mask(self) -> int:
+        return sum(((1 << f["width"]) - 1) << f["lsb"] for f in self.regs.regs["ERROR"]["fields"])
+
+    def _recover_quietly(self) -> None:
+        try:
+            self.recover()
+        except BitplaneError:
+            pass
+
+    # ------------------------------------------------------------------ weights
+    def load_weights(self, path=None) -> dict:
+        """Stream the weight image and verify the device's checksum and word count."""
+        path = Path(path) if path else self.folder / self.m["weights"]["file"]
+        data = path.read_bytes()
+        want_sha = self.m.get("files", {}).get("weights.bin")
+        if path.name == "weights.bin" and want_sha and hashlib.sha256(data).hexdigest() != want_sha:
+            raise DeviceError(f"{path}: file does not match the manifest's sha256 (corrupted or from another build)")
+        if len(data) % 4:
+            raise DeviceError(f"{path}: not a whole number of 32-bit words")
+        words = len(data) // 4
+        self.weights_loaded = False
+        self.recover()
+        t0 = time.perf_counter()
+        self.regs.write("CTRL", self.regs.bit("CTRL", "CLEAR_CHECKSUM") | self.regs.bit("CTRL", "LOAD_WEIGHTS"))
+        try:
+            self.t.send(data, timeout=self.timeout)
+            deadline = time.perf_counter() + self.timeout
+            loading = self.regs.bit("STATUS", "WEIGHTS_LOADING")
+            while True:
+                if self.regs.read("WEIGHT_WORDS") >= words and not self.regs.read("STATUS") & loading:
+                    break
+                if time.perf_counter() > deadline:
+                    raise TransportError(f"weight loading timed out after {self.timeout:g} s "
+                                         f"({self.regs.read('WEIGHT_WORDS')} of {words} words accepted)")
+                if self.is_sim:
+                    self.t.run_cycles(min(4096, words))
+        except BaseException:
+            self._recover_quietly()
+            raise
+        got_sum, got_words, errs = self.regs.read("WEIGHT_CHECKSUM"), self.regs.read("WEIGHT_WORDS"), self.errors()
+        want_sum = int(self.m["weights"]["checksum"])
+        if errs or got_sum != want_sum or got_words != words:
+            self._recover_quietly()
+            raise DeviceError(f"weight image not accepted: checksum 0x{got_sum:08X} over {got_words} words, "
+                              f"expected 0x{want_sum:08X} over {words}"
+                              + (f"; ERROR flags {', '.join(errs)}" if errs else "")
+                              + "; the device keeps running but its weights are not the network's: reload")
+        self.weights_loaded = True
+        return {"words": words, "checksum": got_sum, "seconds": time.perf_counter() - t0}
+
+    # ------------------------------------------------------------------ inference
+    def check_input(self, x) -> np.ndarray:
+        x = np.asarray(x)
+        if x.ndim == 3 and tuple(x.shape) == self.in_shape:
+            x = x[None]
+        if x.ndim != 4 or tuple(x.shape[1:]) != self.in_shape:
+            raise InputError(f"input must be [N, {', '.join(map(str, self.in_shape))}] codes, got shape "
+                             f"{list(x.shape)}")
+        if x.dtype != np.uint8:
+            raise InputError(f"input must be uint8 codes, got dtype {x.dtype}")
+        if x.size and int(x.max()) >= (1 << self.in_bits):
+            raise InputError(f"input codes must be < {1 << self.in_bits} ({self.in_bits}-bit input), got "
+                             f"{int(x.max())}")
+        return x
+
+    def infer(self, x, top_k: int | None = None, dequantize: bool = False, progress: bool | None = None,
+              stream=None) -> InferenceResult:
+        """Run a uint8 ``[N, C, H, W]`` batch; returns accumulators (and logits/top-k)."""
+        x = self.check_input(x)
+        if not self.weights_loaded:
+            raise DeviceError("the design was compiled without embedded weights and none are loaded: call "
+                              "load_weights() first")
+        n = len(x)
+        if top_k is not None and not 1 <= top_k <= int(np.prod(self.out_shape)):
+            raise InputError(f"top-k must lie in 1..{int(np.prod(self.out_shape))}")
+        beats = pack_frames(x, self.in_bits, self.in_lanes).astype("<u4")
+        frames = [beats[k].tobytes() for k in range(n)]
+        results: list[bytes] = [b""] * n
+        arrived = [0.0] * n
+        failure: list[BaseException] = []
+        bar = _progress_bar(n, stream) if progress is not False else None
+        if errs := self.errors():
+            self.recover()
+        self.regs.write("CTRL", self.regs.bit("CTRL", "CLEAR_COUNTERS"))
+
+        def receiver():
+            try:
+                for k in range(n):
+                    results[k] = self.t.recv(self.result_bytes, timeout=self.timeout)
+                    arrived[k] = time.perf_counter()
+                    if bar:
+                        bar(k + 1)
+            except BaseException as e:          # reported by the caller's thread
+                failure.append(e)
+
+        t0 = time.perf_counter()
+        rx = threading.Thread(target=receiver, name="bitplane-recv", daemon=True)
+        rx.start()
+        try:
+            for k in range(n):
+                if failure:
+                    break
+                self.t.send(frames[k], timeout=self.timeout)
+        except BaseException as e:
+            failure.append(e)
+        rx.join()
+        t1 = time.perf_counter()
+        if bar and not failure:
+            bar(n, final=True)
+        if failure:
+            self._recover_quietly()
+            e = failure[0]
+            if isinstance(e, BitplaneError):
+                raise e
+            raise DeviceError(f"inference failed: {e}") from e
+        errs = self.errors()
+        if errs:
+            self._recover_quietly()
+            raise DeviceError(f"the accelerator raised ERROR flags {', '.join(errs)} during the batch "
+                              f"(device reset, errors cleared; results discarded)")
+        lo, hi = self.regs.read("CYCLES_LO"), self.regs.read("CYCLES_HI")
+        cycles = (hi << 32) | lo
+        out = np.frombuffer(b"".join(results), dtype="<u4")
+        acc = unpack_results(out, self.out_shape, self.words_per_value)
+        r = InferenceResult(acc=acc, frames=n, seconds=t1 - t0, fps=n / (t1 - t0) if t1 > t0 else 0.0,
+                            latency_s=(arrived[0] - t0) if n else None, device_cycles=cycles,
+                            device_fps=n * self.clock_mhz * 1e6 / cycles if cycles and n else None)
+        if dequantize or top_k:
+            r.logits = self.dequantize(acc)
+        if top_k:
+            flat = r.logits.reshape(n, -1)
+            r.top_k = np.argsort(-flat, axis=1, kind="stable")[:, :top_k].astype(np.int64)
+        return r
+
+    def dequantize(self, acc) -> np.ndarray:
+        """Float logits from accumulators (the manifest's ``output_affine``, per channel)."""
+        a = self.m["output_affine"]
+        acc = np.asarray(acc, dtype=np.float64)
+        shape = [1] * acc.ndim
+        shape[1] = -1
+        scale = np.asarray(a["scale"], dtype=np.float64)
+        bias = np.asarray(a["bias"], dtype=np.float64)
+        if scale.size == 1:
+            return scale.item() * acc + bias.item()
+        return scale.reshape(shape) * acc + bias.reshape(shape)
+
+    # ------------------------------------------------------------------ self-test
+    def selftest(self) -> dict:
+        """Load the weights, run the manifest's test vectors, compare with their golden outputs."""
+        lw = self.load_weights()
+        tv = self.folder / self.m["testvectors"]["file"]
+        with np.load(tv, allow_pickle=False) as z:
+            x, y = z["x"], z["y"]
+        r = self.infer(x, progress=False)
+        bad = [int(k) for k in range(len(x)) if not np.array_equal(r.acc[k], y[k])]
+        return {"pass": not bad, "frames": len(x), "mismatched_frames": bad, "fps": r.fps,
+                "device_fps": r.device_fps, "weights": lw}
