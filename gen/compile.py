@@ -193,6 +193,7 @@ def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float =
             row.update(lanes=b.lanes, bits=b.bits)
         layers.append(row)
     cyc = top_cycles(tp)
+    affine = last.affine()                  # scale/bias composed with the last layer's batchnorms
     bottleneck = max(([("input", tp.in_beats), ("output", tp.out_words)]
                       + [(r["name"], r["cycles_per_frame"]) for r in layers]), key=lambda t: t[1])
     out_shape = list(last.out_shape) if last.kind == "conv" else [int(np.prod(last.out_shape))]
@@ -216,8 +217,8 @@ def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float =
         "layers": layers,
         "cycles_per_frame": cyc, "bottleneck": bottleneck[0],
         "frames_per_second": clock_mhz * 1e6 / cyc,
-        "output_affine": {"scale": [float(v) for v in np.asarray(last.scale).ravel()],
-                          "bias": [float(v) for v in np.asarray(last.bias).ravel()],
+        "output_affine": {"scale": [float(v) for v in np.broadcast_to(affine[0], (last.out_channels,))],
+                          "bias": [float(v) for v in np.broadcast_to(affine[1], (last.out_channels,))],
                           "axis": "channel", "formula": "logit = scale[c] * acc + bias[c]"},
         "weights": {"file": "weights.bin", "words": len(image), "checksum": wimg.checksum(image),
                     "sections": [{"layer": lay, "kind": kind, "entries": n, "width": w}

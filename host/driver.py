@@ -267,7 +267,10 @@ class Accelerator:
         failure: list[BaseException] = []
         bar = _progress_bar(n, stream) if progress is not False else None
         if errs := self.errors():
-            self.recover()
+            self._recover_quietly()
+            raise DeviceError(f"ERROR flags {', '.join(errs)} were set before this batch (by an earlier transfer "
+                              f"that did not come from this driver call); device reset and errors cleared, nothing "
+                              f"was sent: run the batch again")
         self.regs.write("CTRL", self.regs.bit("CTRL", "CLEAR_COUNTERS"))
 
         def receiver():
