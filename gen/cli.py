@@ -20,7 +20,6 @@ from .errors import BitplaneError, InputError, NotSupportedError
 
 # Subcommands that exist in the design but are not implemented yet, with their issue.
 PLANNED = {
-    "project": ("Vivado project emission", 7),
     "train": ("quantization-aware training", 6),
     "import": ("model importers", 6),
 }
@@ -288,6 +287,16 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_project(args) -> int:
+    from .project import write_project
+    info = write_project(args.design, args.board, args.output)
+    a = info["addresses"]["accelerator"]
+    print(f"wrote {args.output}/ (build.tcl, constraints.xdc, project.json, README.md, accelerator.v, manifest) for "
+          f"{info['board']} ({info['part']}); registers at 0x{a['base']:08X}. Run: cd {args.output} && vivado -mode "
+          f"batch -source build.tcl  (not verified with Vivado or on hardware)")
+    return 0
+
+
 def cmd_planned(args) -> int:
     what, issue = PLANNED[args.command]
     raise NotSupportedError(f"'bitplane {args.command}' ({what}) is not implemented yet "
@@ -355,6 +364,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="native: C++ Verilator harness, for whole test sets (default); cocotb: Python drives "
                         "every clock (cocotb + cocotbext-axi), for a few frames and debugging")
     p.set_defaults(fn=cmd_sim)
+
+    from .project import BOARDS
+    p = sub.add_parser("project", help="Vivado project (Tcl + constraints) around a compiled accelerator")
+    p.add_argument("design", help="compiled folder (bitplane compile -o)")
+    p.add_argument("--board", required=True, choices=sorted(BOARDS))
+    p.add_argument("-o", "--output", required=True, help="project folder to write")
+    p.set_defaults(fn=cmd_project)
 
     p = sub.add_parser("run", help="run a compiled accelerator through the host driver (sim, PCIe XDMA, Zynq)")
     p.add_argument("design", help="compiled folder (bitplane compile -o)")
