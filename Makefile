@@ -26,9 +26,8 @@ demo: $(STAMP)
 	$(PY) -m gen.demo
 
 bench: $(STAMP)
-	$(PY) bench/golden.py
-	$(PY) bench/engines.py
-	$(PY) bench/networks.py --json build/bench/networks.json
+	$(PY) -m pip install -q -r requirements-bench.txt
+	$(PY) bench/report.py
 
 clean:
 	rm -rf build .pytest_cache sim_build

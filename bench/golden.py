@@ -34,12 +34,12 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}"
 
 
-def main():
+def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spec", default=str(ROOT / "examples" / "lenet-w2a2.yaml"))
     ap.add_argument("--frames", type=int, default=1024)
     ap.add_argument("--repeat", type=int, default=3)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     net = load_network(args.spec)
     g = Golden(net)
     digits = ROOT / "examples" / "data" / "mnist-256.npz"
@@ -55,9 +55,12 @@ def main():
     print(f"# golden-model throughput, {time.strftime('%Y-%m-%d')}, {machine()}")
     print(f"# command: python bench/golden.py --spec {args.spec} --frames {args.frames} --repeat {args.repeat}")
     print(f"network {net.name}: lowering {t_lower * 1e3:.1f} ms")
-    for name, fn in (("int path", g.run_int), ("float path", g.run_float)):
+    out = {"network": net.name, "frames": args.frames, "lowering_s": t_lower}
+    for name, key, fn in (("int path", "int_fps", g.run_int), ("float path", "float_fps", g.run_float)):
         best = min(_timed(fn, x) for _ in range(args.repeat))
         print(f"{name:<11} {args.frames} frames in {best:.3f} s: {args.frames / best:,.0f} frames/s")
+        out[key] = args.frames / best
+    return out
 
 
 def _timed(fn, x):
