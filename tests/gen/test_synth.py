@@ -65,3 +65,25 @@ def test_bad_synth_inputs(tmp_path, capsys):
     assert main(["synth", str(tmp_path), "--target", "ecp5-85k"]) == 1
     assert "not a compiled accelerator folder" in capsys.readouterr().err
     assert main(["synth", str(tmp_path / "x.v"), "--target", "ecp5-85k"]) == 1
+
+
+@pytest.mark.slow
+def test_demo_network_on_ecp5_matches_nextpnr_log(tmp_path, capsys):
+    """`bitplane synth` on the shipped demo network (lenet-w2a2 as `make demo` compiles it)."""
+    from pathlib import Path
+
+    from gen.compile import compile_network
+    from gen.spec import load_network
+    root = Path(__file__).resolve().parents[2]
+    net = load_network(root / "examples" / "lenet-w2a2.yaml")
+    compile_network(net, tmp_path / "out", target_fps=1500, progress=lambda m: None)
+    assert main(["synth", str(tmp_path / "out"), "--target", "ecp5-85k", "--json", str(tmp_path / "r.json")]) == 0
+    rep = json.loads((tmp_path / "r.json").read_text())
+    log = rep["log_check"]
+    assert rep["fits"] and rep["fmax_mhz"] > 0
+    for k, v in rep["fmax_per_clock"].items():
+        assert abs(v - log["fmax"][k]) < 0.01
+    for k, (used, avail) in log["utilisation"].items():
+        assert rep["utilisation"][k] == {"used": used, "available": avail}
+    out = capsys.readouterr().out
+    assert f"Fmax {rep['fmax_mhz']:.1f} MHz" in out
