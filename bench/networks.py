@@ -5,7 +5,8 @@
 
 For each example network at a planner target (frames/s at 100 MHz):
 
-* ``bitplane compile`` (time), planned cycles/frame and bottleneck;
+* ``bitplane compile --no-embed-weights`` (time), planned cycles/frame and bottleneck (the
+  weights go in through the host path, as on a board);
 * simulated steady-state cycles/frame (native Verilator harness, frames back to back) and
   frames/s at 100 MHz;
 * simulation speed in cycles per wall-clock second of both paths: the native C++ harness and
@@ -69,7 +70,8 @@ def main(argv=None):
         net = load_network(ROOT / "examples" / f"{name}.yaml")
         out = build / name
         t0 = time.perf_counter()
-        m = compile_network(net, out, target_fps=float(fps), progress=quiet)
+        # weights loaded at run time, as deployed (same logic and BRAM as embedded weights)
+        m = compile_network(net, out, target_fps=float(fps), embed_weights=False, progress=quiet)
         t_compile = time.perf_counter() - t0
         rng = np.random.default_rng(0)
         x = rng.integers(0, 1 << net.input_bits, (args.frames, *net.input_shape)).astype(np.uint8)

@@ -99,7 +99,10 @@ def open_transport(folder, device: str, progress=None, **sim_options) -> Transpo
     regs, _, dma = (arg or "/dev/uio0,/dev/uio1").partition(",")
     if not dma:
         raise InputError(f"zynq device '{device}': give both UIO devices, e.g. zynq:/dev/uio0,/dev/uio1")
-    return ZynqTransport(regs, dma, span=int(m["regmap"]["span"]))
+    sin, sout = m["streams"]["input"], m["streams"]["output"]
+    need = max(4 * int(m["weights"]["words"]), AXIS_BYTES * int(sin["beats_per_frame"]),
+               AXIS_BYTES * int(sout["words_per_frame"]))
+    return ZynqTransport(regs, dma, span=int(m["regmap"]["span"]), buffer_bytes=max(1 << 22, need))
 
 
 class Accelerator:
@@ -258,6 +261,8 @@ class Accelerator:
             raise DeviceError("the design was compiled without embedded weights and none are loaded: call "
                               "load_weights() first")
         n = len(x)
+        if n == 0:
+            raise InputError("the input batch is empty")
         if top_k is not None and not 1 <= top_k <= int(np.prod(self.out_shape)):
             raise InputError(f"top-k must lie in 1..{int(np.prod(self.out_shape))}")
         beats = pack_frames(x, self.in_bits, self.in_lanes).astype("<u4")
