@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JOBS   ?= 2
 
-.PHONY: install test test-slow demo bench lint clean
+.PHONY: install install-train test test-slow demo bench lint clean
 
 install: $(STAMP)
 
@@ -15,6 +15,10 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
 	@touch $(STAMP)
+
+# PyTorch 2.13 CPU for train/ (optional; its tests are skipped without it)
+install-train: $(STAMP)
+	$(PY) -m pip install -q torch==2.13.0
 
 test: $(STAMP)
 	$(PY) -m pytest -n $(JOBS) -q tests

@@ -1,0 +1,125 @@
+"""Training quantizers (train/quant.py): forward passes equal gen.quant's reference formulas
+element by element; straight-through gradients as in the seeds; DoReFa's gradient quantizer
+against its formula (grid, per-sample scaling, unbiasedness in expectation)."""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from gen import quant as ref  # noqa: E402
+from train import quant as tq  # noqa: E402
+
+torch.set_default_dtype(torch.float64)
+
+
+def _w(shape=(6, 3, 3, 3), seed=0):
+    return np.random.default_rng(seed).normal(0, 0.3, shape)
+
+
+@pytest.mark.parametrize("qspec", [{"type": "dorefa", "bits": 1}, {"type": "dorefa", "bits": 2},
+                                   {"type": "dorefa", "bits": 4}, {"type": "sign"}, {"type": "int", "bits": 8},
+                                   {"type": "int", "bits": 3}])
+def test_weight_forward_matches_reference(qspec):
+    W = _w()
+    t = torch.tensor(W, requires_grad=True)
+    k = qspec.get("bits", 1)
+    if qspec["type"] == "dorefa":
+        got = tq.dorefa_weights(t, k)
+    elif qspec["type"] == "sign":
+        got = tq.sign_ste(t)
+    else:
+        got = tq.int_weights(t, k)
+    want = ref.fake_quant_weights(qspec, W)
+    assert np.array_equal(got.detach().numpy(), want)
+    got.sum().backward()
+    assert t.grad is not None and torch.isfinite(t.grad).all()
+
+
+def test_straight_through_gradients():
+    W = torch.tensor([-2.0, -0.5, 0.2, 1.5], requires_grad=True)
+    tq.sign_ste(W).sum().backward()
+    assert W.grad.tolist() == [0.0, 1.0, 1.0, 0.0]              # hardtanh STE
+    W2 = torch.tensor([-0.3, 0.1, 0.7], requires_grad=True)
+    tq.dorefa_weights(W2, 1).sum().backward()                   # BWN: E held constant, sign STE
+    assert torch.allclose(W2.grad, torch.ones(3) * W2.abs().mean())
+    x = torch.tensor([0.1, 0.4, 0.9], requires_grad=True)
+    tq.dorefa_acts(x, 2).sum().backward()                       # round straight-through
+    assert x.grad.tolist() == [1.0, 1.0, 1.0]
+
+
+def test_ttq_forward_and_gradients():
+    W = _w((4, 8), seed=3)
+    wp, wn = torch.tensor(0.7, requires_grad=True), torch.tensor(0.4, requires_grad=True)
+    t = torch.tensor(W, requires_grad=True)
+    y = tq.ttq_weights(t, wp, wn)
+    assert np.array_equal(y.detach().numpy(), ref.fake_quant_weights({"type": "ttq"}, W, {"Wp": 0.7, "Wn": 0.4}))
+    g = torch.tensor(np.random.default_rng(1).normal(size=W.shape))
+    (y * g).sum().backward()
+    th = 0.05 * np.abs(W).max()
+    pos, neg = W > th, W < -th
+    assert np.isclose(wp.grad.item(), g.numpy()[pos].sum())
+    assert np.isclose(wn.grad.item(), -g.numpy()[neg].sum())
+    want = np.where(pos, 0.7 * g.numpy(), np.where(neg, 0.4 * g.numpy(), g.numpy()))
+    assert np.allclose(t.grad.numpy(), want)
+
+
+def test_lq_weights_and_acts_match_reference_and_qem_reduces_error():
+    W = _w((5, 2, 3, 3), seed=4)
+    v = tq.lq_init(2, 0.1, channels=5)
+    t = torch.tensor(W, requires_grad=True)
+    y, codes = tq.lq_weights(t, v)
+    q = ref.quantize_weights({"type": "lq", "bits": 2}, W, {"basis": v.numpy()})
+    assert np.array_equal(y.detach().numpy(), ref.fake_quant_weights({"type": "lq", "bits": 2}, W,
+                                                                       {"basis": v.numpy()}))
+    assert np.array_equal(codes.numpy(), q.codes)
+    err0 = ((y - t) ** 2).sum().item()
+    for _ in range(10):                                         # QEM: error never grows much, ends lower
+        v = tq.lq_qem_update(v, t.detach().reshape(5, -1), codes.reshape(5, -1), signed=True, momentum=0.0)
+        y, codes = tq.lq_weights(t, v)
+    assert ((y - t) ** 2).sum().item() < err0
+    # activations: per-layer basis, clipped at the top level, gradient zero above it
+    va = tq.lq_init(2, 0.25)
+    x = torch.tensor([0.0, 0.1, 0.3, 0.6, 2.0], requires_grad=True)
+    ya, _ = tq.lq_acts(x, va)
+    aq = ref.ActQuant({"type": "lq", "bits": 2}, "relu", {"basis": va.numpy()})
+    assert np.array_equal(ya.detach().numpy(), aq.fake_quant(x.detach().numpy()))
+    ya.sum().backward()
+    assert x.grad.tolist() == [1.0, 1.0, 1.0, 1.0, 0.0]
+
+
+def test_gradient_quantizer_formula_grid_and_unbiasedness():
+    gen = torch.Generator().manual_seed(0)
+    g = torch.tensor(np.random.default_rng(2).normal(size=(4, 50)))
+    k = 4
+    n = 2 ** k - 1
+    q = tq.grad_quantizer(g, k, gen)
+    maxx = g.abs().amax(dim=1, keepdim=True)
+    # on the grid 2*maxx*(j/n - 1/2), per sample
+    j = (q / (2 * maxx) + 0.5) * n
+    assert torch.allclose(j, torch.round(j), atol=1e-9) and (j >= 0).all() and (j <= n).all()
+    # unbiased in expectation: mean over many draws -> g (error ~ step/sqrt(draws))
+    draws = torch.stack([tq.grad_quantizer(g, k, gen) for _ in range(4000)])
+    step = 2 * maxx / n
+    assert (draws.mean(0) - g).abs().max() < 0.03 * step.max() * 10
+    assert ((draws.mean(0) - g).abs() / step).mean() < 0.02
+    # each element takes one of the two neighbouring grid values around g (stochastic rounding)
+    lo = torch.floor((g / (2 * maxx) + 0.5) * n)
+    jj = (draws / (2 * maxx) + 0.5) * n
+    assert ((jj - lo).round().abs() <= 1).all()
+    # 1-bit: values are +-maxx only
+    q1 = tq.grad_quantizer(g, 1, gen)
+    assert torch.allclose(q1.abs(), maxx.expand_as(q1))
+
+
+def test_quantize_grad_is_identity_forward_and_quantizes_backward():
+    x = torch.randn(3, 7, requires_grad=True)
+    y = tq.quantize_grad(x, 2, torch.Generator().manual_seed(1))
+    assert torch.equal(y, x)
+    up = torch.randn(3, 7)
+    (y * up).sum().backward()
+    maxx = up.abs().amax(dim=1, keepdim=True)
+    j = (x.grad / (2 * maxx) + 0.5) * 3
+    assert torch.allclose(j, torch.round(j), atol=1e-9)
+    x2 = torch.randn(2, 2, requires_grad=True)
+    (tq.quantize_grad(x2, 32) * 3).sum().backward()
+    assert torch.equal(x2.grad, torch.full((2, 2), 3.0))
