@@ -123,3 +123,49 @@ def test_quantize_grad_is_identity_forward_and_quantizes_backward():
     x2 = torch.randn(2, 2, requires_grad=True)
     (tq.quantize_grad(x2, 32) * 3).sum().backward()
     assert torch.equal(x2.grad, torch.full((2, 2), 3.0))
+
+
+# ---------------------------------------------------------------------------- model + export
+
+def _spec(wq, aq, nonlin, name="t"):
+    return {"name": name, "input": {"shape": [1, 12, 12], "bits": 8, "scale": 1 / 255}, "layers": [
+        {"name": "conv0", "op": "conv", "out_channels": 4, "kernel": 3, "padding": "same", "bias": False},
+        {"name": "bn0", "op": "batchnorm", "eps": 1e-4},
+        {"name": "act0", "op": "quant_act", "nonlin": nonlin, "quant": aq},
+        {"name": "pool0", "op": "maxpool", "kernel": 2, "stride": 2, "padding": "same"},
+        {"name": "conv1", "op": "conv", "out_channels": 6, "kernel": 3, "stride": 2, "padding": "same",
+         "weight_quant": wq},
+        {"name": "bn1", "op": "batchnorm", "eps": 1e-4},
+        {"name": "act1", "op": "quant_act", "nonlin": nonlin, "quant": aq},
+        {"name": "fc0", "op": "dense", "out_features": 5, "bias": True}]}
+
+
+@pytest.mark.parametrize("wq,aq,nonlin,gbits", [
+    ({"type": "dorefa", "bits": 1}, {"type": "dorefa", "bits": 2}, "clip01", 6),
+    ({"type": "dorefa", "bits": 2}, {"type": "dorefa", "bits": 2}, "cabs", None),
+    ({"type": "sign"}, {"type": "sign"}, "none", None),
+    ({"type": "ttq"}, {"type": "dorefa", "bits": 2}, "clip01", None),
+    ({"type": "lq", "bits": 2}, {"type": "lq", "bits": 2}, "relu", None)])
+def test_export_reproduces_torch_eval_logits(wq, aq, nonlin, gbits, tmp_path):
+    from gen.golden import Golden
+    from gen.spec import load_network
+    from train.nn import QNet, export
+    model = QNet(_spec(wq, aq, nonlin), grad_bits=gbits, seed=1)
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 256, (16, 1, 12, 12)).astype(np.uint8)
+    x = torch.tensor(codes / 255.0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    y = torch.tensor(rng.integers(0, 5, 16))
+    model.train()
+    for _ in range(3):                                   # move weights, BN statistics and LQ bases
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+    assert torch.isfinite(loss)
+    model.eval()
+    with torch.no_grad():
+        want = model(x).numpy()
+    path = export(model, tmp_path / "t.yaml")
+    got = Golden(load_network(path)).run_float(codes)
+    assert np.allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())

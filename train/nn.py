@@ -1,0 +1,210 @@
+"""A trainable PyTorch model interpreted from a network spec, and its export.
+
+:class:`QNet` reads the same layer list as the golden model (DESIGN.md section 2): conv and
+dense layers with their ``weight_quant``, batch norms, ``quant_act`` layers and max-pools,
+sequentially. Its eval-mode forward on ``code * input.scale`` is the golden model's float
+path; :func:`export` writes the YAML + NPZ that ``bitplane golden --mode float`` reproduces
+(the tests check 1e-4 relative, in float64). Layers without ``weight_quant`` are trained in
+float (the seeds' first and last layers) and become int8 in hardware.
+
+DoReFa's gradient quantization (``grad_bits``) is applied, as in the seed, to the gradient
+of every conv/dense output.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+
+from . import quant as tq
+
+
+def _same_pads(size: int, k: int, s: int) -> tuple[int, int]:
+    total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+    return total // 2, total - total // 2
+
+
+def _pads(h: int, w: int, k: int, s: int, padding) -> tuple[int, int, int, int]:
+    if padding == "same":
+        t, b = _same_pads(h, k, s)
+        l, r = _same_pads(w, k, s)
+        return t, b, l, r
+    if padding == "valid":
+        return 0, 0, 0, 0
+    p = int(padding)
+    return p, p, p, p
+
+
+class QNet(torch.nn.Module):
+    """A spec (mapping, as loaded from YAML) as a trainable module."""
+
+    def __init__(self, spec: dict, grad_bits: int | None = None, lq_momentum: float = 0.9, seed: int = 0):
+        super().__init__()
+        self.spec = spec
+        self.grad_bits = grad_bits
+        self.lq_momentum = lq_momentum
+        gen = torch.Generator().manual_seed(seed)
+        self.layers = []
+        self.params_ = torch.nn.ParameterDict()
+        self.bns = torch.nn.ModuleDict()
+        shape = tuple(spec["input"]["shape"])
+        for L in spec["layers"]:
+            n, op = L["name"], L["op"]
+            info = {"layer": L, "in_shape": shape}
+            if op == "conv":
+                C, H, W = shape
+                k, s, O, g = L["kernel"], L.get("stride", 1), L["out_channels"], L.get("groups", 1)
+                fan = C // g * k * k
+                self._param(f"{n}/W", torch.randn(O, C // g, k, k, generator=gen) * math.sqrt(2.0 / fan))
+                if L.get("bias", False):
+                    self._param(f"{n}/b", torch.zeros(O))
+                t, b, l, r = _pads(H, W, k, s, L.get("padding", "valid"))
+                info["pads"] = (l, r, t, b)
+                shape = (O, (H + t + b - k) // s + 1, (W + l + r - k) // s + 1)
+                self._quant_params(n, L.get("weight_quant"), O)
+            elif op == "dense":
+                fan = int(np.prod(shape))
+                O = L["out_features"]
+                self._param(f"{n}/W", torch.randn(O, fan, generator=gen) * math.sqrt(2.0 / fan))
+                if L.get("bias", False):
+                    self._param(f"{n}/b", torch.zeros(O))
+                shape = (O,)
+                self._quant_params(n, L.get("weight_quant"), O)
+            elif op == "batchnorm":
+                C = shape[0]
+                bn = (torch.nn.BatchNorm2d if len(shape) == 3 else torch.nn.BatchNorm1d)(C, eps=float(L["eps"]))
+                self.bns[n.replace(".", "_")] = bn
+            elif op == "quant_act":
+                q = L["quant"]
+                if q["type"] == "lq":
+                    self.register_buffer(f"basis__{n}", tq.lq_init(int(q["bits"]), 1.0 / (1 << int(q["bits"]))))
+            elif op == "maxpool":
+                C, H, W = shape
+                k = L["kernel"]
+                s = L.get("stride", k)
+                t, b, l, r = _pads(H, W, k, s, L.get("padding", "valid"))
+                info["pads"] = (l, r, t, b)
+                shape = (C, (H + t + b - k) // s + 1, (W + l + r - k) // s + 1)
+            else:
+                raise ValueError(f"layer '{n}': op {op!r} cannot be trained")
+            info["out_shape"] = shape
+            self.layers.append(info)
+
+    # ------------------------------------------------------------------ parameters
+    def _param(self, key: str, value):
+        self.params_[key.replace("/", "__")] = torch.nn.Parameter(value)
+
+    def p(self, key: str):
+        return self.params_[key.replace("/", "__")]
+
+    def has(self, key: str) -> bool:
+        return key.replace("/", "__") in self.params_
+
+    def _quant_params(self, n, wq, O):
+        if wq is None:
+            return
+        if wq["type"] == "ttq":
+            W = self.p(f"{n}/W").detach()
+            th = 0.05 * W.abs().max()
+            init = W.abs()[W.abs() > th].mean()
+            self._param(f"{n}/Wp", init.clone())
+            self._param(f"{n}/Wn", init.clone())
+        elif wq["type"] == "lq":
+            W = self.p(f"{n}/W").detach()
+            self.register_buffer(f"basis__{n}", tq.lq_init(int(wq["bits"]), float(W.abs().mean()) / 2, channels=O))
+
+    # ------------------------------------------------------------------ forward
+    def weights(self, L):
+        n, wq = L["name"], L.get("weight_quant")
+        W = self.p(f"{n}/W")
+        if wq is None:
+            return W
+        t, k = wq["type"], int(wq.get("bits", 1))
+        if t == "dorefa":
+            return tq.dorefa_weights(W, k)
+        if t == "sign":
+            return tq.sign_ste(W)
+        if t == "ttq":
+            return tq.ttq_weights(W, self.p(f"{n}/Wp"), self.p(f"{n}/Wn"))
+        if t == "int":
+            return tq.int_weights(W, k)
+        if t == "lq":
+            v = getattr(self, f"basis__{n}")
+            w, codes = tq.lq_weights(W, v)
+            if self.training:
+                setattr(self, f"basis__{n}", tq.lq_qem_update(v, W.detach().reshape(W.shape[0], -1),
+                                                              codes.reshape(W.shape[0], -1), True,
+                                                              self.lq_momentum))
+            return w
+        raise ValueError(f"layer '{n}': weight quantizer {t!r} cannot be trained")
+
+    def forward(self, x):
+        for info in self.layers:
+            L = info["layer"]
+            n, op = L["name"], L["op"]
+            if op == "conv":
+                x = F.pad(x, info["pads"])
+                x = F.conv2d(x, self.weights(L), self.p(f"{n}/b") if self.has(f"{n}/b") else None,
+                             stride=L.get("stride", 1), groups=L.get("groups", 1))
+                x = tq.quantize_grad(x, self.grad_bits)
+            elif op == "dense":
+                x = F.linear(x.reshape(x.shape[0], -1), self.weights(L),
+                             self.p(f"{n}/b") if self.has(f"{n}/b") else None)
+                x = tq.quantize_grad(x, self.grad_bits)
+            elif op == "batchnorm":
+                x = self.bns[n.replace(".", "_")](x)
+            elif op == "quant_act":
+                q = L["quant"]
+                x = tq.nonlin(L["nonlin"], x)
+                if q["type"] == "dorefa":
+                    x = tq.dorefa_acts(x, int(q["bits"]))
+                elif q["type"] == "sign":
+                    x = tq.sign_ste(x)
+                elif q["type"] == "lq":
+                    v = getattr(self, f"basis__{n}")
+                    y, codes = tq.lq_acts(x, v)
+                    if self.training:
+                        setattr(self, f"basis__{n}", tq.lq_qem_update(v, x.detach(), codes, False, self.lq_momentum))
+                    x = y
+                else:
+                    raise ValueError(f"layer '{n}': activation quantizer {q['type']!r} cannot be trained")
+            elif op == "maxpool":
+                x = F.pad(x, info["pads"], value=-math.inf)
+                k = L["kernel"]
+                x = F.max_pool2d(x, k, L.get("stride", k))
+        return x
+
+
+def export(model: QNet, out_yaml, comment: str | None = None) -> Path:
+    """Write ``out_yaml`` and its ``.npz`` (latent float64 parameters; spec key names)."""
+    out_yaml = Path(out_yaml)
+    spec = {k: v for k, v in model.spec.items() if not k.startswith("_") and k != "weights"}
+    spec["weights"] = out_yaml.with_suffix(".npz").name
+    arrays = {}
+    for key, p in model.params_.items():
+        arrays[key.replace("__", "/")] = p.detach().double().cpu().numpy()
+    for L in model.spec["layers"]:
+        n = L["name"]
+        if L["op"] == "batchnorm":
+            bn = model.bns[n.replace(".", "_")]
+            arrays[f"{n}/gamma"] = bn.weight.detach().double().numpy()
+            arrays[f"{n}/beta"] = bn.bias.detach().double().numpy()
+            arrays[f"{n}/mean"] = bn.running_mean.detach().double().numpy()
+            arrays[f"{n}/var"] = bn.running_var.detach().double().numpy()
+        if hasattr(model, f"basis__{n}"):
+            arrays[f"{n}/basis"] = getattr(model, f"basis__{n}").detach().double().numpy()
+    for k in [k for k in arrays if k.endswith("/Wp") or k.endswith("/Wn")]:
+        arrays[k] = np.asarray(arrays[k]).reshape(())
+    out_yaml.parent.mkdir(parents=True, exist_ok=True)
+    tmp_y, tmp_n = out_yaml.with_suffix(".yaml.tmp"), out_yaml.with_suffix(".npz.tmp")
+    text = yaml.safe_dump(spec, sort_keys=False, default_flow_style=None, width=110)
+    tmp_y.write_text((f"# {comment}\n" if comment else "") + text)
+    with open(tmp_n, "wb") as f:
+        np.savez(f, **arrays)
+    tmp_n.replace(out_yaml.with_suffix(".npz"))
+    tmp_y.replace(out_yaml)
+    return out_yaml
