@@ -64,7 +64,8 @@ def test_frames_stream_through_with_backpressure(echo, gap, stall):
     assert st["regs"] == {0: ID_MAGIC, by_name("SCRATCH").offset: 0x1234, by_name("FRAMES_IN").offset: frames}
     if gap == stall == 0:                                   # one word per cycle, 1 cycle latency
         assert st["stream_cycles"] <= frames * fw + 3
-    assert st["cycles_per_second"] > 1e5
+    # simulation speed is a benchmark figure (bench/networks.py), not a pass/fail criterion here
+    assert st["cycles_per_second"] > 0 and st["wall_s"] > 0
 
 
 def test_build_is_cached(echo, tmp_path):
