@@ -147,7 +147,7 @@ def test_hardware_error_flag_fails_the_batch_and_recovers(tiny):
 
 def test_sim_transport_timeout(tiny):
     net, out = tiny
-    with Accelerator.open(out, "sim", timeout=0.2) as acc:
+    with Accelerator.open(out, "sim") as acc:
         acc.load_weights()
         with pytest.raises(TransportError, match="timed out"):
             acc.t.recv(4 * acc.result_bytes, timeout=0.2)              # results that never come
@@ -328,8 +328,9 @@ def test_xdma_stand_in_failures(tiny, tmp_path, monkeypatch):
     card2 = GoldenCard(out, net)
     (tmp_path / "b").mkdir()
     prefix2 = _fake_xdma(tmp_path / "b", card2, monkeypatch, respond=False)
-    with Accelerator(out, XdmaTransport(prefix2), timeout=0.5) as acc:
+    with Accelerator(out, XdmaTransport(prefix2), timeout=10) as acc:
         acc.load_weights()
+        acc.timeout = 0.5                                   # per transfer
         with pytest.raises(TransportError, match="timed out"):
             acc.infer(x)
     # a different build on the card
