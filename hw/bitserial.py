@@ -221,6 +221,25 @@ def _popcount(bits: list):
     return level[0]
 
 
+def _threshold_code(m: Module, advance, x, tdata, pe: int, T: int, width: int, lut, out_bits: int):
+    """Threshold stage of lane ``pe`` (MVTU and :class:`ThresholdUnit`): ``x`` compared with the
+    lane's ``T`` thresholds in ``tdata`` (:func:`pack_threshold_words` layout), registered while
+    ``advance``; then, combinationally, the level count mapped through ``lut`` to a code."""
+    hits = Signal(max(1, T), name=f"hits{pe}")
+    for t in range(T):
+        base = (pe * T + t) * (width + 1)
+        thr = tdata[base:base + width].as_signed()
+        d = tdata[base + width]
+        with m.If(advance):
+            m.d.sync += hits[t].eq(Mux(d, x >= thr, x <= thr))
+    level = Signal(range(T + 1), name=f"level{pe}")
+    m.d.comb += level.eq(_popcount([hits[t] for t in range(T)]))
+    table = list(lut) + [0] * (T + 1 - len(lut))
+    code = Signal(out_bits, name=f"code{pe}")
+    m.d.comb += code.eq(Array([Const(v, out_bits) for v in table])[level])
+    return code
+
+
 class BitSerialMVTU(wiring.Component):
     """Bit-serial matrix-vector-threshold unit.
 
@@ -503,20 +522,8 @@ class BitSerialMVTU(wiring.Component):
                     m.d.sync += o.eq(full_acc.as_signed() if c.raw_width >= FW else full_acc)
                 outs.append(o)
             else:
-                hits = Signal(T, name=f"hits{pe}")
-                for t in range(T):
-                    base = (pe * T + t) * (FW + 1)
-                    thr = t6[base:base + FW].as_signed()
-                    d = t6[base + FW]
-                    with m.If(advance):
-                        m.d.sync += hits[t].eq(Mux(d, full_acc >= thr, full_acc <= thr))
-                level = Signal(range(T + 1), name=f"level{pe}")
-                m.d.comb += level.eq(_popcount([hits[t] for t in range(T)]))
-                lut = list(c.out_lut) if c.out_lut else list(range(c.n_levels))
-                lut += [0] * (T + 1 - len(lut))
-                code = Signal(c.out_bits, name=f"code{pe}")
-                m.d.comb += code.eq(Array([Const(v, c.out_bits) for v in lut])[level])
-                outs.append(code)
+                outs.append(_threshold_code(m, advance, full_acc, t6, pe, T, FW,
+                                            c.out_lut or range(c.n_levels), c.out_bits))
         v7 = delay([v6], "7")[0]
         with m.If(advance):
             m.d.sync += self.out.valid.eq(v7)
@@ -603,24 +610,12 @@ class ThresholdUnit(wiring.Component):
         m.d.comb += [rp.addr.eq(ch), rp.en.eq(advance)]
         # stage A: input word and its thresholds (block RAM output)
         xa, va = Signal(PE * B), Signal()
-        # stage B: comparisons
+        # stage B: comparisons (registered), then level -> code into the output register
         vb = Signal()
-        hits = [Signal(max(1, T), name=f"hits{pe}") for pe in range(PE)]
-        lut = list(p.out_lut) if p.out_lut else list(range(p.levels))
-        lut += [0] * (T + 1 - len(lut))
         with m.If(advance):
             m.d.sync += [xa.eq(self.i.payload), va.eq(self.i.valid), vb.eq(va), self.o.valid.eq(vb)]
-            for pe in range(PE):
-                x = xa[pe * B:(pe + 1) * B].as_signed()
-                for t in range(T):
-                    base = (pe * T + t) * (TW + 1)
-                    thr = rp.data[base:base + TW].as_signed()
-                    d = rp.data[base + TW]
-                    m.d.sync += hits[pe][t].eq(Mux(d, x >= thr, x <= thr))
-            codes = []
-            for pe in range(PE):
-                level = Signal(range(T + 1), name=f"level{pe}")
-                m.d.comb += level.eq(_popcount([hits[pe][t] for t in range(T)]))
-                codes.append(Array([Const(v, p.out_bits) for v in lut])[level])
+        codes = [_threshold_code(m, advance, xa[pe * B:(pe + 1) * B].as_signed(), rp.data, pe, T, TW,
+                                 p.out_lut or range(p.levels), p.out_bits) for pe in range(PE)]
+        with m.If(advance):
             m.d.sync += self.o.payload.eq(Cat(*codes))
         return m
