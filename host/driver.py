@@ -32,7 +32,7 @@ import numpy as np
 
 from gen.errors import BitplaneError, InputError
 
-from .manifest import load_manifest
+from .manifest import check_frames, load_manifest
 from .packing import AXIS_BYTES, pack_frames, unpack_results
 from .transport import RegisterWindow, Transport, TransportError
 
@@ -127,10 +127,10 @@ class Accelerator:
         self.out_shape = tuple(sout["shape"])
         self.words_per_value = int(sout["words_per_value"])
         self.clock_mhz = float(m["clock_mhz"])
-        self.is_sim = type(transport).__name__ == "SimTransport"
         if timeout is None:       # per transfer; the simulation runs ~1e5 cycles/s, hardware ~1e8
-            frame_s = m["cycles_per_frame"] / (2e4 if self.is_sim else self.clock_mhz * 1e6)
-            timeout = (60.0 if self.is_sim else 5.0) + 20 * frame_s
+            sim = transport.simulated
+            frame_s = m["cycles_per_frame"] / (2e4 if sim else self.clock_mhz * 1e6)
+            timeout = (60.0 if sim else 5.0) + 20 * frame_s
         self.timeout = timeout
         self.weights_loaded = bool(m.get("embedded_weights"))
         if check:
@@ -181,15 +181,18 @@ class Accelerator:
     def errors(self) -> list[str]:
         """Names of the sticky ERROR flags currently set."""
         v = self.regs.read("ERROR")
-        return [f["name"] for f in self.regs.regs["ERROR"]["fields"] if v & (((1 << f["width"]) - 1) << f["lsb"])]
+        return [n for n in self._error_fields() if v & self.regs.bit("ERROR", n)]
 
     def recover(self) -> None:
         """Known state: flush the datapath (weights kept) and clear the sticky errors."""
         self.regs.write("CTRL", self.regs.bit("CTRL", "SOFT_RESET"))
-        self.regs.write("ERROR", (1 << 32) - 1 & self._error_mask())
+        self.regs.write("ERROR", self._error_mask())
+
+    def _error_fields(self) -> list[str]:
+        return [f["name"] for f in self.regs.regs["ERROR"]["fields"]]
 
     def _error_mask(self) -> int:
-        return sum(((1 << f["width"]) - 1) << f["lsb"] for f in self.regs.regs["ERROR"]["fields"])
+        return sum(self.regs.bit("ERROR", n) for n in self._error_fields())
 
     def _recover_quietly(self) -> None:
         try:
@@ -222,8 +225,7 @@ class Accelerator:
                 if time.perf_counter() > deadline:
                     raise TransportError(f"weight loading timed out after {self.timeout:g} s "
                                          f"({self.regs.read('WEIGHT_WORDS')} of {words} words accepted)")
-                if self.is_sim:
-                    self.t.run_cycles(min(4096, words))
+                self.t.idle(min(4096, words))
         except BaseException:
             self._recover_quietly()
             raise
@@ -240,18 +242,7 @@ class Accelerator:
 
     # ------------------------------------------------------------------ inference
     def check_input(self, x) -> np.ndarray:
-        x = np.asarray(x)
-        if x.ndim == 3 and tuple(x.shape) == self.in_shape:
-            x = x[None]
-        if x.ndim != 4 or tuple(x.shape[1:]) != self.in_shape:
-            raise InputError(f"input must be [N, {', '.join(map(str, self.in_shape))}] codes, got shape "
-                             f"{list(x.shape)}")
-        if x.dtype != np.uint8:
-            raise InputError(f"input must be uint8 codes, got dtype {x.dtype}")
-        if x.size and int(x.max()) >= (1 << self.in_bits):
-            raise InputError(f"input codes must be < {1 << self.in_bits} ({self.in_bits}-bit input), got "
-                             f"{int(x.max())}")
-        return x
+        return check_frames(self.m, x, single_ok=True)
 
     def infer(self, x, top_k: int | None = None, dequantize: bool = False, progress: bool | None = None,
               stream=None) -> InferenceResult:

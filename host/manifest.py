@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from gen.errors import InputError
 
 MANIFEST_FORMAT = "bitplane-accelerator"
@@ -37,3 +39,20 @@ def load_manifest(folder) -> dict:
         if not (folder / n).exists():
             raise InputError(f"{folder}: {n} is missing")
     return m
+
+
+def check_frames(m: dict, x, single_ok: bool = False) -> np.ndarray:
+    """Input frames for the design of manifest ``m``: uint8 ``[N, C, H, W]`` codes within the
+    input bit width (``single_ok``: a lone ``[C, H, W]`` frame becomes a batch of one)."""
+    shape = tuple(m["streams"]["input"]["shape"])
+    bits = int(m["streams"]["input"]["bits"])
+    x = np.asarray(x)
+    if single_ok and x.ndim == 3 and tuple(x.shape) == shape:
+        x = x[None]
+    if x.ndim != 4 or tuple(x.shape[1:]) != shape:
+        raise InputError(f"input must be [N, {', '.join(map(str, shape))}] codes, got shape {list(x.shape)}")
+    if x.dtype != np.uint8:
+        raise InputError(f"input must be uint8 codes, got dtype {x.dtype}")
+    if x.size and int(x.max()) >= (1 << bits):
+        raise InputError(f"input codes must be < {1 << bits} ({bits}-bit input), got {int(x.max())}")
+    return x

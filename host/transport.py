@@ -73,6 +73,15 @@ class Transport(ABC):
     """Register and stream access to one accelerator."""
 
     span: int = 0          # size of the register window in bytes (set by the driver from the manifest)
+    simulated: bool = False   # time passes only while the transport is used (RTL simulation)
+
+    def check_offset(self, offset: int) -> None:
+        """Refuse a register offset outside the window (or not word aligned)."""
+        if self.span and not (0 <= offset < self.span and offset % 4 == 0):
+            raise TransportError(f"register offset 0x{offset:X} outside the window of {self.span} bytes")
+
+    def idle(self, cycles: int) -> None:
+        """Let the device run while the host waits (a busy poll on hardware: nothing to do)."""
 
     @abstractmethod
     def read_reg(self, offset: int) -> int: ...
@@ -160,12 +169,8 @@ class XdmaTransport(Transport):
             self.close()
             raise
 
-    def _reg_check(self, offset: int):
-        if self.span and not (0 <= offset < self.span and offset % 4 == 0):
-            raise TransportError(f"register offset 0x{offset:X} outside the window of {self.span} bytes")
-
     def read_reg(self, offset: int) -> int:
-        self._reg_check(offset)
+        self.check_offset(offset)
         try:
             data = os.pread(self.fds["user"], 4, self.base + offset)
         except OSError as e:
@@ -175,7 +180,7 @@ class XdmaTransport(Transport):
         return struct.unpack("<I", data)[0]
 
     def write_reg(self, offset: int, value: int) -> None:
-        self._reg_check(offset)
+        self.check_offset(offset)
         try:
             n = os.pwrite(self.fds["user"], struct.pack("<I", value), self.base + offset)
         except OSError as e:

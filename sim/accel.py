@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from host.manifest import load_manifest
+from host.manifest import check_frames, load_manifest
 from gen.errors import BitplaneError, InputError
 from host.packing import pack_frames, unpack_results
 from hw import regmap
@@ -40,19 +40,6 @@ def _bit(reg: str, field: str) -> int:
     return regmap.by_name(reg).field(field).mask
 
 
-def check_input(m: dict, x: np.ndarray) -> np.ndarray:
-    shape = tuple(m["streams"]["input"]["shape"])
-    bits = m["streams"]["input"]["bits"]
-    x = np.asarray(x)
-    if x.ndim != 4 or tuple(x.shape[1:]) != shape:
-        raise InputError(f"input must be [N, {', '.join(map(str, shape))}] codes, got shape {list(x.shape)}")
-    if x.dtype != np.uint8:
-        raise InputError(f"input must be uint8 codes, got dtype {x.dtype}")
-    if x.size and int(x.max()) >= (1 << bits):
-        raise InputError(f"input codes must be < {1 << bits} ({bits}-bit input), got {int(x.max())}")
-    return x
-
-
 ENGINES = ("native", "cocotb")
 READ_NAMES = ("ID", "VERSION", "BUILD_ID", "ERROR", "WEIGHT_CHECKSUM", "WEIGHT_WORDS", "FRAMES_IN",
               "FRAMES_OUT", "STATUS")
@@ -63,7 +50,7 @@ def simulate(folder, x: np.ndarray, gap_pct: int = 0, stall_pct: int = 0, seed: 
     """Run frames ``x`` through the RTL; returns ``(int64 accumulators, stats)``."""
     folder = Path(folder)
     m = load_manifest(folder)
-    x = check_input(m, x)
+    x = check_frames(m, x)
     if engine not in ENGINES:
         raise InputError(f"unknown simulation engine '{engine}' (choose from {', '.join(ENGINES)})")
     sin, sout = m["streams"]["input"], m["streams"]["output"]

@@ -33,6 +33,8 @@ CHUNK_CYCLES = 50_000        # cycles simulated per request while waiting for re
 class SimTransport(Transport):
     """The RTL of ``folder`` as a device (``--device sim``)."""
 
+    simulated = True
+
     def __init__(self, folder, gap_pct: int = 0, stall_pct: int = 0, seed: int = 1, waves: str | None = None,
                  progress=None):
         folder = Path(folder)
@@ -82,18 +84,14 @@ class SimTransport(Transport):
 
     # ------------------------------------------------------------------ Transport
     def read_reg(self, offset: int) -> int:
-        self._check(offset)
+        self.check_offset(offset)
         with self._lock:
             return int(self._cmd(f"r {int(offset)}"))
 
     def write_reg(self, offset: int, value: int) -> None:
-        self._check(offset)
+        self.check_offset(offset)
         with self._lock:
             self._cmd(f"w {int(offset)} {int(value) & 0xFFFF_FFFF}")
-
-    def _check(self, offset: int):
-        if self.span and not (0 <= offset < self.span and offset % 4 == 0):
-            raise TransportError(f"register offset 0x{offset:X} outside the window of {self.span} bytes")
 
     def send(self, data: bytes, timeout: float | None = None) -> None:
         if len(data) % AXIS_BYTES:
@@ -134,6 +132,8 @@ class SimTransport(Transport):
         """Let the simulated clock run ``n`` cycles (streams keep moving)."""
         with self._lock:
             self._cmd(f"t {int(n)}")
+
+    idle = run_cycles
 
     @property
     def cycles(self) -> int:
