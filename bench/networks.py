@@ -49,6 +49,8 @@ def main(argv=None):
     ap.add_argument("--no-xilinx", action="store_true", help="skip synth_xilinx")
     ap.add_argument("--json", help="also write the rows as JSON")
     args = ap.parse_args(argv)
+    if args.frames < 3:
+        ap.error("--frames must be >= 3: the steady-state period is measured between back-to-back frames")
     quiet = lambda msg: None  # noqa: E731
     print(f"# network table, {time.strftime('%Y-%m-%d')}, {machine()}")
     print(f"# tools: {tool_versions()}")
