@@ -20,7 +20,6 @@ from .errors import BitplaneError, InputError, NotSupportedError
 
 # Subcommands that exist in the design but are not implemented yet, with their issue.
 PLANNED = {
-    "train": ("quantization-aware training", 6),
     "import": ("model importers", 6),
 }
 
@@ -303,6 +302,12 @@ def cmd_planned(args) -> int:
                             f"(tracked in issue #{issue}; see README 'Status')")
 
 
+def _add_train_parser(sub):
+    # train/ needs torch; its parser is importable without it (torch loads when training starts)
+    from train.trainer import add_parser
+    add_parser(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="bitplane", description="FPGA accelerator generator for "
                                  "low-bitwidth quantized CNNs.")
@@ -388,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, help="seconds per transfer (default: from the frame time)")
     p.set_defaults(fn=cmd_run)
 
+    _add_train_parser(sub)
     for name, (what, issue) in PLANNED.items():
         p = sub.add_parser(name, help=f"{what} (not implemented yet, issue #{issue})")
         p.add_argument("rest", nargs=argparse.REMAINDER)

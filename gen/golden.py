@@ -14,7 +14,7 @@ import numpy as np
 from . import nn
 from .errors import InputError
 from .lower import CodePoolStage, Lowered, MatmulStage, apply_thresholds, lower
-from .quant import ActQuant, fake_quant_weights
+from .quant import ActQuant, apply_nonlin, fake_quant_weights
 from .spec import Network
 
 BATCH = 128
@@ -73,6 +73,8 @@ class Golden:
             return nn.batchnorm(x, layer.params, layer["eps"])
         elif op == "quant_act":
             return ActQuant(layer["quant"], layer["nonlin"], layer.params).apply(x)
+        elif op == "act":
+            return apply_nonlin(layer["nonlin"], x)
         elif op == "maxpool":
             return nn.pool2d(x, layer["kernel"], layer["stride"], layer.pads, True)
         else:  # pragma: no cover - the loader rejects unknown ops

@@ -299,6 +299,11 @@ def lower(net: Network) -> Lowered:
     layers = net.layers
     i, n = 0, len(layers)
     quantized = True                     # is the current tensor quantized level indices?
+    for L in layers:
+        if L.op == "act":
+            raise NotSupportedError(f"{net.path}: layer '{L.name}' (#{L.index}), field 'op': 'act' is an "
+                                    f"unquantized (full-precision) activation; it runs on the float path only. "
+                                    f"Use a quant_act to run the network in hardware")
     while i < n:
         L = layers[i]
         if L.op == "maxpool":

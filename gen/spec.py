@@ -19,7 +19,7 @@ import yaml
 from .errors import SpecError
 from .quant import ACT_NONLINS, ACT_TYPES, DEFAULT_BITS, NONLINS, WEIGHT_TYPES
 
-OPS = ("conv", "dense", "batchnorm", "quant_act", "maxpool")
+OPS = ("conv", "dense", "batchnorm", "quant_act", "act", "maxpool")
 
 # Allowed fields per op: name -> required?
 _FIELDS = {
@@ -28,6 +28,8 @@ _FIELDS = {
     "dense": {"name": True, "op": True, "out_features": True, "bias": False, "weight_quant": False},
     "batchnorm": {"name": True, "op": True, "eps": False},
     "quant_act": {"name": True, "op": True, "nonlin": True, "quant": True},
+    # unquantized activation (full-precision baselines, A=32); float path only, no integer form
+    "act": {"name": True, "op": True, "nonlin": True},
     "maxpool": {"name": True, "op": True, "kernel": True, "stride": False, "padding": False},
 }
 _QUANT_FIELDS = {"type", "bits", "coef_bits", "scale"}
@@ -359,6 +361,9 @@ def load_network(path) -> Network:
             layer.attrs["quant"] = q
             if q["type"] == "lq":
                 layer.params["basis"] = tensor(layer, "basis", (q["bits"],), "LQ-Nets activation basis")
+        elif op == "act":
+            if a["nonlin"] not in NONLINS:
+                raise ctx.err(f"unknown nonlin {a['nonlin']!r}; supported: {', '.join(NONLINS)}", layer, "nonlin")
         elif op == "maxpool":
             if len(cur) != 3:
                 raise ctx.err(f"maxpool needs a [C,H,W] input but gets {list(cur)}", layer, "op")

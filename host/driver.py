@@ -34,6 +34,7 @@ from gen.errors import BitplaneError, InputError
 
 from .manifest import check_frames, load_manifest
 from .packing import AXIS_BYTES, pack_frames, unpack_results
+from .progress import progress_bar
 from .transport import RegisterWindow, Transport, TransportError
 
 
@@ -53,27 +54,6 @@ class InferenceResult:
     device_cycles: int | None = None        # CYCLES counter over the batch
     device_fps: float | None = None         # frames/s at the manifest's clock from device_cycles
     extra: dict = field(default_factory=dict)
-
-
-def _progress_bar(total: int, stream=None, min_frames: int = 64):
-    """A small text progress bar on stderr (``None`` when not worth showing)."""
-    stream = stream or sys.stderr
-    if total < min_frames:
-        return None
-    t0 = time.perf_counter()
-    state = {"last": 0.0}
-
-    def update(done: int, final: bool = False):
-        now = time.perf_counter()
-        if not final and now - state["last"] < 0.2:
-            return
-        state["last"] = now
-        frac = done / total
-        rate = done / (now - t0) if now > t0 else 0.0
-        bar = "#" * int(30 * frac) + "." * (30 - int(30 * frac))
-        stream.write(f"\r[{bar}] {done}/{total} frames {rate:,.1f} frames/s" + ("\n" if final else ""))
-        stream.flush()
-    return update
 
 
 def parse_device(device: str) -> tuple[str, str | None]:
@@ -261,7 +241,7 @@ class Accelerator:
         results: list[bytes] = [b""] * n
         arrived = [0.0] * n
         failure: list[BaseException] = []
-        bar = _progress_bar(n, stream) if progress is not False else None
+        bar = progress_bar(n, "frames", stream) if progress is not False else None
         if errs := self.errors():
             self._recover_quietly()
             raise DeviceError(f"ERROR flags {', '.join(errs)} were set before this batch (by an earlier transfer "

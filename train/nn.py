@@ -20,23 +20,9 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from gen.spec import window_geometry
+
 from . import quant as tq
-
-
-def _same_pads(size: int, k: int, s: int) -> tuple[int, int]:
-    total = max((math.ceil(size / s) - 1) * s + k - size, 0)
-    return total // 2, total - total // 2
-
-
-def _pads(h: int, w: int, k: int, s: int, padding) -> tuple[int, int, int, int]:
-    if padding == "same":
-        t, b = _same_pads(h, k, s)
-        l, r = _same_pads(w, k, s)
-        return t, b, l, r
-    if padding == "valid":
-        return 0, 0, 0, 0
-    p = int(padding)
-    return p, p, p, p
 
 
 class QNet(torch.nn.Module):
@@ -62,9 +48,9 @@ class QNet(torch.nn.Module):
                 self._param(f"{n}/W", torch.randn(O, C // g, k, k, generator=gen) * math.sqrt(2.0 / fan))
                 if L.get("bias", False):
                     self._param(f"{n}/b", torch.zeros(O))
-                t, b, l, r = _pads(H, W, k, s, L.get("padding", "valid"))
+                oh, ow, (t, b, l, r) = window_geometry(H, W, k, s, L.get("padding", "valid"))
                 info["pads"] = (l, r, t, b)
-                shape = (O, (H + t + b - k) // s + 1, (W + l + r - k) // s + 1)
+                shape = (O, oh, ow)
                 self._quant_params(n, L.get("weight_quant"), O)
             elif op == "dense":
                 fan = int(np.prod(shape))
@@ -82,13 +68,15 @@ class QNet(torch.nn.Module):
                 q = L["quant"]
                 if q["type"] == "lq":
                     self.register_buffer(f"basis__{n}", tq.lq_init(int(q["bits"]), 1.0 / (1 << int(q["bits"]))))
+            elif op == "act":
+                pass
             elif op == "maxpool":
                 C, H, W = shape
                 k = L["kernel"]
                 s = L.get("stride", k)
-                t, b, l, r = _pads(H, W, k, s, L.get("padding", "valid"))
+                oh, ow, (t, b, l, r) = window_geometry(H, W, k, s, L.get("padding", "valid"))
                 info["pads"] = (l, r, t, b)
-                shape = (C, (H + t + b - k) // s + 1, (W + l + r - k) // s + 1)
+                shape = (C, oh, ow)
             else:
                 raise ValueError(f"layer '{n}': op {op!r} cannot be trained")
             info["out_shape"] = shape
@@ -147,7 +135,7 @@ class QNet(torch.nn.Module):
             L = info["layer"]
             n, op = L["name"], L["op"]
             if op == "conv":
-                x = F.pad(x, info["pads"])
+                x = F.pad(x, info["pads"], value=float(L.get("pad_value") or 0.0))
                 x = F.conv2d(x, self.weights(L), self.p(f"{n}/b") if self.has(f"{n}/b") else None,
                              stride=L.get("stride", 1), groups=L.get("groups", 1))
                 x = tq.quantize_grad(x, self.grad_bits)
@@ -172,6 +160,8 @@ class QNet(torch.nn.Module):
                     x = y
                 else:
                     raise ValueError(f"layer '{n}': activation quantizer {q['type']!r} cannot be trained")
+            elif op == "act":
+                x = tq.nonlin(L["nonlin"], x)
             elif op == "maxpool":
                 x = F.pad(x, info["pads"], value=-math.inf)
                 k = L["kernel"]
