@@ -30,7 +30,6 @@ demo: $(STAMP)
 	$(PY) -m gen.demo
 
 bench: $(STAMP)
-	$(PY) -m pip install -q -r requirements-bench.txt
 	$(PY) bench/report.py
 
 clean:

@@ -1,11 +1,14 @@
-"""``make demo``: the most end-to-end job the project can do today, on the shipped example.
+"""``make demo``: the main job on a shipped trained network and real images.
 
-Pipeline: spec -> integer lowering (``bitplane inspect``) -> golden model, both paths, on
-256 real MNIST digits -> agreement report (every disagreement explained) -> ``bitplane
-compile`` (folded for 1,500 frames/s at 100 MHz) -> RTL simulation of the whole accelerator
-(Verilator, native harness, weights loaded through the host path) on real digits, checked
-bit-exact against the golden int path -> ``build/demo/report.md``. The example's weights are random-but-fixed, so its accuracy
-is chance level by construction; the point is the flow and the bit-exact integer path.
+Pipeline: ``examples/fmnist-lenet-w1a2.yaml`` (a DoReFa-Net W1/A2 LeNet trained here with
+``bitplane train`` on Fashion-MNIST) -> integer lowering (``bitplane inspect``) -> golden
+model, both paths, on the shipped 500 Fashion-MNIST test images -> agreement report (every
+disagreement explained) -> ``bitplane compile`` (folded for 1,500 frames/s at 100 MHz) -> RTL
+simulation of the whole accelerator (Verilator, native harness, weights loaded through the
+host path) on the same images, checked identical to the golden int path -> the host driver
+on the simulated device -> ``build/demo/report.md`` with the accuracy of the float model, the
+golden integer path and the RTL, cycles/frame and frames/s, and ``confusion.png`` /
+``samples.png`` next to it.
 """
 from __future__ import annotations
 
@@ -25,9 +28,15 @@ from .spec import load_network
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(out_dir: Path = ROOT / "build" / "demo", rtl_frames: int = 64) -> int:
-    spec = ROOT / "examples" / "lenet-w2a2.yaml"
-    data = ROOT / "examples" / "data" / "mnist-256.npz"
+SPEC = ROOT / "examples" / "fmnist-lenet-w1a2.yaml"
+DATA = ROOT / "examples" / "data" / "fashion-mnist-test-500.npz"
+TARGET_FPS = 1500
+
+
+def run(out_dir: Path = ROOT / "build" / "demo", rtl_frames: int = 500) -> int:
+    from train.data import CLASSES
+    spec, data = SPEC, DATA
+    classes = CLASSES["fashion-mnist"]
     out_dir.mkdir(parents=True, exist_ok=True)
     print(f"[1/5] bitplane inspect {spec.relative_to(ROOT)}")
     buf = io.StringIO()
@@ -40,7 +49,7 @@ def run(out_dir: Path = ROOT / "build" / "demo", rtl_frames: int = 64) -> int:
         x, y = z["x"], z["y"]
     net = load_network(spec)
     g = Golden(net)
-    print(f"[2/5] golden model on {len(x)} real MNIST digits ({data.relative_to(ROOT)})")
+    print(f"[2/5] golden model on {len(x)} Fashion-MNIST test images ({data.relative_to(ROOT)})")
     t0 = time.perf_counter()
     acc = g.run_int(x)
     t_int = time.perf_counter() - t0
@@ -56,15 +65,14 @@ def run(out_dir: Path = ROOT / "build" / "demo", rtl_frames: int = 64) -> int:
         f"# bitplane demo: {net.name}", "",
         f"{time.strftime('%Y-%m-%d %H:%M')}; spec {spec.relative_to(ROOT)} (sha256 {net.spec_hash[:12]})", "",
         "## Integer form", "", "```", table.rstrip(), "```", "",
-        f"## Golden model on {len(x)} real MNIST digits", "",
+        f"## Golden model on {len(x)} Fashion-MNIST test images", "",
         f"* int path: {len(x) / t_int:,.0f} frames/s; float path: {len(x) / t_float:,.0f} frames/s",
         f"* argmax agreement int vs float: {r['argmax_agreement'] * 100:.2f}% "
         f"({r['argmax_disagreements']} disagreement(s))",
         f"* max relative logit difference: {r['max_rel_logit_error']:.2e}",
         f"* activation codes that differ: {r['code_mismatches']}, unexplained: {r['unexplained']}",
-        f"* accuracy vs labels (random weights, chance level expected): "
-        f"float {np.mean(logits_f.argmax(1) == y) * 100:.1f}%, "
-        f"int {np.mean(g.dequantize(acc).argmax(1) == y) * 100:.1f}%", "",
+        f"* accuracy vs labels: float {np.mean(logits_f.argmax(1) == y) * 100:.1f}%, "
+        f"golden int {np.mean(g.dequantize(acc).argmax(1) == y) * 100:.1f}%", "",
         "| stage | output elements | code mismatches | cause if any | max abs dy |", "|---|---|---|---|---|",
     ]
     for s in r["stages"]:
@@ -75,31 +83,41 @@ def run(out_dir: Path = ROOT / "build" / "demo", rtl_frames: int = 64) -> int:
 
     from .compile import compile_network
     hw_dir = out_dir / "accelerator"
-    print("[4/5] bitplane compile --target-fps 1500 --clock-mhz 100")
-    m = compile_network(net, hw_dir, target_fps=1500, clock_mhz=100)
+    print(f"[4/5] bitplane compile --target-fps {TARGET_FPS} --clock-mhz 100")
+    m = compile_network(net, hw_dir, target_fps=TARGET_FPS, clock_mhz=100)
     n = min(rtl_frames, len(x))
-    print(f"[5/5] RTL simulation (Verilator) of the whole accelerator on {n} real digits")
+    print(f"[5/5] RTL simulation (Verilator) of the whole accelerator on {n} Fashion-MNIST test images")
     y_rtl, st = simulate(hw_dir, x[:n], progress=print)
     exact = bool(np.array_equal(y_rtl, acc[:n]))
     np.save(out_dir / "rtl_acc.npy", y_rtl)
     lines += ["", "## Accelerator (bitplane compile + RTL simulation)", "",
-              f"* folded for 1,500 frames/s at 100 MHz: {m['cycles_per_frame']:,} cycles/frame planned, "
+              f"* folded for {TARGET_FPS:,} frames/s at 100 MHz: {m['cycles_per_frame']:,} cycles/frame planned, "
               f"bottleneck {m['bottleneck']}, about {m['plan']['estimated_luts']:,} LUTs (planner estimate)", "",
               "| layer | kind | PE | SIMD | cycles/frame |", "|---|---|---|---|---|"]
     for L in m["layers"]:
         lines.append(f"| {L['name']} | {L['kind']} | {L.get('pe', '-')} | {L.get('simd', '-')} | "
                      f"{L['cycles_per_frame']:,} |")
+    pred_rtl = g.dequantize(y_rtl).argmax(1)            # logits: the manifest's affine map (per-class scales)
+    acc_float = float(np.mean(logits_f[:n].argmax(1) == y[:n]))
+    acc_int = float(np.mean(g.dequantize(acc[:n]).argmax(1) == y[:n]))
+    acc_rtl = float(np.mean(pred_rtl == y[:n]))
     lines += ["",
-              f"* RTL outputs on {n} real digits identical to the golden int path: **{'yes' if exact else 'NO'}**",
+              f"* RTL outputs on {n} Fashion-MNIST test images identical to the golden int path: "
+              f"**{'yes' if exact else 'NO'}**",
               f"* weights loaded at run time through s_axis: {st['regs']['WEIGHT_WORDS']:,} words, checksum "
               f"0x{st['regs']['WEIGHT_CHECKSUM']:08X} (manifest 0x{m['weights']['checksum']:08X}), "
               f"{st['weight_cycles']:,} cycles",
               f"* measured {st['cycles_per_frame']:,.0f} cycles/frame (planner {m['cycles_per_frame']:,}), "
               f"first-frame latency {st['latency_cycles']:,} cycles -> {st['fps_at_clock']:,.0f} frames/s at "
               f"100 MHz",
-              f"* RTL accuracy vs labels (random weights): "
-              f"{np.mean(g.dequantize(y_rtl).argmax(1) == y[:n]) * 100:.1f}%",
-              f"* simulation speed: {st['sim_cycles_per_second']:,.0f} cycles/s ({st['wall_s']:.1f} s)", ""]
+              f"* simulation speed: {st['sim_cycles_per_second']:,.0f} cycles/s ({st['wall_s']:.1f} s)", "",
+              f"## Accuracy on the {n} shipped Fashion-MNIST test images", "",
+              "| model | accuracy |", "|---|---|",
+              f"| float (fake-quant, the training semantics) | {acc_float * 100:.2f} % |",
+              f"| golden integer path | {acc_int * 100:.2f} % |",
+              f"| RTL (Verilator) | {acc_rtl * 100:.2f} % |", "",
+              "![confusion matrix](confusion.png) ![samples](samples.png)", ""]
+    _figures(out_dir, x[:n], y[:n], pred_rtl, classes, acc_rtl)
     # the same accelerator through the host driver, the RTL as the device (bitplane run --device sim)
     from host.driver import Accelerator
     print("[+] host driver on the simulated device: bitplane run --device sim --selftest")
@@ -109,14 +127,53 @@ def run(out_dir: Path = ROOT / "build" / "demo", rtl_frames: int = 64) -> int:
     drv_ok = stt["pass"] and bool(np.array_equal(r2.acc, acc[:16]))
     lines += ["## Host driver (`bitplane run --device sim`)", "",
               f"* selftest (weights + {stt['frames']} manifest test vectors): **{'PASS' if stt['pass'] else 'FAIL'}**",
-              f"* 16 digits through `Accelerator.infer` identical to the golden int path: "
-              f"**{'yes' if drv_ok else 'NO'}**; top-3 of the first digit {r2.top_k[0].tolist()}", ""]
+              f"* 16 images through `Accelerator.infer` identical to the golden int path: "
+              f"**{'yes' if drv_ok else 'NO'}**; top-3 classes of the first image {[classes[c] for c in r2.top_k[0]]} (label {classes[y[0]]})", ""]
     exact = exact and drv_ok
     report = "\n".join(lines)
     atomic_write(out_dir / "report.md", lambda f: f.write(report.encode()))
-    print("\n".join(lines[lines.index(f"## Golden model on {len(x)} real MNIST digits"):]))
-    print(f"report: {(out_dir / 'report.md').relative_to(ROOT)}")
+    print("\n".join(lines[lines.index(f"## Golden model on {len(x)} Fashion-MNIST test images"):]))
+    print(f"report: {out_dir / 'report.md'} (figures confusion.png, samples.png next to it)")
     return 0 if r["unexplained"] == 0 and exact else 1
+
+
+def _figures(out_dir: Path, x, y, pred, classes, acc):
+    """``confusion.png`` (RTL predictions vs labels) and ``samples.png`` (16 images, RTL class)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    k = len(classes)
+    cm = np.zeros((k, k), int)
+    np.add.at(cm, (y, pred), 1)
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    ax.imshow(cm, cmap="Blues")
+    for i in range(k):
+        for j in range(k):
+            if cm[i, j]:
+                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if cm[i, j] > cm.max() / 2 else "black")
+    ax.set_xticks(range(k), classes, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(k), classes, fontsize=7)
+    ax.set_xlabel("RTL prediction")
+    ax.set_ylabel("label")
+    ax.set_title(f"RTL on {len(y)} Fashion-MNIST test images: {acc * 100:.1f} %", fontsize=9)
+    fig.tight_layout()
+    _save(fig, out_dir / "confusion.png")
+    fig, axs = plt.subplots(2, 8, figsize=(10, 3))
+    for i, ax in enumerate(axs.flat):
+        ax.imshow(x[i, 0], cmap="gray_r")
+        ok = pred[i] == y[i]
+        ax.set_title(classes[pred[i]], fontsize=7, color="green" if ok else "red")
+        ax.axis("off")
+    fig.suptitle("RTL predictions (green: correct, red: wrong)", fontsize=9)
+    fig.tight_layout()
+    _save(fig, out_dir / "samples.png")
+
+
+def _save(fig, path: Path):
+    import matplotlib.pyplot as plt
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=90))
+    plt.close(fig)
 
 
 if __name__ == "__main__":
