@@ -69,14 +69,12 @@ def test_bad_synth_inputs(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_demo_network_on_ecp5_matches_nextpnr_log(tmp_path, capsys):
-    """`bitplane synth` on the shipped demo network (lenet-w2a2 as `make demo` compiles it)."""
-    from pathlib import Path
-
+    """`bitplane synth` on the shipped demo network, compiled as `make demo` compiles it."""
+    from gen import demo
     from gen.compile import compile_network
     from gen.spec import load_network
-    root = Path(__file__).resolve().parents[2]
-    net = load_network(root / "examples" / "lenet-w2a2.yaml")
-    compile_network(net, tmp_path / "out", target_fps=1500, progress=lambda m: None)
+    net = load_network(demo.SPEC)
+    compile_network(net, tmp_path / "out", target_fps=demo.TARGET_FPS, progress=lambda m: None)
     assert main(["synth", str(tmp_path / "out"), "--target", "ecp5-85k", "--json", str(tmp_path / "r.json")]) == 0
     rep = json.loads((tmp_path / "r.json").read_text())
     log = rep["log_check"]
