@@ -98,6 +98,25 @@ def check_fold(st: MatmulStage, pe: int, simd: int, where: str):
         what = (f"divide the {st.in_shape[0]} input channels or be a multiple of them dividing "
                 f"{st.kernel}x{st.kernel}x{st.in_shape[0]}" if st.kind == "conv" else f"divide the {st.n_dot} inputs")
         raise PlanError(f"{where}: layer '{st.name}': SIMD={simd} must {what} (choose from {opts})")
+    if (wb := word_bits(st, pe, simd)) > MAX_WORD_BITS:
+        raise PlanError(f"{where}: layer '{st.name}': PE={pe} x SIMD={simd} needs {wb:,}-bit memory words "
+                        f"(weights or {st.thresholds.shape[1] if not st.raw else 0} thresholds per row); the "
+                        f"limit is {MAX_WORD_BITS:,}: lower PE")
+
+
+# Widest memory word a fold may need. Amaranth's netlist caps a memory word below 65,536 bits;
+# half of that is already far beyond any block RAM's port (72 bits) and is spread over many.
+MAX_WORD_BITS = 1 << 15
+
+
+def word_bits(st: MatmulStage, pe: int, simd: int) -> int:
+    """Widest run-time memory word of the engine at this fold (``EngineConfig.memory_words``)."""
+    from .errors import NotSupportedError
+    from .hwmap import engine_config
+    try:
+        return max(engine_config(st, pe, simd, init=False).memory_words.values())
+    except NotSupportedError:        # raw output too wide for hardware: compile reports it
+        return pe * simd * st.wq.planes
 
 
 def _fold(st, pe, simd, source="planner") -> Fold:
@@ -107,7 +126,8 @@ def _fold(st, pe, simd, source="planner") -> Fold:
 
 
 def _options(st):
-    opts = [(_fold(st, p, s)) for p in divisors(st.out_channels) for s in simd_options(st)]
+    opts = [(_fold(st, p, s)) for p in divisors(st.out_channels) for s in simd_options(st)
+            if word_bits(st, p, s) <= MAX_WORD_BITS]
     return sorted(opts, key=lambda f: (f.luts, f.cycles))
 
 
@@ -159,7 +179,8 @@ def plan(low: Lowered, target_fps: float | None = None, clock_mhz: float = 100.0
             if not ok:
                 best = min(_options(st), key=lambda f: f.cycles)
                 raise PlanError(f"layer '{st.name}' cannot reach {target_fps:g} frames/s at {clock_mhz:g} MHz: "
-                                f"fully parallel it needs {best.cycles} cycles/frame "
+                                f"at its widest fold (PE={best.pe}, SIMD={best.simd}; memory words at most "
+                                f"{MAX_WORD_BITS:,} bits) it needs {best.cycles} cycles/frame "
                                 f"(> {budget_cycles:.0f}); lower the target or raise the clock")
             folds[st.name] = ok[0]
     else:

@@ -119,6 +119,14 @@ class EngineConfig:
         return _sbits(-B, B) if not self.xnor else _sbits(0, self.cols)
 
     @property
+    def memory_words(self) -> dict:
+        """Word width in bits of each run-time loadable memory (the one definition; the
+        engine's ``w_wr``/``t_wr``/``k_wr`` ports and memories use these)."""
+        return {"weights": self.pe * self.simd * self.w_planes,
+                "thresholds": max(1, self.pe * self.n_thresholds * (self.final_width + 1)),
+                "constants": self.pe * self.final_width}
+
+    @property
     def final_width(self) -> int:
         """Width holding the exact dot product, any constant K and thresholds +-1."""
         B = self.cols * max(sum(abs(c[r]) for c in self.w_coefs) + abs(self.w_offset[r]) for r in range(self.rows)) \
@@ -276,11 +284,11 @@ class BitSerialMVTU(wiring.Component):
             "act": In(stream.Signature(c.simd * c.a_planes)),
             "out": Out(stream.Signature(c.pe * c.out_bits)),
             "w_wr": In(stream.Signature(data.StructLayout(
-                {"addr": self._aw, "data": c.pe * c.simd * c.w_planes}))),
+                {"addr": self._aw, "data": c.memory_words["weights"]}))),
             "t_wr": In(stream.Signature(data.StructLayout(
-                {"addr": self._tw, "data": max(1, c.pe * T * (c.final_width + 1))}))),
+                {"addr": self._tw, "data": c.memory_words["thresholds"]}))),
             "k_wr": In(stream.Signature(data.StructLayout(
-                {"addr": self._tw, "data": c.pe * c.final_width}))),
+                {"addr": self._tw, "data": c.memory_words["constants"]}))),
         })
 
     def elaborate(self, platform):
@@ -292,12 +300,13 @@ class BitSerialMVTU(wiring.Component):
         # ------------------------------------------------------------ memories
         # (depth >= 2 keeps address ports at least one bit wide)
         winit = [d for _, d in pack_weights(c, c.init_weights)] if c.init_weights else []
-        m.submodules.wmem = wmem = Memory(shape=PE * SIMD * Pw, depth=max(2, NF * SF), init=winit)
+        words = c.memory_words
+        m.submodules.wmem = wmem = Memory(shape=words["weights"], depth=max(2, NF * SF), init=winit)
         tinit = [d for _, d in pack_thresholds(c, c.init_thresholds, c.init_dirs)] \
             if c.init_thresholds and T else []
-        m.submodules.tmem = tmem = Memory(shape=max(1, PE * T * (FW + 1)), depth=max(2, NF), init=tinit)
+        m.submodules.tmem = tmem = Memory(shape=words["thresholds"], depth=max(2, NF), init=tinit)
         kinit = [d for _, d in pack_constants(c, c.init_consts)] if c.init_consts else []
-        m.submodules.kmem = kmem = Memory(shape=PE * FW, depth=max(2, NF), init=kinit)
+        m.submodules.kmem = kmem = Memory(shape=words["constants"], depth=max(2, NF), init=kinit)
         m.submodules.abuf = abuf = Memory(shape=SIMD * Pa, depth=2 * SF, init=[])
         for mem, port in ((wmem, self.w_wr), (tmem, self.t_wr), (kmem, self.k_wr)):
             wp = mem.write_port()

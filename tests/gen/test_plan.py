@@ -68,3 +68,22 @@ def test_cli_table(capsys):
     assert main(["plan", str(EX / "tfc-w2a2.yaml"), "--target-fps", "10000"]) == 0
     out = capsys.readouterr().out
     assert "bottleneck" in out and "frames/s" in out
+
+
+def test_memory_words_stay_within_the_limit(tmp_path):
+    """8-bit activations need 255 thresholds per row: the planner never folds a memory word past
+    MAX_WORD_BITS (it would not build), and a fold file asking for one is refused clearly."""
+    from gen.plan import MAX_WORD_BITS, word_bits
+    from gen.randnet import write_random_network
+    from train.arch import make_spec
+    spec = make_spec("lenet", "dorefa", 8, 8, "w8a8")
+    low = lower(load_network(write_random_network(spec, tmp_path, seed=0)))
+    conv0 = low.stages[0]
+    assert word_bits(conv0, 16, 9) > MAX_WORD_BITS                   # fully parallel conv0 would be too wide
+    p = plan(low, target_fps=400)
+    for st, f in zip([s for s in low.stages if hasattr(s, "wq")], p["folds"]):
+        assert word_bits(st, f.pe, f.simd) <= MAX_WORD_BITS
+    fold = tmp_path / "fold.yaml"
+    fold.write_text("conv0: {pe: 16, simd: 9}\n")
+    with pytest.raises(PlanError, match=r"conv0.*memory words.*lower PE"):
+        plan(low, fold_file=fold)
