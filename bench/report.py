@@ -97,7 +97,7 @@ def main(argv=None):
     n_rows = networks.main(net_args)
     pics = _plots(e_rows, n_rows, out)
     date, mach, tools = time.strftime("%Y-%m-%d"), machine(), tool_versions()
-    L = [f"# bitplane benchmark report",
+    L = ["# bitplane benchmark report",
          "",
          f"Generated {date} by `python bench/report.py{' --quick' if args.quick else ''}` (`make bench`) in "
          f"{(time.perf_counter() - t0) / 60:.0f} min on {mach}.",

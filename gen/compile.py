@@ -96,7 +96,6 @@ def build_top(golden: Golden, plan_result: dict, embed_weights: bool = True, bui
         lanes, width = out_lanes, out_lanes * out_bits
     if not blocks or not isinstance(low.stages[-1], MatmulStage) or not low.stages[-1].raw:
         raise NotSupportedError(f"{net.path}: the network must end with a conv or dense layer (raw accumulators)")
-    last = low.stages[-1]
     if not isinstance(blocks[-1], (ConvParams, DenseParams)):     # pragma: no cover
         raise NotSupportedError(f"{net.path}: the last block must be a conv/dense layer")
     return TopParams(top_name(net), tuple(net.input_shape), net.input_bits, input_lanes(C, net.input_bits),

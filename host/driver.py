@@ -22,7 +22,6 @@ known state: ``SOFT_RESET`` (which keeps the weights) and the sticky errors clea
 from __future__ import annotations
 
 import hashlib
-import sys
 import threading
 import time
 from dataclasses import dataclass, field

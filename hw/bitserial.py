@@ -279,7 +279,6 @@ class BitSerialMVTU(wiring.Component):
         self.cfg = c = cfg
         self._aw = max(1, ceil_log2(c.nf * c.sf))
         self._tw = max(1, ceil_log2(c.nf))
-        T = c.n_thresholds
         super().__init__({
             "act": In(stream.Signature(c.simd * c.a_planes)),
             "out": Out(stream.Signature(c.pe * c.out_bits)),

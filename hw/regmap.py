@@ -93,6 +93,16 @@ def by_name(name: str) -> Register:
     raise KeyError(name)
 
 
+def offset(name: str) -> int:
+    """Byte offset of register ``name``."""
+    return by_name(name).offset
+
+
+def mask(reg: str, field: str) -> int:
+    """Bit mask of ``field`` in register ``reg``."""
+    return by_name(reg).field(field).mask
+
+
 def regmap_dict() -> dict:
     """The register map as plain data, for the manifest and the host driver."""
     return {

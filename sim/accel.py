@@ -23,6 +23,7 @@ from host.manifest import check_frames, load_manifest
 from gen.errors import BitplaneError, InputError
 from host.packing import pack_frames, unpack_results
 from hw import regmap
+from hw.regmap import mask as _bit, offset as _reg
 from hw import weightimage as wimg
 
 from .native import build
@@ -31,13 +32,6 @@ from .native import build
 class SimError(BitplaneError):
     pass
 
-
-def _reg(name: str) -> int:
-    return regmap.by_name(name).offset
-
-
-def _bit(reg: str, field: str) -> int:
-    return regmap.by_name(reg).field(field).mask
 
 
 ENGINES = ("native", "cocotb")
@@ -80,7 +74,7 @@ def _run_cocotb(folder, m, words, n, regs, image, seed, gap_pct, stall_pct, budg
     import time
 
     from .cocotb_run import run
-    sin, sout = m["streams"]["input"], m["streams"]["output"]
+    sin = m["streams"]["input"]
     B = sin["beats_per_frame"]
     steps = [{"op": "write", "reg": o, "value": v} for o, v in regs]
     if image is not None:

@@ -22,6 +22,7 @@ from gen.plan import PlanError, simd_options
 from gen.spec import load_network
 from host.packing import pack_frames
 from hw import regmap
+from hw.regmap import mask as _f, offset as _r
 from hw import weightimage as wimg
 from hw.lint_waivers import lint
 from sim.accel import simulate
@@ -161,13 +162,6 @@ def tiny(tmp_path_factory):
     m = compile_network(net, tmp / "out", fold_file=None, target_fps=100000, progress=lambda s: None)
     return net, tmp / "out", m
 
-
-def _r(name):
-    return regmap.by_name(name).offset
-
-
-def _f(reg, field):
-    return regmap.by_name(reg).field(field).mask
 
 
 def test_top_lints_clean(tiny):

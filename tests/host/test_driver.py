@@ -3,12 +3,10 @@ XDMA / Zynq devices that record the exact traffic and answer with the golden mod
 from __future__ import annotations
 
 import json
-import mmap
 import os
 import shutil
 import struct
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -23,18 +21,12 @@ from host.packing import AXIS_BYTES, from_stream_order, unpack_words
 from host.transport import (DMASR_IDLE, DMASR_IOC, MM2S_DMASR, MM2S_LENGTH, S2MM_DMASR, S2MM_LENGTH,
                             TransportError, XdmaTransport, ZynqTransport)
 from hw import regmap
+from hw.regmap import mask as _bit, offset as _r
 from hw import weightimage as wimg
 from sim.transport import SimTransport
 from tests.accel.test_accel import EXAMPLES, ROOT, TINY, _inputs
 from tests.netgen import write_network
 
-
-def _r(name):
-    return regmap.by_name(name).offset
-
-
-def _bit(reg, field):
-    return regmap.by_name(reg).field(field).mask
 
 
 @pytest.fixture(scope="module")
