@@ -16,9 +16,9 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
 	@touch $(STAMP)
 
-# PyTorch 2.13 CPU for train/ (optional; its tests are skipped without it)
+# PyTorch 2.13 CPU, onnx, brevitas for train/ and import (optional; their tests are skipped without them)
 install-train: $(STAMP)
-	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -r requirements-train.txt
 
 test: $(STAMP)
 	$(PY) -m pytest -n $(JOBS) -q tests

@@ -20,7 +20,6 @@ from .errors import BitplaneError, InputError, NotSupportedError
 
 # Subcommands that exist in the design but are not implemented yet, with their issue.
 PLANNED = {
-    "import": ("model importers", 6),
 }
 
 
@@ -394,6 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_run)
 
     _add_train_parser(sub)
+    from . import importers
+    importers.add_parser(sub)
     for name, (what, issue) in PLANNED.items():
         p = sub.add_parser(name, help=f"{what} (not implemented yet, issue #{issue})")
         p.add_argument("rest", nargs=argparse.REMAINDER)
