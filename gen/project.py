@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -259,8 +258,12 @@ def write_project(folder, board: str, out) -> dict:
     m = load_manifest(folder)
     verilog = (folder / "accelerator.v").read_text()
     check_interfaces(verilog, m["top"])
-    if b.kind != "xdma" and not re.fullmatch(r"[0-9.]+", str(m["clock_mhz"])):
-        raise ProjectError(f"{folder}: clock_mhz {m['clock_mhz']!r} is not a number")
+    try:
+        clock_ok = float(m["clock_mhz"]) > 0
+    except (TypeError, ValueError):
+        clock_ok = False
+    if not clock_ok:
+        raise ProjectError(f"{folder}: manifest clock_mhz {m['clock_mhz']!r} is not a positive number")
     device = "xdma:/dev/xdma0" if b.kind == "xdma" else "zynq:/dev/uio0,/dev/uio1"
     info = {"board": b.name, "kind": b.kind, "part": b.part, "board_part": b.board_part, "top": m["top"],
             "build_id": m["build_id"], "clock_mhz": m["clock_mhz"],

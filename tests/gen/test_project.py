@@ -140,3 +140,14 @@ def test_project_errors(compiled, tmp_path, capsys):
     (tmp_path / "busy" / "mine.txt").write_text("x")
     assert cli(["project", str(out), "--board", "zcu104", "-o", str(tmp_path / "busy")]) == 1
     assert (tmp_path / "busy" / "mine.txt").exists()
+    # a manifest whose clock is not a positive number is refused for every board kind
+    import shutil
+    bad = tmp_path / "badclock"
+    shutil.copytree(out, bad)
+    mm = json.loads((bad / "manifest.json").read_text())
+    for board in ("zcu104", "kcu105-xdma"):
+        for clock in ("fast", 0, None):
+            mm["clock_mhz"] = clock
+            (bad / "manifest.json").write_text(json.dumps(mm))
+            assert cli(["project", str(bad), "--board", board, "-o", str(tmp_path / "p2")]) == 1
+            assert "clock_mhz" in capsys.readouterr().err and not (tmp_path / "p2").exists()
