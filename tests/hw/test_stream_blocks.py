@@ -15,12 +15,17 @@ from hw.stream_blocks import (CodeLUT, Pool, SlidingWindow, StreamFIFO, WidthCon
 from sim.stream_ref import feature_words, window_words
 
 
-def run_stream(dut, words, n_out, seed=0, gap=0.3, stall=0.3, field=None, limit=200000):
-    """Drive ``dut.i`` with words (random gaps), collect ``n_out`` words of ``dut.o``."""
+def run_stream(dut, words, n_out, seed=0, gap=0.3, stall=0.3, field=None, limit=200000, setup=None):
+    """Drive ``dut.i`` with words (random gaps), collect ``n_out`` words of ``dut.o``.
+
+    ``setup``: an ``async def setup(ctx)`` the source awaits before its first word (e.g.
+    memory writes through another port)."""
     rng = random.Random(seed)
     got, stamps = [], []
 
     async def source(ctx):
+        if setup is not None:
+            await setup(ctx)
         for w in words:
             while rng.random() < gap:
                 await ctx.tick()
@@ -175,41 +180,17 @@ def test_threshold_unit_matches_reference(rows, pe, T, load):
     x = rng.integers(-64, 64, (pixels, rows))
     want = np.asarray(lut)[apply_thresholds(x[:, :, None], thr, up)[:, :, 0]]
     words = pack_words(x.reshape(-1), B, pe, signed=True)
-    rnd = random.Random(3)
-    got = []
 
-    async def source(ctx):
-        if load:
-            for addr, data in pack_threshold_words(rows, pe, T, TW, thr, up.astype(int)):
-                ctx.set(dut.t_wr.payload.addr, addr)
-                ctx.set(dut.t_wr.payload.data, data)
-                ctx.set(dut.t_wr.valid, 1)
-                await ctx.tick()
-            ctx.set(dut.t_wr.valid, 0)
-        for w in words:
-            while rnd.random() < 0.3:
-                await ctx.tick()
-            ctx.set(dut.i.payload, w)
-            ctx.set(dut.i.valid, 1)
-            await ctx.tick().until(dut.i.ready)
-            ctx.set(dut.i.valid, 0)
+    async def load_thresholds(ctx):
+        for addr, data in pack_threshold_words(rows, pe, T, TW, thr, up.astype(int)):
+            ctx.set(dut.t_wr.payload.addr, addr)
+            ctx.set(dut.t_wr.payload.data, data)
+            ctx.set(dut.t_wr.valid, 1)
+            await ctx.tick()
+        ctx.set(dut.t_wr.valid, 0)
 
-    async def sink(ctx):
-        for _ in range(20000):
-            r = rnd.random() >= 0.4
-            ctx.set(dut.o.ready, r)
-            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
-            if r and valid:
-                got.append(int(payload))
-            if len(got) == len(words):
-                return
-        raise AssertionError("timeout")
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(source)
-    sim.add_testbench(sink)
-    sim.run()
+    got, _ = run_stream(dut, words, len(words), seed=3, gap=0.3, stall=0.4, limit=20000,
+                        setup=load_thresholds if load else None)
     assert np.array_equal(unpack_words(got, p.out_bits, pe).reshape(pixels, rows), want)
 
 
