@@ -18,11 +18,6 @@ import numpy as np
 
 from .errors import BitplaneError, InputError, NotSupportedError
 
-# Subcommands that exist in the design but are not implemented yet, with their issue.
-PLANNED = {
-}
-
-
 def atomic_write(path: Path, write) -> None:
     """Call ``write(fileobj)`` on a temporary file next to ``path``, then rename it."""
     path = Path(path)
@@ -295,12 +290,6 @@ def cmd_project(args) -> int:
     return 0
 
 
-def cmd_planned(args) -> int:
-    what, issue = PLANNED[args.command]
-    raise NotSupportedError(f"'bitplane {args.command}' ({what}) is not implemented yet "
-                            f"(tracked in issue #{issue}; see README 'Status')")
-
-
 def _add_train_parser(sub):
     # train/ needs torch; its parser is importable without it (torch loads when training starts)
     from train.trainer import add_parser
@@ -395,10 +384,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_parser(sub)
     from . import importers
     importers.add_parser(sub)
-    for name, (what, issue) in PLANNED.items():
-        p = sub.add_parser(name, help=f"{what} (not implemented yet, issue #{issue})")
-        p.add_argument("rest", nargs=argparse.REMAINDER)
-        p.set_defaults(fn=cmd_planned)
     return ap
 
 

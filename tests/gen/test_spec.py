@@ -199,9 +199,3 @@ def test_golden_input_errors(tmp_path, capsys):
     rc = main(["golden", str(path), "--input", str(tmp_path / "missing.npy"), "--output", str(tmp_path / "o.npy")])
     assert rc == 1 and "missing.npy: file not found" in capsys.readouterr().err
 
-
-def test_planned_commands_say_not_implemented(capsys):
-    rc = main(["train", "lenet"])
-    assert rc == 2
-    err = capsys.readouterr().err
-    assert "not implemented yet" in err and "issue #6" in err
