@@ -9,7 +9,16 @@ torch = pytest.importorskip("torch")
 from gen import quant as ref  # noqa: E402
 from train import quant as tq  # noqa: E402
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def _float64_default():
+    """These tests compare against NumPy float64 formulas; the default dtype is process-wide, so
+    restore it afterwards (other tests in the same xdist worker train float32 models)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
 
 
 def _w(shape=(6, 3, 3, 3), seed=0):
