@@ -1,7 +1,7 @@
 """Network table: whole accelerators compiled, simulated and synthesized.
 
-    python bench/networks.py [--nets tfc-w1a1:20000,cnv-w1a1:1000] [--frames 8] [--cocotb-frames 2]
-                             [--no-ecp5] [--no-xilinx]
+    python bench/networks.py [--nets tfc-w1a1:20000,cnv-w1a1:1000,cnv-w1a1:9000:xc7] [--frames 8]
+                             [--cocotb-frames 2] [--no-ecp5] [--no-xilinx]
 
 For each example network at a planner target (frames/s at 100 MHz):
 
@@ -14,7 +14,9 @@ For each example network at a planner target (frames/s at 100 MHz):
 * yosys ``synth_xilinx`` (xc7) LUT6/FF/BRAM36 (no timing), and ECP5-85k (grade 8)
   LUT4 + Fmax from nextpnr when it fits, with frames/s at that Fmax.
 
-Builds and synthesis results are cached under ``build/``.
+A ``:xc7`` suffix on an entry skips ECP5 for it (the CNV networks at FINN's frame rates take
+hours of wasm place and route; their LUT count is what the FINN comparison needs). Builds go
+to ``build/bench/NAME-TARGET``; synthesis results are cached under ``build/synth``.
 """
 from __future__ import annotations
 
@@ -36,12 +38,34 @@ from gen.spec import load_network  # noqa: E402
 from gen.synth import SynthError, synthesize, tool_versions  # noqa: E402
 from sim.accel import simulate  # noqa: E402
 
-DEFAULT_NETS = "tfc-w1a1:20000,tfc-w2a2:10000,cnv-w1a1:1000,cnv-w2a2:500"
+# the CNVs twice: a small folding, and FINN BNN-PYNQ's frame rate (9,150 / 2,580 fps) for an
+# equal-throughput comparison
+DEFAULT_NETS = "tfc-w1a1:20000,tfc-w2a2:10000,cnv-w1a1:1000,cnv-w2a2:500,cnv-w1a1:9000:xc7,cnv-w2a2:2600:xc7"
+
+
+def parse_nets(text: str) -> list[tuple[str, float, bool]]:
+    """``NAME:TARGET_FPS[:xc7],...`` -> [(name, target fps, run ECP5)]."""
+    out = []
+    for item in text.split(","):
+        parts = item.strip().split(":")
+        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "xc7"):
+            raise ValueError(f"--nets entry {item!r}: expected NAME:TARGET_FPS or NAME:TARGET_FPS:xc7")
+        if not (ROOT / "examples" / f"{parts[0]}.yaml").exists():
+            raise ValueError(f"--nets entry {item!r}: no examples/{parts[0]}.yaml")
+        try:
+            fps = float(parts[1])
+        except ValueError:
+            raise ValueError(f"--nets entry {item!r}: target {parts[1]!r} is not a number") from None
+        if fps <= 0:
+            raise ValueError(f"--nets entry {item!r}: target must be > 0 frames/s")
+        out.append((parts[0], fps, len(parts) == 2))
+    return out
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--nets", default=DEFAULT_NETS, help="NAME:TARGET_FPS,... (default: %(default)s)")
+    ap.add_argument("--nets", default=DEFAULT_NETS,
+                    help="NAME:TARGET_FPS[:xc7],... (:xc7 = no ECP5 for that one; default: %(default)s)")
     ap.add_argument("--frames", type=int, default=8, help="frames for the native simulation")
     ap.add_argument("--cocotb-frames", type=int, default=2, help="frames for the cocotb simulation (0: skip)")
     ap.add_argument("--no-ecp5", action="store_true", help="skip ECP5 place and route (slow)")
@@ -50,6 +74,10 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.frames < 3:
         ap.error("--frames must be >= 3: the steady-state period is measured between back-to-back frames")
+    try:
+        nets = parse_nets(args.nets)
+    except ValueError as e:
+        ap.error(str(e))
     quiet = lambda msg: None  # noqa: E731
     print(f"# network table, {time.strftime('%Y-%m-%d')}, {machine()}")
     print(f"# tools: {tool_versions()}")
@@ -66,13 +94,12 @@ def main(argv=None):
     rows = []
     build = ROOT / "build" / "bench"
     build.mkdir(parents=True, exist_ok=True)
-    for item in args.nets.split(","):
-        name, fps = item.split(":")
+    for name, fps, want_ecp5 in nets:
         net = load_network(ROOT / "examples" / f"{name}.yaml")
-        out = build / name
+        out = build / f"{name}-{fps:g}"
         t0 = time.perf_counter()
         # weights loaded at run time, as deployed (same logic and BRAM as embedded weights)
-        m = compile_network(net, out, target_fps=float(fps), embed_weights=False, progress=quiet)
+        m = compile_network(net, out, target_fps=fps, embed_weights=False, progress=quiet)
         t_compile = time.perf_counter() - t0
         rng = np.random.default_rng(0)
         x = rng.integers(0, 1 << net.input_bits, (args.frames, *net.input_shape)).astype(np.uint8)
@@ -94,7 +121,9 @@ def main(argv=None):
                             bitstream=False)["resources"]
             row.update(xc7_lut6=xr["LUT"] + xr["LUTRAM"], xc7_ff=xr["FF"], xc7_bram36=xr["BRAM36"])
             row["fps_per_klut_100mhz"] = row["fps_100mhz"] / (row["xc7_lut6"] / 1000)
-        if not args.no_ecp5:
+        if not want_ecp5:
+            row["ecp5_skipped"] = True
+        if not args.no_ecp5 and want_ecp5:
             try:
                 e = synthesize(v, m["top"], "ecp5-85k", clock_mhz=100.0, progress=quiet,
                                cache_dir=ROOT / "build" / "synth", bitstream=False, speed_grade=8)
@@ -106,7 +135,7 @@ def main(argv=None):
 
         def f(k, fmt):
             return format(row[k], fmt) if row.get(k) is not None else "-"
-        print(f"{name:<10} {fps:>6} {row['compile_s']:>9.1f} {m['cycles_per_frame']:>9,} {cpf:>9,.0f} "
+        print(f"{name:<10} {fps:>6g} {row['compile_s']:>9.1f} {m['cycles_per_frame']:>9,} {cpf:>9,.0f} "
               f"{m['bottleneck']:>10} {row['fps_100mhz']:>8,.0f} {f('native_cycles_per_s', '>10,.0f')} "
               f"{f('cocotb_cycles_per_s', '>10,.0f')} {f('xc7_lut6', '>8,')} {f('xc7_ff', '>7,')} "
               f"{f('xc7_bram36', '>6')} {f('fps_per_klut_100mhz', '>8.1f')} {f('ecp5_lut4', '>9,')} "

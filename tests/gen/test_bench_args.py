@@ -1,0 +1,21 @@
+"""bench/networks.py's --nets parser: the default list parses, malformed entries are refused by name."""
+import pytest
+
+from bench.networks import DEFAULT_NETS, parse_nets
+
+
+def test_default_nets_parse():
+    nets = parse_nets(DEFAULT_NETS)
+    assert ("cnv-w1a1", 9000.0, False) in nets and ("tfc-w1a1", 20000.0, True) in nets
+    assert len({(n, f) for n, f, _ in nets}) == len(nets)
+
+
+@pytest.mark.parametrize("bad, msg", [("tfc-w1a1", "expected NAME:TARGET_FPS"),
+                                      ("tfc-w1a1:1000:ecp5", "expected NAME:TARGET_FPS"),
+                                      ("nosuch:1000", "no examples/nosuch.yaml"),
+                                      ("tfc-w1a1:fast", "'fast' is not a number"),
+                                      ("tfc-w1a1:0", "must be > 0")])
+def test_bad_entries_name_the_entry(bad, msg):
+    with pytest.raises(ValueError, match=msg) as e:
+        parse_nets(f"tfc-w2a2:100,{bad}")
+    assert repr(bad) in str(e.value)
