@@ -468,9 +468,12 @@ class BitSerialMVTU(wiring.Component):
         m.d.comb += sa_next.eq(Mux(sa_first3, 0, sa) + sprod3)
         krp = kmem.read_port()
         trp = tmem.read_port()
-        # K is read for row fold nf2 (data in S3, registered into S4), thresholds for nf5
-        # (data in S5, registered into S6): no arithmetic right after a block RAM output.
-        m.d.comb += [krp.addr.eq(nf2), krp.en.eq(advance), trp.en.eq(advance)]
+        # K is read for row fold nf2 (data in S3, registered into S4), thresholds for nf4
+        # (data in S5, registered into S6, compared with the dot product of S6): no arithmetic
+        # right after a block RAM output. The address must be the fold whose dot product is in
+        # flight, one stage per cycle: with one cycle per row fold (SF = Pw = Pa = 1) the fold
+        # changes every cycle, so an address one stage late reads the previous fold's thresholds.
+        m.d.comb += [krp.addr.eq(nf2), krp.en.eq(advance), trp.addr.eq(nf4), trp.en.eq(advance)]
         k4 = Signal.like(krp.data)
         t6 = Signal.like(trp.data)
         with m.If(advance):
@@ -516,8 +519,6 @@ class BitSerialMVTU(wiring.Component):
             dots.append(full_acc)
         with m.If(advance):
             m.d.sync += [v5.eq(v4), v6.eq(v5)]
-        nf5 = delay([nf4], "5")[0]
-        m.d.comb += trp.addr.eq(nf5)
 
         # ------------------------------------------------------------ S6: threshold compares (registered)
         # ------------------------------------------------------------ S7: level count -> code -> output

@@ -77,6 +77,10 @@ CASES = [
     (3, 6, 1, 3, ("int", 4), ("uact", 3), 0),          # raw output
     (2, 5, 2, 5, ("int", 8), ("uact", 8), 0),
     (4, 16, 2, 8, ("sign", 1), ("signact", 1), 1),     # +-1 both sides, general path
+    # one cycle per row fold (SF = Pw = Pa = 1, NF > 1): the fold changes every cycle, so the
+    # threshold read must follow the dot product stage by stage (regression: CNV at 9,000 fps)
+    (4, 16, 2, 16, ("bwn", 1), ("uact", 1), 1),
+    (6, 12, 2, 12, ("sign", 1), ("signact", 1), 1),
 ]
 
 
@@ -89,9 +93,10 @@ def test_mvtu_matches_reference(case):
     assert np.array_equal(out, mvtu_reference(cfg, wcodes, thr, dirs, vectors))
 
 
-def test_xnor_path_and_power_on_init():
+@pytest.mark.parametrize("simd", [8, 16])
+def test_xnor_path_and_power_on_init(simd):
     rng = np.random.default_rng(7)
-    cfg, wcodes, thr, dirs, vectors = make_case(rng, 4, 16, 2, 8, "sign", 1, "signact", 1, 1, xnor=True)
+    cfg, wcodes, thr, dirs, vectors = make_case(rng, 4, 16, 2, simd, "sign", 1, "signact", 1, 1, xnor=True)
     out, _ = run_mvtu(cfg, wcodes, thr, dirs, vectors, load=False)
     assert np.array_equal(out, mvtu_reference(cfg, wcodes, thr, dirs, vectors))
 
