@@ -153,14 +153,21 @@ def cmd_plan(args) -> int:
             f"LUT budget {args.lut_budget:,}" if args.lut_budget else "smallest folding")
     print(f"{net.name}: plan for {goal} at {args.clock_mhz:g} MHz"
           + (f", fold file {args.fold}" if args.fold else ""))
-    hdr = f"{'layer':<10} {'PE':>5} {'SIMD':>5} {'cycles/frame':>13} {'est. LUTs':>10} {'weight bits':>12} " \
-          f"{'thr bits':>9}  source"
+    hdr = f"{'layer':<10} {'PE':>5} {'SIMD':>5} {'engine cyc':>11} {'cycles/frame':>13} {'est. LUTs':>10} " \
+          f"{'weight bits':>12} {'thr bits':>9}  source"
     print(hdr)
     print("-" * len(hdr))
-    for f in p["folds"]:
-        mark = "  <- bottleneck" if f.stage == p["bottleneck"] else ""
-        print(f"{f.stage:<10} {f.pe:>5} {f.simd:>5} {f.cycles:>13,} {f.luts:>10,} {f.weight_bits:>12,} "
-              f"{f.threshold_bits:>9,}  {f.source}{mark}")
+    folds = {f.stage: f for f in p["folds"]}
+    for name in [s.name for s in low.stages if s.name in folds or s.name in p["pools"]]:
+        mark = "  <- bottleneck" if name == p["bottleneck"] else ""
+        if name in p["pools"]:
+            print(f"{name:<10} {'':>5} {'':>5} {'':>11} {p['pools'][name]:>13,} {'':>10} {'':>12} {'':>9}  "
+                  f"pool on codes{mark}")
+            continue
+        f = folds[name]
+        print(f"{f.stage:<10} {f.pe:>5} {f.simd:>5} {f.cycles:>11,} {f.block_cycles:>13,} {f.luts:>10,} "
+              f"{f.weight_bits:>12,} {f.threshold_bits:>9,}  {f.source}{mark}")
+    print("(cycles/frame: the whole block, with its sliding window / input stream at the producer's PE lanes)")
     print(f"pipeline: {p['cycles_per_frame']:,} cycles/frame -> {p['fps']:,.1f} frames/s at "
           f"{args.clock_mhz:g} MHz; about {p['luts']:,} LUTs, {p['memory_bits']:,} memory bits")
     return 0

@@ -167,6 +167,10 @@ def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float =
                         MANIFEST_VERSION, regmap.REGMAP_VERSION, regmap.STREAM_VERSION])
     build_id = int(hashlib.sha256(ident.encode()).hexdigest()[:8], 16)
     tp, stages = build_top(golden, pr, embed_weights, build_id)
+    if target_fps is not None and top_cycles(tp) > clock_mhz * 1e6 / target_fps:
+        raise CompileError(f"{net.path}: the accelerator needs {top_cycles(tp):,} cycles/frame, more than the "
+                           f"{clock_mhz * 1e6 / target_fps:,.0f} of --target-fps {target_fps:g} at {clock_mhz:g} MHz, "
+                           f"although the plan met it (internal error, please report)")
     progress(f"{net.name}: {len(tp.blocks)} blocks, {top_cycles(tp):,} cycles/frame planned; generating Verilog")
     top = top_name(net)
     text = verilog.convert(Accelerator(tp), name=top, emit_src=False)

@@ -16,6 +16,14 @@ Goals:
 Constraints: ``PE`` divides ``R``; for a conv ``SIMD`` divides the input channels or is a
 multiple of them covering whole kernel positions (:func:`simd_options`); for a dense layer
 it divides ``N``.
+
+The engine is not the only rate: a block also streams its input (a conv's sliding window
+emits ``K*K*C/lanes`` words per output pixel, a pool consumes one word per cycle), and the
+lanes per word are the previous block's ``PE``. :func:`block_cycles` gives every block's
+cycles/frame with the hardware's own formulas (``hw.top.block_cycles``) for a set of folds;
+with a target the planner widens the ``PE`` of a block's producer until the block keeps up
+(or its own ``PE`` when its accumulator pool is the limit), so the plan's cycles/frame is
+the compiled accelerator's.
 """
 from __future__ import annotations
 
@@ -23,8 +31,8 @@ from dataclasses import dataclass
 
 import yaml
 
-from .errors import BitplaneError
-from .lower import Lowered, MatmulStage
+from .errors import BitplaneError, NotSupportedError
+from .lower import CodePoolStage, Lowered, MatmulStage
 
 
 class PlanError(BitplaneError):
@@ -87,6 +95,7 @@ class Fold:
     weight_bits: int
     threshold_bits: int
     source: str = "planner"
+    block_cycles: int = 0     # the whole block (engine, window, input, pools): set by plan()
 
 
 def check_fold(st: MatmulStage, pe: int, simd: int, where: str):
@@ -148,6 +157,73 @@ def load_fold_file(path) -> dict:
     return doc
 
 
+def block_cycles(low: Lowered, folds: dict) -> dict:
+    """Cycles/frame of every hardware block (conv/dense stages and pools on codes) for
+    ``folds`` (``{stage: Fold}``), in pipeline order: ``hw.top.block_cycles`` on the block
+    parameters the compiler builds, with each block's input lanes = its producer's ``PE``."""
+    from host.packing import input_lanes
+    from hw.stream_blocks import pool_cycles
+    from hw.top import block_cycles as hw_block_cycles
+
+    from .hwmap import layer_params
+    lanes = input_lanes(int(low.net.input_shape[0]), low.net.input_bits)
+    out = {}
+    for st in low.stages:
+        if isinstance(st, MatmulStage):
+            f = folds[st.name]
+            try:
+                out[st.name] = hw_block_cycles(layer_params(st, f.pe, f.simd, lanes, init=False))
+            except NotSupportedError:       # no hardware block: the compiler says so
+                out[st.name] = f.cycles
+            lanes = f.pe
+        elif isinstance(st, CodePoolStage):
+            C, H, W = (int(v) for v in st.in_shape)
+            out[st.name] = pool_cycles(H, W, C // lanes, st.pool.kernel, st.pool.stride, tuple(st.pool.pads))
+    return out
+
+
+def _feed(low: Lowered, folds: dict, budget: float, fixed: set):
+    """Widen producers' PE until every block meets ``budget`` cycles/frame (target mode)."""
+    order = [s for s in low.stages if isinstance(s, (MatmulStage, CodePoolStage))]
+    for _ in range(64 * len(order)):
+        cyc = block_cycles(low, folds)
+        late = [i for i, s in enumerate(order) if cyc[s.name] > budget]
+        if not late:
+            return
+        i = late[0]
+        st = order[i]
+        producer = next((s for s in reversed(order[:i]) if isinstance(s, MatmulStage)), None)
+        tried = []
+        # the producer's lanes feed this block; a conv's own PE sets its accumulator pool's rate
+        for cand in ([producer] if producer is not None else []) + ([st] if isinstance(st, MatmulStage) else []):
+            if cand.name in fixed:
+                continue
+            cur = folds[cand.name]
+            tried.append(cand.name)
+            # cheapest legal fold with more PE lanes whose engine still meets the target
+            for f in (f for f in _options(cand) if f.pe > cur.pe and f.cycles <= budget):
+                f.source = f"planner (PE raised to feed {st.name})" if cand is not st else \
+                    "planner (PE raised for its pool)"
+                trial = dict(folds, **{cand.name: f})
+                if block_cycles(low, trial)[st.name] < cyc[st.name]:
+                    folds.update(trial)
+                    break
+            else:
+                continue
+            break
+        else:
+            if st.name in fixed and folds[st.name].cycles > budget:
+                raise PlanError(f"layer '{st.name}': its fold from the fold file (PE={folds[st.name].pe}, "
+                                f"SIMD={folds[st.name].simd}) needs {folds[st.name].cycles:,} cycles/frame, more "
+                                f"than the target allows ({budget:.0f}); widen it or lower the target")
+            why = (f"its input arrives at {low.net.input_shape[0]} channels over the input stream" if producer is None
+                   else f"widening {' or '.join(repr(t) for t in tried) or 'its producer (fixed by the fold file)'} "
+                        f"does not help further")
+            raise PlanError(f"layer '{st.name}' cannot reach the target: its block needs {cyc[st.name]:,} "
+                            f"cycles/frame (> {budget:.0f}) streaming its input ({why}); lower the target")
+    raise PlanError("planner did not converge (internal error, please report)")  # pragma: no cover
+
+
 def plan(low: Lowered, target_fps: float | None = None, clock_mhz: float = 100.0,
          lut_budget: int | None = None, fold_file=None) -> dict:
     """Choose a fold per matmul stage; return ``{"folds": [...], "bottleneck": ..., ...}``."""
@@ -203,12 +279,18 @@ def plan(low: Lowered, target_fps: float | None = None, clock_mhz: float = 100.0
                     break
                 total += nxt.luts - cur.luts
                 folds[st.name] = nxt
+    if target_fps is not None:
+        _feed(low, folds, budget_cycles, set(overrides))
+    cyc = block_cycles(low, folds)
+    for f in folds.values():
+        f.block_cycles = cyc[f.stage]
     ordered = [folds[s.name] for s in stages]
-    bottleneck = max(ordered, key=lambda f: f.cycles)
+    bottleneck, worst = max(cyc.items(), key=lambda kv: kv[1])
     return {
         "clock_mhz": clock_mhz, "target_fps": target_fps, "lut_budget": lut_budget,
-        "folds": ordered, "bottleneck": bottleneck.stage, "cycles_per_frame": bottleneck.cycles,
-        "fps": clock_mhz * 1e6 / bottleneck.cycles,
+        "folds": ordered, "bottleneck": bottleneck, "cycles_per_frame": worst,
+        "pools": {k: v for k, v in cyc.items() if k not in folds},
+        "fps": clock_mhz * 1e6 / worst,
         "luts": sum(f.luts for f in ordered),
         "memory_bits": sum(f.weight_bits + f.threshold_bits for f in ordered),
     }

@@ -22,8 +22,8 @@ def test_target_fps_is_met_with_cheapest_folds(cnv):
     budget = 100e6 / 2000
     for f in p["folds"]:
         assert f.cycles <= budget
-    slow = max(p["folds"], key=lambda f: f.cycles)
-    assert p["bottleneck"] == slow.stage and p["cycles_per_frame"] == slow.cycles
+    slow = max(p["folds"], key=lambda f: f.block_cycles)
+    assert p["bottleneck"] == slow.stage and p["cycles_per_frame"] == slow.block_cycles
     more = plan(cnv, target_fps=8000, clock_mhz=100)
     assert more["luts"] > p["luts"]                           # faster costs more
 
@@ -87,3 +87,28 @@ def test_memory_words_stay_within_the_limit(tmp_path):
     fold.write_text("conv0: {pe: 16, simd: 9}\n")
     with pytest.raises(PlanError, match=r"conv0.*memory words.*lower PE"):
         plan(low, fold_file=fold)
+
+
+@pytest.mark.parametrize("name,fps", [("cnv-w1a1", 1000), ("cnv-w1a1", 9000), ("cnv-w2a2", 2600),
+                                      ("lenet-w2a2", 1500), ("tfc-w1a1", 20000)])
+def test_plan_is_what_the_compiler_builds(name, fps):
+    """The plan's cycles/frame is the compiled blocks' (hw formulas, windows fed at the producer's
+    PE): at 9,000 frames/s CNV-W1A1's conv3 window needs conv2 to emit more than 2 channels per word
+    (regression: the planner counted engines only and compile silently gave 1,736 frames/s)."""
+    from gen.compile import build_top
+    from gen.golden import Golden
+    from hw.top import block_cycles as hw_block_cycles
+    g = Golden(load_network(EX / f"{name}.yaml"))
+    p = plan(g.lowered, target_fps=fps)
+    tp, stages = build_top(g, p, embed_weights=False)
+    got = {st.name: hw_block_cycles(b) for b, st in zip(tp.blocks, stages)}
+    assert got == {**{f.stage: f.block_cycles for f in p["folds"]}, **p["pools"]}
+    assert max(got.values()) == p["cycles_per_frame"] <= 100e6 / fps
+    assert p["bottleneck"] == max(got, key=got.get)
+
+
+def test_fold_file_slower_than_the_target_is_refused(cnv, tmp_path):
+    f = tmp_path / "fold.yaml"
+    f.write_text("conv1: {pe: 1, simd: 1}\n")
+    with pytest.raises(PlanError, match="conv1.*fold file.*PE=1, SIMD=1"):
+        plan(cnv, target_fps=1000, fold_file=f)
