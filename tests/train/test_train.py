@@ -190,3 +190,28 @@ def test_shipped_demo_network_is_trained_on_fashion_mnist():
     acc = np.mean(g.run_int(x).argmax(1) == y)
     summary = json.loads((ROOT / "examples" / "fmnist-lenet-w1a2.train.json").read_text())
     assert acc > 0.8 and summary["test_acc"]["golden_int"] > 0.8 and summary["dataset"] == "fashion-mnist"
+
+
+def test_results_doc_from_cached_rows(tmp_path):
+    """train.results writes the table and trend from row records (the training itself is the
+    end-to-end test above)."""
+    pytest.importorskip("torch")
+    from train import results
+
+    def row(label, quant, bits, acc, rtl=None):
+        w, a, g = bits.split("/")
+        r = {"label": label, "dataset": "fashion-mnist", "quant": quant, "bits": {"W": w, "A": a, "G": g},
+             "epochs": 3, "seed": 0, "wall_seconds": 12.3, "test_acc": {"torch": acc}}
+        if rtl is not None:
+            r["test_acc"]["golden_int"] = acc
+            r["rtl"] = {"frames": 8, "frames_from": "the first 8 test images", "acc": rtl, "cycles_per_frame": 50176,
+                        "target_fps": 1800, "golden_float_acc_same_frames": rtl}
+        return r
+    rows = [row("32/32/32 (float)", "dorefa", "32/32/32", 0.9), row("1/2/32", "dorefa", "1/2/32", 0.88, 0.875)]
+    doc = tmp_path / "t.md"
+    results.write_doc(rows, doc, {"machine": "m", "torch": "t", "date": "d", "datasets": ["fashion-mnist"]})
+    text = doc.read_text()
+    assert "| 1/2/32 | dorefa | 3 | 0 | 12 | 88.00 % | 88.00 % | 87.50 % (float 87.50 %, 8 frames) | 50,176 (1,800) | yes |" \
+        in text
+    assert "* binary weights, 2-bit activations vs float: -2.00 points" in text
+    assert "| 32/32/32 (float) | dorefa | 3 | 0 | 12 | 90.00 % | — (float acts) | not in hardware |" in text
