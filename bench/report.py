@@ -163,8 +163,8 @@ def main(argv=None):
           "Figure of merit: frames/s per LUT at equal clock (100 MHz), and binary ops per cycle per LUT6. "
           "Differences: FINN's LUTs are Vivado post-synthesis on xc7z020, ours are yosys `synth_xilinx` "
           "(typically a little higher than Vivado's for the same logic); FINN's designs are folded for their "
-          "own frame rates; ours at the targets in the table above, of which the CNV rows at 9,000 and 2,600 "
-          "frames/s are folded for FINN's frame rates (equal throughput, so the LUT counts compare directly) and "
+          "own frame rates; ours at the targets in the table above, of which the CNV-W1A1 row at 9,000 "
+          "frames/s is folded for FINN's frame rate (equal throughput, so the LUT counts compare directly) and "
           "the ones at 1,000 and 500 frames/s for a small device; FINN's LFC is 784-1024-1024-1024-10, our TFC "
           "is 784-64-64-64-10 (same structure, 16x fewer operations per frame).",
           "",
