@@ -162,7 +162,7 @@ def main(argv=None):
     L += ["", "## Against FINN and BISMO", "",
           "Figure of merit: frames/s per LUT at equal clock (100 MHz), and binary ops per cycle per LUT6. "
           "Differences: FINN's LUTs are Vivado post-synthesis on xc7z020, ours are yosys `synth_xilinx` "
-          "(typically a little higher than Vivado's for the same logic); FINN's designs are folded for their "
+          "(the two tools map differently; we have no Vivado here to measure by how much); FINN's designs are folded for their "
           "own frame rates; ours at the targets in the table above, of which the CNV-W1A1 row at 9,000 "
           "frames/s is folded for FINN's frame rate (equal throughput, so the LUT counts compare directly) and "
           "the ones at 1,000 and 500 frames/s for a small device; FINN's LFC is 784-1024-1024-1024-10, our TFC "
