@@ -169,9 +169,10 @@ def main(argv=None):
           "Figure of merit: frames/s per LUT at equal clock (100 MHz), and binary ops per cycle per LUT6. "
           "Differences: FINN's LUTs are Vivado post-synthesis on xc7z020, ours are yosys `synth_xilinx` "
           "(the two tools map differently; we have no Vivado here to measure by how much); FINN's designs are folded for their "
-          "own frame rates; ours at the targets in the table above, of which the CNV-W1A1 row at 9,000 "
-          "frames/s is folded for FINN's frame rate (equal throughput, so the LUT counts compare directly) and "
-          "the ones at 1,000 and 500 frames/s for a small device; FINN's LFC is 784-1024-1024-1024-10, our TFC "
+          "own frame rates (9,150 and 2,580 frames/s), ours for the targets in the table above (1,000 and 500 "
+          "frames/s: a small device), so the per-LUT ratio also carries fixed costs (windows, FIFOs, control) "
+          "that a faster folding would amortize (`python bench/networks.py --nets cnv-w1a1:9000:xc7` measures "
+          "the equal-throughput point); FINN's LFC is 784-1024-1024-1024-10, our TFC "
           "is 784-64-64-64-10 (same structure, 16x fewer operations per frame).",
           "",
           "| design | frames/s @100 MHz | LUT6 | frames/s per kLUT | binary ops/cycle | binary ops/cycle/LUT6 |",

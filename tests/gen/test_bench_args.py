@@ -6,7 +6,8 @@ from bench.networks import DEFAULT_NETS, parse_nets
 
 def test_default_nets_parse():
     nets = parse_nets(DEFAULT_NETS)
-    assert ("cnv-w1a1", 9000.0, False) in nets and ("tfc-w1a1", 20000.0, True) in nets
+    assert ("cnv-w1a1", 1000.0, True) in nets and ("tfc-w1a1", 20000.0, True) in nets
+    assert parse_nets("cnv-w1a1:9000:xc7") == [("cnv-w1a1", 9000.0, False)]
     assert len({(n, f) for n, f, _ in nets}) == len(nets)
 
 
