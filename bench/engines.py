@@ -87,6 +87,7 @@ def main(argv=None):
             except SynthError as err:       # report the failure in the table, go on with the rest
                 last = [ln for ln in str(err).splitlines() if ln.strip()][-1]
                 failure = f"  ECP5 flow failed: {last.strip()}"
+                e = dict(e, error=last.strip())
         util = e.get("utilisation", {})
         l4 = util.get("TRELLIS_COMB", {}).get("used", "-")
         ff = util.get("TRELLIS_FF", {}).get("used", "-")

