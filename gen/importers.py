@@ -431,11 +431,27 @@ def _check_unused(tens: _Tensors, spec: dict) -> list:
     return []
 
 
-def load_tensorpack_npz(path) -> tuple:
-    """``{normalized key: array}`` and ``{normalized: original}`` of a tensorpack ``.npz``."""
+def _input_file(path) -> Path:
+    """``path`` as a Path, or a clear error when it is not an existing file."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
+    return path
+
+
+def _optional_module(name: str, what: str):
+    """Import an optional dependency (installed by ``make install-train``) or say how to get it."""
+    import importlib
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise BitplaneError(f"{what} needs the '{name}' package: `make install-train` "
+                            f"(pip install {'torch==2.13.0' if name == 'torch' else name})") from None
+
+
+def load_tensorpack_npz(path) -> tuple:
+    """``{normalized key: array}`` and ``{normalized: original}`` of a tensorpack ``.npz``."""
+    path = _input_file(path)
     if not zipfile.is_zipfile(path):
         with open(path, "rb") as f:
             head = f.read(6)
@@ -480,14 +496,8 @@ def _torch_load_reason(e: Exception) -> str:
 
 def load_state_dict(path) -> dict:
     """``{key: float64 array}`` from a PyTorch checkpoint, loaded with ``weights_only=True``."""
-    path = Path(path)
-    try:
-        import torch
-    except ImportError:
-        raise BitplaneError("importing a PyTorch state_dict needs PyTorch: `make install-train` "
-                            "(pip install torch==2.13.0)") from None
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
+    torch = _optional_module("torch", "importing a PyTorch state_dict")
+    path = _input_file(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any failure of the safe loader means "not loadable as data"
@@ -1104,14 +1114,8 @@ class _QonnxGraph:
 
 def import_qonnx(path, input_scale: float | None = None) -> Imported:
     """A QONNX graph (the subset in the module doc) -> :class:`Imported`."""
-    path = Path(path)
-    try:
-        import onnx
-    except ImportError:
-        raise BitplaneError("importing QONNX needs the 'onnx' package: `make install-train` "
-                            "(pip install onnx)") from None
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
+    onnx = _optional_module("onnx", "importing QONNX")
+    path = _input_file(path)
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # noqa: BLE001 - protobuf raises several types for a non-ONNX file
@@ -1185,9 +1189,7 @@ def write_imported(imp: Imported, out_yaml, name: str | None = None) -> dict:
 
 def detect_format(path) -> str:
     """``tensorpack`` (an .npz), ``state-dict`` (a torch.save file) or ``qonnx`` (anything else)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
+    path = _input_file(path)
     if zipfile.is_zipfile(path):
         try:
             with zipfile.ZipFile(path) as z:
