@@ -27,7 +27,7 @@ the compiled accelerator's.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import yaml
 
@@ -182,8 +182,9 @@ def block_cycles(low: Lowered, folds: dict) -> dict:
     return out
 
 
-def _feed(low: Lowered, folds: dict, budget: float, fixed: set):
-    """Widen producers' PE until every block meets ``budget`` cycles/frame (target mode)."""
+def _feed(low: Lowered, folds: dict, budget: float, fixed: set, options):
+    """Widen producers' PE until every block meets ``budget`` cycles/frame (target mode);
+    ``options(stage)`` lists a stage's legal folds, cheapest first."""
     order = [s for s in low.stages if isinstance(s, (MatmulStage, CodePoolStage))]
     for _ in range(64 * len(order)):
         cyc = block_cycles(low, folds)
@@ -201,10 +202,9 @@ def _feed(low: Lowered, folds: dict, budget: float, fixed: set):
             cur = folds[cand.name]
             tried.append(cand.name)
             # cheapest legal fold with more PE lanes whose engine still meets the target
-            for f in (f for f in _options(cand) if f.pe > cur.pe and f.cycles <= budget):
-                f.source = f"planner (PE raised to feed {st.name})" if cand is not st else \
-                    "planner (PE raised for its pool)"
-                trial = dict(folds, **{cand.name: f})
+            for f in (f for f in options(cand) if f.pe > cur.pe and f.cycles <= budget):
+                why = f"PE raised to feed {st.name}" if cand is not st else "PE raised for its pool"
+                trial = dict(folds, **{cand.name: replace(f, source=f"planner ({why})")})
                 if block_cycles(low, trial)[st.name] < cyc[st.name]:
                     folds.update(trial)
                     break
@@ -246,14 +246,20 @@ def plan(low: Lowered, target_fps: float | None = None, clock_mhz: float = 100.0
             check_fold(st, pe, simd, str(fold_file))
             folds[st.name] = _fold(st, pe, simd, "fold file")
     free = [s for s in stages if s.name not in folds]
+    cache = {}
+
+    def options(st):            # every legal fold of a stage (word_bits builds an engine config each)
+        if st.name not in cache:
+            cache[st.name] = _options(st)
+        return cache[st.name]
     if target_fps is not None:
         if target_fps <= 0:
             raise PlanError(f"--target-fps must be positive, got {target_fps}")
         budget_cycles = clock_mhz * 1e6 / target_fps
         for st in free:
-            ok = [f for f in _options(st) if f.cycles <= budget_cycles]
+            ok = [f for f in options(st) if f.cycles <= budget_cycles]
             if not ok:
-                best = min(_options(st), key=lambda f: f.cycles)
+                best = min(options(st), key=lambda f: f.cycles)
                 raise PlanError(f"layer '{st.name}' cannot reach {target_fps:g} frames/s at {clock_mhz:g} MHz: "
                                 f"at its widest fold (PE={best.pe}, SIMD={best.simd}; memory words at most "
                                 f"{MAX_WORD_BITS:,} bits) it needs {best.cycles} cycles/frame "
@@ -267,11 +273,10 @@ def plan(low: Lowered, target_fps: float | None = None, clock_mhz: float = 100.0
             if total > lut_budget:
                 raise PlanError(f"LUT budget {lut_budget:,} is too small: the smallest folding of this network "
                                 f"needs about {total:,} LUTs")
-            opts = {st.name: _options(st) for st in free}
             while free:
                 st = max(free, key=lambda s: folds[s.name].cycles)
                 cur = folds[st.name]
-                step = [f for f in opts[st.name] if f.cycles < cur.cycles]
+                step = [f for f in options(st) if f.cycles < cur.cycles]
                 if not step:
                     break
                 nxt = min(step, key=lambda f: (f.luts, f.cycles))
@@ -280,7 +285,7 @@ def plan(low: Lowered, target_fps: float | None = None, clock_mhz: float = 100.0
                 total += nxt.luts - cur.luts
                 folds[st.name] = nxt
     if target_fps is not None:
-        _feed(low, folds, budget_cycles, set(overrides))
+        _feed(low, folds, budget_cycles, set(overrides), options)
     cyc = block_cycles(low, folds)
     for f in folds.values():
         f.block_cycles = cyc[f.stage]
