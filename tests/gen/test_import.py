@@ -313,12 +313,9 @@ def test_qonnx_round_trip_from_train_export(case, tmp_path, capsys):
 def test_qonnx_uint_activations(mt, tmp_path, capsys):
     """uint activations (relu + Quant, or FINN MultiThreshold) from a calibrated random network."""
     pytest.importorskip("onnx")
-    from gen.randnet import write_random_network
     aq = {"type": "uint", "bits": 3, "scale": 0.125}
     spec = _small_spec("uintnet", {"type": "int", "bits": 4}, aq, "relu", first_wq={"type": "int", "bits": 8})
-    src_path = write_random_network(spec, tmp_path / "src", seed=6, neg_gamma=0.0, weight_dtype=np.float32)
-    ih.float32_exact(src_path)
-    src = load_network(src_path)
+    src = ih.float32_source(spec, tmp_path / "src", seed=6)
     onnx_path = _write_onnx(ih.to_qonnx(src, multithreshold=mt), tmp_path / "u.onnx")
     out = tmp_path / "o" / "u.yaml"
     _cli_ok(["import", "qonnx", str(onnx_path), "-o", str(out)], capsys)
@@ -335,12 +332,9 @@ def test_qonnx_equivalent_graph_forms(tmp_path, capsys):
     through an Identity, no input quantizer (then --input-scale), Clip(0) as relu: same network."""
     pytest.importorskip("onnx")
     from onnx import helper, numpy_helper
-    from gen.randnet import write_random_network
     aq = {"type": "uint", "bits": 2, "scale": 0.25}
     spec = _small_spec("forms", {"type": "int", "bits": 3}, aq, "relu", first_wq={"type": "int", "bits": 8})
-    src_path = write_random_network(spec, tmp_path / "src", seed=11, neg_gamma=0.0, weight_dtype=np.float32)
-    ih.float32_exact(src_path)
-    src = load_network(src_path)
+    src = ih.float32_source(spec, tmp_path / "src", seed=11)
     m = ih.to_qonnx(src)
     g = m.graph
     nodes = list(g.node)
