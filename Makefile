@@ -27,7 +27,7 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -n $(JOBS) -q -m slow tests
 
 demo: $(STAMP)
-	$(PY) -m gen.demo
+	$(PY) -m bitplane.demo
 
 bench: $(STAMP)
 	$(PY) bench/report.py

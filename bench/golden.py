@@ -7,8 +7,6 @@ Prints the machine, the tool versions and the command next to the figures.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -18,20 +16,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gen.golden import Golden  # noqa: E402
-from gen.spec import load_network  # noqa: E402
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}"
+from bitplane.gen.golden import Golden  # noqa: E402
+from bitplane.gen.spec import load_network  # noqa: E402
+from bitplane.core.environment import machine  # noqa: E402
 
 
 def main(argv=None) -> dict:

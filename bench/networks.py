@@ -31,12 +31,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.golden import machine  # noqa: E402
-from gen.compile import compile_network  # noqa: E402
-from gen.golden import Golden  # noqa: E402
-from gen.spec import load_network  # noqa: E402
-from gen.synth import SynthError, synthesize, tool_versions  # noqa: E402
-from sim.accel import simulate  # noqa: E402
+from bitplane.core.environment import machine  # noqa: E402
+from bitplane.gen.compile import compile_network  # noqa: E402
+from bitplane.gen.golden import Golden  # noqa: E402
+from bitplane.gen.spec import load_network  # noqa: E402
+from bitplane.synth.flow import SynthError, synthesize, tool_versions  # noqa: E402
+from bitplane.sim.accel import simulate  # noqa: E402
 
 # the CNVs at a small folding. FINN BNN-PYNQ's frame rates (cnv-w1a1:9000:xc7, cnv-w2a2:2600:xc7) give
 # the equal-throughput comparison but take more than an hour each in wasm yosys here (not in the default yet)

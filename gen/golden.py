@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import nn
-from .errors import InputError
+from bitplane.gen import nn
+from bitplane.core.errors import InputError
 from .lower import CodePoolStage, Lowered, MatmulStage, apply_thresholds, lower
 from .quant import ActQuant, apply_nonlin, fake_quant_weights
 from .spec import Network

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import NotSupportedError
+from bitplane.core.errors import NotSupportedError
 from .golden import Golden
 from .lower import MatmulStage
 
@@ -81,7 +81,7 @@ def is_xnor(stage: MatmulStage) -> bool:
 
 def engine_config(stage: MatmulStage, pe: int, simd: int, pooled: bool = False, init: bool = True):
     """The :class:`hw.bitserial.EngineConfig` of a stage (memories initialised from its weights)."""
-    from hw.bitserial import EngineConfig, row_constants
+    from bitplane.hw.bitserial import EngineConfig, row_constants
     wb, ab = stage.wq.int_basis, stage.in_act.int_basis
     codes = weight_codes(stage)
     R, N = codes.shape
@@ -111,7 +111,7 @@ def engine_config(stage: MatmulStage, pe: int, simd: int, pooled: bool = False, 
 
 def threshold_params(stage: MatmulStage, pe: int, init: bool = True):
     """The :class:`hw.bitserial.ThresholdParams` after a pool on accumulators."""
-    from hw.bitserial import ThresholdParams
+    from bitplane.hw.bitserial import ThresholdParams
     from .lower import signed_bits
     thr = np.asarray(stage.thresholds, dtype=np.int64)
     lo = min(stage.acc_lo - 1, int(thr.min()) if thr.size else 0)
@@ -132,8 +132,8 @@ def layer_params(stage: MatmulStage, pe: int, simd: int, in_lanes: int, init: bo
     A pool on level indices sits after the engine's thresholds; a pool on accumulators (before
     a non-monotone activation such as ``cabs``) gets a raw engine whose output is exactly
     ``acc_bits`` wide, the pool on signed values, then a :class:`hw.bitserial.ThresholdUnit`."""
-    from hw.bitserial import EngineConfig
-    from hw.layers import ConvParams, DenseParams, PoolParams
+    from bitplane.hw.bitserial import EngineConfig
+    from bitplane.hw.layers import ConvParams, DenseParams, PoolParams
     acc_pool = stage.pool is not None and stage.pool.where == "acc"
     if acc_pool and stage.raw:
         raise NotSupportedError(f"layer '{stage.name}': a maxpool on the last layer's raw accumulators is not "

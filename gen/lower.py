@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import nn
-from .errors import NotSupportedError, SpecError
+from bitplane.gen import nn
+from bitplane.core.errors import NotSupportedError, SpecError
 from .quant import ActQuant, QWeights, quantize_weights
 from .spec import Layer, Network
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 
 import yaml
 
-from .errors import BitplaneError, NotSupportedError
+from bitplane.core.errors import BitplaneError, NotSupportedError
 from .lower import CodePoolStage, Lowered, MatmulStage
 
 
@@ -63,7 +63,7 @@ def stage_cycles(st: MatmulStage, pe: int, simd: int) -> int:
 
     The compiler reports the exact block formulas (window, input rate, pools) per layer;
     this term is what folding changes."""
-    from hw.bitserial import mvtu_cycles
+    from bitplane.hw.bitserial import mvtu_cycles
     return stage_vectors(st) * mvtu_cycles(st.out_channels, st.n_dot, pe, simd, st.wq.planes, st.in_act.planes)
 
 
@@ -120,7 +120,7 @@ MAX_WORD_BITS = 1 << 15
 
 def word_bits(st: MatmulStage, pe: int, simd: int) -> int:
     """Widest run-time memory word of the engine at this fold (``EngineConfig.memory_words``)."""
-    from .errors import NotSupportedError
+    from bitplane.core.errors import NotSupportedError
     from .hwmap import engine_config
     try:
         return max(engine_config(st, pe, simd, init=False).memory_words.values())
@@ -161,9 +161,9 @@ def block_cycles(low: Lowered, folds: dict) -> dict:
     """Cycles/frame of every hardware block (conv/dense stages and pools on codes) for
     ``folds`` (``{stage: Fold}``), in pipeline order: ``hw.top.block_cycles`` on the block
     parameters the compiler builds, with each block's input lanes = its producer's ``PE``."""
-    from host.packing import input_lanes
-    from hw.stream_blocks import pool_cycles
-    from hw.top import block_cycles as hw_block_cycles
+    from bitplane.core.packing import input_lanes
+    from bitplane.hw.stream_blocks import pool_cycles
+    from bitplane.hw.top import block_cycles as hw_block_cycles
 
     from .hwmap import layer_params
     lanes = input_lanes(int(low.net.input_shape[0]), low.net.input_bits)

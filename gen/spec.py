@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .errors import SpecError
+from bitplane.core.errors import SpecError
 from .quant import ACT_NONLINS, ACT_TYPES, DEFAULT_BITS, NONLINS, WEIGHT_TYPES
 
 OPS = ("conv", "dense", "batchnorm", "quant_act", "act", "maxpool")

@@ -2,7 +2,7 @@
 
 ::
 
-    from host.driver import Accelerator
+    from bitplane.host.driver import Accelerator
     with Accelerator.open("build/lenet", "sim") as acc:        # or "xdma", "xdma:/dev/xdma1", "zynq"
         acc.load_weights()
         r = acc.infer(x, top_k=5)                               # x: uint8 [N, C, H, W]
@@ -29,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from gen.errors import BitplaneError, InputError
+from bitplane.core.errors import BitplaneError, InputError
 
-from .manifest import check_frames, load_manifest
-from .packing import AXIS_BYTES, pack_frames, unpack_results
-from .progress import progress_bar
+from bitplane.core.manifest import check_frames, load_manifest
+from bitplane.core.packing import AXIS_BYTES, pack_frames, unpack_results
+from bitplane.core.progress import progress_bar
 from .transport import RegisterWindow, Transport, TransportError
 
 
@@ -69,7 +69,7 @@ def open_transport(folder, device: str, progress=None, **sim_options) -> Transpo
     kind, arg = parse_device(device)
     m = load_manifest(folder)
     if kind == "sim":
-        from sim.transport import SimTransport
+        from bitplane.host.sim_transport import SimTransport
         return SimTransport(folder, progress=progress, **sim_options)
     if kind == "xdma":
         from .transport import XdmaTransport
@@ -88,7 +88,7 @@ class Accelerator:
     """A compiled accelerator (``folder``) on a :class:`~host.transport.Transport`."""
 
     def __init__(self, folder, transport: Transport, timeout: float | None = None, check: bool = True):
-        from hw import regmap as hw_regmap
+        from bitplane.core import regmap as hw_regmap
         self.folder = Path(folder)
         self.m = m = load_manifest(self.folder)
         rm = m["regmap"]

@@ -24,7 +24,7 @@ import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
 
-from gen.errors import BitplaneError
+from bitplane.core.errors import BitplaneError
 
 
 class TransportError(BitplaneError):

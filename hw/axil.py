@@ -6,7 +6,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from .regmap import DATA_BITS, REGISTERS, SPAN
+from bitplane.core.regmap import DATA_BITS, REGISTERS, SPAN
 
 OKAY, SLVERR, DECERR = 0b00, 0b10, 0b11
 

@@ -43,10 +43,10 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from host.packing import AXIS_IN_BITS, RESULT_BITS
+from bitplane.core.packing import AXIS_IN_BITS, RESULT_BITS
 
-from . import regmap
-from . import weightimage as wimg
+from bitplane.core import regmap
+from bitplane.core import weightimage as wimg
 from .axil import AXILiteRegisters
 from .layers import ConvBlock, ConvParams, DenseBlock, DenseParams, conv_cycles, dense_cycles
 from .stream_blocks import CodeLUT, Pool, StreamFIFO, WidthConverter, pool_cycles

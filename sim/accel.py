@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from host.manifest import check_frames, load_manifest
-from gen.errors import BitplaneError, InputError
-from host.packing import pack_frames, unpack_results
-from hw import regmap
-from hw.regmap import mask as _bit, offset as _reg
-from hw import weightimage as wimg
+from bitplane.core.manifest import check_frames, load_manifest
+from bitplane.core.errors import BitplaneError, InputError
+from bitplane.core.packing import pack_frames, unpack_results
+from bitplane.core import regmap
+from bitplane.core.regmap import mask as _bit, offset as _reg
+from bitplane.core import weightimage as wimg
 
 from .native import build
 
@@ -86,7 +86,7 @@ def _run_cocotb(folder, m, words, n, regs, image, seed, gap_pct, stall_pct, budg
     if progress:
         progress(f"cocotb simulation of {m['top']} ({n} frames; builds are cached under build/cocotb)")
     t0 = time.perf_counter()
-    res = run((folder / "accelerator.v").read_text(), m["top"], "sim.tb_top",
+    res = run((folder / "accelerator.v").read_text(), m["top"], "bitplane.sim.tb_top",
               {"seed": seed, "idle": gap_pct / 100, "stall": stall_pct / 100, "timeout": budget, "steps": steps},
               name="accel", waves=bool(waves))
     frames = res["frames"]

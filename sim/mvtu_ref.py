@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hw.bitserial import EngineConfig
+from bitplane.hw.bitserial import EngineConfig
 
 
 def int_values(codes, coefs, offset):

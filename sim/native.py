@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gen.errors import BitplaneError
+from bitplane.core.errors import BitplaneError
 
 ROOT = Path(__file__).resolve().parents[1]
 HARNESS = Path(__file__).with_name("native_harness.cpp")

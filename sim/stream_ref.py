@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from host.packing import pack_words, stream_order
+from bitplane.core.packing import pack_words, stream_order
 
 
 def window_elements(x_chw, k: int, s: int, pads, pad_value):

@@ -3,7 +3,7 @@ gaps in and random backpressure out; outputs and cycle counts go back to pytest.
 import cocotb
 from cocotb.triggers import RisingEdge
 
-from sim.tb_streams import TB, StreamSink, StreamSource, tb_data, tb_result
+from bitplane.sim.tb_streams import TB, StreamSink, StreamSource, tb_data, tb_result
 
 
 async def write_mem(tb, name, entries):

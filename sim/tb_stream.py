@@ -2,7 +2,7 @@
 streams the given words with random idle cycles, collects with random backpressure."""
 import cocotb
 
-from sim.tb_streams import TB, StreamSink, StreamSource, tb_data, tb_result
+from bitplane.sim.tb_streams import TB, StreamSink, StreamSource, tb_data, tb_result
 
 
 @cocotb.test()

@@ -23,7 +23,7 @@ import cocotb
 from cocotb.triggers import ClockCycles, RisingEdge
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
-from sim.tb_streams import TB, tb_data, tb_result
+from bitplane.sim.tb_streams import TB, tb_data, tb_result
 
 
 async def _send(dut, rng, idle, beats, lasts):

@@ -29,8 +29,8 @@ QONNX_DOMAIN = "qonnx.custom_op.general"
 def float32_source(spec: dict, out_dir, seed: int):
     """A calibrated random network (non-negative batch-norm gammas) whose parameters are exact in
     float32, written under ``out_dir`` and loaded: a lossless source for float32 formats."""
-    from gen.randnet import write_random_network
-    from gen.spec import load_network
+    from bitplane.randnet import write_random_network
+    from bitplane.gen.spec import load_network
     path = write_random_network(spec, out_dir, seed=seed, neg_gamma=0.0, weight_dtype=np.float32)
     float32_exact(path)
     return load_network(path)
@@ -39,7 +39,7 @@ def float32_source(spec: dict, out_dir, seed: int):
 def float32_exact(yaml_path) -> None:
     """Round every parameter of a spec's NPZ to float32 (kept float64) in place, so writing
     it in a float32 format and importing it back is lossless."""
-    from gen.spec import load_network
+    from bitplane.gen.spec import load_network
     net = load_network(yaml_path)
     npz = Path(yaml_path).parent / f"{Path(yaml_path).stem}.npz"
     arrays = {}

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from hypothesis import strategies as st
 
-from gen.randnet import write_random_network
-from gen.spec import window_geometry
+from bitplane.randnet import write_random_network
+from bitplane.gen.spec import window_geometry
 
 WEIGHT_QUANTS = [
     {"type": "dorefa", "bits": 1}, {"type": "dorefa", "bits": 2}, {"type": "dorefa", "bits": 3},

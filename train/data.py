@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gen.errors import BitplaneError
+from bitplane.core.errors import BitplaneError
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ("fashion-mnist", "mnist5k")

@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from gen.spec import window_geometry
+from bitplane.gen.spec import window_geometry
 
-from . import quant as tq
+from bitplane.train import quant as tq
 
 
 class QNet(torch.nn.Module):

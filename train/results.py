@@ -16,23 +16,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from bitplane.core.environment import machine
+from bitplane.gen.compile import compile_network
+from bitplane.gen.golden import Golden
+from bitplane.gen.spec import load_network
+from bitplane.sim.accel import simulate
+from bitplane.train.data import load
+from bitplane.train.trainer import train
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from gen.compile import compile_network  # noqa: E402
-from gen.golden import Golden  # noqa: E402
-from gen.spec import load_network  # noqa: E402
-from sim.accel import simulate  # noqa: E402
-
-from train.data import load  # noqa: E402
-from train.trainer import train  # noqa: E402
 
 # (label, quant, bits) in the order of the DoReFa-Net paper's table, then the other seeds
 ROWS = [
@@ -207,15 +204,8 @@ def main(argv=None):
     want = None if args.rows == "all" else set(args.rows.split(","))
     out_dir = ROOT / "build" / "train-table"
     out_dir.mkdir(parents=True, exist_ok=True)
-    meta = {"machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores, "
-                       f"Python {platform.python_version()}",
-            "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), "datasets": datasets,
-            "note": args.note}
-    try:
-        from bench.golden import machine
-        meta["machine"] = machine()
-    except Exception:  # noqa: BLE001 - the description is cosmetic
-        pass
+    meta = {"machine": machine(), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
+            "datasets": datasets, "note": args.note}
     rows = []
     for ds in datasets:
         ep = args.epochs_fashion if ds == "fashion-mnist" else args.epochs_mnist5k

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gen.errors import BitplaneError, InputError, NotSupportedError
+from bitplane.core.errors import BitplaneError, InputError, NotSupportedError
 
 from .arch import ARCHS, QUANTS, ArchError, make_spec, parse_bits
 from .data import DATASETS, fetch, load
@@ -80,9 +80,9 @@ def evaluate(model, x, batch=1000):
 def train(arch, quant, bits, dataset, epochs, out_yaml, *, batch_size=128, lr=2e-3, seed=0,
           train_subset=None, threads=None, name=None, log=print, progress=True, command=None) -> dict:
     """Train, export and check; returns the summary written to ``NAME.train.json``."""
-    from gen.golden import Golden
-    from gen.spec import load_network
-    from host.progress import progress_bar
+    from bitplane.gen.golden import Golden
+    from bitplane.gen.spec import load_network
+    from bitplane.core.progress import progress_bar
 
     try:
         w, a, g = parse_bits(bits, quant)

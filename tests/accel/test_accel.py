@@ -13,20 +13,20 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from gen.cli import main as cli
-from gen.compile import compile_network
-from gen.errors import NotSupportedError
-from gen.golden import Golden
-from gen.lower import MatmulStage
-from gen.plan import PlanError, simd_options
-from gen.spec import load_network
-from host.packing import pack_frames
-from hw import regmap
-from hw.regmap import mask as _f, offset as _r
-from hw import weightimage as wimg
-from hw.lint_waivers import lint
-from sim.accel import simulate
-from sim.cocotb_run import run
+from bitplane.cli.main import main as cli
+from bitplane.gen.compile import compile_network
+from bitplane.core.errors import NotSupportedError
+from bitplane.gen.golden import Golden
+from bitplane.gen.lower import MatmulStage
+from bitplane.gen.plan import PlanError, simd_options
+from bitplane.gen.spec import load_network
+from bitplane.core.packing import pack_frames
+from bitplane.core import regmap
+from bitplane.core.regmap import mask as _f, offset as _r
+from bitplane.core import weightimage as wimg
+from bitplane.hw.lint_waivers import lint
+from bitplane.sim.accel import simulate
+from bitplane.sim.cocotb_run import run
 from tests.netgen import network_plans, write_network
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
@@ -221,7 +221,7 @@ def test_framing_errors_soft_reset_and_bad_weights_recover(tiny):
         {"op": "send", "beats": beats[1], "last": [B - 1]}, {"op": "frames", "n": 7},
         {"op": "read", "reg": _r("FRAMES_IN"), "key": "frames_in"},
     ]
-    res = run((out / "accelerator.v").read_text(), m["top"], "sim.tb_top",
+    res = run((out / "accelerator.v").read_text(), m["top"], "bitplane.sim.tb_top",
               {"seed": 2, "idle": 0.2, "stall": 0.3, "timeout": 200_000, "steps": steps}, name="top")
     frames = [np.array([int(w) for w in f], dtype=np.uint32).view(np.int32).astype(np.int64) for f in res["frames"]]
     rd = {k: v for k, v in res["reads"].items()}

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from gen.cli import main
-from gen.compare import compare_paths
-from gen.golden import Golden
-from gen.spec import load_network
+from bitplane.cli.main import main
+from bitplane.gen.compare import compare_paths
+from bitplane.gen.golden import Golden
+from bitplane.gen.spec import load_network
 from tests.netgen import network_plans, random_inputs, write_network
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,7 +90,7 @@ def test_cli_golden_round_trip(tmp_path, capsys):
 
 
 def test_cli_inspect_json():
-    r = subprocess.run([sys.executable, "-m", "gen.cli", "inspect", str(EXAMPLE), "--json"],
+    r = subprocess.run([sys.executable, "-m", "bitplane.cli.main", "inspect", str(EXAMPLE), "--json"],
                        capture_output=True, text=True, cwd=ROOT, check=True)
     d = json.loads(r.stdout)
     names = [s["stage"] for s in d["stages"]]

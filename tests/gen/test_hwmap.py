@@ -2,11 +2,11 @@
 import numpy as np
 from hypothesis import given, settings
 
-from gen import hwmap
-from gen.golden import Golden
-from gen.lower import MatmulStage
-from gen.spec import load_network
-from host.packing import stream_order
+from bitplane.gen import hwmap
+from bitplane.gen.golden import Golden
+from bitplane.gen.lower import MatmulStage
+from bitplane.gen.spec import load_network
+from bitplane.core.packing import stream_order
 from tests.netgen import network_plans, random_inputs, write_network
 
 

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import yaml
 
-from gen.cli import main
-from gen.golden import Golden
-from gen.spec import load_network
+from bitplane.cli.main import main
+from bitplane.gen.golden import Golden
+from bitplane.gen.spec import load_network
 from tests import import_helpers as ih
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,7 +93,7 @@ def _qnet_source(spec, d, seed=0, n=6, neg_gamma=0.2, beta=0.0):
     """A QNet of ``spec`` with float32-exact random parameters and batch-norm statistics of a
     random batch, exported by train/; returns (model, source Network, codes, torch logits)."""
     torch = pytest.importorskip("torch")
-    from train.nn import QNet, export
+    from bitplane.train.nn import QNet, export
     rng = np.random.default_rng(seed)
     model = QNet(spec, seed=seed).double()
     codes = rng.integers(0, 256, (n, *spec["input"]["shape"])).astype(np.uint8)
@@ -193,7 +193,7 @@ def test_tensorpack_alexnet_shapes_and_golden(tmp_path, capsys):
     """AlexNet at full size (61M parameters): random tensorpack-layout arrays of the seed's shapes,
     grouped convs as HWIO with I = C/2, fc0 rows in NHWC order of the 256x6x6 map, some
     batchnorms without gamma/beta; imported, loaded, permutation spot-checked, one golden frame."""
-    from gen.importers import _walk, arch_spec
+    from bitplane.gen.importers.checkpoint import _walk, arch_spec
     rng = np.random.default_rng(3)
     arrays, no_affine = {}, {"bn2", "bnfc1"}
     for _, L, ins in _walk(arch_spec("alexnet", 1, 2), "alexnet"):
@@ -463,7 +463,7 @@ class _Evil:
 
 def _tp_source(tmp_path):
     spec = _small_spec("rej", {"type": "dorefa", "bits": 1}, {"type": "dorefa", "bits": 2}, "clip01")
-    from gen.randnet import write_random_network
+    from bitplane.randnet import write_random_network
     return load_network(write_random_network(spec, tmp_path / "src", seed=1, weight_dtype=np.float32))
 
 
@@ -566,7 +566,7 @@ def test_qonnx_rejections(tmp_path, capsys):
     from onnx import helper, numpy_helper
     spec = _small_spec("q", {"type": "int", "bits": 4}, {"type": "uint", "bits": 2, "scale": 0.25}, "relu",
                        first_wq={"type": "int", "bits": 8})
-    from gen.randnet import write_random_network
+    from bitplane.randnet import write_random_network
     src = load_network(write_random_network(spec, tmp_path / "src", seed=2, neg_gamma=0.0))
     out = tmp_path / "out" / "x.yaml"
 

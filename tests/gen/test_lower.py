@@ -6,11 +6,11 @@ import pytest
 import yaml
 from hypothesis import given, settings
 
-from gen import nn
-from gen.golden import Golden
-from gen.lower import MatmulStage, apply_thresholds, lower, signed_bits
-from gen.quant import bitplane_dot
-from gen.spec import load_network
+from bitplane.gen import nn
+from bitplane.gen.golden import Golden
+from bitplane.gen.lower import MatmulStage, apply_thresholds, lower, signed_bits
+from bitplane.gen.quant import bitplane_dot
+from bitplane.gen.spec import load_network
 from tests.netgen import network_plans, random_inputs, write_network
 
 SETTINGS = settings(max_examples=25)
@@ -129,7 +129,7 @@ def test_pool_placement(tmp_path, order, nonlin, where, maximize):
     st = lower(net).stages[0]
     assert st.pool.where == where
     assert st.pool.maximize.tolist() == maximize
-    from gen.compare import compare_paths
+    from bitplane.gen.compare import compare_paths
     r = compare_paths(Golden(net), random_inputs(net, 32))
     s0 = r["stages"][0]
     assert r["unexplained"] == 0                       # replay exact, rounding within bound

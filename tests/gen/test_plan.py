@@ -3,10 +3,10 @@ from pathlib import Path
 
 import pytest
 
-from gen.cli import main
-from gen.lower import lower
-from gen.plan import PlanError, plan, simd_options, stage_cycles
-from gen.spec import load_network
+from bitplane.cli.main import main
+from bitplane.gen.lower import lower
+from bitplane.gen.plan import PlanError, plan, simd_options, stage_cycles
+from bitplane.gen.spec import load_network
 
 EX = Path(__file__).resolve().parents[2] / "examples"
 
@@ -73,9 +73,9 @@ def test_cli_table(capsys):
 def test_memory_words_stay_within_the_limit(tmp_path):
     """8-bit activations need 255 thresholds per row: the planner never folds a memory word past
     MAX_WORD_BITS (it would not build), and a fold file asking for one is refused clearly."""
-    from gen.plan import MAX_WORD_BITS, word_bits
-    from gen.randnet import write_random_network
-    from train.arch import make_spec
+    from bitplane.gen.plan import MAX_WORD_BITS, word_bits
+    from bitplane.randnet import write_random_network
+    from bitplane.train.arch import make_spec
     spec = make_spec("lenet", "dorefa", 8, 8, "w8a8")
     low = lower(load_network(write_random_network(spec, tmp_path, seed=0)))
     conv0 = low.stages[0]
@@ -95,9 +95,9 @@ def test_plan_is_what_the_compiler_builds(name, fps):
     """The plan's cycles/frame is the compiled blocks' (hw formulas, windows fed at the producer's
     PE): at 9,000 frames/s CNV-W1A1's conv3 window needs conv2 to emit more than 2 channels per word
     (regression: the planner counted engines only and compile silently gave 1,736 frames/s)."""
-    from gen.compile import build_top
-    from gen.golden import Golden
-    from hw.top import block_cycles as hw_block_cycles
+    from bitplane.gen.compile import build_top
+    from bitplane.gen.golden import Golden
+    from bitplane.hw.top import block_cycles as hw_block_cycles
     g = Golden(load_network(EX / f"{name}.yaml"))
     p = plan(g.lowered, target_fps=fps)
     tp, stages = build_top(g, p, embed_weights=False)

@@ -9,11 +9,11 @@ import subprocess
 
 import pytest
 
-from gen.cli import main as cli
-from gen.compile import compile_network
-from gen.project import AXIL_SIGNALS, AXIS_SIGNALS, BOARDS, ProjectError, check_interfaces
-from gen.spec import load_network
-from gen.synth import top_ports
+from bitplane.cli.main import main as cli
+from bitplane.gen.compile import compile_network
+from bitplane.synth.project import AXIL_SIGNALS, AXIS_SIGNALS, BOARDS, ProjectError, check_interfaces
+from bitplane.gen.spec import load_network
+from bitplane.synth.flow import top_ports
 from tests.accel.test_accel import TINY
 from tests.netgen import write_network
 

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from gen.quant import (ActQuant, WEIGHT_TYPES, bitplane_dot, code_bits, fake_quant_weights,
+from bitplane.gen.quant import (ActQuant, WEIGHT_TYPES, bitplane_dot, code_bits, fake_quant_weights,
                        quantize_weights)
 
 SETTINGS = settings(max_examples=40)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import yaml
 
-from gen.cli import main
-from gen.errors import SpecError
-from gen.spec import load_network, same_pads, window_geometry
+from bitplane.cli.main import main
+from bitplane.core.errors import SpecError
+from bitplane.gen.spec import load_network, same_pads, window_geometry
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -179,7 +179,7 @@ def test_cli_exit_without_traceback(tmp_path):
     """The real console entry point: non-zero exit, one line, no traceback."""
     spec = mutate(lambda s: s["layers"][0]["weight_quant"].update(bits=0))
     path = write(tmp_path, spec)
-    r = subprocess.run([sys.executable, "-m", "gen.cli", "inspect", str(path)], capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "bitplane.cli.main", "inspect", str(path)], capture_output=True,
                        text=True, cwd=ROOT)
     assert r.returncode == 1
     assert "Traceback" not in r.stderr

@@ -4,9 +4,9 @@ import json
 import pytest
 from amaranth.back import verilog
 
-from gen.cli import main
-from gen.synth import io_wrapper, parse_nextpnr_log, synthesize, top_ports, xilinx_summary
-from hw.axil import AXILiteRegisters
+from bitplane.cli.main import main
+from bitplane.synth.flow import io_wrapper, parse_nextpnr_log, synthesize, top_ports, xilinx_summary
+from bitplane.hw.axil import AXILiteRegisters
 
 
 @pytest.fixture(scope="module")
@@ -70,9 +70,9 @@ def test_bad_synth_inputs(tmp_path, capsys):
 @pytest.mark.slow
 def test_demo_network_on_ecp5_matches_nextpnr_log(tmp_path, capsys):
     """`bitplane synth` on the shipped demo network, compiled as `make demo` compiles it."""
-    from gen import demo
-    from gen.compile import compile_network
-    from gen.spec import load_network
+    from bitplane import demo
+    from bitplane.gen.compile import compile_network
+    from bitplane.gen.spec import load_network
     net = load_network(demo.SPEC)
     compile_network(net, tmp_path / "out", target_fps=demo.TARGET_FPS, progress=lambda m: None)
     assert main(["synth", str(tmp_path / "out"), "--target", "ecp5-85k", "--json", str(tmp_path / "r.json")]) == 0

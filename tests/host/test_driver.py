@@ -11,19 +11,19 @@ import threading
 import numpy as np
 import pytest
 
-from gen.cli import main as cli
-from gen.compile import compile_network
-from gen.errors import InputError
-from gen.golden import Golden
-from gen.spec import load_network
-from host.driver import Accelerator, DeviceError
-from host.packing import AXIS_BYTES, from_stream_order, unpack_words
-from host.transport import (DMASR_IDLE, DMASR_IOC, MM2S_DMASR, MM2S_LENGTH, S2MM_DMASR, S2MM_LENGTH,
+from bitplane.cli.main import main as cli
+from bitplane.gen.compile import compile_network
+from bitplane.core.errors import InputError
+from bitplane.gen.golden import Golden
+from bitplane.gen.spec import load_network
+from bitplane.host.driver import Accelerator, DeviceError
+from bitplane.core.packing import AXIS_BYTES, from_stream_order, unpack_words
+from bitplane.host.transport import (DMASR_IDLE, DMASR_IOC, MM2S_DMASR, MM2S_LENGTH, S2MM_DMASR, S2MM_LENGTH,
                             TransportError, XdmaTransport, ZynqTransport)
-from hw import regmap
-from hw.regmap import mask as _bit, offset as _r
-from hw import weightimage as wimg
-from sim.transport import SimTransport
+from bitplane.core import regmap
+from bitplane.core.regmap import mask as _bit, offset as _r
+from bitplane.core import weightimage as wimg
+from bitplane.host.sim_transport import SimTransport
 from tests.accel.test_accel import EXAMPLES, ROOT, TINY, _inputs
 from tests.netgen import write_network
 
@@ -276,7 +276,7 @@ def test_xdma_stand_in_end_to_end_traffic_matches_the_rtl(tiny, tmp_path, monkey
     assert np.array_equal(r.acc, want)
     # exact bytes: the weight image, then the frames, packed as host/packing says
     m = card.m
-    from host.packing import pack_frames
+    from bitplane.core.packing import pack_frames
     image = (out / "weights.bin").read_bytes()
     frames = pack_frames(x, m["streams"]["input"]["bits"], m["streams"]["input"]["lanes"]).astype("<u4").tobytes()
     assert bytes(card.h2c) == image + frames

@@ -5,9 +5,9 @@ import threading
 
 import pytest
 
-from host.transport import (DMASR_IDLE, MM2S_LENGTH, MM2S_SA, S2MM_DA, S2MM_LENGTH, MM2S_DMASR, S2MM_DMASR,
+from bitplane.host.transport import (DMASR_IDLE, MM2S_LENGTH, MM2S_SA, S2MM_DA, S2MM_LENGTH, MM2S_DMASR, S2MM_DMASR,
                             RegisterWindow, TransportError, XdmaTransport, ZynqTransport)
-from hw.regmap import ID_MAGIC, SPAN, by_name, regmap_dict
+from bitplane.core.regmap import ID_MAGIC, SPAN, by_name, regmap_dict
 
 
 class FakeXdma:

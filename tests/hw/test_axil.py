@@ -5,8 +5,8 @@ import pytest
 from amaranth.back import verilog
 from amaranth.sim import Simulator
 
-from hw.axil import DECERR, OKAY, AXILiteRegisters
-from hw.regmap import ID_MAGIC, REGISTERS, SPAN, by_name, regmap_dict
+from bitplane.hw.axil import DECERR, OKAY, AXILiteRegisters
+from bitplane.core.regmap import ID_MAGIC, REGISTERS, SPAN, by_name, regmap_dict
 
 
 class Master:

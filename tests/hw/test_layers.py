@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from gen import hwmap
-from gen.golden import Golden
-from gen.lower import MatmulStage
-from gen.randnet import write_random_network
-from gen.spec import load_network
-from host.packing import pack_words, stream_order, unpack_words
-from hw.layers import ConvBlock, ConvParams, DenseBlock, conv_cycles
+from bitplane.gen import hwmap
+from bitplane.gen.golden import Golden
+from bitplane.gen.lower import MatmulStage
+from bitplane.randnet import write_random_network
+from bitplane.gen.spec import load_network
+from bitplane.core.packing import pack_words, stream_order, unpack_words
+from bitplane.hw.layers import ConvBlock, ConvParams, DenseBlock, conv_cycles
 from tests.hw.test_stream_blocks import run_stream
 
 

@@ -7,12 +7,12 @@ import pytest
 from amaranth.back import verilog
 from amaranth.sim import Simulator
 
-from gen import nn
-from gen.spec import window_geometry
-from host.packing import pack_words, unpack_words
-from hw.lint_waivers import lint
-from hw.stream_blocks import (CodeLUT, Pool, SlidingWindow, StreamFIFO, WidthConverter, window_cycles)
-from sim.stream_ref import feature_words, window_words
+from bitplane.gen import nn
+from bitplane.gen.spec import window_geometry
+from bitplane.core.packing import pack_words, unpack_words
+from bitplane.hw.lint_waivers import lint
+from bitplane.hw.stream_blocks import (CodeLUT, Pool, SlidingWindow, StreamFIFO, WidthConverter, window_cycles)
+from bitplane.sim.stream_ref import feature_words, window_words
 
 
 def run_stream(dut, words, n_out, seed=0, gap=0.3, stall=0.3, field=None, limit=200000, setup=None):
@@ -165,8 +165,8 @@ def test_blocks_lint_clean(comp, name):
 def test_threshold_unit_matches_reference(rows, pe, T, load):
     """ThresholdUnit == gen.lower.apply_thresholds on random signed values, mixed directions,
     out_lut applied; with ``load`` the thresholds arrive through ``t_wr`` at run time."""
-    from hw.bitserial import ThresholdParams, ThresholdUnit, pack_threshold_words
-    from gen.lower import apply_thresholds
+    from bitplane.hw.bitserial import ThresholdParams, ThresholdUnit, pack_threshold_words
+    from bitplane.gen.lower import apply_thresholds
     rng = np.random.default_rng(rows * 10 + T)
     B, TW = 7, 9
     thr = np.sort(rng.integers(-70, 70, (rows, T)), axis=1)
@@ -195,7 +195,7 @@ def test_threshold_unit_matches_reference(rows, pe, T, load):
 
 
 def test_threshold_unit_lint_clean():
-    from hw.bitserial import ThresholdParams, ThresholdUnit
+    from bitplane.hw.bitserial import ThresholdParams, ThresholdUnit
     p = ThresholdParams(rows=4, pe=2, in_bits=6, n_thresholds=3, width=8, levels=4,
                         init_thresholds=((1, 2, 3),) * 4, init_dirs=((1, 0, 1),) * 4)
     assert lint(verilog.convert(ThresholdUnit(p), name="thr"), "thr") == []

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hw import weightimage as wi
+from bitplane.core import weightimage as wi
 
 sections = st.lists(st.tuples(st.integers(0, 254), st.integers(0, 15), st.integers(1, 80)).flatmap(
     lambda t: st.tuples(st.just(t[0]), st.just(t[1]), st.lists(st.integers(0, (1 << t[2]) - 1), max_size=20),

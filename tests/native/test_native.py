@@ -6,9 +6,9 @@ from amaranth.back import verilog
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.axil import AXILiteRegisters
-from hw.regmap import ID_MAGIC, by_name
-from sim.native import build
+from bitplane.hw.axil import AXILiteRegisters
+from bitplane.core.regmap import ID_MAGIC, by_name
+from bitplane.sim.native import build
 
 
 class EchoTop(wiring.Component):

@@ -6,8 +6,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from gen import quant as ref  # noqa: E402
-from train import quant as tq  # noqa: E402
+from bitplane.gen import quant as ref  # noqa: E402
+from bitplane.train import quant as tq  # noqa: E402
 
 
 
@@ -156,9 +156,9 @@ def _spec(wq, aq, nonlin, name="t"):
     ({"type": "ttq"}, {"type": "dorefa", "bits": 2}, "clip01", None),
     ({"type": "lq", "bits": 2}, {"type": "lq", "bits": 2}, "relu", None)])
 def test_export_reproduces_torch_eval_logits(wq, aq, nonlin, gbits, tmp_path):
-    from gen.golden import Golden
-    from gen.spec import load_network
-    from train.nn import QNet, export
+    from bitplane.gen.golden import Golden
+    from bitplane.gen.spec import load_network
+    from bitplane.train.nn import QNet, export
     model = QNet(_spec(wq, aq, nonlin), grad_bits=gbits, seed=1)
     rng = np.random.default_rng(0)
     codes = rng.integers(0, 256, (16, 1, 12, 12)).astype(np.uint8)

@@ -8,13 +8,13 @@ import json
 import numpy as np
 import pytest
 
-from gen.cli import main as cli_main
-from gen.errors import NotSupportedError
-from gen.golden import Golden
-from gen.lower import lower
-from gen.spec import load_network
-from train import data
-from train.arch import ARCHS, ArchError, make_spec, parse_bits
+from bitplane.cli.main import main as cli_main
+from bitplane.core.errors import NotSupportedError
+from bitplane.gen.golden import Golden
+from bitplane.gen.lower import lower
+from bitplane.gen.spec import load_network
+from bitplane.train import data
+from bitplane.train.arch import ARCHS, ArchError, make_spec, parse_bits
 
 ROOT = data.ROOT
 
@@ -107,7 +107,7 @@ def test_train_cli_without_data_fails_with_one_line(tmp_path, monkeypatch, capsy
 
 def test_float_act_runs_on_the_float_path_only(tmp_path):
     torch = pytest.importorskip("torch")
-    from train.nn import QNet, export
+    from bitplane.train.nn import QNet, export
     spec = make_spec("tfc", "dorefa", 32, 32, "f")
     export(QNet(spec, seed=1), tmp_path / "f.yaml")
     net = load_network(tmp_path / "f.yaml")
@@ -126,7 +126,7 @@ def test_float_act_runs_on_the_float_path_only(tmp_path):
                                         ("lq", "2,2")])
 def test_every_arch_and_quantizer_exports_to_a_reproducible_spec(arch, quant, bits, tmp_path):
     torch = pytest.importorskip("torch")
-    from train.nn import QNet, export
+    from bitplane.train.nn import QNet, export
     w, a, g = parse_bits(bits, quant)
     spec = make_spec(arch, quant, w, a, "t")
     model = QNet(spec, grad_bits=None if g == 32 else g, seed=2).double()
@@ -193,10 +193,10 @@ def test_shipped_demo_network_is_trained_on_fashion_mnist():
 
 
 def test_results_doc_from_cached_rows(tmp_path):
-    """train.results writes the table and trend from row records (the training itself is the
+    """bitplane.train.results writes the table and trend from row records (the training itself is the
     end-to-end test above)."""
     pytest.importorskip("torch")
-    from train import results
+    from bitplane.train import results
 
     def row(label, quant, bits, acc, rtl=None):
         w, a, g = bits.split("/")

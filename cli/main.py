@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BitplaneError, InputError, NotSupportedError
+from bitplane.core.errors import BitplaneError, InputError, NotSupportedError
 
 def atomic_write(path: Path, write) -> None:
     """Call ``write(fileobj)`` on a temporary file next to ``path``, then rename it."""
@@ -53,12 +53,12 @@ def load_codes(path: str) -> np.ndarray:
 
 
 def _net(path):
-    from .spec import load_network
+    from bitplane.gen.spec import load_network
     return load_network(path)
 
 
 def cmd_golden(args) -> int:
-    from .golden import Golden
+    from bitplane.gen.golden import Golden
     net = _net(args.spec)
     g = Golden(net)
     x = load_codes(args.input)
@@ -89,7 +89,7 @@ def _fmt_coefs(c) -> str:
 
 
 def cmd_inspect(args) -> int:
-    from .lower import lower
+    from bitplane.gen.lower import lower
     net = _net(args.spec)
     low = lower(net)
     rows = [s.describe() for s in low.stages]
@@ -139,8 +139,8 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    from .lower import lower
-    from .plan import plan
+    from bitplane.gen.lower import lower
+    from bitplane.gen.plan import plan
     net = _net(args.spec)
     low = lower(net)
     p = plan(low, target_fps=args.target_fps, clock_mhz=args.clock_mhz, lut_budget=args.lut_budget,
@@ -174,7 +174,7 @@ def cmd_plan(args) -> int:
 
 
 def cmd_synth(args) -> int:
-    from .synth import TARGETS, synthesize
+    from bitplane.synth.flow import TARGETS, synthesize
     path = Path(args.design)
     if path.is_dir():
         manifest = path / "manifest.json"
@@ -213,7 +213,7 @@ def cmd_synth(args) -> int:
 
 
 def cmd_compile(args) -> int:
-    from .compile import compile_network
+    from bitplane.gen.compile import compile_network
     net = _net(args.spec)
     m = compile_network(net, Path(args.output), target_fps=args.target_fps, clock_mhz=args.clock_mhz,
                         lut_budget=args.lut_budget, fold_file=args.fold, embed_weights=not args.no_embed_weights,
@@ -225,7 +225,7 @@ def cmd_compile(args) -> int:
 
 
 def cmd_sim(args) -> int:
-    from sim.accel import simulate
+    from bitplane.sim.accel import simulate
     x = load_codes(args.input)
     if args.gap_pct not in range(0, 100) or args.stall_pct not in range(0, 100):
         raise InputError("--gap-pct and --stall-pct must lie in 0..99")
@@ -248,7 +248,7 @@ def cmd_sim(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from host.driver import Accelerator
+    from bitplane.host.driver import Accelerator
     if not args.selftest and not (args.input and args.output):
         raise InputError("give --input and --output, or --selftest")
     if args.top_k is not None and args.top_k < 1:
@@ -288,7 +288,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_project(args) -> int:
-    from .project import write_project
+    from bitplane.synth.project import write_project
     info = write_project(args.design, args.board, args.output)
     a = info["addresses"]["accelerator"]
     print(f"wrote {args.output}/ (build.tcl, constraints.xdc, project.json, README.md, accelerator.v, manifest) for "
@@ -299,7 +299,7 @@ def cmd_project(args) -> int:
 
 def _add_train_parser(sub):
     # train/ needs torch; its parser is importable without it (torch loads when training starts)
-    from train.trainer import add_parser
+    from bitplane.train.trainer import add_parser
     add_parser(sub)
 
 
@@ -365,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "every clock (cocotb + cocotbext-axi), for a few frames and debugging")
     p.set_defaults(fn=cmd_sim)
 
-    from .project import BOARDS
+    from bitplane.synth.project import BOARDS
     p = sub.add_parser("project", help="Vivado project (Tcl + constraints) around a compiled accelerator")
     p.add_argument("design", help="compiled folder (bitplane compile -o)")
     p.add_argument("--board", required=True, choices=sorted(BOARDS))
@@ -389,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_run)
 
     _add_train_parser(sub)
-    from . import importers
+    from bitplane.gen import importers
     importers.add_parser(sub)
     return ap
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gen.errors import InputError
+from bitplane.core.errors import InputError
 
 MANIFEST_FORMAT = "bitplane-accelerator"
 MANIFEST_VERSION = 1

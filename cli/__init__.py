@@ -1,0 +1,1 @@
+"""bitplane.cli: the ``bitplane`` command, one module per subcommand, on top of everything else."""
