@@ -27,7 +27,6 @@ import numpy as np
 from bitplane.core.environment import package_versions
 from bitplane.core.errors import BitplaneError, NotSupportedError
 from .golden import Golden
-from .lower import CodePoolStage, MatmulStage
 from .spec import Network
 
 from bitplane.core.manifest import MANIFEST_FORMAT, MANIFEST_VERSION, load_manifest  # noqa: F401 (re-exported)
@@ -45,15 +44,10 @@ def top_name(net: Network) -> str:
     return n if re.match(r"[A-Za-z_]", n) else f"net_{n}"
 
 
-def _identity(t) -> bool:
-    return np.array_equal(np.asarray(t), np.arange(len(t)))
-
-
 def build_top(golden: Golden, plan_result: dict, embed_weights: bool = True, build_id: int = 0):
     """``TopParams`` of the network for a plan; raises a clear error for what hardware lacks."""
     from bitplane.core.packing import input_lanes
-    from bitplane.hw.layers import ConvParams, DenseParams, block_out_bits
-    from bitplane.hw.top import CodePoolParams, TopParams
+    from bitplane.hw.top import TopParams
 
     from bitplane.gen import hwmap
     low = golden.lowered
@@ -62,76 +56,30 @@ def build_top(golden: Golden, plan_result: dict, embed_weights: bool = True, bui
     C, H, W = net.input_shape
     lanes = input_lanes(C, net.input_bits)
     width = lanes * net.input_bits
-    blocks, info = [], []
+    blocks = []
     for st in low.stages:
-        if isinstance(st, MatmulStage):
-            if st.groups != 1:
-                raise NotSupportedError(f"{net.path}: layer '{st.name}': grouped convolution (groups={st.groups}) "
-                                        f"is not supported by the hardware blocks yet")
-            f = folds[st.name]
-            b = hwmap.layer_params(st, f.pe, f.simd, lanes, init=embed_weights)
-            in_w = lanes * b.engine.a_planes
-            out_lanes, out_bits = f.pe, block_out_bits(b)
-        elif isinstance(st, CodePoolStage):
-            act, p = st.act, st.pool
-            bits = act.planes
-            codes = np.asarray(act.level_codes)
-            to_code = () if _identity(codes) else tuple(int(v) for v in codes)
-            to_level = ()
-            if to_code:
-                inv = np.zeros(1 << bits, dtype=np.int64)
-                inv[codes] = np.arange(len(codes))
-                to_level = tuple(int(v) for v in inv)
-            Cc, Hc, Wc = st.in_shape
-            b = CodePoolParams(int(Cc), int(Hc), int(Wc), p.kernel, p.stride, tuple(p.pads), bits, lanes,
-                               tuple(bool(v) for v in np.broadcast_to(p.maximize, (Cc,))), to_level, to_code)
-            in_w = lanes * bits
-            out_lanes, out_bits = lanes, bits
-        else:                                                   # pragma: no cover - lowering is exhaustive
-            raise NotSupportedError(f"{net.path}: stage '{st.name}' has no hardware block")
-        if in_w != width:
-            raise CompileError(f"{net.path}: layer '{st.name}': input stream of {in_w} bits does not match the "
+        if getattr(st, "groups", 1) != 1:
+            raise NotSupportedError(f"{net.path}: layer '{st.name}': grouped convolution (groups={st.groups}) "
+                                    f"is not supported by the hardware blocks yet")
+        b = hwmap.block_params(st, lanes, folds.get(st.name), init=embed_weights)
+        if b.in_bits != width:
+            raise CompileError(f"{net.path}: layer '{st.name}': input stream of {b.in_bits} bits does not match the "
                                f"previous block's {width}-bit output (internal error, please report)")
         blocks.append(b)
-        info.append(st)
-        lanes, width = out_lanes, out_lanes * out_bits
-    if not blocks or not isinstance(low.stages[-1], MatmulStage) or not low.stages[-1].raw:
+        lanes, width = b.out_lanes, b.out_bits
+    if not blocks or not blocks[-1].raw_output:
         raise NotSupportedError(f"{net.path}: the network must end with a conv or dense layer (raw accumulators)")
-    if not isinstance(blocks[-1], (ConvParams, DenseParams)):     # pragma: no cover
-        raise NotSupportedError(f"{net.path}: the last block must be a conv/dense layer")
     return TopParams(top_name(net), tuple(net.input_shape), net.input_bits, input_lanes(C, net.input_bits),
-                     tuple(blocks), build_id), info
+                     tuple(blocks), build_id), list(low.stages)
 
 
-def weight_image(golden: Golden, tp) -> list[int]:
-    """The weight image words of the network's conv/dense layers, in ``memory_sections`` order."""
+def weight_image(golden: Golden, plan_result: dict) -> list[int]:
+    """The weight image words of the network's blocks (``hw.top.loadable_memories`` order)."""
     from bitplane.core import weightimage as wimg
-    from bitplane.hw.bitserial import pack_constants, pack_threshold_words, pack_thresholds, pack_weights
-    from bitplane.hw.top import CodePoolParams, memory_sections
-
-    from bitplane.gen import hwmap
-    full = []
-    mm = [s for s in golden.lowered.stages if isinstance(s, MatmulStage)]
-    blocks = [b for b in tp.blocks if not isinstance(b, CodePoolParams)]
-    for st, b in zip(mm, blocks):
-        full.append(hwmap.layer_params(st, b.engine.pe, b.engine.simd, b.in_lanes, init=True))
-    data = []
-    for layer, kind, entries, width in memory_sections(tp):
-        b = full[layer]
-        c = b.engine
-        t = getattr(b, "thresholds", None)
-        if kind == wimg.MEM_WEIGHTS:
-            pairs = pack_weights(c, c.init_weights)
-        elif kind == wimg.MEM_THRESHOLDS and t is not None:
-            pairs = pack_threshold_words(t.rows, t.pe, t.n_thresholds, t.width, t.init_thresholds, t.init_dirs)
-        elif kind == wimg.MEM_THRESHOLDS:
-            pairs = pack_thresholds(c, c.init_thresholds, c.init_dirs)
-        else:
-            pairs = pack_constants(c, c.init_consts)
-        if [a for a, _ in pairs] != list(range(entries)):      # pragma: no cover - layout invariant
-            raise CompileError(f"memory layout of layer {layer} is not dense in address order")
-        data.append((layer, kind, [d for _, d in pairs], width))
-    return wimg.pack_image(data)
+    from bitplane.hw.top import loadable_memories
+    tp, _ = build_top(golden, plan_result, embed_weights=True)
+    return wimg.pack_image([(layer, mem.kind, tp.blocks[k].memory_data(mem), mem.width)
+                            for k, layer, mem in loadable_memories(tp)])
 
 
 def _versions() -> dict:
@@ -151,7 +99,7 @@ def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float =
     from bitplane.core.packing import AXIS_BYTES, AXIS_IN_BITS, RESULT_BITS
     from bitplane.core import regmap
     from bitplane.core import weightimage as wimg
-    from bitplane.hw.top import Accelerator, block_cycles, fifo_depths, memory_sections, top_cycles
+    from bitplane.hw.top import Accelerator, fifo_depths, memory_sections, top_cycles
 
     from .plan import plan
     t0 = time.perf_counter()
@@ -170,7 +118,7 @@ def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float =
     top = top_name(net)
     text = verilog.convert(Accelerator(tp), name=top, emit_src=False)
     progress(f"Verilog: {len(text) / 1e6:.1f} MB; weight image")
-    image = weight_image(golden, tp)
+    image = weight_image(golden, pr)
     rng = np.random.default_rng(0)
     x = rng.integers(0, 1 << net.input_bits, (TEST_VECTORS, *net.input_shape)).astype(np.uint8)
     y = golden.run_int(x)
@@ -178,17 +126,10 @@ def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float =
     depths = fifo_depths(tp)
     layers = []
     for k, (b, st) in enumerate(zip(tp.blocks, stages)):
-        row = {"name": st.name, "kind": "pool" if isinstance(st, CodePoolStage) else st.kind,
-               "in_shape": list(st.in_shape), "out_shape": list(st.out_shape),
-               "cycles_per_frame": block_cycles(b), "fifo_depth": depths[k]}
-        if isinstance(st, MatmulStage):
-            e = b.engine
-            row.update(pe=e.pe, simd=e.simd, in_lanes=b.in_lanes, w_planes=e.w_planes, a_planes=e.a_planes,
-                       thresholds=(b.thresholds.n_thresholds if getattr(b, "thresholds", None)
-                                   else e.n_thresholds), acc_pool=getattr(b, "thresholds", None) is not None,
-                       acc_bits=int(st.acc_bits), xnor=e.xnor, raw=e.raw)
-        else:
-            row.update(lanes=b.lanes, bits=b.bits)
+        row = {"name": st.name, "kind": st.kind, "in_shape": list(st.in_shape), "out_shape": list(st.out_shape),
+               "cycles_per_frame": b.cycles(), "fifo_depth": depths[k], **b.describe()}
+        if "acc_bits" in (d := st.describe()):
+            row["acc_bits"] = int(d["acc_bits"])
         layers.append(row)
     cyc = top_cycles(tp)
     affine = last.affine()                  # scale/bias composed with the last layer's batchnorms

@@ -17,7 +17,7 @@ import numpy as np
 
 from bitplane.core.errors import NotSupportedError
 from .golden import Golden
-from .lower import MatmulStage
+from .lower import CodePoolStage, MatmulStage
 
 
 def weight_codes(stage: MatmulStage) -> np.ndarray:
@@ -73,10 +73,11 @@ def stage_io(stage: MatmulStage, idx):
 
 
 def is_xnor(stage: MatmulStage) -> bool:
+    """The stage's bases allow the engine's XNOR path (``hw.bitserial.xnor_compatible``)."""
+    from bitplane.hw.bitserial import xnor_compatible
     wb, ab = stage.wq.int_basis, stage.in_act.int_basis
-    return (wb.planes == 1 and ab.planes == 1 and set(np.asarray(wb.coefs).ravel().tolist()) == {2}
-            and set(np.asarray(wb.offset).tolist()) == {-1} and list(np.asarray(ab.coefs)) == [2]
-            and int(ab.offset) == -1)
+    return xnor_compatible(np.asarray(wb.coefs).tolist(), np.asarray(wb.offset).tolist(),
+                           np.asarray(ab.coefs).tolist(), ab.offset)
 
 
 def engine_config(stage: MatmulStage, pe: int, simd: int, pooled: bool = False, init: bool = True):
@@ -112,7 +113,7 @@ def engine_config(stage: MatmulStage, pe: int, simd: int, pooled: bool = False, 
 def threshold_params(stage: MatmulStage, pe: int, init: bool = True):
     """The :class:`hw.bitserial.ThresholdParams` after a pool on accumulators."""
     from bitplane.hw.bitserial import ThresholdParams
-    from .lower import signed_bits
+    from bitplane.core.intmath import signed_bits
     thr = np.asarray(stage.thresholds, dtype=np.int64)
     lo = min(stage.acc_lo - 1, int(thr.min()) if thr.size else 0)
     hi = max(stage.acc_hi + 1, int(thr.max()) if thr.size else 0)
@@ -123,6 +124,36 @@ def threshold_params(stage: MatmulStage, pe: int, init: bool = True):
         return p
     return ThresholdParams(**{**p.__dict__, "init_thresholds": tuple(map(tuple, thr.tolist())),
                               "init_dirs": tuple(map(tuple, stage.up.astype(int).tolist()))})
+
+
+def _identity(t) -> bool:
+    return np.array_equal(np.asarray(t), np.arange(len(t)))
+
+
+def code_pool_params(stage: CodePoolStage, in_lanes: int):
+    """``CodePoolParams`` of a pool on activation codes: codes are mapped to level indices
+    (value order) before the pool and back after it, unless the codes already are in value order."""
+    from bitplane.hw.layers import CodePoolParams
+    act, p = stage.act, stage.pool
+    codes = np.asarray(act.level_codes)
+    to_code = () if _identity(codes) else tuple(int(v) for v in codes)
+    to_level = ()
+    if to_code:
+        inv = np.zeros(1 << act.planes, dtype=np.int64)
+        inv[codes] = np.arange(len(codes))
+        to_level = tuple(int(v) for v in inv)
+    C, H, W = (int(v) for v in stage.in_shape)
+    return CodePoolParams(C, H, W, p.kernel, p.stride, tuple(p.pads), act.planes, in_lanes,
+                          tuple(bool(v) for v in np.broadcast_to(p.maximize, (C,))), to_level, to_code)
+
+
+def block_params(stage, in_lanes: int, fold=None, init: bool = True):
+    """The hardware block (``hw.layers.BlockParams``) of a lowered stage whose input arrives
+    ``in_lanes`` values per word; ``fold`` (PE, SIMD) for the stages that fold. The one place
+    where a stage type meets its block type."""
+    if stage.folds:
+        return layer_params(stage, fold.pe, fold.simd, in_lanes, init=init)
+    return code_pool_params(stage, in_lanes)
 
 
 def layer_params(stage: MatmulStage, pe: int, simd: int, in_lanes: int, init: bool = True):

@@ -24,19 +24,12 @@ import numpy as np
 
 from bitplane.gen import nn
 from bitplane.core.errors import NotSupportedError, SpecError
+from bitplane.core.intmath import signed_bits  # noqa: F401 (part of lower's API)
 from .quant import ActQuant, QWeights, quantize_weights
 from .spec import Layer, Network
 
 HW_DEFAULT_WEIGHT_QUANT = {"type": "int", "bits": 8}
 MAX_ACC_BITS = 48    # float64 BLAS stays exact well below 2^53
-
-
-def signed_bits(lo: int, hi: int) -> int:
-    """Smallest two's-complement width holding every integer in ``[lo, hi]``."""
-    b = 1
-    while not (-(1 << (b - 1)) <= lo and hi <= (1 << (b - 1)) - 1):
-        b += 1
-    return b
 
 
 @dataclass
@@ -54,6 +47,8 @@ class PoolSpec:
 
 @dataclass
 class MatmulStage:
+    """A conv or dense layer with what folds into it (batchnorm, activation, pool)."""
+    folds = True                  # folded onto PE x SIMD by the planner
     name: str                     # the conv/dense layer
     kind: str                     # 'conv' | 'dense'
     layers: list                  # names of the spec layers folded into this stage
@@ -161,6 +156,9 @@ class MatmulStage:
 
 @dataclass
 class CodePoolStage:
+    """A max/min pool on activation codes (between an activation quantizer and the next layer)."""
+    folds = False             # no PE/SIMD: it runs at one word per cycle
+    kind = "pool"
     name: str
     in_shape: tuple
     out_shape: tuple

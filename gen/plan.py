@@ -20,7 +20,7 @@ it divides ``N``.
 The engine is not the only rate: a block also streams its input (a conv's sliding window
 emits ``K*K*C/lanes`` words per output pixel, a pool consumes one word per cycle), and the
 lanes per word are the previous block's ``PE``. :func:`block_cycles` gives every block's
-cycles/frame with the hardware's own formulas (``hw.top.block_cycles``) for a set of folds;
+cycles/frame with the hardware's own formulas (``hw.layers.BlockParams.cycles``) for a set of folds;
 with a target the planner widens the ``PE`` of a block's producer until the block keeps up
 (or its own ``PE`` when its accumulator pool is the limit), so the plan's cycles/frame is
 the compiled accelerator's.
@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 import yaml
 
 from bitplane.core.errors import BitplaneError, NotSupportedError
-from .lower import CodePoolStage, Lowered, MatmulStage
+from .lower import Lowered, MatmulStage
 
 
 class PlanError(BitplaneError):
@@ -79,10 +79,27 @@ def estimate_luts(st: MatmulStage, pe: int, simd: int) -> int:
     return int(pe * simd + pe * (2 * acc + T * ((acc + 1) // 2) + 4) + 60)
 
 
-def memory_bits(st: MatmulStage) -> dict:
-    T = 0 if st.raw else int(st.thresholds.shape[1])
-    return {"weights": st.out_channels * st.n_dot * st.wq.planes,
-            "thresholds": st.out_channels * T * (st.acc_bits + 1)}
+def _memories(st: MatmulStage, pe: int, simd: int):
+    """The run-time memories of the stage's block at this fold (the hardware's own widths)."""
+    from .hwmap import layer_params
+    return layer_params(st, pe, simd, 1, init=False).memories()
+
+
+def memory_bits(st: MatmulStage, pe: int, simd: int) -> dict:
+    """Bits of the block's weight, threshold and constant memories at this fold, as built
+    (``hw.layers.BlockParams.memories``; the weight-image section kinds), and ``word``: the
+    widest memory word."""
+    from bitplane.core import weightimage as wimg
+    out = {"weights": 0, "thresholds": 0, "constants": 0, "word": 0}
+    names = {wimg.MEM_WEIGHTS: "weights", wimg.MEM_THRESHOLDS: "thresholds", wimg.MEM_CONSTANTS: "constants"}
+    try:
+        mems = _memories(st, pe, simd)
+    except NotSupportedError:        # no hardware block (e.g. raw output too wide): compile reports it
+        return dict(out, weights=st.out_channels * st.n_dot * st.wq.planes, word=pe * simd * st.wq.planes)
+    for mem in mems:
+        out[names[mem.kind]] += mem.bits
+        out["word"] = max(out["word"], mem.width)
+    return out
 
 
 @dataclass
@@ -94,6 +111,8 @@ class Fold:
     luts: int
     weight_bits: int
     threshold_bits: int
+    constant_bits: int
+    word_bits: int            # widest memory word
     source: str = "planner"
     block_cycles: int = 0     # the whole block (engine, window, input, pools): set by plan()
 
@@ -119,24 +138,19 @@ MAX_WORD_BITS = 1 << 15
 
 
 def word_bits(st: MatmulStage, pe: int, simd: int) -> int:
-    """Widest run-time memory word of the engine at this fold (``EngineConfig.memory_words``)."""
-    from bitplane.core.errors import NotSupportedError
-    from .hwmap import engine_config
-    try:
-        return max(engine_config(st, pe, simd, init=False).memory_words.values())
-    except NotSupportedError:        # raw output too wide for hardware: compile reports it
-        return pe * simd * st.wq.planes
+    """Widest run-time memory word of the block at this fold."""
+    return memory_bits(st, pe, simd)["word"]
 
 
 def _fold(st, pe, simd, source="planner") -> Fold:
-    m = memory_bits(st)
+    m = memory_bits(st, pe, simd)
     return Fold(st.name, pe, simd, stage_cycles(st, pe, simd), estimate_luts(st, pe, simd),
-                m["weights"], m["thresholds"], source)
+                m["weights"], m["thresholds"], m["constants"], m["word"], source)
 
 
 def _options(st):
-    opts = [(_fold(st, p, s)) for p in divisors(st.out_channels) for s in simd_options(st)
-            if word_bits(st, p, s) <= MAX_WORD_BITS]
+    opts = [f for f in (_fold(st, p, s) for p in divisors(st.out_channels) for s in simd_options(st))
+            if f.word_bits <= MAX_WORD_BITS]
     return sorted(opts, key=lambda f: (f.luts, f.cycles))
 
 
@@ -158,34 +172,31 @@ def load_fold_file(path) -> dict:
 
 
 def block_cycles(low: Lowered, folds: dict) -> dict:
-    """Cycles/frame of every hardware block (conv/dense stages and pools on codes) for
-    ``folds`` (``{stage: Fold}``), in pipeline order: ``hw.top.block_cycles`` on the block
-    parameters the compiler builds, with each block's input lanes = its producer's ``PE``."""
+    """Cycles/frame of every hardware block for ``folds`` (``{stage: Fold}``), in pipeline
+    order: each block's own formula (``hw.layers.BlockParams.cycles``) on the parameters the
+    compiler builds, with each block's input lanes = its producer's output lanes."""
     from bitplane.core.packing import input_lanes
-    from bitplane.hw.stream_blocks import pool_cycles
-    from bitplane.hw.top import block_cycles as hw_block_cycles
 
-    from .hwmap import layer_params
+    from .hwmap import block_params
     lanes = input_lanes(int(low.net.input_shape[0]), low.net.input_bits)
     out = {}
     for st in low.stages:
-        if isinstance(st, MatmulStage):
-            f = folds[st.name]
-            try:
-                out[st.name] = hw_block_cycles(layer_params(st, f.pe, f.simd, lanes, init=False))
-            except NotSupportedError:       # no hardware block: the compiler says so
-                out[st.name] = f.cycles
+        f = folds.get(st.name)
+        try:
+            b = block_params(st, lanes, f, init=False)
+        except NotSupportedError:       # no hardware block: the compiler says so
+            out[st.name] = f.cycles
             lanes = f.pe
-        elif isinstance(st, CodePoolStage):
-            C, H, W = (int(v) for v in st.in_shape)
-            out[st.name] = pool_cycles(H, W, C // lanes, st.pool.kernel, st.pool.stride, tuple(st.pool.pads))
+            continue
+        out[st.name] = b.cycles()
+        lanes = b.out_lanes
     return out
 
 
 def _feed(low: Lowered, folds: dict, budget: float, fixed: set, options):
     """Widen producers' PE until every block meets ``budget`` cycles/frame (target mode);
     ``options(stage)`` lists a stage's legal folds, cheapest first."""
-    order = [s for s in low.stages if isinstance(s, (MatmulStage, CodePoolStage))]
+    order = list(low.stages)
     for _ in range(64 * len(order)):
         cyc = block_cycles(low, folds)
         late = [i for i, s in enumerate(order) if cyc[s.name] > budget]
@@ -193,10 +204,10 @@ def _feed(low: Lowered, folds: dict, budget: float, fixed: set, options):
             return
         i = late[0]
         st = order[i]
-        producer = next((s for s in reversed(order[:i]) if isinstance(s, MatmulStage)), None)
+        producer = next((s for s in reversed(order[:i]) if s.folds), None)
         tried = []
         # the producer's lanes feed this block; a conv's own PE sets its accumulator pool's rate
-        for cand in ([producer] if producer is not None else []) + ([st] if isinstance(st, MatmulStage) else []):
+        for cand in ([producer] if producer is not None else []) + ([st] if st.folds else []):
             if cand.name in fixed:
                 continue
             cur = folds[cand.name]
@@ -227,7 +238,7 @@ def _feed(low: Lowered, folds: dict, budget: float, fixed: set, options):
 def plan(low: Lowered, target_fps: float | None = None, clock_mhz: float = 100.0,
          lut_budget: int | None = None, fold_file=None) -> dict:
     """Choose a fold per matmul stage; return ``{"folds": [...], "bottleneck": ..., ...}``."""
-    stages = [s for s in low.stages if isinstance(s, MatmulStage)]
+    stages = [s for s in low.stages if s.folds]
     overrides = {}
     if fold_file is not None:
         overrides = load_fold_file(fold_file)
@@ -297,5 +308,5 @@ def plan(low: Lowered, target_fps: float | None = None, clock_mhz: float = 100.0
         "pools": {k: v for k, v in cyc.items() if k not in folds},
         "fps": clock_mhz * 1e6 / worst,
         "luts": sum(f.luts for f in ordered),
-        "memory_bits": sum(f.weight_bits + f.threshold_bits for f in ordered),
+        "memory_bits": sum(f.weight_bits + f.threshold_bits + f.constant_bits for f in ordered),
     }

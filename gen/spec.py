@@ -17,6 +17,7 @@ import numpy as np
 import yaml
 
 from bitplane.core.errors import SpecError
+from bitplane.core.intmath import window_out
 from .quant import ACT_NONLINS, ACT_TYPES, DEFAULT_BITS, NONLINS, WEIGHT_TYPES
 
 OPS = ("conv", "dense", "batchnorm", "quant_act", "act", "maxpool")
@@ -94,9 +95,7 @@ def window_geometry(h: int, w: int, k: int, s: int, padding) -> tuple[int, int, 
         t = b = l = r = 0
     else:
         t = b = l = r = int(padding)
-    oh = (h + t + b - k) // s + 1
-    ow = (w + l + r - k) // s + 1
-    return oh, ow, (t, b, l, r)
+    return window_out(h, t, b, k, s), window_out(w, l, r, k, s), (t, b, l, r)
 
 
 class _Ctx:

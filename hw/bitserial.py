@@ -32,12 +32,16 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from bitplane.core.intmath import signed_bits
 
-def _sbits(lo: int, hi: int) -> int:
-    b = 1
-    while not (-(1 << (b - 1)) <= lo and hi <= (1 << (b - 1)) - 1):
-        b += 1
-    return b
+
+
+
+def xnor_compatible(w_coefs, w_offset, a_coefs, a_offset) -> bool:
+    """The XNOR/popcount fast path applies: one weight and one activation plane, both +-1
+    (coefficient 2, offset -1 on both sides: ``w*a = 2*xnor(bw, ba) - 1``)."""
+    return (len(w_coefs) == 1 and len(a_coefs) == 1 and {int(c) for c in w_coefs[0]} == {2}
+            and {int(o) for o in w_offset} == {-1} and [int(c) for c in a_coefs] == [2] and int(a_offset) == -1)
 
 
 @dataclass(frozen=True)
@@ -71,9 +75,7 @@ class EngineConfig:
             raise ValueError("w_coefs must be [Pw][rows]")
         if len(self.w_offset) != R:
             raise ValueError("w_offset must have one entry per row")
-        if self.xnor and not (self.w_planes == self.a_planes == 1 and set(self.w_coefs[0]) == {2}
-                              and set(self.w_offset) == {-1} and tuple(self.a_coefs) == (2,)
-                              and self.a_offset == -1):
+        if self.xnor and not xnor_compatible(self.w_coefs, self.w_offset, self.a_coefs, self.a_offset):
             raise ValueError("the XNOR path needs +-1 weights and activations (c=[2], o=-1 on both sides)")
         # Raw mode outputs the low ``raw_width`` bits of the exact dot product. The engine's
         # internal width (``final_width``) bounds every partial term and can exceed the final
@@ -116,7 +118,7 @@ class EngineConfig:
         """Width holding every partial sum of the bit-serial part."""
         B = self.cols * max(sum(abs(c[r]) for c in self.w_coefs) for r in range(self.rows)) \
             * sum(abs(c) for c in self.a_coefs)
-        return _sbits(-B, B) if not self.xnor else _sbits(0, self.cols)
+        return signed_bits(-B, B) if not self.xnor else signed_bits(0, self.cols)
 
     @property
     def memory_words(self) -> dict:
@@ -131,7 +133,7 @@ class EngineConfig:
         """Width holding the exact dot product, any constant K and thresholds +-1."""
         B = self.cols * max(sum(abs(c[r]) for c in self.w_coefs) + abs(self.w_offset[r]) for r in range(self.rows)) \
             * (sum(abs(c) for c in self.a_coefs) + abs(self.a_offset))
-        return _sbits(-B - 1, B + 1)
+        return signed_bits(-B - 1, B + 1)
 
 
 def mvtu_cycles(rows: int, cols: int, pe: int, simd: int, w_planes: int, a_planes: int) -> int:
@@ -431,7 +433,7 @@ class BitSerialMVTU(wiring.Component):
             m.d.sync += [v3.eq(v2), nf3.eq(nf2), first3.eq(first2), last3.eq(last2), sa3.eq(sa2),
                          sa_first3.eq(sa_first2), sa_last3.eq(sa_last2)]
         ca_vals = list(c.a_coefs)
-        sprod3 = Signal(signed(_sbits(min(0, min(ca_vals) * SIMD), max(0, max(ca_vals) * SIMD))))
+        sprod3 = Signal(signed(signed_bits(min(0, min(ca_vals) * SIMD), max(0, max(ca_vals) * SIMD))))
         with m.If(advance):
             m.d.sync += sprod3.eq(Array([pa2 * v for v in ca_vals])[j2])
         uniform = all(len(set(col)) == 1 for col in c.w_coefs)
@@ -447,12 +449,12 @@ class BitSerialMVTU(wiring.Component):
                     for ii in range(Pw):
                         for jj in range(Pa):
                             vals.append(c.w_coefs[ii][f * PE + pe] * c.a_coefs[jj])
-                pr = Signal(signed(_sbits(min(0, min(vals) * SIMD), max(0, max(vals) * SIMD))), name=f"prod{pe}")
+                pr = Signal(signed(signed_bits(min(0, min(vals) * SIMD), max(0, max(vals) * SIMD))), name=f"prod{pe}")
                 idx = (i2 * Pa + j2) if uniform else ((nf2 * Pw + i2) * Pa + j2)
                 if uniform or len(vals) <= 16:
                     term = Array([p2[pe] * v for v in vals])[idx]
                 else:               # per-row coefficients of many row folds: one multiplier
-                    cw = _sbits(min(vals + [0]), max(vals + [0]))
+                    cw = signed_bits(min(vals + [0]), max(vals + [0]))
                     term = Array([Const(v, signed(cw)) for v in vals])[idx] * p2[pe]
                 with m.If(advance):
                     m.d.sync += pr.eq(term)
@@ -510,7 +512,7 @@ class BitSerialMVTU(wiring.Component):
                 if len(set(offs)) == 1:
                     prod = s4 * offs[0]
                 else:
-                    ow_tab = Array([Const(o, signed(_sbits(min(offs + [0]), max(offs + [0])))) for o in offs])
+                    ow_tab = Array([Const(o, signed(signed_bits(min(offs + [0]), max(offs + [0])))) for o in offs])
                     prod = ow_tab[nf4] * s4
                 with m.If(advance):
                     m.d.sync += [rk.eq(res4[pe] + k4[pe * FW:(pe + 1) * FW].as_signed()), so.eq(prod)]
@@ -570,6 +572,11 @@ class ThresholdParams:
         top = max(self.out_lut) if self.out_lut else self.levels - 1
         return max(1, ceil_log2(top + 1))
 
+    @property
+    def memory_word(self) -> int:
+        """Width of the threshold memory word (the one definition; port and memory use it)."""
+        return self.pe * self.n_thresholds * (self.width + 1)
+
 
 THRESHOLD_LATENCY = 3   # cycles from an accepted input word to its output word
 
@@ -596,7 +603,7 @@ class ThresholdUnit(wiring.Component):
             "i": In(stream.Signature(p.pe * p.in_bits)),
             "o": Out(stream.Signature(p.pe * p.out_bits)),
             "t_wr": In(stream.Signature(data.StructLayout(
-                {"addr": max(1, ceil_log2(p.nf)), "data": p.pe * p.n_thresholds * (p.width + 1)}))),
+                {"addr": max(1, ceil_log2(p.nf)), "data": p.memory_word}))),
         })
 
     def elaborate(self, platform):
@@ -605,7 +612,7 @@ class ThresholdUnit(wiring.Component):
         PE, T, TW, B = p.pe, p.n_thresholds, p.width, p.in_bits
         tinit = [d for _, d in pack_threshold_words(p.rows, PE, T, TW, p.init_thresholds, p.init_dirs)] \
             if p.init_thresholds else []
-        m.submodules.tmem = tmem = Memory(shape=PE * T * (TW + 1), depth=max(2, p.nf), init=tinit)
+        m.submodules.tmem = tmem = Memory(shape=p.memory_word, depth=max(2, p.nf), init=tinit)
         wp = tmem.write_port()
         m.d.comb += [wp.addr.eq(self.t_wr.payload.addr), wp.data.eq(self.t_wr.payload.data),
                      wp.en.eq(self.t_wr.valid), self.t_wr.ready.eq(1)]

@@ -1,9 +1,28 @@
-"""Layer blocks: a lowered conv/dense stage as one streaming component.
+"""Streaming blocks and the block interface (docs/design.md, "Block interface").
 
-:class:`ConvBlock`: sliding window -> (width converter) -> bit-serial MVTU -> (pool on level
-indices -> level-to-code LUT). :class:`DenseBlock`: (width converter) -> MVTU. Both are
-built from plain parameter objects that ``gen.hwmap`` derives from the golden model's
-integer form, so the block computes exactly the int path of that stage.
+Every block of the accelerator is described by a frozen parameter object derived from
+:class:`BlockParams`. The parameter object answers everything the top level, the compiler
+and the planner ask of a block -- its cycles per frame, its input and output word widths,
+its output burst, its run-time loadable memories and their contents -- and builds its
+component, so none of them dispatches on the block type:
+
+=======================  ==============================================================
+``in_bits``              input stream word width
+``out_lanes``            values per output word; ``out_lane_bits`` bits per value
+``burst``                output words emitted back to back (sizes the FIFO behind it)
+``cycles()``             steady-state cycles per frame (the hardware formula)
+``memories()``           :class:`LoadableMemory` list, in weight-image order
+``memory_data(mem)``     address-ordered words of one memory (parameters built with ``init``)
+``out_values``           values per frame (the last block's accumulators)
+``describe()``           manifest fields
+``build()``              the :class:`amaranth.lib.wiring.Component`
+=======================  ==============================================================
+
+Blocks: :class:`ConvBlock` (sliding window -> (width converter) -> bit-serial MVTU -> (pool
+on level indices -> level-to-code LUT, or pool on accumulators -> threshold unit)),
+:class:`DenseBlock` ((width converter) -> MVTU), :class:`CodePoolBlock` (max/min pool on
+activation codes). ``gen.hwmap`` derives the parameters from the golden model's integer
+form, so each block computes exactly the int path of its stage.
 """
 from __future__ import annotations
 
@@ -14,8 +33,132 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from .bitserial import BitSerialMVTU, EngineConfig, ThresholdParams, ThresholdUnit, engine_cycles
+from bitplane.core import weightimage as wimg
+from bitplane.core.intmath import window_out
+
+from .bitserial import (BitSerialMVTU, EngineConfig, ThresholdParams, ThresholdUnit, engine_cycles, pack_constants,
+                        pack_threshold_words, pack_thresholds, pack_weights)
 from .stream_blocks import CodeLUT, Pool, SlidingWindow, WidthConverter, pool_cycles, window_cycles
+
+
+@dataclass(frozen=True)
+class LoadableMemory:
+    """A run-time loadable memory of a block: weight-image section ``kind`` with ``entries``
+    words of ``width`` bits, written through the block component's port ``port``."""
+    kind: int
+    entries: int
+    width: int
+    port: str
+
+    @property
+    def bits(self) -> int:
+        return self.entries * self.width
+
+
+class BlockParams:
+    """The block interface (module docstring); subclasses are frozen dataclasses."""
+    burst = 1
+
+    @property
+    def in_bits(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def out_lanes(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def out_lane_bits(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def out_bits(self) -> int:
+        """Output stream word width."""
+        return self.out_lanes * self.out_lane_bits
+
+    @property
+    def out_values(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def raw_output(self) -> bool:
+        """The block emits raw signed accumulators (only such a block can end a network)."""
+        return False
+
+    def cycles(self) -> int:
+        raise NotImplementedError
+
+    def memories(self) -> tuple[LoadableMemory, ...]:
+        return ()
+
+    def memory_data(self, mem: LoadableMemory) -> list[int]:
+        raise ValueError(f"{type(self).__name__} has no memory {mem}")
+
+    def describe(self) -> dict:
+        raise NotImplementedError
+
+    def build(self) -> wiring.Component:
+        raise NotImplementedError
+
+
+class _EngineBlock(BlockParams):
+    """What conv and dense blocks share: an MVTU (``engine``) and an optional threshold unit."""
+    thresholds = None
+
+    @property
+    def in_bits(self) -> int:
+        return self.in_lanes * self.engine.a_planes
+
+    @property
+    def out_lanes(self) -> int:
+        return self.engine.pe
+
+    @property
+    def out_lane_bits(self) -> int:
+        return self.engine.out_bits
+
+    @property
+    def burst(self) -> int:
+        return self.engine.rows // self.engine.pe
+
+    @property
+    def raw_output(self) -> bool:
+        return self.engine.raw and self.thresholds is None
+
+    @property
+    def result_width(self) -> int:
+        return self.engine.raw_width
+
+    def memories(self) -> tuple[LoadableMemory, ...]:
+        e, t = self.engine, self.thresholds
+        words = e.memory_words
+        mems = [LoadableMemory(wimg.MEM_WEIGHTS, e.nf * e.sf, words["weights"], "w_wr")]
+        if t is not None:
+            mems.append(LoadableMemory(wimg.MEM_THRESHOLDS, t.nf, t.memory_word, "t_wr"))
+        elif e.n_thresholds:
+            mems.append(LoadableMemory(wimg.MEM_THRESHOLDS, e.nf, words["thresholds"], "t_wr"))
+        mems.append(LoadableMemory(wimg.MEM_CONSTANTS, e.nf, words["constants"], "k_wr"))
+        return tuple(mems)
+
+    def memory_data(self, mem: LoadableMemory) -> list[int]:
+        e, t = self.engine, self.thresholds
+        if mem.kind == wimg.MEM_WEIGHTS:
+            pairs = pack_weights(e, e.init_weights)
+        elif mem.kind == wimg.MEM_THRESHOLDS and t is not None:
+            pairs = pack_threshold_words(t.rows, t.pe, t.n_thresholds, t.width, t.init_thresholds, t.init_dirs)
+        elif mem.kind == wimg.MEM_THRESHOLDS:
+            pairs = pack_thresholds(e, e.init_thresholds, e.init_dirs)
+        else:
+            pairs = pack_constants(e, e.init_consts)
+        if [a for a, _ in pairs] != list(range(mem.entries)):
+            raise ValueError(f"memory {mem} is not dense in address order")
+        return [d for _, d in pairs]
+
+    def describe(self) -> dict:
+        e, t = self.engine, self.thresholds
+        return {"pe": e.pe, "simd": e.simd, "in_lanes": self.in_lanes, "w_planes": e.w_planes,
+                "a_planes": e.a_planes, "thresholds": t.n_thresholds if t is not None else e.n_thresholds,
+                "acc_pool": t is not None, "xnor": e.xnor, "raw": e.raw}
 
 
 @dataclass(frozen=True)
@@ -27,7 +170,7 @@ class PoolParams:
 
 
 @dataclass(frozen=True)
-class ConvParams:
+class ConvParams(_EngineBlock):
     channels: int
     height: int
     width: int
@@ -49,20 +192,34 @@ class ConvParams:
     def out_width(self) -> int:
         return window_out(self.width, self.pads[2], self.pads[3], self.kernel, self.stride)
 
+    @property
+    def out_lane_bits(self) -> int:
+        """Bits per output value (a pooled conv with a code table emits codes; with a threshold
+        unit, its codes)."""
+        if self.thresholds is not None:
+            return self.thresholds.out_bits
+        if self.pool is not None and self.code_lut:
+            return max(1, ceil_log2(max(self.code_lut) + 1))
+        return self.engine.out_bits
 
-def window_out(size: int, pad_lo: int, pad_hi: int, kernel: int, stride: int) -> int:
-    """Output positions of a sliding window along one axis."""
-    return (size + pad_lo + pad_hi - kernel) // stride + 1
+    @property
+    def out_values(self) -> int:
+        return self.out_height * self.out_width * self.engine.rows
 
+    def cycles(self) -> int:
+        """Cycles per frame in steady state: the slowest of engine, window, input and pool."""
+        e = self.engine
+        parts = [self.out_height * self.out_width * engine_cycles(e),
+                 window_cycles(self.height, self.width, self.channels // self.in_lanes, self.kernel, self.stride,
+                               self.pads),
+                 self.height * self.width * (self.channels // self.in_lanes)]
+        if self.pool is not None:
+            q = self.pool
+            parts.append(pool_cycles(self.out_height, self.out_width, e.rows // e.pe, q.kernel, q.stride, q.pads))
+        return max(parts)
 
-def block_out_bits(p) -> int:
-    """Bits per output lane of a conv/dense block (a pooled conv with a code table emits codes)."""
-    e = p.engine
-    if isinstance(p, ConvParams) and p.thresholds is not None:
-        return p.thresholds.out_bits
-    if isinstance(p, ConvParams) and p.pool is not None and p.code_lut:
-        return max(1, ceil_log2(max(p.code_lut) + 1))
-    return e.out_bits
+    def build(self):
+        return ConvBlock(self)
 
 
 def _members(engine: BitSerialMVTU, in_bits: int, out_bits: int, thr: ThresholdUnit | None = None) -> dict:
@@ -83,19 +240,6 @@ def _connect_memories(m: Module, blk, eng: BitSerialMVTU, thr: ThresholdUnit | N
         m.d.comb += eng.t_wr.valid.eq(0)
 
 
-def conv_cycles(p: ConvParams) -> int:
-    """Cycles per frame of a :class:`ConvBlock` in steady state: its slowest part."""
-    e = p.engine
-    vectors = p.out_height * p.out_width
-    parts = [vectors * engine_cycles(e),
-             window_cycles(p.height, p.width, p.channels // p.in_lanes, p.kernel, p.stride, p.pads),
-             p.height * p.width * (p.channels // p.in_lanes)]
-    if p.pool is not None:
-        parts.append(pool_cycles(p.out_height, p.out_width, e.rows // e.pe, p.pool.kernel, p.pool.stride,
-                                 p.pool.pads))
-    return max(parts)
-
-
 class ConvBlock(wiring.Component):
     """One conv stage: window, MVTU, optional pool on level indices and code LUT, or (with
     ``thresholds``) a raw-accumulator MVTU, a pool on accumulators and a :class:`ThresholdUnit`
@@ -106,7 +250,7 @@ class ConvBlock(wiring.Component):
     order, ``PE`` channels per word. Memories of the MVTU are exposed as ``w_wr``, ``t_wr``,
     ``k_wr`` (see :class:`~hw.bitserial.BitSerialMVTU`).
 
-    Throughput: :func:`conv_cycles` per frame; latency: the window's line fill plus one
+    Throughput: :meth:`ConvParams.cycles` per frame; latency: the window's line fill plus one
     vector of the engine; backpressure propagates through every part.
     """
 
@@ -119,8 +263,8 @@ class ConvBlock(wiring.Component):
             raise ValueError("a threshold unit follows a pool on raw accumulators (no code table)")
         self.engine = BitSerialMVTU(e)
         self.thr = ThresholdUnit(p.thresholds) if p.thresholds is not None else None
-        self.out_bits = block_out_bits(p)
-        super().__init__(_members(self.engine, p.in_lanes * e.a_planes, e.pe * self.out_bits, self.thr))
+        self.out_bits = p.out_lane_bits
+        super().__init__(_members(self.engine, p.in_bits, p.out_bits, self.thr))
 
     def elaborate(self, platform):
         m = Module()
@@ -160,13 +304,20 @@ class ConvBlock(wiring.Component):
 
 
 @dataclass(frozen=True)
-class DenseParams:
+class DenseParams(_EngineBlock):
     in_lanes: int
     engine: EngineConfig
 
+    @property
+    def out_values(self) -> int:
+        return self.engine.rows
 
-def dense_cycles(p: DenseParams) -> int:
-    return max(engine_cycles(p.engine), p.engine.cols // p.in_lanes)
+    def cycles(self) -> int:
+        """The engine, or the input stream (``cols / in_lanes`` words) when it is slower."""
+        return max(engine_cycles(self.engine), self.engine.cols // self.in_lanes)
+
+    def build(self):
+        return DenseBlock(self)
 
 
 class DenseBlock(wiring.Component):
@@ -179,9 +330,8 @@ class DenseBlock(wiring.Component):
     def __init__(self, p: DenseParams):
         self.p = p
         self.engine = BitSerialMVTU(p.engine)
-        e = p.engine
-        self.out_bits = block_out_bits(p)
-        super().__init__(_members(self.engine, p.in_lanes * e.a_planes, e.pe * self.out_bits))
+        self.out_bits = p.out_lane_bits
+        super().__init__(_members(self.engine, p.in_bits, p.out_bits))
 
     def elaborate(self, platform):
         m = Module()
@@ -195,4 +345,85 @@ class DenseBlock(wiring.Component):
         else:
             wiring.connect(m, wiring.flipped(self.i), eng.act)
         wiring.connect(m, eng.out, wiring.flipped(self.o))
+        return m
+
+
+@dataclass(frozen=True)
+class CodePoolParams(BlockParams):
+    """A pool on activation codes: code -> level index, pool, level index -> code."""
+    channels: int
+    height: int
+    width: int
+    kernel: int
+    stride: int
+    pads: tuple
+    bits: int                 # code width in and out
+    lanes: int                # channels per word (in = out)
+    maximize: tuple           # per channel
+    to_level: tuple = ()      # code -> level index (empty: identity)
+    to_code: tuple = ()       # level index -> code (empty: identity)
+
+    out_height = ConvParams.out_height
+    out_width = ConvParams.out_width
+
+    @property
+    def in_bits(self) -> int:
+        return self.lanes * self.bits
+
+    @property
+    def out_lanes(self) -> int:
+        return self.lanes
+
+    @property
+    def out_lane_bits(self) -> int:
+        return self.bits
+
+    @property
+    def out_values(self) -> int:
+        return self.out_height * self.out_width * self.channels
+
+    def cycles(self) -> int:
+        return pool_cycles(self.height, self.width, self.channels // self.lanes, self.kernel, self.stride, self.pads)
+
+    def describe(self) -> dict:
+        return {"lanes": self.lanes, "bits": self.bits}
+
+    def build(self):
+        return CodePoolBlock(self)
+
+
+class CodePoolBlock(wiring.Component):
+    """Max/min pool on activation codes (a pool layer after an activation quantizer).
+
+    Ports: ``i`` In(stream of ``lanes*bits``), ``o`` Out(stream of ``lanes*bits``), HWC order.
+    Codes are mapped to level indices (ordered by value) before the pool and back after it,
+    through registered tables when the code order is not the value order.
+    Throughput :meth:`CodePoolParams.cycles`; latency: the pool window's line fill plus up to two
+    table registers; backpressure propagates.
+    """
+
+    def __init__(self, p: CodePoolParams):
+        self.p = p
+        super().__init__({"i": In(stream.Signature(p.lanes * p.bits)), "o": Out(stream.Signature(p.lanes * p.bits))})
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.p
+        src = self.i
+        if p.to_level:
+            m.submodules.to_level = a = CodeLUT(p.to_level, p.bits, p.bits, p.lanes)
+            wiring.connect(m, wiring.flipped(self.i), a.i)
+            src = a.o
+        m.submodules.pool = pool = Pool(p.channels, p.height, p.width, p.kernel, p.stride, p.pads, p.bits,
+                                        p.lanes, maximize=p.maximize)
+        if p.to_level:
+            wiring.connect(m, src, pool.i)
+        else:
+            wiring.connect(m, wiring.flipped(self.i), pool.i)
+        if p.to_code:
+            m.submodules.to_code = b = CodeLUT(p.to_code, p.bits, p.bits, p.lanes)
+            wiring.connect(m, pool.o, b.i)
+            wiring.connect(m, b.o, wiring.flipped(self.o))
+        else:
+            wiring.connect(m, pool.o, wiring.flipped(self.o))
         return m

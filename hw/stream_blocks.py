@@ -13,6 +13,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from bitplane.core.intmath import window_out
+
 
 class StreamFIFO(wiring.Component):
     """First-in first-out buffer between two streams.
@@ -77,9 +79,7 @@ class WidthConverter(wiring.Component):
 def window_cycles(h: int, w: int, c_words: int, k: int, stride: int, pads) -> int:
     """Output words of one frame of :class:`SlidingWindow` (its cycles per frame at full rate)."""
     t, bm, l, r = pads
-    oh = (h + t + bm - k) // stride + 1
-    ow = (w + l + r - k) // stride + 1
-    return oh * ow * k * k * c_words
+    return window_out(h, t, bm, k, stride) * window_out(w, l, r, k, stride) * k * k * c_words
 
 
 def window_rows(kernel: int, stride: int) -> int:
@@ -124,8 +124,8 @@ class SlidingWindow(wiring.Component):
         self.C, self.H, self.W, self.K, self.s = channels, height, width, kernel, stride
         self.pads, self.bits, self.lanes, self.pad_code = tuple(pads), bits, lanes, pad_code
         t, bm, l, r = self.pads
-        self.OH = (height + t + bm - kernel) // stride + 1
-        self.OW = (width + l + r - kernel) // stride + 1
+        self.OH = window_out(height, t, bm, kernel, stride)
+        self.OW = window_out(width, l, r, kernel, stride)
         if self.OH < 1 or self.OW < 1:
             raise ValueError("kernel does not fit the padded input")
         self.CW = channels // lanes

@@ -6,8 +6,9 @@ Structure (DESIGN.md section 5)::
            \\-> weight loader (while CTRL.LOAD_WEIGHTS) -> the blocks' weight/threshold/constant memories
     s_axil <-> register file (hw/regmap.py)
 
-Blocks are :class:`~hw.layers.ConvBlock`, :class:`~hw.layers.DenseBlock` or
-:class:`CodePoolBlock` (a max/min pool on activation codes); all speak ``amaranth.lib.stream``.
+Blocks are described by :class:`~hw.layers.BlockParams` objects (conv, dense, pool on codes):
+the top asks each for its widths, burst, cycles and memories and lets it build its component
+(the block interface, docs/design.md); all speak ``amaranth.lib.stream``.
 
 Streams (formats defined once in :mod:`host.packing`):
 
@@ -39,7 +40,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from amaranth import Cat, Const, Module, Mux, ResetInserter, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
@@ -48,68 +49,8 @@ from bitplane.core.packing import AXIS_IN_BITS, RESULT_BITS
 from bitplane.core import regmap
 from bitplane.core import weightimage as wimg
 from .axil import AXILiteRegisters
-from .layers import ConvBlock, ConvParams, DenseBlock, DenseParams, conv_cycles, dense_cycles
-from .stream_blocks import CodeLUT, Pool, StreamFIFO, WidthConverter, pool_cycles
-
-
-@dataclass(frozen=True)
-class CodePoolParams:
-    """A pool on activation codes: code -> level index, pool, level index -> code."""
-    channels: int
-    height: int
-    width: int
-    kernel: int
-    stride: int
-    pads: tuple
-    bits: int                 # code width in and out
-    lanes: int                # channels per word (in = out)
-    maximize: tuple           # per channel
-    to_level: tuple = ()      # code -> level index (empty: identity)
-    to_code: tuple = ()       # level index -> code (empty: identity)
-
-    out_height = ConvParams.out_height
-    out_width = ConvParams.out_width
-
-
-def code_pool_cycles(p: CodePoolParams) -> int:
-    return pool_cycles(p.height, p.width, p.channels // p.lanes, p.kernel, p.stride, p.pads)
-
-
-class CodePoolBlock(wiring.Component):
-    """Max/min pool on activation codes (a pool layer after an activation quantizer).
-
-    Ports: ``i`` In(stream of ``lanes*bits``), ``o`` Out(stream of ``lanes*bits``), HWC order.
-    Codes are mapped to level indices (ordered by value) before the pool and back after it,
-    through registered tables when the code order is not the value order.
-    Throughput :func:`code_pool_cycles`; latency: the pool window's line fill plus up to two
-    table registers; backpressure propagates.
-    """
-
-    def __init__(self, p: CodePoolParams):
-        self.p = p
-        super().__init__({"i": In(stream.Signature(p.lanes * p.bits)), "o": Out(stream.Signature(p.lanes * p.bits))})
-
-    def elaborate(self, platform):
-        m = Module()
-        p = self.p
-        src = self.i
-        if p.to_level:
-            m.submodules.to_level = a = CodeLUT(p.to_level, p.bits, p.bits, p.lanes)
-            wiring.connect(m, wiring.flipped(self.i), a.i)
-            src = a.o
-        m.submodules.pool = pool = Pool(p.channels, p.height, p.width, p.kernel, p.stride, p.pads, p.bits,
-                                        p.lanes, maximize=p.maximize)
-        if p.to_level:
-            wiring.connect(m, src, pool.i)
-        else:
-            wiring.connect(m, wiring.flipped(self.i), pool.i)
-        if p.to_code:
-            m.submodules.to_code = b = CodeLUT(p.to_code, p.bits, p.bits, p.lanes)
-            wiring.connect(m, pool.o, b.i)
-            wiring.connect(m, b.o, wiring.flipped(self.o))
-        else:
-            wiring.connect(m, pool.o, wiring.flipped(self.o))
-        return m
+from .layers import LoadableMemory
+from .stream_blocks import StreamFIFO, WidthConverter
 
 
 @dataclass(frozen=True)
@@ -118,7 +59,7 @@ class TopParams:
     in_shape: tuple           # (C, H, W)
     in_bits: int
     in_lanes: int             # input codes per s_axis beat
-    blocks: tuple             # ConvParams | DenseParams | CodePoolParams, in stream order
+    blocks: tuple             # BlockParams (hw.layers), in stream order
     build_id: int = 0
 
     def __post_init__(self):
@@ -126,9 +67,9 @@ class TopParams:
         if C % self.in_lanes or self.in_lanes * self.in_bits > AXIS_IN_BITS:
             raise ValueError(f"in_lanes={self.in_lanes} must divide C={C} and fit {AXIS_IN_BITS} bits")
         last = self.blocks[-1] if self.blocks else None
-        if not isinstance(last, (ConvParams, DenseParams)) or not last.engine.raw:
+        if last is None or not last.raw_output:
             raise ValueError("the last block must be a conv/dense block with raw accumulator output")
-        if last.engine.raw_width not in (RESULT_BITS, 2 * RESULT_BITS):
+        if last.result_width not in (RESULT_BITS, 2 * RESULT_BITS):
             raise ValueError(f"the last block's raw width must be {RESULT_BITS} or {2 * RESULT_BITS}")
 
     @property
@@ -140,74 +81,38 @@ class TopParams:
     def words_per_value(self) -> int:
         """m_axis beats per accumulator: 1, or 2 (low word first) when the proven range needs
         more than 32 bits."""
-        return self.blocks[-1].engine.raw_width // RESULT_BITS
+        return self.blocks[-1].result_width // RESULT_BITS
 
     @property
     def out_words(self) -> int:
-        last = self.blocks[-1]
-        values = last.engine.rows if isinstance(last, DenseParams) else \
-            last.out_height * last.out_width * last.engine.rows
-        return values * self.words_per_value
-
-
-def block_cycles(b) -> int:
-    """Cycles per frame of one block in steady state (the hw cycle formulas)."""
-    if isinstance(b, ConvParams):
-        return conv_cycles(b)
-    if isinstance(b, DenseParams):
-        return dense_cycles(b)
-    return code_pool_cycles(b)
+        return self.blocks[-1].out_values * self.words_per_value
 
 
 def top_cycles(p: TopParams) -> int:
     """Steady-state cycles per frame of the whole pipeline: its slowest stage."""
-    return max([p.in_beats, p.out_words] + [block_cycles(b) for b in p.blocks])
-
-
-def _burst(b) -> int:
-    if isinstance(b, (ConvParams, DenseParams)):
-        return b.engine.rows // b.engine.pe
-    return 1
+    return max([p.in_beats, p.out_words] + [b.cycles() for b in p.blocks])
 
 
 def fifo_depths(p: TopParams) -> list[int]:
     """Depth of the FIFO in front of each block, then of the output FIFO (module docstring)."""
-    bursts = [1] + [_burst(b) for b in p.blocks]          # the framer passes single beats
+    bursts = [1] + [b.burst for b in p.blocks]          # the framer passes single beats
     return [1 << ceil_log2(max(4, 2 * b)) for b in bursts]
 
 
-def _in_bits(b) -> int:
-    if isinstance(b, CodePoolParams):
-        return b.lanes * b.bits
-    return b.in_lanes * b.engine.a_planes
-
-
-def _make_block(b):
-    if isinstance(b, ConvParams):
-        return ConvBlock(b)
-    if isinstance(b, DenseParams):
-        return DenseBlock(b)
-    return CodePoolBlock(b)
+def loadable_memories(p: TopParams) -> list[tuple[int, int, LoadableMemory]]:
+    """``(block index, layer, memory)`` of every run-time loadable memory, in image order;
+    ``layer`` numbers the blocks that have memories (the weight image's section layer)."""
+    out, layer = [], 0
+    for k, b in enumerate(p.blocks):
+        mems = b.memories()
+        out += [(k, layer, mem) for mem in mems]
+        layer += bool(mems)
+    return out
 
 
 def memory_sections(p: TopParams) -> list[tuple[int, int, int, int]]:
-    """``(layer, kind, entries, width)`` of every run-time loadable memory, in image order.
-
-    ``layer`` counts conv/dense blocks only (pools have no memory)."""
-    out, layer = [], 0
-    for b in p.blocks:
-        if isinstance(b, CodePoolParams):
-            continue
-        e = b.engine
-        out.append((layer, wimg.MEM_WEIGHTS, e.nf * e.sf, e.pe * e.simd * e.w_planes))
-        t = getattr(b, "thresholds", None)
-        if t is not None:
-            out.append((layer, wimg.MEM_THRESHOLDS, t.nf, t.pe * t.n_thresholds * (t.width + 1)))
-        elif e.n_thresholds:
-            out.append((layer, wimg.MEM_THRESHOLDS, e.nf, e.pe * e.n_thresholds * (e.final_width + 1)))
-        out.append((layer, wimg.MEM_CONSTANTS, e.nf, e.pe * e.final_width))
-        layer += 1
-    return out
+    """``(layer, kind, entries, width)`` of every run-time loadable memory, in image order."""
+    return [(layer, mem.kind, mem.entries, mem.width) for _, layer, mem in loadable_memories(p)]
 
 
 class Core(wiring.Component):
@@ -234,13 +139,13 @@ class Core(wiring.Component):
         m = Module()
         p = self.p
         E = {f.name: f.lsb for f in regmap.by_name("ERROR").fields}
-        blocks = [_make_block(b) for b in p.blocks]
+        blocks = [b.build() for b in p.blocks]
         depths = fifo_depths(p)
         for k, blk in enumerate(blocks):
             m.submodules[f"block{k}"] = blk
         fifos = []
         for k, b in enumerate(p.blocks):
-            f = StreamFIFO(_in_bits(b), depths[k])
+            f = StreamFIFO(b.in_bits, depths[k])
             m.submodules[f"fifo{k}"] = f
             fifos.append(f)
             wiring.connect(m, f.o, blocks[k].i)
@@ -289,20 +194,8 @@ class Core(wiring.Component):
                     m.d.comb += err[E["FRAMING"]].eq(1)
 
         # ------------------------------------------------------------ weight loader
-        sections = memory_sections(p)
-        mem_ports = []
-        layer = 0
-        for blk, b in zip(blocks, p.blocks):
-            if isinstance(b, CodePoolParams):
-                continue
-            for kind, port in ((wimg.MEM_WEIGHTS, blk.w_wr), (wimg.MEM_THRESHOLDS, blk.t_wr),
-                               (wimg.MEM_CONSTANTS, blk.k_wr)):
-                sec = [s for s in sections if s[0] == layer and s[1] == kind]
-                if sec:
-                    mem_ports.append((sec[0], port))
-                else:                                     # raw layer: no threshold memory
-                    m.d.comb += port.valid.eq(0)
-            layer += 1
+        mem_ports = [((layer, mem.kind, mem.entries, mem.width), getattr(blocks[k], mem.port))
+                     for k, layer, mem in loadable_memories(p)]
         max_wpe = max(wimg.words_per_entry(s[3]) for s, _ in mem_ports)
         asm = Signal(32 * max_wpe)
         sel = Signal(range(max(2, len(mem_ports))))

@@ -9,7 +9,7 @@ from bitplane.gen.lower import MatmulStage
 from bitplane.randnet import write_random_network
 from bitplane.gen.spec import load_network
 from bitplane.core.packing import pack_words, stream_order, unpack_words
-from bitplane.hw.layers import ConvBlock, ConvParams, DenseBlock, conv_cycles
+from bitplane.hw.layers import ConvBlock, ConvParams, DenseBlock
 from tests.hw.test_stream_blocks import run_stream
 
 
@@ -89,7 +89,7 @@ def test_conv_block_cycles_match_formula(tmp_path):
                                       ("clip01", {"type": "dorefa", "bits": 2})), tmp_path, frames=3)
     st = g.lowered.stages[0]
     params, stamps = check_block(st, idx, 2, 6, 2, gap=0, stall=0)
-    per_frame = conv_cycles(params)
+    per_frame = params.cycles()
     # engine-bound: 64 pixels x (4/2) x (18/6) x P_w=2 x P_a=4 (4-bit input codes) = 3072
     assert per_frame == 64 * (4 // 2) * (18 // 6) * st.wq.planes * st.in_act.planes == 3072
     words_per_frame = 64 * 4 // 2
