@@ -1,29 +1,23 @@
-"""A small text progress bar for long loops (driver batches, training epochs)."""
+"""Progress bars for long jobs (driver batches, training epochs, bulk simulation): tqdm's."""
 from __future__ import annotations
 
 import sys
-import time
 
 
 def progress_bar(total: int, unit: str = "frames", stream=None, min_total: int = 64, prefix: str = ""):
-    """``update(done, final=False, note="")`` drawing a bar on stderr (``None`` when ``total < min_total``).
-
-    Redraws at most five times a second; ``final=True`` ends the line.
-    """
-    stream = stream or sys.stderr
+    """``update(done, final=False, note="")`` driving a :class:`tqdm.tqdm` bar on ``stream``
+    (stderr); ``None`` when ``total < min_total`` (short jobs print nothing). ``note`` is
+    shown after the bar (e.g. the running loss); ``final=True`` closes it."""
+    from tqdm import tqdm
     if total < min_total:
         return None
-    t0 = time.perf_counter()
-    state = {"last": 0.0}
+    bar = tqdm(total=total, unit=f" {unit}", desc=prefix.strip() or None, file=stream or sys.stderr,
+               dynamic_ncols=True, leave=True, mininterval=0.2)
 
     def update(done: int, final: bool = False, note: str = ""):
-        now = time.perf_counter()
-        if not final and now - state["last"] < 0.2:
-            return
-        state["last"] = now
-        frac = min(done / total, 1.0)
-        rate = done / (now - t0) if now > t0 else 0.0
-        bar = "#" * int(30 * frac) + "." * (30 - int(30 * frac))
-        stream.write(f"\r{prefix}[{bar}] {done}/{total} {unit} {rate:,.1f} {unit}/s{note}" + ("\n" if final else ""))
-        stream.flush()
+        if note:
+            bar.set_postfix_str(note.strip(), refresh=False)
+        bar.update(done - bar.n)
+        if final:
+            bar.close()
     return update

@@ -3,6 +3,7 @@ down the layer order, and the wheel installs one top-level name, ``bitplane``.""
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -90,8 +91,16 @@ def test_no_sys_path_hacks_outside_bench_scripts():
 
 
 def test_wheel_installs_one_top_level_name(tmp_path):
+    # build from a copy of the tracked and new files, so setuptools' build/ lands in tmp_path
+    src = tmp_path / "src"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                           text=True, check=True).stdout.split()
+    for f in files:
+        if (ROOT / f).is_file():
+            (src / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, src / f)
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                        "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True)
+                        "-w", str(tmp_path), str(src)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     (whl,) = tmp_path.glob("bitplane-*.whl")
     names = zipfile.ZipFile(whl).namelist()

@@ -62,10 +62,13 @@ def test_frames_stream_through_with_backpressure(echo, gap, stall):
     assert np.array_equal(out, (x + 1).astype(np.uint64))
     assert st["ok"] and len(st["frame_done"]) == frames
     assert st["regs"] == {0: ID_MAGIC, by_name("SCRATCH").offset: 0x1234, by_name("FRAMES_IN").offset: frames}
+    done = np.asarray(st["frame_done"])
+    assert np.all(np.diff(done) > 0) and done[-1] <= st["stream_cycles"]
     if gap == stall == 0:                                   # one word per cycle, 1 cycle latency
         assert st["stream_cycles"] <= frames * fw + 3
+    else:                                                   # 40 % stalls: at most ~0.6 words per cycle
+        assert st["stream_cycles"] > frames * fw / 0.7
     # simulation speed is a benchmark figure (bench/networks.py), not a pass/fail criterion here
-    assert st["cycles_per_second"] > 0 and st["wall_s"] > 0
 
 
 def test_build_is_cached(echo, tmp_path):
