@@ -26,7 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bitplane.core.errors import InputError
 from bitplane.core.manifest import load_manifest
+from bitplane.gen.golden import Golden
+from bitplane.gen.lower import lower
 from bitplane.gen.spec import Network, load_network
 
 
@@ -40,7 +43,7 @@ def import_model(fmt: str, source, output, *, name: str | None = None, **options
     as a spec to ``output`` (YAML, weights beside it as NPZ); returns the loaded spec. ``options``
     are those of ``bitplane import`` (``arch``, ``layers``, ``bits``, ``layout``, ``input_scale``,
     ``imagenet_norm``, ``float_last_act``)."""
-    from bitplane.gen.importers import import_model as _import, write_imported
+    from bitplane.gen.importers import import_model as _import, write_imported  # lazy: torch/onnx per format
     imp = _import(fmt, source, **options)
     info = write_imported(imp, Path(output), name)
     return load_network(info["yaml"])
@@ -50,8 +53,6 @@ def golden(net, x, mode: str = "int", dequantize: bool = False) -> np.ndarray:
     """The golden model on uint8 input codes ``x`` ``[N, C, H, W]``: ``int`` gives the raw
     last-layer accumulators (int64, what the hardware outputs; ``dequantize`` maps them to
     logits), ``float`` the fake-quant logits (float64)."""
-    from bitplane.core.errors import InputError
-    from bitplane.gen.golden import Golden
     g = Golden(load(net))
     g.check_input(x, "x")
     if mode == "float":
@@ -67,8 +68,7 @@ def golden(net, x, mode: str = "int", dequantize: bool = False) -> np.ndarray:
 def plan(net, target_fps: float | None = None, clock_mhz: float = 100.0, lut_budget: int | None = None,
          fold_file=None) -> dict:
     """The folding plan (:func:`bitplane.gen.plan.plan`) of a network for one goal."""
-    from bitplane.gen.lower import lower
-    from bitplane.gen.plan import plan as _plan
+    from bitplane.gen.plan import plan as _plan  # lazy: the planner loads Amaranth (hw cycle formulas)
     return _plan(lower(load(net)), target_fps=target_fps, clock_mhz=clock_mhz, lut_budget=lut_budget,
                  fold_file=fold_file)
 
@@ -78,7 +78,7 @@ def compile(net, output, target_fps: float | None = None, clock_mhz: float = 100
             progress=None) -> Design:
     """Compile a network into the folder ``output`` (Verilog, weight image, manifest, test
     vectors); nothing is written unless everything checks out."""
-    from bitplane.gen.compile import compile_network
+    from bitplane.gen.compile import compile_network  # lazy: Amaranth
     compile_network(load(net), Path(output), target_fps=target_fps, clock_mhz=clock_mhz,
                     lut_budget=lut_budget, fold_file=fold_file, embed_weights=embed_weights,
                     progress=progress or (lambda msg: None))
@@ -102,23 +102,23 @@ class Design:
     def simulate(self, x, gap_pct: int = 0, stall_pct: int = 0, seed: int = 1, engine: str = "native",
                  waves: str | None = None, progress=None):
         """RTL simulation of the whole accelerator on ``x``: ``(int64 accumulators, statistics)``."""
-        from bitplane.sim.accel import simulate
+        from bitplane.sim.accel import simulate  # lazy: Verilator build machinery
         return simulate(self.folder, np.asarray(x), gap_pct=gap_pct, stall_pct=stall_pct, seed=seed, waves=waves,
                         progress=progress or (lambda msg: None), engine=engine)
 
     def synthesize(self, target: str, clock_mhz: float = 100.0, progress=None) -> dict:
         """Open synthesis for ``target`` (``bitplane synth``'s targets): resources and Fmax."""
-        from bitplane.synth.flow import synthesize
+        from bitplane.synth.flow import synthesize  # lazy: yowasp tools
         return synthesize((self.folder / "accelerator.v").read_text(), self.manifest["top"], target, clock_mhz,
                           progress=progress or (lambda msg: None))
 
     def project(self, board: str, output) -> dict:
         """A Vivado project (Tcl + constraints) around the design for ``board``."""
-        from bitplane.synth.project import write_project
+        from bitplane.synth.project import write_project  # lazy: only for Vivado users
         return write_project(self.folder, board, output)
 
     def open(self, device: str = "sim", timeout: float | None = None, progress=None, **sim_options):
         """The host driver (:class:`bitplane.host.driver.Accelerator`) on ``device``: ``sim``,
         ``xdma[:/dev/xdma0]`` or ``zynq[:regs,dma]``; use it as a context manager."""
-        from bitplane.host.driver import Accelerator
+        from bitplane.host.driver import Accelerator  # lazy: transports (mmap, subprocess)
         return Accelerator.open(self.folder, device, timeout=timeout, progress=progress, **sim_options)

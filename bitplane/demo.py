@@ -22,8 +22,12 @@ import numpy as np
 
 from bitplane.cli.main import atomic_write, main as cli_main
 from bitplane.gen.compare import compare_paths
+from bitplane.gen.compile import compile_network
 from bitplane.gen.golden import Golden
 from bitplane.gen.spec import load_network
+from bitplane.host.driver import Accelerator
+from bitplane.sim.accel import simulate
+from bitplane.train.data import CLASSES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +38,6 @@ TARGET_FPS = 1500
 
 
 def run(out_dir: Path = ROOT / "build" / "demo", rtl_frames: int = 500) -> int:
-    from bitplane.train.data import CLASSES
     spec, data = SPEC, DATA
     classes = CLASSES["fashion-mnist"]
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -79,9 +82,7 @@ def run(out_dir: Path = ROOT / "build" / "demo", rtl_frames: int = 500) -> int:
         lines.append(f"| {s['stage']} | {s['elements']} | {s['code_mismatches']} | "
                      f"{s['cause'] if s['code_mismatches'] else '-'} | "
                      f"{s['max_abs_dy']:.2e} |")
-    from bitplane.sim.accel import simulate
 
-    from bitplane.gen.compile import compile_network
     hw_dir = out_dir / "accelerator"
     print(f"[4/5] bitplane compile --target-fps {TARGET_FPS} --clock-mhz 100")
     m = compile_network(net, hw_dir, target_fps=TARGET_FPS, clock_mhz=100)
@@ -119,7 +120,6 @@ def run(out_dir: Path = ROOT / "build" / "demo", rtl_frames: int = 500) -> int:
               "![confusion matrix](confusion.png) ![samples](samples.png)", ""]
     _figures(out_dir, x[:n], y[:n], pred_rtl, classes, acc_rtl)
     # the same accelerator through the host driver, the RTL as the device (bitplane run --device sim)
-    from bitplane.host.driver import Accelerator
     print("[+] host driver on the simulated device: bitplane run --device sim --selftest")
     with Accelerator.open(hw_dir, "sim") as dev:
         stt = dev.selftest()

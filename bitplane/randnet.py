@@ -15,7 +15,7 @@ import numpy as np
 import yaml
 
 from bitplane.gen.golden import Golden
-from bitplane.gen.spec import load_network
+from bitplane.gen.spec import load_network, window_geometry
 
 
 def _bn_target(act_layer, basis):
@@ -54,7 +54,6 @@ def write_random_network(spec: dict, out_dir, seed: int = 0, calib_x=None, n_cal
     yaml_path.write_text((f"# {header}\n" if header else "") + text)
 
     # 1. placeholder parameters of the right shapes (identity batch norms), via the loader
-    from bitplane.gen.spec import window_geometry
     p, shape = {}, tuple(spec["input"]["shape"])
     for l in spec["layers"]:
         n, op = l["name"], l["op"]

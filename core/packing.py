@@ -13,7 +13,7 @@ Conventions
 * A *word* carries ``lanes`` elements of ``elem_bits`` bits each, little-endian:
   lane ``i`` occupies bits ``[i*elem_bits, (i+1)*elem_bits)``. Signed elements are
   stored in two's complement within their lane.
-* A code's bit ``p`` is its bit-plane ``p`` (DESIGN.md section 4).
+* A code's bit ``p`` is its bit-plane ``p`` (docs/design.md section 5).
 
 Accelerator top level (``hw/top.py``)
 -------------------------------------

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 ID_MAGIC = 0x4250_4C4E          # "BPLN"
 REGMAP_VERSION = 1              # bump on any incompatible change of this table
-STREAM_VERSION = 1              # bump on any incompatible change of host/packing.py's stream formats
+STREAM_VERSION = 1              # bump on any incompatible change of core/packing.py's stream formats
 DATA_BITS = 32
 
 
@@ -60,7 +60,7 @@ REGISTERS = (
               Field("CLEAR_COUNTERS", 1, desc="zero the frame and cycle counters"),
               Field("CLEAR_CHECKSUM", 2, desc="zero the weight checksum and word count before a load"),
               Field("LOAD_WEIGHTS", 3, desc="the next s_axis frame (up to tlast) is a weight image "
-                                            "(hw/weightimage.py), not pixels"))),
+                                            "(core/weightimage.py), not pixels"))),
     Register("STATUS", 0x10, "ro", "state",
              (Field("BUSY", 0, desc="a frame is inside the pipeline"),
               Field("WEIGHTS_LOADING", 1, desc="the input stream currently carries a weight image"),

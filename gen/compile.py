@@ -5,7 +5,7 @@ single file, then writes the output folder atomically (a temporary sibling renam
 place). Files:
 
 * ``accelerator.v``  one self-contained Verilog file, top module named after the network;
-* ``weights.bin``    the weight image (:mod:`hw.weightimage`) the host streams at run time;
+* ``weights.bin``    the weight image (:mod:`bitplane.core.weightimage`) the host streams at run time;
 * ``manifest.json``  spec hash, tool versions, register map, stream formats, per-layer fold
   and cycles, output affine map, checksums and file hashes;
 * ``testvectors.npz`` ``x`` (uint8 input codes) and ``y`` (int64 golden accumulators).

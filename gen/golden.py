@@ -1,4 +1,4 @@
-"""Golden model: two paths over the same spec (DESIGN.md section 4).
+"""Golden model: two paths over the same spec (docs/design.md section 5).
 
 * ``float``: fake-quant training semantics, op by op in float64.
 * ``int``: the integer bit-plane form — integer dot products, thresholds, pooling on

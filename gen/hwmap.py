@@ -1,7 +1,7 @@
 """Mapping the integer form onto the streaming hardware (the gen side of ``hw/``).
 
 Streams carry **plane codes** (bit ``p`` of a code is bit-plane ``p``) in HWC order
-(``host/packing.py``). A matmul stage's threshold unit produces *level indices*; a pool on
+(``core/packing.py``). A matmul stage's threshold unit produces *level indices*; a pool on
 codes runs on level indices; then ``out_code_lut`` maps level index -> plane code for the
 next layer (identity for every quantizer but LQ-Nets). Conv padding inserts
 ``pad_code``.
@@ -16,6 +16,9 @@ from __future__ import annotations
 import numpy as np
 
 from bitplane.core.errors import NotSupportedError
+from bitplane.core.intmath import signed_bits
+from bitplane.hw.bitserial import EngineConfig, ThresholdParams, row_constants, xnor_compatible
+from bitplane.hw.layers import CodePoolParams, ConvParams, DenseParams, PoolParams
 from .golden import Golden
 from .lower import CodePoolStage, MatmulStage
 
@@ -74,7 +77,6 @@ def stage_io(stage: MatmulStage, idx):
 
 def is_xnor(stage: MatmulStage) -> bool:
     """The stage's bases allow the engine's XNOR path (``hw.bitserial.xnor_compatible``)."""
-    from bitplane.hw.bitserial import xnor_compatible
     wb, ab = stage.wq.int_basis, stage.in_act.int_basis
     return xnor_compatible(np.asarray(wb.coefs).tolist(), np.asarray(wb.offset).tolist(),
                            np.asarray(ab.coefs).tolist(), ab.offset)
@@ -82,7 +84,6 @@ def is_xnor(stage: MatmulStage) -> bool:
 
 def engine_config(stage: MatmulStage, pe: int, simd: int, pooled: bool = False, init: bool = True):
     """The :class:`hw.bitserial.EngineConfig` of a stage (memories initialised from its weights)."""
-    from bitplane.hw.bitserial import EngineConfig, row_constants
     wb, ab = stage.wq.int_basis, stage.in_act.int_basis
     codes = weight_codes(stage)
     R, N = codes.shape
@@ -112,8 +113,6 @@ def engine_config(stage: MatmulStage, pe: int, simd: int, pooled: bool = False, 
 
 def threshold_params(stage: MatmulStage, pe: int, init: bool = True):
     """The :class:`hw.bitserial.ThresholdParams` after a pool on accumulators."""
-    from bitplane.hw.bitserial import ThresholdParams
-    from bitplane.core.intmath import signed_bits
     thr = np.asarray(stage.thresholds, dtype=np.int64)
     lo = min(stage.acc_lo - 1, int(thr.min()) if thr.size else 0)
     hi = max(stage.acc_hi + 1, int(thr.max()) if thr.size else 0)
@@ -133,7 +132,6 @@ def _identity(t) -> bool:
 def code_pool_params(stage: CodePoolStage, in_lanes: int):
     """``CodePoolParams`` of a pool on activation codes: codes are mapped to level indices
     (value order) before the pool and back after it, unless the codes already are in value order."""
-    from bitplane.hw.layers import CodePoolParams
     act, p = stage.act, stage.pool
     codes = np.asarray(act.level_codes)
     to_code = () if _identity(codes) else tuple(int(v) for v in codes)
@@ -163,8 +161,6 @@ def layer_params(stage: MatmulStage, pe: int, simd: int, in_lanes: int, init: bo
     A pool on level indices sits after the engine's thresholds; a pool on accumulators (before
     a non-monotone activation such as ``cabs``) gets a raw engine whose output is exactly
     ``acc_bits`` wide, the pool on signed values, then a :class:`hw.bitserial.ThresholdUnit`."""
-    from bitplane.hw.bitserial import EngineConfig
-    from bitplane.hw.layers import ConvParams, DenseParams, PoolParams
     acc_pool = stage.pool is not None and stage.pool.where == "acc"
     if acc_pool and stage.raw:
         raise NotSupportedError(f"layer '{stage.name}': a maxpool on the last layer's raw accumulators is not "

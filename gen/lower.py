@@ -1,4 +1,4 @@
-"""Lowering a network spec to its integer bit-plane form (DESIGN.md section 4).
+"""Lowering a network spec to its integer bit-plane form (docs/design.md section 5).
 
 The network is cut into *stages*:
 

@@ -32,6 +32,10 @@ from dataclasses import dataclass, replace
 import yaml
 
 from bitplane.core.errors import BitplaneError, NotSupportedError
+from bitplane.core import weightimage as wimg
+from bitplane.core.packing import input_lanes
+from bitplane.hw.bitserial import mvtu_cycles
+from .hwmap import block_params, layer_params
 from .lower import Lowered, MatmulStage
 
 
@@ -63,7 +67,6 @@ def stage_cycles(st: MatmulStage, pe: int, simd: int) -> int:
 
     The compiler reports the exact block formulas (window, input rate, pools) per layer;
     this term is what folding changes."""
-    from bitplane.hw.bitserial import mvtu_cycles
     return stage_vectors(st) * mvtu_cycles(st.out_channels, st.n_dot, pe, simd, st.wq.planes, st.in_act.planes)
 
 
@@ -81,7 +84,6 @@ def estimate_luts(st: MatmulStage, pe: int, simd: int) -> int:
 
 def _memories(st: MatmulStage, pe: int, simd: int):
     """The run-time memories of the stage's block at this fold (the hardware's own widths)."""
-    from .hwmap import layer_params
     return layer_params(st, pe, simd, 1, init=False).memories()
 
 
@@ -89,7 +91,6 @@ def memory_bits(st: MatmulStage, pe: int, simd: int) -> dict:
     """Bits of the block's weight, threshold and constant memories at this fold, as built
     (``hw.layers.BlockParams.memories``; the weight-image section kinds), and ``word``: the
     widest memory word."""
-    from bitplane.core import weightimage as wimg
     out = {"weights": 0, "thresholds": 0, "constants": 0, "word": 0}
     names = {wimg.MEM_WEIGHTS: "weights", wimg.MEM_THRESHOLDS: "thresholds", wimg.MEM_CONSTANTS: "constants"}
     try:
@@ -175,9 +176,7 @@ def block_cycles(low: Lowered, folds: dict) -> dict:
     """Cycles/frame of every hardware block for ``folds`` (``{stage: Fold}``), in pipeline
     order: each block's own formula (``hw.layers.BlockParams.cycles``) on the parameters the
     compiler builds, with each block's input lanes = its producer's output lanes."""
-    from bitplane.core.packing import input_lanes
 
-    from .hwmap import block_params
     lanes = input_lanes(int(low.net.input_shape[0]), low.net.input_bits)
     out = {}
     for st in low.stages:

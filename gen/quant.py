@@ -1,4 +1,4 @@
-"""Quantizers of the seeds (DESIGN.md section 3) and their bit-plane basis form (section 4).
+"""Quantizers of the seeds (docs/design.md section 4) and their bit-plane basis form (section 5).
 
 Every quantizer gives
 
@@ -170,7 +170,7 @@ def _dorefa_t(W):
 
 
 def fake_quant_weights(qspec: dict, W, params: dict | None = None):
-    """Float fake-quant weights by the seed formulas (DESIGN.md section 3)."""
+    """Float fake-quant weights by the seed formulas (docs/design.md section 4)."""
     params = params or {}
     W = np.asarray(W, dtype=np.float64)
     t, k = qspec["type"], int(qspec.get("bits", DEFAULT_BITS.get(qspec["type"], 0)))
@@ -413,7 +413,7 @@ def bitplane_dot(w_codes, a_codes, wb: IntBasis, ab: IntBasis, channel: int = 0)
     """Dot product of one weight row and one activation vector by the bit-plane formula.
 
     ``sum_i sum_j c^w_i c^a_j popcount(beta^w_i & beta^a_j) + o_w sum_j c^a_j popcount(beta^a_j)
-    + o_a sum_i c^w_i popcount(beta^w_i) + N o_w o_a`` (DESIGN.md section 4) — the
+    + o_a sum_i c^w_i popcount(beta^w_i) + N o_w o_a`` (docs/design.md section 5) — the
     arithmetic the bit-serial engine performs, written plainly as the reference.
     """
     w_codes = np.asarray(w_codes, dtype=np.int64).reshape(-1)

@@ -1,8 +1,8 @@
-"""Network spec loader: YAML + NPZ exactly as DESIGN.md section 2, fully validated.
+"""Network spec loader: YAML + NPZ exactly as docs/design.md section 3, fully validated.
 
 ``load_network(path)`` returns a :class:`Network` whose layers carry their parsed fields,
 their float parameters and their inferred input/output shapes. Every problem raises
-:class:`~gen.errors.SpecError` naming the file, the layer and the field. Files are read
+:class:`~bitplane.core.errors.SpecError` naming the file, the layer and the field. Files are read
 with ``yaml.safe_load`` and ``np.load(..., allow_pickle=False)`` only.
 """
 from __future__ import annotations
@@ -196,7 +196,7 @@ def _load_npz(ctx, path: Path):
 
 
 def load_network(path) -> Network:
-    """Load and validate a network spec (YAML + NPZ); see DESIGN.md section 2."""
+    """Load and validate a network spec (YAML + NPZ); see docs/design.md section 3."""
     path = Path(path)
     ctx = _Ctx(path)
     doc, yaml_hash = _load_yaml(path)

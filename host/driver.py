@@ -9,7 +9,7 @@
         r.acc, r.logits, r.top_k, r.fps
 
 Everything device-specific comes from the folder's ``manifest.json`` (register map, stream
-formats, checksums) and from :mod:`host.packing` (how frames become beats); nothing is
+formats, checksums) and from :mod:`bitplane.core.packing` (how frames become beats); nothing is
 written twice. Opening checks the ``ID``, ``VERSION`` and ``BUILD_ID`` registers before
 anything else, so a driver never talks to a bitstream from another build.
 

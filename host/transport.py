@@ -10,7 +10,7 @@ and from it (``m_axis``), each with a timeout. Implementations:
 * :class:`ZynqTransport` — registers through a UIO map (or ``/dev/mem`` restricted to the
   window), data through an AXI DMA in direct-register mode with physically contiguous
   buffers from ``pynq.allocate`` when PYNQ is installed, else a u-dma-buf device.
-* the RTL simulation (``sim`` transport) lives in ``sim/`` and implements the same class.
+* the RTL simulation (``sim`` transport) lives in ``host/sim_transport.py`` (on ``sim/native.py``'s harness) and implements the same class.
 
 Every register access goes through :class:`RegisterWindow`, which only allows the offsets
 of the register map exported in the manifest: nothing outside the window can be touched.
@@ -110,7 +110,7 @@ class Transport(ABC):
 class RegisterWindow:
     """Named, range-checked access to the registers of a manifest's register map.
 
-    ``regmap`` is the manifest's ``register_map`` (``hw.regmap.regmap_dict()``). Only the
+    ``regmap`` is the manifest's ``register_map`` (``bitplane.core.regmap.regmap_dict()``). Only the
     listed offsets can be accessed, with their access kind respected (no reads of
     write-only ``pulse`` registers, no writes to ``ro`` ones).
     """

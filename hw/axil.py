@@ -1,4 +1,4 @@
-"""AXI4-Lite register file generated from :mod:`hw.regmap`."""
+"""AXI4-Lite register file generated from :mod:`bitplane.core.regmap`."""
 from __future__ import annotations
 
 from amaranth import Const, Module, Mux, Signal
@@ -12,7 +12,7 @@ OKAY, SLVERR, DECERR = 0b00, 0b10, 0b11
 
 
 class AXILiteRegisters(wiring.Component):
-    """AXI4-Lite slave holding the control/status registers of :data:`hw.regmap.REGISTERS`.
+    """AXI4-Lite slave holding the control/status registers of :data:`bitplane.core.regmap.REGISTERS`.
 
     Ports (Xilinx names, so Vivado infers the ``s_axil`` interface and cocotbext-axi binds
     by prefix):

@@ -1,6 +1,6 @@
 """Bit-serial matrix-vector-threshold unit (MVTU) for any bit-plane bases.
 
-Integer math (DESIGN.md section 4): the weight of row ``r``, column ``k`` is a code with
+Integer math (docs/design.md section 5): the weight of row ``r``, column ``k`` is a code with
 bit-planes ``beta^w_i`` (``i < Pw``) worth ``W = sum_i cw[i][r] beta^w_i + ow[r]``; an
 activation code with planes ``beta^a_j`` (``j < Pa``) is worth ``A = sum_j ca[j] beta^a_j +
 oa``. For each input vector the unit computes the exact dot product of every row::

@@ -1,7 +1,7 @@
 """Streaming building blocks: FIFO, width converter, sliding window, pooling, code LUT.
 
 All speak ``amaranth.lib.stream`` (valid/ready) and are correct under arbitrary
-backpressure. Feature maps stream in HWC order (``host/packing.py``): pixels in raster
+backpressure. Feature maps stream in HWC order (``core/packing.py``): pixels in raster
 order, each pixel's channels in chunks of ``lanes`` elements per word, lane ``l`` at bits
 ``[l*bits, (l+1)*bits)``. Each block has a cycle formula next to it.
 """

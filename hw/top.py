@@ -1,16 +1,16 @@
 """The accelerator top level: every layer as a streaming block, AXI4-Stream in/out, AXI4-Lite.
 
-Structure (DESIGN.md section 5)::
+Structure (docs/design.md section 6)::
 
     s_axis -> framer -> FIFO -> block 0 -> FIFO -> block 1 -> ... -> block n-1 -> width conv -> FIFO -> m_axis
            \\-> weight loader (while CTRL.LOAD_WEIGHTS) -> the blocks' weight/threshold/constant memories
-    s_axil <-> register file (hw/regmap.py)
+    s_axil <-> register file (core/regmap.py)
 
 Blocks are described by :class:`~hw.layers.BlockParams` objects (conv, dense, pool on codes):
 the top asks each for its widths, burst, cycles and memories and lets it build its component
 (the block interface, docs/design.md); all speak ``amaranth.lib.stream``.
 
-Streams (formats defined once in :mod:`host.packing`):
+Streams (formats defined once in :mod:`bitplane.core.packing`):
 
 * ``s_axis``: ``AXIS_IN_BITS``-bit beats, ``in_lanes`` input codes per beat in the low bits,
   pixels in raster order with their channels (HWC), ``tlast`` on the last beat of a frame.
@@ -20,7 +20,7 @@ Streams (formats defined once in :mod:`host.packing`):
 * ``m_axis``: one signed 32-bit last-layer accumulator per beat (two beats, low word first,
   when the proven accumulator range needs more than 32 bits), in the golden model's output
   order (HWC for a conv, feature order for a dense layer), ``tlast`` on the last of a frame.
-* Weight images (:mod:`hw.weightimage`) arrive on ``s_axis`` as one frame after
+* Weight images (:mod:`bitplane.core.weightimage`) arrive on ``s_axis`` as one frame after
   ``CTRL.LOAD_WEIGHTS``; the loader checks magic, headers and section sizes
   (``ERROR.WEIGHT_FORMAT``, rest of the frame dropped) and folds every accepted word into
   ``WEIGHT_CHECKSUM``.
@@ -314,7 +314,7 @@ class Core(wiring.Component):
 
 
 class Accelerator(wiring.Component):
-    """The accelerator top level (DESIGN.md section 5).
+    """The accelerator top level (docs/design.md section 6).
 
     Ports (Xilinx names; clock ``clk``, synchronous active-high reset ``rst``):
 
@@ -324,7 +324,7 @@ class Accelerator(wiring.Component):
     ``s_axis_tready``              Out
     ``m_axis_t{data,valid,last}``  Out   int32 last-layer accumulators, ``tlast`` per frame
     ``m_axis_tready``              In    any backpressure
-    ``s_axil_*``                   both  control/status (:mod:`hw.regmap`,
+    ``s_axil_*``                   both  control/status (:mod:`bitplane.core.regmap`,
                                          :class:`~hw.axil.AXILiteRegisters`)
     ============================== ===== ==================================================
 

@@ -39,7 +39,7 @@ def mvtu_reference(cfg: EngineConfig, wcodes, thr, dirs, vectors, raw=False):
 
 def quantizer_bases(kind: str, bits: int, rows: int, rng):
     """(coefs [P][rows], offset [rows]) of a weight quantizer, or (coefs [P], offset) of an
-    activation quantizer ('u*'), as the lowering produces them (DESIGN.md section 4)."""
+    activation quantizer ('u*'), as the lowering produces them (docs/design.md section 5)."""
     k = bits
     if kind == "dorefa":                         # weights, k >= 2
         return [[2 << i] * rows for i in range(k)], [-((1 << k) - 1)] * rows

@@ -7,7 +7,7 @@ pytest-xdist: each build happens in a temporary folder renamed into place).
 :func:`run` writes the frames, runs the executable and returns the output words and the
 cycle figures.
 
-The top must have ``clk``, ``rst`` and the DESIGN.md section 5 ports ``s_axis_t{data,
+The top must have ``clk``, ``rst`` and the docs/design.md section 6 ports ``s_axis_t{data,
 valid,ready,last}``, ``m_axis_t{data,valid,ready,last}`` and ``s_axil_*``, with stream
 ``tdata`` of at most 64 bits.
 """

@@ -27,6 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bitplane.core.errors import BitplaneError, InputError
+from bitplane.core.manifest import load_manifest
+
+from .flow import top_ports
 
 
 class ProjectError(BitplaneError):
@@ -68,7 +71,6 @@ WINDOW = 0x1_0000            # address range assigned to the accelerator (Vivado
 
 def check_interfaces(verilog: str, top: str) -> list[tuple[str, str, int]]:
     """The top's ports, checked against the names Vivado infers AXI interfaces from."""
-    from bitplane.synth.flow import top_ports
     ports = top_ports(verilog, top)
     names = {n for _, n, _ in ports}
     missing = [f"{p}_{s}" for p, sigs in INTERFACES.items() for s in sigs if f"{p}_{s}" not in names]
@@ -250,7 +252,6 @@ def constraints(m: dict, board: Board) -> str:
 
 def write_project(folder, board: str, out) -> dict:
     """Write the Vivado project folder for compiled ``folder`` and ``board`` (atomically)."""
-    from bitplane.core.manifest import load_manifest
     if board not in BOARDS:
         raise InputError(f"unknown board '{board}' (choose from {', '.join(BOARDS)})")
     b = BOARDS[board]

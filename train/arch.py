@@ -1,6 +1,6 @@
 """Architectures for ``bitplane train``: spec layer lists for 28x28 grey inputs.
 
-Each quantizer family of the seeds maps onto the spec (DESIGN.md section 3):
+Each quantizer family of the seeds maps onto the spec (docs/design.md section 4):
 
 ========  ==========================================  ==========================================
 quant     hidden-layer weights (W bits)               activations (A bits)

@@ -1,6 +1,6 @@
 """A trainable PyTorch model interpreted from a network spec, and its export.
 
-:class:`QNet` reads the same layer list as the golden model (DESIGN.md section 2): conv and
+:class:`QNet` reads the same layer list as the golden model (docs/design.md section 3): conv and
 dense layers with their ``weight_quant``, batch norms, ``quant_act`` layers and max-pools,
 sequentially. Its eval-mode forward on ``code * input.scale`` is the golden model's float
 path; :func:`export` writes the YAML + NPZ that ``bitplane golden --mode float`` reproduces

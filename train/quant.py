@@ -1,6 +1,6 @@
 """Quantizers for training (PyTorch), with the seeds' straight-through estimators.
 
-Forward passes are DESIGN.md section 3 exactly (the same formulas as ``gen.quant``, which the
+Forward passes are docs/design.md section 4 exactly (the same formulas as ``gen.quant``, which the
 tests compare against element by element); backward passes are the seeds':
 
 * DoReFa weights, k >= 2: ``w = 2 q_k(tanh(W)/max|tanh(W)|/2 + 1/2) - 1``, the rounding is

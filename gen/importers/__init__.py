@@ -1,6 +1,6 @@
 """Model importers: ``bitplane import FORMAT SRC -o OUT.yaml`` (issue #6).
 
-Each importer turns a trained model into a network spec (YAML + NPZ, DESIGN.md section 2)
+Each importer turns a trained model into a network spec (YAML + NPZ, docs/design.md section 3)
 that :func:`gen.spec.load_network` accepts. Files are only ever *read as data*: tensorpack
 archives with ``np.load(..., allow_pickle=False)``, PyTorch checkpoints with
 ``torch.load(..., map_location="cpu", weights_only=True)``, ONNX with the protobuf parser

@@ -90,7 +90,7 @@ def test_memory_words_stay_within_the_limit(tmp_path):
 
 
 def _expected_block_cycles(low, folds):
-    """Each block's cycles/frame written out independently of hw/ (DESIGN.md section 5 and the
+    """Each block's cycles/frame written out independently of hw/ (docs/design.md section 6 and the
     sliding-window/pool word counts): a conv is the slowest of its engine (V*(R/PE)*(N/SIMD)*Pw*Pa),
     its window (OH*OW*K*K words of C/lanes), its input (H*W*C/lanes words) and its pool (one word
     per cycle over the pooled window); a dense layer of engine and input; a code pool of its window.
