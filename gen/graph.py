@@ -67,6 +67,7 @@ from .spec import INPUT_NAME, Layer, Network
 
 ADD_FRAC_BITS = 16
 AVG_FRAC_BITS = 16
+UINT_VIEW_BITS = 24          # widest sum pool a conv/dense reads as uint activation planes
 MAX_FIXED_BITS = 62          # int64 with headroom for the rescale products
 
 
@@ -397,7 +398,7 @@ def _uint_view(form: Fixed) -> ActQuant | None:
             or not sc.flat[0] > 0):
         return None
     bits = max(1, int(form.hi).bit_length())
-    if bits > 16:
+    if bits > UINT_VIEW_BITS:
         return None
     return ActQuant({"type": "uint", "bits": bits, "scale": float(sc.flat[0])}, "none")
 
@@ -456,6 +457,14 @@ def lower_graph(net: Network) -> LoweredGraph:
         if L.op in ("conv", "dense"):
             if not codes and _uint_view(form) is not None:
                 form, codes = _uint_view(form), True
+            src_stage = next((s for s in out.stages if s.name == srcs[0]), None)
+            if (not codes and isinstance(src_stage, AvgPoolStage) and isinstance(src_stage.in_form, ActQuant)
+                    and not form.post):
+                raise NotSupportedError(
+                    f"{net.path}: layer '{L.name}' (#{L.index}), field 'op': it reads the average pool "
+                    f"'{L.inputs[0]}' of codes whose sums are negative, per-channel scaled or wider than "
+                    f"{UINT_VIEW_BITS} bits ({form.lo}..{form.hi}), which no unsigned activation holds; "
+                    f"insert a quant_act after the pool")
             if not codes:
                 raise err(f"the input of '{L.name}' is not quantized: '{L.inputs[0]}' produces unquantized "
                           f"values; insert a quant_act before it", L)
