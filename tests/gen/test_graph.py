@@ -226,7 +226,7 @@ def graph_nets(draw):
     """Residual blocks (identity / projection shortcut, float residual stream), forks into a
     concat, average pools (both divisors, include/valid), mirror-padded pools, grouped convs."""
     C = draw(st.sampled_from([2, 4]))
-    H = draw(st.sampled_from([6, 7, 8]))
+    H = H0 = draw(st.sampled_from([6, 7, 8]))
     abits = draw(st.sampled_from([1, 2, 3]))
     q = {"type": "dorefa", "bits": abits}
     L = [conv("stem", C, weight_quant={"type": "dorefa", "bits": draw(st.sampled_from([1, 2]))}),
@@ -265,10 +265,11 @@ def graph_nets(draw):
             L += [{"name": f"{p}p", "op": "avgpool", "kernel": 3, "stride": draw(st.sampled_from([1, 2])),
                    "padding": 1, "divisor": div, "inputs": cur}, qact(f"{p}o", q=q)]
             H = (H - 1) // L[-2]["stride"] + 1
-        else:
+        elif kind == "mpool" and H >= 3:         # reflect needs pads below the map size
             L += [{"name": f"{p}o", "op": "maxpool", "kernel": 3, "stride": 1, "padding": [1, 1, 0, 2],
-                   "pad_mode": "reflect", "inputs": cur}]
-            H = H  # rows kept: 1+1-3+1 = 0 change; columns +0
+                   "pad_mode": "reflect", "inputs": cur}]           # keeps H x W
+        else:
+            continue
         cur = f"{p}o"
     if draw(st.booleans()):
         L += [{"name": "gap", "op": "global_avgpool", "inputs": cur},
@@ -276,41 +277,44 @@ def graph_nets(draw):
                "weight_quant": {"type": "int", "bits": 8}}]
     else:
         L += [conv("head", 5, k=1, pad=0, inputs=cur), {"name": "gap", "op": "global_avgpool"}]
-    return ({"name": "rand", "input": {"shape": [3, 8, 8], "bits": 8, "scale": 1 / 255}, "layers": L},
+    return ({"name": "rand", "input": {"shape": [3, H0, H0], "bits": 8, "scale": 1 / 255}, "layers": L},
             draw(st.integers(0, 2 ** 16)))
-
-
-AGREEMENT = []
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=graph_nets())
 def test_random_graph_int_agrees_with_float(case, tmp_path_factory):
+    """Per input, the first quant_act (in spec order) where the integer path's code differs
+    from the float path's must be a rounding tie of the float path (a value exactly half way
+    between levels, as an average of codes can be): every decision after an add (exact or
+    rescaled with 16 guard bits), a matmul or an average pool otherwise matches."""
     spec, seed = case
     path = write_net(tmp_path_factory.mktemp("g"), spec, seed=seed)
     net = load_network(path)
     g = Golden(net)
-    x = np.random.default_rng(seed).integers(0, 256, (48, 3, 8, 8)).astype(np.uint8)
+    x = np.random.default_rng(seed).integers(0, 256, (48,) + net.input_shape).astype(np.uint8)
     fo, ft = g.run_float(x, trace=True)
     qo, it = g.run_int(x, trace=True)
     stage_of = {}
     for s in g.lowered.stages:
         for name in getattr(s, "layers", [s.name]):
             stage_of[name] = s.name
-    same = tot = 0
+    settled = np.zeros(len(x), bool)          # a sample's first mismatch was seen
     for L in net.layers:
-        if L.op == "quant_act":
-            a = _codes_of(L, ft[L.name])
-            b = it[stage_of[L.name]]
-            same += int((a == b).sum())
-            tot += a.size
+        if L.op != "quant_act":
+            continue
+        act = ActQuant(L["quant"], L["nonlin"], L.params)
+        a, b = _codes_of(L, ft[L.name]), it[stage_of[L.name]]
+        bad = (a != b).reshape(len(x), -1) & ~settled[:, None]
+        if bad.any():
+            pre = ft[L.inputs[0]].reshape(len(x), -1)[bad]          # the float value quantized
+            m = (1 << act.bits) - 1
+            assert act.qtype == "dorefa" and np.allclose(np.clip(pre, 0, 1) * m % 1, 0.5, atol=1e-9), \
+                f"{L.name}: {int(bad.sum())} decisions differ away from a tie"
+        settled |= bad.any(1)
     d = g.dequantize(qo).reshape(len(x), -1)
-    fo = fo.reshape(len(x), -1)
-    AGREEMENT.append((same, tot, int((d.argmax(1) == fo.argmax(1)).sum()), len(x)))
-    assert same >= 0.99 * tot, (same, tot)
-    # decisions agree, so the outputs do up to float rounding, or differ where a code did
-    if same == tot:
-        assert np.allclose(d, fo, atol=1e-6 * (1 + np.abs(fo).max()))
+    ok = ~settled
+    assert np.allclose(d[ok], fo.reshape(len(x), -1)[ok], atol=1e-6 * (1 + np.abs(fo).max()))
 
 
 def test_inspect_shows_graph_stages(tmp_path, capsys):
