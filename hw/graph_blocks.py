@@ -116,7 +116,11 @@ def bypass_fifo_depth(need_long, need_short, latency_long: int = 0, latency_shor
     ``need_short[p]`` words and is itself waiting at the join, so the rest of the
     ``need_long[p]`` words the fork delivered sit in the FIFO. The ``+ 1`` is the fork's
     own output register. A smaller FIFO fills before the long path has its rows: the fork
-    stops, the long path never gets them, the join waits forever.
+    stops, the long path never gets them, the join waits forever (tests/hw/
+    test_graph_blocks.py: with a 3x3 pool on the long path and a wire on the short one, the
+    lead plus one word runs but stalls, the lead alone deadlocks). It is an upper bound
+    where the short path has a line buffer of its own (a strided 1x1 window) that holds
+    part of the lead.
     """
     lead = int(np.max(np.asarray(need_long) - np.asarray(need_short)))
     return max(0, lead) + max(0, latency_long - latency_short) + 1
