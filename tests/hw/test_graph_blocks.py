@@ -402,3 +402,52 @@ def test_bypass_depth_for_a_strided_projection_join():
     assert (st["o"][-1] - st["o"][per - 1]) / 2 == window_cycles(H, W, C, 3, 2, (1, 1, 1, 1))
     got, _ = run_multi(_Projection(C, H, W, depth), {"i": words}, {"o": len(want)}, seed=5)
     assert got["o"] == want
+
+
+class _AddThreshold(wiring.Component):
+    """A residual join as the lead will wire it: AddBlock -> ThresholdUnit (gen/graph.py's
+    AddStage then ThresholdStage)."""
+
+    def __init__(self, add_blk, thr_unit):
+        self.add_blk, self.thr = add_blk, thr_unit
+        super().__init__({"a": In(stream.Signature(add_blk.a.payload.shape())),
+                          "b": In(stream.Signature(add_blk.b.payload.shape())),
+                          "o": Out(stream.Signature(thr_unit.o.payload.shape()))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.add = self.add_blk
+        m.submodules.thr = self.thr
+        wiring.connect(m, wiring.flipped(self.a), self.add_blk.a)
+        wiring.connect(m, wiring.flipped(self.b), self.add_blk.b)
+        wiring.connect(m, self.add_blk.o, self.thr.i)
+        wiring.connect(m, self.thr.o, wiring.flipped(self.o))
+        m.d.comb += self.thr.t_wr.valid.eq(0)
+        return m
+
+
+def test_residual_join_add_then_thresholds_is_the_golden_trace(tmp_path):
+    """The b1add + b1out stages of a lowered residual net on AddBlock + the existing
+    ThresholdUnit: codes identical to the golden integer path."""
+    from bitplane.gen.golden import Golden
+    from bitplane.gen.lower import signed_bits
+    from bitplane.gen.spec import load_network
+    from bitplane.hw.bitserial import ThresholdParams, ThresholdUnit
+    from tests.graphnets import resnet_spec, write_net
+    g = Golden(load_network(write_net(tmp_path, resnet_spec())))
+    st = {s.name: s for s in g.lowered.stages}
+    add, thr = st["b1add"], st["b1out"]
+    x = np.random.default_rng(12).integers(0, 256, (2, 3, 8, 8)).astype(np.uint8)
+    _, tr = g.run_int(x, trace=True)
+    abits = st["b1c2"].acc_bits
+    tw = signed_bits(thr.acc_lo - 1, thr.acc_hi + 1)
+    T = thr.thresholds.shape[1]
+    p = ThresholdParams(rows=4, pe=2, in_bits=add.out.bits, n_thresholds=T, width=tw, levels=thr.out_act.L,
+                        init_thresholds=tuple(map(tuple, thr.thresholds.tolist())),
+                        init_dirs=tuple(map(tuple, thr.up.astype(int).tolist())))
+    dut = _AddThreshold(AddBlock(4, 2, abits, 3, add.out.bits, add.mult[0], add.mult[1]), ThresholdUnit(p))
+    wa = sum((_words(f, abits, 2, True) for f in tr["b1c2"]), [])
+    wb = sum((_words(f, 3, 2, True) for f in add.in_forms[1].level_ints[tr["stem"]]), [])
+    want = sum((_words(f, p.out_bits, 2, False) for f in tr["b1out"]), [])
+    got, _ = run_multi(dut, {"a": wa, "b": wb}, {"o": len(want)}, seed=4)
+    assert got["o"] == want
