@@ -88,6 +88,16 @@ def _fmt_coefs(c) -> str:
     return "[" + ",".join(map(str, c if len(c) <= 3 else c[:2] + ["…"] + c[-1:])) + "]"
 
 
+_GRAPH_KINDS = {
+    "add": lambda r: f"{r['inputs']} inputs, {r['rescale']}, {r['out']['bits']}-bit sum",
+    "avgpool": lambda r: (f"{r['divisor']} on {r['on']}" + (f" k{r['kernel']} s{r['stride']}"
+                                                           if 'kernel' in r else "") + f", {r['rescale']}"),
+    "concat": lambda r: f"{r['inputs']} inputs on {r['on']}",
+    "threshold": lambda r: (f"{r['output']['thresholds_per_channel']} thresholds/ch on "
+                            f"{r['in_bits']}-bit values -> {r['output']['act']['type']}{r['output']['act']['bits']}"),
+}
+
+
 def cmd_inspect(args) -> int:
     from bitplane.gen.lower import lower
     net = _net(args.spec)
@@ -109,7 +119,12 @@ def cmd_inspect(args) -> int:
         shp = lambda s: "x".join(map(str, s))
         if r["kind"] == "maxpool":
             print(f"{r['stage']:<10} {'pool':<7} {shp(r['in_shape']):<13} {shp(r['out_shape']):<13} "
-                  f"k{r['kernel']} s{r['stride']} on codes")
+                  f"k{r['kernel']} s{r['stride']} on {r.get('on', 'codes')}")
+            continue
+        if r["kind"] in _GRAPH_KINDS:           # graph stages (gen/graph.py)
+            src = low.inputs[r["stage"]]
+            print(f"{r['stage']:<10} {r['kind'][:7]:<7} {shp(r['in_shape']):<13} {shp(r['out_shape']):<13} "
+                  f"{_GRAPH_KINDS[r['kind']](r)} <- {', '.join(src)}")
             continue
         w, a = r["weights"], r["activations"]
         wb = f"{w['type']}{w['bits']} c={_fmt_coefs(w['coefs'])} o={w['offset']}"

@@ -66,7 +66,7 @@ class Golden:
         if op == "conv":
             pv = layer.get("pad_value")
             y = nn.conv2d(x, self.fq_weights(layer), layer["stride"], layer.pads, layer["groups"],
-                          0.0 if pv is None else float(pv))
+                          0.0 if pv is None else float(pv), layer.get("pad_mode", "constant"))
         elif op == "dense":
             y = nn.dense(x, self.fq_weights(layer))
         elif op == "batchnorm":
@@ -76,7 +76,11 @@ class Golden:
         elif op == "act":
             return apply_nonlin(layer["nonlin"], x)
         elif op == "maxpool":
-            return nn.pool2d(x, layer["kernel"], layer["stride"], layer.pads, True)
+            return nn.pool2d(x, layer["kernel"], layer["stride"], layer.pads, True, layer.get("pad_mode", "constant"))
+        elif op == "avgpool":
+            return nn.avgpool2d(x, layer["kernel"], layer["stride"], layer.pads, layer["divisor"], layer["pad_mode"])
+        elif op == "global_avgpool":
+            return nn.global_avgpool(x)
         else:  # pragma: no cover - the loader rejects unknown ops
             raise ValueError(op)
         if "b" in layer.params:
@@ -86,6 +90,9 @@ class Golden:
     def run_float(self, x, trace: bool = False):
         """Float64 logits (fake-quant semantics). With ``trace``, also every layer's output."""
         x = self.check_input(x)
+        if self.net.is_graph:
+            from .graph import run_float_graph
+            return run_float_graph(self, x, trace)
 
         def one(xb):
             v = xb.astype(np.float64) * self.net.input_scale
@@ -109,7 +116,7 @@ class Golden:
         vals = stage.in_act.level_ints[idx].astype(np.float64)
         if stage.kind == "conv":
             pad = 0.0 if stage.pad_index is None else float(stage.in_act.level_ints[stage.pad_index])
-            acc = nn.conv2d(vals, stage.w_int, stage.stride, stage.pads, stage.groups, pad)
+            acc = nn.conv2d(vals, stage.w_int, stage.stride, stage.pads, stage.groups, pad, stage.pad_mode)
         else:
             acc = nn.dense(vals, stage.w_int)
         return acc.astype(np.int64)
@@ -119,21 +126,24 @@ class Golden:
         """Level indices (or raw accumulators for the last stage) out of one stage."""
         if isinstance(stage, CodePoolStage):
             p = stage.pool
-            return nn.pool2d(idx, p.kernel, p.stride, p.pads, p.maximize).astype(np.int64)
+            return nn.pool2d(idx, p.kernel, p.stride, p.pads, p.maximize, p.pad_mode).astype(np.int64)
         acc = Golden.stage_acc(stage, idx)
         p = stage.pool
         if p is not None and p.where == "acc":
-            acc = nn.pool2d(acc, p.kernel, p.stride, p.pads, p.maximize).astype(np.int64)
+            acc = nn.pool2d(acc, p.kernel, p.stride, p.pads, p.maximize, p.pad_mode).astype(np.int64)
         if stage.raw:
             return acc
         out = apply_thresholds(acc, stage.thresholds, stage.up)
         if p is not None and p.where == "codes":
-            out = nn.pool2d(out, p.kernel, p.stride, p.pads, p.maximize).astype(np.int64)
+            out = nn.pool2d(out, p.kernel, p.stride, p.pads, p.maximize, p.pad_mode).astype(np.int64)
         return out
 
     def run_int(self, x, trace: bool = False):
         """int64 raw last-layer accumulators. With ``trace``, also every stage's output."""
         x = self.check_input(x)
+        if self.net.is_graph:
+            from .graph import run_int_graph
+            return run_int_graph(self.lowered, x, trace)
         stages = self.lowered.stages
         if not trace:
             def one(xb):
@@ -150,6 +160,8 @@ class Golden:
 
     def dequantize(self, acc):
         """Float logits from raw last-layer accumulators (the manifest's affine map)."""
+        if self.net.is_graph:
+            return self.lowered.dequantize(acc)
         last = self.lowered.last
         acc = np.asarray(acc, dtype=np.int64)
         return last.pre_act(acc.astype(np.float64), acc.ndim)

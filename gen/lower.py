@@ -43,6 +43,7 @@ class PoolSpec:
     pads: tuple
     where: str
     maximize: np.ndarray
+    pad_mode: str = "constant"    # 'reflect'/'symmetric': padding holds mirrored values (graph nets)
 
 
 @dataclass
@@ -75,6 +76,7 @@ class MatmulStage:
     thresholds: np.ndarray | None = None    # [C, T] int64
     up: np.ndarray | None = None            # [C, T] bool: True counts acc >= T, False acc <= T
     weight_quant_implicit: bool = False
+    pad_mode: str = "constant"              # conv padding: 'constant' (pad_index) or a mirror mode
 
     @property
     def raw(self) -> bool:
@@ -289,10 +291,17 @@ def _acc_range(w_int_basis, planes_w: int, act: ActQuant, n: int):
     return int(n * prods.min()), int(n * prods.max())
 
 
-def lower(net: Network) -> Lowered:
-    """Integer bit-plane form of a network; raises SpecError for sequences hardware cannot run."""
+def lower(net: Network, input_act: ActQuant | None = None, codes_out: bool = False) -> Lowered:
+    """Integer bit-plane form of a network; raises SpecError for sequences hardware cannot run.
+
+    ``input_act``/``codes_out`` serve the graph lowering (gen/graph.py), which lowers each
+    conv/dense chain as a one-path network: its input quantizer, and whether the chain may
+    end in a ``quant_act`` (codes) instead of raw accumulators."""
+    if net.is_graph:        # named inputs, add/concat/average pools, mirror padding
+        from .graph import lower_graph
+        return lower_graph(net)
     err = lambda msg, layer, fld=None: SpecError(net.path, msg, layer.name, layer.index, fld)
-    out = Lowered(net, ActQuant.input(net.input_bits, net.input_scale))
+    out = Lowered(net, input_act or ActQuant.input(net.input_bits, net.input_scale))
     act = out.input_act
     layers = net.layers
     i, n = 0, len(layers)
@@ -348,7 +357,8 @@ def lower(net: Network) -> Lowered:
         if L.op == "conv":
             k, s, g, pads = L["kernel"], L["stride"], L["groups"], L.pads
             n_dot = L.in_shape[0] // g * k * k
-            pad_index = _pad_index(net, L, act) if any(pads) else None
+            pad_index = (_pad_index(net, L, act) if any(pads) and L.get("pad_mode", "constant") == "constant"
+                         else None)
         else:
             k, s, g, pads, n_dot, pad_index = 1, 1, 1, (0, 0, 0, 0), int(np.prod(L.in_shape)), None
         lo, hi = _acc_range(wq.int_basis, wq.planes, act, n_dot)
@@ -375,7 +385,7 @@ def lower(net: Network) -> Lowered:
                 raise err("internal: raw stage not last", L)
             i = j
         out.stages.append(stage)
-    if not isinstance(out.stages[-1], MatmulStage) or not out.stages[-1].raw:
+    if not codes_out and (not isinstance(out.stages[-1], MatmulStage) or not out.stages[-1].raw):
         last = layers[-1]
         raise err("the network must end with a conv or dense layer (optionally followed by batchnorm/"
                   "maxpool) whose raw accumulators are the output; a trailing quant_act or maxpool on "

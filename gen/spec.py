@@ -4,6 +4,25 @@
 their float parameters and their inferred input/output shapes. Every problem raises
 :class:`~bitplane.core.errors.SpecError` naming the file, the layer and the field. Files are read
 with ``yaml.safe_load`` and ``np.load(..., allow_pickle=False)`` only.
+
+Graph networks (issue #16), written from the code below:
+
+* every layer may name ``inputs``: a layer name or a list of them, ``input`` being the
+  network input; without it a layer reads the previous layer (the first reads ``input``).
+  Names must be earlier layers, so the graph has no cycle; ``add``/``concat`` take two or
+  more distinct inputs, every other op exactly one; every layer but the last must feed a
+  later one (the last layer is the output); a layer named ``input`` may not coexist with
+  ``inputs`` naming ``input``.
+* ``add`` (element-wise sum; all inputs of one shape), ``concat`` (channels; ``[C,H,W]``
+  inputs of one height and width), ``avgpool`` (``kernel``, ``stride`` = kernel,
+  ``padding``, ``divisor``: ``include_pad`` = PyTorch's ``count_include_pad=True``,
+  ``valid`` = TensorFlow's inside-positions count), ``global_avgpool`` (``[C,H,W] ->
+  [C,1,1]``).
+* ``padding`` of conv/maxpool/avgpool may be ``[top, bottom, left, right]``; ``pad_mode``
+  (conv/maxpool/avgpool) is ``constant`` (default), ``reflect`` (mirror without the edge,
+  pads < the input size) or ``symmetric`` (mirror with the edge, pads <= the input size).
+* :attr:`Network.is_graph` is True as soon as a spec uses any of these (apart from list
+  padding); each layer's ``inputs``/``in_shapes`` are resolved for every spec.
 """
 from __future__ import annotations
 
@@ -35,6 +54,31 @@ _FIELDS = {
 }
 _QUANT_FIELDS = {"type", "bits", "coef_bits", "scale"}
 
+# ---- graph networks (issue #16): named inputs, merges, average pools, padding modes
+GRAPH_OPS = ("add", "concat", "avgpool", "global_avgpool")
+OPS = OPS + GRAPH_OPS
+_FIELDS.update({
+    # element-wise sum of two or more tensors of one shape
+    "add": {"name": True, "op": True, "inputs": True},
+    # channel concatenation of two or more feature maps of one height and width
+    "concat": {"name": True, "op": True, "inputs": True},
+    # divisor 'include_pad' (PyTorch's count_include_pad=True default: K*K everywhere) or
+    # 'valid' (TensorFlow: only the window positions inside the input are counted)
+    "avgpool": {"name": True, "op": True, "kernel": True, "stride": False, "padding": False,
+                "divisor": False},
+    "global_avgpool": {"name": True, "op": True},
+})
+for _op in ("conv", "maxpool", "avgpool"):
+    _FIELDS[_op]["pad_mode"] = False
+for _fields in _FIELDS.values():
+    _fields.setdefault("inputs", False)
+# 'constant': pad_value (conv) / never-winning (maxpool) / zero (avgpool); 'reflect': mirror
+# without the edge (PyTorch 'reflect', TF 'REFLECT'); 'symmetric': mirror with the edge
+# (TF 'SYMMETRIC', NumPy 'symmetric')
+PAD_MODES = ("constant", "reflect", "symmetric")
+AVG_DIVISORS = ("include_pad", "valid")
+INPUT_NAME = "input"          # the network input, as named in ``inputs``
+
 
 @dataclass
 class Layer:
@@ -51,6 +95,8 @@ class Layer:
     in_shape: tuple = ()
     out_shape: tuple = ()
     pads: tuple = (0, 0, 0, 0)
+    inputs: tuple = ()            # names of the tensors it reads ('input' = network input)
+    in_shapes: tuple = ()         # their shapes (``in_shape`` is the first)
 
     def __getitem__(self, key):
         return self.attrs[key]
@@ -68,6 +114,9 @@ class Network:
     input_scale: float
     layers: list
     spec_hash: str
+    # True when the spec uses a graph feature (explicit inputs, add/concat/avgpool/
+    # global_avgpool, a non-constant pad_mode); such nets lower through gen/graph.py
+    is_graph: bool = False
 
     @property
     def output_shape(self) -> tuple:
@@ -93,6 +142,8 @@ def window_geometry(h: int, w: int, k: int, s: int, padding) -> tuple[int, int, 
         l, r = same_pads(w, k, s)
     elif padding == "valid":
         t = b = l = r = 0
+    elif isinstance(padding, (list, tuple)):
+        t, b, l, r = (int(v) for v in padding)
     else:
         t = b = l = r = int(padding)
     return window_out(h, t, b, k, s), window_out(w, l, r, k, s), (t, b, l, r)
@@ -121,7 +172,51 @@ def _padding_field(ctx, layer, value):
         return value
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
-    raise ctx.err(f"must be 'same', 'valid' or a non-negative integer, got {value!r}", layer, "padding")
+    if (isinstance(value, list) and len(value) == 4
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)):
+        return list(value)
+    raise ctx.err(f"must be 'same', 'valid', a non-negative integer or [top, bottom, left, right] "
+                  f"non-negative integers, got {value!r}", layer, "padding")
+
+
+def _inputs_field(ctx, layer, value, known: dict, later: dict):
+    """Names a layer reads: ``INPUT_NAME`` or earlier layers (so the graph has no cycle)."""
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names or not all(isinstance(v, str) for v in names):
+        raise ctx.err(f"must be a layer name or a list of layer names ('{INPUT_NAME}' is the network "
+                      f"input), got {value!r}", layer, "inputs")
+    for v in names:
+        if v == layer.name:
+            raise ctx.err(f"layer '{v}' cannot read its own output (a cycle)", layer, "inputs")
+        if v in later:
+            raise ctx.err(f"'{v}' is layer #{later[v]}, defined later; inputs must name earlier layers "
+                          f"(a graph without cycles, in order)", layer, "inputs")
+        if v not in known:
+            raise ctx.err(f"unknown input {v!r}; name '{INPUT_NAME}' or an earlier layer", layer, "inputs")
+    if len(set(names)) != len(names):
+        raise ctx.err(f"names an input twice: {names}", layer, "inputs")
+    n = len(names)
+    if layer.op in ("add", "concat") and n < 2:
+        raise ctx.err(f"'{layer.op}' needs at least two inputs, got {names}", layer, "inputs")
+    if layer.op not in ("add", "concat") and n != 1:
+        raise ctx.err(f"'{layer.op}' takes exactly one input, got {names}", layer, "inputs")
+    return tuple(names)
+
+
+def _pad_mode_field(ctx, layer):
+    mode = layer.attrs.get("pad_mode", "constant")
+    if mode not in PAD_MODES:
+        raise ctx.err(f"must be one of {', '.join(PAD_MODES)}, got {mode!r}", layer, "pad_mode")
+    if mode != "constant":
+        if layer.get("pad_value") is not None:
+            raise ctx.err(f"pad_value only applies to pad_mode 'constant', not {mode!r}", layer, "pad_value")
+        C, H, W = layer.in_shape
+        t, b, l, r = layer.pads
+        lim_h, lim_w = (H - 1, W - 1) if mode == "reflect" else (H, W)
+        if max(t, b) > lim_h or max(l, r) > lim_w:
+            raise ctx.err(f"{mode} padding {list(layer.pads)} needs pads of at most {lim_h} rows and "
+                          f"{lim_w} columns for the {H}x{W} input", layer, "padding")
+    return mode
 
 
 def _quant_field(ctx, layer, key, q, role):
@@ -296,7 +391,27 @@ def load_network(path) -> Network:
         return t.reshape(shape)
 
     cur = tuple(shape)
+    out_shapes = {INPUT_NAME: tuple(shape)}
+    index_of = {l.name: l.index for l in layers}
+    consumed: set = set()
+    is_graph = False
+    prev = INPUT_NAME
     for layer in layers:
+        if "inputs" in layer.attrs:
+            if INPUT_NAME in index_of:
+                raise ctx.err(f"a layer is named '{INPUT_NAME}', which makes '{INPUT_NAME}' in inputs "
+                              f"ambiguous; rename that layer", layer, "inputs")
+            known = {INPUT_NAME, *(l.name for l in layers[:layer.index])}
+            later = {l.name: l.index for l in layers[layer.index:]}
+            layer.inputs = _inputs_field(ctx, layer, layer.attrs["inputs"], known, later)
+            is_graph = True
+        else:
+            layer.inputs = (prev,)
+        prev = layer.name
+        consumed.update(layer.inputs)
+        layer.in_shapes = tuple(out_shapes[v] for v in layer.inputs)
+        cur = layer.in_shapes[0]
+        is_graph = is_graph or layer.op in GRAPH_OPS or layer.get("pad_mode", "constant") != "constant"
         layer.in_shape = cur
         a = layer.attrs
         op = layer.op
@@ -322,6 +437,8 @@ def load_network(path) -> Network:
                 raise ctx.err(f"must be a number, got {pv!r}", layer, "pad_value")
             layer.attrs.update(out_channels=O, kernel=k, stride=s, groups=g, padding=pad, bias=bias)
             layer.pads = pads
+            if "pad_mode" in a:
+                layer.attrs["pad_mode"] = _pad_mode_field(ctx, layer)
             layer.params["W"] = tensor(layer, "W", (O, C // g, k, k), "conv weights OIHW")
             if bias:
                 layer.params["b"] = tensor(layer, "b", (O,), "bias")
@@ -377,7 +494,44 @@ def load_network(path) -> Network:
                 raise ctx.err(f"padding {max(pads)} must be smaller than the kernel {k}", layer, "padding")
             layer.attrs.update(kernel=k, stride=s, padding=pad)
             layer.pads = pads
+            if "pad_mode" in a:
+                layer.attrs["pad_mode"] = _pad_mode_field(ctx, layer)
             cur = (C, oh, ow)
+        elif op == "avgpool":
+            if len(cur) != 3:
+                raise ctx.err(f"avgpool needs a [C,H,W] input but gets {list(cur)}", layer, "op")
+            C, H, W = cur
+            k = _int_field(ctx, layer, "kernel", a["kernel"], 1)
+            s = _int_field(ctx, layer, "stride", a.get("stride", k), 1)
+            pad = _padding_field(ctx, layer, a.get("padding", "valid"))
+            oh, ow, pads = window_geometry(H, W, k, s, pad)
+            if oh < 1 or ow < 1:
+                raise ctx.err(f"kernel {k} does not fit the {H}x{W} input", layer, "kernel")
+            if max(pads) >= k:
+                raise ctx.err(f"padding {max(pads)} must be smaller than the kernel {k}", layer, "padding")
+            div = a.get("divisor", "include_pad")
+            if div not in AVG_DIVISORS:
+                raise ctx.err(f"must be 'include_pad' (PyTorch count_include_pad) or 'valid' (TensorFlow: "
+                              f"inside positions only), got {div!r}", layer, "divisor")
+            layer.attrs.update(kernel=k, stride=s, padding=pad, divisor=div)
+            layer.pads = pads
+            layer.attrs["pad_mode"] = _pad_mode_field(ctx, layer)
+            cur = (C, oh, ow)
+        elif op == "global_avgpool":
+            if len(cur) != 3:
+                raise ctx.err(f"global_avgpool needs a [C,H,W] input but gets {list(cur)}", layer, "op")
+            cur = (cur[0], 1, 1)
+        elif op == "add":
+            for v, shp in zip(layer.inputs[1:], layer.in_shapes[1:]):
+                if shp != cur:
+                    raise ctx.err(f"shapes differ: '{layer.inputs[0]}' gives {list(cur)} but '{v}' gives "
+                                  f"{list(shp)}", layer, "inputs")
+        elif op == "concat":
+            for v, shp in zip(layer.inputs, layer.in_shapes):
+                if len(shp) != 3 or shp[1:] != cur[1:] or len(cur) != 3:
+                    raise ctx.err(f"concat joins [C,H,W] maps of one height and width: '{layer.inputs[0]}' "
+                                  f"gives {list(cur)} but '{v}' gives {list(shp)}", layer, "inputs")
+            cur = (sum(shp[0] for shp in layer.in_shapes),) + tuple(cur[1:])
         if op in ("conv", "dense"):
             wq = a.get("weight_quant")
             if wq is not None:
@@ -390,11 +544,16 @@ def load_network(path) -> Network:
                     layer.params["basis"] = tensor(layer, "basis", (wq["bits"], layer.params["W"].shape[0]),
                                                    "LQ-Nets weight basis [bits, out]")
         layer.out_shape = cur
+        out_shapes[layer.name] = cur
 
+    for layer in layers[:-1]:
+        if layer.name not in consumed:
+            raise ctx.err("its output is never used (the last layer is the network output; every other "
+                          "layer must feed a later one)", layer, "name")
     extra = sorted(set(tensors) - used)
     if extra:
         raise SpecError(ctx.npz, f"unexpected tensor(s) {extra[:5]}{' ...' if len(extra) > 5 else ''} "
                                  f"(keys are '<layer>/<param>' of layers that take that parameter)",
                         field=extra[0])
     spec_hash = hashlib.sha256((yaml_hash + npz_hash).encode()).hexdigest()
-    return Network(name, path, tuple(shape), bits, float(scale), layers, spec_hash)
+    return Network(name, path, tuple(shape), bits, float(scale), layers, spec_hash, is_graph)

@@ -99,7 +99,11 @@ class SlidingWindow(wiring.Component):
 
     Parameters: ``channels`` C, ``height``/``width`` H/W, ``kernel`` K, ``stride`` s,
     ``pads`` (top, bottom, left, right), ``bits`` per element, ``lanes`` (divides C),
-    ``pad_code`` inserted for out-of-bounds positions.
+    ``pad_code`` inserted for out-of-bounds positions, ``pad_mode``: ``'constant'``
+    (default: ``pad_code``) or a mirror mode, ``'reflect'`` (row ``-1`` reads row ``1``) or
+    ``'symmetric'`` (row ``-1`` reads row ``0``); a mirrored position reads the line buffer
+    (``pad`` stays 0), which needs :func:`mirror_fits` (``2*max(t, b) <= K-1`` for reflect,
+    ``<= K`` for symmetric, so every mirrored row lies among the rows the window holds).
 
     Ports
     -----
@@ -118,9 +122,15 @@ class SlidingWindow(wiring.Component):
     slots.
     """
 
-    def __init__(self, channels, height, width, kernel, stride, pads, bits, lanes, pad_code=0):
+    def __init__(self, channels, height, width, kernel, stride, pads, bits, lanes, pad_code=0,
+                 pad_mode="constant"):
         if channels % lanes:
             raise ValueError(f"lanes={lanes} must divide channels={channels}")
+        if pad_mode != "constant" and not mirror_fits(kernel, pads, height, width, pad_mode):
+            raise ValueError(f"{pad_mode} padding {tuple(pads)} does not fit a {kernel}x{kernel} window on "
+                             f"{height}x{width} (needs 2*max(top, bottom) <= K-1 for reflect, <= K for "
+                             f"symmetric, left/right within the row)")
+        self.pad_mode = pad_mode
         self.C, self.H, self.W, self.K, self.s = channels, height, width, kernel, stride
         self.pads, self.bits, self.lanes, self.pad_code = tuple(pads), bits, lanes, pad_code
         t, bm, l, r = self.pads
@@ -206,11 +216,15 @@ class SlidingWindow(wiring.Component):
         slot_m = Signal(range(max(RB, 2)))
         m.d.comb += slot_m.eq(Mux(slot >= RB, slot - RB, slot))
         rp = mem.read_port()
-        m.d.comb += [rp.addr.eq(slot_m * (W * CW) + x[:max(1, ceil_log2(W + 1))] * CW + ch), rp.en.eq(advance)]
+        if self.pad_mode == "constant":
+            m.d.comb += [rp.addr.eq(slot_m * (W * CW) + x[:max(1, ceil_log2(W + 1))] * CW + ch), rp.en.eq(advance)]
+        else:
+            xr, slot_r = self._mirror(m, x, y, slot_y0, kh)
+            m.d.comb += [rp.addr.eq(slot_r * (W * CW) + xr * CW + ch), rp.en.eq(advance)]
         pad1 = Signal()
         v1 = Signal()
         with m.If(advance):
-            m.d.sync += [v1.eq(issue), pad1.eq(~inside)]
+            m.d.sync += [v1.eq(issue), pad1.eq(~inside if self.pad_mode == "constant" else 0)]
         padword = Cat(*[Const(self.pad_code, self.bits) for _ in range(self.lanes)])
         m.d.comb += [self.o.valid.eq(v1), self.o.payload.data.eq(Mux(pad1, padword, rp.data)),
                      self.o.payload.pad.eq(pad1)]
@@ -247,6 +261,34 @@ class SlidingWindow(wiring.Component):
         return m
 
 
+    def _mirror(self, m, x, y, slot_y0, kh):
+        """Column and row slot of the mirrored position of ``(y, x)`` (mirror pad modes)."""
+        H, W, RB = self.H, self.W, self.RB
+        sym = 1 if self.pad_mode == "symmetric" else 0
+        xr = Signal(range(max(W, 2)))
+        m.d.comb += xr.eq(Mux(x < 0, -x - sym, Mux(x >= W, 2 * W - 2 + sym - x, x)))
+        # rows: the mirrored row lies (yr - y) rows from row y, whose slot is slot_y0 + kh
+        dy = Signal(signed(y.shape().width + 2))
+        m.d.comb += dy.eq(Mux(y < 0, -2 * y - sym, Mux(y >= H, 2 * H - 2 + sym - 2 * y, 0)))
+        ssum = Signal(signed(ceil_log2(3 * RB + 2 * self.K + 4) + 2))
+        m.d.comb += ssum.eq(slot_y0 + kh + dy)
+        slot_r = Signal(range(max(RB, 2)))
+        m.d.comb += slot_r.eq(Mux(ssum < 0, ssum + RB, Mux(ssum >= 2 * RB, ssum - 2 * RB,
+                                                        Mux(ssum >= RB, ssum - RB, ssum))))
+        return xr, slot_r
+
+
+def mirror_fits(kernel: int, pads, height: int, width: int, mode: str) -> bool:
+    """Whether :class:`SlidingWindow` can mirror-pad: every mirrored row must be one the
+    window holds anyway (``2*max(top, bottom) <= K-1`` reflect, ``<= K`` symmetric) and
+    every mirrored column must exist (``max(left, right) <= W-1`` reflect, ``<= W``)."""
+    t, b, l, r = pads
+    lim = kernel - 1 if mode == "reflect" else kernel
+    wl = width - 1 if mode == "reflect" else width
+    hl = height - 1 if mode == "reflect" else height
+    return 2 * max(t, b) <= lim and max(l, r) <= wl and max(t, b) <= hl
+
+
 def pool_cycles(h: int, w: int, c_words: int, k: int, stride: int, pads) -> int:
     """Cycles per frame of :class:`Pool`: it consumes its window's words one per cycle."""
     return window_cycles(h, w, c_words, k, stride, pads)
@@ -257,8 +299,8 @@ class Pool(wiring.Component):
 
     Parameters: ``channels``, ``height``, ``width``, ``kernel``, ``stride``, ``pads``,
     ``bits``, ``lanes``, ``signed`` (elements are two's complement, e.g. accumulators),
-    ``maximize`` (one bool per channel: True max-pool, False min-pool). Padding positions
-    never win.
+    ``maximize`` (one bool per channel: True max-pool, False min-pool), ``pad_mode``
+    (:class:`SlidingWindow`'s). Constant padding positions never win.
 
     Ports: ``i`` In(stream of ``lanes*bits``), ``o`` Out(stream of ``lanes*bits``), HWC order.
     Built from a :class:`SlidingWindow` and a reducer with one accumulator word per channel
@@ -266,8 +308,10 @@ class Pool(wiring.Component):
     after the last word of a window; backpressure on ``o`` stalls the reducer and the window.
     """
 
-    def __init__(self, channels, height, width, kernel, stride, pads, bits, lanes, signed=False, maximize=None):
-        self.win = SlidingWindow(channels, height, width, kernel, stride, pads, bits, lanes, pad_code=0)
+    def __init__(self, channels, height, width, kernel, stride, pads, bits, lanes, signed=False, maximize=None,
+                 pad_mode="constant"):
+        self.win = SlidingWindow(channels, height, width, kernel, stride, pads, bits, lanes, pad_code=0,
+                                 pad_mode=pad_mode)
         self.C, self.K, self.bits, self.lanes, self.signed = channels, kernel, bits, lanes, signed
         self.maximize = tuple(bool(v) for v in (maximize if maximize is not None else [True] * channels))
         if len(self.maximize) != channels:

@@ -17,10 +17,26 @@ float path only (the golden integer path and the hardware refuse it with a clear
 As in the seeds, the first and the last layer stay at higher precision: they train with
 ``int`` 8-bit weights (per output channel), or float when W=32. The last layer has a bias and
 emits the logits (the hardware's raw accumulators plus the manifest's affine map).
+
+``nin`` and ``resnet20`` are the layer structures of the pytorch DoReFa seed
+(``models/cifar/nin_dorefanet.py``: NIN with cfg 192-160-96 / 192-192-192 / 192-192-10, 3x3/2
+max and average pools, a final global average; ``resnet_cifar_dorefanet.py``: ResNet-20 of
+``Basicneck`` blocks, stages of 3 blocks with 16/32/64 mid and 64/128/256 output channels,
+a quantized 1x1 projection shortcut where the stride or width changes, ``bn(conv2 +
+shortcut)`` then ReLU, global average pool, linear), as graph specs at the trainer's 28x28
+input. The seed's activation quantizer is dynamic (tanh scaled by each batch's maximum, at
+every quantized conv's input), so it has no fixed integer form; here the activation is the
+spec's **static** quantizer (``clip01`` + k-bit DoReFa, i.e. ReLU clipped at 1) placed right
+after each ReLU, so an identity shortcut carries quantized codes where the seed carries the
+unquantized ReLU output. NIN's average pool reads those codes and the next conv consumes the
+exact average (gen/graph.py reads it as a wider uint activation), where the seed quantizes
+the average again; NIN's last layer keeps its batchnorm but drops the ReLU before the global
+average (the output must be unquantized integers, which an unquantized ReLU has no form for).
 """
 from __future__ import annotations
 
-ARCHS = ("lenet", "tfc", "cnv-small")
+ARCHS = ("lenet", "tfc", "cnv-small", "nin", "resnet20")
+GRAPH_ARCHS = ("nin", "resnet20")          # graph specs (add / average pools)
 QUANTS = ("dorefa", "bwn", "bnn", "ttq", "lq")
 FLOAT = 32
 
@@ -94,6 +110,9 @@ def make_spec(arch: str, quant: str, w: int, a: int, name: str) -> dict:
         raise ArchError(f"unknown --arch {arch!r}; choose from {', '.join(ARCHS)}")
     if quant not in QUANTS:
         raise ArchError(f"unknown --quant {quant!r}; choose from {', '.join(QUANTS)}")
+    if arch in GRAPH_ARCHS:
+        layers = _seed_graph(arch, quant, w, a)
+        return {"name": name, "input": {"shape": [1, 28, 28], "bits": 8, "scale": 1.0 / 255.0}, "layers": layers}
     hid = _weight_quant(quant, w)
     edge = None if w == FLOAT else {"type": "int", "bits": 8}       # first and last layer
     pad = {"pad_value": -1.0} if quant == "bnn" and a != FLOAT else {}
@@ -145,3 +164,63 @@ def make_spec(arch: str, quant: str, w: int, a: int, name: str) -> dict:
         dense(0, 64)
         dense(1, 10, last=True)
     return {"name": name, "input": {"shape": [1, 28, 28], "bits": 8, "scale": 1.0 / 255.0}, "layers": layers}
+
+
+def _seed_graph(arch: str, quant: str, w: int, a: int) -> list:
+    """Layer list of the pytorch DoReFa seed's NIN or ResNet-20 (module docstring)."""
+    hid = _weight_quant(quant, w)
+    edge = None if w == FLOAT else {"type": "int", "bits": 8}
+    pad = {"pad_value": -1.0} if quant == "bnn" and a != FLOAT else {}
+    layers: list[dict] = []
+
+    def conv(n, out, k, stride=1, wq=hid, inputs=None, bn=True, act=True, first=False):
+        L = {"name": n, "op": "conv", "out_channels": out, "kernel": k, "stride": stride, "padding": k // 2,
+             "bias": False}
+        if inputs is not None:
+            L["inputs"] = inputs
+        if k > 1 and not first:
+            L.update(pad)
+        if wq is not None:
+            L["weight_quant"] = dict(wq)
+        layers.append(L)
+        if bn:
+            layers.append({"name": f"{n}_bn", "op": "batchnorm", "eps": 1e-5})
+        if act:
+            layers.append(_act(f"{n}_act", quant, a))
+        return layers[-1]["name"]
+
+    if arch == "nin":
+        conv("conv0", 192, 5, wq=edge, first=True)
+        conv("conv1", 160, 1)
+        conv("conv2", 96, 1)
+        layers.append({"name": "pool0", "op": "maxpool", "kernel": 3, "stride": 2, "padding": 1})
+        conv("conv3", 192, 3)
+        conv("conv4", 192, 1)
+        conv("conv5", 192, 1)
+        layers.append({"name": "pool1", "op": "avgpool", "kernel": 3, "stride": 2, "padding": 1,
+                       "divisor": "include_pad"})
+        conv("conv6", 192, 3)
+        conv("conv7", 192, 1)
+        conv("conv8", 10, 1, wq=edge, act=False)
+        layers.append({"name": "gap", "op": "global_avgpool"})
+        return layers
+    cur, width = conv("conv0", 16, 3, wq=edge, first=True), 16
+    for stage, (mid, out) in enumerate([(16, 64), (32, 128), (64, 256)]):
+        for blk in range(3):
+            p = f"s{stage + 1}b{blk + 1}"
+            stride = 2 if stage > 0 and blk == 0 else 1
+            conv(f"{p}c1", mid, 3, stride=stride, inputs=cur)
+            conv(f"{p}c2", out, 3, bn=False, act=False)
+            sc = cur
+            if stride != 1 or width != out:
+                sc = conv(f"{p}sc", out, 1, stride=stride, inputs=cur, bn=False, act=False)
+            layers.append({"name": f"{p}add", "op": "add", "inputs": [f"{p}c2", sc]})
+            layers.append({"name": f"{p}bn", "op": "batchnorm", "eps": 1e-5})
+            layers.append(_act(f"{p}act", quant, a))
+            cur, width = f"{p}act", out
+    layers.append({"name": "gap", "op": "global_avgpool", "inputs": cur})
+    L = {"name": "fc", "op": "dense", "out_features": 10, "bias": True}
+    if edge is not None:
+        L["weight_quant"] = dict(edge)
+    layers.append(L)
+    return layers

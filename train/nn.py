@@ -2,7 +2,8 @@
 
 :class:`QNet` reads the same layer list as the golden model (docs/design.md section 3): conv and
 dense layers with their ``weight_quant``, batch norms, ``quant_act`` layers and max-pools,
-sequentially. Its eval-mode forward on ``code * input.scale`` is the golden model's float
+sequentially, and graph specs (named ``inputs``, ``add``, ``concat``, ``avgpool``,
+``global_avgpool``, ``reflect`` padding). Its eval-mode forward on ``code * input.scale`` is the golden model's float
 path; :func:`export` writes the YAML + NPZ that ``bitplane golden --mode float`` reproduces
 (the tests check 1e-4 relative, in float64). Layers without ``weight_quant`` are trained in
 float (the seeds' first and last layers) and become int8 in hardware.
@@ -38,9 +39,16 @@ class QNet(torch.nn.Module):
         self.params_ = torch.nn.ParameterDict()
         self.bns = torch.nn.ModuleDict()
         shape = tuple(spec["input"]["shape"])
+        shapes, prev = {"input": shape}, "input"          # graph specs: outputs by name
         for L in spec["layers"]:
             n, op = L["name"], L["op"]
-            info = {"layer": L, "in_shape": shape}
+            ins = L.get("inputs", prev)
+            ins = [ins] if isinstance(ins, str) else list(ins)
+            shape = shapes[ins[0]]
+            if L.get("pad_mode", "constant") == "symmetric":
+                raise ValueError(f"layer '{n}': pad_mode 'symmetric' cannot be trained (PyTorch pads "
+                                 f"'constant' or 'reflect')")
+            info = {"layer": L, "in_shape": shape, "inputs": ins}
             if op == "conv":
                 C, H, W = shape
                 k, s, O, g = L["kernel"], L.get("stride", 1), L["out_channels"], L.get("groups", 1)
@@ -77,10 +85,23 @@ class QNet(torch.nn.Module):
                 oh, ow, (t, b, l, r) = window_geometry(H, W, k, s, L.get("padding", "valid"))
                 info["pads"] = (l, r, t, b)
                 shape = (C, oh, ow)
+            elif op == "avgpool":
+                C, H, W = shape
+                k = L["kernel"]
+                oh, ow, (t, b, l, r) = window_geometry(H, W, k, L.get("stride", k), L.get("padding", "valid"))
+                info["pads"] = (l, r, t, b)
+                shape = (C, oh, ow)
+            elif op == "global_avgpool":
+                shape = (shape[0], 1, 1)
+            elif op == "concat":
+                shape = (sum(shapes[v][0] for v in ins),) + tuple(shape[1:])
+            elif op == "add":
+                pass
             else:
                 raise ValueError(f"layer '{n}': op {op!r} cannot be trained")
             info["out_shape"] = shape
             self.layers.append(info)
+            shapes[n], prev = shape, n
 
     # ------------------------------------------------------------------ parameters
     def _param(self, key: str, value):
@@ -131,11 +152,15 @@ class QNet(torch.nn.Module):
         raise ValueError(f"layer '{n}': weight quantizer {t!r} cannot be trained")
 
     def forward(self, x):
+        vals = {"input": x}
         for info in self.layers:
             L = info["layer"]
             n, op = L["name"], L["op"]
+            x = vals[info["inputs"][0]]
+            mirror = L.get("pad_mode", "constant") == "reflect"
             if op == "conv":
-                x = F.pad(x, info["pads"], value=float(L.get("pad_value") or 0.0))
+                x = (F.pad(x, info["pads"], mode="reflect") if mirror else
+                     F.pad(x, info["pads"], value=float(L.get("pad_value") or 0.0)))
                 x = F.conv2d(x, self.weights(L), self.p(f"{n}/b") if self.has(f"{n}/b") else None,
                              stride=L.get("stride", 1), groups=L.get("groups", 1))
                 x = tq.quantize_grad(x, self.grad_bits)
@@ -163,9 +188,26 @@ class QNet(torch.nn.Module):
             elif op == "act":
                 x = tq.nonlin(L["nonlin"], x)
             elif op == "maxpool":
-                x = F.pad(x, info["pads"], value=-math.inf)
+                x = F.pad(x, info["pads"], mode="reflect") if mirror else F.pad(x, info["pads"], value=-math.inf)
                 k = L["kernel"]
                 x = F.max_pool2d(x, k, L.get("stride", k))
+            elif op == "avgpool":       # include_pad: K*K; valid: inside positions (TF)
+                k = L["kernel"]
+                s = L.get("stride", k)
+                if mirror:
+                    x = F.avg_pool2d(F.pad(x, info["pads"], mode="reflect"), k, s)
+                else:
+                    x = F.avg_pool2d(F.pad(x, info["pads"]), k, s)
+                    if L.get("divisor", "include_pad") == "valid":
+                        ones = F.pad(x.new_ones((1, 1) + tuple(info["in_shape"][1:])), info["pads"])
+                        x = x / F.avg_pool2d(ones, k, s)
+            elif op == "global_avgpool":
+                x = x.mean(dim=(2, 3), keepdim=True)
+            elif op == "add":
+                x = sum((vals[v] for v in info["inputs"][1:]), x)
+            elif op == "concat":
+                x = torch.cat([vals[v] for v in info["inputs"]], dim=1)
+            vals[n] = x
         return x
 
 

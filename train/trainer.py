@@ -73,7 +73,7 @@ def evaluate(model, x, batch=1000):
     with torch.no_grad():
         for i in range(0, len(x), batch):
             xb = torch.from_numpy(x[i:i + batch].astype(np.float64) / 255.0).to(dtype)
-            outs.append(model(xb).double().numpy())
+            outs.append(model(xb).double().numpy().reshape(len(xb), -1))     # NIN ends [N, 10, 1, 1]
     return np.concatenate(outs)
 
 
@@ -125,7 +125,7 @@ def train(arch, quant, bits, dataset, epochs, out_yaml, *, batch_size=128, lr=2e
         for s in range(steps_per_epoch):
             idx = perm[s * batch_size:(s + 1) * batch_size]
             xb, yb = xt[idx], yt[idx]
-            logits = model(xb)
+            logits = model(xb).flatten(1)
             loss = torch.nn.functional.cross_entropy(logits, yb)
             if not torch.isfinite(loss):
                 raise BitplaneError(f"training {name}: loss became {loss.item()} at epoch {ep + 1}, step {s}; "
@@ -159,7 +159,7 @@ def train(arch, quant, bits, dataset, epochs, out_yaml, *, batch_size=128, lr=2e
         gold = Golden(net)
         torch_logits = evaluate(model.double(), xte)
         model.float()
-        gold_float = gold.run_float(xte)
+        gold_float = gold.run_float(xte).reshape(len(xte), -1)
         rel = float(np.max(np.abs(gold_float - torch_logits)) / max(np.max(np.abs(torch_logits)), 1e-12))
         if rel > EXPORT_RTOL:
             raise BitplaneError(f"export check failed for {name}: golden float logits differ from the torch "
@@ -174,7 +174,7 @@ def train(arch, quant, bits, dataset, epochs, out_yaml, *, batch_size=128, lr=2e
             "export_max_rel_diff": rel,
         }
         try:
-            gold_int = gold.dequantize(gold.run_int(xte))
+            gold_int = gold.dequantize(gold.run_int(xte)).reshape(len(xte), -1)
             summary["test_acc"]["golden_int"] = float((gold_int.argmax(1) == yte).mean())
             summary["hardware"] = True
         except NotSupportedError as e:

@@ -1,0 +1,108 @@
+"""Graph network specs for tests: random parameters for a layer list, a residual net, and a
+hypothesis strategy of random graph networks (residual blocks with identity and projection
+shortcuts, forks, pools, concat, grouped convs)."""
+from __future__ import annotations
+
+import numpy as np
+import yaml
+
+from bitplane.gen.spec import window_geometry
+
+DQ2 = {"type": "dorefa", "bits": 2}
+
+
+def shapes_of(spec):
+    """Input and output shape of every layer (the loader's rules for the ops used here)."""
+    out = {"input": tuple(spec["input"]["shape"])}
+    ins_of = {}
+    prev = "input"
+    for l in spec["layers"]:
+        ins = l.get("inputs", prev)
+        ins = [ins] if isinstance(ins, str) else ins
+        cur = out[ins[0]]
+        ins_of[l["name"]] = cur
+        op = l["op"]
+        if op in ("conv", "maxpool", "avgpool"):
+            k = l["kernel"]
+            s = l.get("stride", 1 if op == "conv" else k)
+            oh, ow, _ = window_geometry(cur[1], cur[2], k, s, l.get("padding", "valid"))
+            cur = (l["out_channels"] if op == "conv" else cur[0], oh, ow)
+        elif op == "dense":
+            cur = (l["out_features"],)
+        elif op == "global_avgpool":
+            cur = (cur[0], 1, 1)
+        elif op == "concat":
+            cur = (sum(out[v][0] for v in ins),) + cur[1:]
+        out[l["name"]] = cur
+        prev = l["name"]
+    return ins_of, out
+
+
+def random_params(spec, rng):
+    ins_of, shp = shapes_of(spec)
+    P = {}
+    for l in spec["layers"]:
+        n = l["name"]
+        src = ins_of[n]
+        if l["op"] == "conv":
+            g = l.get("groups", 1)
+            P[f"{n}/W"] = rng.normal(size=(l["out_channels"], src[0] // g, l["kernel"], l["kernel"]))
+        elif l["op"] == "dense":
+            P[f"{n}/W"] = rng.normal(size=(l["out_features"], int(np.prod(src))))
+        elif l["op"] == "batchnorm":
+            C = src[0]
+            P[f"{n}/gamma"] = rng.uniform(0.5, 2.0, C) * rng.choice([1, 1, 1, -1], C)
+            P[f"{n}/beta"] = rng.normal(size=C) * 0.5
+            P[f"{n}/mean"] = rng.normal(size=C) * 2
+            P[f"{n}/var"] = rng.uniform(0.5, 4.0, C)
+        if l.get("bias"):
+            P[f"{n}/b"] = rng.normal(size=shp[n][0]) * 0.3
+    return P
+
+
+def write_net(tmp_path, spec, seed=0, params=None, name="net"):
+    spec = dict(spec, weights=f"{name}.npz")
+    (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    np.savez(tmp_path / f"{name}.npz", **(random_params(spec, np.random.default_rng(seed))
+                                          if params is None else params))
+    return tmp_path / f"{name}.yaml"
+
+
+def conv(name, out, k=3, pad=1, stride=1, inputs=None, groups=1, **kw):
+    d = {"name": name, "op": "conv", "out_channels": out, "kernel": k, "stride": stride, "padding": pad,
+         "groups": groups, "weight_quant": dict(DQ2)}
+    if inputs is not None:
+        d["inputs"] = inputs
+    d.update(kw)
+    return d
+
+
+def bn(name, inputs=None):
+    d = {"name": name, "op": "batchnorm"}
+    if inputs is not None:
+        d["inputs"] = inputs
+    return d
+
+
+def qact(name, inputs=None, q=DQ2):
+    d = {"name": name, "op": "quant_act", "nonlin": "clip01", "quant": dict(q)}
+    if inputs is not None:
+        d["inputs"] = inputs
+    return d
+
+
+def resnet_spec(shape=(3, 8, 8), width=4, classes=5):
+    """ResNet-style: stem, a block with an identity shortcut, a block with a projection
+    (1x1 conv + bn, stride 2) shortcut, global average pool, dense."""
+    return {"name": "res", "input": {"shape": list(shape), "bits": 8, "scale": 1 / 255}, "layers": [
+        conv("stem", width), bn("stem_bn"), qact("a0"),
+        conv("b1c1", width), bn("b1n1"), qact("b1a1"),
+        conv("b1c2", width), bn("b1n2"),
+        {"name": "b1add", "op": "add", "inputs": ["b1n2", "a0"]}, qact("b1out"),
+        conv("b2c1", 2 * width, stride=2), bn("b2n1"), qact("b2a1"),
+        conv("b2c2", 2 * width), bn("b2n2"),
+        conv("b2sc", 2 * width, k=1, pad=0, stride=2, inputs="b1out"), bn("b2scn"),
+        {"name": "b2add", "op": "add", "inputs": ["b2n2", "b2scn"]}, qact("b2out"),
+        {"name": "gap", "op": "global_avgpool"},
+        {"name": "fc", "op": "dense", "out_features": classes, "bias": True, "weight_quant": {"type": "int", "bits": 8}},
+    ]}

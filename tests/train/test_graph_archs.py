@@ -1,0 +1,62 @@
+"""``bitplane train --arch nin|resnet20``: the pytorch DoReFa seed's NIN and ResNet-20
+structures as graph specs; the trained model exports to a spec the golden float path
+reproduces, and its integer path runs."""
+import numpy as np
+import pytest
+
+from bitplane.core.errors import NotSupportedError
+from bitplane.gen.golden import Golden
+from bitplane.gen.lower import lower
+from bitplane.gen.spec import load_network
+from bitplane.train.arch import make_spec, parse_bits
+
+
+def test_resnet20_structure_is_the_seeds():
+    spec = make_spec("resnet20", "dorefa", 2, 2, "r")
+    L = {l["name"]: l for l in spec["layers"]}
+    adds = [l for l in spec["layers"] if l["op"] == "add"]
+    assert len(adds) == 9                                        # 3 stages x 3 Basicneck blocks
+    assert [n for n in L if n.endswith("sc")] == ["s1b1sc", "s2b1sc", "s3b1sc"]   # width/stride change
+    assert L["s1b2add"]["inputs"] == ["s1b2c2", "s1b1act"]                       # identity shortcut
+    assert [L[f"s{i}b1c1"]["stride"] for i in (1, 2, 3)] == [1, 2, 2]
+    assert [L[f"s{i}b1c1"]["out_channels"] for i in (1, 2, 3)] == [16, 32, 64]
+    assert [L[f"s{i}b1c2"]["out_channels"] for i in (1, 2, 3)] == [64, 128, 256]
+    convs = [l for l in spec["layers"] if l["op"] in ("conv", "dense")]
+    assert len([c for c in convs if c["name"] != "fc" and not c["name"].endswith("sc")]) == 19   # + fc = 20
+    assert spec["layers"][-2]["op"] == "global_avgpool" and spec["layers"][-1]["op"] == "dense"
+
+
+@pytest.mark.parametrize("arch,bits", [pytest.param("resnet20", "2,2", marks=pytest.mark.slow), ("nin", "4,4")])
+def test_graph_arch_trains_exports_and_runs_both_paths(arch, bits, tmp_path):
+    torch = pytest.importorskip("torch")
+    from bitplane.train.nn import QNet, export
+    w, a, _ = parse_bits(bits, "dorefa")
+    model = QNet(make_spec(arch, "dorefa", w, a, arch), seed=1).double()
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (4, 1, 28, 28)).astype(np.uint8)
+    xt = torch.from_numpy(x / 255.0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    loss = torch.nn.functional.cross_entropy(model(xt).flatten(1), torch.from_numpy(rng.integers(0, 10, 4)))
+    loss.backward()
+    opt.step()
+    model.eval()
+    with torch.no_grad():
+        want = model(xt).numpy().reshape(4, -1)
+    export(model, tmp_path / "t.yaml")
+    net = load_network(tmp_path / "t.yaml")
+    assert net.is_graph
+    g = Golden(net)
+    got = g.run_float(x).reshape(4, -1)
+    assert np.max(np.abs(got - want)) <= 1e-4 * np.max(np.abs(want))
+    kinds = {type(s).__name__ for s in g.lowered.stages}
+    assert ("AddStage" in kinds) == (arch == "resnet20") and "AvgPoolStage" in kinds
+    d = g.dequantize(g.run_int(x)).reshape(4, -1)
+    assert np.array_equal(d.argmax(1), got.argmax(1))
+
+
+def test_average_of_sign_codes_is_refused_with_the_layer_named(tmp_path):
+    pytest.importorskip("torch")
+    from bitplane.train.nn import QNet, export
+    export(QNet(make_spec("resnet20", "bnn", 1, 1, "b"), seed=1), tmp_path / "b.yaml")
+    with pytest.raises(NotSupportedError, match=r"layer 'fc' .*average pool 'gap'.*negative"):
+        lower(load_network(tmp_path / "b.yaml"))
