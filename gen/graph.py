@@ -60,7 +60,7 @@ import numpy as np
 
 from bitplane.core.errors import NotSupportedError, SpecError
 from bitplane.gen import nn
-from .lower import (CodePoolStage, Lowered, MatmulStage, PoolSpec, _place_pool, apply_thresholds,
+from .lower import (CodePoolStage, Lowered, MatmulStage, PoolSpec, apply_thresholds,
                     compute_thresholds, signed_bits)
 from .quant import ActQuant
 from .spec import INPUT_NAME, Layer, Network
@@ -139,6 +139,8 @@ class AddStage:
     """Element-wise sum of ``fixed``/codes tensors with the rescale of the module docstring.
 
     ``mult [n_inputs, C]`` int64 ``M_i``, ``frac`` G guard bits (0: exact)."""
+    folds = False             # no PE/SIMD fold
+    kind = "add"
     name: str
     in_shape: tuple
     out_shape: tuple
@@ -169,6 +171,8 @@ class AddStage:
 class AvgPoolStage:
     """Average pool (``kernel=None``: global) as a sum pool with the division in the scale,
     or (``valid`` divisor with zero padding) with the rescale table ``recip[n]``."""
+    folds = False             # no PE/SIMD fold
+    kind = "avgpool"
     name: str
     in_shape: tuple
     out_shape: tuple
@@ -214,6 +218,8 @@ class AvgPoolStage:
 @dataclass
 class ConcatStage:
     """Channel concatenation; ``out`` is an ActQuant (codes of one quantizer) or Fixed."""
+    folds = False             # no PE/SIMD fold
+    kind = "concat"
     name: str
     in_shape: tuple
     out_shape: tuple
@@ -234,6 +240,8 @@ class ConcatStage:
 @dataclass
 class FixedPoolStage:
     """Max-pool on a ``fixed`` tensor (min-pool on channels with a negative scale)."""
+    folds = False             # no PE/SIMD fold
+    kind = "maxpool"
     name: str
     in_shape: tuple
     out_shape: tuple
@@ -254,6 +262,8 @@ class FixedPoolStage:
 @dataclass
 class ThresholdStage:
     """``quant_act`` on a ``fixed`` tensor: ``count = #{t: q >= T_t (up) or q <= T_t (down)}``."""
+    folds = False             # no PE/SIMD fold
+    kind = "threshold"
     name: str                      # the quant_act layer
     layers: list
     in_shape: tuple

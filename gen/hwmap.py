@@ -145,13 +145,27 @@ def code_pool_params(stage: CodePoolStage, in_lanes: int):
                           tuple(bool(v) for v in np.broadcast_to(p.maximize, (C,))), to_level, to_code)
 
 
+BLOCK_STAGES = (MatmulStage, CodePoolStage)   # lowered stage types that have a hardware block
+
+
+def check_blocks(low, where) -> None:
+    """Refuse a lowered network with a stage that has no hardware block, naming it."""
+    for st in low.stages:
+        if not isinstance(st, BLOCK_STAGES):
+            raise NotSupportedError(f"{where}: layer '{st.name}': a {st.kind} stage has no hardware block yet "
+                                    f"(graph networks in hardware: issue #16); golden and inspect support it")
+
+
 def block_params(stage, in_lanes: int, fold=None, init: bool = True):
     """The hardware block (``hw.layers.BlockParams``) of a lowered stage whose input arrives
     ``in_lanes`` values per word; ``fold`` (PE, SIMD) for the stages that fold. The one place
-    where a stage type meets its block type."""
-    if stage.folds:
+    where a stage type meets its block type: a stage type without a block is refused here."""
+    if isinstance(stage, MatmulStage):
         return layer_params(stage, fold.pe, fold.simd, in_lanes, init=init)
-    return code_pool_params(stage, in_lanes)
+    if isinstance(stage, CodePoolStage):
+        return code_pool_params(stage, in_lanes)
+    raise NotSupportedError(f"layer '{stage.name}': a {stage.kind} stage has no hardware block yet "
+                            f"(graph networks in hardware: issue #16)")
 
 
 def layer_params(stage: MatmulStage, pe: int, simd: int, in_lanes: int, init: bool = True):

@@ -35,7 +35,7 @@ from bitplane.core.errors import BitplaneError, NotSupportedError
 from bitplane.core import weightimage as wimg
 from bitplane.core.packing import input_lanes
 from bitplane.hw.bitserial import mvtu_cycles
-from .hwmap import block_params, layer_params
+from .hwmap import block_params, check_blocks, layer_params
 from .lower import Lowered, MatmulStage
 
 
@@ -184,8 +184,8 @@ def block_cycles(low: Lowered, folds: dict) -> dict:
         try:
             b = block_params(st, lanes, f, init=False)
         except NotSupportedError:       # no hardware block: the compiler says so
-            out[st.name] = f.cycles
-            lanes = f.pe
+            if f is not None:
+                out[st.name], lanes = f.cycles, f.pe
             continue
         out[st.name] = b.cycles()
         lanes = b.out_lanes
@@ -237,6 +237,7 @@ def _feed(low: Lowered, folds: dict, budget: float, fixed: set, options):
 def plan(low: Lowered, target_fps: float | None = None, clock_mhz: float = 100.0,
          lut_budget: int | None = None, fold_file=None) -> dict:
     """Choose a fold per matmul stage; return ``{"folds": [...], "bottleneck": ..., ...}``."""
+    check_blocks(low, low.net.path)
     stages = [s for s in low.stages if s.folds]
     overrides = {}
     if fold_file is not None:

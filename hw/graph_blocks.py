@@ -11,7 +11,7 @@ uint activations the level values are the codes). Each block has a ``*_cycles`` 
 from __future__ import annotations
 
 import numpy as np
-from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
