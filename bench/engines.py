@@ -33,7 +33,7 @@ from amaranth.back import verilog  # noqa: E402
 from bitplane.core.environment import machine  # noqa: E402
 from bitplane.synth.flow import SynthError, synthesize, tool_versions  # noqa: E402
 from bitplane.hw.bitserial import BitSerialMVTU, engine_cycles  # noqa: E402
-from bitplane.sim.mvtu_ref import make_case  # noqa: E402
+from tests.support.mvtu_ref import make_case  # noqa: E402
 
 DEFAULT_CONFIGS = "1x1:8x32,1x2:8x32,2x2:8x32,3x3:8x32,4x4:8x32,8x8:8x32,1x1:16x64,2x2:16x64"
 

@@ -12,7 +12,7 @@ from bitplane.cli.main import main
 from bitplane.gen.compare import compare_paths
 from bitplane.gen.golden import Golden
 from bitplane.gen.spec import load_network
-from tests.netgen import network_plans, random_inputs, write_network
+from tests.support.netgen import network_plans, random_inputs, write_network
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "lenet-w2a2.yaml"

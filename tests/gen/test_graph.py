@@ -14,7 +14,7 @@ from bitplane.gen.graph import AddStage, AvgPoolStage, LoweredGraph, ThresholdSt
 from bitplane.gen.lower import lower
 from bitplane.gen.quant import ActQuant
 from bitplane.gen.spec import load_network
-from tests.graphnets import DQ2, bn, conv, qact, resnet_spec, write_net
+from tests.support.graphnets import DQ2, bn, conv, qact, resnet_spec, write_net
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

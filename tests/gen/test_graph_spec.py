@@ -8,7 +8,7 @@ import pytest
 
 from bitplane.cli.main import main
 from bitplane.gen.spec import load_network
-from tests.graphnets import bn, conv, qact, random_params, resnet_spec, write_net
+from tests.support.graphnets import bn, conv, qact, random_params, resnet_spec, write_net
 
 ROOT = Path(__file__).resolve().parents[2]
 

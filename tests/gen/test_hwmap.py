@@ -7,7 +7,7 @@ from bitplane.gen.golden import Golden
 from bitplane.gen.lower import MatmulStage
 from bitplane.gen.spec import load_network
 from bitplane.core.packing import stream_order
-from tests.netgen import network_plans, random_inputs, write_network
+from tests.support.netgen import network_plans, random_inputs, write_network
 
 
 def windows_in_stream_order(vals, k, s, pads, pad):

@@ -18,7 +18,7 @@ import yaml
 from bitplane.cli.main import main
 from bitplane.gen.golden import Golden
 from bitplane.gen.spec import load_network
-from tests import import_helpers as ih
+from tests.support import import_helpers as ih
 
 ROOT = Path(__file__).resolve().parents[2]
 SVHN_EXAMPLE = ROOT / "examples" / "svhn-dorefa-w1a2.yaml"

@@ -11,7 +11,7 @@ from bitplane.gen.golden import Golden
 from bitplane.gen.lower import MatmulStage, apply_thresholds, lower, signed_bits
 from bitplane.gen.quant import bitplane_dot
 from bitplane.gen.spec import load_network
-from tests.netgen import network_plans, random_inputs, write_network
+from tests.support.netgen import network_plans, random_inputs, write_network
 
 SETTINGS = settings(max_examples=25)
 

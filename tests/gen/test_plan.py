@@ -204,7 +204,7 @@ def test_planned_memory_is_the_built_memory(name, fps):
 def test_graph_network_without_hardware_blocks_is_refused_before_writing(tmp_path, capsys):
     """A residual network runs in the golden model; plan and compile name the first stage that
     has no hardware block (exit 2, NotSupportedError) and write nothing."""
-    from tests.graphnets import resnet_spec, write_net
+    from tests.support.graphnets import resnet_spec, write_net
     spec = write_net(tmp_path, resnet_spec())
     assert main(["plan", str(spec), "--target-fps", "1000"]) == 2
     assert main(["compile", str(spec), "-o", str(tmp_path / "out")]) == 2

@@ -10,12 +10,8 @@ import subprocess
 import pytest
 
 from bitplane.cli.main import main as cli
-from bitplane.gen.compile import compile_network
 from bitplane.synth.project import AXIL_SIGNALS, AXIS_SIGNALS, BOARDS, ProjectError, check_interfaces
-from bitplane.gen.spec import load_network
 from bitplane.synth.flow import top_ports
-from tests.accel.test_accel import TINY
-from tests.netgen import write_network
 
 TCLSH = shutil.which("tclsh")
 
@@ -45,12 +41,10 @@ close $::log
 """
 
 
-@pytest.fixture(scope="module")
-def compiled(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("proj")
-    net = load_network(write_network(TINY, tmp, seed=4))
-    m = compile_network(net, tmp / "out", target_fps=100000, progress=lambda s: None)
-    return tmp / "out", m
+@pytest.fixture
+def compiled(tiny):
+    _, out, m = tiny
+    return out, m
 
 
 def _record(tcl_path, tmp_path) -> list[list[str]]:

@@ -24,17 +24,14 @@ from bitplane.core import regmap
 from bitplane.core.regmap import mask as _bit, offset as _r
 from bitplane.core import weightimage as wimg
 from bitplane.host.sim_transport import SimTransport
-from tests.accel.test_accel import EXAMPLES, ROOT, TINY, _inputs
-from tests.netgen import write_network
+from tests.support.networks import EXAMPLES, ROOT, inputs as _inputs
 
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("drv")
-    net = load_network(write_network(TINY, tmp, seed=4))
-    compile_network(net, tmp / "out", target_fps=100000, embed_weights=False, progress=lambda s: None)
-    return net, tmp / "out"
+@pytest.fixture
+def tiny(tiny_loadable):
+    net, out, _ = tiny_loadable
+    return net, out
 
 
 # ---------------------------------------------------------------------------- sim transport

@@ -7,7 +7,7 @@ from amaranth.sim import Simulator
 
 from bitplane.hw.bitserial import (BitSerialMVTU, EngineConfig, engine_cycles, pack_constants, pack_thresholds,
                           pack_weights, row_constants)
-from bitplane.sim.mvtu_ref import act_words, make_case, mvtu_reference, out_lanes
+from tests.support.mvtu_ref import act_words, make_case, mvtu_reference, out_lanes
 
 
 def run_mvtu(cfg, wcodes, thr, dirs, vectors, seed=0, gap=0.3, stall=0.3, load=True):

@@ -17,7 +17,7 @@ from bitplane.hw.graph_blocks import (AddBlock, AvgPoolBlock, ConcatBlock, Globa
                                       bypass_fifo_depth, chain_need, identity_need, window_need)
 from bitplane.hw.lint_waivers import lint
 from bitplane.hw.stream_blocks import Pool, SlidingWindow, StreamFIFO, mirror_fits, window_cycles
-from bitplane.sim.stream_ref import feature_words
+from tests.support.stream_ref import feature_words
 
 
 def run_multi(dut, sources: dict, sinks: dict, seed=0, gap=0.3, stall=0.3, limit=100000):
@@ -104,7 +104,7 @@ def test_add_block_is_the_add_stage(lanes, tmp_path):
     the block fed with the stage's own input integers gives the golden trace exactly."""
     from bitplane.gen.golden import Golden
     from bitplane.gen.spec import load_network
-    from tests.graphnets import resnet_spec, write_net
+    from tests.support.graphnets import resnet_spec, write_net
     g = Golden(load_network(write_net(tmp_path, resnet_spec())))
     add = next(s for s in g.lowered.stages if s.name == "b1add")
     x = np.random.default_rng(lanes).integers(0, 256, (2, 3, 8, 8)).astype(np.uint8)
@@ -157,7 +157,7 @@ def test_avgpool_block_runs_a_lowered_valid_divisor_stage(tmp_path):
     from bitplane.gen.golden import Golden
     from bitplane.gen.graph import AvgPoolStage
     from bitplane.gen.spec import load_network
-    from tests.graphnets import bn, conv, qact, write_net
+    from tests.support.graphnets import bn, conv, qact, write_net
     spec = {"name": "v", "input": {"shape": [2, 7, 7], "bits": 8, "scale": 1 / 255}, "layers": [
         conv("c0", 2), bn("n0"), qact("a0", q={"type": "dorefa", "bits": 3}),
         {"name": "ap", "op": "avgpool", "kernel": 3, "stride": 2, "padding": 1, "divisor": "valid"},
@@ -433,7 +433,7 @@ def test_residual_join_add_then_thresholds_is_the_golden_trace(tmp_path):
     from bitplane.gen.lower import signed_bits
     from bitplane.gen.spec import load_network
     from bitplane.hw.bitserial import ThresholdParams, ThresholdUnit
-    from tests.graphnets import resnet_spec, write_net
+    from tests.support.graphnets import resnet_spec, write_net
     g = Golden(load_network(write_net(tmp_path, resnet_spec())))
     st = {s.name: s for s in g.lowered.stages}
     add, thr = st["b1add"], st["b1out"]

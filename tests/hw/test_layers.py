@@ -4,34 +4,11 @@ import numpy as np
 import pytest
 
 from bitplane.gen import hwmap
-from bitplane.gen.golden import Golden
 from bitplane.gen.lower import MatmulStage
-from bitplane.randnet import write_random_network
-from bitplane.gen.spec import load_network
 from bitplane.core.packing import pack_words, stream_order, unpack_words
 from bitplane.hw.layers import ConvBlock, ConvParams, DenseBlock
-from tests.hw.test_stream_blocks import run_stream
-
-
-def conv_net(C, H, W, K, s, padding, O, wq, act, pool=None, name="blk"):
-    layers = [{"name": "c", "op": "conv", "out_channels": O, "kernel": K, "stride": s, "padding": padding,
-               "bias": True, "weight_quant": wq}]
-    if pool == "pre_bn":
-        layers.append({"name": "p", "op": "maxpool", "kernel": 2, "stride": 2, "padding": "same"})
-    layers.append({"name": "bn", "op": "batchnorm", "eps": 1e-4})
-    if pool == "post_bn":
-        layers.append({"name": "p", "op": "maxpool", "kernel": 2, "stride": 2, "padding": "same"})
-    layers.append({"name": "a", "op": "quant_act", "nonlin": act[0], "quant": act[1]})
-    layers.append({"name": "fc", "op": "dense", "out_features": 3, "weight_quant": {"type": "int", "bits": 8}})
-    return {"name": name, "input": {"shape": [C, H, W], "bits": 4, "scale": 1 / 15}, "layers": layers}
-
-
-def stage_and_input(spec, tmp, frames=2, seed=0):
-    net = load_network(write_random_network(spec, tmp, seed=seed))
-    g = Golden(net)
-    rng = np.random.default_rng(seed)
-    x = rng.integers(0, 1 << net.input_bits, (frames, *net.input_shape)).astype(np.uint8)
-    return g, g.check_input(x)
+from tests.support.layers import CONV_CASES, conv_net, stage_and_input
+from tests.support.streams import run_stream
 
 
 def check_block(st, idx, pe, simd, in_lanes, seed=0, gap=0.2, stall=0.3):
@@ -50,16 +27,6 @@ def check_block(st, idx, pe, simd, in_lanes, seed=0, gap=0.2, stall=0.3):
     return params, stamps
 
 
-CONV_CASES = [
-    # C, H, W, K, s, padding, O, weights, act, pool, (pe, simd, in_lanes)
-    (2, 7, 5, 3, 1, "same", 4, {"type": "dorefa", "bits": 2}, ("clip01", {"type": "dorefa", "bits": 2}), None, (2, 2, 1)),
-    (3, 6, 7, 5, 2, "same", 2, {"type": "dorefa", "bits": 1}, ("clip01", {"type": "dorefa", "bits": 1}), None, (1, 3, 3)),
-    (4, 5, 5, 1, 1, "valid", 6, {"type": "int", "bits": 4}, ("relu", {"type": "uint", "bits": 3, "scale": 0.125}), None, (3, 2, 2)),
-    (2, 9, 7, 3, 2, "valid", 4, {"type": "ttq"}, ("clip01", {"type": "dorefa", "bits": 2}), None, (4, 6, 2)),
-    (2, 6, 6, 3, 1, "same", 4, {"type": "lq", "bits": 2}, ("relu", {"type": "lq", "bits": 2}), "post_bn", (2, 2, 2)),
-    (3, 7, 7, 3, 1, "same", 4, {"type": "dorefa", "bits": 2}, ("clip01", {"type": "dorefa", "bits": 2}), "pre_bn", (2, 9, 3)),
-    (2, 5, 6, 3, 1, "same", 4, {"type": "sign"}, ("none", {"type": "sign"}), "post_bn", (4, 2, 1)),
-]
 
 
 @pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: f"C{c[0]}H{c[1]}W{c[2]}K{c[3]}s{c[4]}{c[5]}-{c[7]['type']}-{c[9]}")

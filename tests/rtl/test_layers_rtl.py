@@ -9,7 +9,7 @@ from bitplane.core.packing import pack_words, stream_order, unpack_words
 from bitplane.hw.layers import ConvBlock, ConvParams, DenseBlock
 from bitplane.hw.lint_waivers import lint
 from bitplane.sim.cocotb_run import run
-from tests.hw.test_layers import CONV_CASES, conv_net, stage_and_input
+from tests.support.layers import CONV_CASES, conv_net, stage_and_input
 
 RTL_CONV_CASES = CONV_CASES + [
     # K=5 stride 1 valid with several channel folds; K=1 stride 2 same
@@ -27,7 +27,7 @@ def rtl_block(st, idx, pe, simd, lanes, seed):
     words = sum((pack_words(stream_order(f) if f.ndim == 3 else f.reshape(-1), st.in_act.planes, lanes)
                  for f in codes_in), [])
     want = np.concatenate([stream_order(o) if o.ndim == 3 else o.reshape(-1) for o in out])
-    res = run(v, "blk", "bitplane.sim.tb_stream", {"seed": seed, "idle": 0.25, "stall": 0.3, "words": words,
+    res = run(v, "blk", "tests.support.tb_stream", {"seed": seed, "idle": 0.25, "stall": 0.3, "words": words,
                                           "n_out": len(want) // pe,
                                           "idle_inputs": ["w_wr__valid", "t_wr__valid", "k_wr__valid"]},
               name="blk")

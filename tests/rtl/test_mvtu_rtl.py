@@ -8,7 +8,7 @@ from bitplane.gen.quant import IntBasis, bitplane_dot
 from bitplane.hw.bitserial import BitSerialMVTU, engine_cycles, pack_constants, pack_thresholds, pack_weights, row_constants
 from bitplane.hw.lint_waivers import lint
 from bitplane.sim.cocotb_run import run
-from bitplane.sim.mvtu_ref import act_words, make_case, mvtu_reference, out_lanes
+from tests.support.mvtu_ref import act_words, make_case, mvtu_reference, out_lanes
 
 WA_GRID = [(w, a) for w in (1, 2, 3, 4) for a in (1, 2, 3, 4)] + [(8, 8), (1, 8), (8, 1)]
 
@@ -25,7 +25,7 @@ def run_case(cfg, wcodes, thr, dirs, vec, seed=0, idle=0.3, stall=0.3):
            "t_wr": pack_thresholds(cfg, thr, dirs) if cfg.n_thresholds else []}
     addr_bits = {"w_wr": comp._aw, "t_wr": comp._tw, "k_wr": comp._tw}
     words = act_words(cfg, vec)
-    res = run(v, "mvtu", "bitplane.sim.tb_mvtu", {"seed": seed, "idle": idle, "stall": stall, "mem": mem,
+    res = run(v, "mvtu", "tests.support.tb_mvtu", {"seed": seed, "idle": idle, "stall": stall, "mem": mem,
                                           "addr_bits": addr_bits, "words": words,
                                           "n_out": len(vec) * cfg.nf}, name="mvtu")
     return out_lanes(cfg, [int(w) for w in res["out"]]), res["cycles"]

@@ -2,7 +2,8 @@
 streams the given words with random idle cycles, collects with random backpressure."""
 import cocotb
 
-from bitplane.sim.tb_streams import TB, StreamSink, StreamSource, tb_data, tb_result
+from bitplane.sim.tb_streams import TB, tb_data, tb_result
+from tests.support.stream_drivers import StreamSink, StreamSource
 
 
 @cocotb.test()

@@ -3,7 +3,8 @@ gaps in and random backpressure out; outputs and cycle counts go back to pytest.
 import cocotb
 from cocotb.triggers import RisingEdge
 
-from bitplane.sim.tb_streams import TB, StreamSink, StreamSource, tb_data, tb_result
+from bitplane.sim.tb_streams import TB, tb_data, tb_result
+from tests.support.stream_drivers import StreamSink, StreamSource
 
 
 async def write_mem(tb, name, entries):

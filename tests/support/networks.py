@@ -1,0 +1,28 @@
+"""The example networks the end-to-end tests run, their inputs, and the tiny network compiled
+once per session (``tiny`` fixture in tests/conftest.py)."""
+from __future__ import annotations
+
+import numpy as np
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
+DIGITS = np.load(ROOT / "examples" / "data" / "mnist-256.npz", allow_pickle=False)["x"]
+
+# example network -> compile target (frames/s at 100 MHz) that keeps simulation short
+EXAMPLES = {"lenet-w2a2": 1500, "lenet-lq-w2a2": 1500, "lenet-ttq-a2": 1500, "tfc-w1a1": 20000,
+            "tfc-w2a2": 10000}
+
+
+def inputs(net, n, seed=0):
+    if tuple(net.input_shape) == (1, 28, 28):
+        return DIGITS[:n]
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 1 << net.input_bits, (n, *net.input_shape)).astype(np.uint8)
+
+
+TINY = {"name": "tiny", "input": {"shape": [2, 5, 5], "bits": 4, "scale": 1 / 15}, "layers": [
+    {"name": "c0", "op": "conv", "out_channels": 4, "kernel": 3, "stride": 1, "padding": "same", "bias": True,
+     "weight_quant": {"type": "dorefa", "bits": 2}},
+    {"name": "bn0", "op": "batchnorm", "eps": 1e-4},
+    {"name": "a0", "op": "quant_act", "nonlin": "clip01", "quant": {"type": "dorefa", "bits": 2}},
+    {"name": "p0", "op": "maxpool", "kernel": 2, "stride": 2, "padding": "same"},
+    {"name": "fc", "op": "dense", "out_features": 3, "bias": True, "weight_quant": {"type": "int", "bits": 8}}]}
