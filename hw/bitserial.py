@@ -25,6 +25,7 @@ The single definitions used by the compiler, the host and the tests live here:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
@@ -292,13 +293,35 @@ class BitSerialMVTU(wiring.Component):
                 {"addr": self._tw, "data": c.memory_words["constants"]}))),
         })
 
+    # The pipeline (docs/design.md section 6): memories and the input double buffer, then
+    # S0 issue (counters, memory addresses), S1 memory data registered, S1a plane select,
+    # S1b AND/XNOR + chunk popcounts, S1c popcount sums, S2 coefficient x popcount,
+    # S3 accumulate (and the activation sum S_a), S4/S5 + row constant K and offset x S_a,
+    # S6/S7 thresholds -> code -> output register. Each stage is one method below; ``advance``
+    # (output register free or taken) moves every stage at once.
+
     def elaborate(self, platform):
         m = Module()
-        c = self.cfg
-        PE, SIMD, Pw, Pa, NF, SF, T = c.pe, c.simd, c.w_planes, c.a_planes, c.nf, c.sf, c.n_thresholds
-        AW, FW = c.acc_width, c.final_width
+        mems = self._memories(m)
+        full, clr_full = self._input_buffer(m, mems.abuf)
+        advance = Signal()
+        m.d.comb += advance.eq(~self.out.valid | self.out.ready)
+        ctl, wrp, arp = self._issue(m, advance, full, clr_full, mems)
+        delay = self._delayer(m, advance)
+        a_sel, w_sel, ctl = self._plane_select(m, advance, delay, ctl, wrp, arp)
+        part_a, part_w, ctl = self._chunk_popcounts(m, advance, delay, ctl, a_sel, w_sel)
+        pa2, p2, ctl = self._popcount_sums(m, advance, delay, ctl, part_a, part_w)
+        sprod3, prod3, ctl3 = self._coefficients(m, advance, ctl, pa2, p2)
+        res4, s4, v4, nf4, k4, t6 = self._accumulate(m, advance, ctl, ctl3, sprod3, prod3, mems)
+        dots, v6 = self._dot_products(m, advance, res4, s4, v4, nf4, k4)
+        self._output(m, advance, delay, dots, v6, t6)
+        return m
 
-        # ------------------------------------------------------------ memories
+    def _memories(self, m):
+        """Weight, threshold and row-constant memories (run-time writable through ``w_wr``,
+        ``t_wr``, ``k_wr``, always ready) and the two-bank activation buffer."""
+        c = self.cfg
+        NF, SF, T = c.nf, c.sf, c.n_thresholds
         # (depth >= 2 keeps address ports at least one bit wide)
         winit = [d for _, d in pack_weights(c, c.init_weights)] if c.init_weights else []
         words = c.memory_words
@@ -308,13 +331,17 @@ class BitSerialMVTU(wiring.Component):
         m.submodules.tmem = tmem = Memory(shape=words["thresholds"], depth=max(2, NF), init=tinit)
         kinit = [d for _, d in pack_constants(c, c.init_consts)] if c.init_consts else []
         m.submodules.kmem = kmem = Memory(shape=words["constants"], depth=max(2, NF), init=kinit)
-        m.submodules.abuf = abuf = Memory(shape=SIMD * Pa, depth=2 * SF, init=[])
+        m.submodules.abuf = abuf = Memory(shape=c.simd * c.a_planes, depth=2 * SF, init=[])
         for mem, port in ((wmem, self.w_wr), (tmem, self.t_wr), (kmem, self.k_wr)):
             wp = mem.write_port()
             m.d.comb += [wp.addr.eq(port.payload.addr), wp.data.eq(port.payload.data), wp.en.eq(port.valid),
                          port.ready.eq(1)]
+        return SimpleNamespace(wmem=wmem, tmem=tmem, kmem=kmem, abuf=abuf)
 
-        # ------------------------------------------------------------ input double buffer
+    def _input_buffer(self, m, abuf):
+        """``act`` words into the free bank; ``full`` per bank, ``clr_full`` pulses (from S0)
+        release a bank after its last row fold."""
+        SF = self.cfg.sf
         full = Signal(2)
         wbank, wptr = Signal(), Signal(range(max(SF, 2)))
         awp = abuf.write_port()
@@ -330,10 +357,13 @@ class BitSerialMVTU(wiring.Component):
             with m.Else():
                 m.d.sync += wptr.eq(wptr + 1)
         m.d.sync += full.eq((full | set_full) & ~clr_full)
+        return full, clr_full
 
-        # ------------------------------------------------------------ S0: issue
-        advance = Signal()
-        m.d.comb += advance.eq(~self.out.valid | self.out.ready)
+    def _issue(self, m, advance, full, clr_full, mems):
+        """S0: the (row fold, column fold, weight plane, activation plane) counters, the weight
+        and activation memory addresses as counters, and the S1 control registers."""
+        c = self.cfg
+        NF, SF, Pw, Pa = c.nf, c.sf, c.w_planes, c.a_planes
         rbank = Signal()
         # counters are at least one bit wide (zero-width signals lint as [-1:0] ranges)
         nf, sf, i, j = (Signal(range(max(n, 2)), name=nm) for n, nm in ((NF, "nf"), (SF, "sf"), (Pw, "i"), (Pa, "j")))
@@ -357,8 +387,8 @@ class BitSerialMVTU(wiring.Component):
                         with m.If(last_nf):
                             m.d.sync += [rbank.eq(~rbank), wa.eq(0), ra.eq(Mux(rbank, 0, SF))]
                             m.d.comb += clr_full.eq(Mux(rbank, 0b10, 0b01))
-        wrp = wmem.read_port()
-        arp = abuf.read_port()
+        wrp = mems.wmem.read_port()
+        arp = mems.abuf.read_port()
         m.d.comb += [wrp.addr.eq(wa), wrp.en.eq(advance), arp.addr.eq(ra), arp.en.eq(advance)]
 
         # control pipeline S1 (aligned with the memory read data)
@@ -372,24 +402,29 @@ class BitSerialMVTU(wiring.Component):
                          sa1.eq((nf == 0) & (i == 0)),
                          sa_first1.eq((nf == 0) & (sf == 0) & (i == 0) & (j == 0)),
                          sa_last1.eq((nf == 0) & last_sf & (i == 0) & last_j)]
+        return [v1, nf1, i1, j1, first1, last1, sa1, sa_first1, sa_last1], wrp, arp
 
+    @staticmethod
+    def _delayer(m, advance):
         def delay(sigs, tag):
             """Control signals one stage later (held while stalled)."""
             out = [Signal.like(x, name=f"{x.name}_{tag}") for x in sigs]
             with m.If(advance):
                 m.d.sync += [o.eq(x) for o, x in zip(out, sigs)]
             return out
+        return delay
 
-        # ------------------------------------------------------------ S1: memory data registered
-        # Block RAM outputs are slow (ECP5 DP16KD clock-to-out ~5.8 ns, and yosys does not use
-        # its output register), so nothing but a register follows them.
+    def _plane_select(self, m, advance, delay, ctl, wrp, arp):
+        """S1: memory data registered (block RAM outputs are slow: ECP5 DP16KD clock-to-out
+        ~5.8 ns, and yosys does not use its output register, so nothing but a register follows
+        them); S1a: weight plane ``i`` of every PE's lanes and activation plane ``j``."""
+        c = self.cfg
+        PE, SIMD, Pw, Pa = c.pe, c.simd, c.w_planes, c.a_planes
         wword, aword = Signal.like(wrp.data, name="wword"), Signal.like(arp.data, name="aword")
         with m.If(advance):
             m.d.sync += [wword.eq(wrp.data), aword.eq(arp.data)]
-        v1, nf1, i1, j1, first1, last1, sa1, sa_first1, sa_last1 = delay(
-            [v1, nf1, i1, j1, first1, last1, sa1, sa_first1, sa_last1], "r")
-
-        # ------------------------------------------------------------ S1a: plane select
+        ctl1 = delay(ctl, "r")
+        i1, j1 = ctl1[2], ctl1[3]
         a_planes = [Cat(*[aword[l * Pa + p] for l in range(SIMD)]) for p in range(Pa)]
         a_sel = Signal(SIMD)
         w_sel = [Signal(SIMD, name=f"wplane{pe}") for pe in range(PE)]
@@ -398,36 +433,44 @@ class BitSerialMVTU(wiring.Component):
             for pe in range(PE):
                 w_planes = [Cat(*[wword[(pe * SIMD + l) * Pw + p] for l in range(SIMD)]) for p in range(Pw)]
                 m.d.sync += w_sel[pe].eq(Array(w_planes)[i1])
-        ctl1 = [v1, nf1, i1, j1, first1, last1, sa1, sa_first1, sa_last1]
-        ctl1b = delay(ctl1, "b")
+        return a_sel, w_sel, delay(ctl1, "b")
 
-        # ------------------------------------------------------------ S1b: AND/XNOR + popcount of 8-bit chunks
+    def _chunk_popcounts(self, m, advance, delay, ctl, a_sel, w_sel):
+        """S1b: AND (XNOR on the +-1 path) of the selected planes, popcounts of 8-bit chunks;
+        the activation plane's own popcount for S_a."""
+        c = self.cfg
         CH = 8
-        chunks = [(lo, min(SIMD, lo + CH)) for lo in range(0, SIMD, CH)]
+        chunks = [(lo, min(c.simd, lo + CH)) for lo in range(0, c.simd, CH)]
         part_a = [Signal(range(hi - lo + 1), name=f"popa_{lo}") for lo, hi in chunks]
-        part_w = [[Signal(range(hi - lo + 1), name=f"pop{pe}_{lo}") for lo, hi in chunks] for pe in range(PE)]
+        part_w = [[Signal(range(hi - lo + 1), name=f"pop{pe}_{lo}") for lo, hi in chunks] for pe in range(c.pe)]
         with m.If(advance):
             for (lo, hi), pa in zip(chunks, part_a):
                 m.d.sync += pa.eq(_popcount([a_sel[l] for l in range(lo, hi)]))
-            for pe in range(PE):
+            for pe in range(c.pe):
                 bits = ~(w_sel[pe] ^ a_sel) if c.xnor else (w_sel[pe] & a_sel)
                 for (lo, hi), pw_ in zip(chunks, part_w[pe]):
                     m.d.sync += pw_.eq(_popcount([bits[l] for l in range(lo, hi)]))
-        ctl1c = delay(ctl1b, "c")
+        return part_a, part_w, delay(ctl, "c")
 
-        # ------------------------------------------------------------ S1c: sum of chunk counts
-        pw = ceil_log2(SIMD + 1)
-        p2 = [Signal(pw, name=f"pop{pe}") for pe in range(PE)]
+    def _popcount_sums(self, m, advance, delay, ctl, part_a, part_w):
+        """S1c: the chunk counts summed per PE (and for the activation plane)."""
+        c = self.cfg
+        pw = ceil_log2(c.simd + 1)
+        p2 = [Signal(pw, name=f"pop{pe}") for pe in range(c.pe)]
         pa2 = Signal(pw)
         with m.If(advance):
             m.d.sync += pa2.eq(_popcount(part_a))
-            for pe in range(PE):
+            for pe in range(c.pe):
                 m.d.sync += p2[pe].eq(_popcount(part_w[pe]))
-        v2, nf2, i2, j2, first2, last2, sa2, sa_first2, sa_last2 = delay(ctl1c, "2")
+        return pa2, p2, delay(ctl, "2")
 
-        # ------------------------------------------------------------ S2: coefficient x popcount
-        # (constant coefficient tables: a mux of constant multiples, i.e. shifts for DoReFa/int)
-        v3, nf3 = Signal(), Signal.like(nf)
+    def _coefficients(self, m, advance, ctl, pa2, p2):
+        """S2: plane coefficient x popcount per PE (constant coefficient tables: a mux of
+        constant multiples, i.e. shifts for DoReFa/int) and c_a[j] x popcount(a plane)."""
+        c = self.cfg
+        PE, SIMD, Pw, Pa, NF = c.pe, c.simd, c.w_planes, c.a_planes, c.nf
+        v2, nf2, i2, j2, first2, last2, sa2, sa_first2, sa_last2 = ctl
+        v3, nf3 = Signal(), Signal.like(nf2)
         first3, last3, sa3, sa_first3, sa_last3 = Signal(), Signal(), Signal(), Signal(), Signal()
         with m.If(advance):
             m.d.sync += [v3.eq(v2), nf3.eq(nf2), first3.eq(first2), last3.eq(last2), sa3.eq(sa2),
@@ -440,7 +483,7 @@ class BitSerialMVTU(wiring.Component):
         prod3 = []
         for pe in range(PE):
             if c.xnor:
-                pr = Signal(pw, name=f"prod{pe}")
+                pr = Signal(ceil_log2(SIMD + 1), name=f"prod{pe}")
                 with m.If(advance):
                     m.d.sync += pr.eq(p2[pe])
             else:
@@ -459,45 +502,57 @@ class BitSerialMVTU(wiring.Component):
                 with m.If(advance):
                     m.d.sync += pr.eq(term)
             prod3.append(pr)
+        return sprod3, prod3, SimpleNamespace(v=v3, nf=nf3, first=first3, last=last3, sa=sa3, sa_first=sa_first3,
+                                              sa_last=sa_last3, nf2=nf2)
 
-        # ------------------------------------------------------------ S3: accumulate
-        acc = [Signal(signed(AW), name=f"acc{pe}") for pe in range(PE)]
-        res4 = [Signal(signed(AW), name=f"res{pe}") for pe in range(PE)]
+    def _accumulate(self, m, advance, ctl, ctl3, sprod3, prod3, mems):
+        """S3: per-PE accumulators over a row fold (``res`` on its last pair) and the
+        activation-sum S_a of the vector; the K and threshold memory reads, addressed by the
+        row fold whose dot product is in flight."""
+        c = self.cfg
+        AW, FW = c.acc_width, c.final_width
+        k = ctl3
+        acc = [Signal(signed(AW), name=f"acc{pe}") for pe in range(c.pe)]
+        res4 = [Signal(signed(AW), name=f"res{pe}") for pe in range(c.pe)]
         sa, sa_final, s4 = Signal(signed(FW)), Signal(signed(FW)), Signal(signed(FW))
         v4 = Signal()
-        nf4 = Signal.like(nf)
+        nf4 = Signal.like(k.nf)
         sa_next = Signal(signed(FW))
-        m.d.comb += sa_next.eq(Mux(sa_first3, 0, sa) + sprod3)
-        krp = kmem.read_port()
-        trp = tmem.read_port()
+        m.d.comb += sa_next.eq(Mux(k.sa_first, 0, sa) + sprod3)
+        krp = mems.kmem.read_port()
+        trp = mems.tmem.read_port()
         # K is read for row fold nf2 (data in S3, registered into S4), thresholds for nf4
         # (data in S5, registered into S6, compared with the dot product of S6): no arithmetic
         # right after a block RAM output. The address must be the fold whose dot product is in
         # flight, one stage per cycle: with one cycle per row fold (SF = Pw = Pa = 1) the fold
         # changes every cycle, so an address one stage late reads the previous fold's thresholds.
-        m.d.comb += [krp.addr.eq(nf2), krp.en.eq(advance), trp.addr.eq(nf4), trp.en.eq(advance)]
+        m.d.comb += [krp.addr.eq(k.nf2), krp.en.eq(advance), trp.addr.eq(nf4), trp.en.eq(advance)]
         k4 = Signal.like(krp.data)
         t6 = Signal.like(trp.data)
         with m.If(advance):
             m.d.sync += [k4.eq(krp.data), t6.eq(trp.data)]
-        for pe in range(PE):
+        for pe in range(c.pe):
             nxt = Signal(signed(AW), name=f"accn{pe}")
-            m.d.comb += nxt.eq(Mux(first3, 0, acc[pe]) + prod3[pe])
-            with m.If(advance & v3):
+            m.d.comb += nxt.eq(Mux(k.first, 0, acc[pe]) + prod3[pe])
+            with m.If(advance & k.v):
                 m.d.sync += acc[pe].eq(nxt)
-                with m.If(last3):
+                with m.If(k.last):
                     m.d.sync += res4[pe].eq(nxt)
         with m.If(advance):
-            m.d.sync += [v4.eq(v3 & last3), nf4.eq(nf3)]
-            with m.If(v3 & sa3):
+            m.d.sync += [v4.eq(k.v & k.last), nf4.eq(k.nf)]
+            with m.If(k.v & k.sa):
                 m.d.sync += sa.eq(sa_next)
-                with m.If(sa_last3):
+                with m.If(k.sa_last):
                     m.d.sync += sa_final.eq(sa_next)
-            with m.If(v3 & last3):
-                m.d.sync += s4.eq(Mux(v3 & sa_last3, sa_next, sa_final))
+            with m.If(k.v & k.last):
+                m.d.sync += s4.eq(Mux(k.v & k.sa_last, sa_next, sa_final))
+        return res4, s4, v4, nf4, k4, t6
 
-        # ------------------------------------------------------------ S4: res + K, ow * S_a (registered apart)
-        # ------------------------------------------------------------ S5: sum -> full dot product
+    def _dot_products(self, m, advance, res4, s4, v4, nf4, k4):
+        """S4: ``res + K`` and ``o_w x S_a`` registered apart; S5: their sum, the exact dot
+        product (XNOR path: ``2*res - N``)."""
+        c = self.cfg
+        PE, NF, FW = c.pe, c.nf, c.final_width
         v5, v6 = Signal(), Signal()
         dots = []
         for pe in range(PE):
@@ -521,26 +576,28 @@ class BitSerialMVTU(wiring.Component):
             dots.append(full_acc)
         with m.If(advance):
             m.d.sync += [v5.eq(v4), v6.eq(v5)]
+        return dots, v6
 
-        # ------------------------------------------------------------ S6: threshold compares (registered)
-        # ------------------------------------------------------------ S7: level count -> code -> output
+    def _output(self, m, advance, delay, dots, v6, t6):
+        """S6: threshold compares (registered); S7: level count -> code (or the raw dot
+        product) -> the output register."""
+        c = self.cfg
         outs = []
-        for pe in range(PE):
+        for pe in range(c.pe):
             full_acc = dots[pe]
             if c.raw:
                 o = Signal(c.raw_width, name=f"raw{pe}")
                 with m.If(advance):
-                    m.d.sync += o.eq(full_acc.as_signed() if c.raw_width >= FW else full_acc)
+                    m.d.sync += o.eq(full_acc.as_signed() if c.raw_width >= c.final_width else full_acc)
                 outs.append(o)
             else:
-                outs.append(_threshold_code(m, advance, full_acc, t6, pe, T, FW,
+                outs.append(_threshold_code(m, advance, full_acc, t6, pe, c.n_thresholds, c.final_width,
                                             c.out_lut or range(c.n_levels), c.out_bits))
         v7 = delay([v6], "7")[0]
         with m.If(advance):
             m.d.sync += self.out.valid.eq(v7)
             with m.If(v7):
                 m.d.sync += self.out.payload.eq(Cat(*outs))
-        return m
 
 
 @dataclass(frozen=True)
