@@ -264,7 +264,7 @@ class BitSerialMVTU(wiring.Component):
         ``R/PE`` words per vector in row order; lane ``p`` of word ``nf`` is row
         ``nf*PE + p``: an output code, or (raw mode) the signed accumulator sign-extended to
         ``raw_width`` bits.
-    ``w_wr``, ``t_wr``, ``k_wr``: In(stream of ``{addr, data}``, ``ready`` always 1)
+    ``w_wr``, ``t_wr``, ``k_wr``: In(stream of ``{addr, data}``, ``always_ready``)
         Run-time writes of the weight, threshold and row-constant memories (layouts:
         :func:`pack_weights`, :func:`pack_thresholds`, :func:`pack_constants`). Write them
         while no vector is in flight.
@@ -286,11 +286,11 @@ class BitSerialMVTU(wiring.Component):
             "act": In(stream.Signature(c.simd * c.a_planes)),
             "out": Out(stream.Signature(c.pe * c.out_bits)),
             "w_wr": In(stream.Signature(data.StructLayout(
-                {"addr": self._aw, "data": c.memory_words["weights"]}))),
+                {"addr": self._aw, "data": c.memory_words["weights"]}), always_ready=True)),
             "t_wr": In(stream.Signature(data.StructLayout(
-                {"addr": self._tw, "data": c.memory_words["thresholds"]}))),
+                {"addr": self._tw, "data": c.memory_words["thresholds"]}), always_ready=True)),
             "k_wr": In(stream.Signature(data.StructLayout(
-                {"addr": self._tw, "data": c.memory_words["constants"]}))),
+                {"addr": self._tw, "data": c.memory_words["constants"]}), always_ready=True)),
         })
 
     # The pipeline (docs/design.md section 6): memories and the input double buffer, then
@@ -334,8 +334,7 @@ class BitSerialMVTU(wiring.Component):
         m.submodules.abuf = abuf = Memory(shape=c.simd * c.a_planes, depth=2 * SF, init=[])
         for mem, port in ((wmem, self.w_wr), (tmem, self.t_wr), (kmem, self.k_wr)):
             wp = mem.write_port()
-            m.d.comb += [wp.addr.eq(port.payload.addr), wp.data.eq(port.payload.data), wp.en.eq(port.valid),
-                         port.ready.eq(1)]
+            m.d.comb += [wp.addr.eq(port.payload.addr), wp.data.eq(port.payload.data), wp.en.eq(port.valid)]
         return SimpleNamespace(wmem=wmem, tmem=tmem, kmem=kmem, abuf=abuf)
 
     def _input_buffer(self, m, abuf):
@@ -647,7 +646,7 @@ class ThresholdUnit(wiring.Component):
         ``(k mod NF)*PE + lane``, signed, ``NF = rows/PE`` words per pixel.
     ``o``: Out(stream of ``PE*out_bits``): ``code = out_lut[#{t: x >= thr_t if dir_t else
         x <= thr_t}]`` per lane, same order.
-    ``t_wr``: In(stream of ``{addr, data}``, ``ready`` always 1): the threshold memory
+    ``t_wr``: In(stream of ``{addr, data}``, ``always_ready``): the threshold memory
         (layout :func:`pack_threshold_words`); write it while no data is in flight.
 
     Throughput one word per cycle; latency :data:`THRESHOLD_LATENCY`; ``o`` not ready stalls
@@ -660,7 +659,7 @@ class ThresholdUnit(wiring.Component):
             "i": In(stream.Signature(p.pe * p.in_bits)),
             "o": Out(stream.Signature(p.pe * p.out_bits)),
             "t_wr": In(stream.Signature(data.StructLayout(
-                {"addr": max(1, ceil_log2(p.nf)), "data": p.memory_word}))),
+                {"addr": max(1, ceil_log2(p.nf)), "data": p.memory_word}), always_ready=True)),
         })
 
     def elaborate(self, platform):
@@ -672,7 +671,7 @@ class ThresholdUnit(wiring.Component):
         m.submodules.tmem = tmem = Memory(shape=p.memory_word, depth=max(2, p.nf), init=tinit)
         wp = tmem.write_port()
         m.d.comb += [wp.addr.eq(self.t_wr.payload.addr), wp.data.eq(self.t_wr.payload.data),
-                     wp.en.eq(self.t_wr.valid), self.t_wr.ready.eq(1)]
+                     wp.en.eq(self.t_wr.valid)]
         advance = Signal()
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
         ch = Signal(range(max(2, p.nf)))

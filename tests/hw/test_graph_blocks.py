@@ -6,7 +6,6 @@ import random
 import numpy as np
 import pytest
 from amaranth import Module
-from amaranth.back import verilog
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
@@ -18,6 +17,7 @@ from bitplane.hw.graph_blocks import (AddBlock, AvgPoolBlock, ConcatBlock, Globa
 from bitplane.hw.lint_waivers import lint
 from bitplane.hw.stream_blocks import Pool, SlidingWindow, StreamFIFO, mirror_fits, window_cycles
 from tests.support.stream_ref import feature_words
+from tests.support.verilog import component_verilog
 
 
 def run_multi(dut, sources: dict, sinks: dict, seed=0, gap=0.3, stall=0.3, limit=100000):
@@ -324,7 +324,7 @@ def test_derived_depth_holds_the_rate_and_a_smaller_one_deadlocks():
     (lambda: GlobalSumPool(4, 9, 3, 8, 2), "gpool"),
     (lambda: SlidingWindow(2, 5, 5, 3, 1, (1, 1, 1, 1), 2, 1, pad_mode="reflect"), "mirror")])
 def test_graph_blocks_lint_clean(comp, name):
-    assert lint(verilog.convert(comp(), name=name), name) == []
+    assert lint(component_verilog(comp(), name), name) == []
 
 
 # ------------------------------------------------------------------ cycle formulas = measured periods

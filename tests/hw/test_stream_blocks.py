@@ -3,7 +3,6 @@ against NumPy references with random input gaps and output backpressure."""
 
 import numpy as np
 import pytest
-from amaranth.back import verilog
 
 from bitplane.gen import nn
 from bitplane.gen.spec import window_geometry
@@ -12,6 +11,7 @@ from bitplane.hw.lint_waivers import lint
 from bitplane.hw.stream_blocks import (CodeLUT, Pool, SlidingWindow, StreamFIFO, WidthConverter, window_cycles)
 from tests.support.stream_ref import feature_words, window_words
 from tests.support.streams import run_stream
+from tests.support.verilog import component_verilog
 
 
 def test_fifo_keeps_order_under_backpressure():
@@ -117,7 +117,7 @@ def test_code_lut():
     (lambda: Pool(4, 6, 6, 2, 2, (0, 0, 0, 0), 4, 2, signed=True, maximize=[1, 0, 1, 0]), "pool"),
     (lambda: CodeLUT([1, 0], 1, 1, 4), "lut")])
 def test_blocks_lint_clean(comp, name):
-    assert lint(verilog.convert(comp(), name=name), name) == []
+    assert lint(component_verilog(comp(), name), name) == []
 
 
 @pytest.mark.parametrize("rows,pe,T,load", [(6, 2, 3, False), (4, 4, 6, True), (3, 1, 1, False)])
@@ -157,4 +157,4 @@ def test_threshold_unit_lint_clean():
     from bitplane.hw.bitserial import ThresholdParams, ThresholdUnit
     p = ThresholdParams(rows=4, pe=2, in_bits=6, n_thresholds=3, width=8, levels=4,
                         init_thresholds=((1, 2, 3),) * 4, init_dirs=((1, 0, 1),) * 4)
-    assert lint(verilog.convert(ThresholdUnit(p), name="thr"), "thr") == []
+    assert lint(component_verilog(ThresholdUnit(p), "thr"), "thr") == []

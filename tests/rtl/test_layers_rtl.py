@@ -2,7 +2,6 @@
 input gaps and output backpressure, frames back to back; generated Verilog lints clean."""
 import numpy as np
 import pytest
-from amaranth.back import verilog
 
 from bitplane.gen import hwmap
 from bitplane.core.packing import pack_words, stream_order, unpack_words
@@ -10,6 +9,7 @@ from bitplane.hw.layers import ConvBlock, ConvParams, DenseBlock
 from bitplane.hw.lint_waivers import lint
 from bitplane.sim.cocotb_run import run
 from tests.support.layers import CONV_CASES, conv_net, stage_and_input
+from tests.support.verilog import component_verilog
 
 RTL_CONV_CASES = CONV_CASES + [
     # K=5 stride 1 valid with several channel folds; K=1 stride 2 same
@@ -21,7 +21,7 @@ RTL_CONV_CASES = CONV_CASES + [
 def rtl_block(st, idx, pe, simd, lanes, seed):
     params = hwmap.layer_params(st, pe, simd, lanes)
     blk = ConvBlock(params) if isinstance(params, ConvParams) else DenseBlock(params)
-    v = verilog.convert(blk, name="blk")
+    v = component_verilog(blk, "blk")
     assert lint(v, "blk") == []
     codes_in, out = hwmap.stage_io(st, idx)
     words = sum((pack_words(stream_order(f) if f.ndim == 3 else f.reshape(-1), st.in_act.planes, lanes)

@@ -2,13 +2,13 @@
 random input gaps and output backpressure, over every quantizer's bases and (W, A) widths."""
 import numpy as np
 import pytest
-from amaranth.back import verilog
 
 from bitplane.gen.quant import IntBasis, bitplane_dot
 from bitplane.hw.bitserial import BitSerialMVTU, engine_cycles, pack_constants, pack_thresholds, pack_weights, row_constants
 from bitplane.hw.lint_waivers import lint
 from bitplane.sim.cocotb_run import run
 from tests.support.mvtu_ref import act_words, make_case, mvtu_reference, out_lanes
+from tests.support.verilog import component_verilog
 
 WA_GRID = [(w, a) for w in (1, 2, 3, 4) for a in (1, 2, 3, 4)] + [(8, 8), (1, 8), (8, 1)]
 
@@ -19,7 +19,7 @@ def wkind(w):
 
 def run_case(cfg, wcodes, thr, dirs, vec, seed=0, idle=0.3, stall=0.3):
     comp = BitSerialMVTU(cfg)
-    v = verilog.convert(comp, name="mvtu")
+    v = component_verilog(comp, "mvtu")
     consts = row_constants(cfg, wcodes)
     mem = {"w_wr": pack_weights(cfg, wcodes), "k_wr": pack_constants(cfg, consts),
            "t_wr": pack_thresholds(cfg, thr, dirs) if cfg.n_thresholds else []}
@@ -89,4 +89,4 @@ def test_generated_verilog_lints_clean():
     for args in ((6, 12, 3, 4, "dorefa", 2, "uact", 2, 3), (4, 9, 4, 9, "int", 8, "uact", 8, 0),
                  (8, 32, 4, 16, "sign", 1, "signact", 1, 1)):
         cfg = make_case(rng, *args, xnor=args[4] == "sign")[0]
-        assert lint(verilog.convert(BitSerialMVTU(cfg), name="mvtu"), "mvtu") == []
+        assert lint(component_verilog(BitSerialMVTU(cfg), "mvtu"), "mvtu") == []
