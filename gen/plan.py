@@ -29,7 +29,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import yaml
 
 from bitplane.core.errors import BitplaneError, NotSupportedError
 from .lower import CodePoolStage, Lowered, MatmulStage
@@ -111,6 +110,10 @@ def check_fold(st: MatmulStage, pe: int, simd: int, where: str):
         raise PlanError(f"{where}: layer '{st.name}': PE={pe} x SIMD={simd} needs {wb:,}-bit memory words "
                         f"(weights or {st.thresholds.shape[1] if not st.raw else 0} thresholds per row); the "
                         f"limit is {MAX_WORD_BITS:,}: lower PE")
+    from bitplane.core.weightimage import MAX_COUNT
+    if (sw := section_words(st, pe, simd)) > MAX_COUNT:
+        raise PlanError(f"{where}: layer '{st.name}': PE={pe} x SIMD={simd} puts {sw:,} words in one weight-image "
+                        f"section; the limit is {MAX_COUNT:,}: raise SIMD")
 
 
 # Widest memory word a fold may need. Amaranth's netlist caps a memory word below 65,536 bits;
@@ -128,6 +131,38 @@ def word_bits(st: MatmulStage, pe: int, simd: int) -> int:
         return pe * simd * st.wq.planes
 
 
+def _config(st: MatmulStage, pe: int, simd: int):
+    from bitplane.core.errors import NotSupportedError
+    from .hwmap import engine_config
+    try:
+        return engine_config(st, pe, simd, init=False)
+    except NotSupportedError:        # raw output too wide for hardware: compile reports it
+        return None
+
+
+def _section_words(c) -> int:
+    from bitplane.core.weightimage import words_per_entry
+    w = c.memory_words
+    return max(c.nf * c.sf * words_per_entry(w["weights"]), c.nf * words_per_entry(w["thresholds"]),
+               c.nf * words_per_entry(w["constants"]))
+
+
+def section_words(st: MatmulStage, pe: int, simd: int) -> int:
+    """Largest weight-image section (32-bit words) of the engine at this fold: a section's
+    length field has 20 bits (``core.weightimage.MAX_COUNT``)."""
+    c = _config(st, pe, simd)
+    return _section_words(c) if c is not None else 0
+
+
+def _legal(st, pe, simd) -> bool:
+    """Memory words within MAX_WORD_BITS and weight-image sections within MAX_COUNT words."""
+    from bitplane.core.weightimage import MAX_COUNT
+    c = _config(st, pe, simd)
+    if c is None:
+        return pe * simd * st.wq.planes <= MAX_WORD_BITS
+    return max(c.memory_words.values()) <= MAX_WORD_BITS and _section_words(c) <= MAX_COUNT
+
+
 def _fold(st, pe, simd, source="planner") -> Fold:
     m = memory_bits(st)
     return Fold(st.name, pe, simd, stage_cycles(st, pe, simd), estimate_luts(st, pe, simd),
@@ -135,19 +170,13 @@ def _fold(st, pe, simd, source="planner") -> Fold:
 
 
 def _options(st):
-    opts = [(_fold(st, p, s)) for p in divisors(st.out_channels) for s in simd_options(st)
-            if word_bits(st, p, s) <= MAX_WORD_BITS]
+    opts = [(_fold(st, p, s)) for p in divisors(st.out_channels) for s in simd_options(st) if _legal(st, p, s)]
     return sorted(opts, key=lambda f: (f.luts, f.cycles))
 
 
 def load_fold_file(path) -> dict:
-    try:
-        with open(path) as f:
-            doc = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise PlanError(f"{path}: fold file not found") from None
-    except yaml.YAMLError as e:
-        raise PlanError(f"{path}: invalid YAML: {e}") from None
+    from bitplane.core.yamlio import load_yaml
+    doc, _ = load_yaml(path, lambda msg: PlanError(f"{path}: {msg}"), "fold file")
     if not isinstance(doc, dict):
         raise PlanError(f"{path}: expected a mapping {{layer: {{pe: P, simd: S}}}}")
     for k, v in doc.items():

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from bitplane.core.errors import SpecError
+from bitplane.core.errors import InputError, SpecError
 from .quant import ACT_NONLINS, ACT_TYPES, DEFAULT_BITS, NONLINS, WEIGHT_TYPES
 
 OPS = ("conv", "dense", "batchnorm", "quant_act", "act", "maxpool")
@@ -164,36 +162,20 @@ def _quant_field(ctx, layer, key, q, role):
 
 
 def _load_yaml(path: Path):
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise SpecError(path, "file not found") from None
-    except OSError as e:
-        raise SpecError(path, f"cannot read: {e.strerror}") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SpecError(path, f"invalid YAML{where}: {getattr(e, 'problem', e)}") from None
+    from bitplane.core.yamlio import load_yaml
+    doc, text = load_yaml(path, lambda msg: SpecError(path, msg), "spec file")
     return doc, hashlib.sha256(text.encode()).hexdigest()
 
 
 def _load_npz(ctx, path: Path):
+    from bitplane.core.fileio import load_npz
     if not path.exists():
         raise SpecError(path, "weights file not found (named by the spec's 'weights' field)")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            out = {}
-            for k in z.files:
-                try:
-                    out[k] = z[k]
-                except ValueError as e:
-                    raise SpecError(path, f"tensor '{k}' holds Python objects, which are never "
-                                          f"unpickled; store plain numeric arrays ({e})") from None
-            return out
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-        raise SpecError(path, f"not a valid .npz archive: {e}") from None
+        return load_npz(path, "weights file")
+    except InputError as e:
+        msg = str(e)
+        raise SpecError(path, msg[len(str(path)) + 2:] if msg.startswith(f"{path}: ") else msg) from None
 
 
 def load_network(path) -> Network:

@@ -21,7 +21,6 @@ known state: ``SOFT_RESET`` (which keeps the weights) and the sticky errors clea
 """
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bitplane.core.errors import BitplaneError, InputError
+from bitplane.core.errors import BitplaneError, InputError, format_error
 
-from bitplane.core.manifest import check_frames, load_manifest
+from bitplane.core.manifest import check_frames, load_manifest, read_weight_image
 from bitplane.core.packing import AXIS_BYTES, pack_frames, unpack_results
 from bitplane.core.progress import progress_bar
 from .transport import RegisterWindow, Transport, TransportError
@@ -112,6 +111,7 @@ class Accelerator:
             timeout = (60.0 if sim else 5.0) + 20 * frame_s
         self.timeout = timeout
         self.weights_loaded = bool(m.get("embedded_weights"))
+        self._expect: tuple[int, int] | None = None        # (FRAMES_IN, FRAMES_OUT) this driver left
         if check:
             self.check_device()
 
@@ -163,9 +163,23 @@ class Accelerator:
         return [n for n in self._error_fields() if v & self.regs.bit("ERROR", n)]
 
     def recover(self) -> None:
-        """Known state: flush the datapath (weights kept) and clear the sticky errors."""
+        """Known state, ready for the very next batch: stop feeding the device (queued input
+        dropped), flush the datapath (``SOFT_RESET``, weights kept; it also zeroes the frame
+        counters), clear the sticky errors, and discard every result the device emitted that
+        no call received, so no later batch can read a stale frame."""
+        self.t.drain()
         self.regs.write("CTRL", self.regs.bit("CTRL", "SOFT_RESET"))
         self.regs.write("ERROR", self._error_mask())
+        self.t.drain()
+        self._expect = (0, 0)
+
+    def _in_sync(self) -> bool:
+        """True when the device holds exactly what this driver left: no error, idle, frame
+        counters equal to the frames this driver sent and received since it last cleared them
+        (a frame sent by someone else, or a result nobody read, shows up here)."""
+        err, status = self.regs.read("ERROR"), self.regs.read("STATUS")
+        fin, fout = self.regs.read("FRAMES_IN"), self.regs.read("FRAMES_OUT")
+        return not err and not status & self.regs.bit("STATUS", "BUSY") and (fin, fout) == self._expect
 
     def _error_fields(self) -> list[str]:
         return [f["name"] for f in self.regs.regs["ERROR"]["fields"]]
@@ -182,13 +196,7 @@ class Accelerator:
     # ------------------------------------------------------------------ weights
     def load_weights(self, path=None) -> dict:
         """Stream the weight image and verify the device's checksum and word count."""
-        path = Path(path) if path else self.folder / self.m["weights"]["file"]
-        data = path.read_bytes()
-        want_sha = self.m.get("files", {}).get("weights.bin")
-        if path.name == "weights.bin" and want_sha and hashlib.sha256(data).hexdigest() != want_sha:
-            raise DeviceError(f"{path}: file does not match the manifest's sha256 (corrupted or from another build)")
-        if len(data) % 4:
-            raise DeviceError(f"{path}: not a whole number of 32-bit words")
+        data = read_weight_image(self.folder, self.m, path)
         words = len(data) // 4
         self.weights_loaded = False
         self.recover()
@@ -240,17 +248,24 @@ class Accelerator:
         results: list[bytes] = [b""] * n
         arrived = [0.0] * n
         failure: list[BaseException] = []
+        stop = threading.Event()
         bar = progress_bar(n, "frames", stream) if progress is not False else None
-        if errs := self.errors():
-            self._recover_quietly()
-            raise DeviceError(f"ERROR flags {', '.join(errs)} were set before this batch (by an earlier transfer "
-                              f"that did not come from this driver call); device reset and errors cleared, nothing "
-                              f"was sent: run the batch again")
+        recovered = None
+        if self._expect is None:         # first batch of this session, or after a failed one
+            self.recover()
+        elif not self._in_sync():        # stray frames, unread results or errors from outside this driver
+            errs = self.errors()
+            recovered = "ERROR flags " + ", ".join(errs) if errs else "stray frames or unread results"
+            self.recover()
         self.regs.write("CTRL", self.regs.bit("CTRL", "CLEAR_COUNTERS"))
+        self._expect = None                                     # unknown until the batch is checked
+        self.t.interrupted.clear()
 
         def receiver():
             try:
                 for k in range(n):
+                    if stop.is_set():
+                        return
                     results[k] = self.t.recv(self.result_bytes, timeout=self.timeout)
                     arrived[k] = time.perf_counter()
                     if bar:
@@ -262,27 +277,44 @@ class Accelerator:
         rx = threading.Thread(target=receiver, name="bitplane-recv", daemon=True)
         rx.start()
         try:
-            for k in range(n):
-                if failure:
-                    break
-                self.t.send(frames[k], timeout=self.timeout)
-        except BaseException as e:
-            failure.append(e)
-        rx.join()
+            try:
+                for k in range(n):
+                    if failure:
+                        break
+                    self.t.send(frames[k], timeout=self.timeout)
+            except BaseException as e:
+                failure.append(e)
+                stop.set()
+                self.t.interrupted.set()
+            rx.join()
+        except KeyboardInterrupt as e:           # Ctrl-C while waiting for results
+            failure.insert(0, e)
+            stop.set()
+            self.t.interrupted.set()
+            rx.join(timeout=5)
         t1 = time.perf_counter()
         if bar and not failure:
             bar(n, final=True)
         if failure:
-            self._recover_quietly()
             e = failure[0]
+            self._recover_quietly()
+            if isinstance(e, KeyboardInterrupt):
+                raise KeyboardInterrupt("inference interrupted; device reset, results discarded") from None
             if isinstance(e, BitplaneError):
-                raise e
-            raise DeviceError(f"inference failed: {e}") from e
+                raise DeviceError(f"{format_error(e)} (device reset, pending data discarded: the next batch "
+                                  f"starts clean)") from None
+            raise DeviceError(f"inference failed: {format_error(e, with_type=True)}") from e
         errs = self.errors()
         if errs:
             self._recover_quietly()
             raise DeviceError(f"the accelerator raised ERROR flags {', '.join(errs)} during the batch "
                               f"(device reset, errors cleared; results discarded)")
+        fin, fout = self.regs.read("FRAMES_IN"), self.regs.read("FRAMES_OUT")
+        if (fin, fout) != (n, n):
+            self._recover_quietly()
+            raise DeviceError(f"frame counters read {fin} in / {fout} out for a batch of {n}: frames from another "
+                              f"source or lost results; device reset, results discarded: run the batch again")
+        self._expect = (n, n)
         lo, hi = self.regs.read("CYCLES_LO"), self.regs.read("CYCLES_HI")
         cycles = (hi << 32) | lo
         out = np.frombuffer(b"".join(results), dtype="<u4")
@@ -290,6 +322,8 @@ class Accelerator:
         r = InferenceResult(acc=acc, frames=n, seconds=t1 - t0, fps=n / (t1 - t0) if t1 > t0 else 0.0,
                             latency_s=(arrived[0] - t0) if n else None, device_cycles=cycles,
                             device_fps=n * self.clock_mhz * 1e6 / cycles if cycles and n else None)
+        if recovered:
+            r.extra["recovered_before_batch"] = recovered
         if dequantize or top_k:
             r.logits = self.dequantize(acc)
         if top_k:

@@ -104,7 +104,17 @@ class SimTransport(Transport):
         with self._pending_lock:
             self._pending.append(beats.tobytes())
 
+    def drain(self) -> tuple[int, int]:
+        """Drop the beats queued for the device and the result beats it emitted but nobody
+        received (the simulated DMA engines' buffers); returns their counts (in, out)."""
+        with self._pending_lock:
+            dropped, self._pending = sum(len(b) // 8 for b in self._pending), []
+        with self._lock:
+            a, b = self._cmd("d", flush=False).split()
+        return dropped + int(a), int(b)
+
     def recv(self, nbytes: int, timeout: float | None = None) -> bytes:
+        """One result frame of ``nbytes`` (``tlast`` must come on its last beat and only there)."""
         if nbytes % AXIS_BYTES:
             raise TransportError(f"{self.name}: can only receive whole {AXIS_BYTES}-byte beats")
         need = nbytes // AXIS_BYTES
@@ -121,11 +131,19 @@ class SimTransport(Transport):
             if k:
                 got.append(np.frombuffer(raw, dtype="<u8"))
                 need -= k
+            elif self.interrupted.is_set():
+                raise TransportError(f"{self.name}: receive interrupted")
             elif timeout is not None and time.perf_counter() - t0 > timeout:
                 have = sum(len(g) for g in got)
                 raise TransportError(f"{self.name}: receive of {nbytes} bytes timed out after {timeout:g} s "
                                      f"({have * AXIS_BYTES} bytes arrived)")
         words = np.concatenate(got) if got else np.zeros(0, dtype="<u8")
+        last = np.flatnonzero(words >> np.uint64(32))
+        if len(last) != 1 or last[0] != len(words) - 1:
+            raise TransportError(f"{self.name}: framing error: a receive of one {len(words)}-beat result frame saw "
+                                 f"tlast on beat(s) {last[:4].tolist()}; the device's frames are "
+                                 f"{'shorter' if len(last) and last[0] < len(words) - 1 else 'longer'} than the "
+                                 f"manifest's")
         return words.astype(f"<u{AXIS_BYTES}").tobytes()
 
     def run_cycles(self, n: int) -> None:

@@ -83,6 +83,21 @@ class Transport(ABC):
     def idle(self, cycles: int) -> None:
         """Let the device run while the host waits (a busy poll on hardware: nothing to do)."""
 
+    def drain(self) -> tuple[int, int]:
+        """Discard data queued towards the device and results it emitted that nobody received
+        (buffers outside the accelerator, which ``SOFT_RESET`` does not reach); returns the
+        beats dropped (in, out). Hardware DMA engines move data only for posted transfers,
+        so their default has nothing to drop."""
+        return 0, 0
+
+    @property
+    def interrupted(self) -> threading.Event:
+        """Set to make a blocked ``recv`` give up (the driver's receiver on Ctrl-C or failure)."""
+        ev = self.__dict__.get("_interrupted")
+        if ev is None:
+            ev = self.__dict__["_interrupted"] = threading.Event()
+        return ev
+
     @abstractmethod
     def read_reg(self, offset: int) -> int: ...
 
@@ -315,6 +330,13 @@ class ZynqTransport(Transport):
 
     def write_reg(self, offset: int, value: int) -> None:
         self.regs.write(offset, value)
+
+    def drain(self) -> tuple[int, int]:
+        """Reset both DMA channels: transfers in flight are abandoned, nothing stale remains."""
+        for cr in (MM2S_DMACR, S2MM_DMACR):
+            self.dma.write(cr, DMACR_RESET)
+            self.dma.write(cr, DMACR_RS)
+        return 0, 0
 
     def _wait(self, sr: int, what: str, timeout):
         import time

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bitplane.core.manifest import check_frames, load_manifest
+from bitplane.core.manifest import check_frames, load_manifest, read_weight_image
 from bitplane.core.errors import BitplaneError, InputError
 from bitplane.core.packing import pack_frames, unpack_results
 from bitplane.core import regmap
@@ -53,7 +53,7 @@ def simulate(folder, x: np.ndarray, gap_pct: int = 0, stall_pct: int = 0, seed: 
     regs = [(ctrl, _bit("CTRL", "CLEAR_COUNTERS") | _bit("CTRL", "CLEAR_CHECKSUM"))]
     image = None
     if load_weights:
-        image = wimg.from_bytes((folder / "weights.bin").read_bytes())
+        image = wimg.from_bytes(read_weight_image(folder, m))
         regs.append((ctrl, _bit("CTRL", "LOAD_WEIGHTS")))
     n = len(x)
     budget = 20 * m["cycles_per_frame"] * max(n, 1) + 200 * sin["beats_per_frame"] + 100_000 \

@@ -7,7 +7,6 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from bitplane.core.errors import InputError, SpecError
 from bitplane.gen.spec import window_geometry
@@ -111,14 +110,8 @@ def _last_act_note(arch: str, float_last_act: bool) -> str:
 def load_layer_list(path) -> dict:
     """A ``--spec`` file: a spec YAML whose layers are to be filled (``weights`` ignored)."""
     path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise SpecError(path, "file not found") from None
-    except OSError as e:
-        raise SpecError(path, f"cannot read: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise SpecError(path, f"invalid YAML: {getattr(e, 'problem', e)}") from None
+    from bitplane.core.yamlio import load_yaml
+    doc, _ = load_yaml(path, lambda msg: SpecError(path, msg), "layer list")
     if not isinstance(doc, dict) or not isinstance(doc.get("layers"), list) or not doc["layers"]:
         raise SpecError(path, "a layer list to fill must be a spec mapping with a non-empty 'layers' list",
                         field="layers")
