@@ -48,8 +48,9 @@ def _why(e: OSError) -> str:
 
 
 # ---------------------------------------------------------------------------------- reading
-def regular_file(path, what: str = "file", limit: int = MAX_FILE_BYTES) -> Path:
+def regular_file(path, what: str = "file", limit: int | None = None) -> Path:
     """``path`` as an existing regular file of at most ``limit`` bytes, else a clear error."""
+    limit = MAX_FILE_BYTES if limit is None else limit
     p = Path(path)
     try:
         st = p.stat()
@@ -68,8 +69,9 @@ def regular_file(path, what: str = "file", limit: int = MAX_FILE_BYTES) -> Path:
     return p
 
 
-def read_bytes(path, what: str = "file", limit: int = MAX_FILE_BYTES) -> bytes:
+def read_bytes(path, what: str = "file", limit: int | None = None) -> bytes:
     """The bytes of a regular file no larger than ``limit`` (never reads past it)."""
+    limit = MAX_FILE_BYTES if limit is None else limit
     p = regular_file(path, what, limit)
     try:
         with open(p, "rb") as f:
@@ -81,8 +83,9 @@ def read_bytes(path, what: str = "file", limit: int = MAX_FILE_BYTES) -> bytes:
     return data
 
 
-def read_text(path, what: str = "file", limit: int = MAX_TEXT_BYTES) -> str:
+def read_text(path, what: str = "file", limit: int | None = None) -> str:
     """A UTF-8 text file (one-line error for other encodings)."""
+    limit = MAX_TEXT_BYTES if limit is None else limit
     data = read_bytes(path, what, limit)
     try:
         return data.decode("utf-8")
@@ -91,7 +94,7 @@ def read_text(path, what: str = "file", limit: int = MAX_TEXT_BYTES) -> str:
         raise InputError(f"{path}: {what} is not UTF-8 text (byte 0x{data[e.start]:02X} at line {line})") from None
 
 
-def read_json(path, what: str = "JSON file", limit: int = MAX_TEXT_BYTES):
+def read_json(path, what: str = "JSON file", limit: int | None = None):
     text = read_text(path, what, limit)
     try:
         return json.loads(text, parse_constant=lambda c: _bad_constant(path, c))
@@ -130,9 +133,10 @@ def _npy_header(f, name: str, limit: int):
     return tuple(shape), dtype, nbytes
 
 
-def load_npy(path, what: str = "array", limit: int = MAX_ARRAY_BYTES) -> np.ndarray:
+def load_npy(path, what: str = "array", limit: int | None = None) -> np.ndarray:
     """A single ``.npy`` array, its header checked (size, objects, truncation) before reading."""
-    p = regular_file(path, what, MAX_FILE_BYTES)
+    limit = MAX_ARRAY_BYTES if limit is None else limit
+    p = regular_file(path, what)
     with open(p, "rb") as f:
         head = f.read(6)
         if head.startswith(_ZIP_MAGIC[:4]):
@@ -151,10 +155,11 @@ def load_npy(path, what: str = "array", limit: int = MAX_ARRAY_BYTES) -> np.ndar
             raise InputError(f"{p}: not a valid .npy array ({str(e)[:200]})") from None
 
 
-def load_npz(path, what: str = "archive", limit: int = MAX_ARRAY_BYTES, keys=None) -> dict:
+def load_npz(path, what: str = "archive", limit: int | None = None, keys=None) -> dict:
     """The arrays of an ``.npz`` archive (only ``keys`` when given), each member's header and
     uncompressed size checked before it is decompressed; the total is bounded by ``limit``."""
-    p = regular_file(path, what, MAX_FILE_BYTES)
+    limit = MAX_ARRAY_BYTES if limit is None else limit
+    p = regular_file(path, what)
     with open(p, "rb") as f:
         head = f.read(6)
     if head == _NPY_MAGIC:
@@ -304,7 +309,7 @@ def _unlink(p) -> None:
 def manifest_names_format(folder: Path, fmt: str, name: str = "manifest.json") -> bool:
     """True when ``folder/name`` is a JSON object whose ``format`` is ``fmt``."""
     try:
-        doc = read_json(folder / name, limit=MAX_TEXT_BYTES)
+        doc = read_json(folder / name)
     except InputError:
         return False
     return isinstance(doc, dict) and doc.get("format") == fmt

@@ -20,7 +20,7 @@ import re
 import yaml
 
 from bitplane.core.errors import BitplaneError, InputError
-from bitplane.core.fileio import MAX_TEXT_BYTES, read_text
+from bitplane.core.fileio import read_text
 
 MAX_NODES = 1_000_000
 MAX_DEPTH = 200
@@ -123,7 +123,7 @@ def parse_yaml(text: str, error):
         raise error(f"YAML document refused: nested more than {MAX_DEPTH} levels deep") from None
 
 
-def load_yaml(path, error=None, what: str = "YAML file", limit: int = MAX_TEXT_BYTES):
+def load_yaml(path, error=None, what: str = "YAML file", limit: int | None = None):
     """``(document, text)`` of the YAML file ``path``."""
     if error is None:
         def error(msg):

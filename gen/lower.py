@@ -299,7 +299,17 @@ def _acc_range(w_int_basis, planes_w: int, act: ActQuant, n: int):
 
 
 def lower(net: Network) -> Lowered:
-    """Integer bit-plane form of a network; raises SpecError for sequences hardware cannot run."""
+    """Integer bit-plane form of a network; raises SpecError for sequences hardware cannot run
+    and for parameters so large that the integer form would overflow (never a silent inf/NaN)."""
+    with np.errstate(over="raise", invalid="raise"):
+        try:
+            return _lower(net)
+        except (FloatingPointError, OverflowError) as e:
+            raise SpecError(net.path, f"parameters too large: the integer form overflows ({e}); "
+                                      f"check the weights file for extreme values") from None
+
+
+def _lower(net: Network) -> Lowered:
     err = lambda msg, layer, fld=None: SpecError(net.path, msg, layer.name, layer.index, fld)
     out = Lowered(net, ActQuant.input(net.input_bits, net.input_scale))
     act = out.input_act

@@ -17,6 +17,9 @@ import numpy as np
 from bitplane.core.errors import InputError, SpecError
 from .quant import ACT_NONLINS, ACT_TYPES, DEFAULT_BITS, NONLINS, WEIGHT_TYPES
 
+#: Largest parameter magnitude accepted from a weights file (beyond it products overflow).
+MAX_PARAM_ABS = 1e12
+
 OPS = ("conv", "dense", "batchnorm", "quant_act", "act", "maxpool")
 
 # Allowed fields per op: name -> required?
@@ -276,6 +279,9 @@ def load_network(path) -> Network:
                             layer.name, layer.index, pname)
         if not np.all(np.isfinite(t)):
             raise SpecError(f, f"tensor '{key}' contains NaN or infinity", layer.name, layer.index, pname)
+        if t.size and np.max(np.abs(t)) > MAX_PARAM_ABS:
+            raise SpecError(f, f"tensor '{key}' holds {np.max(np.abs(t)):.3g}, beyond the +-{MAX_PARAM_ABS:g} "
+                               f"that the integer path represents exactly", layer.name, layer.index, pname)
         return t.reshape(shape)
 
     cur = tuple(shape)
@@ -321,8 +327,8 @@ def load_network(path) -> Network:
             cur = (F,)
         elif op == "batchnorm":
             eps = a.get("eps", 1e-5)
-            if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0:
-                raise ctx.err(f"must be a non-negative number, got {eps!r}", layer, "eps")
+            if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (eps >= 0 and math.isfinite(eps)):
+                raise ctx.err(f"must be a non-negative finite number, got {eps!r}", layer, "eps")
             layer.attrs["eps"] = float(eps)
             C = cur[0]
             for p in ("gamma", "beta", "mean", "var"):

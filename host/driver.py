@@ -266,7 +266,7 @@ class Accelerator:
                 for k in range(n):
                     if stop.is_set():
                         return
-                    results[k] = self.t.recv(self.result_bytes, timeout=self.timeout)
+                    results[k] = self.t.recv(self.result_bytes, timeout=self.timeout, frames=1)
                     arrived[k] = time.perf_counter()
                     if bar:
                         bar(k + 1)
@@ -300,9 +300,8 @@ class Accelerator:
             self._recover_quietly()
             if isinstance(e, KeyboardInterrupt):
                 raise KeyboardInterrupt("inference interrupted; device reset, results discarded") from None
-            if isinstance(e, BitplaneError):
-                raise DeviceError(f"{format_error(e)} (device reset, pending data discarded: the next batch "
-                                  f"starts clean)") from None
+            if isinstance(e, BitplaneError):        # device reset and pending data discarded by now
+                raise e
             raise DeviceError(f"inference failed: {format_error(e, with_type=True)}") from e
         errs = self.errors()
         if errs:
@@ -347,9 +346,18 @@ class Accelerator:
     def selftest(self) -> dict:
         """Load the weights, run the manifest's test vectors, compare with their golden outputs."""
         lw = self.load_weights()
+        from bitplane.core.fileio import load_npz
         tv = self.folder / self.m["testvectors"]["file"]
-        with np.load(tv, allow_pickle=False) as z:
-            x, y = z["x"], z["y"]
+        z = load_npz(tv, "test vectors", keys={"x", "y"})
+        if set(z) != {"x", "y"}:
+            raise InputError(f"{tv}: test vectors need arrays 'x' and 'y' (recompile the folder)")
+        x, y = z["x"], z["y"]
+        try:
+            x = self.check_input(x)
+        except InputError as e:
+            raise InputError(f"{tv}: {e}") from None
+        if y.shape[0] != len(x) or y.dtype.kind not in "iu":
+            raise InputError(f"{tv}: 'y' must hold one integer result per frame of 'x'")
         r = self.infer(x, progress=False)
         bad = [int(k) for k in range(len(x)) if not np.array_equal(r.acc[k], y[k])]
         return {"pass": not bad, "frames": len(x), "mismatched_frames": bad, "fps": r.fps,

@@ -113,8 +113,9 @@ class SimTransport(Transport):
             a, b = self._cmd("d", flush=False).split()
         return dropped + int(a), int(b)
 
-    def recv(self, nbytes: int, timeout: float | None = None) -> bytes:
-        """One result frame of ``nbytes`` (``tlast`` must come on its last beat and only there)."""
+    def recv(self, nbytes: int, timeout: float | None = None, frames: int | None = None) -> bytes:
+        """``nbytes`` of results ending on a ``tlast``; with ``frames``, exactly that many frames
+        of equal length (``tlast`` on each one's last beat and nowhere else)."""
         if nbytes % AXIS_BYTES:
             raise TransportError(f"{self.name}: can only receive whole {AXIS_BYTES}-byte beats")
         need = nbytes // AXIS_BYTES
@@ -139,11 +140,11 @@ class SimTransport(Transport):
                                      f"({have * AXIS_BYTES} bytes arrived)")
         words = np.concatenate(got) if got else np.zeros(0, dtype="<u8")
         last = np.flatnonzero(words >> np.uint64(32))
-        if len(last) != 1 or last[0] != len(words) - 1:
-            raise TransportError(f"{self.name}: framing error: a receive of one {len(words)}-beat result frame saw "
-                                 f"tlast on beat(s) {last[:4].tolist()}; the device's frames are "
-                                 f"{'shorter' if len(last) and last[0] < len(words) - 1 else 'longer'} than the "
-                                 f"manifest's")
+        n = frames or max(1, len(last))
+        if len(last) != n or len(words) % n or not np.array_equal(last, np.arange(1, n + 1) * (len(words) // n) - 1):
+            raise TransportError(f"{self.name}: framing error: a receive of {n} result frame(s) in {len(words)} beats "
+                                 f"saw tlast on beat(s) {last[:4].tolist()}: the device's frames do not have the "
+                                 f"manifest's length (results out of step are never returned)")
         return words.astype(f"<u{AXIS_BYTES}").tobytes()
 
     def run_cycles(self, n: int) -> None:

@@ -109,8 +109,9 @@ class Transport(ABC):
         """Stream ``data`` to ``s_axis`` as one frame (``tlast`` on the last beat)."""
 
     @abstractmethod
-    def recv(self, nbytes: int, timeout: float | None = None) -> bytes:
-        """Receive exactly ``nbytes`` from ``m_axis``."""
+    def recv(self, nbytes: int, timeout: float | None = None, frames: int | None = None) -> bytes:
+        """Receive exactly ``nbytes`` from ``m_axis``: ``frames`` whole result frames when given
+        (a transport that sees ``tlast`` checks it falls on each frame's last beat only)."""
 
     def close(self) -> None:
         pass
@@ -212,7 +213,7 @@ class XdmaTransport(Transport):
                 done += os.write(fd, mv[done:])
         _with_timeout(write_all, timeout, f"{self.paths['h2c']}: stream of {len(data)} bytes")
 
-    def recv(self, nbytes: int, timeout: float | None = None) -> bytes:
+    def recv(self, nbytes: int, timeout: float | None = None, frames: int | None = None) -> bytes:
         fd = self.fds["c2h"]
 
         def read_all():
@@ -251,8 +252,9 @@ class _Map:
         fd = _open(path, os.O_RDWR | getattr(os, "O_SYNC", 0), what)
         try:
             self.mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=offset)
-        except OSError as e:
-            raise TransportError(f"{path}: cannot map {size} bytes at 0x{offset:X}: {e.strerror}") from None
+        except (OSError, ValueError) as e:
+            raise TransportError(f"{path}: cannot map {size} bytes at 0x{offset:X}: "
+                                 f"{getattr(e, 'strerror', None) or e}") from None
         finally:
             os.close(fd)
 
@@ -362,7 +364,7 @@ class ZynqTransport(Transport):
         self.dma.write(MM2S_LENGTH, len(data))
         self._wait(MM2S_DMASR, "send", timeout)
 
-    def recv(self, nbytes: int, timeout: float | None = None) -> bytes:
+    def recv(self, nbytes: int, timeout: float | None = None, frames: int | None = None) -> bytes:
         buf, phys = self.rx
         if nbytes > len(buf):
             raise TransportError(f"receive of {nbytes} bytes exceeds the {len(buf)}-byte DMA buffer")
