@@ -295,8 +295,14 @@ def plan(low: Lowered, target_fps: float | None = None, clock_mhz: float = 100.0
                                 f"(> {budget_cycles:.0f}); lower the target or raise the clock")
             folds[st.name] = ok[0]
     else:
-        for st in free:
-            folds[st.name] = _fold(st, 1, 1)
+        for st in free:                 # the smallest fold the hardware can hold
+            if _legal(st, 1, 1):
+                folds[st.name] = _fold(st, 1, 1)
+            elif options(st):
+                folds[st.name] = options(st)[0]
+            else:
+                raise PlanError(f"layer '{st.name}': no PE/SIMD fold fits the memory word ({MAX_WORD_BITS:,} bits) "
+                                f"and weight-image section limits")
         if lut_budget is not None:
             total = sum(f.luts for f in folds.values())
             if total > lut_budget:
