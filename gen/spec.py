@@ -137,10 +137,10 @@ def _quant_field(ctx, layer, key, q, role):
     t = q.get("type")
     if t is None:
         raise ctx.err("missing 'type'", layer, key)
-    if t not in types:
+    if not isinstance(t, str) or t not in types:
         other = ACT_TYPES if role == "weight" else WEIGHT_TYPES
         hint = (f" ('{t}' is {'an activation' if role == 'weight' else 'a weight'} quantizer)"
-                if t in other else "")
+                if isinstance(t, str) and t in other else "")
         raise ctx.err(f"quantizer type {t!r} is not supported for {roles}{hint}; "
                       f"supported: {sorted(types)}", layer, f"{key}.type")
     lo, hi = types[t]
