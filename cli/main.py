@@ -178,12 +178,9 @@ def cmd_synth(args) -> int:
     from bitplane.synth.flow import TARGETS, synthesize
     path = Path(args.design)
     if path.is_dir():
-        manifest = path / "manifest.json"
+        from bitplane.core.manifest import load_manifest
         vfile = path / "accelerator.v"
-        if not manifest.exists() or not vfile.exists():
-            raise InputError(f"{path}: not a compiled accelerator folder (needs manifest.json and "
-                             f"accelerator.v from `bitplane compile`)")
-        top = args.top or json.loads(manifest.read_text())["top"]
+        top = args.top or load_manifest(path)["top"]
     elif path.suffix == ".v" and path.exists():
         vfile, top = path, args.top
         if not top:
@@ -191,7 +188,8 @@ def cmd_synth(args) -> int:
     else:
         raise InputError(f"{path}: no such compiled folder or Verilog file")
     t0 = time.perf_counter()
-    rep = synthesize(vfile.read_text(), top, args.target, args.clock_mhz,
+    from bitplane.core.fileio import read_text
+    rep = synthesize(read_text(vfile, "Verilog file", 2 << 30), top, args.target, args.clock_mhz,
                      progress=lambda m: print(f"[{time.perf_counter() - t0:6.1f} s] {m}", file=sys.stderr))
     if args.json:
         atomic_write(Path(args.json), lambda f: f.write(json.dumps(rep, indent=2).encode()))

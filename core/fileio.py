@@ -122,7 +122,7 @@ def _npy_header(f, name: str, limit: int):
     except Exception as e:          # numpy's header parser raises many kinds (tokenize, syntax, value)
         raise InputError(f"{name}: not a valid .npy array (malformed header: {str(e)[:200]})") from None
     if dtype.hasobject:
-        raise InputError(f"{name}: holds Python objects, which are never unpickled; store plain numeric arrays")
+        raise InputError(f"{name}: holds pickled Python objects, which are never unpickled; store plain numeric arrays")
     count = 1
     for d in shape:
         count *= int(d)

@@ -327,26 +327,19 @@ def load_tensorpack_npz(path) -> tuple:
         what = ("a single .npy array" if head.startswith(b"\x93NUMPY") else
                 "a pickled Python object, which is never loaded" if head[:1] == b"\x80" else "not a zip archive")
         raise SpecError(path, f"not a tensorpack .npz archive ({what}); expected named tensors like 'conv1/W:0'")
+    from bitplane.core.errors import InputError
+    from bitplane.core.fileio import load_npz
     try:
-        z = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise SpecError(path, f"not a tensorpack .npz archive: {e}") from None
-    if not isinstance(z, np.lib.npyio.NpzFile):
-        raise SpecError(path, "not a tensorpack .npz archive; expected named tensors like 'conv1/W:0'")
+        arrays = load_npz(path, "tensorpack .npz archive")        # headers and sizes checked first
+    except InputError as e:
+        msg = str(e)
+        raise SpecError(path, msg[len(f"{path}: "):] if msg.startswith(f"{path}: ") else msg) from None
     tensors, display = {}, {}
-    with z:
-        for k in z.files:
-            try:
-                a = z[k]
-            except ValueError as e:
-                raise SpecError(path, f"tensor '{k}' holds pickled Python objects, which are never loaded ({e})",
-                                field=k) from None
-            except (OSError, zipfile.BadZipFile, EOFError) as e:
-                raise SpecError(path, f"tensor '{k}' is unreadable: {e}", field=k) from None
-            n = k[:-2] if k.endswith(":0") else k
-            if n in tensors:
-                raise SpecError(path, f"tensor '{n}' appears twice (as '{display[n]}' and '{k}')", field=k)
-            tensors[n], display[n] = a, k
+    for k, a in arrays.items():
+        n = k[:-2] if k.endswith(":0") else k
+        if n in tensors:
+            raise SpecError(path, f"tensor '{n}' appears twice (as '{display[n]}' and '{k}')", field=k)
+        tensors[n], display[n] = a, k
     return tensors, display
 
 
