@@ -30,7 +30,7 @@ import numpy as np
 
 from bitplane.core.errors import BitplaneError, InputError, format_error
 
-from bitplane.core.manifest import check_frames, load_manifest, read_weight_image
+from bitplane.core.manifest import check_frames, load_manifest, read_manifest, read_weight_image
 from bitplane.core.packing import AXIS_BYTES, pack_frames, unpack_results
 from bitplane.core.progress import progress_bar
 from .transport import RegisterWindow, Transport, TransportError
@@ -87,30 +87,24 @@ class Accelerator:
     """A compiled accelerator (``folder``) on a :class:`~host.transport.Transport`."""
 
     def __init__(self, folder, transport: Transport, timeout: float | None = None, check: bool = True):
-        from bitplane.core import regmap as hw_regmap
         self.folder = Path(folder)
-        self.m = m = load_manifest(self.folder)
-        rm = m["regmap"]
-        if rm.get("version") != hw_regmap.REGMAP_VERSION or rm.get("stream_version") != hw_regmap.STREAM_VERSION:
-            raise DeviceError(f"{self.folder}: compiled for register map v{rm.get('version')} / streams "
-                              f"v{rm.get('stream_version')}, this driver speaks v{hw_regmap.REGMAP_VERSION} / "
-                              f"v{hw_regmap.STREAM_VERSION}; recompile with this bitplane")
+        self.manifest = mf = read_manifest(self.folder)     # checked: register map and streams are this version's
+        self.m = mf.raw                                     # the whole manifest, as written
         self.t = transport
-        self.regs = RegisterWindow(transport, rm)
-        sin, sout = m["streams"]["input"], m["streams"]["output"]
-        self.in_shape = tuple(sin["shape"])
-        self.in_bits, self.in_lanes = int(sin["bits"]), int(sin["lanes"])
-        self.frame_bytes = int(sin["beats_per_frame"]) * AXIS_BYTES
-        self.result_bytes = int(sout["words_per_frame"]) * AXIS_BYTES
-        self.out_shape = tuple(sout["shape"])
-        self.words_per_value = int(sout["words_per_value"])
-        self.clock_mhz = float(m["clock_mhz"])
+        self.regs = RegisterWindow(transport, mf.regmap)
+        self.in_shape = mf.input.shape
+        self.in_bits, self.in_lanes = mf.input.bits, mf.input.lanes
+        self.frame_bytes = mf.input.words_per_frame * AXIS_BYTES
+        self.result_bytes = mf.output.words_per_frame * AXIS_BYTES
+        self.out_shape = mf.output.shape
+        self.words_per_value = mf.output.words_per_value
+        self.clock_mhz = mf.clock_mhz
         if timeout is None:       # per transfer; the simulation runs ~1e5 cycles/s, hardware ~1e8
             sim = transport.simulated
-            frame_s = m["cycles_per_frame"] / (2e4 if sim else self.clock_mhz * 1e6)
+            frame_s = mf.cycles_per_frame / (2e4 if sim else self.clock_mhz * 1e6)
             timeout = (60.0 if sim else 5.0) + 20 * frame_s
         self.timeout = timeout
-        self.weights_loaded = bool(m.get("embedded_weights"))
+        self.weights_loaded = mf.embedded_weights
         self._expect: tuple[int, int] | None = None        # (FRAMES_IN, FRAMES_OUT) this driver left
         if check:
             self.check_device()
@@ -149,9 +143,9 @@ class Accelerator:
             raise DeviceError(f"{self._where()}: VERSION register reads 0x{ver:08X}, the manifest expects "
                               f"0x{want:08X}: driver and bitstream come from different bitplane versions")
         build = self.regs.read("BUILD_ID")
-        if build != self.m["build_id"]:
+        if build != self.manifest.build_id:
             raise DeviceError(f"{self._where()}: BUILD_ID 0x{build:08X} differs from the manifest's "
-                              f"0x{self.m['build_id']:08X}: the device runs another build than {self.folder}; "
+                              f"0x{self.manifest.build_id:08X}: the device runs another build than {self.folder}; "
                               f"program the bitstream generated from this folder")
 
     def _where(self) -> str:
@@ -217,7 +211,7 @@ class Accelerator:
             self._recover_quietly()
             raise
         got_sum, got_words, errs = self.regs.read("WEIGHT_CHECKSUM"), self.regs.read("WEIGHT_WORDS"), self.errors()
-        want_sum = int(self.m["weights"]["checksum"])
+        want_sum = self.manifest.weight_checksum
         if errs or got_sum != want_sum or got_words != words:
             self._recover_quietly()
             raise DeviceError(f"weight image not accepted: checksum 0x{got_sum:08X} over {got_words} words, "
@@ -332,12 +326,11 @@ class Accelerator:
 
     def dequantize(self, acc) -> np.ndarray:
         """Float logits from accumulators (the manifest's ``output_affine``, per channel)."""
-        a = self.m["output_affine"]
         acc = np.asarray(acc, dtype=np.float64)
         shape = [1] * acc.ndim
         shape[1] = -1
-        scale = np.asarray(a["scale"], dtype=np.float64)
-        bias = np.asarray(a["bias"], dtype=np.float64)
+        scale = np.asarray(self.manifest.output_scale, dtype=np.float64)
+        bias = np.asarray(self.manifest.output_bias, dtype=np.float64)
         if scale.size == 1:
             return scale.item() * acc + bias.item()
         return scale.reshape(shape) * acc + bias.reshape(shape)
