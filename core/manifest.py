@@ -272,3 +272,33 @@ def read_weight_image(folder, m: dict, path=None) -> bytes:
     if len(data) % 4 or not data:
         raise InputError(f"{p}: weight image of {len(data)} bytes is not a whole number of 32-bit words")
     return data
+
+
+def identity_problem(m: dict, read, where: str, folder) -> str | None:
+    """What is wrong with the device's ``ID``, ``VERSION`` and ``BUILD_ID`` registers for
+    manifest ``m`` (``read(name)`` reads one), checked in that order; None when they match.
+    The one check of the driver and of ``bitplane sim``."""
+    rm = m["regmap"]
+    ident = read("ID")
+    if ident != rm["id_magic"]:
+        return (f"no bitplane accelerator at {where}: ID register reads 0x{ident:08X}, expected "
+                f"0x{rm['id_magic']:08X} (wrong device or base address, or not programmed)")
+    ver, want = read("VERSION"), (rm["stream_version"] << 16) | rm["version"]
+    if ver != want:
+        return (f"{where}: VERSION register reads 0x{ver:08X}, the manifest expects 0x{want:08X}: driver and "
+                f"bitstream come from different bitplane versions")
+    build = read("BUILD_ID")
+    if build != m["build_id"]:
+        return (f"{where}: BUILD_ID 0x{build:08X} differs from the manifest's 0x{m['build_id']:08X}: the device "
+                f"runs another build than {folder}; program the bitstream generated from this folder")
+    return None
+
+
+def weights_problem(m: dict, checksum: int, words: int, sent_words: int, errors=()) -> str | None:
+    """What is wrong with a weight load: the device's CRC-32 and word count against the image
+    sent and the manifest, and any ERROR flags; None when the load is good."""
+    want = m["weights"]["checksum"]
+    if errors or checksum != want or words != sent_words:
+        return (f"weight image not accepted: checksum 0x{checksum:08X} over {words} words, expected 0x{want:08X} "
+                f"over {sent_words}" + (f"; ERROR flags {', '.join(errors)}" if errors else ""))
+    return None

@@ -30,7 +30,8 @@ import numpy as np
 
 from bitplane.core.errors import BitplaneError, InputError, format_error
 
-from bitplane.core.manifest import check_frames, load_manifest, read_manifest, read_weight_image
+from bitplane.core.manifest import (check_frames, identity_problem, load_manifest, read_manifest,
+                                    read_weight_image, weights_problem)
 from bitplane.core.packing import AXIS_BYTES, pack_frames, unpack_results
 from bitplane.core.progress import progress_bar
 from .transport import RegisterWindow, Transport, TransportError
@@ -132,21 +133,9 @@ class Accelerator:
     # ------------------------------------------------------------------ identity and state
     def check_device(self) -> None:
         """``ID``, ``VERSION`` and ``BUILD_ID`` must match the manifest."""
-        rm = self.m["regmap"]
-        ident = self.regs.read("ID")
-        if ident != rm["id_magic"]:
-            raise DeviceError(f"no bitplane accelerator at {self._where()}: ID register reads 0x{ident:08X}, "
-                              f"expected 0x{rm['id_magic']:08X} (wrong device or base address, or not programmed)")
-        ver = self.regs.read("VERSION")
-        want = (rm["stream_version"] << 16) | rm["version"]
-        if ver != want:
-            raise DeviceError(f"{self._where()}: VERSION register reads 0x{ver:08X}, the manifest expects "
-                              f"0x{want:08X}: driver and bitstream come from different bitplane versions")
-        build = self.regs.read("BUILD_ID")
-        if build != self.manifest.build_id:
-            raise DeviceError(f"{self._where()}: BUILD_ID 0x{build:08X} differs from the manifest's "
-                              f"0x{self.manifest.build_id:08X}: the device runs another build than {self.folder}; "
-                              f"program the bitstream generated from this folder")
+        problem = identity_problem(self.m, self.regs.read, self._where(), self.folder)
+        if problem:
+            raise DeviceError(problem)
 
     def _where(self) -> str:
         return getattr(self.t, "name", None) or type(self.t).__name__
@@ -211,13 +200,10 @@ class Accelerator:
             self._recover_quietly()
             raise
         got_sum, got_words, errs = self.regs.read("WEIGHT_CHECKSUM"), self.regs.read("WEIGHT_WORDS"), self.errors()
-        want_sum = self.manifest.weight_checksum
-        if errs or got_sum != want_sum or got_words != words:
+        problem = weights_problem(self.m, got_sum, got_words, words, errs)
+        if problem:
             self._recover_quietly()
-            raise DeviceError(f"weight image not accepted: checksum 0x{got_sum:08X} over {got_words} words, "
-                              f"expected 0x{want_sum:08X} over {words}"
-                              + (f"; ERROR flags {', '.join(errs)}" if errs else "")
-                              + "; the device keeps running but its weights are not the network's: reload")
+            raise DeviceError(f"{problem}; the device keeps running but its weights are not the network's: reload")
         self.weights_loaded = True
         return {"words": words, "checksum": got_sum, "seconds": time.perf_counter() - t0}
 
