@@ -138,9 +138,21 @@ def test_hardware_crc_detects_the_bit_pair_the_old_checksum_missed(dev):
     """Reproducer 2 on the device: the same bit flipped in two words 32 apart."""
     acc, golden = dev
     words = wimg.from_bytes((acc.folder / "weights.bin").read_bytes())
-    assert len(words) > 40
-    words[5] ^= 1
-    words[37] ^= 1
+    start, i = None, 1                                  # the first payload of at least 33 words
+    for _, _, payload in wimg.unpack_image(words):
+        if len(payload) > 32:
+            start = i + 1
+            break
+        i += 1 + len(payload)
+    assert start is not None
+    words[start] ^= 1                                  # same bit, two payload words 32 apart
+    words[start + 32] ^= 1
+    def rotl_sum(ws):                                  # the checksum before issue #14
+        c = 0
+        for w in ws:
+            c = ((c << 1 | c >> 31) & 0xFFFFFFFF) ^ w
+        return c
+    assert rotl_sum(words) == rotl_sum(wimg.from_bytes((acc.folder / "weights.bin").read_bytes()))
     import tempfile
     with tempfile.NamedTemporaryFile(suffix=".bin") as f:
         f.write(wimg.to_bytes(words))

@@ -40,8 +40,13 @@ def _int16(t: str) -> str:
             .replace("weight_quant: *id001", "weight_quant: {type: int, bits: 16}"))
 
 
-@pytest.mark.parametrize("edit", [_int16, lambda t: t.replace("bits: 8\n", "bits: 16\n", 1)],
-                         ids=["int16-weights", "16-bit-input"])
+def _input16(t: str) -> str:         # 16-bit input codes into int8 weights: 2**16 x 2**8 products per channel
+    return (t.replace("bits: 8\n", "bits: 16\n", 1)
+            .replace("weight_quant: &id001 {type: sign}", "weight_quant: {type: int, bits: 8}", 1)
+            .replace("quant: *id001", "quant: &id001 {type: sign}", 1))
+
+
+@pytest.mark.parametrize("edit", [_int16, _input16], ids=["int16-weights", "16-bit-input"])
 def test_16_bit_specs_lower_in_bounded_memory(tmp_path, edit):
     """Reproducer 6: `_acc_range` tabulated every code pair (8 GiB for 16-bit weights)."""
     import resource
