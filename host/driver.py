@@ -17,7 +17,14 @@ Inference is pipelined: a receiver thread collects result frames while the calle
 keeps sending input frames, so the device never idles between frames (the transports'
 ``send``/``recv`` block independently). Failures raise :class:`DeviceError` (or
 :class:`host.transport.TransportError`) with a clear message, after putting the device in a
-known state: ``SOFT_RESET`` (which keeps the weights) and the sticky errors cleared.
+known state (:meth:`Accelerator.recover`): queued input dropped, ``SOFT_RESET`` (which keeps
+the weights), sticky errors cleared, results nobody received discarded.
+
+No result is ever returned out of step: before a batch the driver checks that the device is
+idle, error-free and that ``FRAMES_IN``/``FRAMES_OUT`` equal what this driver sent and received
+(stray or malformed frames, unread results and resets from elsewhere are recovered from first);
+after it, both counters must read the batch size, and transports that see ``tlast`` check it
+ends each result frame. The batch after any failure, timeout or Ctrl-C starts on a clean device.
 """
 from __future__ import annotations
 
