@@ -211,9 +211,6 @@ def load_codes(path, what: str = "input") -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------- writing
-_TEMPS: set = set()
-
-
 def _umask() -> int:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -274,7 +271,6 @@ def write_file(path, write, what: str = "output") -> Path:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as e:
         raise InputError(f"{path}: cannot write {what}: {_why(e)}") from None
-    _TEMPS.add(tmp)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -286,8 +282,6 @@ def write_file(path, write, what: str = "output") -> Path:
     except BaseException:
         _unlink(tmp)
         raise
-    finally:
-        _TEMPS.discard(tmp)
     return target
 
 
@@ -354,7 +348,6 @@ def replace_folder(out, fill, is_ours, what: str = "output folder") -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
     except OSError as e:
         raise InputError(f"{shown}: cannot write the {what}: {_why(e)}") from None
-    _TEMPS.add(str(tmp))
     old = None
     try:
         os.chmod(tmp, 0o777 & ~_umask())
@@ -373,18 +366,6 @@ def replace_folder(out, fill, is_ours, what: str = "output folder") -> Path:
         if old is not None and not out.exists():
             os.replace(old, absolute)
         raise
-    finally:
-        _TEMPS.discard(str(tmp))
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return out
-
-
-def remove_temporaries() -> None:
-    """Remove temporaries still being written (for a signal handler that exits at once)."""
-    for t in list(_TEMPS):
-        if os.path.isdir(t):
-            shutil.rmtree(t, ignore_errors=True)
-        else:
-            _unlink(t)
-        _TEMPS.discard(t)
