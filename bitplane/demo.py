@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bitplane.cli.main import atomic_write, main as cli_main
+from bitplane.cli.main import main as cli_main
+from bitplane.core.fileio import write_file as atomic_write
 from bitplane.gen.compare import compare_paths
 from bitplane.gen.compile import compile_network
 from bitplane.gen.golden import Golden

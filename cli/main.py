@@ -10,7 +10,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -18,38 +17,39 @@ import numpy as np
 
 from bitplane.core.errors import BitplaneError, InputError, NotSupportedError
 
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(fileobj)`` on a temporary file next to ``path``, then rename it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+from bitplane.core.fileio import load_codes, output_target, write_file as atomic_write  # noqa: F401
 
 
-def load_codes(path: str) -> np.ndarray:
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: file not found")
+def _positive(text: str) -> float:
+    """argparse type: a positive finite number."""
+    import math
     try:
-        if p.suffix == ".npz":
-            with np.load(p, allow_pickle=False) as z:
-                if "x" not in z.files:
-                    raise InputError(f"{p}: an .npz input needs an array 'x' (has {z.files})")
-                return z["x"]
-        return np.load(p, allow_pickle=False)
-    except ValueError as e:
-        raise InputError(f"{p}: not a plain numeric .npy/.npz array ({e})") from None
-    except OSError as e:
-        raise InputError(f"{p}: cannot read: {e}") from None
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive finite number")
+    return v
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return v
+
+
+def _input_frames(m, path, single_ok: bool = False):
+    """Input codes from ``path`` checked against manifest ``m`` (errors name the file)."""
+    from bitplane.core.manifest import check_frames
+    x = load_codes(path)
+    try:
+        return check_frames(m, x, single_ok=single_ok)
+    except InputError as e:
+        raise InputError(f"{path}: {e}") from None
 
 
 def _net(path):
@@ -61,6 +61,7 @@ def cmd_golden(args) -> int:
     from bitplane.gen.golden import Golden
     net = _net(args.spec)
     g = Golden(net)
+    output_target(args.output)
     x = load_codes(args.input)
     g.check_input(x, args.input)
     t0 = time.perf_counter()
@@ -192,12 +193,9 @@ def cmd_synth(args) -> int:
     from bitplane.synth.flow import TARGETS, synthesize
     path = Path(args.design)
     if path.is_dir():
-        manifest = path / "manifest.json"
+        from bitplane.core.manifest import load_manifest
         vfile = path / "accelerator.v"
-        if not manifest.exists() or not vfile.exists():
-            raise InputError(f"{path}: not a compiled accelerator folder (needs manifest.json and "
-                             f"accelerator.v from `bitplane compile`)")
-        top = args.top or json.loads(manifest.read_text())["top"]
+        top = args.top or load_manifest(path)["top"]
     elif path.suffix == ".v" and path.exists():
         vfile, top = path, args.top
         if not top:
@@ -205,7 +203,8 @@ def cmd_synth(args) -> int:
     else:
         raise InputError(f"{path}: no such compiled folder or Verilog file")
     t0 = time.perf_counter()
-    rep = synthesize(vfile.read_text(), top, args.target, args.clock_mhz,
+    from bitplane.core.fileio import read_text
+    rep = synthesize(read_text(vfile, "Verilog file", 2 << 30), top, args.target, args.clock_mhz,
                      progress=lambda m: print(f"[{time.perf_counter() - t0:6.1f} s] {m}", file=sys.stderr))
     if args.json:
         atomic_write(Path(args.json), lambda f: f.write(json.dumps(rep, indent=2).encode()))
@@ -240,8 +239,10 @@ def cmd_compile(args) -> int:
 
 
 def cmd_sim(args) -> int:
+    from bitplane.core.manifest import load_manifest
     from bitplane.sim.accel import simulate
-    x = load_codes(args.input)
+    output_target(args.output)
+    x = _input_frames(load_manifest(args.design), args.input)
     if args.gap_pct not in range(0, 100) or args.stall_pct not in range(0, 100):
         raise InputError("--gap-pct and --stall-pct must lie in 0..99")
     waves = str(Path(args.output).with_suffix(".fst")) if args.waves else None
@@ -268,7 +269,12 @@ def cmd_run(args) -> int:
         raise InputError("give --input and --output, or --selftest")
     if args.top_k is not None and args.top_k < 1:
         raise InputError("--top-k must be at least 1")
-    x = load_codes(args.input) if args.input else None
+    from bitplane.core.manifest import load_manifest
+    if args.output:
+        output_target(args.output)
+        if args.top_k is not None:
+            output_target(Path(args.output).with_suffix(".topk.npy"))
+    x = _input_frames(load_manifest(args.design), args.input, single_ok=True) if args.input else None
     err = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
     with Accelerator.open(args.design, args.device, timeout=args.timeout, progress=err) as acc:
         if args.selftest:
@@ -340,9 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="folding planner: PE/SIMD per layer, cycles, LUT estimate, bottleneck")
     p.add_argument("spec")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--target-fps", type=float, help="frames/s to reach at --clock-mhz")
-    g.add_argument("--lut-budget", type=int, help="total LUTs to spend")
-    p.add_argument("--clock-mhz", type=float, default=100.0)
+    g.add_argument("--target-fps", type=_positive, help="frames/s to reach at --clock-mhz")
+    g.add_argument("--lut-budget", type=_positive_int, help="total LUTs to spend")
+    p.add_argument("--clock-mhz", type=_positive, default=100.0)
     p.add_argument("--fold", help="YAML fold file {layer: {pe: P, simd: S}} overriding the planner")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_plan)
@@ -350,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("synth", help="open synthesis: LUT/FF/BRAM/Fmax report (ECP5, iCE40; Xilinx estimate)")
     p.add_argument("design", help="compiled folder (bitplane compile -o) or a Verilog file")
     p.add_argument("--target", required=True, choices=["ecp5-85k", "ecp5-45k", "ice40-up5k", "xc7z020", "xcku5p"])
-    p.add_argument("--clock-mhz", type=float, default=100.0)
+    p.add_argument("--clock-mhz", type=_positive, default=100.0)
     p.add_argument("--top", help="top module (default: from the manifest)")
     p.add_argument("--json", help="also write the full report here")
     p.set_defaults(fn=cmd_synth)
@@ -359,9 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec")
     p.add_argument("-o", "--output", required=True, help="output folder (replaced atomically)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--target-fps", type=float, help="frames/s to reach at --clock-mhz")
-    g.add_argument("--lut-budget", type=int, help="total LUTs to spend")
-    p.add_argument("--clock-mhz", type=float, default=100.0)
+    g.add_argument("--target-fps", type=_positive, help="frames/s to reach at --clock-mhz")
+    g.add_argument("--lut-budget", type=_positive_int, help="total LUTs to spend")
+    p.add_argument("--clock-mhz", type=_positive, default=100.0)
     p.add_argument("--fold", help="YAML fold file {layer: {pe: P, simd: S}} overriding the planner")
     p.add_argument("--no-embed-weights", action="store_true",
                    help="memories start empty (weights only by run-time loading); default: also in the bitstream")
@@ -400,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="load the weights, run the manifest's test vectors, report pass/fail and frames/s")
     p.add_argument("--no-load-weights", action="store_true",
                    help="use the weights already on the device (embedded at compile time or loaded before)")
-    p.add_argument("--timeout", type=float, help="seconds per transfer (default: from the frame time)")
+    p.add_argument("--timeout", type=_positive, help="seconds per transfer (default: from the frame time)")
     p.set_defaults(fn=cmd_run)
 
     _add_train_parser(sub)
@@ -409,19 +415,48 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 def main(argv=None) -> int:
+    """Run the ``bitplane`` command. Errors meant for users print one bounded line (exit 1; 2 for
+    unsupported features); SIGTERM and Ctrl-C remove what was being written (exit 143/130); any
+    other exception is a bug, reported as one line too (exit 3; ``BITPLANE_DEBUG=1`` re-raises)."""
+    import signal
+    from bitplane.core.errors import format_error
     args = build_parser().parse_args(argv)
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:                       # not the main thread (an embedding program)
+        previous = None
     try:
         return args.fn(args)
     except BitplaneError as e:
-        print(f"bitplane: error: {e}", file=sys.stderr)
+        print(f"bitplane: error: {format_error(e)}", file=sys.stderr)
         return 2 if isinstance(e, NotSupportedError) else 1
     except BrokenPipeError:
         sys.stderr.close()
         return 0
     except KeyboardInterrupt:
-        print("bitplane: interrupted", file=sys.stderr)
+        print("bitplane: interrupted (Ctrl-C); nothing partial was written", file=sys.stderr)
         return 130
+    except SystemExit as e:
+        if e.code == 128 + signal.SIGTERM:
+            print("bitplane: terminated (SIGTERM); nothing partial was written", file=sys.stderr)
+        raise
+    except MemoryError:
+        print("bitplane: error: out of memory (the input is larger than this machine can hold)", file=sys.stderr)
+        return 1
+    except Exception as e:                   # a bug: one line, not a stack
+        if os.environ.get("BITPLANE_DEBUG"):
+            raise
+        print(f"bitplane: internal error (please report; BITPLANE_DEBUG=1 shows the stack): "
+              f"{format_error(e, with_type=True)}", file=sys.stderr)
+        return 3
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -36,3 +36,38 @@ class InputError(BitplaneError):
 
 class NotSupportedError(BitplaneError, NotImplementedError):
     """A feature that is not implemented yet; the message says what and where it is tracked."""
+
+
+#: Longest error line the CLI prints (a message quoting a huge user value is cut).
+MAX_ERROR_CHARS = 600
+
+
+def short_repr(value, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for quoting user values in messages.
+
+    Large containers are not formatted whole first (an expanded YAML alias may hold millions
+    of items): only their first items are."""
+    if isinstance(value, (list, tuple, dict, set)) and len(value) > 20:
+        items = list(value.items())[:20] if isinstance(value, dict) else list(value)[:20]
+        head = short_repr(type(value)(items) if not isinstance(value, dict) else dict(items), limit)
+        return f"{head[:limit]}... ({len(value):,} items)"
+    try:
+        r = repr(value)
+    except RecursionError:
+        return f"<{type(value).__name__} nested too deeply>"
+    return r if len(r) <= limit else r[:limit] + f"... ({len(r):,} characters)"
+
+
+def format_error(e: BaseException, limit: int = MAX_ERROR_CHARS, with_type: bool = False) -> str:
+    """One line for ``e``: line breaks folded, at most ``limit`` characters."""
+    try:
+        text = str(e)
+    except Exception:                          # pragma: no cover - a broken __str__
+        text = ""
+    text = " ".join(text[:4 * limit].split()) + (" " if len(text) > 4 * limit else "") or type(e).__name__
+    full = len(text) if len(text) < 4 * limit else len(str(e))
+    if with_type and not text.startswith(type(e).__name__):
+        text = f"{type(e).__name__}: {text}"
+    if len(text) > limit:
+        text = text[:limit] + f"... ({full - limit:,} more characters)"
+    return text

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 ID_MAGIC = 0x4250_4C4E          # "BPLN"
-REGMAP_VERSION = 1              # bump on any incompatible change of this table
+REGMAP_VERSION = 2              # bump on any incompatible change of this table
 STREAM_VERSION = 1              # bump on any incompatible change of core/packing.py's stream formats
 DATA_BITS = 32
 
@@ -78,7 +78,8 @@ REGISTERS = (
     Register("FRAMES_OUT", 0x1C, "ro", "frames emitted on m_axis since the last counter clear"),
     Register("CYCLES_LO", 0x20, "ro", "free-running cycle counter, low word (latched HI on read of LO)"),
     Register("CYCLES_HI", 0x24, "ro", "cycle counter, high word"),
-    Register("WEIGHT_CHECKSUM", 0x28, "ro", "checksum of the weight-image words loaded since CLEAR_CHECKSUM"),
+    Register("WEIGHT_CHECKSUM", 0x28, "ro", "CRC-32 (as zlib.crc32 computes it) of the weight-image words loaded since "
+                                            "CLEAR_CHECKSUM, each word as 4 little-endian bytes"),
     Register("WEIGHT_WORDS", 0x2C, "ro", "number of weight-image words loaded since CLEAR_CHECKSUM"),
     Register("SCRATCH", 0x30, "rw", "free for software (driver self-test)"),
 )

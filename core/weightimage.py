@@ -16,10 +16,14 @@ Layout: a sequence of little-endian 32-bit words.
 * last word: ``END_WORD`` (layer index 255).
 
 The checksum (register ``WEIGHT_CHECKSUM``) covers every word the loader accepts, magic and
-end word included: ``c = rotl32(c, 1) ^ word``, starting from 0. It is order-sensitive and
-costs one XOR per bit in hardware.
+end word included: CRC-32 exactly as ``zlib.crc32`` computes it over the image's bytes (each
+word little-endian). The gateware folds one word per clock with :func:`crc32_word_taps` (a
+linear map of state and word bits); the host uses :mod:`zlib`. Unlike a rotate-xor sum it
+detects every burst of up to 32 flipped bits and every pair of flipped bits in an image.
 """
 from __future__ import annotations
+
+import zlib
 
 IMAGE_MAGIC = 0xB17C_0DE5
 END_LAYER = 0xFF
@@ -98,19 +102,54 @@ def unpack_image(words) -> list[tuple[int, int, list[int]]]:
         i += 1 + count
 
 
+CRC32_POLY = 0xEDB8_8320          # reflected CRC-32 polynomial (zlib, Ethernet)
+CRC32_INIT = 0xFFFF_FFFF          # state after CLEAR_CHECKSUM; the register reads ~state
+
+
 def checksum(words) -> int:
-    """``c = rotl32(c, 1) ^ word`` over all words, from 0 (the WEIGHT_CHECKSUM register)."""
-    c = 0
-    for w in words:
-        c = (((c << 1) | (c >> 31)) & MASK32) ^ (int(w) & MASK32)
-    return c
+    """CRC-32 (``zlib.crc32``) of the words as little-endian bytes (the WEIGHT_CHECKSUM register)."""
+    return zlib.crc32(to_bytes(words)) & MASK32
+
+
+def crc32_word_taps() -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """One 32-bit word folded into the CRC-32 state, as XOR taps: entry ``i`` is
+    ``(state bits, word bits)`` whose XOR gives bit ``i`` of the next state (the word's bytes
+    enter least significant first, each byte LSB first, as :func:`checksum` reads them)."""
+    # each bit of the state as a set of terms ('s', j) / ('w', k), updated bit-serially
+    state = [{("s", j)} for j in range(32)]
+    for k in range(32):
+        fb = state[0] ^ {("w", k)}
+        state = [state[j + 1] if j < 31 else set() for j in range(32)]
+        for j in range(32):
+            if CRC32_POLY >> j & 1:
+                state[j] = state[j] ^ fb
+    return [(tuple(sorted(j for t, j in b if t == "s")), tuple(sorted(j for t, j in b if t == "w")))
+            for b in state]
+
+
+def crc32_step(state: int, word: int) -> int:
+    """The gateware's per-word update (:func:`crc32_word_taps`) in Python, for tests."""
+    out = 0
+    for i, (ss, ws) in enumerate(_TAPS):
+        bit = 0
+        for j in ss:
+            bit ^= state >> j & 1
+        for j in ws:
+            bit ^= word >> j & 1
+        out |= bit << i
+    return out
+
+
+_TAPS = crc32_word_taps()
 
 
 def to_bytes(words) -> bytes:
-    return b"".join(int(w).to_bytes(4, "little") for w in words)
+    import numpy as np
+    return np.asarray([int(w) for w in words] if not hasattr(words, "dtype") else words, dtype="<u4").tobytes()
 
 
 def from_bytes(data: bytes) -> list[int]:
     if len(data) % 4:
         raise ValueError(f"weight image of {len(data)} bytes is not a whole number of 32-bit words")
-    return [int.from_bytes(data[i:i + 4], "little") for i in range(0, len(data), 4)]
+    import numpy as np
+    return np.frombuffer(data, dtype="<u4").tolist()

@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import re
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,7 +26,7 @@ from bitplane.core.errors import BitplaneError, NotSupportedError
 from .golden import Golden
 from .spec import Network
 
-from bitplane.core.manifest import MANIFEST_FORMAT, MANIFEST_VERSION, load_manifest  # noqa: F401 (re-exported)
+from bitplane.core.manifest import MANIFEST_FORMAT, MANIFEST_VERSION, load_manifest, manifest_json  # noqa: F401
 
 TEST_VECTORS = 8
 
@@ -102,6 +99,12 @@ def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float =
     from bitplane.hw.top import Accelerator, fifo_depths, memory_sections, top_cycles
 
     from .plan import plan
+    import math
+    if isinstance(clock_mhz, bool) or not isinstance(clock_mhz, (int, float)) or not (
+            clock_mhz > 0 and math.isfinite(clock_mhz)):
+        raise CompileError(f"clock must be a positive finite number of MHz, got {clock_mhz!r}")
+    from bitplane.core.fileio import check_replaceable, manifest_names_format
+    check_replaceable(out, lambda p: manifest_names_format(p, MANIFEST_FORMAT), "compiled folder")
     t0 = time.perf_counter()
     golden = Golden(net)
     low = golden.lowered
@@ -118,7 +121,10 @@ def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float =
     top = top_name(net)
     text = verilog.convert(Accelerator(tp), name=top, emit_src=False)
     progress(f"Verilog: {len(text) / 1e6:.1f} MB; weight image")
-    image = weight_image(golden, pr)
+    try:
+        image = weight_image(golden, pr)
+    except ValueError as e:                 # a section or entry the image format cannot carry
+        raise CompileError(f"{net.path}: the weight image cannot hold this network at this fold: {e}") from None
     rng = np.random.default_rng(0)
     x = rng.integers(0, 1 << net.input_bits, (TEST_VECTORS, *net.input_shape)).astype(np.uint8)
     y = golden.run_int(x)
@@ -164,30 +170,19 @@ def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float =
                                  for lay, kind, n, w in memory_sections(tp)]},
         "testvectors": {"file": "testvectors.npz", "frames": TEST_VECTORS},
     }
-    out = Path(out)
-    parent = out.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
-    try:
+    from bitplane.core.fileio import replace_folder
+
+    def fill(tmp: Path):
         (tmp / "accelerator.v").write_text(text)
         (tmp / "weights.bin").write_bytes(wimg.to_bytes(image))
         with open(tmp / "testvectors.npz", "wb") as f:
             np.savez(f, x=x, y=y)
         manifest["files"] = {n: _sha(tmp / n) for n in ("accelerator.v", "weights.bin", "testvectors.npz")}
         manifest["compile_seconds"] = round(time.perf_counter() - t0, 2)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        old = None
-        if out.exists():
-            if not (out / "manifest.json").exists() and any(out.iterdir()):
-                raise CompileError(f"{out}: exists and is not a bitplane output folder; refusing to replace it")
-            old = parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        (tmp / "manifest.json").write_text(manifest_json(manifest))
+
+    out = Path(out)
+    replace_folder(out, fill, lambda p: manifest_names_format(p, MANIFEST_FORMAT), "compiled folder")
     progress(f"wrote {out}/ (accelerator.v, weights.bin, manifest.json, testvectors.npz) in "
              f"{manifest['compile_seconds']:.1f} s")
     return manifest

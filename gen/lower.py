@@ -283,23 +283,40 @@ def _pad_index(net: Network, layer: Layer, act: ActQuant) -> int:
 
 
 def _acc_range(w_int_basis, planes_w: int, act: ActQuant, n: int):
-    codes = np.arange(1 << planes_w)
-    C = np.asarray(w_int_basis.coefs).shape[1]
-    wv = w_int_basis.int_values(np.tile(codes, (C, 1)))          # [C, 2^Pw]
-    av = act.level_ints                                           # every activation code
-    prods = wv[:, :, None] * av[None, None, :]
-    return int(n * prods.min()), int(n * prods.max())
+    """Smallest and largest accumulator over every weight code, activation level and ``n``
+    terms. A weight value is linear in its code bits (``offset + sum coef_p * bit_p``) and all
+    ``2**planes_w`` codes occur, so its extremes per channel are the offset plus the negative /
+    positive coefficients; a product's extremes over two intervals sit at their corners. Exact
+    Python integers, no table of every code (16-bit weights would need gigabytes)."""
+    c = np.asarray(w_int_basis.coefs, dtype=object).reshape(planes_w, -1)
+    off = np.broadcast_to(np.asarray(w_int_basis.offset, dtype=object).reshape(-1), (c.shape[1],))
+    wmax = [int(o) + sum(max(int(v), 0) for v in col) for o, col in zip(off, c.T)]
+    wmin = [int(o) + sum(min(int(v), 0) for v in col) for o, col in zip(off, c.T)]
+    av = np.asarray(act.level_ints)
+    amin, amax = int(av.min()), int(av.max())
+    corners = [w * a for w in (min(wmin), max(wmax)) for a in (amin, amax)]
+    return n * min(corners), n * max(corners)
 
 
 def lower(net: Network, input_act: ActQuant | None = None, codes_out: bool = False) -> Lowered:
-    """Integer bit-plane form of a network; raises SpecError for sequences hardware cannot run.
+    """Integer bit-plane form of a network; raises SpecError for sequences hardware cannot run
+    and for parameters so large that the integer form would overflow (never a silent inf/NaN).
 
     ``input_act``/``codes_out`` serve the graph lowering (gen/graph.py), which lowers each
     conv/dense chain as a one-path network: its input quantizer, and whether the chain may
     end in a ``quant_act`` (codes) instead of raw accumulators."""
-    if net.is_graph:        # named inputs, add/concat/average pools, mirror padding
-        from .graph import lower_graph
-        return lower_graph(net)
+    with np.errstate(over="raise", invalid="raise"):
+        try:
+            if net.is_graph:        # named inputs, add/concat/average pools, mirror padding
+                from .graph import lower_graph
+                return lower_graph(net)
+            return _lower(net, input_act, codes_out)
+        except (FloatingPointError, OverflowError) as e:
+            raise SpecError(net.path, f"parameters too large: the integer form overflows ({e}); "
+                                      f"check the weights file for extreme values") from None
+
+
+def _lower(net: Network, input_act: ActQuant | None, codes_out: bool) -> Lowered:
     err = lambda msg, layer, fld=None: SpecError(net.path, msg, layer.name, layer.index, fld)
     out = Lowered(net, input_act or ActQuant.input(net.input_bits, net.input_scale))
     act = out.input_act

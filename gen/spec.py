@@ -28,16 +28,17 @@ from __future__ import annotations
 
 import hashlib
 import math
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from bitplane.core.errors import SpecError
+from bitplane.core.errors import InputError, SpecError
 from bitplane.core.intmath import window_out
 from .quant import ACT_NONLINS, ACT_TYPES, DEFAULT_BITS, NONLINS, WEIGHT_TYPES
+
+#: Largest parameter magnitude accepted from a weights file (beyond it products overflow).
+MAX_PARAM_ABS = 1e12
 
 OPS = ("conv", "dense", "batchnorm", "quant_act", "act", "maxpool")
 
@@ -230,10 +231,10 @@ def _quant_field(ctx, layer, key, q, role):
     t = q.get("type")
     if t is None:
         raise ctx.err("missing 'type'", layer, key)
-    if t not in types:
+    if not isinstance(t, str) or t not in types:
         other = ACT_TYPES if role == "weight" else WEIGHT_TYPES
         hint = (f" ('{t}' is {'an activation' if role == 'weight' else 'a weight'} quantizer)"
-                if t in other else "")
+                if isinstance(t, str) and t in other else "")
         raise ctx.err(f"quantizer type {t!r} is not supported for {roles}{hint}; "
                       f"supported: {sorted(types)}", layer, f"{key}.type")
     lo, hi = types[t]
@@ -258,36 +259,20 @@ def _quant_field(ctx, layer, key, q, role):
 
 
 def _load_yaml(path: Path):
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise SpecError(path, "file not found") from None
-    except OSError as e:
-        raise SpecError(path, f"cannot read: {e.strerror}") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SpecError(path, f"invalid YAML{where}: {getattr(e, 'problem', e)}") from None
+    from bitplane.core.yamlio import load_yaml
+    doc, text = load_yaml(path, lambda msg: SpecError(path, msg), "spec file")
     return doc, hashlib.sha256(text.encode()).hexdigest()
 
 
 def _load_npz(ctx, path: Path):
+    from bitplane.core.fileio import load_npz
     if not path.exists():
         raise SpecError(path, "weights file not found (named by the spec's 'weights' field)")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            out = {}
-            for k in z.files:
-                try:
-                    out[k] = z[k]
-                except ValueError as e:
-                    raise SpecError(path, f"tensor '{k}' holds Python objects, which are never "
-                                          f"unpickled; store plain numeric arrays ({e})") from None
-            return out
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-        raise SpecError(path, f"not a valid .npz archive: {e}") from None
+        return load_npz(path, "weights file")
+    except InputError as e:
+        msg = str(e)
+        raise SpecError(path, msg[len(str(path)) + 2:] if msg.startswith(f"{path}: ") else msg) from None
 
 
 def load_network(path) -> Network:
@@ -388,6 +373,9 @@ def load_network(path) -> Network:
                             layer.name, layer.index, pname)
         if not np.all(np.isfinite(t)):
             raise SpecError(f, f"tensor '{key}' contains NaN or infinity", layer.name, layer.index, pname)
+        if t.size and np.max(np.abs(t)) > MAX_PARAM_ABS:
+            raise SpecError(f, f"tensor '{key}' holds {np.max(np.abs(t)):.3g}, beyond the +-{MAX_PARAM_ABS:g} "
+                               f"that the integer path represents exactly", layer.name, layer.index, pname)
         return t.reshape(shape)
 
     cur = tuple(shape)
@@ -455,8 +443,8 @@ def load_network(path) -> Network:
             cur = (F,)
         elif op == "batchnorm":
             eps = a.get("eps", 1e-5)
-            if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0:
-                raise ctx.err(f"must be a non-negative number, got {eps!r}", layer, "eps")
+            if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (eps >= 0 and math.isfinite(eps)):
+                raise ctx.err(f"must be a non-negative finite number, got {eps!r}", layer, "eps")
             layer.attrs["eps"] = float(eps)
             C = cur[0]
             for p in ("gamma", "beta", "mean", "var"):

@@ -17,11 +17,17 @@ Inference is pipelined: a receiver thread collects result frames while the calle
 keeps sending input frames, so the device never idles between frames (the transports'
 ``send``/``recv`` block independently). Failures raise :class:`DeviceError` (or
 :class:`host.transport.TransportError`) with a clear message, after putting the device in a
-known state: ``SOFT_RESET`` (which keeps the weights) and the sticky errors cleared.
+known state (:meth:`Accelerator.recover`): queued input dropped, ``SOFT_RESET`` (which keeps
+the weights), sticky errors cleared, results nobody received discarded.
+
+No result is ever returned out of step: before a batch the driver checks that the device is
+idle, error-free and that ``FRAMES_IN``/``FRAMES_OUT`` equal what this driver sent and received
+(stray or malformed frames, unread results and resets from elsewhere are recovered from first);
+after it, both counters must read the batch size, and transports that see ``tlast`` check it
+ends each result frame. The batch after any failure, timeout or Ctrl-C starts on a clean device.
 """
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,9 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bitplane.core.errors import BitplaneError, InputError
+from bitplane.core.errors import BitplaneError, InputError, format_error
 
-from bitplane.core.manifest import check_frames, load_manifest
+from bitplane.core.manifest import (check_frames, identity_problem, load_manifest, read_manifest,
+                                    read_weight_image, weights_problem)
 from bitplane.core.packing import AXIS_BYTES, pack_frames, unpack_results
 from bitplane.core.progress import progress_bar
 from .transport import RegisterWindow, Transport, TransportError
@@ -88,30 +95,25 @@ class Accelerator:
     """A compiled accelerator (``folder``) on a :class:`~host.transport.Transport`."""
 
     def __init__(self, folder, transport: Transport, timeout: float | None = None, check: bool = True):
-        from bitplane.core import regmap as hw_regmap
         self.folder = Path(folder)
-        self.m = m = load_manifest(self.folder)
-        rm = m["regmap"]
-        if rm.get("version") != hw_regmap.REGMAP_VERSION or rm.get("stream_version") != hw_regmap.STREAM_VERSION:
-            raise DeviceError(f"{self.folder}: compiled for register map v{rm.get('version')} / streams "
-                              f"v{rm.get('stream_version')}, this driver speaks v{hw_regmap.REGMAP_VERSION} / "
-                              f"v{hw_regmap.STREAM_VERSION}; recompile with this bitplane")
+        self.manifest = mf = read_manifest(self.folder)     # checked: register map and streams are this version's
+        self.m = mf.raw                                     # the whole manifest, as written
         self.t = transport
-        self.regs = RegisterWindow(transport, rm)
-        sin, sout = m["streams"]["input"], m["streams"]["output"]
-        self.in_shape = tuple(sin["shape"])
-        self.in_bits, self.in_lanes = int(sin["bits"]), int(sin["lanes"])
-        self.frame_bytes = int(sin["beats_per_frame"]) * AXIS_BYTES
-        self.result_bytes = int(sout["words_per_frame"]) * AXIS_BYTES
-        self.out_shape = tuple(sout["shape"])
-        self.words_per_value = int(sout["words_per_value"])
-        self.clock_mhz = float(m["clock_mhz"])
+        self.regs = RegisterWindow(transport, mf.regmap)
+        self.in_shape = mf.input.shape
+        self.in_bits, self.in_lanes = mf.input.bits, mf.input.lanes
+        self.frame_bytes = mf.input.words_per_frame * AXIS_BYTES
+        self.result_bytes = mf.output.words_per_frame * AXIS_BYTES
+        self.out_shape = mf.output.shape
+        self.words_per_value = mf.output.words_per_value
+        self.clock_mhz = mf.clock_mhz
         if timeout is None:       # per transfer; the simulation runs ~1e5 cycles/s, hardware ~1e8
             sim = transport.simulated
-            frame_s = m["cycles_per_frame"] / (2e4 if sim else self.clock_mhz * 1e6)
+            frame_s = mf.cycles_per_frame / (2e4 if sim else self.clock_mhz * 1e6)
             timeout = (60.0 if sim else 5.0) + 20 * frame_s
         self.timeout = timeout
-        self.weights_loaded = bool(m.get("embedded_weights"))
+        self.weights_loaded = mf.embedded_weights
+        self._expect: tuple[int, int] | None = None        # (FRAMES_IN, FRAMES_OUT) this driver left
         if check:
             self.check_device()
 
@@ -138,21 +140,9 @@ class Accelerator:
     # ------------------------------------------------------------------ identity and state
     def check_device(self) -> None:
         """``ID``, ``VERSION`` and ``BUILD_ID`` must match the manifest."""
-        rm = self.m["regmap"]
-        ident = self.regs.read("ID")
-        if ident != rm["id_magic"]:
-            raise DeviceError(f"no bitplane accelerator at {self._where()}: ID register reads 0x{ident:08X}, "
-                              f"expected 0x{rm['id_magic']:08X} (wrong device or base address, or not programmed)")
-        ver = self.regs.read("VERSION")
-        want = (rm["stream_version"] << 16) | rm["version"]
-        if ver != want:
-            raise DeviceError(f"{self._where()}: VERSION register reads 0x{ver:08X}, the manifest expects "
-                              f"0x{want:08X}: driver and bitstream come from different bitplane versions")
-        build = self.regs.read("BUILD_ID")
-        if build != self.m["build_id"]:
-            raise DeviceError(f"{self._where()}: BUILD_ID 0x{build:08X} differs from the manifest's "
-                              f"0x{self.m['build_id']:08X}: the device runs another build than {self.folder}; "
-                              f"program the bitstream generated from this folder")
+        problem = identity_problem(self.m, self.regs.read, self._where(), self.folder)
+        if problem:
+            raise DeviceError(problem)
 
     def _where(self) -> str:
         return getattr(self.t, "name", None) or type(self.t).__name__
@@ -163,9 +153,23 @@ class Accelerator:
         return [n for n in self._error_fields() if v & self.regs.bit("ERROR", n)]
 
     def recover(self) -> None:
-        """Known state: flush the datapath (weights kept) and clear the sticky errors."""
+        """Known state, ready for the very next batch: stop feeding the device (queued input
+        dropped), flush the datapath (``SOFT_RESET``, weights kept; it also zeroes the frame
+        counters), clear the sticky errors, and discard every result the device emitted that
+        no call received, so no later batch can read a stale frame."""
+        self.t.drain()
         self.regs.write("CTRL", self.regs.bit("CTRL", "SOFT_RESET"))
         self.regs.write("ERROR", self._error_mask())
+        self.t.drain()
+        self._expect = (0, 0)
+
+    def _in_sync(self) -> bool:
+        """True when the device holds exactly what this driver left: no error, idle, frame
+        counters equal to the frames this driver sent and received since it last cleared them
+        (a frame sent by someone else, or a result nobody read, shows up here)."""
+        err, status = self.regs.read("ERROR"), self.regs.read("STATUS")
+        fin, fout = self.regs.read("FRAMES_IN"), self.regs.read("FRAMES_OUT")
+        return not err and not status & self.regs.bit("STATUS", "BUSY") and (fin, fout) == self._expect
 
     def _error_fields(self) -> list[str]:
         return [f["name"] for f in self.regs.regs["ERROR"]["fields"]]
@@ -182,13 +186,7 @@ class Accelerator:
     # ------------------------------------------------------------------ weights
     def load_weights(self, path=None) -> dict:
         """Stream the weight image and verify the device's checksum and word count."""
-        path = Path(path) if path else self.folder / self.m["weights"]["file"]
-        data = path.read_bytes()
-        want_sha = self.m.get("files", {}).get("weights.bin")
-        if path.name == "weights.bin" and want_sha and hashlib.sha256(data).hexdigest() != want_sha:
-            raise DeviceError(f"{path}: file does not match the manifest's sha256 (corrupted or from another build)")
-        if len(data) % 4:
-            raise DeviceError(f"{path}: not a whole number of 32-bit words")
+        data = read_weight_image(self.folder, self.m, path)
         words = len(data) // 4
         self.weights_loaded = False
         self.recover()
@@ -209,13 +207,10 @@ class Accelerator:
             self._recover_quietly()
             raise
         got_sum, got_words, errs = self.regs.read("WEIGHT_CHECKSUM"), self.regs.read("WEIGHT_WORDS"), self.errors()
-        want_sum = int(self.m["weights"]["checksum"])
-        if errs or got_sum != want_sum or got_words != words:
+        problem = weights_problem(self.m, got_sum, got_words, words, errs)
+        if problem:
             self._recover_quietly()
-            raise DeviceError(f"weight image not accepted: checksum 0x{got_sum:08X} over {got_words} words, "
-                              f"expected 0x{want_sum:08X} over {words}"
-                              + (f"; ERROR flags {', '.join(errs)}" if errs else "")
-                              + "; the device keeps running but its weights are not the network's: reload")
+            raise DeviceError(f"{problem}; the device keeps running but its weights are not the network's: reload")
         self.weights_loaded = True
         return {"words": words, "checksum": got_sum, "seconds": time.perf_counter() - t0}
 
@@ -240,18 +235,25 @@ class Accelerator:
         results: list[bytes] = [b""] * n
         arrived = [0.0] * n
         failure: list[BaseException] = []
+        stop = threading.Event()
         bar = progress_bar(n, "frames", stream) if progress is not False else None
-        if errs := self.errors():
-            self._recover_quietly()
-            raise DeviceError(f"ERROR flags {', '.join(errs)} were set before this batch (by an earlier transfer "
-                              f"that did not come from this driver call); device reset and errors cleared, nothing "
-                              f"was sent: run the batch again")
+        recovered = None
+        if self._expect is None:         # first batch of this session, or after a failed one
+            self.recover()
+        elif not self._in_sync():        # stray frames, unread results or errors from outside this driver
+            errs = self.errors()
+            recovered = "ERROR flags " + ", ".join(errs) if errs else "stray frames or unread results"
+            self.recover()
         self.regs.write("CTRL", self.regs.bit("CTRL", "CLEAR_COUNTERS"))
+        self._expect = None                                     # unknown until the batch is checked
+        self.t.interrupted.clear()
 
         def receiver():
             try:
                 for k in range(n):
-                    results[k] = self.t.recv(self.result_bytes, timeout=self.timeout)
+                    if stop.is_set():
+                        return
+                    results[k] = self.t.recv(self.result_bytes, timeout=self.timeout, frames=1)
                     arrived[k] = time.perf_counter()
                     if bar:
                         bar(k + 1)
@@ -262,27 +264,43 @@ class Accelerator:
         rx = threading.Thread(target=receiver, name="bitplane-recv", daemon=True)
         rx.start()
         try:
-            for k in range(n):
-                if failure:
-                    break
-                self.t.send(frames[k], timeout=self.timeout)
-        except BaseException as e:
-            failure.append(e)
-        rx.join()
+            try:
+                for k in range(n):
+                    if failure:
+                        break
+                    self.t.send(frames[k], timeout=self.timeout)
+            except BaseException as e:
+                failure.append(e)
+                stop.set()
+                self.t.interrupted.set()
+            rx.join()
+        except KeyboardInterrupt as e:           # Ctrl-C while waiting for results
+            failure.insert(0, e)
+            stop.set()
+            self.t.interrupted.set()
+            rx.join(timeout=5)
         t1 = time.perf_counter()
         if bar and not failure:
             bar(n, final=True)
         if failure:
-            self._recover_quietly()
             e = failure[0]
-            if isinstance(e, BitplaneError):
+            self._recover_quietly()
+            if isinstance(e, KeyboardInterrupt):
+                raise KeyboardInterrupt("inference interrupted; device reset, results discarded") from None
+            if isinstance(e, BitplaneError):        # device reset and pending data discarded by now
                 raise e
-            raise DeviceError(f"inference failed: {e}") from e
+            raise DeviceError(f"inference failed: {format_error(e, with_type=True)}") from e
         errs = self.errors()
         if errs:
             self._recover_quietly()
             raise DeviceError(f"the accelerator raised ERROR flags {', '.join(errs)} during the batch "
                               f"(device reset, errors cleared; results discarded)")
+        fin, fout = self.regs.read("FRAMES_IN"), self.regs.read("FRAMES_OUT")
+        if (fin, fout) != (n, n):
+            self._recover_quietly()
+            raise DeviceError(f"frame counters read {fin} in / {fout} out for a batch of {n}: frames from another "
+                              f"source or lost results; device reset, results discarded: run the batch again")
+        self._expect = (n, n)
         lo, hi = self.regs.read("CYCLES_LO"), self.regs.read("CYCLES_HI")
         cycles = (hi << 32) | lo
         out = np.frombuffer(b"".join(results), dtype="<u4")
@@ -290,6 +308,8 @@ class Accelerator:
         r = InferenceResult(acc=acc, frames=n, seconds=t1 - t0, fps=n / (t1 - t0) if t1 > t0 else 0.0,
                             latency_s=(arrived[0] - t0) if n else None, device_cycles=cycles,
                             device_fps=n * self.clock_mhz * 1e6 / cycles if cycles and n else None)
+        if recovered:
+            r.extra["recovered_before_batch"] = recovered
         if dequantize or top_k:
             r.logits = self.dequantize(acc)
         if top_k:
@@ -299,12 +319,11 @@ class Accelerator:
 
     def dequantize(self, acc) -> np.ndarray:
         """Float logits from accumulators (the manifest's ``output_affine``, per channel)."""
-        a = self.m["output_affine"]
         acc = np.asarray(acc, dtype=np.float64)
         shape = [1] * acc.ndim
         shape[1] = -1
-        scale = np.asarray(a["scale"], dtype=np.float64)
-        bias = np.asarray(a["bias"], dtype=np.float64)
+        scale = np.asarray(self.manifest.output_scale, dtype=np.float64)
+        bias = np.asarray(self.manifest.output_bias, dtype=np.float64)
         if scale.size == 1:
             return scale.item() * acc + bias.item()
         return scale.reshape(shape) * acc + bias.reshape(shape)
@@ -313,9 +332,18 @@ class Accelerator:
     def selftest(self) -> dict:
         """Load the weights, run the manifest's test vectors, compare with their golden outputs."""
         lw = self.load_weights()
+        from bitplane.core.fileio import load_npz
         tv = self.folder / self.m["testvectors"]["file"]
-        with np.load(tv, allow_pickle=False) as z:
-            x, y = z["x"], z["y"]
+        z = load_npz(tv, "test vectors", keys={"x", "y"})
+        if set(z) != {"x", "y"}:
+            raise InputError(f"{tv}: test vectors need arrays 'x' and 'y' (recompile the folder)")
+        x, y = z["x"], z["y"]
+        try:
+            x = self.check_input(x)
+        except InputError as e:
+            raise InputError(f"{tv}: {e}") from None
+        if y.shape[0] != len(x) or y.dtype.kind not in "iu":
+            raise InputError(f"{tv}: 'y' must hold one integer result per frame of 'x'")
         r = self.infer(x, progress=False)
         bad = [int(k) for k in range(len(x)) if not np.array_equal(r.acc[k], y[k])]
         return {"pass": not bad, "frames": len(x), "mismatched_frames": bad, "fps": r.fps,

@@ -104,7 +104,18 @@ class SimTransport(Transport):
         with self._pending_lock:
             self._pending.append(beats.tobytes())
 
-    def recv(self, nbytes: int, timeout: float | None = None) -> bytes:
+    def drain(self) -> tuple[int, int]:
+        """Drop the beats queued for the device and the result beats it emitted but nobody
+        received (the simulated DMA engines' buffers); returns their counts (in, out)."""
+        with self._pending_lock:
+            dropped, self._pending = sum(len(b) // 8 for b in self._pending), []
+        with self._lock:
+            a, b = self._cmd("d", flush=False).split()
+        return dropped + int(a), int(b)
+
+    def recv(self, nbytes: int, timeout: float | None = None, frames: int | None = None) -> bytes:
+        """``nbytes`` of results ending on a ``tlast``; with ``frames``, exactly that many frames
+        of equal length (``tlast`` on each one's last beat and nowhere else)."""
         if nbytes % AXIS_BYTES:
             raise TransportError(f"{self.name}: can only receive whole {AXIS_BYTES}-byte beats")
         need = nbytes // AXIS_BYTES
@@ -121,11 +132,19 @@ class SimTransport(Transport):
             if k:
                 got.append(np.frombuffer(raw, dtype="<u8"))
                 need -= k
+            elif self.interrupted.is_set():
+                raise TransportError(f"{self.name}: receive interrupted")
             elif timeout is not None and time.perf_counter() - t0 > timeout:
                 have = sum(len(g) for g in got)
                 raise TransportError(f"{self.name}: receive of {nbytes} bytes timed out after {timeout:g} s "
                                      f"({have * AXIS_BYTES} bytes arrived)")
         words = np.concatenate(got) if got else np.zeros(0, dtype="<u8")
+        last = np.flatnonzero(words >> np.uint64(32))
+        n = frames or max(1, len(last))
+        if len(last) != n or len(words) % n or not np.array_equal(last, np.arange(1, n + 1) * (len(words) // n) - 1):
+            raise TransportError(f"{self.name}: framing error: a receive of {n} result frame(s) in {len(words)} beats "
+                                 f"saw tlast on beat(s) {last[:4].tolist()}: the device's frames do not have the "
+                                 f"manifest's length (results out of step are never returned)")
         return words.astype(f"<u{AXIS_BYTES}").tobytes()
 
     def run_cycles(self, n: int) -> None:

@@ -83,6 +83,21 @@ class Transport(ABC):
     def idle(self, cycles: int) -> None:
         """Let the device run while the host waits (a busy poll on hardware: nothing to do)."""
 
+    def drain(self) -> tuple[int, int]:
+        """Discard data queued towards the device and results it emitted that nobody received
+        (buffers outside the accelerator, which ``SOFT_RESET`` does not reach); returns the
+        beats dropped (in, out). Hardware DMA engines move data only for posted transfers,
+        so their default has nothing to drop."""
+        return 0, 0
+
+    @property
+    def interrupted(self) -> threading.Event:
+        """Set to make a blocked ``recv`` give up (the driver's receiver on Ctrl-C or failure)."""
+        ev = self.__dict__.get("_interrupted")
+        if ev is None:
+            ev = self.__dict__["_interrupted"] = threading.Event()
+        return ev
+
     @abstractmethod
     def read_reg(self, offset: int) -> int: ...
 
@@ -94,8 +109,9 @@ class Transport(ABC):
         """Stream ``data`` to ``s_axis`` as one frame (``tlast`` on the last beat)."""
 
     @abstractmethod
-    def recv(self, nbytes: int, timeout: float | None = None) -> bytes:
-        """Receive exactly ``nbytes`` from ``m_axis``."""
+    def recv(self, nbytes: int, timeout: float | None = None, frames: int | None = None) -> bytes:
+        """Receive exactly ``nbytes`` from ``m_axis``: ``frames`` whole result frames when given
+        (a transport that sees ``tlast`` checks it falls on each frame's last beat only)."""
 
     def close(self) -> None:
         pass
@@ -197,7 +213,7 @@ class XdmaTransport(Transport):
                 done += os.write(fd, mv[done:])
         _with_timeout(write_all, timeout, f"{self.paths['h2c']}: stream of {len(data)} bytes")
 
-    def recv(self, nbytes: int, timeout: float | None = None) -> bytes:
+    def recv(self, nbytes: int, timeout: float | None = None, frames: int | None = None) -> bytes:
         fd = self.fds["c2h"]
 
         def read_all():
@@ -236,8 +252,9 @@ class _Map:
         fd = _open(path, os.O_RDWR | getattr(os, "O_SYNC", 0), what)
         try:
             self.mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=offset)
-        except OSError as e:
-            raise TransportError(f"{path}: cannot map {size} bytes at 0x{offset:X}: {e.strerror}") from None
+        except (OSError, ValueError) as e:
+            raise TransportError(f"{path}: cannot map {size} bytes at 0x{offset:X}: "
+                                 f"{getattr(e, 'strerror', None) or e}") from None
         finally:
             os.close(fd)
 
@@ -316,6 +333,13 @@ class ZynqTransport(Transport):
     def write_reg(self, offset: int, value: int) -> None:
         self.regs.write(offset, value)
 
+    def drain(self) -> tuple[int, int]:
+        """Reset both DMA channels: transfers in flight are abandoned, nothing stale remains."""
+        for cr in (MM2S_DMACR, S2MM_DMACR):
+            self.dma.write(cr, DMACR_RESET)
+            self.dma.write(cr, DMACR_RS)
+        return 0, 0
+
     def _wait(self, sr: int, what: str, timeout):
         import time
         t0 = time.monotonic()
@@ -340,7 +364,7 @@ class ZynqTransport(Transport):
         self.dma.write(MM2S_LENGTH, len(data))
         self._wait(MM2S_DMASR, "send", timeout)
 
-    def recv(self, nbytes: int, timeout: float | None = None) -> bytes:
+    def recv(self, nbytes: int, timeout: float | None = None, frames: int | None = None) -> bytes:
         buf, phys = self.rx
         if nbytes > len(buf):
             raise TransportError(f"receive of {nbytes} bytes exceeds the {len(buf)}-byte DMA buffer")

@@ -115,6 +115,14 @@ def memory_sections(p: TopParams) -> list[tuple[int, int, int, int]]:
     return [(layer, mem.kind, mem.entries, mem.width) for _, layer, mem in loadable_memories(p)]
 
 
+def _xor(bits):
+    """XOR of a list of 1-bit values (the CRC-32 taps)."""
+    out = bits[0]
+    for b in bits[1:]:
+        out = out ^ b
+    return out
+
+
 class Core(wiring.Component):
     """Everything of :class:`Accelerator` but the register file (so SOFT_RESET can reset it).
 
@@ -219,9 +227,11 @@ class Core(wiring.Component):
                          port.payload.data.eq(asm[:width])]
         with m.If(accept & self.s_axis_tlast):
             m.d.sync += loading.eq(0)
+        crc = Signal(32, init=wimg.CRC32_INIT)           # CRC-32 state; the register reads ~crc (zlib)
+        crc_next = Cat(*[_xor([crc[j] for j in ss] + [word[j] for j in ws]) for ss, ws in wimg.crc32_word_taps()])
+        m.d.comb += self.checksum.eq(~crc)
         with m.If(accept):
-            m.d.sync += [self.checksum.eq(Cat(self.checksum[31], self.checksum[:31]) ^ word),
-                         self.words.eq(self.words + 1)]
+            m.d.sync += [crc.eq(crc_next), self.words.eq(self.words + 1)]
         with m.FSM(name="loader"):
             with m.State("MAGIC"):
                 with m.If(accept):
@@ -308,7 +318,7 @@ class Core(wiring.Component):
         with m.If(self.clear_counters):
             m.d.sync += [self.frames_in.eq(0), self.frames_out.eq(0), self.cycles.eq(0)]
         with m.If(self.clear_checksum):
-            m.d.sync += [self.checksum.eq(0), self.words.eq(0)]
+            m.d.sync += [crc.eq(wimg.CRC32_INIT), self.words.eq(0)]
         m.d.comb += self.err.eq(err)
         return m
 

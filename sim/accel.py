@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bitplane.core.manifest import check_frames, load_manifest
+from bitplane.core.manifest import check_frames, identity_problem, load_manifest, read_weight_image, weights_problem
 from bitplane.core.errors import BitplaneError, InputError
 from bitplane.core.packing import pack_frames, unpack_results
 from bitplane.core import regmap
@@ -53,7 +53,7 @@ def simulate(folder, x: np.ndarray, gap_pct: int = 0, stall_pct: int = 0, seed: 
     regs = [(ctrl, _bit("CTRL", "CLEAR_COUNTERS") | _bit("CTRL", "CLEAR_CHECKSUM"))]
     image = None
     if load_weights:
-        image = wimg.from_bytes((folder / "weights.bin").read_bytes())
+        image = wimg.from_bytes(read_weight_image(folder, m))
         regs.append((ctrl, _bit("CTRL", "LOAD_WEIGHTS")))
     n = len(x)
     budget = 20 * m["cycles_per_frame"] * max(n, 1) + 200 * sin["beats_per_frame"] + 100_000 \
@@ -106,12 +106,11 @@ def _run_cocotb(folder, m, words, n, regs, image, seed, gap_pct, stall_pct, budg
 def _finish(m, x, out, st, r, load_weights, image, budget):
     sout = m["streams"]["output"]
     n = len(x)
-    if r["ID"] != regmap.ID_MAGIC or r["BUILD_ID"] != m["build_id"]:
-        raise SimError(f"ID/BUILD_ID registers read 0x{r['ID']:08X}/0x{r['BUILD_ID']:08X}, manifest expects "
-                       f"0x{regmap.ID_MAGIC:08X}/0x{m['build_id']:08X}")
-    if load_weights and (r["WEIGHT_CHECKSUM"] != m["weights"]["checksum"] or r["WEIGHT_WORDS"] != len(image)):
-        raise SimError(f"weight checksum 0x{r['WEIGHT_CHECKSUM']:08X} over {r['WEIGHT_WORDS']} words, expected "
-                       f"0x{m['weights']['checksum']:08X} over {len(image)}")
+    problem = identity_problem(m, r.__getitem__, "the simulated device", "the compiled folder")
+    if not problem and load_weights:
+        problem = weights_problem(m, r["WEIGHT_CHECKSUM"], r["WEIGHT_WORDS"], len(image))
+    if problem:
+        raise SimError(problem)
     if r["ERROR"]:
         names = [f.name for f in regmap.by_name("ERROR").fields if r["ERROR"] & f.mask]
         raise SimError(f"the accelerator raised ERROR = 0x{r['ERROR']:X} ({', '.join(names)})")

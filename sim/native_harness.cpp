@@ -22,7 +22,8 @@
 //   r OFF            AXI4-Lite read                         -> "VAL"
 //   s N <N x u64>    queue N s_axis beats (tlast on the last; the clock does not run)  -> "ok"
 //   g N C            run until N m_axis beats are buffered or C cycles passed, hand over
-//                    up to N of them                        -> "K" then K x u64
+//                    up to N of them                        -> "K" then K x u64 (tdata; bit 32 = tlast)
+//   d                drop queued input and buffered output  -> "IN OUT" (beats dropped)
 //   t N              run N cycles                           -> "ok"
 //   c                cycle count and queued input beats     -> "CYCLES QUEUED"
 //   q                quit
@@ -83,7 +84,7 @@ static void step() {
     d->eval();
     bool in_fire = offer && d->s_axis_tready;
     bool out_fire = d->m_axis_tvalid && d->m_axis_tready;
-    uint64_t odata = d->m_axis_tdata;
+    uint64_t odata = (uint64_t)(uint32_t)d->m_axis_tdata | ((uint64_t)(d->m_axis_tlast ? 1 : 0) << 32);
     tick();
     if (in_fire) { inq.pop_front(); inlast.pop_front(); }
     if (out_fire) outq.push_back(odata);
@@ -206,6 +207,9 @@ static int serve() {
             printf("%llu\n", (unsigned long long)k);
             fflush(stdout);
             if (k) fwrite(w.data(), 8, k, stdout);
+        } else if (op == 'd') {
+            printf("%zu %zu\n", inq.size(), outq.size());
+            inq.clear(); inlast.clear(); outq.clear();
         } else if (op == 't') {
             sscanf(line + 1, "%llu", &a);
             for (uint64_t i = 0; i < a; i++) step();

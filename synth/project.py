@@ -20,13 +20,12 @@ pinned: the script picks the newest installed version of each IP (``get_ipdefs``
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from bitplane.core.errors import BitplaneError, InputError
+from bitplane.core.fileio import MAX_FILE_BYTES, manifest_names_format, read_text, replace_folder
 from bitplane.core.manifest import load_manifest
 
 from .flow import top_ports
@@ -257,14 +256,8 @@ def write_project(folder, board: str, out) -> dict:
     b = BOARDS[board]
     folder = Path(folder)
     m = load_manifest(folder)
-    verilog = (folder / "accelerator.v").read_text()
+    verilog = read_text(folder / "accelerator.v", "Verilog file", MAX_FILE_BYTES)
     check_interfaces(verilog, m["top"])
-    try:
-        clock_ok = float(m["clock_mhz"]) > 0
-    except (TypeError, ValueError):
-        clock_ok = False
-    if not clock_ok:
-        raise ProjectError(f"{folder}: manifest clock_mhz {m['clock_mhz']!r} is not a positive number")
     device = "xdma:/dev/xdma0" if b.kind == "xdma" else "zynq:/dev/uio0,/dev/uio1"
     info = {"board": b.name, "kind": b.kind, "part": b.part, "board_part": b.board_part, "top": m["top"],
             "build_id": m["build_id"], "clock_mhz": m["clock_mhz"],
@@ -273,11 +266,8 @@ def write_project(folder, board: str, out) -> dict:
             "interfaces": {k: [f"{k}_{s}" for s in v] for k, v in INTERFACES.items()},
             "driver": f"bitplane run <this folder> --device {device} --selftest",
             "verified_on_hardware": False, "note": b.note}
-    out = Path(out)
-    parent = out.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
-    try:
+
+    def fill(tmp: Path):
         for n in ("accelerator.v", "manifest.json", "weights.bin", "testvectors.npz"):
             if (folder / n).exists():
                 shutil.copy(folder / n, tmp / n)
@@ -292,12 +282,8 @@ def write_project(folder, board: str, out) -> dict:
             f"Accelerator registers at 0x{b.accel_base:08X} ({m['regmap']['span']} bytes used of a "
             f"0x{WINDOW:X} window)" + (f", AXI DMA at 0x{b.dma_base:08X}" if b.dma_base is not None else "")
             + ". See docs/deployment.md of bitplane for the device setup (driver, UIO, udev).\n")
-        if out.exists():
-            if not (out / "project.json").exists() and any(out.iterdir()):
-                raise ProjectError(f"{out}: exists and is not a bitplane project folder; refusing to replace it")
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    def ours(p: Path) -> bool:     # a project folder: project.json beside a bitplane manifest
+        return (p / "project.json").is_file() and manifest_names_format(p, m["format"])
+    replace_folder(Path(out), fill, ours, "project folder")
     return info

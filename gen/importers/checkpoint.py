@@ -7,7 +7,6 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from bitplane.core.errors import InputError, SpecError
 from bitplane.gen.spec import window_geometry
@@ -111,14 +110,8 @@ def _last_act_note(arch: str, float_last_act: bool) -> str:
 def load_layer_list(path) -> dict:
     """A ``--spec`` file: a spec YAML whose layers are to be filled (``weights`` ignored)."""
     path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise SpecError(path, "file not found") from None
-    except OSError as e:
-        raise SpecError(path, f"cannot read: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise SpecError(path, f"invalid YAML: {getattr(e, 'problem', e)}") from None
+    from bitplane.core.yamlio import load_yaml
+    doc, _ = load_yaml(path, lambda msg: SpecError(path, msg), "layer list")
     if not isinstance(doc, dict) or not isinstance(doc.get("layers"), list) or not doc["layers"]:
         raise SpecError(path, "a layer list to fill must be a spec mapping with a non-empty 'layers' list",
                         field="layers")
@@ -334,26 +327,19 @@ def load_tensorpack_npz(path) -> tuple:
         what = ("a single .npy array" if head.startswith(b"\x93NUMPY") else
                 "a pickled Python object, which is never loaded" if head[:1] == b"\x80" else "not a zip archive")
         raise SpecError(path, f"not a tensorpack .npz archive ({what}); expected named tensors like 'conv1/W:0'")
+    from bitplane.core.errors import InputError
+    from bitplane.core.fileio import load_npz
     try:
-        z = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise SpecError(path, f"not a tensorpack .npz archive: {e}") from None
-    if not isinstance(z, np.lib.npyio.NpzFile):
-        raise SpecError(path, "not a tensorpack .npz archive; expected named tensors like 'conv1/W:0'")
+        arrays = load_npz(path, "tensorpack .npz archive")        # headers and sizes checked first
+    except InputError as e:
+        msg = str(e)
+        raise SpecError(path, msg[len(f"{path}: "):] if msg.startswith(f"{path}: ") else msg) from None
     tensors, display = {}, {}
-    with z:
-        for k in z.files:
-            try:
-                a = z[k]
-            except ValueError as e:
-                raise SpecError(path, f"tensor '{k}' holds pickled Python objects, which are never loaded ({e})",
-                                field=k) from None
-            except (OSError, zipfile.BadZipFile, EOFError) as e:
-                raise SpecError(path, f"tensor '{k}' is unreadable: {e}", field=k) from None
-            n = k[:-2] if k.endswith(":0") else k
-            if n in tensors:
-                raise SpecError(path, f"tensor '{n}' appears twice (as '{display[n]}' and '{k}')", field=k)
-            tensors[n], display[n] = a, k
+    for k, a in arrays.items():
+        n = k[:-2] if k.endswith(":0") else k
+        if n in tensors:
+            raise SpecError(path, f"tensor '{n}' appears twice (as '{display[n]}' and '{k}')", field=k)
+        tensors[n], display[n] = a, k
     return tensors, display
 
 

@@ -24,17 +24,33 @@ def test_pack_unpack_round_trip(secs):
     assert wi.from_bytes(wi.to_bytes(words)) == words
 
 
-def test_checksum_is_order_sensitive_and_matches_formula():
+def test_checksum_is_zlib_crc32_and_the_gateware_taps_compute_it():
+    import zlib
     rng = random.Random(0)
     words = [rng.getrandbits(32) for _ in range(100)]
-    c = 0
+    c = wi.checksum(words)
+    assert c == zlib.crc32(b"".join(w.to_bytes(4, "little") for w in words))
+    state = wi.CRC32_INIT                         # the per-word update the loader folds each clock
     for w in words:
-        c = ((c << 1 | c >> 31) & 0xFFFFFFFF) ^ w
-    assert wi.checksum(words) == c
+        state = wi.crc32_step(state, w)
+    assert state ^ 0xFFFFFFFF == c
     swapped = words[:]
     swapped[3], swapped[4] = swapped[4], swapped[3]
     assert wi.checksum(swapped) != c
     assert wi.checksum([]) == 0
+
+
+def test_checksum_catches_the_bit_pair_rotate_xor_missed():
+    """Issue #14 reproducer 2: the same bit flipped in two words 32 apart cancelled in the
+    old rotl-xor sum; CRC-32 detects every pair of flipped bits in an image this size."""
+    rng = random.Random(1)
+    words = [rng.getrandbits(32) for _ in range(11287)]
+    bad = words[:]
+    bad[10635] ^= 1
+    bad[10667] ^= 1
+    rotl = lambda ws: __import__("functools").reduce(lambda c, w: ((c << 1 | c >> 31) & 0xFFFFFFFF) ^ w, ws, 0)
+    assert rotl(bad) == rotl(words)               # the old checksum was blind to it
+    assert wi.checksum(bad) != wi.checksum(words)
 
 
 @pytest.mark.parametrize("bad,msg", [
