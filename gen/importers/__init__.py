@@ -86,6 +86,7 @@ QONNX (Brevitas ``export_qonnx``), a sequential graph of this subset:
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -96,20 +97,25 @@ from .common import FORMATS, PARAM_FIELDS, Imported, detect_format, write_import
 from .qonnx import import_qonnx  # noqa: F401 (API)
 
 def import_model(fmt: str, src, *, arch=None, layers=None, bits=None, layout=None, input_scale=None,
-                 imagenet_norm=False, float_last_act=False) -> Imported:
+                 imagenet_norm=None, float_last_act=False, activation=None, first_bits=None, last_bits=None,
+                 last_act_bits=None, calib=None) -> Imported:
     if fmt == "auto":
         fmt = detect_format(src)
     if fmt == "qonnx":
-        for opt, v in (("--arch", arch), ("--spec", layers), ("--bits", bits), ("--layout", layout)):
+        for opt, v in (("--arch", arch), ("--spec", layers), ("--bits", bits), ("--layout", layout),
+                       ("--activation", activation), ("--first-bits", first_bits), ("--last-bits", last_bits),
+                       ("--last-act-bits", last_act_bits), ("--calib", calib)):
             if v is not None:
                 raise InputError(f"{opt} does not apply to QONNX (the graph defines the network)")
-        if imagenet_norm or float_last_act:
-            raise InputError(f"--{'imagenet-norm' if imagenet_norm else 'float-last-act'} does not apply to QONNX")
+        if imagenet_norm is not None or float_last_act:
+            raise InputError(f"--{'float-last-act' if float_last_act else 'imagenet-norm'} does not apply to QONNX")
         return import_qonnx(src, input_scale)
     if fmt not in FORMATS:
         raise InputError(f"unknown format {fmt!r}; supported: {', '.join(FORMATS)}, auto")
     return import_checkpoint(fmt, src, arch=arch, layers=layers, bits=bits, layout=layout,
-                             input_scale=input_scale, imagenet_norm=imagenet_norm, float_last_act=float_last_act)
+                             input_scale=input_scale, imagenet_norm=imagenet_norm, float_last_act=float_last_act,
+                             activation=activation, first_bits=first_bits, last_bits=last_bits,
+                             last_act_bits=last_act_bits, calib=calib)
 
 
 def add_parser(sub) -> None:
@@ -121,28 +127,48 @@ def add_parser(sub) -> None:
                    help="tensorpack | state-dict | qonnx | auto (detect from the file)")
     p.add_argument("source", metavar="SRC", help="the model file (.npz, .pt/.pth, .onnx)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.yaml", help="spec to write (weights: OUT.npz)")
-    p.add_argument("--arch", choices=ARCHS, help="the DoReFa-Net seed architecture of the checkpoint")
+    p.add_argument("--arch", choices=ARCHS, help="the published architecture of the checkpoint: svhn "
+                   "(tensorpack svhn-digit-dorefa.py), alexnet (tensorpack alexnet-dorefa.py), lq-alexnet "
+                   "(microsoft/LQ-Nets alexnet_model.py)")
     p.add_argument("--spec", dest="layers", metavar="LAYERS.yaml", help="a spec whose layer list to fill")
     p.add_argument("--bits", metavar="W,A", help="with --arch: weight,activation bits (W may be 't' for TTQ); "
-                                                 "default 1,2")
+                                                 "default 1,2 (DoReFa), 2,2 (LQ-Nets)")
     p.add_argument("--name", help="spec name (default: the architecture's, the layer list's, or OUT's stem)")
     p.add_argument("--layout", choices=("nhwc", "nchw"),
                    help="tensorpack: feature-map layout the model was trained in, which sets the row order of "
-                        "the first dense layer's weights (default nhwc)")
+                        "the first dense layer's weights (default: the script's; nhwc for --spec)")
     p.add_argument("--input-scale", type=float, metavar="S",
-                   help="input value = code * S (default 1/255, or the QONNX input quantizer's scale)")
-    p.add_argument("--imagenet-norm", action="store_true",
-                   help="fold tensorpack ImageNetModel's mean/std input normalisation into the first conv")
+                   help="input value = code * S (default: the script's, 1/256 svhn, 1/255 alexnet; or the QONNX "
+                        "input quantizer's scale)")
+    p.add_argument("--imagenet-norm", action=argparse.BooleanOptionalAction, default=None,
+                   help="fold ImageNetModel's mean/std input normalisation into the first conv (default: on for "
+                        "alexnet/lq-alexnet as the current scripts do; --no-imagenet-norm for alexnet-dorefa.py "
+                        "before tensorpack 18b19d6d, which only divided by 255)")
+    p.add_argument("--activation", choices=("clip01", "cabs"),
+                   help="DoReFa nonlinearity (default clip01 = tf.clip_by_value(x, 0, 1), the scripts since "
+                        "tensorpack f5cf2e14; cabs = min(1, |x|) for older svhn-digit-dorefa.py checkpoints)")
+    p.add_argument("--first-bits", metavar="auto|K|float",
+                   help="with --arch: int bits of the first layer's (unquantized) weights; auto (default) = the "
+                        "cheapest that keeps 99.9%% argmax agreement with the checkpoint on the calibration set")
+    p.add_argument("--last-bits", metavar="auto|K|float", help="the same for the last layer's weights")
+    p.add_argument("--last-act-bits", metavar="auto|K",
+                   help="bits of the hardware quantizer that replaces the script's unquantized activation "
+                        "before the last layer (auto as --first-bits)")
+    p.add_argument("--calib", metavar="CODES.npy",
+                   help="calibration images for auto precision: uint8 [N, C, H, W] codes (default: synthetic "
+                        "images)")
     p.add_argument("--float-last-act", action="store_true",
-                   help="with --arch: keep the seed's unquantized activation before the last layer (an 'act' "
-                        "layer: exact float path, not runnable in hardware) instead of quantizing it")
+                   help="with --arch: keep the script's unquantized activation before the last layer (an 'act' "
+                        "layer) and unquantized first/last weights: exact float path, not runnable in hardware")
     p.set_defaults(fn=cmd_import)
 
 
 def cmd_import(args) -> int:
     imp = import_model(args.format, args.source, arch=args.arch, layers=args.layers, bits=args.bits,
                        layout=args.layout, input_scale=args.input_scale, imagenet_norm=args.imagenet_norm,
-                       float_last_act=args.float_last_act)
+                       float_last_act=args.float_last_act, activation=args.activation,
+                       first_bits=args.first_bits, last_bits=args.last_bits, last_act_bits=args.last_act_bits,
+                       calib=args.calib)
     info = write_imported(imp, Path(args.output), args.name)
     for note in imp.notes:
         print(f"note: {note}", file=sys.stderr)
