@@ -35,6 +35,7 @@ ARCH_INPUT = {"svhn": {"scale": 1 / 256, "norm": False, "layout": "nhwc"},
 ARCH_ENDS = {"svhn": ("conv0", "act6", "fc1"), "alexnet": ("conv0", "actfc1", "fct"),
              "lq-alexnet": ("conv1", "fc7_act", "fc8")}
 PRECISION_LADDER = (4, 6, 8, 10, 12, 16)        # candidate bits of the first/last layers, cheapest first
+DEFAULT_LAST_ACT_BITS = 8                       # without --calib: the last activation's hardware quantizer
 AGREEMENT_TARGET = 0.999
 CALIB_PIXELS = 256 * 40 * 40                    # default synthetic calibration set: 256 SVHN-sized images
 
@@ -63,10 +64,13 @@ def parse_bits(text: str, arch: str = "svhn") -> tuple:
 
 
 def parse_precision(text, opt: str, allow_float: bool = True):
-    """``auto`` -> None, ``float`` -> 'float', ``K`` -> int K (2..16) for --first-bits & co."""
-    if text is None or str(text).strip().lower() == "auto":
+    """``None`` (not given) -> None, ``auto`` -> 'auto', ``float`` -> 'float', ``K`` -> int K
+    (2..16) for --first-bits & co."""
+    if text is None:
         return None
     t = str(text).strip().lower()
+    if t == "auto":
+        return "auto"
     if t == "float" and allow_float:
         return "float"
     try:
@@ -612,7 +616,7 @@ def _choose_precision(spec, arrays, arch, first, last, last_act, calib, calib_wh
     # a relu (LQ-Nets) last activation is unbounded: its uint scale covers the calibration maximum
     act_in = trace[[L.name for L in ref_net.layers][[L.name for L in ref_net.layers].index(a) - 1]]
     act_scale = float(max(np.max(act_in), 1e-12))
-    auto = [n for n, v in (("first", first), ("last", last), ("last_act", last_act)) if v is None]
+    auto = [n for n, v in (("first", first), ("last", last), ("last_act", last_act)) if v == "auto"]
     tried = []
     chosen = None
     for k in (PRECISION_LADDER if auto else (None,)):
@@ -628,23 +632,43 @@ def _choose_precision(spec, arrays, arch, first, last, last_act, calib, calib_wh
             break
     cs, cand, agree = chosen
     n_ok = int(round(agree * len(calib)))
-
-    def show(v, what):
-        return f"{what} {'float (implicit int8 in hardware)' if v == 'float' else f'int{v}'}"
-    act_L = [L for L in cs["layers"] if L["name"] == a][0]
-    act_q = act_L["quant"]
-    act_txt = (f"{a} {act_q['type']} {act_q['bits']}-bit"
-               + (f" scale {act_q['scale']:.6g} (calibration max {act_scale:.6g})" if act_q["type"] == "uint" else ""))
     how = ("chosen" if auto else "given") + (f" ({', '.join(auto)} auto: cheapest of {list(PRECISION_LADDER)} reaching "
                                              f"{AGREEMENT_TARGET:.1%}; tried " +
                                              ", ".join(f"{k}: {p:.2%}" for k, p in tried) + ")" if auto else "")
-    note = (f"first/last-layer precision {how}: {show(cand['first'], f + ' weights')}, "
-            f"{show(cand['last'], l + ' weights')}, {act_txt} for the script's unquantized {act_L['nonlin']}; "
-            f"argmax agreement with the checkpoint's float function {agree:.2%} ({n_ok}/{len(calib)}) on "
-            f"{calib_what}")
+    note = (_precision_note(cs, arch, cand["first"], cand["last"], how, f"calibration max {act_scale:.6g}")
+            + f"; argmax agreement with the checkpoint's float function {agree:.2%} ({n_ok}/{len(calib)}) on "
+              f"{calib_what}")
     if agree < AGREEMENT_TARGET:
         note += f" -- BELOW the {AGREEMENT_TARGET:.1%} target even at the highest precision tried"
     return cs, note
+
+
+def _precision_note(spec: dict, arch: str, first, last, how: str, range_src: str = "") -> str:
+    f, a, l = ARCH_ENDS[arch]
+
+    def show(v, what):
+        return f"{what} {'float (float path = the checkpoint; hardware: implicit int8)' if v == 'float' else f'int{v}'}"
+    act_L = [L for L in spec["layers"] if L["name"] == a][0]
+    q = act_L["quant"]
+    act_txt = (f"{a} {q['type']} {q['bits']}-bit"
+               + (f" scale {q['scale']:.6g} ({range_src})" if q["type"] == "uint" else ""))
+    return (f"first/last-layer precision {how}: {show(first, f + ' weights')}, {show(last, l + ' weights')}, "
+            f"{act_txt} in place of the script's unquantized {act_L['nonlin']}")
+
+
+def _act_range(spec: dict, arrays: dict, arch: str):
+    """Without calibration data, the range a ``uint`` quantizer for an unquantized ReLU must
+    cover: the batchnorm before it, ``max_c(beta_c + 6 |gamma_c|)`` (6 standard deviations of
+    its output on the data it was trained on). ``None`` for clip01/cabs (range [0, 1])."""
+    names = [L["name"] for L in spec["layers"]]
+    i = names.index(ARCH_ENDS[arch][1])
+    if spec["layers"][i]["nonlin"] in ACTIVATIONS:
+        return None
+    bn = spec["layers"][i - 1]
+    if bn.get("op") != "batchnorm":            # pragma: no cover - every --arch has one there
+        raise NotSupportedError(f"{arch}: the range of '{names[i]}' needs --calib")
+    n = bn["name"]
+    return float(np.max(arrays[f"{n}/beta"] + 6 * np.abs(arrays[f"{n}/gamma"])))
 
 
 def import_checkpoint(fmt: str, path, *, arch: str | None = None, layers: str | None = None, bits=None,
@@ -723,10 +747,22 @@ def import_checkpoint(fmt: str, path, *, arch: str | None = None, layers: str | 
             a = ARCH_ENDS[arch][1]
             notes.append(f"'{a}' keeps the script's unquantized activation (an 'act' layer): the float path is "
                          f"the checkpoint's, but hardware cannot run it")
+        elif calib_codes is None and "auto" not in (first, last, last_act):
+            # no data to measure on: the first/last weights stay as the checkpoint has them (float
+            # path = the script's; hardware: implicit int8), the last activation gets 8 bits
+            given = (first, last, last_act)
+            first, last, last_act = first or "float", last or "float", last_act or DEFAULT_LAST_ACT_BITS
+            spec = _with_precision(spec, arch, first, last, last_act, _act_range(spec, arrays, arch))
+            how = "given" if None not in given else "default (no --calib: not measured)"
+            notes.append(_precision_note(spec, arch, first, last, how)
+                         + "; pass --calib CODES.npy (images of your data) to choose the cheapest precision "
+                           "reaching 99.9% argmax agreement")
         else:
+            first, last, last_act = first or "auto", last or "auto", last_act or "auto"
             if calib_codes is None:
                 n = max(8, min(256, CALIB_PIXELS // int(np.prod(spec["input"]["shape"][1:]))))
-                calib_codes, what = synthetic_calibration(spec["input"]["shape"], n), f"{n} synthetic images"
+                calib_codes = synthetic_calibration(spec["input"]["shape"], n)
+                what = f"{n} synthetic images (out of distribution: pessimistic; --calib for your data)"
             else:
                 what = f"{len(calib_codes)} images of {calib}"
             spec, note = _choose_precision(spec, arrays, arch, first, last, last_act, calib_codes, what)
