@@ -265,7 +265,8 @@ def test_state_dict_svhn_arch_round_trip(style, wrap, tmp_path, capsys):
     pt = tmp_path / "svhn.pt"
     torch.save(obj, pt)
     out = tmp_path / "o" / "svhn.yaml"
-    cap = _cli_ok(["import", "state-dict", str(pt), "-o", str(out), "--arch", "svhn", "--name", "svhn-pt"], capsys)
+    cap = _cli_ok(["import", "state-dict", str(pt), "-o", str(out), "--arch", "svhn", "--name", "svhn-pt",
+                   *LEGACY_SVHN, "--first-bits", "float", "--last-bits", "float", "--last-act-bits", "2"], capsys)
     assert ("QNet" in cap.err) == (style == "qnet")
     got = _golden(out, codes)
     _close(got, Golden(src).run_float(codes))

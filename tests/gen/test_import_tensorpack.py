@@ -105,7 +105,7 @@ def test_tensorpack_svhn_checkpoint_float_exact_variant_equals_tensorflow(tmp_pa
     assert np.allclose(fl, tf, rtol=1e-4, atol=1e-4 * np.abs(tf).max())
     _cli(["import", "tensorpack", str(CKPT), "-o", str(out), "--arch", "svhn", "--float-last-act",
           "--activation", "cabs"], capsys)
-    assert np.mean(Golden(load_network(out)).run_float(x).argmax(1) == tf.argmax(1)) < 0.9
+    assert np.mean(Golden(load_network(out)).run_float(x).argmax(1) == tf.argmax(1)) < 0.5
 
 
 @pytest.mark.slow
