@@ -681,7 +681,8 @@ def import_checkpoint(fmt: str, path, *, arch: str | None = None, layers: str | 
     With ``--arch`` the published script's semantics are the default (activation, input
     scaling, layout, ImageNet normalisation); the first/last layers' weights and the
     activation the script leaves unquantized get the precision ``first_bits``/``last_bits``/
-    ``last_act_bits`` (``None`` = auto: calibrated, see :func:`_choose_precision`)."""
+    ``last_act_bits`` (``'auto'``: calibrated, see :func:`_choose_precision`; not given: auto
+    with ``calib``, else float first/last weights and an 8-bit last activation)."""
     path = Path(path)
     if (arch is None) == (layers is None):
         raise InputError(f"{fmt} import needs exactly one of --arch ({'|'.join(ARCHS)}) or --spec LAYERS.yaml")
@@ -705,6 +706,9 @@ def import_checkpoint(fmt: str, path, *, arch: str | None = None, layers: str | 
     first = parse_precision(first_bits, "--first-bits")
     last = parse_precision(last_bits, "--last-bits")
     last_act = parse_precision(last_act_bits, "--last-act-bits", allow_float=False)
+    if float_last_act and ("auto" in (first, last) or calib is not None):
+        raise InputError("--float-last-act keeps the script's function: no precision to calibrate (drop --calib "
+                         "and 'auto')")
     notes = []
     if arch is not None:
         wb, ab = parse_bits(bits, arch) if bits is not None else DEFAULT_ARCH_BITS[arch]
@@ -754,7 +758,7 @@ def import_checkpoint(fmt: str, path, *, arch: str | None = None, layers: str | 
             first, last, last_act = first or "float", last or "float", last_act or DEFAULT_LAST_ACT_BITS
             spec = _with_precision(spec, arch, first, last, last_act, _act_range(spec, arrays, arch))
             how = "given" if None not in given else "default (no --calib: not measured)"
-            notes.append(_precision_note(spec, arch, first, last, how)
+            notes.append(_precision_note(spec, arch, first, last, how, "the batchnorm's max beta + 6|gamma|")
                          + "; pass --calib CODES.npy (images of your data) to choose the cheapest precision "
                            "reaching 99.9% argmax agreement")
         else:
