@@ -13,7 +13,7 @@ from bitplane.core.errors import InputError, NotSupportedError, SpecError
 from bitplane.gen.spec import window_geometry
 
 
-from .common import DEFAULT_INPUT_SCALE, Imported, _input_file, _optional_module
+from .common import Imported, _input_file, _optional_module
 
 ARCHS = ("svhn", "alexnet", "lq-alexnet")
 ACTIVATIONS = ("clip01", "cabs")
