@@ -261,3 +261,48 @@ def test_lq_nets_alexnet_checkpoint(tmp_path, capsys):
     assert net.layer("conv2")["weight_quant"] == {"type": "lq", "bits": 2}
     fl = Golden(net).run_float(x)
     assert np.array_equal(fl.argmax(1), want.argmax(1)) and np.abs(fl - want).max() < 0.05
+
+
+# ------------------------------------------------------------------ bad checkpoints
+
+def test_tensorpack_bad_checkpoints_name_the_variable(tmp_path, capsys):
+    """Missing, extra and mis-shaped variables of the real checkpoint, and checkpoints of another
+    architecture: one error line naming the variable, exit 1, nothing written."""
+    from tests.gen.test_import import _cli_rejects
+    with np.load(CKPT, allow_pickle=False) as z:
+        base = {k: z[k] for k in z.files}
+    out = tmp_path / "out" / "net.yaml"
+
+    def run(arrays, *needles, arch="svhn"):
+        npz = tmp_path / "bad.npz"
+        np.savez(npz, **arrays)
+        return _cli_rejects(["import", "tensorpack", str(npz), "-o", str(out), "--arch", arch], capsys,
+                            "bad.npz", *needles)
+
+    run({k: v for k, v in base.items() if k != "bn3/variance/EMA:0"}, "layer 'bn3'",
+        "missing tensor 'bn3/variance/EMA'")
+    run(dict(base, **{"conv7/W:0": np.zeros((3, 3, 128, 128), np.float32)}), "unexpected tensor", "conv7/W:0")
+    run(dict(base, **{"conv2/W:0": base["conv2/W:0"].transpose(3, 2, 0, 1)[:, :, :, :1]}), "layer 'conv2'",
+        "'conv2/W:0' has shape [64, 64, 3, 1], expected [3, 3, 64, 64]")
+    run(dict(base, **{"fc1/b:0": base["fc1/b:0"][:9]}), "layer 'fc1'", "'fc1/b:0' has shape [9]")
+    # a checkpoint of another architecture
+    run(base, "layer 'conv0'", "'conv0/W:0' has shape [5, 5, 3, 48], expected [12, 12, 3, 96]", arch="alexnet")
+    run(base, "layer 'conv1'", "'conv1/W:0' has shape [3, 3, 48, 64], expected [11, 11, 3, 96]", arch="lq-alexnet")
+    lq = {"conv0/W:0": base["conv0/W:0"], "conv1/W:0": base["conv1/W:0"],
+          "conv1/weight_quant/basis:0": np.ones((2, 64), np.float32)}
+    run(dict(base, **lq), "unexpected tensor", "conv1/weight_quant/basis:0")
+    # options that contradict each other or do not apply
+    npz = tmp_path / "ok.npz"
+    np.savez(npz, **base)
+    _cli_rejects(["import", "tensorpack", str(npz), "-o", str(out), "--arch", "svhn", "--imagenet-norm"], capsys,
+                 "--imagenet-norm applies to the ImageNet architectures")
+    _cli_rejects(["import", "tensorpack", str(npz), "-o", str(out), "--arch", "svhn", "--first-bits", "1"], capsys,
+                 "--first-bits must be auto, float or an integer 2..16")
+    _cli_rejects(["import", "tensorpack", str(npz), "-o", str(out), "--arch", "svhn", "--float-last-act",
+                  "--last-act-bits", "8"], capsys, "contradict")
+    _cli_rejects(["import", "tensorpack", str(npz), "-o", str(out), "--arch", "svhn", "--float-last-act",
+                  "--first-bits", "auto"], capsys, "no precision to calibrate")
+    np.save(tmp_path / "nhwc.npy", np.load(DATA / "inputs.npy"))
+    _cli_rejects(["import", "tensorpack", str(npz), "-o", str(out), "--arch", "svhn", "--calib",
+                  str(tmp_path / "nhwc.npy")], capsys, "nhwc.npy", "uint8 input codes [N, 3, 40, 40]",
+                 "[48, 40, 40, 3]")
