@@ -8,39 +8,49 @@ archives with ``np.load(..., allow_pickle=False)``, PyTorch checkpoints with
 temporary folder, validated with ``load_network``, and only then moved into place (YAML
 and NPZ each by an atomic rename), so a failed import leaves nothing behind.
 
-tensorpack DoReFa-Net ``.npz`` (``--arch svhn|alexnet``, ``--bits W,A``)
-    The layer list is the seed's: ``svhn`` is ``examples/svhn-dorefa-w1a2.yaml`` (40x40x3,
-    ``svhn-digit-dorefa.py``), ``alexnet`` is ``alexnet-dorefa.py`` (224x224x3): conv0 96@12x12
-    stride 4 valid, act0; conv1 256@5x5 groups 2, bn1, pool1 3/2 same, act1; conv2 384@3x3,
-    bn2, pool2 3/2 same, act2; conv3 384@3x3 groups 2, bn3, act3; conv4 256@3x3 groups 2,
-    bn4, pool4 3/2 valid, act4; fc0 4096, bnfc0, actfc0; fc1 4096, bnfc1, actfc1; fct 1000.
-    Activations are ``clip01`` (AlexNet) / ``cabs`` (SVHN) + DoReFa A-bit; weights are
-    DoReFa W-bit (``W=t``: TTQ with ``<layer>/Wp``, ``<layer>/Wn``) except the first conv and
-    the last dense layer (unquantized, as in the seeds: int8 in hardware). BatchNorm eps 1e-4.
+tensorpack ``.npz`` (``--arch svhn|alexnet|lq-alexnet``, ``--bits W,A``; docs/import-tensorpack.md)
+    The layer list is the published script's, at tensorpack master: ``svhn`` is
+    ``svhn-digit-dorefa.py`` (40x40x3: conv0 48@5x5 valid + bias, pool0, act0; conv1/conv2
+    64@3x3 same with bn, pool1 after bn2; conv3 128 valid, conv4 128 same, conv5 128 valid,
+    conv6 512@5x5 valid, each with bn; fc1 10), ``alexnet`` is ``alexnet-dorefa.py``
+    (224x224x3: conv0 96@12x12 stride 4 valid, act0; conv1 256@5x5 groups 2, bn1, pool1 3/2
+    same, act1; conv2 384@3x3, bn2, pool2 3/2 same, act2; conv3 384@3x3 groups 2, bn3, act3;
+    conv4 256@3x3 groups 2, bn4, pool4 3/2 valid, act4; fc0 4096, bnfc0, actfc0; fc1 4096,
+    bnfc1, actfc1; fct 1000), ``lq-alexnet`` is microsoft/LQ-Nets ``alexnet_model.py``
+    (227x227x3, LQ-Nets weights/activations with their learned bases). DoReFa activations
+    are ``clip01`` (``--activation cabs`` for svhn scripts before tensorpack f5cf2e14) +
+    DoReFa A-bit; weights DoReFa W-bit (``W=t``: TTQ with ``<layer>/Wp``, ``<layer>/Wn``)
+    except the first conv and the last dense layer. BatchNorm eps 1e-4 (DoReFa) / 1e-5
+    (LQ-Nets, tensorpack's default). Input: ``code/256`` (svhn), ``code/255`` then
+    ImageNetModel's BGR mean/std folded into the first conv (ImageNet nets; exact: it pads
+    nothing; ``--no-imagenet-norm``); ``--input-scale`` overrides the scale.
 
-    Layer names are tensorpack's variable scopes unchanged (conv0..., bn1..., bnfc0, fc0,
-    fct); the parameter-free layers get spec names (pool*, act*). Keys (a trailing ``:0`` is
-    optional): ``<conv>/W`` HWIO (for ``split=2`` convs I = C/groups) -> ``W`` OIHW;
-    ``<fc>/W`` ``[in, out]`` -> ``W`` ``[out, in]``, rows reordered from the NHWC flatten
-    order of the preceding feature map to C,H,W (``--layout nchw`` for checkpoints of the
-    channels_first version of ``alexnet-dorefa.py``, whose rows are already C,H,W);
-    ``<layer>/b`` -> ``b`` (a layer has a bias exactly when the archive has one: tensorpack
-    versions differ for conv0/fc0/fc1); ``<bn>/mean/EMA`` -> ``mean``,
-    ``<bn>/variance/EMA`` -> ``var``, ``<bn>/gamma`` -> ``gamma``, ``<bn>/beta`` -> ``beta``.
-    gamma/beta are absent when the BatchNorm had ``use_scale``/``use_bias`` False; they
-    are then 1/0 (the import says so). Training state (``global_step``, ``learning_rate``,
-    optimizer slots, moving summaries such as ``cost/EMA``) is ignored and reported; any
-    other tensor the architecture does not take is an error.
+    Layer names are the checkpoint's variable scopes (conv0..., bn1..., fc0, fct); LQ-Nets'
+    sub-scopes become ``<scope>_bn``/``<scope>_act`` (``conv3/bn`` -> ``conv3_bn``,
+    ``bnquant2/quant`` -> ``bnquant2_act``); parameter-free layers get spec names (pool*,
+    act*). Keys (a trailing ``:0`` is optional): ``<conv>/W`` HWIO (for ``split=2`` convs
+    I = C/groups) -> ``W`` OIHW; ``<fc>/W`` ``[in, out]`` -> ``W`` ``[out, in]``, rows
+    reordered from the flatten order of the feature map before it (the script's layout:
+    NHWC svhn, NCHW alexnet/lq-alexnet; ``--layout``) to C,H,W; ``<layer>/b`` -> ``b`` (a
+    layer has a bias exactly when the archive has one); ``<bn>/mean/EMA`` -> ``mean``,
+    ``<bn>/variance/EMA`` -> ``var``, ``<bn>/gamma``, ``<bn>/beta`` (absent with
+    ``use_scale``/``use_bias`` False: 1/0, reported); LQ-Nets ``<conv>/weight_quant/basis``
+    ``[bits, out]`` -> ``basis``, ``<scope>/ActivationQuantization/basis`` ``[bits, 1]`` ->
+    ``basis`` (a negative activation basis is refused). Training state (``global_step``,
+    ``learning_rate``, optimizer slots, moving summaries such as ``cost/EMA``) is ignored
+    and reported; any other tensor the architecture does not take is an error.
 
-    Two seed details need a choice: the seeds apply the last nonlinearity (``cabs`` after
-    bn6, ``clip01`` after bnfc1) *without* quantizing it; hardware needs quantized
-    activations, so by default act6/actfc1 quantize it with A bits like the other
-    activations (logits differ slightly from tensorpack's); ``--float-last-act`` keeps it
-    as an unquantized ``act`` layer instead (exact float path, not runnable in hardware).
-    Input preprocessing is not in the archive: the input is ``code * --input-scale``
-    (default 1/255; old SVHN scripts divide by 256). ``--imagenet-norm`` folds
-    ``ImageNetModel``'s per-channel mean/std normalisation (BGR order) into conv0's weights
-    and bias, exact because conv0 pads nothing.
+    The scripts leave the activation before the last layer unquantized (``clip01`` after
+    bn6/bnfc1, ReLU after LQ-Nets' fc7); hardware needs a quantizer there. Without
+    ``--calib`` it is 8-bit (``dorefa`` after clip01; ``uint`` covering the batchnorm's
+    ``beta + 6|gamma|`` after a ReLU) and the first/last layers keep their float weights
+    (float path = the checkpoint's; hardware: implicit int8). With ``--calib CODES.npy``
+    the cheapest of 4, 6, 8, 10, 12, 16 bits (``int`` weights for the first/last layers, the
+    same bits for that activation) whose argmax decisions agree with the checkpoint's float
+    function on >= 99.9 % of the images is written into the spec; ``--first-bits``,
+    ``--last-bits``, ``--last-act-bits`` (``auto|K|float``) set them by hand. The notes
+    say what was chosen and the agreement measured. ``--float-last-act`` keeps the
+    script's function exactly (an ``act`` layer: float path only, not runnable in hardware).
 
 PyTorch ``state_dict`` (``--arch`` or ``--spec LAYERS.yaml``)
     A bare state dict or one under ``'state_dict'``/``'model'``; a common ``module.``
@@ -86,6 +96,7 @@ QONNX (Brevitas ``export_qonnx``), a sequential graph of this subset:
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -96,20 +107,25 @@ from .common import FORMATS, PARAM_FIELDS, Imported, detect_format, write_import
 from .qonnx import import_qonnx  # noqa: F401 (API)
 
 def import_model(fmt: str, src, *, arch=None, layers=None, bits=None, layout=None, input_scale=None,
-                 imagenet_norm=False, float_last_act=False) -> Imported:
+                 imagenet_norm=None, float_last_act=False, activation=None, first_bits=None, last_bits=None,
+                 last_act_bits=None, calib=None) -> Imported:
     if fmt == "auto":
         fmt = detect_format(src)
     if fmt == "qonnx":
-        for opt, v in (("--arch", arch), ("--spec", layers), ("--bits", bits), ("--layout", layout)):
+        for opt, v in (("--arch", arch), ("--spec", layers), ("--bits", bits), ("--layout", layout),
+                       ("--activation", activation), ("--first-bits", first_bits), ("--last-bits", last_bits),
+                       ("--last-act-bits", last_act_bits), ("--calib", calib)):
             if v is not None:
                 raise InputError(f"{opt} does not apply to QONNX (the graph defines the network)")
-        if imagenet_norm or float_last_act:
-            raise InputError(f"--{'imagenet-norm' if imagenet_norm else 'float-last-act'} does not apply to QONNX")
+        if imagenet_norm is not None or float_last_act:
+            raise InputError(f"--{'float-last-act' if float_last_act else 'imagenet-norm'} does not apply to QONNX")
         return import_qonnx(src, input_scale)
     if fmt not in FORMATS:
         raise InputError(f"unknown format {fmt!r}; supported: {', '.join(FORMATS)}, auto")
     return import_checkpoint(fmt, src, arch=arch, layers=layers, bits=bits, layout=layout,
-                             input_scale=input_scale, imagenet_norm=imagenet_norm, float_last_act=float_last_act)
+                             input_scale=input_scale, imagenet_norm=imagenet_norm, float_last_act=float_last_act,
+                             activation=activation, first_bits=first_bits, last_bits=last_bits,
+                             last_act_bits=last_act_bits, calib=calib)
 
 
 def add_parser(sub) -> None:
@@ -121,28 +137,49 @@ def add_parser(sub) -> None:
                    help="tensorpack | state-dict | qonnx | auto (detect from the file)")
     p.add_argument("source", metavar="SRC", help="the model file (.npz, .pt/.pth, .onnx)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.yaml", help="spec to write (weights: OUT.npz)")
-    p.add_argument("--arch", choices=ARCHS, help="the DoReFa-Net seed architecture of the checkpoint")
+    p.add_argument("--arch", choices=ARCHS, help="the published architecture of the checkpoint: svhn "
+                   "(tensorpack svhn-digit-dorefa.py), alexnet (tensorpack alexnet-dorefa.py), lq-alexnet "
+                   "(microsoft/LQ-Nets alexnet_model.py)")
     p.add_argument("--spec", dest="layers", metavar="LAYERS.yaml", help="a spec whose layer list to fill")
     p.add_argument("--bits", metavar="W,A", help="with --arch: weight,activation bits (W may be 't' for TTQ); "
-                                                 "default 1,2")
+                                                 "default 1,2 (DoReFa), 2,2 (LQ-Nets)")
     p.add_argument("--name", help="spec name (default: the architecture's, the layer list's, or OUT's stem)")
     p.add_argument("--layout", choices=("nhwc", "nchw"),
                    help="tensorpack: feature-map layout the model was trained in, which sets the row order of "
-                        "the first dense layer's weights (default nhwc)")
+                        "the first dense layer's weights (default: the script's; nhwc for --spec)")
     p.add_argument("--input-scale", type=float, metavar="S",
-                   help="input value = code * S (default 1/255, or the QONNX input quantizer's scale)")
-    p.add_argument("--imagenet-norm", action="store_true",
-                   help="fold tensorpack ImageNetModel's mean/std input normalisation into the first conv")
+                   help="input value = code * S (default: the script's, 1/256 svhn, 1/255 alexnet; or the QONNX "
+                        "input quantizer's scale)")
+    p.add_argument("--imagenet-norm", action=argparse.BooleanOptionalAction, default=None,
+                   help="fold ImageNetModel's mean/std input normalisation into the first conv (default: on for "
+                        "alexnet/lq-alexnet as the current scripts do; --no-imagenet-norm for alexnet-dorefa.py "
+                        "before tensorpack 18b19d6d, which only divided by 255)")
+    p.add_argument("--activation", choices=("clip01", "cabs"),
+                   help="DoReFa nonlinearity (default clip01 = tf.clip_by_value(x, 0, 1), the scripts since "
+                        "tensorpack f5cf2e14; cabs = min(1, |x|) for older svhn-digit-dorefa.py checkpoints)")
+    p.add_argument("--first-bits", metavar="auto|K|float",
+                   help="with --arch: the first layer's weights: int K bits, float (float path = the checkpoint; "
+                        "hardware: int8) or auto = the cheapest of 4,6,8,10,12,16 keeping 99.9%% argmax agreement "
+                        "with the checkpoint on the calibration images (default: auto with --calib, else float)")
+    p.add_argument("--last-bits", metavar="auto|K|float", help="the same for the last layer's weights")
+    p.add_argument("--last-act-bits", metavar="auto|K",
+                   help="bits of the hardware quantizer that replaces the script's unquantized activation "
+                        "before the last layer (default: auto with --calib, else 8)")
+    p.add_argument("--calib", metavar="CODES.npy",
+                   help="calibration images for auto precision: uint8 [N, C, H, W] codes of your data (an "
+                        "explicit 'auto' without --calib uses synthetic images: pessimistic)")
     p.add_argument("--float-last-act", action="store_true",
-                   help="with --arch: keep the seed's unquantized activation before the last layer (an 'act' "
-                        "layer: exact float path, not runnable in hardware) instead of quantizing it")
+                   help="with --arch: keep the script's unquantized activation before the last layer (an 'act' "
+                        "layer) and unquantized first/last weights: exact float path, not runnable in hardware")
     p.set_defaults(fn=cmd_import)
 
 
 def cmd_import(args) -> int:
     imp = import_model(args.format, args.source, arch=args.arch, layers=args.layers, bits=args.bits,
                        layout=args.layout, input_scale=args.input_scale, imagenet_norm=args.imagenet_norm,
-                       float_last_act=args.float_last_act)
+                       float_last_act=args.float_last_act, activation=args.activation,
+                       first_bits=args.first_bits, last_bits=args.last_bits, last_act_bits=args.last_act_bits,
+                       calib=args.calib)
     info = write_imported(imp, Path(args.output), args.name)
     for note in imp.notes:
         print(f"note: {note}", file=sys.stderr)

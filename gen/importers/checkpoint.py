@@ -8,20 +8,39 @@ from pathlib import Path
 
 import numpy as np
 
-from bitplane.core.errors import InputError, SpecError
+from bitplane.core.errors import InputError, NotSupportedError, SpecError
 from bitplane.gen.spec import window_geometry
 
 
-from .common import DEFAULT_INPUT_SCALE, Imported, _input_file, _optional_module
+from .common import Imported, _input_file, _optional_module
 
-ARCHS = ("svhn", "alexnet")
-DEFAULT_ARCH_BITS = {"svhn": (1, 2), "alexnet": (1, 2)}
+ARCHS = ("svhn", "alexnet", "lq-alexnet")
+ACTIVATIONS = ("clip01", "cabs")
+DEFAULT_ARCH_BITS = {"svhn": (1, 2), "alexnet": (1, 2), "lq-alexnet": (2, 2)}
 BN_EPS = 1e-4                                   # argscope(BatchNorm, epsilon=1e-4) in both seeds
+TP_BN_EPS = 1e-5                                # tensorpack BatchNorm's default (LQ-Nets keeps it)
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)       # tensorpack ImageNetModel.image_preprocess
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
+# What each architecture's published script feeds its first layer (value = code * scale, then
+# ImageNet mean/std normalisation where ``norm``), and its feature-map layout (the row order of the
+# first dense layer's weights): svhn-digit-dorefa.py divides by 256 in NHWC; alexnet-dorefa.py
+# (tensorpack >= 18b19d6d, 2018-05) is an ImageNetModel, channels_first; LQ-Nets' imagenet.py
+# is an ImageNetModel (image/255, then mean/std), NCHW.
+ARCH_INPUT = {"svhn": {"scale": 1 / 256, "norm": False, "layout": "nhwc"},
+              "alexnet": {"scale": 1 / 255, "norm": True, "layout": "nchw"},
+              "lq-alexnet": {"scale": 1 / 255, "norm": True, "layout": "nchw"}}
+# The layers around the unquantized activation that feeds the last layer: (first layer, the
+# activation, last layer) per architecture.
+ARCH_ENDS = {"svhn": ("conv0", "act6", "fc1"), "alexnet": ("conv0", "actfc1", "fct"),
+             "lq-alexnet": ("conv1", "fc7_act", "fc8")}
+PRECISION_LADDER = (4, 6, 8, 10, 12, 16)        # candidate bits of the first/last layers, cheapest first
+DEFAULT_LAST_ACT_BITS = 8                       # without --calib: the last activation's hardware quantizer
+AGREEMENT_TARGET = 0.999
+CALIB_PIXELS = 256 * 40 * 40                    # default synthetic calibration set: 256 SVHN-sized images
 
-def parse_bits(text: str) -> tuple:
-    """``"W,A"`` -> ``(W, A)``; W is 1..16 or ``'t'`` (TTQ), A is 1..16."""
+
+def parse_bits(text: str, arch: str = "svhn") -> tuple:
+    """``"W,A"`` -> ``(W, A)``; W is 1..16 or ``'t'`` (TTQ), A is 1..16 (LQ-Nets: both 1..8)."""
     parts = [p.strip() for p in str(text).split(",")]
     if len(parts) != 2:
         raise InputError(f"--bits must be W,A (e.g. 1,2 or t,2), got {text!r}")
@@ -31,20 +50,49 @@ def parse_bits(text: str) -> tuple:
         ab = int(a)
     except ValueError:
         raise InputError(f"--bits must be W,A with integers (W may be 't' for TTQ), got {text!r}") from None
-    if wb != "t" and not 1 <= wb <= 16:
-        raise InputError(f"--bits: weight bits {wb} out of range 1..16 (32-bit float weights have no "
+    top = 8 if arch.startswith("lq") else 16
+    if wb == "t" and arch.startswith("lq"):
+        raise InputError("--bits: TTQ weights ('t') are a DoReFa-Net option, not LQ-Nets'")
+    if wb != "t" and not 1 <= wb <= top:
+        raise InputError(f"--bits: weight bits {wb} out of range 1..{top} (32-bit float weights have no "
                          f"bit-plane form; the first/last layers are unquantized already)")
-    if not 1 <= ab <= 16:
-        raise InputError(f"--bits: activation bits {ab} out of range 1..16 (bitplane needs quantized "
+    if not 1 <= ab <= top:
+        raise InputError(f"--bits: activation bits {ab} out of range 1..{top} (bitplane needs quantized "
                          f"activations)")
     return wb, ab
 
 
-def arch_spec(arch: str, wbits, abits: int, float_last_act: bool = False) -> dict:
-    """The seed's layer list. ``bias: None`` = "exactly when the checkpoint has one".
+def parse_precision(text, opt: str, allow_float: bool = True):
+    """``None`` (not given) -> None, ``auto`` -> 'auto', ``float`` -> 'float', ``K`` -> int K
+    (2..16) for --first-bits & co."""
+    if text is None:
+        return None
+    t = str(text).strip().lower()
+    if t == "auto":
+        return "auto"
+    if t == "float" and allow_float:
+        return "float"
+    try:
+        k = int(t)
+    except ValueError:
+        k = 0
+    if not 2 <= k <= 16:
+        raise InputError(f"{opt} must be auto, {'float or ' if allow_float else ''}an integer 2..16, got {text!r}")
+    return k
 
-    ``float_last_act``: the activation before the last layer is the seed's unquantized
-    nonlinearity (an ``act`` layer: float path only) instead of an A-bit ``quant_act``."""
+
+def arch_spec(arch: str, wbits, abits: int, float_last_act: bool = False, activation: str = "clip01") -> dict:
+    """The published script's layer list. ``bias: None`` = "exactly when the checkpoint has one".
+
+    ``activation`` is the DoReFa nonlinearity (``clip01`` since tensorpack f5cf2e14, ``cabs``
+    in older svhn-digit-dorefa.py). The activation before the last layer is the script's
+    unquantized nonlinearity: an ``act`` layer (float path only) here; :func:`import_checkpoint`
+    replaces it with a hardware quantizer unless ``float_last_act``. Layers may carry ``_tp``,
+    the checkpoint's variable scope when it is not the layer name (dropped before writing)."""
+    if arch == "lq-alexnet":
+        return _lq_alexnet_spec(wbits, abits)
+    if activation not in ACTIVATIONS:
+        raise InputError(f"--activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
     wq = {"type": "ttq"} if wbits == "t" else {"type": "dorefa", "bits": wbits}
     aq = {"type": "dorefa", "bits": abits}
 
@@ -65,46 +113,72 @@ def arch_spec(arch: str, wbits, abits: int, float_last_act: bool = False) -> dic
 
     bn = lambda n: {"name": n, "op": "batchnorm", "eps": BN_EPS}                        # noqa: E731
     pool = lambda n, k, s, pad: {"name": n, "op": "maxpool", "kernel": k, "stride": s, "padding": pad}  # noqa: E731
+    act = lambda n: {"name": n, "op": "quant_act", "nonlin": activation, "quant": dict(aq)}  # noqa: E731
+    last = lambda n: {"name": n, "op": "act", "nonlin": activation}                       # noqa: E731
     if arch == "svhn":
-        act = lambda n: {"name": n, "op": "quant_act", "nonlin": "cabs", "quant": dict(aq)}  # noqa: E731
         layers = [conv("conv0", 48, 5, "valid", quant=False), pool("pool0", 2, 2, "same"), act("act0"),
                   conv("conv1", 64, 3, "same"), bn("bn1"), act("act1"),
                   conv("conv2", 64, 3, "same"), bn("bn2"), pool("pool1", 2, 2, "same"), act("act2"),
                   conv("conv3", 128, 3, "valid"), bn("bn3"), act("act3"),
                   conv("conv4", 128, 3, "same"), bn("bn4"), act("act4"),
                   conv("conv5", 128, 3, "valid"), bn("bn5"), act("act5"),
-                  conv("conv6", 512, 5, "valid"), bn("bn6"), act("act6"),
+                  conv("conv6", 512, 5, "valid"), bn("bn6"), last("act6"),
                   dense("fc1", 10, quant=False)]
         shape = [3, 40, 40]
     elif arch == "alexnet":
-        act = lambda n: {"name": n, "op": "quant_act", "nonlin": "clip01", "quant": dict(aq)}  # noqa: E731
         layers = [conv("conv0", 96, 12, "valid", stride=4, quant=False), act("act0"),
                   conv("conv1", 256, 5, "same", groups=2), bn("bn1"), pool("pool1", 3, 2, "same"), act("act1"),
                   conv("conv2", 384, 3, "same"), bn("bn2"), pool("pool2", 3, 2, "same"), act("act2"),
                   conv("conv3", 384, 3, "same", groups=2), bn("bn3"), act("act3"),
                   conv("conv4", 256, 3, "same", groups=2), bn("bn4"), pool("pool4", 3, 2, "valid"), act("act4"),
                   dense("fc0", 4096), bn("bnfc0"), act("actfc0"),
-                  dense("fc1", 4096), bn("bnfc1"), act("actfc1"),
+                  dense("fc1", 4096), bn("bnfc1"), last("actfc1"),
                   dense("fct", 1000, quant=False)]
         shape = [3, 224, 224]
     else:
         raise InputError(f"--arch must be one of {', '.join(ARCHS)}, got {arch!r}")
-    if float_last_act:
-        last = layers[-2]
-        layers[-2] = {"name": last["name"], "op": "act", "nonlin": last["nonlin"]}
     w = "t" if wbits == "t" else wbits
     return {"name": f"{arch}-dorefa-w{w}a{abits}",
-            "input": {"shape": shape, "bits": 8, "scale": DEFAULT_INPUT_SCALE}, "layers": layers}
+            "input": {"shape": shape, "bits": 8, "scale": ARCH_INPUT[arch]["scale"]}, "layers": layers}
 
 
-def _last_act_note(arch: str, float_last_act: bool) -> str:
-    last = {"svhn": ("cabs", "bn6", "act6"), "alexnet": ("clip01", "bnfc1", "actfc1")}[arch]
-    if float_last_act:
-        return (f"'{last[2]}' keeps the seed's unquantized {last[0]} (an 'act' layer): the float path equals "
-                f"the seed's, but hardware cannot run an unquantized activation")
-    return (f"the seed applies {last[0]} after {last[1]} without quantizing it; the spec quantizes it in "
-            f"'{last[2]}' with the activation bits (hardware needs quantized activations), so logits differ "
-            f"slightly from the seed's (--float-last-act keeps it unquantized)")
+def _lq_alexnet_spec(wbits: int, abits: int) -> dict:
+    """microsoft/LQ-Nets ``alexnet_model.py`` (``imagenet.py --mode alexnet``, 227x227 input).
+
+    ``Conv2DQuant`` layers keep their scope names; the ``nl``/``BNReLUQuant`` sub-scopes
+    become spec layers ``<scope>_bn`` / ``<scope>_act`` whose ``_tp`` is the checkpoint scope
+    (``conv3/bn``, ``bnquant2/quant``). fc6/fc7 are ``Conv2DQuant(fc=False)`` convolutions;
+    their batchnorms have no gamma/beta (``use_scale=False, use_bias=False``); fc7's ReLU is
+    unquantized (the activation before the last layer)."""
+    wq = {"type": "lq", "bits": wbits}
+    aq = {"type": "lq", "bits": abits}
+
+    def conv(n, O, k, pad, stride=1, quant=True, bias=False):
+        d = {"name": n, "op": "conv", "out_channels": O, "kernel": k, "stride": stride, "padding": pad,
+             "bias": bias}
+        if quant:
+            d["weight_quant"] = dict(wq)
+        return d
+
+    def bnq(scope, bn_scope, act_scope):
+        return [{"name": f"{scope}_bn", "_tp": f"{bn_scope}/bn", "op": "batchnorm", "eps": TP_BN_EPS},
+                {"name": f"{scope}_act", "_tp": f"{act_scope}/quant", "op": "quant_act", "nonlin": "relu",
+                 "quant": dict(aq)}]
+
+    pool = lambda n: {"name": n, "op": "maxpool", "kernel": 3, "stride": 2, "padding": "valid"}  # noqa: E731
+    layers = [conv("conv1", 96, 11, "valid", stride=4, quant=False), pool("pool1"), *bnq("bnquant2", "bnquant2", "bnquant2"),
+              conv("conv2", 256, 5, "same"), pool("pool2"), *bnq("bnquant3", "bnquant3", "bnquant3"),
+              conv("conv3", 384, 3, "same"), *bnq("conv3", "conv3", "conv3"),
+              conv("conv4", 384, 3, "same"), *bnq("conv4", "conv4", "conv4"),
+              conv("conv5", 256, 3, "same"), pool("pool5"), *bnq("bnquant6", "bnquant6", "bnquant6"),
+              conv("fc6", 4096, 6, "valid", bias=True), *bnq("fc6", "fc6", "fc6"),
+              conv("fc7", 4096, 1, "valid", bias=True),
+              {"name": "fc7_bn", "_tp": "fc7/bn", "op": "batchnorm", "eps": TP_BN_EPS},
+              {"name": "fc7_act", "op": "act", "nonlin": "relu"},
+              {"name": "fc8", "op": "dense", "out_features": 1000, "bias": True}]
+    return {"name": f"lq-alexnet-w{wbits}a{abits}",
+            "input": {"shape": [3, 227, 227], "bits": 8, "scale": ARCH_INPUT["lq-alexnet"]["scale"]},
+            "layers": layers}
 
 
 def load_layer_list(path) -> dict:
@@ -182,6 +256,9 @@ class _Tensors:
     def key(self, L: dict, param: str, op: str) -> str:
         n = L["name"]
         if self.fmt == "tensorpack":
+            n = L.get("_tp", n)
+            if param == "basis":             # microsoft/LQ-Nets learned_quantization.py
+                return f"{n}/ActivationQuantization/basis" if op == "quant_act" else f"{n}/weight_quant/basis"
             return {"mean": f"{n}/mean/EMA", "var": f"{n}/variance/EMA"}.get(param, f"{n}/{param}")
         if self.qnet:
             if op == "batchnorm":
@@ -281,8 +358,18 @@ def _fill(spec: dict, tens: _Tensors, layout: str = "nhwc") -> tuple:
             if missing:
                 defaulted.append(f"{n} ({'/'.join(missing)})")
         elif op == "quant_act" and isinstance(L.get("quant"), dict) and L["quant"].get("type") == "lq":
-            arrays[f"{n}/basis"] = tens.get(i, L, "basis", op, (int(L["quant"]["bits"]),),
-                                            "LQ-Nets activation basis")
+            k = int(L["quant"]["bits"])
+            if tens.fmt == "tensorpack":      # LQ-Nets stores it [nbit, 1]
+                v = tens.get(i, L, "basis", op, (k, 1), "LQ-Nets activation basis [bits, 1]").reshape(k)
+                if np.any(v < 0):
+                    shown = tens.display.get(tens.key(L, "basis", op))
+                    raise NotSupportedError(f"{tens.path}: layer '{n}' (#{i}), field '{shown}': a negative "
+                                            f"activation basis {v.tolist()} (LQ-Nets outputs 0, not its lowest "
+                                            f"level, below the first threshold; bitplane's lq levels assume "
+                                            f"a non-negative basis)")
+                arrays[f"{n}/basis"] = v
+            else:
+                arrays[f"{n}/basis"] = tens.get(i, L, "basis", op, (k,), "LQ-Nets activation basis")
     if defaulted:
         notes.append(f"batchnorm gamma/beta not in the checkpoint (tensorpack use_scale/use_bias False, torch "
                      f"affine=False), set to 1/0: {', '.join(defaulted)}")
@@ -409,37 +496,222 @@ def _fold_imagenet_norm(spec: dict, arrays: dict, src) -> str:
             f"{n}'s weights and bias")
 
 
+def _load_calibration(path, shape) -> np.ndarray:
+    """``--calib``: uint8 input codes ``[N, C, H, W]`` in a ``.npy`` (read without pickle)."""
+    path = _input_file(path)
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise InputError(f"{path}: --calib needs a .npy array of uint8 input codes [N, C, H, W] ({e})") from None
+    if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 4 or tuple(x.shape[1:]) != tuple(shape) \
+            or len(x) == 0:
+        got = f"{x.dtype} {list(x.shape)}" if isinstance(x, np.ndarray) else type(x).__name__
+        raise InputError(f"{path}: --calib needs uint8 input codes [N, {', '.join(map(str, shape))}] (NCHW, as "
+                         f"`bitplane sim --input` takes them), got {got}")
+    return x
+
+
+def synthetic_calibration(shape, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` deterministic uint8 images ``[n, C, H, W]``: smooth random colour fields with
+    random contrast and a few sharp strokes, spanning the full code range (no data set needed)."""
+    rng = np.random.default_rng(seed)
+    C, H, W = shape
+    out = np.empty((n, C, H, W), np.uint8)
+    yy, xx = np.mgrid[0:H, 0:W] / max(H, W)
+    for i in range(n):
+        img = np.zeros((C, H, W))
+        for _ in range(4):                                   # low-frequency cosine fields
+            fy, fx, ph = rng.uniform(0, 4), rng.uniform(0, 4), rng.uniform(0, 2 * np.pi)
+            img += rng.normal(0, 1, (C, 1, 1)) * np.cos(2 * np.pi * (fy * yy + fx * xx) + ph)
+        for _ in range(rng.integers(1, 4)):                  # strokes: bright or dark bars
+            cy, cx, r = rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.8), rng.uniform(0.03, 0.12)
+            ang = rng.uniform(0, np.pi)
+            d = np.abs((yy - cy) * np.cos(ang) - (xx - cx) * np.sin(ang))
+            inside = (d < r) & (np.hypot(yy - cy, xx - cx) < 0.35)
+            img += rng.normal(0, 2, (C, 1, 1)) * inside
+        lo, hi = img.min(), img.max()
+        img = (img - lo) / (hi - lo + 1e-12)
+        a, b = sorted(rng.uniform(0, 255, 2))
+        out[i] = np.clip(np.rint(a + (b - a + 40) * img), 0, 255).astype(np.uint8)
+    return out
+
+
+class _Candidates:
+    """Variants of one spec that differ only in some layers' fields: the spec is loaded (and
+    validated) once; a variant shares its parameters and replaces the changed layers' fields."""
+
+    def __init__(self, spec: dict, arrays: dict):
+        import tempfile
+        from bitplane.gen.spec import load_network
+        self.spec = spec
+        with tempfile.TemporaryDirectory(prefix="bitplane-calib-") as td:
+            y = Path(td) / "net.yaml"
+            y.write_text(yaml.safe_dump({"name": "calib", "weights": "net.npz", "input": spec["input"],
+                                         "layers": spec["layers"]}, sort_keys=False))
+            with open(Path(td) / "net.npz", "wb") as f:
+                np.savez(f, **arrays)
+            self.net = load_network(y)
+
+    def network(self, spec: dict):
+        import dataclasses
+        layers = []
+        for L, d, d0 in zip(self.net.layers, spec["layers"], self.spec["layers"]):
+            if d == d0:
+                layers.append(L)
+                continue
+            attrs = dict(d) if d["op"] != L.op else {k: v for k, v in L.attrs.items() if k != "weight_quant"}
+            if "weight_quant" in d:              # the loader's normalized form of {type, bits}
+                attrs["weight_quant"] = dict(d["weight_quant"])
+            layers.append(dataclasses.replace(L, op=d["op"], attrs=attrs))
+        return dataclasses.replace(self.net, layers=layers)
+
+
+def _with_precision(spec: dict, arch: str, first, last, last_act, act_scale: float | None) -> dict:
+    """The spec with the first/last layers' weights and the last activation set: an int
+    (``K``), 'float' (weights unquantized: float path exact, implicit int8 in hardware) or
+    None (last activation unquantized: float path only)."""
+    f, a, l = ARCH_ENDS[arch]
+    out = {"name": spec["name"], "input": dict(spec["input"]), "layers": []}
+    for L in spec["layers"]:
+        L = dict(L)
+        if L["name"] in (f, l):
+            k = first if L["name"] == f else last
+            L.pop("weight_quant", None)
+            if k != "float":
+                L["weight_quant"] = {"type": "int", "bits": int(k)}
+        elif L["name"] == a and last_act is not None:
+            nl = L["nonlin"]
+            q = ({"type": "dorefa", "bits": int(last_act)} if nl in ACTIVATIONS else
+                 {"type": "uint", "bits": int(last_act), "scale": float(act_scale) / ((1 << int(last_act)) - 1)})
+            L = {"name": L["name"], "op": "quant_act", "nonlin": nl, "quant": q}
+        out["layers"].append(L)
+    return out
+
+
+def _choose_precision(spec, arrays, arch, first, last, last_act, calib, calib_what) -> tuple:
+    """Fill the ``auto`` (None) first/last precisions with the cheapest rung of
+    :data:`PRECISION_LADDER` whose argmax decisions agree with the checkpoint's own float
+    function (the spec with unquantized first/last weights and last activation) on >=
+    :data:`AGREEMENT_TARGET` of the calibration images. Returns (spec, note)."""
+    from bitplane.gen.golden import Golden
+    f, a, l = ARCH_ENDS[arch]
+    cands = _Candidates(_with_precision(spec, arch, "float", "float", None, None), arrays)
+    ref_net = cands.net
+    ref_logits, trace = Golden(ref_net).run_float(calib, trace=True)
+    ref = ref_logits.argmax(1)
+    # a relu (LQ-Nets) last activation is unbounded: its uint scale covers the calibration maximum
+    act_in = trace[[L.name for L in ref_net.layers][[L.name for L in ref_net.layers].index(a) - 1]]
+    act_scale = float(max(np.max(act_in), 1e-12))
+    auto = [n for n, v in (("first", first), ("last", last), ("last_act", last_act)) if v == "auto"]
+    tried = []
+    chosen = None
+    for k in (PRECISION_LADDER if auto else (None,)):
+        cand = dict(first=first, last=last, last_act=last_act)
+        for n in auto:
+            cand[n] = k
+        cs = _with_precision(spec, arch, cand["first"], cand["last"], cand["last_act"], act_scale)
+        got = Golden(cands.network(cs)).run_float(calib).argmax(1)
+        agree = float(np.mean(got == ref))
+        tried.append((k, agree))
+        chosen = (cs, cand, agree)
+        if agree >= AGREEMENT_TARGET:
+            break
+    cs, cand, agree = chosen
+    n_ok = int(round(agree * len(calib)))
+    how = ("chosen" if auto else "given") + (f" ({', '.join(auto)} auto: cheapest of {list(PRECISION_LADDER)} reaching "
+                                             f"{AGREEMENT_TARGET:.1%}; tried " +
+                                             ", ".join(f"{k}: {p:.2%}" for k, p in tried) + ")" if auto else "")
+    note = (_precision_note(cs, arch, cand["first"], cand["last"], how, f"calibration max {act_scale:.6g}")
+            + f"; argmax agreement with the checkpoint's float function {agree:.2%} ({n_ok}/{len(calib)}) on "
+              f"{calib_what}")
+    if agree < AGREEMENT_TARGET:
+        note += f" -- BELOW the {AGREEMENT_TARGET:.1%} target even at the highest precision tried"
+    return cs, note
+
+
+def _precision_note(spec: dict, arch: str, first, last, how: str, range_src: str = "") -> str:
+    f, a, l = ARCH_ENDS[arch]
+
+    def show(v, what):
+        return f"{what} {'float (float path = the checkpoint; hardware: implicit int8)' if v == 'float' else f'int{v}'}"
+    act_L = [L for L in spec["layers"] if L["name"] == a][0]
+    q = act_L["quant"]
+    act_txt = (f"{a} {q['type']} {q['bits']}-bit"
+               + (f" scale {q['scale']:.6g} ({range_src})" if q["type"] == "uint" else ""))
+    return (f"first/last-layer precision {how}: {show(first, f + ' weights')}, {show(last, l + ' weights')}, "
+            f"{act_txt} in place of the script's unquantized {act_L['nonlin']}")
+
+
+def _act_range(spec: dict, arrays: dict, arch: str):
+    """Without calibration data, the range a ``uint`` quantizer for an unquantized ReLU must
+    cover: the batchnorm before it, ``max_c(beta_c + 6 |gamma_c|)`` (6 standard deviations of
+    its output on the data it was trained on). ``None`` for clip01/cabs (range [0, 1])."""
+    names = [L["name"] for L in spec["layers"]]
+    i = names.index(ARCH_ENDS[arch][1])
+    if spec["layers"][i]["nonlin"] in ACTIVATIONS:
+        return None
+    bn = spec["layers"][i - 1]
+    if bn.get("op") != "batchnorm":            # pragma: no cover - every --arch has one there
+        raise NotSupportedError(f"{arch}: the range of '{names[i]}' needs --calib")
+    n = bn["name"]
+    return float(np.max(arrays[f"{n}/beta"] + 6 * np.abs(arrays[f"{n}/gamma"])))
+
+
 def import_checkpoint(fmt: str, path, *, arch: str | None = None, layers: str | None = None, bits=None,
                       layout: str | None = None, input_scale: float | None = None,
-                      imagenet_norm: bool = False, float_last_act: bool = False) -> Imported:
-    """tensorpack ``.npz`` or PyTorch ``state_dict`` -> :class:`Imported`."""
+                      imagenet_norm: bool | None = None, float_last_act: bool = False,
+                      activation: str | None = None, first_bits=None, last_bits=None, last_act_bits=None,
+                      calib=None) -> Imported:
+    """tensorpack ``.npz`` or PyTorch ``state_dict`` -> :class:`Imported`.
+
+    With ``--arch`` the published script's semantics are the default (activation, input
+    scaling, layout, ImageNet normalisation); the first/last layers' weights and the
+    activation the script leaves unquantized get the precision ``first_bits``/``last_bits``/
+    ``last_act_bits`` (``'auto'``: calibrated, see :func:`_choose_precision`; not given: auto
+    with ``calib``, else float first/last weights and an 8-bit last activation)."""
     path = Path(path)
     if (arch is None) == (layers is None):
         raise InputError(f"{fmt} import needs exactly one of --arch ({'|'.join(ARCHS)}) or --spec LAYERS.yaml")
-    if bits is not None and arch is None:
-        raise InputError("--bits only applies with --arch (a --spec layer list names its own quantizers)")
+    if arch is None:
+        for opt, v in (("--bits", bits), ("--float-last-act", float_last_act or None), ("--activation", activation),
+                       ("--first-bits", first_bits), ("--last-bits", last_bits),
+                       ("--last-act-bits", last_act_bits), ("--calib", calib)):
+            if v is not None:
+                raise InputError(f"{opt} only applies with --arch (a --spec layer list names its own quantizers)")
     if layout is not None and fmt != "tensorpack":
         raise InputError("--layout only applies to tensorpack archives")
-    if float_last_act and arch is None:
-        raise InputError("--float-last-act only applies with --arch")
-    if imagenet_norm and arch not in (None, "alexnet"):
-        raise InputError("--imagenet-norm applies to the alexnet architecture (or a --spec layer list)")
-    layout = layout or "nhwc"
+    if arch is not None and arch not in ARCHS:
+        raise InputError(f"--arch must be one of {', '.join(ARCHS)}, got {arch!r}")
+    if imagenet_norm and arch == "svhn":
+        raise InputError("--imagenet-norm applies to the ImageNet architectures (alexnet, lq-alexnet) or a --spec "
+                         "layer list")
+    if activation is not None and arch == "lq-alexnet":
+        raise InputError("--activation applies to the DoReFa-Net architectures (LQ-Nets uses ReLU)")
+    if float_last_act and last_act_bits is not None:
+        raise InputError("--float-last-act and --last-act-bits contradict each other")
+    first = parse_precision(first_bits, "--first-bits")
+    last = parse_precision(last_bits, "--last-bits")
+    last_act = parse_precision(last_act_bits, "--last-act-bits", allow_float=False)
+    if float_last_act and ("auto" in (first, last) or calib is not None):
+        raise InputError("--float-last-act keeps the script's function: no precision to calibrate (drop --calib "
+                         "and 'auto')")
     notes = []
     if arch is not None:
-        if arch not in ARCHS:
-            raise InputError(f"--arch must be one of {', '.join(ARCHS)}, got {arch!r}")
-        wb, ab = parse_bits(bits) if bits is not None else DEFAULT_ARCH_BITS[arch]
-        spec = arch_spec(arch, wb, ab, float_last_act)
-        notes.append(_last_act_note(arch, float_last_act))
+        wb, ab = parse_bits(bits, arch) if bits is not None else DEFAULT_ARCH_BITS[arch]
+        spec = arch_spec(arch, wb, ab, activation=activation or "clip01")
         layer_source = None
+        defaults = ARCH_INPUT[arch]
+        layout = layout or defaults["layout"]
+        imagenet_norm = defaults["norm"] if imagenet_norm is None else imagenet_norm
     else:
         spec = load_layer_list(layers)
         layer_source = Path(layers)
+        layout = layout or "nhwc"
     if input_scale is not None:
         if not (input_scale > 0 and math.isfinite(input_scale)):
             raise InputError(f"--input-scale must be a positive number, got {input_scale}")
         spec["input"]["scale"] = float(input_scale)
+    calib_codes = _load_calibration(calib, spec["input"]["shape"]) if calib is not None else None
     if fmt == "tensorpack":
         tensors, display = load_tensorpack_npz(path)
     else:
@@ -450,10 +722,41 @@ def import_checkpoint(fmt: str, path, *, arch: str | None = None, layers: str | 
     notes += more
     notes += _check_unused(tens, spec)
     for L in spec["layers"]:
+        L.pop("_tp", None)
         if L.get("op") in ("conv", "dense") and L.get("bias") is None:
             L["bias"] = False
     if imagenet_norm:
         notes.append(_fold_imagenet_norm(spec, arrays, path))
+    if arch is not None:
+        s = spec["input"]["scale"]
+        notes.insert(0, f"{arch}: input value = code * {'1/256' if s == 1 / 256 else '1/255' if s == 1 / 255 else s}"
+                        f"{', then ImageNet mean/std (folded)' if imagenet_norm else ''}; layout {layout}"
+                        + (f"; activation {activation or 'clip01'}" if arch != "lq-alexnet" else ""))
+        if float_last_act:
+            spec = _with_precision(spec, arch, first or "float", last or "float", None, None)
+            a = ARCH_ENDS[arch][1]
+            notes.append(f"'{a}' keeps the script's unquantized activation (an 'act' layer): the float path is "
+                         f"the checkpoint's, but hardware cannot run it")
+        elif calib_codes is None and "auto" not in (first, last, last_act):
+            # no data to measure on: the first/last weights stay as the checkpoint has them (float
+            # path = the script's; hardware: implicit int8), the last activation gets 8 bits
+            given = (first, last, last_act)
+            first, last, last_act = first or "float", last or "float", last_act or DEFAULT_LAST_ACT_BITS
+            spec = _with_precision(spec, arch, first, last, last_act, _act_range(spec, arrays, arch))
+            how = "given" if None not in given else "default (no --calib: not measured)"
+            notes.append(_precision_note(spec, arch, first, last, how, "the batchnorm's max beta + 6|gamma|")
+                         + "; pass --calib CODES.npy (images of your data) to choose the cheapest precision "
+                           "reaching 99.9% argmax agreement")
+        else:
+            first, last, last_act = first or "auto", last or "auto", last_act or "auto"
+            if calib_codes is None:
+                n = max(8, min(256, CALIB_PIXELS // int(np.prod(spec["input"]["shape"][1:]))))
+                calib_codes = synthetic_calibration(spec["input"]["shape"], n)
+                what = f"{n} synthetic images (out of distribution: pessimistic; --calib for your data)"
+            else:
+                what = f"{len(calib_codes)} images of {calib}"
+            spec, note = _choose_precision(spec, arrays, arch, first, last, last_act, calib_codes, what)
+            notes.append(note)
     if fmt == "state-dict":
         notes.insert(0, f"{'bitplane QNet' if tens.qnet else 'conventional'} state_dict names")
     return Imported(path, fmt, spec, arrays, notes, layer_source)

@@ -127,9 +127,14 @@ def _layer_table(net):
 
 # ------------------------------------------------------------------------------ tensorpack
 
+LEGACY_SVHN = ["--activation", "cabs", "--input-scale", repr(1 / 255)]     # the example's (pre-f5cf2e14) form
+
+
 @pytest.mark.parametrize("bits", ["1,2", "t,2"])
 def test_tensorpack_svhn_round_trip(bits, tmp_path, capsys):
-    """1,2: the example's layer list; t,2: TTQ weights and the seed's unquantized last cabs."""
+    """Every option that departs from the current script: 1,2 with cabs, 1/255, float first/last
+    weights and a 2-bit last activation is the example's layer list; t,2: TTQ weights and the
+    script's unquantized last cabs (--float-last-act)."""
     ttq = bits.startswith("t")
     spec = _svhn_spec({"type": "ttq"} if ttq else {"type": "dorefa", "bits": 1}, {"type": "dorefa", "bits": 2})
     if ttq:
@@ -142,8 +147,9 @@ def test_tensorpack_svhn_round_trip(bits, tmp_path, capsys):
     npz = tmp_path / "svhn-tp.npz"
     np.savez(npz, **arrays)
     out = tmp_path / "imp" / "svhn.yaml"
-    cap = _cli_ok(["import", "tensorpack", str(npz), "-o", str(out), "--arch", "svhn", "--bits", bits]
-                  + (["--float-last-act"] if ttq else []), capsys)
+    cap = _cli_ok(["import", "tensorpack", str(npz), "-o", str(out), "--arch", "svhn", "--bits", bits, *LEGACY_SVHN]
+                  + (["--float-last-act"] if ttq else ["--first-bits", "float", "--last-bits", "float",
+                                                       "--last-act-bits", "2"]), capsys)
     assert "ignored 4 training-state tensor(s)" in cap.err and "act6" in cap.err
     got = _golden(out, codes)
     _close(got, Golden(src).run_float(codes))
@@ -218,8 +224,16 @@ def test_tensorpack_alexnet_shapes_and_golden(tmp_path, capsys):
     npz = tmp_path / "alexnet-126.npz"
     np.savez(npz, **arrays)
     out = tmp_path / "o" / "alexnet.yaml"
-    cap = _cli_ok(["import", "tensorpack", str(npz), "-o", str(out), "--arch", "alexnet"], capsys)
-    assert "bn2 (gamma/beta), bnfc1 (gamma/beta)" in cap.err and "actfc1" in cap.err
+    # the current script: channels_first (fc0 rows already C,H,W), ImageNetModel normalisation folded
+    cap = _cli_ok(["import", "tensorpack", str(npz), "-o", str(out), "--arch", "alexnet", "--float-last-act"], capsys)
+    assert "layout nchw" in cap.err and "folded ImageNet" in cap.err and "activation clip01" in cap.err
+    net = load_network(out)
+    assert np.array_equal(net.layer("fc0").params["W"], arrays["fc0/W:0"].T)
+    assert not np.array_equal(net.layer("conv0").params["W"], arrays["conv0/W:0"].transpose(3, 2, 0, 1))
+    # before tensorpack 18b19d6d: NHWC rows, image/255 only
+    cap = _cli_ok(["import", "tensorpack", str(npz), "-o", str(out), "--arch", "alexnet", "--float-last-act",
+                   "--layout", "nhwc", "--no-imagenet-norm"], capsys)
+    assert "bn2 (gamma/beta), bnfc1 (gamma/beta)" in cap.err and "'actfc1' keeps" in cap.err
     net = load_network(out)
     shapes = {L.name: (L.op, L.out_shape) for L in net.layers}
     assert shapes["conv0"] == ("conv", (96, 54, 54)) and shapes["pool1"] == ("maxpool", (256, 27, 27))
@@ -251,7 +265,8 @@ def test_state_dict_svhn_arch_round_trip(style, wrap, tmp_path, capsys):
     pt = tmp_path / "svhn.pt"
     torch.save(obj, pt)
     out = tmp_path / "o" / "svhn.yaml"
-    cap = _cli_ok(["import", "state-dict", str(pt), "-o", str(out), "--arch", "svhn", "--name", "svhn-pt"], capsys)
+    cap = _cli_ok(["import", "state-dict", str(pt), "-o", str(out), "--arch", "svhn", "--name", "svhn-pt",
+                   *LEGACY_SVHN, "--first-bits", "float", "--last-bits", "float", "--last-act-bits", "2"], capsys)
     assert ("QNet" in cap.err) == (style == "qnet")
     got = _golden(out, codes)
     _close(got, Golden(src).run_float(codes))
