@@ -1,4 +1,54 @@
-"""QONNX graphs as Brevitas exports them (see the package doc for the subset)."""
+"""QONNX graphs as Brevitas 0.13.4 exports them (both exporters) and FINN takes them.
+
+The graph first goes through qonnx's passes (``InferShapes``, ``FoldConstants`` keeping the
+quantizers, ``FoldTransposeIntoQuantInit``), so everything that only computes constants is
+folded (weight ``Transpose``, ``Reshape`` of constants, ``Pow`` of running statistics). Before
+that, every node that does not only compute constants must be in the subset below, else the
+import stops naming it. Then the activation path is walked as a chain:
+
+====================  =========================================================
+Quant on the input    unsigned, zero point 0, nothing before it -> ``input: {bits, scale}``
+Mul/Div/Add/Sub       by a constant (scalar or one value per channel): a run of them is one
+                      ``batchnorm`` (gamma = A, beta = B for y = A*x + B; mean 0, var 1,
+                      eps 0). Before the input quantizer: input preprocessing (FINN's
+                      ``2x - 1``); after a conv/dense: TensorNorm (``Sub/Div/Mul/Add``) or
+                      an affine before an activation quantizer. On quantized activations:
+                      refused
+input quantizer       after preprocessing, or signed, or BipolarQuant -> a ``quant_act``
+                      (``int``/``uint``/``sign``); with the preprocessing it is the spec's
+                      input stage (``gen.lower``), the input is uint8 codes * 1/255
+                      (``--input-scale``)
+Quant on weights      -> ``int`` k-bit weights; the dequantized values become ``W``,
+                      accepted only if the spec's rule (per output channel
+                      ``s = max|W|/(2^(k-1)-1)``) reproduces them, i.e. every channel's
+                      largest code is +-(2^(k-1)-1): per-channel max-abs scaling
+                      (Brevitas ``Int*WeightPerChannelFloat``). Otherwise rejected.
+BipolarQuant weights  scale 1 -> ``sign``; one positive scale s -> DoReFa 1-bit
+                      (BWN, ``W = s*sign``, whose mean|W| is s); per-channel: rejected
+Quant on activations  zero point 0, per tensor, ROUND. Unsigned, not narrow -> ``uint``
+                      (scale, k), after ``Clip(0,1)`` with scale 1/(2^k-1) -> ``dorefa``;
+                      signed -> ``int`` (k >= 2, ``narrow`` as exported, scale)
+BipolarQuant acts     scale 1 -> ``sign`` (nonlin none)
+Relu / Clip(0,1)      the ``nonlin`` of the next activation quantizer (``relu`` /
+                      ``clip01``; a MaxPool may sit between, they commute)
+MultiThreshold        T = 2^k-1 equally spaced thresholds per channel, out_bias 0
+                      -> batchnorm + ``uint`` (scale = out_scale); 1 threshold with
+                      out_scale 2, out_bias -1 -> batchnorm + ``sign``. Equal to the
+                      node except exactly on a threshold (``>=`` vs round-half-even)
+Conv                  square kernel, equal strides, no dilation, groups; pads that
+                      are ``valid``, symmetric or TensorFlow ``same``; bias
+Gemm / MatMul         constant weights (``transB`` either way), alpha = beta = 1
+BatchNormalization    inference mode -> ``batchnorm`` (eps kept)
+MaxPool               square, ``valid``/symmetric/``same`` (ceil_mode when it equals one)
+Flatten / Reshape     to ``[N, features]`` before a dense layer
+Identity, Dropout     passed through (Dropout in inference mode)
+Transpose             only the identity permutation (weight transposes are folded)
+====================  =========================================================
+
+Anything else (another op, a branch, a per-channel activation scale, a zero point, ...) is
+rejected with an error naming the node and its op type. Spec layers are named by kind and
+order: conv0.., fc0.., bn0.., act0.., pool0...
+"""
 from __future__ import annotations
 
 import math
