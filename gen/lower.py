@@ -24,7 +24,7 @@ import numpy as np
 
 from bitplane.gen import nn
 from bitplane.core.errors import NotSupportedError, SpecError
-from .quant import ActQuant, QWeights, quantize_weights
+from .quant import ActQuant, Basis, IntBasis, QWeights, quantize_weights
 from .spec import Layer, Network
 
 HW_DEFAULT_WEIGHT_QUANT = {"type": "int", "bits": 8}
@@ -395,7 +395,7 @@ def _input_stage(net: Network, act: ActQuant) -> tuple[MatmulStage, int]:
 
     Input preprocessing (a per-channel affine, e.g. FINN's ``2x - 1``) and a quantizer of
     the input (signed ``int``, ``sign``, ...) become an *input stage*: a 1x1 convolution with
-    identity weights (``sign`` +1 for one channel, 2-bit ``int`` otherwise), so its
+    identity weights (one {0, 1} plane: coefficient 1, offset 0), so its
     accumulator is the uint input code itself, followed by the thresholds of
     ``quant_act(batchnorm(code * scale))``. Exact: the host still streams the same input
     codes, and the stage runs on the ordinary engine. Returns the stage and the index of
@@ -412,10 +412,13 @@ def _input_stage(net: Network, act: ActQuant) -> tuple[MatmulStage, int]:
     A = layers[j]
     C = net.input_shape[0]
     W = np.eye(C).reshape(C, C, 1, 1)
-    wq = quantize_weights({"type": "sign"} if C == 1 else {"type": "int", "bits": 2}, W)
+    # one weight plane with values {0, 1} (coefficient 1, offset 0): the bit is the weight
+    ones, zeros = np.ones(C), np.zeros(C)
+    wq = QWeights("identity", 1, W.astype(np.int64), None, Basis(ones[None], zeros, ones.copy()),
+                  IntBasis(np.ones((1, C), np.int64), np.zeros(C, np.int64), ones.copy(), True),
+                  np.tile([0.0, 1.0], (C, 1)))
+    wq.fq = wq.decode(wq.codes)
     w_int = wq.int_values()
-    if not np.array_equal(w_int, W):                     # pragma: no cover - identity is exact in both
-        raise SpecError(net.path, "internal: identity weights are not exact", A.name, A.index)
     lo, hi = _acc_range(wq.int_basis, wq.planes, act, C)
     stage = MatmulStage(
         name=layers[0].name, kind="conv", layers=[x.name for x in layers[:j + 1]], in_shape=net.input_shape,
