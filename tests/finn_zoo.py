@@ -19,6 +19,7 @@ to 3 channels: real pictures, not CIFAR.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 import warnings
 from pathlib import Path
@@ -129,6 +130,21 @@ def rtl(yaml_path: Path, out: Path, x: np.ndarray, target_fps: int) -> dict:
             "planned": int(m["cycles_per_frame"]), "simulated": st["cycles_per_frame"]}
 
 
+def plan_at_finn_rate(yaml_path: Path, name: str) -> str:
+    """Planned cycles/frame at FINN's published frame rate (100 MHz), or why there is none."""
+    from bitplane.gen.lower import lower
+    from bitplane.gen.plan import PlanError, plan
+    from bitplane.gen.spec import load_network
+    fps = FINN_FPS.get(name)
+    if fps is None:
+        return ""
+    try:
+        p = plan(lower(load_network(yaml_path)), target_fps=fps)
+    except PlanError as e:
+        return f"not reachable: {str(e).splitlines()[0][:120]}"
+    return f"{p['cycles_per_frame']:,}"
+
+
 def main(argv=None) -> int:
     from bitplane.cli.main import main as cli
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -136,6 +152,7 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=100, help="images compared with qonnx per model")
     ap.add_argument("--rtl-frames", type=int, default=3, help="frames through the RTL (3 measure the period)")
     ap.add_argument("--work", default=str(ROOT / "build" / "finn-zoo"))
+    ap.add_argument("--rtl", default=",".join(ZOO), help="models compiled and simulated (TorchScript export)")
     a = ap.parse_args(argv)
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -151,7 +168,8 @@ def main(argv=None) -> int:
             row = {"model": name, "exporter": exp, "import": code == 0}
             if code == 0:
                 row.update(compare(yaml_path, onnx_path, x))
-                if exp == "torchscript":
+                row["finn_plan"] = plan_at_finn_rate(yaml_path, name)
+                if exp == "torchscript" and name in a.rtl.split(","):
                     fam = name.split("_")[0]
                     try:
                         row.update(rtl(yaml_path, work / f"{name}-hw", x[:a.rtl_frames], TARGET_FPS[fam]))
@@ -159,6 +177,8 @@ def main(argv=None) -> int:
                         row["rtl_error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
             row["seconds"] = round(time.time() - t0, 1)
             print(row, flush=True)
+            with open(work / "rows.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
             rows.append(row)
     print(table(rows))
     return 0
@@ -170,16 +190,17 @@ def _num(v) -> str:
 
 def table(rows) -> str:
     L = ["| model | exporter | import | golden float vs qonnx (max rel. error) | decisions float / int = qonnx "
-         "| RTL == golden int | target fps | planned cycles/frame | simulated cycles/frame | FINN fps |",
-         "|---|---|---|---|---|---|---|---|---|---|"]
+         "| RTL == golden int | target fps | planned cycles/frame | simulated cycles/frame | FINN fps "
+         "| planned cycles/frame at FINN fps |",
+         "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         fam = r["model"].split("_")[0]
-        rt = ("yes" if r["exact"] else "**no**") if "exact" in r else (r.get("rtl_error", "(same spec)"))
+        rt = ("yes" if r["exact"] else "**no**") if "exact" in r else r.get("rtl_error", "not run")
         L.append(f"| {r['model']} | {r['exporter']} | {'yes' if r['import'] else '**no**'} | "
                  f"{r.get('rel_err', float('nan')):.1e} | "
                  f"{100 * r.get('float_agree', 0):.1f} % / {100 * r.get('int_agree', 0):.1f} % "
                  f"({r.get('frames', 0)}) | {rt} | {TARGET_FPS[fam] if 'planned' in r else ''} | "
-                 f"{r.get('planned', '')} | {_num(r.get('simulated'))} | {FINN_FPS.get(r['model'], '')} |")
+                 f"{r.get('planned', '')} | {_num(r.get('simulated'))} | {FINN_FPS.get(r['model'], '')} | {r.get('finn_plan', '')} |")
     return "\n".join(L)
 
 
