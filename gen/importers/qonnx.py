@@ -438,7 +438,7 @@ class _QonnxGraph:
                     raise self.err(node, "a nonlinearity on the network input has no spec form")
                 pending = (nonlin, node)
             elif op in _AFFINE_OPS:
-                if not (not started and not quantized) and not (started and not quantized):
+                if quantized:
                     raise self.err(node, "an elementwise affine on quantized activations has no spec form (it "
                                          "must sit between a conv/dense and its activation quantizer, before the "
                                          "input quantizer, or after the last layer)")
@@ -551,7 +551,7 @@ class _QonnxGraph:
                                     "weight computation)")
         if not self.layers:
             raise SpecError(self.path, "the graph has no layers")
-        if in_scale is None and pre_node is not None or self.layers[0]["op"] == "quant_act":
+        if in_scale is None and (pre_node is not None or self.layers[0]["op"] == "quant_act"):
             in_scale = self.input_scale_opt if self.input_scale_opt is not None else DEFAULT_INPUT_SCALE
             self.notes.append(f"the graph's input preprocessing and input quantizer run on the hardware as an "
                               f"input stage; the input is uint8 codes * {in_scale:g} (--input-scale)")
