@@ -130,6 +130,16 @@ def rtl(yaml_path: Path, out: Path, x: np.ndarray, target_fps: int) -> dict:
             "planned": int(m["cycles_per_frame"]), "simulated": st["cycles_per_frame"]}
 
 
+def same_spec(a: Path, b: Path) -> bool:
+    """Two imports describe the same network: identical layer lists, input and arrays."""
+    import yaml
+    ya, yb = (yaml.safe_load(p.read_text()) for p in (a, b))
+    if ya["layers"] != yb["layers"] or ya["input"] != yb["input"]:
+        return False
+    with np.load(a.with_suffix(".npz")) as za, np.load(b.with_suffix(".npz")) as zb:
+        return sorted(za.files) == sorted(zb.files) and all(np.array_equal(za[k], zb[k]) for k in za.files)
+
+
 def plan_at_finn_rate(yaml_path: Path, name: str) -> str:
     """Planned cycles/frame at FINN's published frame rate (100 MHz), or why there is none."""
     from bitplane.gen.lower import lower
@@ -169,6 +179,9 @@ def main(argv=None) -> int:
             if code == 0:
                 row.update(compare(yaml_path, onnx_path, x))
                 row["finn_plan"] = plan_at_finn_rate(yaml_path, name)
+                ts = work / f"{name}-torchscript.yaml"
+                if exp != "torchscript" and ts.exists():
+                    row["same_spec"] = same_spec(ts, yaml_path)
                 if exp == "torchscript" and name in a.rtl.split(","):
                     fam = name.split("_")[0]
                     try:
@@ -195,7 +208,8 @@ def table(rows) -> str:
          "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         fam = r["model"].split("_")[0]
-        rt = ("yes" if r["exact"] else "**no**") if "exact" in r else r.get("rtl_error", "not run")
+        rt = (("yes" if r["exact"] else "**no**") if "exact" in r else
+              "same spec as TorchScript" if r.get("same_spec") else r.get("rtl_error", "not run"))
         L.append(f"| {r['model']} | {r['exporter']} | {'yes' if r['import'] else '**no**'} | "
                  f"{r.get('rel_err', float('nan')):.1e} | "
                  f"{100 * r.get('float_agree', 0):.1f} % / {100 * r.get('int_agree', 0):.1f} % "

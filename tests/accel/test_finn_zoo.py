@@ -10,9 +10,7 @@ exports import to the identical spec); the rest are ``slow``.
 """
 from __future__ import annotations
 
-import numpy as np
 import pytest
-import yaml
 
 from bitplane.cli.main import main as cli
 from bitplane.gen.spec import load_network
@@ -43,16 +41,6 @@ def _check_against_qonnx(name, onnx_path, yaml_path):
     return r
 
 
-def _same_spec(a, b):
-    """Two imports describe the same network: identical layer lists and arrays."""
-    ya, yb = (yaml.safe_load(p.read_text()) for p in (a, b))
-    assert ya["layers"] == yb["layers"] and ya["input"] == yb["input"]
-    with np.load(a.with_suffix(".npz")) as za, np.load(b.with_suffix(".npz")) as zb:
-        assert sorted(za.files) == sorted(zb.files)
-        for k in za.files:
-            assert np.array_equal(za[k], zb[k]), k
-
-
 def _rtl(name, yaml_path, tmp_path, frames):
     x = fz.images(name, "test")[:frames]
     r = fz.rtl(yaml_path, tmp_path / "hw", x, fz.TARGET_FPS[name.split("_")[0]])
@@ -71,7 +59,7 @@ def test_tfc_w1a2_both_exporters_import_match_qonnx_and_run_in_rtl(tmp_path, cap
     assert net.layers[0].op == "batchnorm" and net.layers[-1].op == "batchnorm"  # 2x-1, TensorNorm
     for onnx_path, yaml_path in paths.values():
         _check_against_qonnx("tfc_1w2a", onnx_path, yaml_path)
-    _same_spec(paths["torchscript"][1], paths["dynamo"][1])
+    assert fz.same_spec(paths["torchscript"][1], paths["dynamo"][1])
     _rtl("tfc_1w2a", paths["torchscript"][1], tmp_path, 3)
 
 
