@@ -33,6 +33,9 @@ def _bn_target(act_layer, basis):
     if q["type"] == "uint":
         top = ((1 << q["bits"]) - 1) * q["scale"]
         return top / 2, top / 2.5
+    if q["type"] == "int":
+        top = ((1 << (q["bits"] - 1)) - 1) * q["scale"]
+        return 0.0, top / 1.25
     return 0.5, 0.35
 
 

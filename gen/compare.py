@@ -50,14 +50,17 @@ def compare_paths(g: Golden, x) -> dict:
         if isinstance(st, CodePoolStage):
             idx = g.run_stage(st, idx)
             continue
-        mm = layers[st.name]
         acc = g.stage_acc(st, idx)
         nd = acc.ndim
         y_i = nn.channel_view(st.scale, nd) * acc + nn.channel_view(st.bias, nd)
         a_f = st.in_act.levels[idx]
         pad_f = 0.0 if st.pad_index is None else float(st.in_act.levels[st.pad_index])
-        y_f = g.float_layer(mm, a_f)
-        w_f = g.fq_weights(mm)
+        if st.identity:          # the input stage: its "matmul" is the float input itself
+            y_f, w_f = a_f, st.wq.fq
+        else:
+            mm = layers[st.name]
+            y_f = g.float_layer(mm, a_f)
+            w_f = g.fq_weights(mm)
         mag = _matmul(st, np.abs(a_f), np.abs(w_f), abs(pad_f))
         bound = REL_TIE * (mag + np.abs(y_f)) + 1e-300
         exact = st.wq.int_basis.exact and st.in_act.int_basis.exact and not st.weight_quant_implicit
@@ -72,7 +75,7 @@ def compare_paths(g: Golden, x) -> dict:
         out_i = g.run_stage(st, idx)
 
         def replay(y):
-            for name in st.layers[1:]:
+            for name in st.layers[0 if st.identity else 1:]:
                 layer = layers[name]
                 if layer.op == "quant_act":
                     return st.out_act.index(y)

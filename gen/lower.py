@@ -25,7 +25,7 @@ import numpy as np
 from bitplane.gen import nn
 from bitplane.core.errors import NotSupportedError, SpecError
 from bitplane.core.intmath import signed_bits  # noqa: F401 (part of lower's API)
-from .quant import ActQuant, QWeights, quantize_weights
+from .quant import ActQuant, Basis, IntBasis, QWeights, quantize_weights
 from .spec import Layer, Network
 
 HW_DEFAULT_WEIGHT_QUANT = {"type": "int", "bits": 8}
@@ -77,6 +77,7 @@ class MatmulStage:
     up: np.ndarray | None = None            # [C, T] bool: True counts acc >= T, False acc <= T
     weight_quant_implicit: bool = False
     pad_mode: str = "constant"              # conv padding: 'constant' (pad_index) or a mirror mode
+    identity: bool = False                  # the input stage: identity 1x1 weights (see _input_stage)
 
     @property
     def raw(self) -> bool:
@@ -328,6 +329,10 @@ def _lower(net: Network, input_act: ActQuant | None, codes_out: bool) -> Lowered
             raise NotSupportedError(f"{net.path}: layer '{L.name}' (#{L.index}), field 'op': 'act' is an "
                                     f"unquantized (full-precision) activation; it runs on the float path only. "
                                     f"Use a quant_act to run the network in hardware")
+    if layers[0].op in ("batchnorm", "quant_act"):
+        stage, i = _input_stage(net, act)
+        out.stages.append(stage)
+        act = stage.out_act
     while i < n:
         L = layers[i]
         if L.op == "maxpool":
@@ -408,6 +413,47 @@ def _lower(net: Network, input_act: ActQuant | None, codes_out: bool) -> Lowered
                   "maxpool) whose raw accumulators are the output; a trailing quant_act or maxpool on "
                   "codes is not supported", last, "op")
     return out
+
+
+def _input_stage(net: Network, act: ActQuant) -> tuple[MatmulStage, int]:
+    """The stage of a spec that starts with ``batchnorm... quant_act`` on the input codes.
+
+    Input preprocessing (a per-channel affine, e.g. FINN's ``2x - 1``) and a quantizer of
+    the input (signed ``int``, ``sign``, ...) become an *input stage*: a 1x1 convolution with
+    identity weights (one {0, 1} plane: coefficient 1, offset 0), so its
+    accumulator is the uint input code itself, followed by the thresholds of
+    ``quant_act(batchnorm(code * scale))``. Exact: the host still streams the same input
+    codes, and the stage runs on the ordinary engine. Returns the stage and the index of
+    the first layer after it."""
+    layers = net.layers
+    j = 0
+    while j < len(layers) and layers[j].op == "batchnorm":
+        j += 1
+    if j == len(layers) or layers[j].op != "quant_act":
+        bad = layers[min(j, len(layers) - 1)]
+        raise SpecError(net.path, "a batchnorm on the network input (input preprocessing) must be followed by "
+                                  "a quant_act, which quantizes the input for the first conv/dense layer",
+                        bad.name, bad.index, "op")
+    A = layers[j]
+    C = net.input_shape[0]
+    W = np.eye(C).reshape(C, C, 1, 1)
+    # one weight plane with values {0, 1} (coefficient 1, offset 0): the bit is the weight
+    ones, zeros = np.ones(C), np.zeros(C)
+    wq = QWeights("identity", 1, W.astype(np.int64), None, Basis(ones[None], zeros, ones.copy()),
+                  IntBasis(np.ones((1, C), np.int64), np.zeros(C, np.int64), ones.copy(), True),
+                  np.tile([0.0, 1.0], (C, 1)))
+    wq.fq = wq.decode(wq.codes)
+    w_int = wq.int_values()
+    lo, hi = _acc_range(wq.int_basis, wq.planes, act, C)
+    stage = MatmulStage(
+        name=layers[0].name, kind="conv", layers=[x.name for x in layers[:j + 1]], in_shape=net.input_shape,
+        mm_shape=net.input_shape, out_shape=A.out_shape, kernel=1, stride=1, pads=(0, 0, 0, 0), groups=1,
+        n_dot=C, wq=wq, w_int=w_int, in_act=act, pad_index=None, acc_lo=lo, acc_hi=hi,
+        acc_bits=signed_bits(lo, hi), scale=np.full(C, float(act.int_basis.scale)), bias=np.zeros(C),
+        post=[("bn", x) for x in layers[:j]], out_act=ActQuant(A["quant"], A["nonlin"], A.params),
+        identity=True)
+    stage.thresholds, stage.up = compute_thresholds(stage)
+    return stage, j + 1
 
 
 def _place_pool(stage: MatmulStage, P: Layer) -> PoolSpec:

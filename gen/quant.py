@@ -23,13 +23,14 @@ import numpy as np
 
 # Type -> (min bits, max bits) for each role.
 WEIGHT_TYPES = {"dorefa": (1, 16), "sign": (1, 1), "ttq": (2, 2), "lq": (1, 8), "int": (2, 16)}
-ACT_TYPES = {"dorefa": (1, 16), "sign": (1, 1), "lq": (1, 8), "uint": (1, 16)}
+ACT_TYPES = {"dorefa": (1, 16), "sign": (1, 1), "lq": (1, 8), "uint": (1, 16), "int": (2, 16)}
 # Allowed `nonlin` per activation quantizer type.
 ACT_NONLINS = {
     "dorefa": ("clip01", "cabs"),
     "sign": ("none",),
     "lq": ("relu", "none", "clip01"),
     "uint": ("relu", "none", "clip01"),
+    "int": ("none", "relu"),
 }
 NONLINS = ("clip01", "cabs", "relu", "none")
 DEFAULT_COEF_BITS = 12
@@ -326,6 +327,18 @@ class ActQuant:
             self.basis = Basis((1 << np.arange(P)).astype(np.float64), 0.0, self.scale)
             self.int_basis = IntBasis((1 << np.arange(P)).astype(np.int64), 0, self.scale, True)
             self._m = m
+        elif t == "int":
+            # signed k-bit: values s*v, v in lo..hi (narrow: -(2^(k-1)-1)..2^(k-1)-1, else from
+            # -2^(k-1)); plane code = level index = v - lo (offset binary, basis offset lo)
+            self.scale = float(qspec["scale"])
+            self.narrow = bool(qspec.get("narrow", False))
+            self._lo = -(1 << (k - 1)) + int(self.narrow)
+            self._hi = (1 << (k - 1)) - 1
+            n = self._hi - self._lo + 1
+            self.levels = (np.arange(n) + self._lo) * self.scale
+            self.level_codes = np.arange(n)
+            self.basis = Basis((1 << np.arange(P)).astype(np.float64), float(self._lo), self.scale)
+            self.int_basis = IntBasis((1 << np.arange(P)).astype(np.int64), self._lo, self.scale, True)
         elif t == "sign":
             self.levels = np.array([-1.0, 1.0])
             self.level_codes = np.array([0, 1])
@@ -374,6 +387,8 @@ class ActQuant:
             return rnd(x * self._m) / self._m
         if t == "uint":
             return np.clip(rnd(x / self.scale), 0, self._m) * self.scale
+        if t == "int":
+            return np.clip(rnd(x / self.scale), self._lo, self._hi) * self.scale
         if t == "sign":
             return sign(x)
         # lq: nearest level, ties to the lower one (a value above the midpoint goes up)
@@ -387,6 +402,8 @@ class ActQuant:
             return np.clip(rnd(x * self._m), 0, self._m).astype(np.int64)
         if t == "uint":
             return np.clip(rnd(x / self.scale), 0, self._m).astype(np.int64)
+        if t == "int":
+            return (np.clip(rnd(x / self.scale), self._lo, self._hi) - self._lo).astype(np.int64)
         if t == "sign":
             return (x >= 0).astype(np.int64)
         return np.searchsorted(self._mids, x, side="left").astype(np.int64)

@@ -53,7 +53,7 @@ _FIELDS = {
     "act": {"name": True, "op": True, "nonlin": True},
     "maxpool": {"name": True, "op": True, "kernel": True, "stride": False, "padding": False},
 }
-_QUANT_FIELDS = {"type", "bits", "coef_bits", "scale"}
+_QUANT_FIELDS = {"type", "bits", "coef_bits", "scale", "narrow"}
 
 # ---- graph networks (issue #16): named inputs, merges, average pools, padding modes
 GRAPH_OPS = ("add", "concat", "avgpool", "global_avgpool")
@@ -248,13 +248,21 @@ def _quant_field(ctx, layer, key, q, role):
         if t not in ("ttq", "lq"):
             raise ctx.err(f"coef_bits only applies to ttq/lq quantizers, not {t}", layer, f"{key}.coef_bits")
         out["coef_bits"] = _int_field(ctx, layer, f"{key}.coef_bits", q["coef_bits"], 2, 24)
-    if t == "uint":
+    scaled = t == "uint" or (t == "int" and role == "act")
+    if scaled:
         s = q.get("scale")
         if isinstance(s, bool) or not isinstance(s, (int, float)) or not (s > 0 and math.isfinite(s)):
-            raise ctx.err(f"uint activations need a positive finite 'scale', got {s!r}", layer, f"{key}.scale")
+            raise ctx.err(f"{t} activations need a positive finite 'scale', got {s!r}", layer, f"{key}.scale")
         out["scale"] = float(s)
     elif "scale" in q:
-        raise ctx.err(f"'scale' only applies to uint activations, not {t}", layer, f"{key}.scale")
+        raise ctx.err(f"'scale' only applies to uint and int activations, not {t} {roles}", layer, f"{key}.scale")
+    if "narrow" in q:
+        if not (t == "int" and role == "act"):
+            raise ctx.err(f"'narrow' only applies to int activations, not {t} {roles}", layer, f"{key}.narrow")
+        if not isinstance(q["narrow"], bool):
+            raise ctx.err(f"must be true or false, got {q['narrow']!r}", layer, f"{key}.narrow")
+    if t == "int" and role == "act":
+        out["narrow"] = bool(q.get("narrow", False))
     return out
 
 

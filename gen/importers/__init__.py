@@ -62,37 +62,8 @@ PyTorch ``state_dict`` (``--arch`` or ``--spec LAYERS.yaml``)
     ``bns.<bn>.*``, ``basis__<layer>``. With ``--arch`` biases follow the checkpoint; with
     ``--spec`` they follow the spec. Every tensor must be used.
 
-QONNX (Brevitas ``export_qonnx``), a sequential graph of this subset:
-    ====================  =========================================================
-    Quant on the input    unsigned, zero point 0 -> ``input: {bits, scale}``
-    Quant on weights      -> ``int`` k-bit weights; the dequantized values become ``W``,
-                          accepted only if the spec's rule (per output channel
-                          ``s = max|W|/(2^(k-1)-1)``) reproduces them, i.e. every channel's
-                          largest code is +-(2^(k-1)-1): per-channel max-abs scaling
-                          (Brevitas ``Int*WeightPerChannelFloat``). Otherwise rejected.
-    BipolarQuant weights  scale 1 -> ``sign``; one positive scale s -> DoReFa 1-bit
-                          (BWN, ``W = s*sign``, whose mean|W| is s); per-channel: rejected
-    Quant on activations  unsigned, zero point 0, not narrow, ROUND, per tensor ->
-                          ``uint`` (scale, k); after ``Clip(0,1)`` with scale 1/(2^k-1)
-                          -> ``dorefa`` k-bit ``clip01``
-    BipolarQuant acts     scale 1 -> ``sign`` (nonlin none)
-    Relu / Clip(0,1)      the ``nonlin`` of the next activation quantizer (``relu`` /
-                          ``clip01``; a MaxPool may sit between, they commute)
-    MultiThreshold        T = 2^k-1 equally spaced thresholds per channel, out_bias 0
-                          -> batchnorm + ``uint`` (scale = out_scale); 1 threshold with
-                          out_scale 2, out_bias -1 -> batchnorm + ``sign``. Equal to the
-                          node except exactly on a threshold (``>=`` vs round-half-even)
-    Conv                  square kernel, equal strides, no dilation, groups; pads that
-                          are ``valid``, symmetric or TensorFlow ``same``; bias
-    Gemm / MatMul         constant weights (``transB`` either way), alpha = beta = 1
-    BatchNormalization    inference mode -> ``batchnorm`` (eps kept)
-    MaxPool               square, ``valid``/symmetric/``same`` (ceil_mode when it equals one)
-    Flatten / Reshape     to ``[N, features]`` before a dense layer
-    Identity, Transpose   only when trivial (identity permutation)
-    ====================  =========================================================
-    Anything else (another op, a branch, a per-channel activation scale, signed
-    activations, ...) is rejected with an error naming the node and its op type. Spec
-    layers are named by kind and order: conv0.., fc0.., bn0.., act0.., pool0...
+QONNX (Brevitas ``export_qonnx``, both exporters; FINN's graphs)
+    See :mod:`bitplane.gen.importers.qonnx` for the subset and how each node maps.
 """
 from __future__ import annotations
 

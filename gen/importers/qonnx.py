@@ -1,4 +1,54 @@
-"""QONNX graphs as Brevitas exports them (see the package doc for the subset)."""
+"""QONNX graphs as Brevitas 0.13.4 exports them (both exporters) and FINN takes them.
+
+The graph first goes through qonnx's passes (``InferShapes``, ``FoldConstants`` keeping the
+quantizers, ``FoldTransposeIntoQuantInit``), so everything that only computes constants is
+folded (weight ``Transpose``, ``Reshape`` of constants, ``Pow`` of running statistics). Before
+that, every node that does not only compute constants must be in the subset below, else the
+import stops naming it. Then the activation path is walked as a chain:
+
+====================  =========================================================
+Quant on the input    unsigned, zero point 0, nothing before it -> ``input: {bits, scale}``
+Mul/Div/Add/Sub       by a constant (scalar or one value per channel): a run of them is one
+                      ``batchnorm`` (gamma = A, beta = B for y = A*x + B; mean 0, var 1,
+                      eps 0). Before the input quantizer: input preprocessing (FINN's
+                      ``2x - 1``); after a conv/dense: TensorNorm (``Sub/Div/Mul/Add``) or
+                      an affine before an activation quantizer. On quantized activations:
+                      refused
+input quantizer       after preprocessing, or signed, or BipolarQuant -> a ``quant_act``
+                      (``int``/``uint``/``sign``); with the preprocessing it is the spec's
+                      input stage (``gen.lower``), the input is uint8 codes * 1/255
+                      (``--input-scale``)
+Quant on weights      -> ``int`` k-bit weights; the dequantized values become ``W``,
+                      accepted only if the spec's rule (per output channel
+                      ``s = max|W|/(2^(k-1)-1)``) reproduces them, i.e. every channel's
+                      largest code is +-(2^(k-1)-1): per-channel max-abs scaling
+                      (Brevitas ``Int*WeightPerChannelFloat``). Otherwise rejected.
+BipolarQuant weights  scale 1 -> ``sign``; one positive scale s -> DoReFa 1-bit
+                      (BWN, ``W = s*sign``, whose mean|W| is s); per-channel: rejected
+Quant on activations  zero point 0, per tensor, ROUND. Unsigned, not narrow -> ``uint``
+                      (scale, k), after ``Clip(0,1)`` with scale 1/(2^k-1) -> ``dorefa``;
+                      signed -> ``int`` (k >= 2, ``narrow`` as exported, scale)
+BipolarQuant acts     scale 1 -> ``sign`` (nonlin none)
+Relu / Clip(0,1)      the ``nonlin`` of the next activation quantizer (``relu`` /
+                      ``clip01``; a MaxPool may sit between, they commute)
+MultiThreshold        T = 2^k-1 equally spaced thresholds per channel, out_bias 0
+                      -> batchnorm + ``uint`` (scale = out_scale); 1 threshold with
+                      out_scale 2, out_bias -1 -> batchnorm + ``sign``. Equal to the
+                      node except exactly on a threshold (``>=`` vs round-half-even)
+Conv                  square kernel, equal strides, no dilation, groups; pads that
+                      are ``valid``, symmetric or TensorFlow ``same``; bias
+Gemm / MatMul         constant weights (``transB`` either way), alpha = beta = 1
+BatchNormalization    inference mode -> ``batchnorm`` (eps kept)
+MaxPool               square, ``valid``/symmetric/``same`` (ceil_mode when it equals one)
+Flatten / Reshape     to ``[N, features]`` before a dense layer
+Identity, Dropout     passed through (Dropout in inference mode)
+Transpose             only the identity permutation (weight transposes are folded)
+====================  =========================================================
+
+Anything else (another op, a branch, a per-channel activation scale, a zero point, ...) is
+rejected with an error naming the node and its op type. Spec layers are named by kind and
+order: conv0.., fc0.., bn0.., act0.., pool0...
+"""
 from __future__ import annotations
 
 import math
@@ -17,6 +67,14 @@ from .common import DEFAULT_INPUT_SCALE, Imported, _input_file, _optional_module
 _STD_DOMAINS = ("", "ai.onnx")
 _QONNX_DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general", "onnx.brevitas", "finn")
 _ROUND = {"ROUND": np.rint, "CEIL": np.ceil, "FLOOR": np.floor}
+# the supported subset: op types walked on the activation path (everything else, unless it only
+# computes constants that qonnx's constant folding removes, is refused naming the node)
+_CUSTOM_OPS = ("Quant", "BipolarQuant", "MultiThreshold")
+_STD_OPS = ("Conv", "Gemm", "MatMul", "BatchNormalization", "MaxPool", "Relu", "Clip", "Flatten", "Reshape",
+            "Transpose", "Identity", "Dropout", "Mul", "Div", "Add", "Sub")
+_AFFINE_OPS = ("Mul", "Div", "Add", "Sub")
+_SUBSET = ("Quant, BipolarQuant, MultiThreshold, Conv, Gemm, MatMul, BatchNormalization, MaxPool, Relu, "
+           "Clip(0,1), Flatten, Reshape, Mul/Div/Add/Sub by a constant, Identity, Dropout, trivial Transpose")
 
 
 def _label(node) -> str:
@@ -137,16 +195,14 @@ class _QonnxGraph:
                                  f"maps to a spec activation quantizer")
         if np.any(zp != 0):
             raise self.err(node, "activation zero point must be 0")
-        if signed:
-            raise self.err(node, "signed activation quantization has no spec quantizer (activations are "
-                                 "unsigned uint/dorefa, bipolar sign or LQ-Nets)")
-        if narrow:
+        if narrow and not signed:
             raise self.err(node, "narrow-range unsigned activations (0..2^k-2) have no spec quantizer")
         if mode != "ROUND":
             raise self.err(node, f"activation rounding_mode {mode}: only ROUND (half to even) matches the spec")
-        if not 1 <= bits <= 16:
-            raise self.err(node, f"{bits}-bit activations are out of range 1..16")
-        return float(np.asarray(scale).reshape(-1)[0]), bits
+        if not (2 if signed else 1) <= bits <= 16:
+            raise self.err(node, f"{bits}-bit {'signed' if signed else 'unsigned'} activations are out of range "
+                                 f"{2 if signed else 1}..16")
+        return float(np.asarray(scale).reshape(-1)[0]), bits, bool(signed), bool(narrow)
 
     # ------------------------------------------------------------------ weights
     def weights(self, node, name, out_axis_first):
@@ -280,7 +336,18 @@ class _QonnxGraph:
         cur, cur_shape = inp.name, shape
         flat = False           # flattened, with spatial dims > 1 (only elementwise ops and dense may follow)
         pending = None         # (nonlin, node) waiting for its activation quantizer
-        while cur not in self.outputs:
+        started = False        # a conv/dense layer was seen
+        quantized = False      # the current tensor is quantized (after the input quantizer or a quant_act)
+        affine = None          # [A, B, first node]: a run of Mul/Div/Add/Sub, y = A*x + B per channel
+        pre_node = None        # first input-preprocessing node (before the input quantizer)
+        while True:
+            nxt = [n for n in self.consumers.get(cur, []) if id(n) not in self.done]
+            if affine is not None and (cur in self.outputs or not nxt or len(nxt) > 1
+                                       or nxt[0].op_type not in _AFFINE_OPS):
+                self.flush_affine(affine)
+                affine = None
+            if cur in self.outputs:
+                break
             users = [n for n in self.consumers.get(cur, []) if id(n) not in self.done]
             if not users:
                 raise SpecError(self.path, f"tensor '{cur}' is not the graph output but nothing consumes it")
@@ -289,24 +356,17 @@ class _QonnxGraph:
                                          f"({', '.join(_label(u) for u in users)}); only sequential graphs map "
                                          f"to a spec")
             node = users[0]
-            if node.input[0] != cur:
-                raise self.err(node, f"the activation '{cur}' must be its first input")
             op = node.op_type
-            std = node.domain in _STD_DOMAINS
-            custom = node.domain in _QONNX_DOMAINS
-            if not (std or custom) or (custom and op not in ("Quant", "BipolarQuant", "MultiThreshold")) or (
-                    std and op not in ("Conv", "Gemm", "MatMul", "BatchNormalization", "MaxPool", "Relu", "Clip",
-                                       "Flatten", "Reshape", "Transpose", "Identity")):
-                raise self.err(node, f"op '{op}' (domain '{node.domain}') is outside the supported QONNX subset "
-                                     f"(Quant, BipolarQuant, MultiThreshold, Conv, Gemm, MatMul, "
-                                     f"BatchNormalization, MaxPool, Relu, Clip(0,1), Flatten, Reshape, trivial "
-                                     f"Transpose/Identity)")
+            _check_op(self, node)
+            if node.input[0] != cur and not (op in _AFFINE_OPS and len(node.input) == 2 and node.input[1] == cur):
+                raise self.err(node, f"the activation '{cur}' must be its first input")
             if len([o for o in node.output if o]) != 1:
                 raise self.err(node, "only single-output nodes are supported")
             a = self.attrs(node)
             C = cur_shape[0]
             spatial = len(cur_shape) == 3 and cur_shape[1] * cur_shape[2] > 1
-            if pending is not None and op not in ("Quant", "BipolarQuant", "MultiThreshold", "MaxPool"):
+            if pending is not None and op not in ("Quant", "BipolarQuant", "MultiThreshold", "MaxPool", "Identity",
+                                                  "Dropout"):
                 raise self.err(pending[1], f"{pending[0]} must be followed by an activation quantizer (Quant, "
                                            f"MultiThreshold), found {_label(node)}; unquantized activations have "
                                            f"no spec form")
@@ -316,18 +376,32 @@ class _QonnxGraph:
                 raise self.err(node, "acts per feature on a flattened feature map; the spec's per-channel form "
                                      "cannot express it")
 
-            if op == "Quant" and not self.layers and pending is None:
-                scale, bits = self.act_quant_params(node)
-                in_bits, in_scale = bits, scale
-            elif op == "Quant":
-                scale, bits = self.act_quant_params(node)
+            if op in ("Conv", "Gemm", "MatMul") and not started and self.layers and not quantized:
+                raise self.err(pre_node, f"input preprocessing before {_label(node)} is not followed by an input "
+                                         f"quantizer (Quant/BipolarQuant); the hardware needs quantized inputs there")
+            if op in ("Quant", "BipolarQuant", "MultiThreshold"):
+                quantized = True
+            elif op in ("Conv", "Gemm", "MatMul"):
+                started, quantized = True, False
+
+            if op == "Quant":
+                scale, bits, signed, narrow = self.act_quant_params(node)
                 nonlin = pending[0] if pending else "none"
                 m = float((1 << bits) - 1)
-                if nonlin == "clip01" and math.isclose(scale * m, 1.0, rel_tol=1e-6):
-                    q = {"type": "dorefa", "bits": bits}
+                if not started and not self.layers and pending is None and not signed:
+                    in_bits, in_scale = bits, scale       # unsigned codes straight from the input
+                    as_input = True
+                elif signed:
+                    if nonlin not in ("none", "relu"):
+                        raise self.err(pending[1], f"{nonlin} before a signed Quant has no spec form")
+                    q, as_input = {"type": "int", "bits": bits, "narrow": narrow, "scale": scale}, False
+                elif nonlin == "clip01" and math.isclose(scale * m, 1.0, rel_tol=1e-6):
+                    q, as_input = {"type": "dorefa", "bits": bits}, False
                 else:
-                    q = {"type": "uint", "bits": bits, "scale": scale}
-                self.layers.append({"name": self.new_name("act"), "op": "quant_act", "nonlin": nonlin, "quant": q})
+                    q, as_input = {"type": "uint", "bits": bits, "scale": scale}, False
+                if not as_input:
+                    self.layers.append({"name": self.new_name("act"), "op": "quant_act", "nonlin": nonlin,
+                                        "quant": q})
                 pending = None
             elif op == "BipolarQuant":
                 s = self.need_const(node, node.input[1], "scale")
@@ -336,8 +410,6 @@ class _QonnxGraph:
                                          f"scale 1 maps to the spec's sign activations")
                 if pending is not None:
                     raise self.err(pending[1], f"{pending[0]} before a BipolarQuant makes every value +1")
-                if not self.layers:
-                    raise self.err(node, "the network input must be unsigned codes, not bipolar")
                 self.layers.append({"name": self.new_name("act"), "op": "quant_act", "nonlin": "none",
                                     "quant": {"type": "sign"}})
             elif op == "MultiThreshold":
@@ -365,6 +437,18 @@ class _QonnxGraph:
                 if not self.layers:
                     raise self.err(node, "a nonlinearity on the network input has no spec form")
                 pending = (nonlin, node)
+            elif op in _AFFINE_OPS:
+                if quantized:
+                    raise self.err(node, "an elementwise affine on quantized activations has no spec form (it "
+                                         "must sit between a conv/dense and its activation quantizer, before the "
+                                         "input quantizer, or after the last layer)")
+                if not started and pre_node is None:
+                    pre_node = node
+                affine = self.affine_step(node, cur, cur_shape, flat and spatial, affine)
+            elif op == "Dropout":
+                mode = self.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+                if mode is not None and bool(np.reshape(mode, -1)[0]):
+                    raise self.err(node, "training_mode is true: export the model in eval mode")
             elif op == "Conv":
                 x_name = node.input[1]
                 W, wq = self.weights(node, x_name, lambda w: w)
@@ -467,7 +551,11 @@ class _QonnxGraph:
                                     "weight computation)")
         if not self.layers:
             raise SpecError(self.path, "the graph has no layers")
-        if in_scale is None:
+        if in_scale is None and (pre_node is not None or self.layers[0]["op"] == "quant_act"):
+            in_scale = self.input_scale_opt if self.input_scale_opt is not None else DEFAULT_INPUT_SCALE
+            self.notes.append(f"the graph's input preprocessing and input quantizer run on the hardware as an "
+                              f"input stage; the input is uint8 codes * {in_scale:g} (--input-scale)")
+        elif in_scale is None:
             in_scale = self.input_scale_opt if self.input_scale_opt is not None else DEFAULT_INPUT_SCALE
             self.notes.append(f"no input quantizer in the graph: the input is uint8 codes * {in_scale:g} "
                               f"(--input-scale)")
@@ -477,6 +565,50 @@ class _QonnxGraph:
         spec = {"name": None, "input": {"shape": [int(v) for v in shape], "bits": in_bits, "scale": in_scale},
                 "layers": self.layers}
         return Imported(self.path, "qonnx", spec, self.arrays, self.notes)
+
+    def affine_step(self, node, cur, cur_shape, flattened, affine):
+        """Compose one Mul/Div/Add/Sub by a constant into ``affine`` = [A, B, first node]."""
+        op = node.op_type
+        other = node.input[1] if node.input[0] == cur else node.input[0]
+        v = self.const(other)
+        if v is None:
+            raise self.err(node, f"{op} of two computed tensors has no spec form (one operand must be a constant)")
+        v = np.asarray(v, dtype=np.float64)
+        C = cur_shape[0]
+        if v.size == 1:
+            v = np.full(C, float(v.reshape(-1)[0]))
+        else:
+            ok = ((C, 1, 1), (1, C, 1, 1)) if len(cur_shape) == 3 else ((C,), (1, C))
+            if flattened or tuple(v.shape) not in ok:
+                raise self.err(node, f"constant of shape {list(v.shape)} on a tensor of shape {list(cur_shape)}: only "
+                                     f"a scalar or one value per channel maps to the spec")
+            v = v.reshape(C)
+        A, B, first = affine if affine is not None else (np.ones(C), np.zeros(C), node)
+        if op == "Div" and node.input[0] != cur:
+            raise self.err(node, "dividing a constant by the activation is not affine")
+        if op == "Div" and np.any(v == 0):
+            raise self.err(node, "division by zero")
+        if op == "Mul":
+            A, B = A * v, B * v
+        elif op == "Div":
+            A, B = A / v, B / v
+        elif op == "Add":
+            B = B + v
+        elif node.input[0] == cur:            # Sub: x - v
+            B = B - v
+        else:                                 # Sub: v - x
+            A, B = -A, v - B
+        if not (np.all(np.isfinite(A)) and np.all(np.isfinite(B))):
+            raise self.err(node, "the constant makes the values non-finite")
+        return [A, B, first]
+
+    def flush_affine(self, affine):
+        """A finished Mul/Div/Add/Sub run -> one batchnorm layer (gamma=A, beta=B, mean 0, var 1, eps 0)."""
+        A, B, _ = affine
+        n = self.new_name("bn")
+        self.arrays.update({f"{n}/gamma": A, f"{n}/beta": B, f"{n}/mean": np.zeros(A.size),
+                            f"{n}/var": np.ones(A.size)})
+        self.layers.append({"name": n, "op": "batchnorm", "eps": 0.0})
 
     def multithreshold(self, node, a, C, pending):
         if len(node.input) != 2:
@@ -527,6 +659,42 @@ class _QonnxGraph:
         self.layers.append({"name": self.new_name("act"), "op": "quant_act", "nonlin": nonlin, "quant": q})
 
 
+def _check_op(g, node):
+    """Refuse a node outside the supported subset, naming it and its op type."""
+    op = node.op_type
+    std, custom = node.domain in _STD_DOMAINS, node.domain in _QONNX_DOMAINS
+    if not ((std and op in _STD_OPS) or (custom and op in _CUSTOM_OPS)):
+        raise g.err(node, f"op '{op}' (domain '{node.domain}') is outside the supported QONNX subset ({_SUBSET})")
+
+
+def _cleanup(path, model):
+    """qonnx's cleanup (shape inference, constant folding, weight Transposes folded into their
+    quantizers) on a graph whose every node is in the subset or only computes constants."""
+    probe = _QonnxGraph(path, model, None)        # constants and node labels of the original graph
+    const = set(probe.consts) | {""}
+    for n in model.graph.node:
+        if all(i in const for i in n.input) and n.op_type not in _CUSTOM_OPS:
+            const.update(n.output)                # computes a constant: qonnx folds it
+            continue
+        _check_op(probe, n)
+    _optional_module("qonnx", "importing QONNX")
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.fold_constants import FoldConstants
+    from qonnx.transformation.infer_shapes import InferShapes
+    from qonnx.transformation.quant_constant_folding import FoldTransposeIntoQuantInit
+    for n in model.graph.node:
+        if n.domain in _QONNX_DOMAINS:
+            n.domain = "qonnx.custom_op.general"
+    try:
+        w = ModelWrapper(model)
+        for t in (InferShapes(), FoldConstants(exclude_op_types=list(_CUSTOM_OPS)), FoldTransposeIntoQuantInit()):
+            w = w.transform(t)
+    except Exception as e:  # noqa: BLE001 - qonnx/onnxruntime raise many types on malformed graphs
+        raise SpecError(path, f"qonnx cleanup (shape inference, constant folding) failed: {type(e).__name__}: "
+                              f"{' '.join(str(e).split())[:200]}") from None
+    return w.model
+
+
 def import_qonnx(path, input_scale: float | None = None) -> Imported:
     """A QONNX graph (the subset in the module doc) -> :class:`Imported`."""
     onnx = _optional_module("onnx", "importing QONNX")
@@ -538,6 +706,7 @@ def import_qonnx(path, input_scale: float | None = None) -> Imported:
     if not model.graph.node or not model.graph.input:
         raise SpecError(path, "not an ONNX model (no graph nodes or inputs)")
     try:
+        model = _cleanup(path, model)
         return _QonnxGraph(path, model, input_scale).run()
     except (TypeError, ValueError, KeyError, IndexError) as e:
         # attribute or tensor of an unexpected type/shape somewhere in a hand-made graph

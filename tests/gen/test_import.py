@@ -616,13 +616,31 @@ def test_qonnx_rejections(tmp_path, capsys):
     per_channel = numpy_helper.to_array(init)
     init.CopyFrom(numpy_helper.from_array(np.full((), per_channel.max(), np.float32), init.name))
     run(m, f"node '{wq.name}' (Quant)", "not reproduced by the spec's int rule", "Int8WeightPerChannelFloat")
-    # signed activations
+    # an activation zero point (asymmetric activations)
     m = ih.to_qonnx(src)
     aq = next(n for n in m.graph.node if n.op_type == "Quant" and n.input[0].endswith("_Relu"))
-    for a in aq.attribute:
-        if a.name == "signed":
-            a.i = 1
-    run(m, f"node '{aq.name}' (Quant)", "signed activation")
+    zp = next(t for t in m.graph.initializer if t.name == aq.input[2])
+    zp.CopyFrom(numpy_helper.from_array(np.array(1.0, np.float32), zp.name))
+    run(m, f"node '{aq.name}' (Quant)", "zero point must be 0")
+    # an affine on quantized activations (between a quantizer and the next conv)
+    m = ih.to_qonnx(src)
+    aq = next(n for n in m.graph.node if n.op_type == "Quant" and n.input[0].endswith("_Relu"))
+    for n in m.graph.node:
+        if aq.output[0] in n.input:
+            n.input[list(n.input).index(aq.output[0])] = "scaled"
+    m.graph.initializer.append(numpy_helper.from_array(np.array(3.0, np.float32), "three"))
+    m.graph.node.append(helper.make_node("Mul", [aq.output[0], "three"], ["scaled"], name="mid_mul"))
+    run(m, "node 'mid_mul' (Mul)", "affine on quantized activations")
+    # input preprocessing without an input quantizer
+    m = ih.to_qonnx(src)
+    inq = m.graph.node[0]
+    for n in m.graph.node:
+        if inq.output[0] in n.input:
+            n.input[list(n.input).index(inq.output[0])] = "pre"
+    m.graph.node.remove(inq)
+    m.graph.node.insert(0, helper.make_node("Sub", ["input", "three_"], ["pre"], name="pre_sub"))
+    m.graph.initializer.append(numpy_helper.from_array(np.array(0.5, np.float32), "three_"))
+    run(m, "node 'pre_sub' (Sub)", "not followed by an input quantizer")
     # MultiThreshold with thresholds that are not equally spaced
     m = ih.to_qonnx(src, multithreshold=True)
     mt = next(n for n in m.graph.node if n.op_type == "MultiThreshold")

@@ -98,7 +98,8 @@ def test_lq_weights_nearest_level_ties_to_lower():
 
 ACT_CASES = ([("dorefa", k, "clip01") for k in range(1, 9)] + [("dorefa", 2, "cabs")]
              + [("uint", k, "relu") for k in range(1, 9)] + [("sign", 1, "none")]
-             + [("lq", k, "relu") for k in range(1, 9)])
+             + [("lq", k, "relu") for k in range(1, 9)] + [("int", k, "none") for k in range(2, 9)]
+             + [("int", 2, "relu")])
 
 
 @pytest.mark.parametrize("t,k,nonlin", ACT_CASES)
@@ -108,8 +109,10 @@ def test_act_basis_reproduces_fake_quant(t, k, nonlin):
            arrays(np.float64, k, elements=st.floats(0.01, 2)), st.floats(0.01, 1))
     def check(z, basis, scale):
         qs = {"type": t, "bits": k}
-        if t == "uint":
+        if t in ("uint", "int"):
             qs["scale"] = scale
+        if t == "int":
+            qs["narrow"] = k % 2 == 0
         a = ActQuant(qs, nonlin, {"basis": basis})
         x = a.nonlin(z)
         n = a.encode(x)
@@ -144,6 +147,14 @@ def test_act_formulas():
     assert a.level_codes.tolist() == [0, 2, 1, 3]      # level index -> plane code
     a = ActQuant({"type": "uint", "bits": 3, "scale": 0.5}, "relu")
     assert a.apply(np.array([-1.0, 0.74, 0.76, 100.0])).tolist() == [0.0, 0.5, 1.0, 3.5]
+    # signed int, FINN's A2: narrow 2-bit {-1, 0, 1}; code = level index = value + 1 (offset -1)
+    a = ActQuant({"type": "int", "bits": 2, "narrow": True, "scale": 1.0}, "none")
+    assert a.levels.tolist() == [-1.0, 0.0, 1.0] and a.zero_index == 1
+    assert a.apply(np.array([-3.0, -0.6, -0.5, 0.49, 0.5, 1.5, 9.0])).tolist() == [-1, -1, 0, 0, 0, 1, 1]
+    assert a.level_ints.tolist() == [-1, 0, 1] and a.int_basis.offset == -1 and a.planes == 2
+    a = ActQuant({"type": "int", "bits": 3, "narrow": False, "scale": 0.25}, "none")
+    assert a.levels.tolist() == [-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75] and a.zero_index == 4
+    assert a.encode(np.array([-5.0, 0.0, 0.8])).tolist() == [0, 4, 7]
 
 
 def test_lq_act_matches_brute_force_nearest():

@@ -1,7 +1,7 @@
 import pytest
 
 from tests.accel.test_accel import TINY
-from tests.netgen import write_network
+from tests.support.netgen import write_network
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import pytest
 from bitplane.gen.lower import lower
 from bitplane.gen.plan import PlanError, plan
 from bitplane.gen.spec import load_network
-from tests.netgen import write_network
+from tests.support.netgen import write_network
 
 from .helpers import assert_clean_error, cli
 

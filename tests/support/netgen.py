@@ -26,6 +26,8 @@ ACT_QUANTS = [
     ("clip01", {"type": "dorefa", "bits": 4}), ("cabs", {"type": "dorefa", "bits": 2}),
     ("none", {"type": "sign"}), ("relu", {"type": "lq", "bits": 2}), ("relu", {"type": "lq", "bits": 3}),
     ("relu", {"type": "uint", "bits": 3, "scale": 0.125}),
+    ("none", {"type": "int", "bits": 2, "narrow": True, "scale": 0.5}),
+    ("none", {"type": "int", "bits": 3, "narrow": False, "scale": 0.25}),
 ]
 
 
