@@ -410,6 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_parser(sub)
     from bitplane.gen import importers
     importers.add_parser(sub)
+    from bitplane.cli import sweep
+    sweep.add_parser(sub)
     return ap
 
 

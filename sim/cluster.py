@@ -69,7 +69,7 @@ def dask_client(scheduler: str | None = None, workers: int | None = None, progre
     n = workers or os.cpu_count() or 1
     if progress:
         progress(f"local Dask cluster: {n} worker process(es), 1 thread each")
-    with d.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+    with d.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                         silence_logs=logging.ERROR) as cluster, \
             d.Client(cluster, set_as_default=False) as client:
         yield client
