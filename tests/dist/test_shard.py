@@ -93,7 +93,7 @@ def test_unreachable_scheduler_one_line_error_within_seconds(design, tmp_path, c
               "--scheduler", "tcp://127.0.0.1:9"])
     dt = time.monotonic() - t0
     err = capsys.readouterr().err
-    assert rc == 1 and dt < 8
+    assert rc == 1 and dt < 20          # 3 s connect timeout + imports on a loaded CI machine
     assert err.strip().splitlines()[-1].startswith("bitplane: error: cannot reach the Dask scheduler at "
                                                    "'tcp://127.0.0.1:9'")
     assert "Traceback" not in err and not (tmp_path / "y.npy").exists()
