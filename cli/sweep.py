@@ -20,9 +20,9 @@ A sweep file (YAML; paths relative to it)::
 A point is (network, bits) x folding goal x synthesis target. Measures: ``plan`` (planned
 cycles/frame, frames/s at the clock, planner LUT estimate), ``sim`` (cycles/frame measured by
 the native Verilator harness on the first ``sim_frames`` validation frames, outputs checked
-identical to the golden int path), ``synth`` (LUT/FF/BRAM from synth/flow.py; Fmax on
-ECP5/iCE40, none for the Xilinx estimates), ``accuracy`` (the golden int path on the validation
-frames against their labels).
+identical to the golden int path), ``synth`` (LUT/FF/BRAM from synth/flow.py, BRAM in
+36-kbit block equivalents; Fmax from nextpnr on ECP5/iCE40, none for the Xilinx estimates),
+``accuracy`` (the golden int path on the validation frames against their labels).
 
 Every step is a Dask task on the cluster of :mod:`sim.cluster` (``--workers``, ``--scheduler``):
 training once per (network, bits), accuracy once per network, compile + simulation once per
@@ -278,8 +278,10 @@ def task_synth(design: dict, target: str, clock_mhz: float) -> dict:
         res = rep["resources"]
         return {"LUT": res["LUT"], "FF": res["FF"], "BRAM36": res["BRAM36"], "fmax_mhz": None}
     u = {k: v["used"] for k, v in rep["utilisation"].items()}
-    return {"LUT": u.get("TRELLIS_COMB", u.get("ICESTORM_LC")), "FF": u.get("TRELLIS_FF"),
-            "BRAM36": u.get("DP16KD", u.get("ICESTORM_RAM")), "fmax_mhz": rep["fmax_mhz"], "fits": rep["fits"]}
+    # block RAM in 36-kbit equivalents: ECP5 DP16KD hold 18 kbit, iCE40 RAM4K 4 kbit
+    bram = u["DP16KD"] / 2 if "DP16KD" in u else u.get("ICESTORM_RAM", 0) * 4 / 36
+    return {"LUT": u.get("TRELLIS_COMB", u.get("ICESTORM_LC")), "FF": u.get("TRELLIS_FF", u.get("ICESTORM_LC")),
+            "BRAM36": bram, "fmax_mhz": rep["fmax_mhz"], "fits": rep["fits"]}
 
 
 # ---------------------------------------------------------------------------------------------- the driver
