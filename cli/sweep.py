@@ -123,8 +123,8 @@ def load_sweep(path) -> dict:
         for k in ("arch", "quant", "dataset"):
             if not isinstance(t.get(k), str):
                 raise bad(f"{f}.train.{k}", "required (a string)")
-        cfg = {k: (t[k] if TRAIN_FIELDS[k] is str else num(f"{f}.train.{k}", t[k], TRAIN_FIELDS[k], 1 if k != "seed" else 0))
-               for k in t}
+        cfg = {k: t[k] if TRAIN_FIELDS[k] is str else
+               num(f"{f}.train.{k}", t[k], TRAIN_FIELDS[k], 0 if k == "seed" else 1) for k in t}
         cfg.setdefault("epochs", 1)
         nm = n.get("name") or t["arch"]
         if not isinstance(nm, str):
@@ -273,7 +273,8 @@ def task_design(blob: dict, goal: str, value, clock_mhz: float, sim_x) -> dict:
 def task_synth(design: dict, target: str, clock_mhz: float) -> dict:
     """Synthesize a design (:func:`task_design`'s result) for ``target``."""
     from bitplane.synth.flow import synthesize
-    rep = synthesize(design["files"]["accelerator.v"], design["top"], target, clock_mhz, progress=lambda s: None, bitstream=False)
+    rep = synthesize(design["files"]["accelerator.v"], design["top"], target, clock_mhz, progress=lambda s: None,
+                     bitstream=False)
     if "resources" in rep:
         res = rep["resources"]
         return {"LUT": res["LUT"], "FF": res["FF"], "BRAM36": res["BRAM36"], "fmax_mhz": None}
@@ -316,14 +317,14 @@ def run_sweep(sw: dict, out: Path, client, log=print) -> list[dict]:
         folder.mkdir(parents=True, exist_ok=True)
         for f, b in blob["files"].items():
             atomic_write(folder / f, lambda fh, b=b: fh.write(b))
-        return {"dir": str(folder), "yaml": blob["yaml"], "summary": blob.get("summary")}
+        return {"dir": f"nets/{name}", "yaml": blob["yaml"], "summary": blob.get("summary")}
 
     def save_design(name, r):
         folder = out / "designs" / name
         folder.mkdir(parents=True, exist_ok=True)
         for f, text in r["files"].items():
             atomic_write(folder / f, lambda fh, t=text: fh.write(t.encode()))
-        return {k: v for k, v in r.items() if k != "files"} | {"dir": str(folder)}
+        return {k: v for k, v in r.items() if k != "files"} | {"dir": f"designs/{name}"}   # relative to DIR
 
     x_f = y_f = sim_f = None
     if data:
@@ -343,7 +344,7 @@ def run_sweep(sw: dict, out: Path, client, log=print) -> list[dict]:
                 nkey = _key("train", net["train"], bits)
                 nname = f"{label}-{nkey}"
                 hit = cached(f"net-{nname}")
-                net_src = _read_net(Path(hit["dir"]) / hit["yaml"]) if hit else \
+                net_src = _read_net(out / hit["dir"] / hit["yaml"]) if hit else \
                     step(f"net-{nname}", task_train, net["train"], bits, label, save=save_net)
             acc = step(f"acc-{nkey}-{dkey}", task_accuracy, net_src, x_f, y_f) if "accuracy" in want else None
             for goal, value in sw["goals"]:
@@ -352,7 +353,8 @@ def run_sweep(sw: dict, out: Path, client, log=print) -> list[dict]:
                 hit = cached(f"design-{dname}")
                 if hit:
                     des = hit
-                    syn_src = {"top": hit["top"], "files": {"accelerator.v": (Path(hit["dir"]) / "accelerator.v").read_text()}}
+                    verilog = (out / hit["dir"] / "accelerator.v").read_text()
+                    syn_src = {"top": hit["top"], "files": {"accelerator.v": verilog}}
                 else:
                     des = syn_src = step(f"design-{dname}", task_design, net_src, goal, value, sw["clock_mhz"],
                                          sim_f if "sim" in want else None, save=save_design)

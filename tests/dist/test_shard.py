@@ -67,7 +67,8 @@ def test_worker_killed_mid_shard_loses_no_frame(design):
             # wait until a worker is executing a shard, then SIGKILL that worker process
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and not killed:
-                busy = client.run(lambda dask_worker: (os.getpid(), [str(ts.key) for ts in dask_worker.state.executing]))
+                busy = client.run(lambda dask_worker: (os.getpid(),
+                                                       [str(ts.key) for ts in dask_worker.state.executing]))
                 for _addr, (pid, keys) in busy.items():
                     if any("shard" in k for k in keys):
                         time.sleep(0.5)                      # well inside the shard's simulation
