@@ -475,12 +475,14 @@ def _plot(sw, rows, path: Path):
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     markers = {t: m for t, m in zip(dict.fromkeys(r["synth_target"] for r in ok), "osD^v<>")}
     accs = [r.get("accuracy") for r in ok if r.get("accuracy") is not None]
+    lo, hi = min(accs, default=0.0), max(accs, default=1.0)
+    lo, hi = (lo - 0.005, hi + 0.005) if hi - lo < 0.01 else (lo, hi)
     sc = None
     for r in ok:
         lut = r.get("LUT") if r.get("LUT") is not None else r.get("planned_luts")
         fps = r.get("sim_fps") or r.get("planned_fps")
         sc = ax.scatter(lut, fps, c=[r.get("accuracy") if r.get("accuracy") is not None else 0.0],
-                        cmap="viridis", vmin=min(accs, default=0), vmax=max(accs, default=1),
+                        cmap="viridis", vmin=lo, vmax=hi,
                         marker=markers[r["synth_target"]], s=70 if r["pareto"] else 30,
                         edgecolors="red" if r["pareto"] else "none", linewidths=1.5)
         if r["pareto"]:
