@@ -3,7 +3,8 @@
     python bench/report.py [--quick]
 
 Runs ``bench/golden.py`` (golden-model speed), ``bench/engines.py`` (per (W, A) engine
-LUT6/binary op and ECP5 Fmax) and ``bench/networks.py`` (per network cycles/frame,
+LUT6/binary op and ECP5 Fmax), ``bench/shard.py`` (demo-net RTL simulation sharded over 1 and 2
+local Dask workers) and ``bench/networks.py`` (per network cycles/frame,
 frames/s, LUTs, BRAM, simulation speed, compile time; synthesis results are cached in
 ``build/synth``), then writes the report: every figure with the date, the machine, the tool
 versions and the command that reproduces it, and the comparison with the published FINN
@@ -19,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import engines, golden, networks  # noqa: E402
+from bench import engines, golden, networks, shard  # noqa: E402
 from bitplane.core.environment import machine  # noqa: E402
 from bitplane.synth.flow import tool_versions  # noqa: E402
 
@@ -111,6 +112,7 @@ def main(argv=None):
     if args.no_ecp5 and not args.quick:
         net_args.append("--no-ecp5")
     n_rows = networks.main(net_args)
+    sh = shard.main(["--frames", "200" if args.quick else "2000"])
     pics = _plots(e_rows, n_rows, out)
     date, mach, tools = time.strftime("%Y-%m-%d"), machine(), tool_versions()
     L = ["# bitplane benchmark report",
@@ -166,7 +168,8 @@ def main(argv=None):
                  + (f" ECP5: {r['ecp5_error']}" if r.get("ecp5_error") else ""))
     if "networks.png" in pics:
         L += ["", "![networks](networks.png)"]
-    L += ["", "## Against FINN and BISMO", "",
+    L += [""] + shard.markdown(sh)
+    L += ["## Against FINN and BISMO", "",
           "Figure of merit: frames/s per LUT at equal clock (100 MHz), and binary ops per cycle per LUT6. "
           "Differences: FINN's LUTs are Vivado post-synthesis on xc7z020, ours are yosys `synth_xilinx` "
           "(the two tools map differently; we have no Vivado here to measure by how much); FINN's designs are folded for their "

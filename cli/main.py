@@ -246,8 +246,19 @@ def cmd_sim(args) -> int:
     if args.gap_pct not in range(0, 100) or args.stall_pct not in range(0, 100):
         raise InputError("--gap-pct and --stall-pct must lie in 0..99")
     waves = str(Path(args.output).with_suffix(".fst")) if args.waves else None
-    y, st = simulate(args.design, x, gap_pct=args.gap_pct, stall_pct=args.stall_pct, seed=args.seed, waves=waves,
-                     progress=lambda msg: print(msg, file=sys.stderr), engine=args.engine)
+    err = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+    if args.workers is not None or args.scheduler:      # sharded over a Dask cluster (sim/shard.py)
+        from bitplane.sim.cluster import dask_client, scheduler_address
+        from bitplane.sim.shard import simulate_sharded
+        if waves or args.engine != "native":
+            raise InputError("--workers/--scheduler shard the native engine; they take no --waves or --engine cocotb")
+        remote = scheduler_address(args.scheduler)
+        with dask_client(remote, None if remote else args.workers, progress=err) as client:
+            y, st = simulate_sharded(args.design, x, client, shards=args.workers, gap_pct=args.gap_pct,
+                                     stall_pct=args.stall_pct, seed=args.seed, progress=err)
+    else:
+        y, st = simulate(args.design, x, gap_pct=args.gap_pct, stall_pct=args.stall_pct, seed=args.seed,
+                         waves=waves, progress=err, engine=args.engine)
     if st.get("waves_dir"):
         waves = st["waves_dir"]
     atomic_write(Path(args.output), lambda f: np.save(f, y, allow_pickle=False))
@@ -259,6 +270,10 @@ def cmd_sim(args) -> int:
               f"{st['fps_at_clock']:,.1f} frames/s at {st['clock_mhz']:g} MHz")
     print(f"simulation: {st['sim_cycles_per_second']:,.0f} cycles/s ({st['wall_s']:.1f} s wall)"
           + (f"; waves in {waves}" if waves else ""))
+    for r in st.get("shards", []):
+        c = f"{r['cycles_per_frame']:,.0f} cycles/frame" if r["cycles_per_frame"] else "(too few frames for a period)"
+        print(f"  shard {r['shard']}: frames {r['first']}..{r['first'] + r['frames'] - 1} on {r['worker']}: {c}, "
+              f"{r['sim_cycles_per_second']:,.0f} cycles/s ({r['wall_s']:.1f} s)")
     print(f"wrote {args.output} (int64 [{', '.join(map(str, y.shape))}])")
     return 0
 
@@ -384,6 +399,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=("native", "cocotb"), default="native",
                    help="native: C++ Verilator harness, for whole test sets (default); cocotb: Python drives "
                         "every clock (cocotb + cocotbext-axi), for a few frames and debugging")
+    p.add_argument("--workers", type=int, help="shard the frames over N Dask workers (a local cluster of N "
+                   "processes; with --scheduler: N shards, default one per worker thread)")
+    p.add_argument("--scheduler", help="address of an existing Dask scheduler (default: $DASK_SCHEDULER_ADDRESS "
+                   "with --workers, else a local cluster)")
     p.set_defaults(fn=cmd_sim)
 
     from bitplane.synth.project import BOARDS
@@ -412,6 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_parser(sub)
     from bitplane.gen import importers
     importers.add_parser(sub)
+    from bitplane.cli import sweep
+    sweep.add_parser(sub)
     return ap
 
 

@@ -47,26 +47,40 @@ def simulate(folder, x: np.ndarray, gap_pct: int = 0, stall_pct: int = 0, seed: 
     x = check_frames(m, x)
     if engine not in ENGINES:
         raise InputError(f"unknown simulation engine '{engine}' (choose from {', '.join(ENGINES)})")
-    sin, sout = m["streams"]["input"], m["streams"]["output"]
+    image = wimg.from_bytes(read_weight_image(folder, m)) if load_weights else None
+    s = session(m, x, image)
+    if engine == "native":
+        sim = build((folder / "accelerator.v").read_text(), m["top"], trace=bool(waves), progress=progress)
+        out, st, r = run_native(sim, m, s, seed=seed, gap_pct=gap_pct, stall_pct=stall_pct, fst=waves)
+    else:
+        out, st, r = _run_cocotb(folder, m, s["words"], s["frames"], s["regs"], s["image"], seed, gap_pct,
+                                 stall_pct, s["budget"], waves, progress)
+    return finish(m, x, out, st, r, s)
+
+
+def session(m: dict, x: np.ndarray, image=None) -> dict:
+    """What one simulation session streams for frames ``x`` (already checked against ``m``): the
+    packed input words, the register writes before them, the weight image ``image`` (through
+    ``s_axis``, as the host driver loads it; ``None``: weights already in the memories) and the
+    cycle budget. Needs only ``m["streams"]`` and ``m["cycles_per_frame"]``."""
+    sin = m["streams"]["input"]
     words = pack_frames(x, sin["bits"], sin["lanes"]).reshape(-1)
     ctrl = _reg("CTRL")
     regs = [(ctrl, _bit("CTRL", "CLEAR_COUNTERS") | _bit("CTRL", "CLEAR_CHECKSUM"))]
-    image = None
-    if load_weights:
-        image = wimg.from_bytes(read_weight_image(folder, m))
+    if image is not None:
         regs.append((ctrl, _bit("CTRL", "LOAD_WEIGHTS")))
     n = len(x)
     budget = 20 * m["cycles_per_frame"] * max(n, 1) + 200 * sin["beats_per_frame"] + 100_000 \
         + 4 * (len(image) if image else 0)
-    if engine == "native":
-        sim = build((folder / "accelerator.v").read_text(), m["top"], trace=bool(waves), progress=progress)
-        out, st = sim.run(words, sin["beats_per_frame"], sout["words_per_frame"], n, regs=regs, weights=image,
-                          read_regs=[_reg(k) for k in READ_NAMES], seed=seed, gap_pct=gap_pct,
-                          stall_pct=stall_pct, max_cycles=budget, fst=waves)
-        r = {name: st["regs"][_reg(name)] for name in READ_NAMES}
-    else:
-        out, st, r = _run_cocotb(folder, m, words, n, regs, image, seed, gap_pct, stall_pct, budget, waves, progress)
-    return _finish(m, x, out, st, r, load_weights, image, budget)
+    return {"words": words, "frames": n, "regs": regs, "image": image, "budget": budget}
+
+
+def run_native(sim, m: dict, s: dict, seed: int = 1, gap_pct: int = 0, stall_pct: int = 0, fst=None):
+    """One session (:func:`session`) on a built native harness; ``(out words, stats, registers)``."""
+    out, st = sim.run(s["words"], m["streams"]["input"]["beats_per_frame"], m["streams"]["output"]["words_per_frame"],
+                      s["frames"], regs=s["regs"], weights=s["image"], read_regs=[_reg(k) for k in READ_NAMES],
+                      seed=seed, gap_pct=gap_pct, stall_pct=stall_pct, max_cycles=s["budget"], fst=fst)
+    return out, st, {name: st["regs"][_reg(name)] for name in READ_NAMES}
 
 
 def _run_cocotb(folder, m, words, n, regs, image, seed, gap_pct, stall_pct, budget, waves, progress):
@@ -103,7 +117,9 @@ def _run_cocotb(folder, m, words, n, regs, image, seed, gap_pct, stall_pct, budg
     return out, st, r
 
 
-def _finish(m, x, out, st, r, load_weights, image, budget):
+def finish(m, x, out, st, r, s):
+    """Check the registers read back and the result count of a session; ``(accumulators, stats)``."""
+    load_weights, image, budget = s["image"] is not None, s["image"], s["budget"]
     sout = m["streams"]["output"]
     n = len(x)
     problem = identity_problem(m, r.__getitem__, "the simulated device", "the compiled folder")

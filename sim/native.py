@@ -134,5 +134,26 @@ def build(verilog: str, top: str, cache_dir=None, trace: bool = False, progress=
         raise
 
 
+def install(blob: bytes, key: str, top: str, cache_dir=None) -> NativeSim:
+    """The harness executable ``blob`` (built by :func:`build` elsewhere, e.g. on the Dask client and
+    shipped to a worker) as a :class:`NativeSim` on this machine, written once under
+    ``cache_dir/<key>/harness`` (default: the system temporary folder) by an atomic rename."""
+    if not key or not all(c in "0123456789abcdef" for c in key):
+        raise NativeSimError(f"native harness key '{key}' is not a build hash")
+    exe = Path(cache_dir or Path(tempfile.gettempdir()) / "bitplane-native") / key / "harness"
+    if not exe.exists():
+        exe.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".harness-", dir=exe.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(blob)
+            os.chmod(tmp, 0o755)
+            os.replace(tmp, exe)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return NativeSim(exe, top)
+
+
 if __name__ == "__main__":        # pragma: no cover - manual use
     print(verilator_bin(), file=sys.stderr)
