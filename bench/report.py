@@ -200,8 +200,11 @@ def main(argv=None):
           + (f"{best:.2f} LUT6 per binary op ({best / 2:.2f} counted BISMO's way)." if best else "not measured.")
           + " Binary ops/cycle/LUT6 above uses one op per weight-bit x activation-bit product (BISMO's count "
           "would double it).",
-          "",
-          "## Reproduce",
+          ""]
+    # hand-measured sections (one-off runs too slow for make bench), kept across regenerations
+    for extra in sorted(Path(__file__).with_name("measured").glob("*.md")):
+        L += [extra.read_text().rstrip(), ""]
+    L += ["## Reproduce",
           "",
           "```sh",
           "make bench                  # = python bench/report.py (installs matplotlib into .venv first)",

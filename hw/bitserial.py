@@ -343,13 +343,15 @@ class BitSerialMVTU(wiring.Component):
         SF = self.cfg.sf
         full = Signal(2)
         wbank, wptr = Signal(), Signal(range(max(SF, 2)))
+        wa_in = Signal(range(2 * SF))                   # = wbank*SF + wptr, counted (no multiplier)
         awp = abuf.write_port()
         m.d.comb += [self.act.ready.eq(~full.bit_select(wbank, 1)),
-                     awp.addr.eq(wbank * SF + wptr),
+                     awp.addr.eq(wa_in),
                      awp.data.eq(self.act.payload), awp.en.eq(self.act.valid & self.act.ready)]
         set_full = Signal(2)
         clr_full = Signal(2)
         with m.If(self.act.valid & self.act.ready):
+            m.d.sync += wa_in.eq(Mux(wa_in == 2 * SF - 1, 0, wa_in + 1))
             with m.If(wptr == SF - 1):
                 m.d.sync += [wptr.eq(0), wbank.eq(~wbank)]
                 m.d.comb += set_full.eq(Mux(wbank, 0b10, 0b01))

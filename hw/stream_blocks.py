@@ -115,7 +115,10 @@ class SlidingWindow(wiring.Component):
         lane). So element ``(kh*K + kw)*C + c`` of an output pixel's window is the MVTU's
         column of that index.
 
-    Memory: :func:`window_rows` input rows (circular), ``W*C/lanes`` words each. Throughput: one output word per cycle when the
+    Memory: :func:`window_rows` input rows (circular), ``W*C/lanes`` words each, addressed by
+    registers advanced by adds (write address +1 around the ring; read address = a row base
+    register + a column register stepping by 1 through a kernel row), no multiplier in front of
+    the block RAM. Throughput: one output word per cycle when the
     rows it needs have arrived (:func:`window_cycles` per frame); input is accepted while a
     row slot is free. Latency: the first output word follows the last input word it needs by
     2 cycles. Backpressure on ``o`` freezes the read side; the write side keeps filling free
@@ -147,11 +150,22 @@ class SlidingWindow(wiring.Component):
         m = Module()
         H, W, K, s, CW, RB = self.H, self.W, self.K, self.s, self.CW, self.RB
         t, _, l, _ = self.pads
-        m.submodules.mem = mem = Memory(shape=self.lanes * self.bits, depth=max(2, RB * W * CW), init=[])
+        WC = W * CW                                     # words per row
+        RING = RB * WC                                  # words in the circular line buffer
+        m.submodules.mem = mem = Memory(shape=self.lanes * self.bits, depth=max(2, RING), init=[])
+        # Every memory address is a register advanced by adds (no multiplier in front of the
+        # block RAM): the write address counts 0 .. RING-1 around the ring; the read address is
+        # a row base (the slot of row y0 + kh, times WC) plus a column offset x*CW + ch that
+        # steps by 1 through a kernel row (kw, ch) and jumps by s*CW per output column.
+
+        def ring_add(a, k):
+            """``(a + k) mod RING`` for an address ``a`` < RING and a constant ``k``."""
+            k %= RING
+            return Mux(a + k >= RING, a + k - RING, a + k)
 
         # ---------------- writer: global row bookkeeping via (frame parity, row in frame)
-        w_row, w_col, w_ch = Signal(range(H + 1)), Signal(range(max(W, 2))), Signal(range(max(CW, 2)))
-        w_slot = Signal(range(max(RB, 2)))              # slot of the row being written
+        w_row, w_pos = Signal(range(H + 1)), Signal(range(max(WC, 2)))   # row in frame, word in row
+        w_addr = Signal(range(max(RING, 2)))            # = slot * WC + w_pos
         w_frame = Signal(2)
         # ---------------- reader state
         r_frame = Signal(2)
@@ -159,8 +173,16 @@ class SlidingWindow(wiring.Component):
         kh, kw, ch = Signal(range(max(K, 2))), Signal(range(max(K, 2))), Signal(range(max(CW, 2)))
         y0 = Signal(signed(ceil_log2(H + K + s + t + 2) + 2), init=-t)        # oy*s - t
         x0 = Signal(signed(ceil_log2(W + K + s + l + 2) + 2), init=-l)        # ox*s - l
-        slot_y0 = Signal(range(max(RB, 2)), init=(-t) % RB)   # slot of row y0 (mod RB, also for y0 < 0)
+        slot0 = (-t) % RB
+        slot_y0 = Signal(range(max(RB, 2)), init=slot0)   # slot of row y0 (mod RB, also for y0 < 0)
         r_base = Signal(range(max(RB, 2)))              # slot of row 0 of the reader's frame
+        # the same three slots as addresses (slot * WC), advanced by constant adds mod RING
+        a_y0 = Signal(range(max(RING, 2)), init=slot0 * WC)
+        a_base = Signal(range(max(RING, 2)))
+        a_row = Signal(range(max(RING, 2)), init=slot0 * WC)    # slot of row y0 + kh, times WC
+        cw_bits = ceil_log2((W + K + s + l + 2) * CW + 1) + 2
+        c_x0 = Signal(signed(cw_bits), init=-l * CW)    # x0 * CW
+        col = Signal(signed(cw_bits), init=-l * CW)     # (x0 + kw) * CW + ch
 
         ahead = Signal(2)
         m.d.comb += ahead.eq(w_frame - r_frame)
@@ -179,21 +201,17 @@ class SlidingWindow(wiring.Component):
             m.d.comb += can_write.eq(1)
         m.d.comb += self.i.ready.eq(can_write)
         wp = mem.write_port()
-        m.d.comb += [wp.addr.eq(w_slot * (W * CW) + w_col * CW + w_ch), wp.data.eq(self.i.payload),
-                     wp.en.eq(self.i.valid & self.i.ready)]
+        m.d.comb += [wp.addr.eq(w_addr), wp.data.eq(self.i.payload), wp.en.eq(self.i.valid & self.i.ready)]
         with m.If(self.i.valid & self.i.ready):
-            with m.If(w_ch == CW - 1):
-                m.d.sync += w_ch.eq(0)
-                with m.If(w_col == W - 1):
-                    m.d.sync += [w_col.eq(0), w_slot.eq(Mux(w_slot == RB - 1, 0, w_slot + 1))]
-                    with m.If(w_row == H - 1):
-                        m.d.sync += [w_row.eq(0), w_frame.eq(w_frame + 1)]
-                    with m.Else():
-                        m.d.sync += w_row.eq(w_row + 1)
+            m.d.sync += w_addr.eq(Mux(w_addr == RING - 1, 0, w_addr + 1))
+            with m.If(w_pos == WC - 1):
+                m.d.sync += w_pos.eq(0)
+                with m.If(w_row == H - 1):
+                    m.d.sync += [w_row.eq(0), w_frame.eq(w_frame + 1)]
                 with m.Else():
-                    m.d.sync += w_col.eq(w_col + 1)
+                    m.d.sync += w_row.eq(w_row + 1)
             with m.Else():
-                m.d.sync += w_ch.eq(w_ch + 1)
+                m.d.sync += w_pos.eq(w_pos + 1)
 
         # reader may emit output row oy when rows up to hi_needed (clipped to H-1) are complete
         avail = Signal()
@@ -211,16 +229,14 @@ class SlidingWindow(wiring.Component):
         m.d.comb += [y.eq(y0 + kh), x.eq(x0 + kw)]
         inside = Signal()
         m.d.comb += inside.eq((y >= 0) & (y < H) & (x >= 0) & (x < W))
-        slot = Signal(range(max(2 * RB, 2)))
-        m.d.comb += slot.eq(slot_y0 + kh)
-        slot_m = Signal(range(max(RB, 2)))
-        m.d.comb += slot_m.eq(Mux(slot >= RB, slot - RB, slot))
         rp = mem.read_port()
+        aw = len(rp.addr)
         if self.pad_mode == "constant":
-            m.d.comb += [rp.addr.eq(slot_m * (W * CW) + x[:max(1, ceil_log2(W + 1))] * CW + ch), rp.en.eq(advance)]
+            # outside the map the address is don't-care (the word is replaced by pad_code)
+            m.d.comb += [rp.addr.eq((a_row + col)[:aw]), rp.en.eq(advance)]
         else:
-            xr, slot_r = self._mirror(m, x, y, slot_y0, kh)
-            m.d.comb += [rp.addr.eq(slot_r * (W * CW) + xr * CW + ch), rp.en.eq(advance)]
+            c_r, a_r = self._mirror(m, x, y, col, ch, slot_y0, kh)
+            m.d.comb += [rp.addr.eq((a_r + c_r)[:aw]), rp.en.eq(advance)]
         pad1 = Signal()
         v1 = Signal()
         with m.If(advance):
@@ -235,47 +251,56 @@ class SlidingWindow(wiring.Component):
             return Mux(a + k >= RB, a + k - RB, a + k)
 
         with m.If(issue):
-            with m.If(ch == CW - 1):
-                m.d.sync += ch.eq(0)
-                with m.If(kw == K - 1):
-                    m.d.sync += kw.eq(0)
-                    with m.If(kh == K - 1):
-                        m.d.sync += kh.eq(0)
-                        with m.If(ox == self.OW - 1):
-                            m.d.sync += [ox.eq(0), x0.eq(-l)]
-                            with m.If(oy == self.OH - 1):
-                                # next frame: row 0 of the next frame sits H slots further
-                                nb = mod_add(r_base, H)
-                                m.d.sync += [oy.eq(0), y0.eq(-t), r_frame.eq(r_frame + 1), r_base.eq(nb),
-                                             slot_y0.eq(mod_add(nb, RB - (t % RB)))]
-                            with m.Else():
-                                m.d.sync += [oy.eq(oy + 1), y0.eq(y0 + s), slot_y0.eq(mod_add(slot_y0, s))]
+            with m.If((ch == CW - 1) & (kw == K - 1)):  # end of a kernel row
+                m.d.sync += [ch.eq(0), kw.eq(0)]
+                with m.If(kh == K - 1):
+                    m.d.sync += kh.eq(0)
+                    with m.If(ox == self.OW - 1):
+                        m.d.sync += [ox.eq(0), x0.eq(-l), c_x0.eq(-l * CW), col.eq(-l * CW)]
+                        with m.If(oy == self.OH - 1):
+                            # next frame: row 0 of the next frame sits H slots further
+                            m.d.sync += [oy.eq(0), y0.eq(-t), r_frame.eq(r_frame + 1),
+                                         r_base.eq(mod_add(r_base, H)), slot_y0.eq(mod_add(r_base, H - t)),
+                                         a_base.eq(ring_add(a_base, H * WC)),
+                                         a_y0.eq(ring_add(a_base, (H - t) * WC)),
+                                         a_row.eq(ring_add(a_base, (H - t) * WC))]
                         with m.Else():
-                            m.d.sync += [ox.eq(ox + 1), x0.eq(x0 + s)]
+                            m.d.sync += [oy.eq(oy + 1), y0.eq(y0 + s), slot_y0.eq(mod_add(slot_y0, s)),
+                                         a_y0.eq(ring_add(a_y0, s * WC)), a_row.eq(ring_add(a_y0, s * WC))]
                     with m.Else():
-                        m.d.sync += kh.eq(kh + 1)
+                        m.d.sync += [ox.eq(ox + 1), x0.eq(x0 + s), c_x0.eq(c_x0 + s * CW),
+                                     col.eq(c_x0 + s * CW), a_row.eq(a_y0)]
                 with m.Else():
-                    m.d.sync += kw.eq(kw + 1)
+                    m.d.sync += [kh.eq(kh + 1), col.eq(c_x0), a_row.eq(ring_add(a_row, WC))]
             with m.Else():
-                m.d.sync += ch.eq(ch + 1)
+                m.d.sync += col.eq(col + 1)
+                with m.If(ch == CW - 1):
+                    m.d.sync += [ch.eq(0), kw.eq(kw + 1)]
+                with m.Else():
+                    m.d.sync += ch.eq(ch + 1)
         return m
 
-
-    def _mirror(self, m, x, y, slot_y0, kh):
-        """Column and row slot of the mirrored position of ``(y, x)`` (mirror pad modes)."""
-        H, W, RB = self.H, self.W, self.RB
+    def _mirror(self, m, x, y, col, ch, slot_y0, kh):
+        """Column offset and row address of the mirrored position of ``(y, x)`` (mirror pad
+        modes), without multipliers: ``col = x*CW + ch`` mirrors to ``xr*CW + ch`` =
+        ``2*ch - col + const``; the mirrored row's slot picks its address from a table."""
+        H, W, RB, CW = self.H, self.W, self.RB, self.CW
         sym = 1 if self.pad_mode == "symmetric" else 0
-        xr = Signal(range(max(W, 2)))
-        m.d.comb += xr.eq(Mux(x < 0, -x - sym, Mux(x >= W, 2 * W - 2 + sym - x, x)))
+        c_r = Signal(range(max(W * CW, 2)))
+        ch2 = ch << 1
+        m.d.comb += c_r.eq(Mux(x < 0, ch2 - col - sym * CW,
+                               Mux(x >= W, (2 * W - 2 + sym) * CW + ch2 - col, col)))
         # rows: the mirrored row lies (yr - y) rows from row y, whose slot is slot_y0 + kh
         dy = Signal(signed(y.shape().width + 2))
-        m.d.comb += dy.eq(Mux(y < 0, -2 * y - sym, Mux(y >= H, 2 * H - 2 + sym - 2 * y, 0)))
+        m.d.comb += dy.eq(Mux(y < 0, -(y << 1) - sym, Mux(y >= H, 2 * H - 2 + sym - (y << 1), 0)))
         ssum = Signal(signed(ceil_log2(3 * RB + 2 * self.K + 4) + 2))
         m.d.comb += ssum.eq(slot_y0 + kh + dy)
         slot_r = Signal(range(max(RB, 2)))
         m.d.comb += slot_r.eq(Mux(ssum < 0, ssum + RB, Mux(ssum >= 2 * RB, ssum - 2 * RB,
                                                         Mux(ssum >= RB, ssum - RB, ssum))))
-        return xr, slot_r
+        a_r = Signal(range(max(RB * W * CW, 2)))
+        m.d.comb += a_r.eq(Array([Const(k * W * CW, len(a_r)) for k in range(RB)])[slot_r])
+        return c_r, a_r
 
 
 def mirror_fits(kernel: int, pads, height: int, width: int, mode: str) -> bool:

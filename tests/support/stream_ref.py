@@ -6,11 +6,13 @@ import numpy as np
 from bitplane.core.packing import pack_words, stream_order
 
 
-def window_elements(x_chw, k: int, s: int, pads, pad_value):
-    """``[OH*OW, K*K*C]``: per output pixel, its window in (kh, kw, c) order."""
+def window_elements(x_chw, k: int, s: int, pads, pad_value, mode: str = "constant"):
+    """``[OH*OW, K*K*C]``: per output pixel, its window in (kh, kw, c) order; ``mode`` is
+    NumPy's pad mode (``constant`` with ``pad_value``, ``reflect``, ``symmetric``)."""
     x = np.asarray(x_chw)
     t, b, l, r = pads
-    xp = np.pad(x, ((0, 0), (t, b), (l, r)), constant_values=pad_value)
+    widths = ((0, 0), (t, b), (l, r))
+    xp = np.pad(x, widths, constant_values=pad_value) if mode == "constant" else np.pad(x, widths, mode=mode)
     C, H, W = xp.shape
     oh, ow = (H - k) // s + 1, (W - k) // s + 1
     out = np.empty((oh * ow, k * k * C), dtype=np.int64)
@@ -20,8 +22,8 @@ def window_elements(x_chw, k: int, s: int, pads, pad_value):
     return out
 
 
-def window_words(x_chw, k, s, pads, pad_code, bits, lanes):
-    return pack_words(window_elements(x_chw, k, s, pads, pad_code).reshape(-1), bits, lanes)
+def window_words(x_chw, k, s, pads, pad_code, bits, lanes, mode="constant"):
+    return pack_words(window_elements(x_chw, k, s, pads, pad_code, mode).reshape(-1), bits, lanes)
 
 
 def feature_words(x_chw, bits, lanes, signed=False):
