@@ -19,6 +19,7 @@ from bitplane.cli.main import main
 from bitplane.gen.golden import Golden
 from bitplane.gen.spec import load_network
 from tests.support import import_helpers as ih
+from tests.support.cli import cli_rejects as _cli_rejects
 
 ROOT = Path(__file__).resolve().parents[2]
 SVHN_EXAMPLE = ROOT / "examples" / "svhn-dorefa-w1a2.yaml"
@@ -37,24 +38,6 @@ def _cli_ok(argv, capsys):
     cap = capsys.readouterr()
     assert rc == 0, cap.err
     return cap
-
-
-def _cli_rejects(argv, capsys, *needles):
-    """Exit 1, exactly one error line naming the problem, and no output files."""
-    out = Path(argv[argv.index("-o") + 1])
-    before = set(out.parent.iterdir()) if out.parent.exists() else set()
-    rc = main(argv)
-    err = capsys.readouterr().err
-    assert rc == 1, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("bitplane: error: "), err
-    assert "Traceback" not in err
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-    after = set(out.parent.iterdir()) if out.parent.exists() else set()
-    assert after == before, after - before
-    assert not out.exists() and not out.with_suffix(".npz").exists()
-    return lines[0]
 
 
 def _svhn_spec(wq, aq):

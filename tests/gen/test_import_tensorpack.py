@@ -268,7 +268,7 @@ def test_lq_nets_alexnet_checkpoint(tmp_path, capsys):
 def test_tensorpack_bad_checkpoints_name_the_variable(tmp_path, capsys):
     """Missing, extra and mis-shaped variables of the real checkpoint, and checkpoints of another
     architecture: one error line naming the variable, exit 1, nothing written."""
-    from tests.gen.test_import import _cli_rejects
+    from tests.support.cli import cli_rejects as _cli_rejects
     with np.load(CKPT, allow_pickle=False) as z:
         base = {k: z[k] for k in z.files}
     out = tmp_path / "out" / "net.yaml"

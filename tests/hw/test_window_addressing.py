@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from bitplane.core.intmath import window_out
 from bitplane.hw.stream_blocks import Pool, SlidingWindow, mirror_fits, window_cycles
-from bitplane.sim.stream_ref import feature_words, window_words
+from tests.support.stream_ref import feature_words, window_words
 
-from tests.hw.test_stream_blocks import run_stream
+from tests.support.streams import run_stream
 
 
 def _cells(component):

@@ -1,6 +1,6 @@
 import pytest
 
-from tests.accel.test_accel import TINY
+from tests.support.networks import TINY
 from tests.support.netgen import write_network
 
 
