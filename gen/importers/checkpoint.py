@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from bitplane.core.errors import InputError, NotSupportedError, SpecError
 from bitplane.gen.spec import window_geometry

@@ -85,8 +85,10 @@ def test_layer_checker_sees_an_upward_import(tmp_path):
 
 def test_no_sys_path_hacks_outside_bench_scripts():
     r = subprocess.run(["git", "grep", "-n", "sys.path.insert"], cwd=ROOT, capture_output=True, text=True)
+    # bench/ scripts and the scripts under tests/data that made third-party artefacts in a
+    # throwaway venv (they import a fetched tensorpack example by path) run as __main__
     hits = [ln for ln in r.stdout.splitlines()
-            if not ln.startswith("bench/") and not ln.startswith("tests/layout/")]
+            if not ln.startswith(("bench/", "tests/layout/", "tests/data/"))]
     assert hits == []
 
 

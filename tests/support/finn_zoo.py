@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # every bnn_pynq configuration in Brevitas 0.13.4's cfg/ folder except the ResNet
 ZOO = ("tfc_1w1a", "tfc_1w2a", "tfc_2w2a", "sfc_1w1a", "sfc_1w2a", "sfc_2w2a", "lfc_1w1a", "lfc_1w2a",
        "cnv_1w1a", "cnv_1w2a", "cnv_2w2a")

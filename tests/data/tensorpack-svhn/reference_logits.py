@@ -44,7 +44,6 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_svhn_dorefa import import_tf1_script  # noqa: E402
 
 from tensorpack import (OfflinePredictor, PredictConfig, SmartInit,  # noqa: E402
