@@ -168,6 +168,23 @@ def _int_field(ctx, layer, key, value, lo=None, hi=None):
     return value
 
 
+def _pool_window(ctx, layer, a, cur):
+    """The window fields of a pool layer (maxpool, avgpool) on a [C,H,W] input, validated:
+    ``(C, kernel, stride, padding, out_h, out_w, pads)``."""
+    if len(cur) != 3:
+        raise ctx.err(f"{layer.op} needs a [C,H,W] input but gets {list(cur)}", layer, "op")
+    C, H, W = cur
+    k = _int_field(ctx, layer, "kernel", a["kernel"], 1)
+    s = _int_field(ctx, layer, "stride", a.get("stride", k), 1)
+    pad = _padding_field(ctx, layer, a.get("padding", "valid"))
+    oh, ow, pads = window_geometry(H, W, k, s, pad)
+    if oh < 1 or ow < 1:
+        raise ctx.err(f"kernel {k} does not fit the {H}x{W} input", layer, "kernel")
+    if max(pads) >= k:
+        raise ctx.err(f"padding {max(pads)} must be smaller than the kernel {k}", layer, "padding")
+    return C, k, s, pad, oh, ow, pads
+
+
 def _padding_field(ctx, layer, value):
     if value in ("same", "valid"):
         return value
@@ -477,34 +494,14 @@ def load_network(path) -> Network:
             if a["nonlin"] not in NONLINS:
                 raise ctx.err(f"unknown nonlin {a['nonlin']!r}; supported: {', '.join(NONLINS)}", layer, "nonlin")
         elif op == "maxpool":
-            if len(cur) != 3:
-                raise ctx.err(f"maxpool needs a [C,H,W] input but gets {list(cur)}", layer, "op")
-            C, H, W = cur
-            k = _int_field(ctx, layer, "kernel", a["kernel"], 1)
-            s = _int_field(ctx, layer, "stride", a.get("stride", k), 1)
-            pad = _padding_field(ctx, layer, a.get("padding", "valid"))
-            oh, ow, pads = window_geometry(H, W, k, s, pad)
-            if oh < 1 or ow < 1:
-                raise ctx.err(f"kernel {k} does not fit the {H}x{W} input", layer, "kernel")
-            if max(pads) >= k:
-                raise ctx.err(f"padding {max(pads)} must be smaller than the kernel {k}", layer, "padding")
+            C, k, s, pad, oh, ow, pads = _pool_window(ctx, layer, a, cur)
             layer.attrs.update(kernel=k, stride=s, padding=pad)
             layer.pads = pads
             if "pad_mode" in a:
                 layer.attrs["pad_mode"] = _pad_mode_field(ctx, layer)
             cur = (C, oh, ow)
         elif op == "avgpool":
-            if len(cur) != 3:
-                raise ctx.err(f"avgpool needs a [C,H,W] input but gets {list(cur)}", layer, "op")
-            C, H, W = cur
-            k = _int_field(ctx, layer, "kernel", a["kernel"], 1)
-            s = _int_field(ctx, layer, "stride", a.get("stride", k), 1)
-            pad = _padding_field(ctx, layer, a.get("padding", "valid"))
-            oh, ow, pads = window_geometry(H, W, k, s, pad)
-            if oh < 1 or ow < 1:
-                raise ctx.err(f"kernel {k} does not fit the {H}x{W} input", layer, "kernel")
-            if max(pads) >= k:
-                raise ctx.err(f"padding {max(pads)} must be smaller than the kernel {k}", layer, "padding")
+            C, k, s, pad, oh, ow, pads = _pool_window(ctx, layer, a, cur)
             div = a.get("divisor", "include_pad")
             if div not in AVG_DIVISORS:
                 raise ctx.err(f"must be 'include_pad' (PyTorch count_include_pad) or 'valid' (TensorFlow: "
