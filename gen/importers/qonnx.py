@@ -157,6 +157,15 @@ class _QonnxGraph:
             raise self.err(node, f"{what} ('{name}') must be a constant")
         return np.asarray(v, dtype=np.float64) if np.asarray(v).dtype.kind in "fiu" else v
 
+    def add_weighted(self, L: dict, W, b, wq) -> None:
+        """Append a conv/dense layer ``L`` with its weight quantizer, weights and optional bias."""
+        if wq:
+            L["weight_quant"] = wq
+        self.layers.append(L)
+        self.arrays[f"{L['name']}/W"] = W
+        if b is not None:
+            self.arrays[f"{L['name']}/b"] = b
+
     def new_name(self, kind: str) -> str:
         n = f"{kind}{self.counts[kind]}"
         self.counts[kind] += 1
@@ -472,12 +481,7 @@ class _QonnxGraph:
                 if g != 1:
                     L["groups"] = g
                 L["bias"] = b is not None
-                if wq:
-                    L["weight_quant"] = wq
-                self.layers.append(L)
-                self.arrays[f"{n}/W"] = W
-                if b is not None:
-                    self.arrays[f"{n}/b"] = b
+                self.add_weighted(L, W, b, wq)
                 cur_shape = (O, oh, ow)
             elif op in ("Gemm", "MatMul"):
                 n_in = int(np.prod(cur_shape))
@@ -496,12 +500,7 @@ class _QonnxGraph:
                 b = self.bias(node, node.input[2] if op == "Gemm" and len(node.input) > 2 else "", F)
                 n = self.new_name("fc")
                 L = {"name": n, "op": "dense", "out_features": F, "bias": b is not None}
-                if wq:
-                    L["weight_quant"] = wq
-                self.layers.append(L)
-                self.arrays[f"{n}/W"] = W
-                if b is not None:
-                    self.arrays[f"{n}/b"] = b
+                self.add_weighted(L, W, b, wq)
                 cur_shape, flat = (F,), False
             elif op == "BatchNormalization":
                 if int(a.get("training_mode", 0)):
