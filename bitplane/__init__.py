@@ -17,12 +17,11 @@ used.
 """
 __version__ = "0.1.0"
 
-__all__ = ["load", "import_model", "golden", "plan", "compile", "Design"]
+__all__ = ["load", "import_model", "golden", "inspect", "plan", "compile", "synthesize", "Design"]
 
 
 def __getattr__(name):
-    # lazy: `import bitplane` stays cheap (no numpy/amaranth) until the API is used
     if name in __all__:
-        from bitplane import api
+        from bitplane import api  # lazy: `import bitplane` stays cheap (no numpy/amaranth) until the API is used
         return getattr(api, name)
     raise AttributeError(f"module 'bitplane' has no attribute {name!r}")

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from bitplane.core.errors import InputError
-from bitplane.core.manifest import load_manifest
+from bitplane.core.manifest import check_frames, load_manifest
 from bitplane.gen.golden import Golden
 from bitplane.gen.lower import lower
 from bitplane.gen.spec import Network, load_network
@@ -49,12 +49,12 @@ def import_model(fmt: str, source, output, *, name: str | None = None, **options
     return load_network(info["yaml"])
 
 
-def golden(net, x, mode: str = "int", dequantize: bool = False) -> np.ndarray:
+def golden(net, x, mode: str = "int", dequantize: bool = False, source: str = "x") -> np.ndarray:
     """The golden model on uint8 input codes ``x`` ``[N, C, H, W]``: ``int`` gives the raw
     last-layer accumulators (int64, what the hardware outputs; ``dequantize`` maps them to
-    logits), ``float`` the fake-quant logits (float64)."""
+    logits), ``float`` the fake-quant logits (float64). Errors about ``x`` name ``source``."""
     g = Golden(load(net))
-    g.check_input(x, "x")
+    g.check_input(x, source)
     if mode == "float":
         if dequantize:
             raise InputError("dequantize only applies to mode 'int' (the float path already gives logits)")
@@ -65,12 +65,29 @@ def golden(net, x, mode: str = "int", dequantize: bool = False) -> np.ndarray:
     return g.dequantize(y) if dequantize else y
 
 
+def inspect(net) -> dict:
+    """The integer form of a network (what ``bitplane inspect`` shows): ``name``, ``spec_hash``,
+    ``input`` (shape, bits, scale), ``layers`` (spec layers), ``stages`` (one
+    :meth:`describe` dict per hardware stage) and ``inputs`` (the stages or ``'input'`` each
+    stage reads; graph networks only, chains read the stage before)."""
+    net = load(net)
+    low = lower(net)
+    return {"name": net.name, "spec_hash": net.spec_hash,
+            "input": {"shape": list(net.input_shape), "bits": net.input_bits, "scale": net.input_scale},
+            "layers": len(net.layers), "stages": [s.describe() for s in low.stages],
+            "inputs": {k: list(v) for k, v in low.inputs.items()} if net.is_graph else {}}
+
+
 def plan(net, target_fps: float | None = None, clock_mhz: float = 100.0, lut_budget: int | None = None,
          fold_file=None) -> dict:
-    """The folding plan (:func:`bitplane.gen.plan.plan`) of a network for one goal."""
+    """The folding plan (:func:`bitplane.gen.plan.plan`) of a network for one goal, with
+    ``stages``: the names of the planned stages (folded layers and pools) in pipeline order."""
     from bitplane.gen.plan import plan as _plan  # lazy: the planner loads Amaranth (hw cycle formulas)
-    return _plan(lower(load(net)), target_fps=target_fps, clock_mhz=clock_mhz, lut_budget=lut_budget,
-                 fold_file=fold_file)
+    low = lower(load(net))
+    p = _plan(low, target_fps=target_fps, clock_mhz=clock_mhz, lut_budget=lut_budget, fold_file=fold_file)
+    folds = {f.stage for f in p["folds"]}
+    p["stages"] = [s.name for s in low.stages if s.name in folds or s.name in p["pools"]]
+    return p
 
 
 def compile(net, output, target_fps: float | None = None, clock_mhz: float = 100.0,  # noqa: A001 (the verb)
@@ -83,6 +100,26 @@ def compile(net, output, target_fps: float | None = None, clock_mhz: float = 100
                     lut_budget=lut_budget, fold_file=fold_file, embed_weights=embed_weights,
                     progress=progress or (lambda msg: None))
     return Design(output)
+
+
+def synthesize(design, target: str, clock_mhz: float = 100.0, top: str | None = None, progress=None) -> dict:
+    """Open synthesis (``bitplane synth``) of a compiled folder or of a Verilog file (then ``top``
+    names its top module): resources and Fmax for ``target``, and the ``top`` synthesised."""
+    from bitplane.core.fileio import read_text
+    from bitplane.synth.flow import synthesize as _synth  # lazy: yowasp tools
+    path = Path(design)
+    if path.is_dir():
+        vfile = path / "accelerator.v"
+        top = top or load_manifest(path)["top"]
+    elif path.suffix == ".v" and path.exists():
+        vfile = path
+        if not top:
+            raise InputError(f"{path}: give the top module with --top")
+    else:
+        raise InputError(f"{path}: no such compiled folder or Verilog file")
+    rep = _synth(read_text(vfile, "Verilog file", 2 << 30), top, target, clock_mhz,
+                 progress=progress or (lambda msg: None))
+    return dict(rep, top=top)
 
 
 @dataclass
@@ -99,18 +136,42 @@ class Design:
     def cycles_per_frame(self) -> int:
         return int(self.manifest["cycles_per_frame"])
 
+    def frames(self, path, single_ok: bool = False) -> np.ndarray:
+        """Input codes from the file ``path`` (.npy, or .npz with ``x``) checked against this
+        design's input (errors name the file; ``single_ok``: one ``[C, H, W]`` frame)."""
+        from bitplane.core.fileio import load_codes
+        x = load_codes(path)
+        try:
+            return check_frames(self.manifest, x, single_ok=single_ok)
+        except InputError as e:
+            raise InputError(f"{path}: {e}") from None
+
     def simulate(self, x, gap_pct: int = 0, stall_pct: int = 0, seed: int = 1, engine: str = "native",
-                 waves: str | None = None, progress=None):
-        """RTL simulation of the whole accelerator on ``x``: ``(int64 accumulators, statistics)``."""
-        from bitplane.sim.accel import simulate  # lazy: Verilator build machinery
-        return simulate(self.folder, np.asarray(x), gap_pct=gap_pct, stall_pct=stall_pct, seed=seed, waves=waves,
-                        progress=progress or (lambda msg: None), engine=engine)
+                 waves: str | None = None, progress=None, workers: int | None = None,
+                 scheduler: str | None = None):
+        """RTL simulation of the whole accelerator on ``x``: ``(int64 accumulators, statistics)``.
+        With ``workers`` or ``scheduler`` the frames are sharded over a Dask cluster (native engine,
+        no waves): ``workers`` local processes, or the scheduler at ``scheduler`` (default
+        ``$DASK_SCHEDULER_ADDRESS``) with ``workers`` shards."""
+        progress = progress or (lambda msg: None)
+        if not (0 <= gap_pct < 100 and 0 <= stall_pct < 100):
+            raise InputError("gap_pct and stall_pct must lie in 0..99")
+        if workers is None and not scheduler:
+            from bitplane.sim.accel import simulate  # lazy: Verilator build machinery
+            return simulate(self.folder, np.asarray(x), gap_pct=gap_pct, stall_pct=stall_pct, seed=seed,
+                            waves=waves, progress=progress, engine=engine)
+        if waves or engine != "native":
+            raise InputError("sharded simulation (workers/scheduler) runs the native engine without waves")
+        from bitplane.sim.cluster import dask_client, scheduler_address  # lazy: dask
+        from bitplane.sim.shard import simulate_sharded
+        remote = scheduler_address(scheduler)
+        with dask_client(remote, None if remote else workers, progress=progress) as client:
+            return simulate_sharded(self.folder, np.asarray(x), client, shards=workers, gap_pct=gap_pct,
+                                    stall_pct=stall_pct, seed=seed, progress=progress)
 
     def synthesize(self, target: str, clock_mhz: float = 100.0, progress=None) -> dict:
         """Open synthesis for ``target`` (``bitplane synth``'s targets): resources and Fmax."""
-        from bitplane.synth.flow import synthesize  # lazy: yowasp tools
-        return synthesize((self.folder / "accelerator.v").read_text(), self.manifest["top"], target, clock_mhz,
-                          progress=progress or (lambda msg: None))
+        return synthesize(self.folder, target, clock_mhz, progress=progress)
 
     def project(self, board: str, output) -> dict:
         """A Vivado project (Tcl + constraints) around the design for ``board``."""

@@ -48,8 +48,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bitplane.cli.main import atomic_write
 from bitplane.core.errors import InputError
+from bitplane.core.fileio import write_file as atomic_write
 
 MEASURES = ("plan", "sim", "synth", "accuracy")
 TOP_FIELDS = {"name", "networks", "axes", "clock_mhz", "measures", "validation", "sim_frames"}

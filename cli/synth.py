@@ -1,0 +1,47 @@
+"""``bitplane synth DESIGN --target T``: open synthesis (LUT/FF/BRAM/Fmax; ECP5, iCE40; Xilinx estimate)."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from bitplane import api
+from bitplane.core.fileio import write_file
+from bitplane.synth.flow import TARGETS
+
+from .args import positive
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("synth", help="open synthesis: LUT/FF/BRAM/Fmax report (ECP5, iCE40; Xilinx estimate)")
+    p.add_argument("design", help="compiled folder (bitplane compile -o) or a Verilog file")
+    p.add_argument("--target", required=True, choices=list(TARGETS))
+    p.add_argument("--clock-mhz", type=positive, default=100.0)
+    p.add_argument("--top", help="top module (default: from the manifest)")
+    p.add_argument("--json", help="also write the full report here")
+    p.set_defaults(fn=run)
+
+
+def run(args) -> int:
+    t0 = time.perf_counter()
+    rep = api.synthesize(args.design, args.target, args.clock_mhz, top=args.top,
+                         progress=lambda m: print(f"[{time.perf_counter() - t0:6.1f} s] {m}", file=sys.stderr))
+    if args.json:
+        write_file(Path(args.json), lambda f: f.write(json.dumps(rep, indent=2).encode()))
+    print(f"{rep['top']} on {args.target} ({TARGETS[args.target].family}), "
+          f"target clock {args.clock_mhz:g} MHz{' (cached)' if rep.get('cached') else ''}")
+    if "resources" in rep:
+        r = rep["resources"]
+        pct = rep.get("utilisation_pct", {})
+        for k in ("LUT", "LUT6", "FF", "BRAM36", "LUTRAM", "DSP", "CARRY"):
+            print(f"  {k:<7} {r[k]:>9,}" + (f"  ({pct[k]:.1f}% of the part)" if k in pct else ""))
+        print(f"  {rep['note']}")
+    else:
+        for k, v in rep["utilisation"].items():
+            if v["used"]:
+                print(f"  {k:<14} {v['used']:>8,} / {v['available']:,}")
+        print(f"  Fmax {rep['fmax_mhz']:.1f} MHz (nextpnr; I/O wrapper adds {rep['wrapper']['input_bits']} "
+              f"FFs), fits: {'yes' if rep['fits'] else 'NO'}"
+              + (f", bitstream {Path(rep['dir']) / rep['bitstream']}" if rep.get("bitstream") else ""))
+    return 0
