@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bitplane.core.errors import InputError
+
 # Type -> (min bits, max bits) for each role.
 WEIGHT_TYPES = {"dorefa": (1, 16), "sign": (1, 1), "ttq": (2, 2), "lq": (1, 8), "int": (2, 16)}
 ACT_TYPES = {"dorefa": (1, 16), "sign": (1, 1), "lq": (1, 8), "uint": (1, 16), "int": (2, 16)}
@@ -35,6 +37,40 @@ ACT_NONLINS = {
 NONLINS = ("clip01", "cabs", "relu", "none")
 DEFAULT_COEF_BITS = 12
 DEFAULT_BITS = {"sign": 1, "ttq": 2}
+TERNARY = "t"           # a --bits weight width: ternary weights (TTQ's {-Wn, 0, +Wp}), no integer width
+FLOAT_BITS = 32         # a --bits width: unquantized (float)
+
+
+def parse_bits(text, fields: str = "WA", *, top: int = 16, defaults: dict | None = None, float_ok: str = "",
+               ternary_ok: str = "W") -> tuple:
+    """The ``--bits`` option of ``bitplane train`` and ``bitplane import``: ``"W,A"`` (one
+    comma-separated value per letter of ``fields``) -> a tuple with, per field, an int
+    ``1..top``, :data:`FLOAT_BITS` (32, float) for the fields in ``float_ok``, or
+    :data:`TERNARY` (``'t'``, ternary weights) for those in ``ternary_ok``. Trailing fields
+    with a value in ``defaults`` may be left out. Raises :class:`InputError` quoting ``text``."""
+    parts = [p.strip() for p in str(text).split(",")]
+    defaults = defaults or {}
+    while len(parts) < len(fields) and fields[len(parts)] in defaults:
+        parts.append(str(defaults[fields[len(parts)]]))
+    if len(parts) != len(fields):
+        raise InputError(f"--bits {text!r}: expected {','.join(fields)} (e.g. {','.join('1' * len(fields))}"
+                         + (f"; {FLOAT_BITS} = float" if float_ok else "")
+                         + (f"; {TERNARY} = ternary {ternary_ok[0]}" if ternary_ok else "") + ")")
+    out = []
+    for f, p in zip(fields, parts):
+        if f in ternary_ok and p.lower() == TERNARY:
+            out.append(TERNARY)
+            continue
+        try:
+            v = int(p)
+        except ValueError:
+            raise InputError(f"--bits {text!r}: {f}={p!r} is not an integer"
+                             + (f" (or '{TERNARY}' for ternary {f})" if f in ternary_ok else "")) from None
+        if not (1 <= v <= top or (f in float_ok and v == FLOAT_BITS)):
+            raise InputError(f"--bits {text!r}: {f}={v} must be 1..{top}"
+                             + (f" or {FLOAT_BITS} (float)" if f in float_ok else ""))
+        out.append(v)
+    return tuple(out)
 
 
 def rnd(x):

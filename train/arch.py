@@ -35,41 +35,34 @@ average (the output must be unquantized integers, which an unquantized ReLU has 
 """
 from __future__ import annotations
 
+from bitplane.core.errors import InputError
+from bitplane.gen.quant import FLOAT_BITS, TERNARY, parse_bits as quant_parse_bits
+
 ARCHS = ("lenet", "tfc", "cnv-small", "nin", "resnet20")
 GRAPH_ARCHS = ("nin", "resnet20")          # graph specs (add / average pools)
 QUANTS = ("dorefa", "bwn", "bnn", "ttq", "lq")
-FLOAT = 32
+FLOAT = FLOAT_BITS
 
 
 class ArchError(ValueError):
     pass
 
 
-def parse_bits(text: str, quant: str) -> tuple[int, int, int]:
-    """``'W,A,G'`` (or ``'W,A'``, G=32) -> ints; ``t`` means ternary (TTQ), 32 means float."""
-    parts = [p.strip() for p in str(text).split(",")]
-    if len(parts) == 2:
-        parts.append("32")
-    if len(parts) != 3:
-        raise ArchError(f"--bits {text!r}: expected W,A,G (e.g. 1,2,6; 32 = float; t = ternary)")
-    vals = []
-    for what, p in zip("WAG", parts):
-        if what == "W" and p.lower() == "t":
-            vals.append(2)
-            continue
-        try:
-            v = int(p)
-        except ValueError:
-            raise ArchError(f"--bits {text!r}: {what}={p!r} is not an integer (or 't' for W)") from None
-        if not (1 <= v <= 16 or v == FLOAT):
-            raise ArchError(f"--bits {text!r}: {what}={v} must be 1..16 or 32 (float)")
-        vals.append(v)
-    w, a, g = vals
+def parse_bits(text: str, quant: str) -> tuple:
+    """``'W,A,G'`` (or ``'W,A'``, G=32) -> bits (:func:`bitplane.gen.quant.parse_bits`): ints,
+    32 = float, W = ``'t'`` (:data:`~bitplane.gen.quant.TERNARY`) for ternary weights (TTQ)."""
+    try:
+        w, a, g = quant_parse_bits(text, "WAG", defaults={"G": FLOAT}, float_ok="WAG")
+    except InputError as e:
+        raise ArchError(str(e)) from None
+    if (w == TERNARY) != (quant == "ttq"):
+        why = "TTQ weights are ternary (W=t)" if quant == "ttq" else "ternary weights (W=t) are --quant ttq"
+        raise ArchError(f"--bits {text!r} does not fit --quant {quant}: {why}")
     rules = {
         "bwn": (w == 1, "BWN has 1-bit weights (W=1)"),
         "bnn": (w == 1 and a == 1, "BNN is sign weights and sign activations (W=1, A=1)"),
-        "ttq": (w == 2, "TTQ weights are ternary (W=t)"),
-        "lq": (w <= 8 and (a <= 8 or a == FLOAT), "LQ-Nets bases have 1..8 bits"),
+        "ttq": (True, ""),
+        "lq": (w != TERNARY and w <= 8 and (a <= 8 or a == FLOAT), "LQ-Nets bases have 1..8 bits"),
         "dorefa": (True, ""),
     }
     ok, why = rules[quant]

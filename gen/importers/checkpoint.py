@@ -10,6 +10,7 @@ import numpy as np
 import yaml
 
 from bitplane.core.errors import InputError, NotSupportedError, SpecError
+from bitplane.gen.quant import TERNARY, parse_bits as quant_parse_bits
 from bitplane.gen.spec import window_geometry
 
 
@@ -41,25 +42,12 @@ CALIB_PIXELS = 256 * 40 * 40                    # default synthetic calibration 
 
 
 def parse_bits(text: str, arch: str = "svhn") -> tuple:
-    """``"W,A"`` -> ``(W, A)``; W is 1..16 or ``'t'`` (TTQ), A is 1..16 (LQ-Nets: both 1..8)."""
-    parts = [p.strip() for p in str(text).split(",")]
-    if len(parts) != 2:
-        raise InputError(f"--bits must be W,A (e.g. 1,2 or t,2), got {text!r}")
-    w, a = parts
-    try:
-        wb = "t" if w.lower() == "t" else int(w)
-        ab = int(a)
-    except ValueError:
-        raise InputError(f"--bits must be W,A with integers (W may be 't' for TTQ), got {text!r}") from None
-    top = 8 if arch.startswith("lq") else 16
-    if wb == "t" and arch.startswith("lq"):
+    """``"W,A"`` -> ``(W, A)`` (:func:`bitplane.gen.quant.parse_bits`): W 1..16 or ``'t'``
+    (ternary, TTQ), A 1..16; LQ-Nets: both 1..8, no ternary."""
+    lq = arch.startswith("lq")
+    wb, ab = quant_parse_bits(text, "WA", top=8 if lq else 16)
+    if wb == TERNARY and lq:
         raise InputError("--bits: TTQ weights ('t') are a DoReFa-Net option, not LQ-Nets'")
-    if wb != "t" and not 1 <= wb <= top:
-        raise InputError(f"--bits: weight bits {wb} out of range 1..{top} (32-bit float weights have no "
-                         f"bit-plane form; the first/last layers are unquantized already)")
-    if not 1 <= ab <= top:
-        raise InputError(f"--bits: activation bits {ab} out of range 1..{top} (bitplane needs quantized "
-                         f"activations)")
     return wb, ab
 
 
@@ -94,7 +82,7 @@ def arch_spec(arch: str, wbits, abits: int, float_last_act: bool = False, activa
         return _lq_alexnet_spec(wbits, abits)
     if activation not in ACTIVATIONS:
         raise InputError(f"--activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
-    wq = {"type": "ttq"} if wbits == "t" else {"type": "dorefa", "bits": wbits}
+    wq = {"type": "ttq"} if wbits == TERNARY else {"type": "dorefa", "bits": wbits}
     aq = {"type": "dorefa", "bits": abits}
 
     def conv(n, O, k, pad, stride=1, groups=1, quant=True):

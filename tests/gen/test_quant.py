@@ -1,4 +1,6 @@
 """Quantizers: basis form reproduces fake-quant exactly; integer dot products are exact."""
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -212,3 +214,43 @@ def test_xnor_identity():
     codes = rng.integers(0, 2, 77)
     xnor = int(np.sum(1 - (q.codes[0] ^ codes)))
     assert bitplane_dot(q.codes[0], codes, q.int_basis, a.int_basis) == 2 * xnor - 77
+
+
+# --------------------------------------------------------------------------- the --bits option
+@pytest.mark.parametrize("text, kw, want", [
+    ("1,2", {}, (1, 2)), (" t , 4 ", {}, ("t", 4)), ("T,4", {}, ("t", 4)), ("16,1", {}, (16, 1)),
+    ("1,2", {"fields": "WAG", "defaults": {"G": 32}, "float_ok": "G"}, (1, 2, 32)),
+    ("32,32,6", {"fields": "WAG", "float_ok": "WAG"}, (32, 32, 6)),
+])
+def test_parse_bits(text, kw, want):
+    from bitplane.gen.quant import parse_bits
+    assert parse_bits(text, **kw) == want
+
+
+@pytest.mark.parametrize("text, kw, msg", [
+    ("1", {}, "expected W,A"), ("1,2,3", {}, "expected W,A"), ("1,t", {}, "A='t' is not an integer"),
+    ("x,2", {}, "W='x' is not an integer (or 't'"), ("17,2", {}, "W=17 must be 1..16"),
+    ("32,2", {}, "W=32 must be 1..16"), ("4,2", {"top": 3}, "W=4 must be 1..3"),
+    ("t,2", {"ternary_ok": ""}, "W='t' is not an integer"), ("1,33", {"float_ok": "A"}, "or 32 (float)"),
+])
+def test_parse_bits_rejects(text, kw, msg):
+    from bitplane.core.errors import InputError
+    from bitplane.gen.quant import parse_bits
+    with pytest.raises(InputError, match=re.escape(msg)):
+        parse_bits(text, **kw)
+
+
+def test_bits_t_means_ternary_for_training_and_import():
+    """`t` is ternary weights for both commands: the trainer's TTQ spec and the importer's
+    tensorpack spec both get a ``ttq`` weight quantizer from ``--bits t,...``."""
+    from bitplane.gen.importers.checkpoint import arch_spec, parse_bits as import_bits
+    from bitplane.gen.quant import TERNARY
+    from bitplane.train.arch import make_spec, parse_bits as train_bits
+    w, a = import_bits("t,2", "svhn")
+    assert w == TERNARY
+    assert {L["weight_quant"]["type"] for L in arch_spec("svhn", w, a)["layers"]
+            if (L.get("weight_quant") or {}).get("type") not in (None, "int")} == {"ttq"}
+    w, a, _ = train_bits("t,2", "ttq")
+    assert w == TERNARY
+    assert {L["weight_quant"]["type"] for L in make_spec("lenet", "ttq", w, a, "n")["layers"]
+            if (L.get("weight_quant") or {}).get("type") not in (None, "int")} == {"ttq"}

@@ -22,7 +22,7 @@ ROOT = data.ROOT
 # --------------------------------------------------------------------------- bits / arch (no torch)
 @pytest.mark.parametrize("text,quant,want", [
     ("1,2,6", "dorefa", (1, 2, 6)), ("32,32,32", "dorefa", (32, 32, 32)), ("1,2", "dorefa", (1, 2, 32)),
-    ("t,32,32", "ttq", (2, 32, 32)), ("1,1,32", "bnn", (1, 1, 32)), ("2,2", "lq", (2, 2, 32)),
+    ("t,32,32", "ttq", ("t", 32, 32)), ("1,1,32", "bnn", (1, 1, 32)), ("2,2", "lq", (2, 2, 32)),
     ("1,32,32", "bwn", (1, 32, 32))])
 def test_parse_bits(text, quant, want):
     assert parse_bits(text, quant) == want
@@ -31,6 +31,7 @@ def test_parse_bits(text, quant, want):
 @pytest.mark.parametrize("text,quant,msg", [
     ("1,2,6,8", "dorefa", "expected W,A,G"), ("x,2,6", "dorefa", "not an integer"), ("1,2,17", "dorefa", "1..16"),
     ("2,2", "bnn", "sign weights"), ("1,2,32", "ttq", "ternary"), ("2,32", "bwn", "1-bit"),
+    ("t,2", "dorefa", "are --quant ttq"),
     ("1,2,6", "lq", "DoReFa's"), ("32,2", "lq", "1..8 bits")])
 def test_parse_bits_rejects(text, quant, msg):
     with pytest.raises(ArchError, match=msg):
