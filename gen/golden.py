@@ -13,7 +13,8 @@ import numpy as np
 
 from bitplane.gen import nn
 from bitplane.core.errors import InputError
-from .lower import CodePoolStage, Lowered, MatmulStage, apply_thresholds, lower
+from .graph import run_float_graph, run_int_graph
+from .lower import Lowered, MatmulStage, lower
 from .quant import ActQuant, apply_nonlin, fake_quant_weights
 from .spec import Network
 
@@ -91,7 +92,6 @@ class Golden:
         """Float64 logits (fake-quant semantics). With ``trace``, also every layer's output."""
         x = self.check_input(x)
         if self.net.is_graph:
-            from .graph import run_float_graph
             return run_float_graph(self, x, trace)
 
         def one(xb):
@@ -113,36 +113,17 @@ class Golden:
     @staticmethod
     def stage_acc(stage: MatmulStage, idx):
         """Exact integer accumulators of a matmul stage from input level indices."""
-        vals = stage.in_act.level_ints[idx].astype(np.float64)
-        if stage.kind == "conv":
-            pad = 0.0 if stage.pad_index is None else float(stage.in_act.level_ints[stage.pad_index])
-            acc = nn.conv2d(vals, stage.w_int, stage.stride, stage.pads, stage.groups, pad, stage.pad_mode)
-        else:
-            acc = nn.dense(vals, stage.w_int)
-        return acc.astype(np.int64)
+        return stage.acc(idx)
 
     @staticmethod
     def run_stage(stage, idx):
         """Level indices (or raw accumulators for the last stage) out of one stage."""
-        if isinstance(stage, CodePoolStage):
-            p = stage.pool
-            return nn.pool2d(idx, p.kernel, p.stride, p.pads, p.maximize, p.pad_mode).astype(np.int64)
-        acc = Golden.stage_acc(stage, idx)
-        p = stage.pool
-        if p is not None and p.where == "acc":
-            acc = nn.pool2d(acc, p.kernel, p.stride, p.pads, p.maximize, p.pad_mode).astype(np.int64)
-        if stage.raw:
-            return acc
-        out = apply_thresholds(acc, stage.thresholds, stage.up)
-        if p is not None and p.where == "codes":
-            out = nn.pool2d(out, p.kernel, p.stride, p.pads, p.maximize, p.pad_mode).astype(np.int64)
-        return out
+        return stage.run(idx)
 
     def run_int(self, x, trace: bool = False):
         """int64 raw last-layer accumulators. With ``trace``, also every stage's output."""
         x = self.check_input(x)
         if self.net.is_graph:
-            from .graph import run_int_graph
             return run_int_graph(self.lowered, x, trace)
         stages = self.lowered.stages
         if not trace:

@@ -61,7 +61,7 @@ import numpy as np
 from bitplane.core.errors import NotSupportedError, SpecError
 from bitplane.gen import nn
 from .lower import (CodePoolStage, Lowered, MatmulStage, PoolSpec, apply_thresholds,
-                    compute_thresholds, signed_bits)
+                    compute_thresholds, lower as lower_seq, signed_bits)
 from .quant import ActQuant
 from .spec import INPUT_NAME, Layer, Network
 
@@ -416,7 +416,6 @@ def _uint_view(form: Fixed) -> ActQuant | None:
 def _matmul_stage(net, L: Layer, chain: list, act: ActQuant) -> MatmulStage:
     """A conv/dense with its folded chain (batchnorms, at most one maxpool, optionally a final
     quant_act), lowered by the sequential lowering as a one-path network with input ``act``."""
-    from .lower import lower as lower_seq
     sub = Network(net.name, net.path, L.in_shape, net.input_bits, net.input_scale, [L] + chain, net.spec_hash)
     st = lower_seq(sub, input_act=act, codes_out=True).stages[0]
     st.pad_mode = L.get("pad_mode", "constant")
@@ -540,19 +539,11 @@ def lower_graph(net: Network) -> LoweredGraph:
 
 # ------------------------------------------------------------------------ golden paths
 
-def run_stage(stage, xs):
-    """Integer output of one graph stage from its inputs' integers (codes or ``q``)."""
-    if isinstance(stage, (MatmulStage, CodePoolStage)):
-        from .golden import Golden
-        return Golden.run_stage(stage, xs[0])
-    return stage.run(*xs)
-
-
 def run_int_graph(low: LoweredGraph, x, trace: bool = False):
     """Output integers ``q`` of the graph (``low.dequantize`` maps them to values)."""
     vals = {INPUT_NAME: x}
     for st in low.stages:
-        vals[st.name] = run_stage(st, [vals[v] for v in low.inputs[st.name]])
+        vals[st.name] = st.run(*[vals[v] for v in low.inputs[st.name]])
     res = vals[low.output]
     if trace:
         return res, {st.name: vals[st.name] for st in low.stages}

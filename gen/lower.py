@@ -124,6 +124,30 @@ class MatmulStage:
                 A, B = g * A, g * (B - p["mean"]) + p["beta"]
         return A, B
 
+    def acc(self, idx):
+        """Exact integer accumulators from input level indices (the golden integer path)."""
+        vals = self.in_act.level_ints[idx].astype(np.float64)
+        if self.kind == "conv":
+            pad = 0.0 if self.pad_index is None else float(self.in_act.level_ints[self.pad_index])
+            acc = nn.conv2d(vals, self.w_int, self.stride, self.pads, self.groups, pad, self.pad_mode)
+        else:
+            acc = nn.dense(vals, self.w_int)
+        return acc.astype(np.int64)
+
+    def run(self, idx):
+        """Integer path: output level indices (raw accumulators for the last stage) from input
+        level indices: accumulators, pool on accumulators, thresholds, pool on codes."""
+        acc = self.acc(idx)
+        p = self.pool
+        if p is not None and p.where == "acc":
+            acc = nn.pool2d(acc, p.kernel, p.stride, p.pads, p.maximize, p.pad_mode).astype(np.int64)
+        if self.raw:
+            return acc
+        out = apply_thresholds(acc, self.thresholds, self.up)
+        if p is not None and p.where == "codes":
+            out = nn.pool2d(out, p.kernel, p.stride, p.pads, p.maximize, p.pad_mode).astype(np.int64)
+        return out
+
     def describe(self) -> dict:
         ib = self.wq.int_basis
         coefs = np.asarray(ib.coefs)
@@ -167,6 +191,11 @@ class CodePoolStage:
     out_shape: tuple
     act: ActQuant
     pool: PoolSpec
+
+    def run(self, idx):
+        """Integer path: the pooled level indices."""
+        p = self.pool
+        return nn.pool2d(idx, p.kernel, p.stride, p.pads, p.maximize, p.pad_mode).astype(np.int64)
 
     def describe(self) -> dict:
         return {"stage": self.name, "kind": "maxpool", "layers": [self.name], "in_shape": list(self.in_shape),
@@ -309,7 +338,7 @@ def lower(net: Network, input_act: ActQuant | None = None, codes_out: bool = Fal
     with np.errstate(over="raise", invalid="raise"):
         try:
             if net.is_graph:        # named inputs, add/concat/average pools, mirror padding
-                from .graph import lower_graph
+                from .graph import lower_graph  # lazy: graph.py builds on this module (import cycle)
                 return lower_graph(net)
             return _lower(net, input_act, codes_out)
         except (FloatingPointError, OverflowError) as e:
