@@ -21,16 +21,25 @@ imported only by the call that needs them.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from bitplane.core.errors import InputError
+from bitplane.core.fileio import load_codes, read_text
 from bitplane.core.manifest import check_frames, load_manifest
 from bitplane.gen.golden import Golden
 from bitplane.gen.lower import lower
+from bitplane.gen import importers
 from bitplane.gen.spec import Network, load_network
+from bitplane.host.driver import Accelerator
+from bitplane.sim.accel import READ_NAMES, session_stats, simulate as simulate_rtl
+from bitplane.sim.cluster import dask_client, scheduler_address
+from bitplane.sim.shard import simulate_sharded
+from bitplane.synth import flow
+from bitplane.synth.project import write_project
 
 
 def load(spec) -> Network:
@@ -43,9 +52,8 @@ def import_model(fmt: str, source, output, *, name: str | None = None, **options
     as a spec to ``output`` (YAML, weights beside it as NPZ); returns the loaded spec. ``options``
     are those of ``bitplane import`` (``arch``, ``layers``, ``bits``, ``layout``, ``input_scale``,
     ``imagenet_norm``, ``float_last_act``)."""
-    from bitplane.gen.importers import import_model as _import, write_imported  # lazy: torch/onnx per format
-    imp = _import(fmt, source, **options)
-    info = write_imported(imp, Path(output), name)
+    imp = importers.import_model(fmt, source, **options)
+    info = importers.write_imported(imp, Path(output), name)
     return load_network(info["yaml"])
 
 
@@ -82,7 +90,7 @@ def plan(net, target_fps: float | None = None, clock_mhz: float = 100.0, lut_bud
          fold_file=None) -> dict:
     """The folding plan (:func:`bitplane.gen.plan.plan`) of a network for one goal, with
     ``stages``: the names of the planned stages (folded layers and pools) in pipeline order."""
-    from bitplane.gen.plan import plan as _plan  # lazy: the planner loads Amaranth (hw cycle formulas)
+    from bitplane.gen.plan import plan as _plan  # lazy: Amaranth (hw cycle formulas), off the host-only path
     low = lower(load(net))
     p = _plan(low, target_fps=target_fps, clock_mhz=clock_mhz, lut_budget=lut_budget, fold_file=fold_file)
     folds = {f.stage for f in p["folds"]}
@@ -95,7 +103,7 @@ def compile(net, output, target_fps: float | None = None, clock_mhz: float = 100
             progress=None) -> Design:
     """Compile a network into the folder ``output`` (Verilog, weight image, manifest, test
     vectors); nothing is written unless everything checks out."""
-    from bitplane.gen.compile import compile_network  # lazy: Amaranth
+    from bitplane.gen.compile import compile_network  # lazy: Amaranth, off the host-only path (bitplane run)
     compile_network(load(net), Path(output), target_fps=target_fps, clock_mhz=clock_mhz,
                     lut_budget=lut_budget, fold_file=fold_file, embed_weights=embed_weights,
                     progress=progress or (lambda msg: None))
@@ -105,8 +113,6 @@ def compile(net, output, target_fps: float | None = None, clock_mhz: float = 100
 def synthesize(design, target: str, clock_mhz: float = 100.0, top: str | None = None, progress=None) -> dict:
     """Open synthesis (``bitplane synth``) of a compiled folder or of a Verilog file (then ``top``
     names its top module): resources and Fmax for ``target``, and the ``top`` synthesised."""
-    from bitplane.core.fileio import read_text
-    from bitplane.synth.flow import synthesize as _synth  # lazy: yowasp tools
     path = Path(design)
     if path.is_dir():
         vfile = path / "accelerator.v"
@@ -117,8 +123,8 @@ def synthesize(design, target: str, clock_mhz: float = 100.0, top: str | None = 
             raise InputError(f"{path}: give the top module with --top")
     else:
         raise InputError(f"{path}: no such compiled folder or Verilog file")
-    rep = _synth(read_text(vfile, "Verilog file", 2 << 30), top, target, clock_mhz,
-                 progress=progress or (lambda msg: None))
+    rep = flow.synthesize(read_text(vfile, "Verilog file", 2 << 30), top, target, clock_mhz,
+                          progress=progress or (lambda msg: None))
     return dict(rep, top=top)
 
 
@@ -139,7 +145,6 @@ class Design:
     def frames(self, path, single_ok: bool = False) -> np.ndarray:
         """Input codes from the file ``path`` (.npy, or .npz with ``x``) checked against this
         design's input (errors name the file; ``single_ok``: one ``[C, H, W]`` frame)."""
-        from bitplane.core.fileio import load_codes
         x = load_codes(path)
         try:
             return check_frames(self.manifest, x, single_ok=single_ok)
@@ -150,6 +155,8 @@ class Design:
                  waves: str | None = None, progress=None, workers: int | None = None,
                  scheduler: str | None = None):
         """RTL simulation of the whole accelerator on ``x``: ``(int64 accumulators, statistics)``.
+        The native engine runs one session of the host driver on the simulated device (the same
+        checks as on a board); ``cocotb`` drives every clock from Python (sim/tb_top.py).
         With ``workers`` or ``scheduler`` the frames are sharded over a Dask cluster (native engine,
         no waves): ``workers`` local processes, or the scheduler at ``scheduler`` (default
         ``$DASK_SCHEDULER_ADDRESS``) with ``workers`` shards."""
@@ -157,17 +164,34 @@ class Design:
         if not (0 <= gap_pct < 100 and 0 <= stall_pct < 100):
             raise InputError("gap_pct and stall_pct must lie in 0..99")
         if workers is None and not scheduler:
-            from bitplane.sim.accel import simulate  # lazy: Verilator build machinery
-            return simulate(self.folder, np.asarray(x), gap_pct=gap_pct, stall_pct=stall_pct, seed=seed,
-                            waves=waves, progress=progress, engine=engine)
+            if engine == "native":
+                return self._session(x, gap_pct, stall_pct, seed, waves, progress)
+            return simulate_rtl(self.folder, np.asarray(x), gap_pct=gap_pct, stall_pct=stall_pct, seed=seed,
+                                waves=waves, progress=progress, engine=engine)
         if waves or engine != "native":
             raise InputError("sharded simulation (workers/scheduler) runs the native engine without waves")
-        from bitplane.sim.cluster import dask_client, scheduler_address  # lazy: dask
-        from bitplane.sim.shard import simulate_sharded
         remote = scheduler_address(scheduler)
         with dask_client(remote, None if remote else workers, progress=progress) as client:
             return simulate_sharded(self.folder, np.asarray(x), client, shards=workers, gap_pct=gap_pct,
                                     stall_pct=stall_pct, seed=seed, progress=progress)
+
+    def _session(self, x, gap_pct, stall_pct, seed, waves, progress):
+        """One session of the host driver on the simulated device (:mod:`bitplane.host.sim_transport`,
+        the native harness): the driver checks the device's identity, the weight load (CRC-32, word
+        count), the ERROR flags and the frame counters; the frames go back to back. Statistics as
+        :func:`bitplane.sim.accel.session_stats` (cycles counted by the simulation)."""
+        x = check_frames(self.manifest, x)
+        with self.open("sim", progress=progress, gap_pct=gap_pct, stall_pct=stall_pct, seed=seed, waves=waves) as dev:
+            t0 = time.perf_counter()
+            c0 = dev.t.cycles
+            dev.load_weights()
+            c1 = dev.t.cycles
+            r = dev.infer(x, progress=False)
+            regs = {k: dev.regs.read(k) for k in READ_NAMES}
+            wall, total = time.perf_counter() - t0, dev.t.cycles
+        done = r.extra["frame_done_cycles"]
+        return r.acc, session_stats(self.manifest, len(x), c1 - c0, done[-1], done, wall,
+                                    total / wall if wall > 0 else float("inf"), regs)
 
     def synthesize(self, target: str, clock_mhz: float = 100.0, progress=None) -> dict:
         """Open synthesis for ``target`` (``bitplane synth``'s targets): resources and Fmax."""
@@ -175,11 +199,9 @@ class Design:
 
     def project(self, board: str, output) -> dict:
         """A Vivado project (Tcl + constraints) around the design for ``board``."""
-        from bitplane.synth.project import write_project  # lazy: only for Vivado users
         return write_project(self.folder, board, output)
 
     def open(self, device: str = "sim", timeout: float | None = None, progress=None, **sim_options):
         """The host driver (:class:`bitplane.host.driver.Accelerator`) on ``device``: ``sim``,
         ``xdma[:/dev/xdma0]`` or ``zynq[:regs,dma]``; use it as a context manager."""
-        from bitplane.host.driver import Accelerator  # lazy: transports (mmap, subprocess)
         return Accelerator.open(self.folder, device, timeout=timeout, progress=progress, **sim_options)

@@ -21,7 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bitplane.core.errors import InputError
+from bitplane.core import regmap
+from bitplane.core.errors import InputError, short_repr
+from bitplane.core.fileio import read_bytes, read_json, regular_file
+from bitplane.core.packing import AXIS_BYTES, AXIS_IN_BITS, RESULT_BITS, input_lanes
 
 MANIFEST_FORMAT = "bitplane-accelerator"
 MANIFEST_VERSION = 2
@@ -115,14 +118,11 @@ class _Ctx:
 
 
 def _show(v, n: int = 60) -> str:
-    from bitplane.core.errors import short_repr
     return short_repr(v, n)
 
 
 def validate(m, where: str = "manifest.json") -> Manifest:
     """Check every field of manifest dict ``m``; returns the typed view (``folder`` unset)."""
-    from bitplane.core import regmap
-    from bitplane.core.packing import AXIS_BYTES, AXIS_IN_BITS, RESULT_BITS, input_lanes
     c = _Ctx(where)
     if not isinstance(m, dict):
         raise ManifestError(f"{where}: must be a JSON object")
@@ -219,8 +219,6 @@ def load_manifest(folder) -> dict:
 def read_manifest(folder) -> Manifest:
     """Read and check a compiled folder's manifest: the typed :class:`Manifest`."""
     from dataclasses import replace
-
-    from bitplane.core.fileio import read_json, regular_file
     folder = Path(folder)
     mf = folder / "manifest.json"
     if not folder.is_dir() or not mf.exists():
@@ -262,8 +260,6 @@ def read_weight_image(folder, m: dict, path=None) -> bytes:
     """The weight image bytes to stream: the folder's ``weights.bin`` (its SHA-256 must match
     the manifest's) or another image ``path``; a whole number of 32-bit words either way."""
     import hashlib
-
-    from bitplane.core.fileio import read_bytes
     p = Path(path) if path else Path(folder) / m["weights"]["file"]
     data = read_bytes(p, "weight image", 4 << 30)
     if path is None and hashlib.sha256(data).hexdigest() != m["files"]["weights.bin"]:
@@ -292,6 +288,13 @@ def identity_problem(m: dict, read, where: str, folder) -> str | None:
         return (f"{where}: BUILD_ID 0x{build:08X} differs from the manifest's 0x{m['build_id']:08X}: the device "
                 f"runs another build than {folder}; program the bitstream generated from this folder")
     return None
+
+
+def error_flags(m: dict, value: int) -> list[str]:
+    """Names of the ``ERROR`` flags set in ``value``, by the manifest's register map (the
+    device's version). The one decoding of the driver and of ``bitplane sim``."""
+    reg = next(r for r in m["regmap"]["registers"] if r["name"] == "ERROR")
+    return [f["name"] for f in reg["fields"] if (value >> f["lsb"]) & ((1 << f["width"]) - 1)]
 
 
 def weights_problem(m: dict, checksum: int, words: int, sent_words: int, errors=()) -> str | None:

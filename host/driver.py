@@ -36,12 +36,13 @@ from pathlib import Path
 import numpy as np
 
 from bitplane.core.errors import BitplaneError, InputError, format_error
+from bitplane.core.fileio import load_npz
 
-from bitplane.core.manifest import (check_frames, identity_problem, load_manifest, read_manifest,
+from bitplane.core.manifest import (check_frames, error_flags, identity_problem, load_manifest, read_manifest,
                                     read_weight_image, weights_problem)
 from bitplane.core.packing import AXIS_BYTES, pack_frames, unpack_results
 from bitplane.core.progress import progress_bar
-from .transport import RegisterWindow, Transport, TransportError
+from .transport import RegisterWindow, Transport, TransportError, XdmaTransport, ZynqTransport
 
 
 class DeviceError(BitplaneError):
@@ -76,12 +77,10 @@ def open_transport(folder, device: str, progress=None, **sim_options) -> Transpo
     kind, arg = parse_device(device)
     m = load_manifest(folder)
     if kind == "sim":
-        from bitplane.host.sim_transport import SimTransport
+        from bitplane.host.sim_transport import SimTransport  # lazy: the simulator only for --device sim
         return SimTransport(folder, progress=progress, **sim_options)
     if kind == "xdma":
-        from .transport import XdmaTransport
         return XdmaTransport(arg or "/dev/xdma0")
-    from .transport import ZynqTransport
     regs, _, dma = (arg or "/dev/uio0,/dev/uio1").partition(",")
     if not dma:
         raise InputError(f"zynq device '{device}': give both UIO devices, e.g. zynq:/dev/uio0,/dev/uio1")
@@ -149,8 +148,7 @@ class Accelerator:
 
     def errors(self) -> list[str]:
         """Names of the sticky ERROR flags currently set."""
-        v = self.regs.read("ERROR")
-        return [n for n in self._error_fields() if v & self.regs.bit("ERROR", n)]
+        return error_flags(self.m, self.regs.read("ERROR"))
 
     def recover(self) -> None:
         """Known state, ready for the very next batch: stop feeding the device (queued input
@@ -234,6 +232,8 @@ class Accelerator:
         frames = [beats[k].tobytes() for k in range(n)]
         results: list[bytes] = [b""] * n
         arrived = [0.0] * n
+        sim = self.t.simulated          # time passes only while the transport is used: count clock cycles
+        done_cycles = [0] * n
         failure: list[BaseException] = []
         stop = threading.Event()
         bar = progress_bar(n, "frames", stream) if progress is not False else None
@@ -245,6 +245,7 @@ class Accelerator:
             recovered = "ERROR flags " + ", ".join(errs) if errs else "stray frames or unread results"
             self.recover()
         self.regs.write("CTRL", self.regs.bit("CTRL", "CLEAR_COUNTERS"))
+        start_cycle = self.t.cycles if sim else None
         self._expect = None                                     # unknown until the batch is checked
         self.t.interrupted.clear()
 
@@ -255,6 +256,8 @@ class Accelerator:
                         return
                     results[k] = self.t.recv(self.result_bytes, timeout=self.timeout, frames=1)
                     arrived[k] = time.perf_counter()
+                    if sim:
+                        done_cycles[k] = self.t.cycles - start_cycle
                     if bar:
                         bar(k + 1)
             except BaseException as e:          # reported by the caller's thread
@@ -262,7 +265,8 @@ class Accelerator:
 
         t0 = time.perf_counter()
         rx = threading.Thread(target=receiver, name="bitplane-recv", daemon=True)
-        rx.start()
+        if not sim:
+            rx.start()
         try:
             try:
                 for k in range(n):
@@ -273,12 +277,18 @@ class Accelerator:
                 failure.append(e)
                 stop.set()
                 self.t.interrupted.set()
-            rx.join()
+            if sim and not failure:
+                # a simulated send only queues (no time passes): the whole batch is handed over before
+                # the receiver runs the clock, as a DMA engine streams it, so frames go back to back
+                rx.start()
+            if rx.ident is not None:
+                rx.join()
         except KeyboardInterrupt as e:           # Ctrl-C while waiting for results
             failure.insert(0, e)
             stop.set()
             self.t.interrupted.set()
-            rx.join(timeout=5)
+            if rx.ident is not None:
+                rx.join(timeout=5)
         t1 = time.perf_counter()
         if bar and not failure:
             bar(n, final=True)
@@ -310,6 +320,8 @@ class Accelerator:
                             device_fps=n * self.clock_mhz * 1e6 / cycles if cycles and n else None)
         if recovered:
             r.extra["recovered_before_batch"] = recovered
+        if sim:
+            r.extra["frame_done_cycles"] = done_cycles     # cycle each result frame completed, from the first beat
         if dequantize or top_k:
             r.logits = self.dequantize(acc)
         if top_k:
@@ -332,7 +344,6 @@ class Accelerator:
     def selftest(self) -> dict:
         """Load the weights, run the manifest's test vectors, compare with their golden outputs."""
         lw = self.load_weights()
-        from bitplane.core.fileio import load_npz
         tv = self.folder / self.m["testvectors"]["file"]
         z = load_npz(tv, "test vectors", keys={"x", "y"})
         if set(z) != {"x", "y"}:

@@ -1,4 +1,6 @@
-"""Whole-accelerator RTL simulation of a compiled folder (``bitplane sim``).
+"""Whole-accelerator RTL simulation of a compiled folder in bulk: the fast path for whole test
+sets from Python, each shard of ``bitplane sim --workers`` and ``bitplane sim --engine cocotb``
+(plain ``bitplane sim`` runs the host driver on the simulated device, :mod:`host.sim_transport`).
 
 Two engines run the same Verilator model of ``accelerator.v``:
 
@@ -19,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bitplane.core.manifest import check_frames, identity_problem, load_manifest, read_weight_image, weights_problem
+from bitplane.core.manifest import (check_frames, error_flags, identity_problem, load_manifest, read_weight_image,
+                                    weights_problem)
 from bitplane.core.errors import BitplaneError, InputError
 from bitplane.core.packing import pack_frames, unpack_results
-from bitplane.core import regmap
 from bitplane.core.regmap import mask as _bit, offset as _reg
 from bitplane.core import weightimage as wimg
 
@@ -87,7 +89,7 @@ def _run_cocotb(folder, m, words, n, regs, image, seed, gap_pct, stall_pct, budg
     """The same session as the native harness, driven by ``sim.tb_top`` (cocotb)."""
     import time
 
-    from .cocotb_run import run
+    from .cocotb_run import run  # lazy: cocotb, only for --engine cocotb
     sin = m["streams"]["input"]
     B = sin["beats_per_frame"]
     steps = [{"op": "write", "reg": o, "value": v} for o, v in regs]
@@ -128,23 +130,30 @@ def finish(m, x, out, st, r, s):
     if problem:
         raise SimError(problem)
     if r["ERROR"]:
-        names = [f.name for f in regmap.by_name("ERROR").fields if r["ERROR"] & f.mask]
-        raise SimError(f"the accelerator raised ERROR = 0x{r['ERROR']:X} ({', '.join(names)})")
+        raise SimError(f"the accelerator raised ERROR = 0x{r['ERROR']:X} ({', '.join(error_flags(m, r['ERROR']))})")
     if not st["ok"] or len(out) != n * sout["words_per_frame"]:
         raise SimError(f"simulation stopped after {st['stream_cycles']:,} cycles with {len(out)} of "
                        f"{n * sout['words_per_frame']} result words (cycle budget {budget:,})")
     y = unpack_results(out, tuple(sout["shape"]), sout["words_per_value"])
-    done = np.asarray(st["frame_done"], dtype=np.int64)
-    # steady-state period: completions after the first frame (its latency excluded)
-    steady = float((done[-1] - done[0]) / (len(done) - 1)) if len(done) > 2 else None
-    clock = m["clock_mhz"]
-    stats = {
-        "frames": n, "weight_cycles": st["weight_cycles"], "stream_cycles": st["stream_cycles"],
-        "latency_cycles": int(done[0]) if len(done) else None,
-        "cycles_per_frame": steady, "planned_cycles_per_frame": m["cycles_per_frame"],
-        "fps_at_clock": clock * 1e6 / steady if steady else None, "clock_mhz": clock,
-        "wall_s": st["wall_s"], "sim_cycles_per_second": st["cycles_per_second"], "regs": r,
-    }
+    stats = session_stats(m, n, st["weight_cycles"], st["stream_cycles"], st["frame_done"], st["wall_s"],
+                          st["cycles_per_second"], r)
     if "waves_dir" in st:
         stats["waves_dir"] = st["waves_dir"]
     return y, stats
+
+
+def session_stats(m, n: int, weight_cycles: int, stream_cycles: int, frame_done, wall_s: float,
+                  cycles_per_second: float, regs: dict) -> dict:
+    """The statistics of one simulated session of ``n`` frames (``bitplane sim`` prints them):
+    ``frame_done`` is the cycle each result frame completed, counted from the first input beat."""
+    done = np.asarray(frame_done, dtype=np.int64)
+    # steady-state period: completions after the first frame (its latency excluded)
+    steady = float((done[-1] - done[0]) / (len(done) - 1)) if len(done) > 2 else None
+    clock = m["clock_mhz"]
+    return {
+        "frames": n, "weight_cycles": weight_cycles, "stream_cycles": stream_cycles,
+        "latency_cycles": int(done[0]) if len(done) else None,
+        "cycles_per_frame": steady, "planned_cycles_per_frame": m["cycles_per_frame"],
+        "fps_at_clock": clock * 1e6 / steady if steady else None, "clock_mhz": clock,
+        "wall_s": wall_s, "sim_cycles_per_second": cycles_per_second, "regs": regs,
+    }

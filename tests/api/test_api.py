@@ -57,3 +57,12 @@ def test_api_plan_compile_simulate(tmp_path):
     y, st = design.simulate(x, gap_pct=20, stall_pct=20)
     assert np.array_equal(y, bitplane.golden(net, x))
     assert st["frames"] == 4
+    # `bitplane sim` is one host-driver session on the simulated device; without gaps or stalls its
+    # timing is the bulk harness's (bitplane.sim.accel, the fast path for whole test sets)
+    from bitplane.sim.accel import simulate
+    y0, st0 = design.simulate(x)
+    yb, stb = simulate(design.folder, x)
+    assert np.array_equal(y0, yb) and np.array_equal(y0, y)
+    for k in ("cycles_per_frame", "latency_cycles", "stream_cycles"):
+        assert st0[k] == stb[k], k
+    assert st0["regs"]["FRAMES_OUT"] == 4 and st0["regs"]["ERROR"] == 0
