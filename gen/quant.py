@@ -39,6 +39,7 @@ DEFAULT_COEF_BITS = 12
 DEFAULT_BITS = {"sign": 1, "ttq": 2}
 TERNARY = "t"           # a --bits weight width: ternary weights (TTQ's {-Wn, 0, +Wp}), no integer width
 FLOAT_BITS = 32         # a --bits width: unquantized (float)
+_BITS_ROLES = {"W": "weight bits", "A": "activation bits", "G": "gradient bits"}
 
 
 def parse_bits(text, fields: str = "WA", *, top: int = 16, defaults: dict | None = None, float_ok: str = "",
@@ -67,7 +68,7 @@ def parse_bits(text, fields: str = "WA", *, top: int = 16, defaults: dict | None
             raise InputError(f"--bits {text!r}: {f}={p!r} is not an integer"
                              + (f" (or '{TERNARY}' for ternary {f})" if f in ternary_ok else "")) from None
         if not (1 <= v <= top or (f in float_ok and v == FLOAT_BITS)):
-            raise InputError(f"--bits {text!r}: {f}={v} must be 1..{top}"
+            raise InputError(f"--bits {text!r}: {_BITS_ROLES.get(f, f)} {v} out of range 1..{top}"
                              + (f" or {FLOAT_BITS} (float)" if f in float_ok else ""))
         out.append(v)
     return tuple(out)

@@ -229,9 +229,9 @@ def test_parse_bits(text, kw, want):
 
 @pytest.mark.parametrize("text, kw, msg", [
     ("1", {}, "expected W,A"), ("1,2,3", {}, "expected W,A"), ("1,t", {}, "A='t' is not an integer"),
-    ("x,2", {}, "W='x' is not an integer (or 't'"), ("17,2", {}, "W=17 must be 1..16"),
-    ("32,2", {}, "W=32 must be 1..16"), ("4,2", {"top": 3}, "W=4 must be 1..3"),
-    ("t,2", {"ternary_ok": ""}, "W='t' is not an integer"), ("1,33", {"float_ok": "A"}, "or 32 (float)"),
+    ("x,2", {}, "W='x' is not an integer (or 't'"), ("17,2", {}, "weight bits 17 out of range 1..16"),
+    ("32,2", {}, "weight bits 32 out of range 1..16"), ("4,2", {"top": 3}, "weight bits 4 out of range 1..3"),
+    ("t,2", {"ternary_ok": ""}, "W='t' is not an integer"), ("1,33", {"float_ok": "A"}, "activation bits 33 out of range 1..16 or 32 (float)"),
 ])
 def test_parse_bits_rejects(text, kw, msg):
     from bitplane.core.errors import InputError
