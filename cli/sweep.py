@@ -50,6 +50,13 @@ import numpy as np
 
 from bitplane.core.errors import InputError
 from bitplane.core.fileio import write_file as atomic_write
+from bitplane.core.progress import progress_bar
+from bitplane.gen.golden import Golden
+from bitplane.gen.spec import load_network
+from bitplane.sim.accel import simulate
+from bitplane.sim.cluster import _distributed, dask_client
+from bitplane.synth.flow import TARGETS, synthesize
+from bitplane.train.trainer import train
 
 MEASURES = ("plan", "sim", "synth", "accuracy")
 TOP_FIELDS = {"name", "networks", "axes", "clock_mhz", "measures", "validation", "sim_frames"}
@@ -163,7 +170,6 @@ def load_sweep(path) -> dict:
         raise bad("axes.bits", "required for networks trained here: [[W, A], ...]")
     goals = [("target_fps", num(f"axes.target_fps[{j}]", v, float, 1e-9)) for j, v in enumerate(lst("target_fps"))]
     goals += [("lut_budget", num(f"axes.lut_budget[{j}]", v, int, 1)) for j, v in enumerate(lst("lut_budget"))]
-    from bitplane.synth.flow import TARGETS
     synth = lst("synth")
     for j, s in enumerate(synth):
         if s not in TARGETS:
@@ -213,7 +219,6 @@ def _key(*parts) -> str:
 
 
 def _materialize(blob: dict, tmp: Path):
-    from bitplane.gen.spec import load_network
     for fname, data in blob["files"].items():
         (tmp / fname).write_bytes(data)
     return load_network(tmp / blob["yaml"])
@@ -230,7 +235,6 @@ def _read_net(yaml_path: Path) -> dict:
 
 
 def task_train(cfg: dict, bits, name: str) -> dict:
-    from bitplane.train.trainer import train
     w, a = bits
     with tempfile.TemporaryDirectory(prefix="bp-sweep-train-") as tmp:
         out = Path(tmp) / f"{name}.yaml"
@@ -244,7 +248,6 @@ def task_train(cfg: dict, bits, name: str) -> dict:
 
 
 def task_accuracy(blob: dict, x, y) -> dict:
-    from bitplane.gen.golden import Golden
     with tempfile.TemporaryDirectory(prefix="bp-sweep-net-") as tmp:
         g = Golden(_materialize(blob, Path(tmp)))
     pred = g.dequantize(g.run_int(x)).argmax(1)
@@ -253,9 +256,7 @@ def task_accuracy(blob: dict, x, y) -> dict:
 
 def task_design(blob: dict, goal: str, value, clock_mhz: float, sim_x) -> dict:
     """Compile one design; with ``sim_x`` also simulate it (native harness) against the golden int path."""
-    from bitplane.gen.compile import compile_network
-    from bitplane.gen.golden import Golden
-    from bitplane.sim.accel import simulate
+    from bitplane.gen.compile import compile_network  # lazy: Amaranth, off the start-up path of every command
     with tempfile.TemporaryDirectory(prefix="bp-sweep-design-") as tmp:
         net = _materialize(blob, Path(tmp))
         kw = {goal: value} if goal != "smallest" else {}
@@ -272,7 +273,6 @@ def task_design(blob: dict, goal: str, value, clock_mhz: float, sim_x) -> dict:
 
 def task_synth(design: dict, target: str, clock_mhz: float) -> dict:
     """Synthesize a design (:func:`task_design`'s result) for ``target``."""
-    from bitplane.synth.flow import synthesize
     rep = synthesize(design["files"]["accelerator.v"], design["top"], target, clock_mhz, progress=lambda s: None,
                      bitstream=False)
     if "resources" in rep:
@@ -289,8 +289,6 @@ def task_synth(design: dict, target: str, clock_mhz: float) -> dict:
 
 def run_sweep(sw: dict, out: Path, client, log=print) -> list[dict]:
     """Submit every missing step, wait with a progress bar, write the outputs; returns the rows."""
-    from bitplane.core.progress import progress_bar
-    from bitplane.sim.cluster import _distributed
     d = _distributed()
     cache = out / "cache"
     cache.mkdir(parents=True, exist_ok=True)
@@ -508,7 +506,6 @@ def _plot(sw, rows, path: Path):
 # ---------------------------------------------------------------------------------------------- the command
 
 def cmd_sweep(args) -> int:
-    from bitplane.sim.cluster import dask_client
     sw = load_sweep(args.sweep)                  # every check before anything is written
     out = Path(args.output)
     if out.exists() and not out.is_dir():

@@ -21,9 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
+from bitplane.core import regmap
+from bitplane.core import weightimage as wimg
 from bitplane.core.environment import package_versions
 from bitplane.core.errors import BitplaneError, NotSupportedError
+from bitplane.core.fileio import check_replaceable, manifest_names_format, replace_folder
+from bitplane.core.packing import AXIS_BYTES, AXIS_IN_BITS, RESULT_BITS, input_lanes
+from bitplane.gen import hwmap
+from bitplane.hw.top import Accelerator, TopParams, fifo_depths, loadable_memories, memory_sections, top_cycles
 from .golden import Golden
+from .plan import plan
 from .spec import Network
 
 from bitplane.core.manifest import MANIFEST_FORMAT, MANIFEST_VERSION, load_manifest, manifest_json  # noqa: F401
@@ -43,10 +50,6 @@ def top_name(net: Network) -> str:
 
 def build_top(golden: Golden, plan_result: dict, embed_weights: bool = True, build_id: int = 0):
     """``TopParams`` of the network for a plan; raises a clear error for what hardware lacks."""
-    from bitplane.core.packing import input_lanes
-    from bitplane.hw.top import TopParams
-
-    from bitplane.gen import hwmap
     low = golden.lowered
     net = golden.net
     folds = {f.stage: f for f in plan_result["folds"]}
@@ -72,8 +75,6 @@ def build_top(golden: Golden, plan_result: dict, embed_weights: bool = True, bui
 
 def weight_image(golden: Golden, plan_result: dict) -> list[int]:
     """The weight image words of the network's blocks (``hw.top.loadable_memories`` order)."""
-    from bitplane.core import weightimage as wimg
-    from bitplane.hw.top import loadable_memories
     tp, _ = build_top(golden, plan_result, embed_weights=True)
     return wimg.pack_image([(layer, mem.kind, tp.blocks[k].memory_data(mem), mem.width)
                             for k, layer, mem in loadable_memories(tp)])
@@ -92,18 +93,10 @@ def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float =
                     fold_file=None, embed_weights: bool = True, progress=print) -> dict:
     """Compile ``net`` into the folder ``out`` (replaced atomically). Returns the manifest."""
     from amaranth.back import verilog
-
-    from bitplane.core.packing import AXIS_BYTES, AXIS_IN_BITS, RESULT_BITS
-    from bitplane.core import regmap
-    from bitplane.core import weightimage as wimg
-    from bitplane.hw.top import Accelerator, fifo_depths, memory_sections, top_cycles
-
-    from .plan import plan
     import math
     if isinstance(clock_mhz, bool) or not isinstance(clock_mhz, (int, float)) or not (
             clock_mhz > 0 and math.isfinite(clock_mhz)):
         raise CompileError(f"clock must be a positive finite number of MHz, got {clock_mhz!r}")
-    from bitplane.core.fileio import check_replaceable, manifest_names_format
     check_replaceable(out, lambda p: manifest_names_format(p, MANIFEST_FORMAT), "compiled folder")
     t0 = time.perf_counter()
     golden = Golden(net)
@@ -170,7 +163,6 @@ def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float =
                                  for lay, kind, n, w in memory_sections(tp)]},
         "testvectors": {"file": "testvectors.npz", "frames": TEST_VECTORS},
     }
-    from bitplane.core.fileio import replace_folder
 
     def fill(tmp: Path):
         (tmp / "accelerator.v").write_text(text)

@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 from bitplane.core.errors import BitplaneError, NotSupportedError
 from bitplane.core import weightimage as wimg
 from bitplane.core.packing import input_lanes
+from bitplane.core.yamlio import load_yaml
 from bitplane.hw.bitserial import mvtu_cycles
 from .hwmap import block_params, check_blocks, layer_params
 from .lower import Lowered, MatmulStage
@@ -165,7 +166,6 @@ def _options(st):
 
 
 def load_fold_file(path) -> dict:
-    from bitplane.core.yamlio import load_yaml
     doc, _ = load_yaml(path, lambda msg: PlanError(f"{path}: {msg}"), "fold file")
     if not isinstance(doc, dict):
         raise PlanError(f"{path}: expected a mapping {{layer: {{pe: P, simd: S}}}}")

@@ -34,7 +34,9 @@ from pathlib import Path
 import numpy as np
 
 from bitplane.core.errors import InputError, SpecError
+from bitplane.core.fileio import load_npz
 from bitplane.core.intmath import window_out
+from bitplane.core.yamlio import load_yaml
 from .quant import ACT_NONLINS, ACT_TYPES, DEFAULT_BITS, NONLINS, WEIGHT_TYPES
 
 #: Largest parameter magnitude accepted from a weights file (beyond it products overflow).
@@ -284,13 +286,11 @@ def _quant_field(ctx, layer, key, q, role):
 
 
 def _load_yaml(path: Path):
-    from bitplane.core.yamlio import load_yaml
     doc, text = load_yaml(path, lambda msg: SpecError(path, msg), "spec file")
     return doc, hashlib.sha256(text.encode()).hexdigest()
 
 
 def _load_npz(ctx, path: Path):
-    from bitplane.core.fileio import load_npz
     if not path.exists():
         raise SpecError(path, "weights file not found (named by the spec's 'weights' field)")
     try:

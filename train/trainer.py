@@ -29,6 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from bitplane.core.errors import BitplaneError, InputError, NotSupportedError
+from bitplane.core.progress import progress_bar
+from bitplane.gen.golden import Golden
+from bitplane.gen.spec import load_network
 
 from .arch import ARCHS, QUANTS, ArchError, make_spec, parse_bits
 from .data import DATASETS, fetch, load
@@ -80,10 +83,6 @@ def evaluate(model, x, batch=1000):
 def train(arch, quant, bits, dataset, epochs, out_yaml, *, batch_size=128, lr=2e-3, seed=0,
           train_subset=None, threads=None, name=None, log=print, progress=True, command=None) -> dict:
     """Train, export and check; returns the summary written to ``NAME.train.json``."""
-    from bitplane.gen.golden import Golden
-    from bitplane.gen.spec import load_network
-    from bitplane.core.progress import progress_bar
-
     try:
         w, a, g = parse_bits(bits, quant)
         out_yaml = Path(out_yaml)
@@ -98,7 +97,7 @@ def train(arch, quant, bits, dataset, epochs, out_yaml, *, batch_size=128, lr=2e
     xtr, ytr = load(dataset, "train")
     xte, yte = load(dataset, "test")
     torch = _import_torch()
-    from .nn import QNet, export
+    from .nn import QNet, export  # lazy: torch (loaded by _import_torch with its install hint)
     if threads:
         torch.set_num_threads(threads)
     rng = np.random.default_rng(seed)

@@ -10,8 +10,11 @@ import numpy as np
 import yaml
 
 from bitplane.core.errors import InputError, NotSupportedError, SpecError
+from bitplane.core.fileio import load_npz
+from bitplane.core.yamlio import load_yaml
+from bitplane.gen.golden import Golden
 from bitplane.gen.quant import TERNARY, parse_bits as quant_parse_bits
-from bitplane.gen.spec import window_geometry
+from bitplane.gen.spec import load_network, window_geometry
 
 
 from .common import Imported, _input_file, _optional_module
@@ -173,7 +176,6 @@ def _lq_alexnet_spec(wbits: int, abits: int) -> dict:
 def load_layer_list(path) -> dict:
     """A ``--spec`` file: a spec YAML whose layers are to be filled (``weights`` ignored)."""
     path = Path(path)
-    from bitplane.core.yamlio import load_yaml
     doc, _ = load_yaml(path, lambda msg: SpecError(path, msg), "layer list")
     if not isinstance(doc, dict) or not isinstance(doc.get("layers"), list) or not doc["layers"]:
         raise SpecError(path, "a layer list to fill must be a spec mapping with a non-empty 'layers' list",
@@ -403,8 +405,6 @@ def load_tensorpack_npz(path) -> tuple:
         what = ("a single .npy array" if head.startswith(b"\x93NUMPY") else
                 "a pickled Python object, which is never loaded" if head[:1] == b"\x80" else "not a zip archive")
         raise SpecError(path, f"not a tensorpack .npz archive ({what}); expected named tensors like 'conv1/W:0'")
-    from bitplane.core.errors import InputError
-    from bitplane.core.fileio import load_npz
     try:
         arrays = load_npz(path, "tensorpack .npz archive")        # headers and sizes checked first
     except InputError as e:
@@ -531,7 +531,6 @@ class _Candidates:
 
     def __init__(self, spec: dict, arrays: dict):
         import tempfile
-        from bitplane.gen.spec import load_network
         self.spec = spec
         with tempfile.TemporaryDirectory(prefix="bitplane-calib-") as td:
             y = Path(td) / "net.yaml"
@@ -582,7 +581,6 @@ def _choose_precision(spec, arrays, arch, first, last, last_act, calib, calib_wh
     :data:`PRECISION_LADDER` whose argmax decisions agree with the checkpoint's own float
     function (the spec with unquantized first/last weights and last activation) on >=
     :data:`AGREEMENT_TARGET` of the calibration images. Returns (spec, note)."""
-    from bitplane.gen.golden import Golden
     f, a, l = ARCH_ENDS[arch]
     cands = _Candidates(_with_precision(spec, arch, "float", "float", None, None), arrays)
     ref_net = cands.net

@@ -83,6 +83,33 @@ def test_layer_checker_sees_an_upward_import(tmp_path):
     assert found == [("host", False), ("cli", True)]
 
 
+def _bare_local_imports(path: Path) -> list[int]:
+    """Lines of project imports (absolute or relative) inside a function without a
+    ``# lazy: <reason>`` comment on the import's line or the line above it."""
+    lines = path.read_text().splitlines()
+    local = {line for line, _t, inside, _m in _project_imports(path) if inside}
+    for fn in ast.walk(ast.parse("\n".join(lines), str(path))):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            local |= {n.lineno for n in ast.walk(fn) if isinstance(n, ast.ImportFrom) and n.level}
+    return sorted(ln for ln in local if "# lazy:" not in lines[ln - 1] + (lines[ln - 2] if ln > 1 else ""))
+
+
+def test_function_local_project_imports_say_why():
+    """A project import inside a function keeps a heavy optional dependency (torch, onnx, cocotb,
+    dask, Amaranth on the host-only path) off the start-up path or breaks an import cycle; each
+    says which with a ``# lazy: <reason>`` comment. Every other import sits at the module top."""
+    bare = [f"{path.relative_to(ROOT)}:{ln}" for _folder, path in _modules() for ln in _bare_local_imports(path)]
+    assert bare == [], "function-local project imports without a '# lazy:' reason:\n" + "\n".join(bare)
+
+
+def test_lazy_import_checker_sees_a_bare_one(tmp_path):
+    p = tmp_path / "m.py"
+    p.write_text("def f():\n    from bitplane.gen import spec\n"
+                 "def g():\n    from .x import y  # lazy: a reason\n"
+                 "def h():\n    from . import z\n")
+    assert _bare_local_imports(p) == [2, 6]
+
+
 def test_no_sys_path_hacks_outside_bench_scripts():
     r = subprocess.run(["git", "grep", "-n", "sys.path.insert"], cwd=ROOT, capture_output=True, text=True)
     # bench/ scripts and the scripts under tests/data that made third-party artefacts in a
