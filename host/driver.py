@@ -300,19 +300,7 @@ class Accelerator:
             if isinstance(e, BitplaneError):        # device reset and pending data discarded by now
                 raise e
             raise DeviceError(f"inference failed: {format_error(e, with_type=True)}") from e
-        errs = self.errors()
-        if errs:
-            self._recover_quietly()
-            raise DeviceError(f"the accelerator raised ERROR flags {', '.join(errs)} during the batch "
-                              f"(device reset, errors cleared; results discarded)")
-        fin, fout = self.regs.read("FRAMES_IN"), self.regs.read("FRAMES_OUT")
-        if (fin, fout) != (n, n):
-            self._recover_quietly()
-            raise DeviceError(f"frame counters read {fin} in / {fout} out for a batch of {n}: frames from another "
-                              f"source or lost results; device reset, results discarded: run the batch again")
-        self._expect = (n, n)
-        lo, hi = self.regs.read("CYCLES_LO"), self.regs.read("CYCLES_HI")
-        cycles = (hi << 32) | lo
+        cycles = self._check_batch(n)
         out = np.frombuffer(b"".join(results), dtype="<u4")
         acc = unpack_results(out, self.out_shape, self.words_per_value)
         r = InferenceResult(acc=acc, frames=n, seconds=t1 - t0, fps=n / (t1 - t0) if t1 > t0 else 0.0,
@@ -328,6 +316,23 @@ class Accelerator:
             flat = r.logits.reshape(n, -1)
             r.top_k = np.argsort(-flat, axis=1, kind="stable")[:, :top_k].astype(np.int64)
         return r
+
+    def _check_batch(self, n: int) -> int:
+        """After a batch of ``n`` frames: no ERROR flag and both frame counters at ``n`` (else the
+        device is reset and the results discarded); returns the CYCLES counter over the batch."""
+        errs = self.errors()
+        if errs:
+            self._recover_quietly()
+            raise DeviceError(f"the accelerator raised ERROR flags {', '.join(errs)} during the batch "
+                              f"(device reset, errors cleared; results discarded)")
+        fin, fout = self.regs.read("FRAMES_IN"), self.regs.read("FRAMES_OUT")
+        if (fin, fout) != (n, n):
+            self._recover_quietly()
+            raise DeviceError(f"frame counters read {fin} in / {fout} out for a batch of {n}: frames from another "
+                              f"source or lost results; device reset, results discarded: run the batch again")
+        self._expect = (n, n)
+        lo, hi = self.regs.read("CYCLES_LO"), self.regs.read("CYCLES_HI")
+        return (hi << 32) | lo
 
     def dequantize(self, acc) -> np.ndarray:
         """Float logits from accumulators (the manifest's ``output_affine``, per channel)."""
