@@ -157,12 +157,13 @@ def cmd_inspect(args) -> int:
 def cmd_plan(args) -> int:
     from bitplane.gen.lower import lower
     from bitplane.gen.plan import plan
+    from bitplane.gen.devices import fit, fit_text
     net = _net(args.spec)
     low = lower(net)
     p = plan(low, target_fps=args.target_fps, clock_mhz=args.clock_mhz, lut_budget=args.lut_budget,
              fold_file=args.fold)
     if args.json:
-        out = dict(p, folds=[f.__dict__ for f in p["folds"]])
+        out = dict(p, folds=[f.__dict__ for f in p["folds"]], fit=fit(low, p))
         print(json.dumps(out, indent=2))
         return 0
     goal = (f"target {args.target_fps:g} frames/s" if args.target_fps else
@@ -186,6 +187,7 @@ def cmd_plan(args) -> int:
     print("(cycles/frame: the whole block, with its sliding window / input stream at the producer's PE lanes)")
     print(f"pipeline: {p['cycles_per_frame']:,} cycles/frame -> {p['fps']:,.1f} frames/s at "
           f"{args.clock_mhz:g} MHz; about {p['luts']:,} LUTs, {p['memory_bits']:,} memory bits")
+    print(fit_text(low, p))
     return 0
 
 
