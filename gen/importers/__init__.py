@@ -110,7 +110,8 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT.yaml", help="spec to write (weights: OUT.npz)")
     p.add_argument("--arch", choices=ARCHS, help="the published architecture of the checkpoint: svhn "
                    "(tensorpack svhn-digit-dorefa.py), alexnet (tensorpack alexnet-dorefa.py), resnet18 (tensorpack "
-                   "resnet-dorefa.py), lq-alexnet "
+                   "resnet-dorefa.py), lq-resnet18 (microsoft/LQ-Nets resnet_model.py, --mode preact --depth 18), "
+                   "lq-alexnet "
                    "(microsoft/LQ-Nets alexnet_model.py)")
     p.add_argument("--spec", dest="layers", metavar="LAYERS.yaml", help="a spec whose layer list to fill")
     p.add_argument("--bits", metavar="W,A", help="with --arch: weight,activation bits (W may be 't' for TTQ); "

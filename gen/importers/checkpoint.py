@@ -15,9 +15,10 @@ from bitplane.gen.spec import window_geometry
 
 from .common import Imported, _input_file, _optional_module
 
-ARCHS = ("svhn", "alexnet", "resnet18", "lq-alexnet")
+ARCHS = ("svhn", "alexnet", "resnet18", "lq-alexnet", "lq-resnet18")
 ACTIVATIONS = ("clip01", "cabs")
-DEFAULT_ARCH_BITS = {"svhn": (1, 2), "alexnet": (1, 2), "resnet18": (1, 4), "lq-alexnet": (2, 2)}
+DEFAULT_ARCH_BITS = {"svhn": (1, 2), "alexnet": (1, 2), "resnet18": (1, 4), "lq-alexnet": (2, 2),
+                     "lq-resnet18": (2, 2)}
 BN_EPS = 1e-4                                   # argscope(BatchNorm, epsilon=1e-4) in both seeds
 TP_BN_EPS = 1e-5                                # tensorpack BatchNorm's default (LQ-Nets keeps it)
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)       # tensorpack ImageNetModel.image_preprocess
@@ -32,12 +33,13 @@ IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
 ARCH_INPUT = {"svhn": {"scale": 1 / 256, "norm": False, "layout": "nhwc", "size": 40},
               "alexnet": {"scale": 1 / 255, "norm": True, "layout": "nchw", "size": 224},
               "resnet18": {"scale": 1 / 256, "norm": False, "layout": "nhwc", "size": 224},
-              "lq-alexnet": {"scale": 1 / 255, "norm": True, "layout": "nchw", "size": 227}}
+              "lq-alexnet": {"scale": 1 / 255, "norm": True, "layout": "nchw", "size": 227},
+              "lq-resnet18": {"scale": 1 / 255, "norm": True, "layout": "nchw", "size": 224}}
 # The first conv and its output channels in the script: a checkpoint with 1/k of them is the
 # script's model at width multiplier 1/k (every layer but the classifier divided by k).
 # (name, output channels, kernel size) of the first conv
 ARCH_WIDTH = {"svhn": ("conv0", 48, 5), "alexnet": ("conv0", 96, 12), "resnet18": ("conv1", 64, 7),
-              "lq-alexnet": ("conv1", 96, 11)}
+              "lq-alexnet": ("conv1", 96, 11), "lq-resnet18": ("conv0", 64, 7)}
 # resnet-dorefa.py multiplies the global average pool's output by 49 ("a bug in our model
 # design": the sum over its 7x7 map at 224x224) before fct: folded into fct's weights.
 RESNET18_GAP_MULT = 49
@@ -45,7 +47,7 @@ RESNET18_GAP_MULT = 49
 # activation, last layer) per architecture.
 ARCH_ENDS = {"svhn": ("conv0", "act6", "fc1"), "alexnet": ("conv0", "actfc1", "fct"),
              "resnet18": ("conv1", "lastact", "fct"),
-             "lq-alexnet": ("conv1", "fc7_act", "fc8")}
+             "lq-alexnet": ("conv1", "fc7_act", "fc8"), "lq-resnet18": ("conv0", "group3_bnlast_act", "linear")}
 PRECISION_LADDER = (4, 6, 8, 10, 12, 16)        # candidate bits of the first/last layers, cheapest first
 DEFAULT_LAST_ACT_BITS = 8                       # without --calib: the last activation's hardware quantizer
 AGREEMENT_TARGET = 0.999
@@ -113,6 +115,8 @@ def arch_spec(arch: str, wbits, abits: int, float_last_act: bool = False, activa
         return _divide_widths(spec, width_div)
     if arch == "resnet18":
         return _divide_widths(_resnet18_spec(wbits, abits, activation, size), width_div)
+    if arch == "lq-resnet18":
+        return _divide_widths(_lq_resnet18_spec(wbits, abits, size), width_div)
     if activation not in ACTIVATIONS:
         raise InputError(f"--activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
     wq = {"type": "ttq"} if wbits == "t" else {"type": "dorefa", "bits": wbits}
@@ -235,6 +239,77 @@ def _resnet18_spec(wbits, abits: int, activation: str, size: int) -> dict:
     w = "t" if wbits == "t" else wbits
     return {"name": f"resnet18-dorefa-w{w}a{abits}",
             "input": {"shape": [3, size, size], "bits": 8, "scale": ARCH_INPUT["resnet18"]["scale"]},
+            "layers": layers}
+
+
+def _lq_resnet18_spec(wbits: int, abits: int, size: int) -> dict:
+    """microsoft/LQ-Nets ``resnet_model.py`` pre-activation ResNet-18 (``imagenet.py --mode
+    preact --depth 18``: ``preresnet_group`` + ``preresnet_basicblock``, shortcut type B).
+
+    ``conv0`` 7x7/2 SAME (float, ``nl=BNReLU``: ``conv0/bn``), ReLU, ``pool0`` max 3/2 SAME.
+    Group ``g`` (64/128/256/512, stride 1/2/2/2), blocks 0 and 1: block 0 of group0
+    (``first``) quantizes its input (``quant1``) and keeps the unquantized input as the
+    identity shortcut; block 0 of the others (``no_preact``) reads the previous group's
+    ``quant_last`` codes for both the stem and a 1x1 ``convshortcut`` (+ its ``bn``); block 1
+    (``bnrelu``) is ``preact`` BN + ReLU + ``quant1`` with the residual stream as shortcut.
+    Stem: ``conv1`` (stride) + ``bn`` + ReLU + ``quant2``, ``conv2`` + ``bn``. After each
+    group ``bnlast`` BN + ReLU, then ``quant_last`` (not after group3: the unquantized
+    activation before the classifier), ``gap``, ``linear`` (float, bias). Weights ``lq``
+    W-bit (``<conv>/weight_quant/basis``), activations ``lq`` A-bit
+    (``<scope>/ActivationQuantization/basis``); BatchNorm eps 1e-5 (tensorpack's default)."""
+    wq = {"type": "lq", "bits": wbits}
+    aq = {"type": "lq", "bits": abits}
+
+    def conv(n, tp, O, k, stride=1, inputs=None, quant=True):
+        d = {"name": n, "_tp": tp, "op": "conv", "out_channels": O, "kernel": k, "stride": stride,
+             "padding": "same", "bias": False}
+        if quant:
+            d["weight_quant"] = dict(wq)
+        if inputs:
+            d["inputs"] = inputs
+        return d
+
+    def bn(n, tp, inputs=None):
+        return dict({"name": n, "_tp": tp, "op": "batchnorm", "eps": TP_BN_EPS}, **({"inputs": inputs} if inputs else {}))
+
+    def qa(n, tp, inputs=None):
+        return dict({"name": n, "_tp": tp, "op": "quant_act", "nonlin": "relu", "quant": dict(aq)},
+                    **({"inputs": inputs} if inputs else {}))
+    layers = [conv("conv0", "conv0", 64, 7, 2, quant=False), bn("conv0_bn", "conv0/bn"),
+              {"name": "conv0_relu", "op": "act", "nonlin": "relu"},
+              {"name": "pool0", "op": "maxpool", "kernel": 3, "stride": 2, "padding": "same"}]
+    prev = "pool0"
+    for gi, (ch, stride) in enumerate(((64, 1), (128, 2), (256, 2), (512, 2))):
+        g = f"group{gi}"
+        for b in (0, 1):
+            s, tp = f"{g}_block{b}", f"{g}/block{b}"
+            if b == 0 and stride == 1:                       # 'first'
+                layers.append(qa(f"{s}_quant1", f"{tp}/quant1", inputs=prev))
+                stem_in, short = f"{s}_quant1", prev
+            elif b == 0:                                     # 'no_preact': prev are codes
+                stem_in, short = prev, None
+            else:                                            # 'bnrelu'
+                layers += [bn(f"{s}_preact_bn", f"{tp}/preact/bn", inputs=prev), qa(f"{s}_quant1", f"{tp}/quant1")]
+                stem_in, short = f"{s}_quant1", prev
+            layers += [conv(f"{s}_conv1", f"{tp}/conv1", ch, 3, stride if b == 0 else 1, inputs=stem_in),
+                       bn(f"{s}_conv1_bn", f"{tp}/conv1/bn"), qa(f"{s}_quant2", f"{tp}/quant2"),
+                       conv(f"{s}_conv2", f"{tp}/conv2", ch, 3), bn(f"{s}_conv2_bn", f"{tp}/conv2/bn")]
+            if short is None:
+                layers += [conv(f"{s}_convshortcut", f"{tp}/convshortcut", ch, 1, stride, inputs=prev),
+                           bn(f"{s}_convshortcut_bn", f"{tp}/convshortcut/bn")]
+                short = f"{s}_convshortcut_bn"
+            layers.append({"name": f"{s}_add", "op": "add", "inputs": [f"{s}_conv2_bn", short]})
+            prev = f"{s}_add"
+        layers.append(bn(f"{g}_bnlast_bn", f"{g}/bnlast/bn"))
+        if gi < 3:
+            layers.append(qa(f"{g}_quant_last", f"{g}/quant_last"))
+        else:
+            layers.append({"name": f"{g}_bnlast_act", "op": "act", "nonlin": "relu"})
+        prev = layers[-1]["name"]
+    layers += [{"name": "gap", "op": "global_avgpool"},
+               {"name": "linear", "op": "dense", "out_features": 1000, "bias": True}]
+    return {"name": f"lq-resnet18-w{wbits}a{abits}",
+            "input": {"shape": [3, size, size], "bits": 8, "scale": ARCH_INPUT["lq-resnet18"]["scale"]},
             "layers": layers}
 
 
@@ -591,8 +666,10 @@ def _fold_imagenet_norm(spec: dict, arrays: dict, src) -> str:
     """Fold ``(pixel - 255*mean_c) / (255*std_c)`` (BGR) into the first (valid) conv."""
     L = spec["layers"][0]
     if L.get("op") != "conv" or L.get("padding", "valid") != "valid" or spec["input"]["shape"][0] != 3:
-        raise InputError(f"{src}: --imagenet-norm needs a first conv layer without padding on a 3-channel input "
-                         f"(folding the normalisation is exact only then)")
+        raise NotSupportedError(f"{src}: layer '{L.get('name')}': the ImageNet mean/std normalisation folds exactly "
+                                f"only into a first conv without padding on a 3-channel input (a zero-padded conv "
+                                f"would need the per-channel mean, 123.7/116.3/103.5, as its padding: no uint8 "
+                                f"code); --no-imagenet-norm for a checkpoint trained on image/255")
     n, scale = L["name"], float(spec["input"].get("scale", 1.0))
     mean = np.array(IMAGENET_MEAN_RGB[::-1]) * 255.0
     std = np.array(IMAGENET_STD_RGB[::-1]) * 255.0
@@ -816,10 +893,10 @@ def import_checkpoint(fmt: str, path, *, arch: str | None = None, layers: str | 
         raise InputError("--layout only applies to tensorpack archives")
     if arch is not None and arch not in ARCHS:
         raise InputError(f"--arch must be one of {', '.join(ARCHS)}, got {arch!r}")
-    if imagenet_norm and arch == "svhn":
-        raise InputError("--imagenet-norm applies to the ImageNet architectures (alexnet, lq-alexnet) or a --spec "
-                         "layer list")
-    if activation is not None and arch == "lq-alexnet":
+    if imagenet_norm and arch in ("svhn", "resnet18"):
+        raise InputError("--imagenet-norm applies to the ImageNet architectures (alexnet, lq-alexnet, lq-resnet18: "
+                         "tensorpack ImageNetModel) or a --spec layer list")
+    if activation is not None and arch.startswith("lq"):
         raise InputError("--activation applies to the DoReFa-Net architectures (LQ-Nets uses ReLU)")
     if float_last_act and last_act_bits is not None:
         raise InputError("--float-last-act and --last-act-bits contradict each other")
@@ -878,7 +955,7 @@ def import_checkpoint(fmt: str, path, *, arch: str | None = None, layers: str | 
         s = spec["input"]["scale"]
         notes.insert(0, f"{arch}: input value = code * {'1/256' if s == 1 / 256 else '1/255' if s == 1 / 255 else s}"
                         f"{', then ImageNet mean/std (folded)' if imagenet_norm else ''}; layout {layout}"
-                        + (f"; activation {activation or 'clip01'}" if arch != "lq-alexnet" else ""))
+                        + (f"; activation {activation or 'clip01'}" if not arch.startswith("lq") else ""))
         if float_last_act:
             spec = _with_precision(spec, arch, first or "float", last or "float", None, None)
             a = ARCH_ENDS[arch][1]
