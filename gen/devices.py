@@ -7,11 +7,15 @@ One table, :data:`DEVICES`, holds each part's budget, with the vendor figure it 
   in LUT6) plus the LUT RAM of the small memories below. For a LUT4 part (ECP5) the LUT6
   figure is multiplied by :data:`LUT4_PER_LUT6` (measured in bench/REPORT.md: ECP5 LUT4 /
   xc7 LUT6 of the same engines and networks, 2.4 to 3.3). Sliding windows, FIFOs and the
-  stream plumbing are not in the planner's estimate, so the figure is a lower bound: fit
-  "on-chip" means the planned engines and memories fit, with the headroom shown.
+  stream plumbing are not in the planner's estimate, so the figure is a lower bound (the
+  compiled TFC/CNV designs of bench/REPORT.md synthesize to 2.5-5.5x the engines' estimate):
+  fit "on-chip" means the planned engines and memories fit, with the headroom shown. The
+  block RAM figure is close to synthesis: 60.5 / 104.5 RAMB36 for cnv-w1a1 / cnv-w2a2 where
+  yosys ``synth_xilinx`` uses 63.5 / 109 (tests/gen/test_devices.py).
 * **memories**: every run-time memory of every block at its fold, as the hardware builds it
   (the planner's ``_memories``, ``hw.layers.BlockParams.memories``: width x entries), tiled
-  onto the part's primitives in the best aspect ratio: RAMB36 (512x72 .. 32Kx1), ECP5
+  onto the part's primitives in the best aspect ratio: RAMB36 (512x72 .. 32Kx1) or RAMB18
+  halves (512x36 .. 16Kx1, counted 0.5), ECP5
   DP16KD (512x36 .. 16Kx1); on parts with UltraRAM (4Kx72) a memory moves there where it
   takes no more silicon (it frees >= 8 RAMB36 per URAM: one URAM holds 8 RAMB36's bits),
   then, best ratio first, while block RAM is over budget and URAM is left. A memory at most :data:`LUTRAM_DEPTH` entries deep
@@ -63,6 +67,7 @@ LUTRAM_DEPTH = 64
 # (width, depth) aspect ratios: Xilinx UG473/UG573 (RAMB36 incl. 72-bit simple dual port,
 # URAM 4K x 72); Lattice TN1264 (DP16KD incl. the 36-bit pseudo-dual-port PDPW16KD).
 RAMB36_SHAPES = ((72, 512), (36, 1024), (18, 2048), (9, 4096), (4, 8192), (2, 16384), (1, 32768))
+RAMB18_SHAPES = ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))   # half a RAMB36 each
 DP16KD_SHAPES = ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))
 URAM_SHAPE = (72, 4096)
 URAM_PER_RAMB36 = 8          # bits of one UltraRAM (288 Kb) / one RAMB36 (36 Kb)
@@ -105,7 +110,8 @@ def fit(low, p: dict, devices=None) -> list[dict]:
             if n <= LUTRAM_DEPTH:
                 luts += w * math.ceil(n / (16 if lut4 else 64))
                 continue
-            b = tiles(w, n, DP16KD_SHAPES if lut4 else RAMB36_SHAPES)
+            b = (tiles(w, n, DP16KD_SHAPES) if lut4 else
+                 min(tiles(w, n, RAMB36_SHAPES), tiles(w, n, RAMB18_SHAPES) / 2))
             bram += b
             if d.uram:
                 u = tiles(w, n, (URAM_SHAPE,))
@@ -132,7 +138,7 @@ def format_fit(rows: list[dict]) -> str:
         u = f"{r['uram']:,}/{r['uram_budget']:,} {pct(r['uram'], r['uram_budget']):>5}" if r["uram_budget"] else "-"
         lines.append(f"{r['device']:<9} {r['board']:<32} "
                      f"{r['luts']:>9,} {r['lut_kind']} {pct(r['luts'], r['lut_budget']):>5} "
-                     f"{r['bram']:>7,} {r['bram_kind']} {pct(r['bram'], r['bram_budget']):>5} {u:>16}  "
+                     f"{r['bram']:>7,.1f} {r['bram_kind']} {pct(r['bram'], r['bram_budget']):>5} {u:>16}  "
                      f"{'fits' if r['fits'] else 'does NOT fit'}")
     lines.append("(planner estimates: engines + memories; windows/FIFOs not included; budgets from the vendor data "
                  "sheets in gen/devices.py)")

@@ -1,5 +1,8 @@
 """Per-device fit (gen/devices.py): primitive tiling and the budget table against a plan."""
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from bitplane.gen import devices
 from bitplane.gen.devices import DEVICES, RAMB36_SHAPES, DP16KD_SHAPES, fit, fit_text, tiles
@@ -7,6 +10,8 @@ from bitplane.gen.lower import lower
 from bitplane.gen.plan import plan
 from bitplane.gen.spec import load_network
 from tests.support.graphnets import DQ2, write_net
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_tiles_pick_the_best_aspect_ratio():
@@ -56,3 +61,12 @@ def test_block_ram_over_budget_moves_to_ultraram_or_does_not_fit(tmp_path, monke
     assert rows["tiny-uram"]["bram"] == 0 and rows["tiny-uram"]["uram"] > 0 and rows["tiny-uram"]["fits"]
     assert not rows["tiny"]["fits"] and rows["tiny"]["bram"] == need
     assert np.isfinite(rows["tiny"]["luts"])
+
+
+@pytest.mark.parametrize("name,fps,measured", [("cnv-w1a1", 1000, 63.5), ("cnv-w2a2", 500, 109.0)])
+def test_block_ram_estimate_matches_synthesis(name, fps, measured):
+    """bench/REPORT.md: yosys synth_xilinx (xc7) of the compiled CNVs used 63.5 / 109 RAMB36."""
+    net = load_network(ROOT / "examples" / f"{name}.yaml")
+    low = lower(net)
+    row = {r["device"]: r for r in fit(low, plan(low, target_fps=fps))}["xc7z020"]
+    assert abs(row["bram"] - measured) <= 0.1 * measured, row
