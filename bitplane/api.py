@@ -89,10 +89,13 @@ def inspect(net) -> dict:
 def plan(net, target_fps: float | None = None, clock_mhz: float = 100.0, lut_budget: int | None = None,
          fold_file=None) -> dict:
     """The folding plan (:func:`bitplane.gen.plan.plan`) of a network for one goal, with
-    ``stages``: the names of the planned stages (folded layers and pools) in pipeline order."""
+    ``stages``: the names of the planned stages (folded layers and pools) in pipeline order, and
+    ``fit``: the on-chip fit per device (:func:`bitplane.gen.devices.fit`)."""
     from bitplane.gen.plan import plan as _plan  # lazy: Amaranth (hw cycle formulas), off the host-only path
+    from bitplane.gen.devices import fit  # lazy: with the planner
     low = lower(load(net))
     p = _plan(low, target_fps=target_fps, clock_mhz=clock_mhz, lut_budget=lut_budget, fold_file=fold_file)
+    p["fit"] = fit(low, p)
     folds = {f.stage for f in p["folds"]}
     p["stages"] = [s.name for s in low.stages if s.name in folds or s.name in p["pools"]]
     return p

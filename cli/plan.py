@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 from bitplane import api
+from bitplane.gen.devices import fit_text
 
 from .args import add_folding
 
@@ -45,4 +46,5 @@ def run(args) -> int:
     print("(cycles/frame: the whole block, with its sliding window / input stream at the producer's PE lanes)")
     print(f"pipeline: {p['cycles_per_frame']:,} cycles/frame -> {p['fps']:,.1f} frames/s at "
           f"{args.clock_mhz:g} MHz; about {p['luts']:,} LUTs, {p['memory_bits']:,} memory bits")
+    print(fit_text(p))
     return 0

@@ -101,6 +101,8 @@ def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float =
     t0 = time.perf_counter()
     golden = Golden(net)
     low = golden.lowered
+    from .hwmap import check_blocks
+    check_blocks(low, net.path)         # the planner plans graph networks' mapped stages only
     pr = plan(low, target_fps=target_fps, clock_mhz=clock_mhz, lut_budget=lut_budget, fold_file=fold_file)
     ident = json.dumps([net.spec_hash, [(f.stage, f.pe, f.simd) for f in pr["folds"]], embed_weights,
                         MANIFEST_VERSION, regmap.REGMAP_VERSION, regmap.STREAM_VERSION])

@@ -25,8 +25,12 @@ import numpy as np
 from bitplane.gen import nn
 from bitplane.core.errors import NotSupportedError, SpecError
 from bitplane.core.intmath import signed_bits  # noqa: F401 (part of lower's API)
-from .quant import ActQuant, Basis, IntBasis, QWeights, quantize_weights
+from .quant import ActQuant, Basis, IntBasis, QWeights, apply_nonlin, quantize_weights
 from .spec import Layer, Network
+
+#: unquantized activations that may sit inside a stage (monotone non-decreasing: they fold
+#: into the thresholds of the stage's quant_act and commute with its maxpool)
+MONOTONE_ACTS = ("relu", "clip01", "none")
 
 HW_DEFAULT_WEIGHT_QUANT = {"type": "int", "bits": 8}
 MAX_ACC_BITS = 48    # float64 BLAS stays exact well below 2^53
@@ -106,6 +110,8 @@ class MatmulStage:
         for kind, layer in self.post:
             if kind == "bn":
                 y = nn.batchnorm(y, layer.params, layer["eps"], ndim)
+            elif kind == "act":          # monotone non-decreasing: the pool before it commutes
+                y = apply_nonlin(layer["nonlin"], y)
         return y
 
     def f(self, acc, ndim: int):
@@ -353,11 +359,14 @@ def _lower(net: Network, input_act: ActQuant | None, codes_out: bool) -> Lowered
     layers = net.layers
     i, n = 0, len(layers)
     quantized = True                     # is the current tensor quantized level indices?
-    for L in layers:
-        if L.op == "act":
-            raise NotSupportedError(f"{net.path}: layer '{L.name}' (#{L.index}), field 'op': 'act' is an "
-                                    f"unquantized (full-precision) activation; it runs on the float path only. "
-                                    f"Use a quant_act to run the network in hardware")
+
+    def float_only(L):
+        return NotSupportedError(f"{net.path}: layer '{L.name}' (#{L.index}), field 'op': 'act' is an "
+                                 f"unquantized (full-precision) activation; it runs on the float path only. "
+                                 f"Use a quant_act to run the network in hardware (a monotone act ({', '.join(MONOTONE_ACTS)}) "
+                                 f"between a conv/dense and its quant_act folds into the thresholds)")
+    if layers[0].op == "act":
+        raise float_only(layers[0])
     if layers[0].op in ("batchnorm", "quant_act"):
         stage, i = _input_stage(net, act)
         out.stages.append(stage)
@@ -372,6 +381,8 @@ def _lower(net: Network, input_act: ActQuant | None, codes_out: bool) -> Lowered
                                                      np.ones(L.in_shape[0], bool))))
             i += 1
             continue
+        if L.op == "act":
+            raise float_only(L)
         if L.op == "batchnorm":
             raise err("batchnorm must directly follow a conv or dense layer (before its quant_act); "
                       "here it would act on quantized activations", L, "op")
@@ -381,8 +392,14 @@ def _lower(net: Network, input_act: ActQuant | None, codes_out: bool) -> Lowered
         # conv / dense
         j = i + 1
         post, pool_layer = [], None
-        while j < n and layers[j].op in ("batchnorm", "maxpool"):
-            if layers[j].op == "maxpool":
+        while j < n and layers[j].op in ("batchnorm", "maxpool", "act"):
+            if layers[j].op == "act":
+                # a monotone unquantized activation inside the stage (LQ-Nets VGG: ReLU -> pool ->
+                # BN -> ReLU -> quantize) is part of the function the thresholds reproduce
+                if layers[j]["nonlin"] not in MONOTONE_ACTS:
+                    raise float_only(layers[j])
+                post.append(("act", layers[j]))
+            elif layers[j].op == "maxpool":
                 if pool_layer is not None:
                     raise err("at most one maxpool may sit between a conv/dense and its quant_act",
                               layers[j], "op")
@@ -394,6 +411,8 @@ def _lower(net: Network, input_act: ActQuant | None, codes_out: bool) -> Lowered
                 post.append(("bn", layers[j]))
             j += 1
         out_act = None
+        if any(k == "act" for k, _ in post) and (j == n or layers[j].op != "quant_act"):
+            raise float_only(next(x for k, x in post if k == "act"))    # no thresholds to fold it into
         if j < n:
             if layers[j].op != "quant_act":
                 raise err(f"the input of '{layers[j].name}' is not quantized: '{layers[j - 1].name}' "

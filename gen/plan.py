@@ -35,7 +35,7 @@ from bitplane.core import weightimage as wimg
 from bitplane.core.packing import input_lanes
 from bitplane.core.yamlio import load_yaml
 from bitplane.hw.bitserial import mvtu_cycles
-from .hwmap import block_params, check_blocks, layer_params
+from .hwmap import BLOCK_STAGES, block_params, check_blocks, layer_params
 from .lower import Lowered, MatmulStage
 
 
@@ -202,7 +202,7 @@ def _feed(low: Lowered, folds: dict, budget: float, fixed: set, options):
     order = list(low.stages)
     for _ in range(64 * len(order)):
         cyc = block_cycles(low, folds)
-        late = [i for i, s in enumerate(order) if cyc[s.name] > budget]
+        late = [i for i, s in enumerate(order) if cyc.get(s.name, 0) > budget]   # unmapped graph stages: no block
         if not late:
             return
         i = late[0]
@@ -240,8 +240,12 @@ def _feed(low: Lowered, folds: dict, budget: float, fixed: set, options):
 
 def plan(low: Lowered, target_fps: float | None = None, clock_mhz: float = 100.0,
          lut_budget: int | None = None, fold_file=None) -> dict:
-    """Choose a fold per matmul stage; return ``{"folds": [...], "bottleneck": ..., ...}``."""
-    check_blocks(low, low.net.path)
+    """Choose a fold per matmul stage; return ``{"folds": [...], "bottleneck": ..., ...}``.
+    A graph network's stages without a hardware block yet are listed in ``unmapped`` (their
+    cycles are not in the plan); compile refuses them."""
+    from .graph import LoweredGraph
+    if not isinstance(low, LoweredGraph):
+        check_blocks(low, low.net.path)
     stages = [s for s in low.stages if s.folds]
     overrides = {}
     if fold_file is not None:
@@ -319,4 +323,5 @@ def plan(low: Lowered, target_fps: float | None = None, clock_mhz: float = 100.0
         "fps": clock_mhz * 1e6 / worst,
         "luts": sum(f.luts for f in ordered),
         "memory_bits": sum(f.weight_bits + f.threshold_bits + f.constant_bits for f in ordered),
+        "unmapped": [s.name for s in low.stages if not isinstance(s, BLOCK_STAGES)],
     }

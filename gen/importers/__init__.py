@@ -79,13 +79,13 @@ from .qonnx import import_qonnx  # noqa: F401 (API)
 
 def import_model(fmt: str, src, *, arch=None, layers=None, bits=None, layout=None, input_scale=None,
                  imagenet_norm=None, float_last_act=False, activation=None, first_bits=None, last_bits=None,
-                 last_act_bits=None, calib=None) -> Imported:
+                 last_act_bits=None, calib=None, input_size=None) -> Imported:
     if fmt == "auto":
         fmt = detect_format(src)
     if fmt == "qonnx":
         for opt, v in (("--arch", arch), ("--spec", layers), ("--bits", bits), ("--layout", layout),
                        ("--activation", activation), ("--first-bits", first_bits), ("--last-bits", last_bits),
-                       ("--last-act-bits", last_act_bits), ("--calib", calib)):
+                       ("--last-act-bits", last_act_bits), ("--calib", calib), ("--input-size", input_size)):
             if v is not None:
                 raise InputError(f"{opt} does not apply to QONNX (the graph defines the network)")
         if imagenet_norm is not None or float_last_act:
@@ -96,7 +96,7 @@ def import_model(fmt: str, src, *, arch=None, layers=None, bits=None, layout=Non
     return import_checkpoint(fmt, src, arch=arch, layers=layers, bits=bits, layout=layout,
                              input_scale=input_scale, imagenet_norm=imagenet_norm, float_last_act=float_last_act,
                              activation=activation, first_bits=first_bits, last_bits=last_bits,
-                             last_act_bits=last_act_bits, calib=calib)
+                             last_act_bits=last_act_bits, calib=calib, input_size=input_size)
 
 
 def add_parser(sub) -> None:
@@ -109,7 +109,9 @@ def add_parser(sub) -> None:
     p.add_argument("source", metavar="SRC", help="the model file (.npz, .pt/.pth, .onnx)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.yaml", help="spec to write (weights: OUT.npz)")
     p.add_argument("--arch", choices=ARCHS, help="the published architecture of the checkpoint: svhn "
-                   "(tensorpack svhn-digit-dorefa.py), alexnet (tensorpack alexnet-dorefa.py), lq-alexnet "
+                   "(tensorpack svhn-digit-dorefa.py), alexnet (tensorpack alexnet-dorefa.py), resnet18 (tensorpack "
+                   "resnet-dorefa.py), lq-resnet18 (microsoft/LQ-Nets resnet_model.py, --mode preact --depth 18), "
+                   "lq-alexnet "
                    "(microsoft/LQ-Nets alexnet_model.py)")
     p.add_argument("--spec", dest="layers", metavar="LAYERS.yaml", help="a spec whose layer list to fill")
     p.add_argument("--bits", metavar="W,A", help="with --arch: weight,activation bits (W may be 't' for TTQ); "
@@ -139,6 +141,9 @@ def add_parser(sub) -> None:
     p.add_argument("--calib", metavar="CODES.npy",
                    help="calibration images for auto precision: uint8 [N, C, H, W] codes of your data (an "
                         "explicit 'auto' without --calib uses synthetic images: pessimistic)")
+    p.add_argument("--input-size", type=int, metavar="H",
+                   help="with --arch: input height = width (default: the script's, 40 svhn, 224 alexnet/resnet18, "
+                        "227 lq-alexnet), for a checkpoint made at a reduced input size")
     p.add_argument("--float-last-act", action="store_true",
                    help="with --arch: keep the script's unquantized activation before the last layer (an 'act' "
                         "layer) and unquantized first/last weights: exact float path, not runnable in hardware")
@@ -150,7 +155,7 @@ def cmd_import(args) -> int:
                        layout=args.layout, input_scale=args.input_scale, imagenet_norm=args.imagenet_norm,
                        float_last_act=args.float_last_act, activation=args.activation,
                        first_bits=args.first_bits, last_bits=args.last_bits, last_act_bits=args.last_act_bits,
-                       calib=args.calib)
+                       calib=args.calib, input_size=args.input_size)
     info = write_imported(imp, Path(args.output), args.name)
     for note in imp.notes:
         print(f"note: {note}", file=sys.stderr)

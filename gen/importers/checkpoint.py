@@ -19,9 +19,10 @@ from bitplane.gen.spec import load_network, window_geometry
 
 from .common import Imported, _input_file, _optional_module
 
-ARCHS = ("svhn", "alexnet", "lq-alexnet")
+ARCHS = ("svhn", "alexnet", "resnet18", "lq-alexnet", "lq-resnet18")
 ACTIVATIONS = ("clip01", "cabs")
-DEFAULT_ARCH_BITS = {"svhn": (1, 2), "alexnet": (1, 2), "lq-alexnet": (2, 2)}
+DEFAULT_ARCH_BITS = {"svhn": (1, 2), "alexnet": (1, 2), "resnet18": (1, 4), "lq-alexnet": (2, 2),
+                     "lq-resnet18": (2, 2)}
 BN_EPS = 1e-4                                   # argscope(BatchNorm, epsilon=1e-4) in both seeds
 TP_BN_EPS = 1e-5                                # tensorpack BatchNorm's default (LQ-Nets keeps it)
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)       # tensorpack ImageNetModel.image_preprocess
@@ -31,13 +32,26 @@ IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
 # first dense layer's weights): svhn-digit-dorefa.py divides by 256 in NHWC; alexnet-dorefa.py
 # (tensorpack >= 18b19d6d, 2018-05) is an ImageNetModel, channels_first; LQ-Nets' imagenet.py
 # is an ImageNetModel (image/255, then mean/std), NCHW.
-ARCH_INPUT = {"svhn": {"scale": 1 / 256, "norm": False, "layout": "nhwc"},
-              "alexnet": {"scale": 1 / 255, "norm": True, "layout": "nchw"},
-              "lq-alexnet": {"scale": 1 / 255, "norm": True, "layout": "nchw"}}
+# resnet-dorefa.py divides by 256 (a plain ModelDesc, NHWC; its global average pool leaves a
+# 1x1 map, so the layout does not matter). ``size``: the script's input height = width.
+ARCH_INPUT = {"svhn": {"scale": 1 / 256, "norm": False, "layout": "nhwc", "size": 40},
+              "alexnet": {"scale": 1 / 255, "norm": True, "layout": "nchw", "size": 224},
+              "resnet18": {"scale": 1 / 256, "norm": False, "layout": "nhwc", "size": 224},
+              "lq-alexnet": {"scale": 1 / 255, "norm": True, "layout": "nchw", "size": 227},
+              "lq-resnet18": {"scale": 1 / 255, "norm": True, "layout": "nchw", "size": 224}}
+# The first conv and its output channels in the script: a checkpoint with 1/k of them is the
+# script's model at width multiplier 1/k (every layer but the classifier divided by k).
+# (name, output channels, kernel size) of the first conv
+ARCH_WIDTH = {"svhn": ("conv0", 48, 5), "alexnet": ("conv0", 96, 12), "resnet18": ("conv1", 64, 7),
+              "lq-alexnet": ("conv1", 96, 11), "lq-resnet18": ("conv0", 64, 7)}
+# resnet-dorefa.py multiplies the global average pool's output by 49 ("a bug in our model
+# design": the sum over its 7x7 map at 224x224) before fct: folded into fct's weights.
+RESNET18_GAP_MULT = 49
 # The layers around the unquantized activation that feeds the last layer: (first layer, the
 # activation, last layer) per architecture.
 ARCH_ENDS = {"svhn": ("conv0", "act6", "fc1"), "alexnet": ("conv0", "actfc1", "fct"),
-             "lq-alexnet": ("conv1", "fc7_act", "fc8")}
+             "resnet18": ("conv1", "lastact", "fct"),
+             "lq-alexnet": ("conv1", "fc7_act", "fc8"), "lq-resnet18": ("conv0", "group3_bnlast_act", "linear")}
 PRECISION_LADDER = (4, 6, 8, 10, 12, 16)        # candidate bits of the first/last layers, cheapest first
 DEFAULT_LAST_ACT_BITS = 8                       # without --calib: the last activation's hardware quantizer
 AGREEMENT_TARGET = 0.999
@@ -73,16 +87,27 @@ def parse_precision(text, opt: str, allow_float: bool = True):
     return k
 
 
-def arch_spec(arch: str, wbits, abits: int, float_last_act: bool = False, activation: str = "clip01") -> dict:
+def arch_spec(arch: str, wbits, abits: int, float_last_act: bool = False, activation: str = "clip01",
+              width_div: int = 1, size: int | None = None) -> dict:
     """The published script's layer list. ``bias: None`` = "exactly when the checkpoint has one".
 
     ``activation`` is the DoReFa nonlinearity (``clip01`` since tensorpack f5cf2e14, ``cabs``
     in older svhn-digit-dorefa.py). The activation before the last layer is the script's
     unquantized nonlinearity: an ``act`` layer (float path only) here; :func:`import_checkpoint`
     replaces it with a hardware quantizer unless ``float_last_act``. Layers may carry ``_tp``,
-    the checkpoint's variable scope when it is not the layer name (dropped before writing)."""
+    the checkpoint's variable scope when it is not the layer name (dropped before writing).
+    ``width_div``: every layer's channels/units but the classifier's divided by it (the
+    script's model at width multiplier 1/width_div); ``size``: the input height = width
+    (default: the script's)."""
+    size = size or ARCH_INPUT.get(arch, {}).get("size")
     if arch == "lq-alexnet":
-        return _lq_alexnet_spec(wbits, abits)
+        spec = _lq_alexnet_spec(wbits, abits)
+        spec["input"]["shape"] = [3, size, size]
+        return _divide_widths(spec, width_div)
+    if arch == "resnet18":
+        return _divide_widths(_resnet18_spec(wbits, abits, activation, size), width_div)
+    if arch == "lq-resnet18":
+        return _divide_widths(_lq_resnet18_spec(wbits, abits, size), width_div)
     if activation not in ACTIVATIONS:
         raise InputError(f"--activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
     wq = {"type": "ttq"} if wbits == TERNARY else {"type": "dorefa", "bits": wbits}
@@ -130,8 +155,153 @@ def arch_spec(arch: str, wbits, abits: int, float_last_act: bool = False, activa
     else:
         raise InputError(f"--arch must be one of {', '.join(ARCHS)}, got {arch!r}")
     w = "t" if wbits == "t" else wbits
-    return {"name": f"{arch}-dorefa-w{w}a{abits}",
-            "input": {"shape": shape, "bits": 8, "scale": ARCH_INPUT[arch]["scale"]}, "layers": layers}
+    shape = [shape[0], size, size]
+    return _divide_widths({"name": f"{arch}-dorefa-w{w}a{abits}",
+                           "input": {"shape": shape, "bits": 8, "scale": ARCH_INPUT[arch]["scale"]},
+                           "layers": layers}, width_div)
+
+
+def _divide_widths(spec: dict, div: int) -> dict:
+    """The spec at width multiplier ``1/div``: out_channels/out_features of every layer but
+    the last (the classifier) divided by ``div`` (each must be a multiple of it)."""
+    if div == 1:
+        return spec
+    for L in spec["layers"][:-1]:
+        for key in ("out_channels", "out_features"):
+            if key in L:
+                if L[key] % div:
+                    raise InputError(f"width multiplier 1/{div}: layer '{L['name']}' has {L[key]} channels, not "
+                                     f"a multiple of {div}")
+                L[key] //= div
+    spec["name"] += f"-width1_{div}"
+    return spec
+
+
+def _resnet18_spec(wbits, abits: int, activation: str, size: int) -> dict:
+    """tensorpack ``examples/DoReFa-Net/resnet-dorefa.py`` (W,A,G = 1,4,32), a graph network.
+
+    ``conv1`` 7x7/2 after ``tf.pad [3, 2]`` (explicit asymmetric padding), float weights with
+    bias; ``tf.pad(.., 'SYMMETRIC')`` 1 + ``pool1`` max 3/2 valid (mirror padding with the
+    edge); four groups of two ``resblock`` s. A block whose stride is 2 or which follows
+    ``pool1`` average-pools by its stride (1x1 after pool1: the identity, left out), then
+    ``bn`` + activate, and both its projection ``shortcut`` (1x1) and its stem read that
+    activation; the other blocks add their input (the float residual stream) to the stem
+    (``bn`` + activate + ``c3x3a`` + ``stembn`` + activate + ``c3x3b``, convs 3x3 SAME,
+    stride 1). Then ``lastbn`` + the unquantized clip (``lastact``), ``gap`` and ``fct``
+    (float weights, x49 folded in by the importer). All convs but conv1 and fct: DoReFa W-bit."""
+    wq = {"type": "ttq"} if wbits == "t" else {"type": "dorefa", "bits": wbits}
+    aq = {"type": "dorefa", "bits": abits}
+
+    def conv(n, tp, O, k, inputs=None):
+        d = {"name": n, "_tp": tp, "op": "conv", "out_channels": O, "kernel": k, "stride": 1,
+             "padding": "same", "bias": None, "weight_quant": dict(wq)}
+        if inputs:
+            d["inputs"] = inputs
+        return d
+    bn = lambda n, tp, inputs=None: dict({"name": n, "_tp": tp, "op": "batchnorm", "eps": BN_EPS},  # noqa: E731
+                                         **({"inputs": inputs} if inputs else {}))
+    act = lambda n: {"name": n, "op": "quant_act", "nonlin": activation, "quant": dict(aq)}  # noqa: E731
+    layers = [{"name": "conv1", "op": "conv", "out_channels": 64, "kernel": 7, "stride": 2, "padding": [3, 2, 3, 2],
+               "bias": None},
+              {"name": "pool1", "op": "maxpool", "kernel": 3, "stride": 2, "padding": [1, 1, 1, 1],
+               "pad_mode": "symmetric"}]
+    prev = "pool1"
+    for g, ch, stride in (("conv2", 64, 1), ("conv3", 128, 2), ("conv4", 256, 2), ("conv5", 512, 2)):
+        for b in (1, 2):
+            s, tp = f"{g}blk{b}", f"{g}blk{b}"
+            project = b == 1                     # stride 2, or after pool1 (the script's 'pool1' in x.name)
+            if project and stride != 1:
+                layers.append({"name": f"{s}_pool", "inputs": prev, "op": "avgpool", "kernel": stride,
+                               "stride": stride, "padding": "valid"})
+                layers.append(bn(f"{s}_bn", f"{tp}/bn"))
+            else:
+                layers.append(bn(f"{s}_bn", f"{tp}/bn", inputs=prev))
+            layers.append(act(f"{s}_act"))
+            if project:
+                layers.append(conv(f"{s}_shortcut", f"{tp}/shortcut", ch, 1))
+            layers += [conv(f"{s}_c3x3a", f"{tp}/c3x3a", ch, 3, inputs=f"{s}_act"), bn(f"{s}_stembn", f"{tp}/stembn"),
+                       act(f"{s}_stemact"), conv(f"{s}_c3x3b", f"{tp}/c3x3b", ch, 3),
+                       {"name": f"{s}_add", "op": "add",
+                        "inputs": [f"{s}_shortcut" if project else prev, f"{s}_c3x3b"]}]
+            prev = f"{s}_add"
+    layers += [bn("lastbn", "lastbn"), {"name": "lastact", "op": "act", "nonlin": activation},
+               {"name": "gap", "op": "global_avgpool"},
+               {"name": "fct", "op": "dense", "out_features": 1000, "bias": None}]
+    w = "t" if wbits == "t" else wbits
+    return {"name": f"resnet18-dorefa-w{w}a{abits}",
+            "input": {"shape": [3, size, size], "bits": 8, "scale": ARCH_INPUT["resnet18"]["scale"]},
+            "layers": layers}
+
+
+def _lq_resnet18_spec(wbits: int, abits: int, size: int) -> dict:
+    """microsoft/LQ-Nets ``resnet_model.py`` pre-activation ResNet-18 (``imagenet.py --mode
+    preact --depth 18``: ``preresnet_group`` + ``preresnet_basicblock``, shortcut type B).
+
+    ``conv0`` 7x7/2 SAME (float, ``nl=BNReLU``: ``conv0/bn``), ReLU, ``pool0`` max 3/2 SAME.
+    Group ``g`` (64/128/256/512, stride 1/2/2/2), blocks 0 and 1: block 0 of group0
+    (``first``) quantizes its input (``quant1``) and keeps the unquantized input as the
+    identity shortcut; block 0 of the others (``no_preact``) reads the previous group's
+    ``quant_last`` codes for both the stem and a 1x1 ``convshortcut`` (+ its ``bn``); block 1
+    (``bnrelu``) is ``preact`` BN + ReLU + ``quant1`` with the residual stream as shortcut.
+    Stem: ``conv1`` (stride) + ``bn`` + ReLU + ``quant2``, ``conv2`` + ``bn``. After each
+    group ``bnlast`` BN + ReLU, then ``quant_last`` (not after group3: the unquantized
+    activation before the classifier), ``gap``, ``linear`` (float, bias). Weights ``lq``
+    W-bit (``<conv>/weight_quant/basis``), activations ``lq`` A-bit
+    (``<scope>/ActivationQuantization/basis``); BatchNorm eps 1e-5 (tensorpack's default)."""
+    wq = {"type": "lq", "bits": wbits}
+    aq = {"type": "lq", "bits": abits}
+
+    def conv(n, tp, O, k, stride=1, inputs=None, quant=True):
+        d = {"name": n, "_tp": tp, "op": "conv", "out_channels": O, "kernel": k, "stride": stride,
+             "padding": "same", "bias": False}
+        if quant:
+            d["weight_quant"] = dict(wq)
+        if inputs:
+            d["inputs"] = inputs
+        return d
+
+    def bn(n, tp, inputs=None):
+        return dict({"name": n, "_tp": tp, "op": "batchnorm", "eps": TP_BN_EPS}, **({"inputs": inputs} if inputs else {}))
+
+    def qa(n, tp, inputs=None):
+        return dict({"name": n, "_tp": tp, "op": "quant_act", "nonlin": "relu", "quant": dict(aq)},
+                    **({"inputs": inputs} if inputs else {}))
+    layers = [conv("conv0", "conv0", 64, 7, 2, quant=False), bn("conv0_bn", "conv0/bn"),
+              {"name": "conv0_relu", "op": "act", "nonlin": "relu"},
+              {"name": "pool0", "op": "maxpool", "kernel": 3, "stride": 2, "padding": "same"}]
+    prev = "pool0"
+    for gi, (ch, stride) in enumerate(((64, 1), (128, 2), (256, 2), (512, 2))):
+        g = f"group{gi}"
+        for b in (0, 1):
+            s, tp = f"{g}_block{b}", f"{g}/block{b}"
+            if b == 0 and stride == 1:                       # 'first'
+                layers.append(qa(f"{s}_quant1", f"{tp}/quant1", inputs=prev))
+                stem_in, short = f"{s}_quant1", prev
+            elif b == 0:                                     # 'no_preact': prev are codes
+                stem_in, short = prev, None
+            else:                                            # 'bnrelu'
+                layers += [bn(f"{s}_preact_bn", f"{tp}/preact/bn", inputs=prev), qa(f"{s}_quant1", f"{tp}/quant1")]
+                stem_in, short = f"{s}_quant1", prev
+            layers += [conv(f"{s}_conv1", f"{tp}/conv1", ch, 3, stride if b == 0 else 1, inputs=stem_in),
+                       bn(f"{s}_conv1_bn", f"{tp}/conv1/bn"), qa(f"{s}_quant2", f"{tp}/quant2"),
+                       conv(f"{s}_conv2", f"{tp}/conv2", ch, 3), bn(f"{s}_conv2_bn", f"{tp}/conv2/bn")]
+            if short is None:
+                layers += [conv(f"{s}_convshortcut", f"{tp}/convshortcut", ch, 1, stride, inputs=prev),
+                           bn(f"{s}_convshortcut_bn", f"{tp}/convshortcut/bn")]
+                short = f"{s}_convshortcut_bn"
+            layers.append({"name": f"{s}_add", "op": "add", "inputs": [f"{s}_conv2_bn", short]})
+            prev = f"{s}_add"
+        layers.append(bn(f"{g}_bnlast_bn", f"{g}/bnlast/bn"))
+        if gi < 3:
+            layers.append(qa(f"{g}_quant_last", f"{g}/quant_last"))
+        else:
+            layers.append({"name": f"{g}_bnlast_act", "op": "act", "nonlin": "relu"})
+        prev = layers[-1]["name"]
+    layers += [{"name": "gap", "op": "global_avgpool"},
+               {"name": "linear", "op": "dense", "out_features": 1000, "bias": True}]
+    return {"name": f"lq-resnet18-w{wbits}a{abits}",
+            "input": {"shape": [3, size, size], "bits": 8, "scale": ARCH_INPUT["lq-resnet18"]["scale"]},
+            "layers": layers}
 
 
 def _lq_alexnet_spec(wbits: int, abits: int) -> dict:
@@ -204,19 +374,28 @@ def _walk(spec: dict, src) -> list:
     if (not isinstance(shape, list) or len(shape) != 3
             or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)):
         raise SpecError(src, f"must be [C, H, W] positive integers, got {shape!r}", field="input.shape")
-    cur, out = tuple(shape), []
+    shapes, out, prev = {"input": tuple(shape)}, [], "input"
     for i, L in enumerate(spec["layers"]):
+        ins = L.get("inputs", prev)
+        ins = [ins] if isinstance(ins, str) else ins
+        if not isinstance(ins, list) or not ins or not all(isinstance(v, str) and v in shapes for v in ins):
+            raise err(f"must name 'input' or earlier layers, got {ins!r}", i, L, "inputs")
+        cur = shapes[ins[0]]
         out.append((i, L, cur))
         op = L.get("op")
-        if op in ("conv", "maxpool"):
+        if op in ("conv", "maxpool", "avgpool"):
             if len(cur) != 3:
                 raise err(f"{op} needs a [C,H,W] input but gets {list(cur)}", i, L, "op")
             C, H, W = cur
             k = intf(i, L, "kernel")
             s = intf(i, L, "stride", 1 if op == "conv" else k)
             pad = L.get("padding", "valid")
-            if pad not in ("same", "valid") and (isinstance(pad, bool) or not isinstance(pad, int) or pad < 0):
-                raise err(f"must be 'same', 'valid' or a non-negative integer, got {pad!r}", i, L, "padding")
+            ok_list = (isinstance(pad, list) and len(pad) == 4
+                       and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in pad))
+            if pad not in ("same", "valid") and not ok_list and (
+                    isinstance(pad, bool) or not isinstance(pad, int) or pad < 0):
+                raise err(f"must be 'same', 'valid', a non-negative integer or [top, bottom, left, right], "
+                          f"got {pad!r}", i, L, "padding")
             oh, ow, _ = window_geometry(H, W, k, s, pad)
             if oh < 1 or ow < 1:
                 raise err(f"kernel {k} does not fit the {H}x{W} input", i, L, "kernel")
@@ -229,6 +408,12 @@ def _walk(spec: dict, src) -> list:
                 cur = (C, oh, ow)
         elif op == "dense":
             cur = (intf(i, L, "out_features"),)
+        elif op == "global_avgpool":
+            cur = (cur[0], 1, 1)
+        elif op == "concat":
+            cur = (sum(shapes[v][0] for v in ins),) + tuple(cur[1:])
+        shapes[L["name"]] = cur
+        prev = L["name"]
     return out
 
 
@@ -469,8 +654,10 @@ def _fold_imagenet_norm(spec: dict, arrays: dict, src) -> str:
     """Fold ``(pixel - 255*mean_c) / (255*std_c)`` (BGR) into the first (valid) conv."""
     L = spec["layers"][0]
     if L.get("op") != "conv" or L.get("padding", "valid") != "valid" or spec["input"]["shape"][0] != 3:
-        raise InputError(f"{src}: --imagenet-norm needs a first conv layer without padding on a 3-channel input "
-                         f"(folding the normalisation is exact only then)")
+        raise NotSupportedError(f"{src}: layer '{L.get('name')}': the ImageNet mean/std normalisation folds exactly "
+                                f"only into a first conv without padding on a 3-channel input (a zero-padded conv "
+                                f"would need the per-channel mean, 123.7/116.3/103.5, as its padding: no uint8 "
+                                f"code); --no-imagenet-norm for a checkpoint trained on image/255")
     n, scale = L["name"], float(spec["input"].get("scale", 1.0))
     mean = np.array(IMAGENET_MEAN_RGB[::-1]) * 255.0
     std = np.array(IMAGENET_STD_RGB[::-1]) * 255.0
@@ -644,18 +831,41 @@ def _act_range(spec: dict, arrays: dict, arch: str):
     return float(np.max(arrays[f"{n}/beta"] + 6 * np.abs(arrays[f"{n}/gamma"])))
 
 
+def _width_divisor(arch: str, fmt: str, tensors: dict, display, path) -> int:
+    """``k`` when the checkpoint is the script's model at width multiplier ``1/k``: its first
+    conv is the script's (kernel, 3 input channels) with ``1/k`` of the output channels and
+    every layer's width is a multiple of ``k``. Otherwise 1, and the layer walk reports the
+    first tensor that does not fit the script."""
+    name, full, k = ARCH_WIDTH[arch]
+    key = f"{name}/W" if fmt == "tensorpack" else f"{name}.weight"
+    a = tensors.get(key)
+    if a is None or a.ndim != 4:
+        return 1
+    shape = tuple(int(v) for v in a.shape)
+    have, kernel = (shape[3], shape[:3]) if fmt == "tensorpack" else (shape[0], (shape[2], shape[3], shape[1]))
+    if kernel != (k, k, 3) or have < 1 or have >= full or full % have:
+        return 1
+    try:
+        arch_spec(arch, 1, 2, width_div=full // have)
+    except InputError:
+        return 1
+    return full // have
+
+
 def import_checkpoint(fmt: str, path, *, arch: str | None = None, layers: str | None = None, bits=None,
                       layout: str | None = None, input_scale: float | None = None,
                       imagenet_norm: bool | None = None, float_last_act: bool = False,
                       activation: str | None = None, first_bits=None, last_bits=None, last_act_bits=None,
-                      calib=None) -> Imported:
+                      calib=None, input_size: int | None = None) -> Imported:
     """tensorpack ``.npz`` or PyTorch ``state_dict`` -> :class:`Imported`.
 
     With ``--arch`` the published script's semantics are the default (activation, input
     scaling, layout, ImageNet normalisation); the first/last layers' weights and the
     activation the script leaves unquantized get the precision ``first_bits``/``last_bits``/
     ``last_act_bits`` (``'auto'``: calibrated, see :func:`_choose_precision`; not given: auto
-    with ``calib``, else float first/last weights and an 8-bit last activation)."""
+    with ``calib``, else float first/last weights and an 8-bit last activation). ``input_size``:
+    the input height = width (default: the script's); the width multiplier is read from the
+    first conv's output channels (:data:`ARCH_WIDTH`)."""
     path = Path(path)
     if (arch is None) == (layers is None):
         raise InputError(f"{fmt} import needs exactly one of --arch ({'|'.join(ARCHS)}) or --spec LAYERS.yaml")
@@ -669,10 +879,10 @@ def import_checkpoint(fmt: str, path, *, arch: str | None = None, layers: str | 
         raise InputError("--layout only applies to tensorpack archives")
     if arch is not None and arch not in ARCHS:
         raise InputError(f"--arch must be one of {', '.join(ARCHS)}, got {arch!r}")
-    if imagenet_norm and arch == "svhn":
-        raise InputError("--imagenet-norm applies to the ImageNet architectures (alexnet, lq-alexnet) or a --spec "
-                         "layer list")
-    if activation is not None and arch == "lq-alexnet":
+    if imagenet_norm and arch in ("svhn", "resnet18"):
+        raise InputError("--imagenet-norm applies to the ImageNet architectures (alexnet, lq-alexnet, lq-resnet18: "
+                         "tensorpack ImageNetModel) or a --spec layer list")
+    if activation is not None and arch.startswith("lq"):
         raise InputError("--activation applies to the DoReFa-Net architectures (LQ-Nets uses ReLU)")
     if float_last_act and last_act_bits is not None:
         raise InputError("--float-last-act and --last-act-bits contradict each other")
@@ -683,9 +893,22 @@ def import_checkpoint(fmt: str, path, *, arch: str | None = None, layers: str | 
         raise InputError("--float-last-act keeps the script's function: no precision to calibrate (drop --calib "
                          "and 'auto')")
     notes = []
+    if input_size is not None and (arch is None or isinstance(input_size, bool) or not isinstance(input_size, int)
+                                   or input_size < 1):
+        raise InputError("--input-size applies with --arch and must be a positive integer"
+                         if arch is None else f"--input-size must be a positive integer, got {input_size!r}")
+    if fmt == "tensorpack":
+        tensors, display = load_tensorpack_npz(path)
+    else:
+        tensors, display = load_state_dict(path), None
     if arch is not None:
         wb, ab = parse_bits(bits, arch) if bits is not None else DEFAULT_ARCH_BITS[arch]
-        spec = arch_spec(arch, wb, ab, activation=activation or "clip01")
+        div = _width_divisor(arch, fmt, tensors, display, path)
+        spec = arch_spec(arch, wb, ab, activation=activation or "clip01", width_div=div, size=input_size)
+        if div != 1:
+            notes.append(f"width multiplier 1/{div}: {ARCH_WIDTH[arch][0]} has {ARCH_WIDTH[arch][1] // div} output "
+                         f"channels (the script: {ARCH_WIDTH[arch][1]}); every layer but the classifier has 1/{div} "
+                         f"of the script's channels")
         layer_source = None
         defaults = ARCH_INPUT[arch]
         layout = layout or defaults["layout"]
@@ -699,10 +922,6 @@ def import_checkpoint(fmt: str, path, *, arch: str | None = None, layers: str | 
             raise InputError(f"--input-scale must be a positive number, got {input_scale}")
         spec["input"]["scale"] = float(input_scale)
     calib_codes = _load_calibration(calib, spec["input"]["shape"]) if calib is not None else None
-    if fmt == "tensorpack":
-        tensors, display = load_tensorpack_npz(path)
-    else:
-        tensors, display = load_state_dict(path), None
     tens = _Tensors(path, fmt, tensors, display)
     tens.layer_source = layer_source
     arrays, more = _fill(spec, tens, layout)
@@ -714,11 +933,15 @@ def import_checkpoint(fmt: str, path, *, arch: str | None = None, layers: str | 
             L["bias"] = False
     if imagenet_norm:
         notes.append(_fold_imagenet_norm(spec, arrays, path))
+    if arch == "resnet18":
+        arrays["fct/W"] = arrays["fct/W"].astype(np.float64) * RESNET18_GAP_MULT
+        notes.append(f"the script's tf.multiply({RESNET18_GAP_MULT}) after the global average pool is folded into "
+                     f"fct's weights")
     if arch is not None:
         s = spec["input"]["scale"]
         notes.insert(0, f"{arch}: input value = code * {'1/256' if s == 1 / 256 else '1/255' if s == 1 / 255 else s}"
                         f"{', then ImageNet mean/std (folded)' if imagenet_norm else ''}; layout {layout}"
-                        + (f"; activation {activation or 'clip01'}" if arch != "lq-alexnet" else ""))
+                        + (f"; activation {activation or 'clip01'}" if not arch.startswith("lq") else ""))
         if float_last_act:
             spec = _with_precision(spec, arch, first or "float", last or "float", None, None)
             a = ARCH_ENDS[arch][1]

@@ -202,11 +202,14 @@ def test_planned_memory_is_the_built_memory(name, fps):
 
 
 def test_graph_network_without_hardware_blocks_is_refused_before_writing(tmp_path, capsys):
-    """A residual network runs in the golden model; plan and compile name the first stage that
-    has no hardware block (exit 2, NotSupportedError) and write nothing."""
+    """A residual network runs in the golden model; plan folds its conv/dense stages and lists
+    the stages without a hardware block; compile names the first of them (exit 2,
+    NotSupportedError) and writes nothing."""
     from tests.support.graphnets import resnet_spec, write_net
     spec = write_net(tmp_path, resnet_spec())
-    assert main(["plan", str(spec), "--target-fps", "1000"]) == 2
+    assert main(["plan", str(spec), "--target-fps", "1000"]) == 0
+    out = capsys.readouterr().out
+    assert "not in the plan" in out and "b1add" in out and "xczu7ev" in out
     assert main(["compile", str(spec), "-o", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "layer 'b1add': a add stage has no hardware block" in err

@@ -1,0 +1,156 @@
+"""Per-device fit of a planned network: LUTs, block RAM and UltraRAM against a part's budget.
+
+One table, :data:`DEVICES`, holds each part's budget, with the vendor figure it comes from.
+:func:`fit` maps a plan (:func:`bitplane.gen.plan.plan`) onto every device:
+
+* **LUTs**: the planner's engine estimate (``Fold.luts``, :func:`bitplane.gen.plan.estimate_luts`,
+  in LUT6) plus the LUT RAM of the small memories below. For a LUT4 part (ECP5) the LUT6
+  figure is multiplied by :data:`LUT4_PER_LUT6` (measured in bench/REPORT.md: ECP5 LUT4 /
+  xc7 LUT6 of the same engines and networks, 2.4 to 3.3). Sliding windows, FIFOs and the
+  stream plumbing are not in the planner's estimate, so the figure is a lower bound (the
+  compiled TFC/CNV designs of bench/REPORT.md synthesize to 2.5-5.5x the engines' estimate):
+  fit "on-chip" means the planned engines and memories fit, with the headroom shown. The
+  block RAM figure is close to synthesis: 60.5 / 104.5 RAMB36 for cnv-w1a1 / cnv-w2a2 where
+  yosys ``synth_xilinx`` uses 63.5 / 109 (tests/gen/test_devices.py).
+* **memories**: every run-time memory of every block at its fold, as the hardware builds it
+  (the planner's ``_memories``, ``hw.layers.BlockParams.memories``: width x entries), tiled
+  onto the part's primitives in the best aspect ratio: RAMB36 (512x72 .. 32Kx1) or RAMB18
+  halves (512x36 .. 16Kx1, counted 0.5), ECP5
+  DP16KD (512x36 .. 16Kx1); on parts with UltraRAM (4Kx72) a memory moves there where it
+  takes no more silicon (it frees >= 8 RAMB36 per URAM: one URAM holds 8 RAMB36's bits),
+  then, best ratio first, while block RAM is over budget and URAM is left. A memory at most :data:`LUTRAM_DEPTH` entries deep
+  goes to LUT RAM (Xilinx: 1 LUT6 per bit per 64 entries; ECP5: 1 LUT4 per bit per 16
+  entries, TRELLIS_DPR16X4).
+
+The figures are the planner's first-order model, not a synthesis result.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from bitplane.core.errors import NotSupportedError
+
+
+@dataclass(frozen=True)
+class Device:
+    name: str
+    board: str
+    luts: int                 # LUTs of the part (LUT6, or LUT4 when lut_inputs == 4)
+    lut_inputs: int
+    bram: int                 # block RAM primitives: RAMB36 (Xilinx) or DP16KD (ECP5)
+    bram_kind: str
+    uram: int                 # UltraRAM blocks (4K x 72)
+    source: str
+
+
+# Vendor data-sheet figures (the device overview tables).
+DEVICES = {d.name: d for d in (
+    # Xilinx DS190 "Zynq-7000 SoC Data Sheet: Overview", Table 1, Z-7020: 53,200 LUTs,
+    # 140 36-Kb block RAMs (4.9 Mb)
+    Device("xc7z020", "Zynq-7020 (PYNQ-Z1/Z2)", 53_200, 6, 140, "RAMB36", 0, "Xilinx DS190, Z-7020"),
+    # Xilinx DS891 "Zynq UltraScale+ MPSoC Data Sheet: Overview", ZU7EV: 230,400 CLB LUTs,
+    # 312 36-Kb block RAMs (11.0 Mb), 96 UltraRAMs (27.0 Mb)
+    Device("xczu7ev", "Zynq UltraScale+ ZU7EV (ZCU104)", 230_400, 6, 312, "RAMB36", 96, "Xilinx DS891, ZU7EV"),
+    # Xilinx DS962 "Alveo U250 Data Center Accelerator Card Data Sheet": 1,728K LUTs,
+    # 2,688 36-Kb block RAMs, 1,280 UltraRAMs (before the shell's share)
+    Device("xcu250", "Alveo U250", 1_728_000, 6, 2_688, "RAMB36", 1_280, "Xilinx DS962, U250"),
+    # Lattice FPGA-DS-02012 "ECP5 and ECP5-5G Family Data Sheet", Table 1.1, LFE5U-85:
+    # 84K LUT4s (41,820 slices x 2), 208 sysMEM EBR blocks of 18 Kb (DP16KD), 3,744 Kb
+    Device("ecp5-85k", "Lattice ECP5 LFE5U-85F", 83_640, 4, 208, "DP16KD", 0, "Lattice FPGA-DS-02012, LFE5U-85"),
+)}
+
+#: ECP5 LUT4 per planner LUT6 (bench/REPORT.md: 2.4-3.3 for the same engines and networks).
+LUT4_PER_LUT6 = 3
+#: Memories at most this deep go to LUT RAM.
+LUTRAM_DEPTH = 64
+# (width, depth) aspect ratios: Xilinx UG473/UG573 (RAMB36 incl. 72-bit simple dual port,
+# URAM 4K x 72); Lattice TN1264 (DP16KD incl. the 36-bit pseudo-dual-port PDPW16KD).
+RAMB36_SHAPES = ((72, 512), (36, 1024), (18, 2048), (9, 4096), (4, 8192), (2, 16384), (1, 32768))
+RAMB18_SHAPES = ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))   # half a RAMB36 each
+DP16KD_SHAPES = ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))
+URAM_SHAPE = (72, 4096)
+URAM_PER_RAMB36 = 8          # bits of one UltraRAM (288 Kb) / one RAMB36 (36 Kb)
+
+
+def tiles(width: int, depth: int, shapes) -> int:
+    """Primitives holding a ``width`` x ``depth`` memory in the best of ``shapes``."""
+    return min(math.ceil(width / w) * math.ceil(depth / d) for w, d in shapes)
+
+
+def block_memories(low, folds) -> list:
+    """``[(stage, width, entries), ...]``: every run-time memory of the planned blocks."""
+    from .plan import _memories, memory_bits
+    st_of = {s.name: s for s in low.stages}
+    out = []
+    for f in folds:
+        st = st_of[f.stage]
+        try:
+            out += [(f.stage, int(m.width), int(m.entries)) for m in _memories(st, f.pe, f.simd)]
+        except NotSupportedError:      # no hardware block yet: the planner's totals as one memory
+            m = memory_bits(st, f.pe, f.simd)
+            bits = m["weights"] + m["thresholds"] + m["constants"]
+            w = max(1, m["word"])
+            out.append((f.stage, w, math.ceil(bits / w)))
+    return out
+
+
+def fit(low, p: dict, devices=None) -> list[dict]:
+    """One row per device: the plan's LUT and memory needs against its budget, and whether
+    the planned engines and memories fit on-chip (``fits``)."""
+    mems = block_memories(low, p["folds"])
+    rows = []
+    for name in devices or DEVICES:
+        d = DEVICES[name]
+        lut4 = d.lut_inputs == 4
+        luts = p["luts"] * (LUT4_PER_LUT6 if lut4 else 1)
+        bram = uram = 0
+        movable = []                    # (block RAMs freed per UltraRAM, block RAMs, UltraRAMs)
+        for _, w, n in mems:
+            if n <= LUTRAM_DEPTH:
+                luts += w * math.ceil(n / (16 if lut4 else 64))
+                continue
+            b = (tiles(w, n, DP16KD_SHAPES) if lut4 else
+                 min(tiles(w, n, RAMB36_SHAPES), tiles(w, n, RAMB18_SHAPES) / 2))
+            bram += b
+            if d.uram:
+                u = tiles(w, n, (URAM_SHAPE,))
+                movable.append((b / u, b, u))
+        # UltraRAM where it saves silicon (>= 8 RAMB36 per URAM), then while block RAM is over budget
+        for ratio, b, u in sorted(movable, reverse=True):
+            if (ratio >= URAM_PER_RAMB36 or bram > d.bram) and uram + u <= d.uram:
+                bram, uram = bram - b, uram + u
+        fits = luts <= d.luts and bram <= d.bram and uram <= d.uram
+        rows.append({"device": d.name, "board": d.board, "luts": int(luts), "lut_budget": d.luts,
+                     "lut_kind": "LUT4" if lut4 else "LUT6", "bram": bram, "bram_budget": d.bram,
+                     "bram_kind": d.bram_kind, "uram": uram, "uram_budget": d.uram, "fits": fits,
+                     "memory_bits": int(sum(w * n for _, w, n in mems)), "source": d.source})
+    return rows
+
+
+def format_fit(rows: list[dict]) -> str:
+    """The fit table as text (``bitplane plan``)."""
+    def pct(a, b):
+        return f"{100 * a / b:.0f}%" if b else "-"
+    hdr = (f"{'device':<9} {'board':<32} {'LUTs':>20} {'block RAM':>22} {'UltraRAM':>16}  on-chip")
+    lines = [hdr, "-" * len(hdr)]
+    for r in rows:
+        u = f"{r['uram']:,}/{r['uram_budget']:,} {pct(r['uram'], r['uram_budget']):>5}" if r["uram_budget"] else "-"
+        lines.append(f"{r['device']:<9} {r['board']:<32} "
+                     f"{r['luts']:>9,} {r['lut_kind']} {pct(r['luts'], r['lut_budget']):>5} "
+                     f"{r['bram']:>7,.1f} {r['bram_kind']} {pct(r['bram'], r['bram_budget']):>5} {u:>16}  "
+                     f"{'fits' if r['fits'] else 'does NOT fit'}")
+    lines.append("(planner estimates: engines + memories; windows/FIFOs not included; budgets from the vendor data "
+                 "sheets in gen/devices.py)")
+    return "\n".join(lines)
+
+
+def fit_text(p: dict, low=None) -> str:
+    """What ``bitplane plan`` prints after the folds: stages not yet in hardware, the fit table
+    (``p["fit"]`` when the plan carries it, as :func:`bitplane.api.plan` does; else computed
+    from the lowered network ``low``)."""
+    head = ""
+    if p.get("unmapped"):
+        head = (f"not in the plan ({len(p['unmapped'])} graph stages without a hardware block yet, issue #16; "
+                f"compile refuses them): {', '.join(p['unmapped'])}\n")
+    return head + "on-chip fit of the planned engines and memories:\n" + format_fit(p.get("fit") or fit(low, p))

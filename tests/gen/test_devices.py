@@ -1,0 +1,72 @@
+"""Per-device fit (gen/devices.py): primitive tiling and the budget table against a plan."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bitplane.gen import devices
+from bitplane.gen.devices import DEVICES, RAMB36_SHAPES, DP16KD_SHAPES, fit, fit_text, tiles
+from bitplane.gen.lower import lower
+from bitplane.gen.plan import plan
+from bitplane.gen.spec import load_network
+from tests.support.graphnets import DQ2, write_net
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_tiles_pick_the_best_aspect_ratio():
+    assert tiles(72, 512, RAMB36_SHAPES) == 1
+    assert tiles(1, 32768, RAMB36_SHAPES) == 1
+    assert tiles(73, 512, RAMB36_SHAPES) == 2
+    assert tiles(8, 4096, RAMB36_SHAPES) == 1            # 9 x 4K
+    assert tiles(10, 4096, RAMB36_SHAPES) == 2
+    assert tiles(36, 512, DP16KD_SHAPES) == 1 and tiles(36, 1024, DP16KD_SHAPES) == 2
+
+
+def _net(tmp_path, width):
+    spec = {"name": "fitnet", "input": {"shape": [16, 8, 8], "bits": 2, "scale": 1.0 / 3},
+            "layers": [{"name": "c1", "op": "conv", "out_channels": width, "kernel": 3, "padding": 1,
+                        "weight_quant": dict(DQ2)},
+                       {"name": "a1", "op": "quant_act", "nonlin": "clip01", "quant": dict(DQ2)},
+                       {"name": "fc", "op": "dense", "out_features": 10, "weight_quant": dict(DQ2)}]}
+    return load_network(write_net(tmp_path, spec))
+
+
+def test_fit_rows_against_the_plan(tmp_path):
+    low = lower(_net(tmp_path, 64))
+    p = plan(low)
+    rows = {r["device"]: r for r in fit(low, p)}
+    assert set(rows) == set(DEVICES)
+    mems = devices.block_memories(low, p["folds"])
+    assert sum(w * n for _, w, n in mems) == rows["xc7z020"]["memory_bits"]
+    # the planner's total memory bits are the memories tiled here
+    assert rows["xc7z020"]["memory_bits"] == p["memory_bits"]
+    assert rows["ecp5-85k"]["luts"] >= devices.LUT4_PER_LUT6 * p["luts"]
+    assert rows["xc7z020"]["luts"] >= p["luts"]
+    assert all(r["fits"] for r in rows.values())
+    assert "xcu250" in fit_text(p, low)
+
+
+def test_block_ram_over_budget_moves_to_ultraram_or_does_not_fit(tmp_path, monkeypatch):
+    low = lower(_net(tmp_path, 64))
+    p = plan(low)
+    need = {r["device"]: r for r in fit(low, p)}["xczu7ev"]["bram"]
+    assert need > 0
+    small = dict(DEVICES)
+    d = DEVICES["xczu7ev"]
+    small["tiny-uram"] = devices.Device("tiny-uram", "test", d.luts, 6, 0, "RAMB36", 1000, "test")
+    small["tiny"] = devices.Device("tiny", "test", d.luts, 6, need - 1, "RAMB36", 0, "test")
+    monkeypatch.setattr(devices, "DEVICES", small)
+    rows = {r["device"]: r for r in fit(low, p, ["tiny-uram", "tiny"])}
+    assert rows["tiny-uram"]["bram"] == 0 and rows["tiny-uram"]["uram"] > 0 and rows["tiny-uram"]["fits"]
+    assert not rows["tiny"]["fits"] and rows["tiny"]["bram"] == need
+    assert np.isfinite(rows["tiny"]["luts"])
+
+
+@pytest.mark.parametrize("name,fps,measured", [("cnv-w1a1", 1000, 63.5), ("cnv-w2a2", 500, 109.0)])
+def test_block_ram_estimate_matches_synthesis(name, fps, measured):
+    """bench/REPORT.md: yosys synth_xilinx (xc7) of the compiled CNVs used 63.5 / 109 RAMB36."""
+    net = load_network(ROOT / "examples" / f"{name}.yaml")
+    low = lower(net)
+    row = {r["device"]: r for r in fit(low, plan(low, target_fps=fps))}["xc7z020"]
+    assert abs(row["bram"] - measured) <= 0.1 * measured, row
