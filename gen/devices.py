@@ -30,6 +30,7 @@ import math
 from dataclasses import dataclass
 
 from bitplane.core.errors import NotSupportedError
+from .plan import _memories, memory_bits
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,6 @@ def tiles(width: int, depth: int, shapes) -> int:
 
 def block_memories(low, folds) -> list:
     """``[(stage, width, entries), ...]``: every run-time memory of the planned blocks."""
-    from .plan import _memories, memory_bits
     st_of = {s.name: s for s in low.stages}
     out = []
     for f in folds:
