@@ -92,7 +92,7 @@ def test_concat_matches_numpy(ca, cb, lanes):
     wa = sum((_words(a, 4, lanes, False) for a, _ in frames), [])
     wb = sum((_words(b, 4, lanes, False) for _, b in frames), [])
     want = sum((_words(np.concatenate([a, b]), 4, lanes, False) for a, b in frames), [])
-    got, _ = run_multi(ConcatBlock(ca, cb, 4 * lanes), {"a": wa, "b": wb}, {"o": len(want)}, seed=ca)
+    got, _ = run_multi(ConcatBlock((ca, cb), 4 * lanes), {"i0": wa, "i1": wb}, {"o": len(want)}, seed=ca)
     assert got["o"] == want
 
 
@@ -317,7 +317,7 @@ def test_derived_depth_holds_the_rate_and_a_smaller_one_deadlocks():
 
 
 @pytest.mark.parametrize("comp,name", [
-    (lambda: StreamFork(8), "fork"), (lambda: ConcatBlock(2, 3, 8), "concat"),
+    (lambda: StreamFork(8), "fork"), (lambda: ConcatBlock((2, 3), 8), "concat"),
     (lambda: AddBlock(4, 2, 6, 3, 12, [3, -5, 7, 1], [1, 2, 3, 4]), "add"),
     (lambda: AvgPoolBlock(2, 5, 5, 3, 2, (1, 1, 1, 1), 3, 12, 1, recip=[0] + [9 * 64 // n for n in range(1, 10)]),
      "avgpool"),
@@ -346,7 +346,7 @@ def test_cycle_formulas_are_the_measured_periods():
     assert _period(StreamFork(8), {"i": words}, "o0", len(words), F, also=("o1",)) == fork_cycles(px * cw)
     assert _period(AddBlock(C, lanes, 4, 4, 6, 1, 1, False, False), {"a": words, "b": words}, "o",
                    len(words), F) == add_cycles(px, cw)
-    assert _period(ConcatBlock(cw, cw, 8), {"a": words, "b": words}, "o", 2 * len(words), F) \
+    assert _period(ConcatBlock((cw, cw), 8), {"i0": words, "i1": words}, "o", 2 * len(words), F) \
         == concat_cycles(px, cw, cw)
     assert _period(GlobalSumPool(C, px, 4, 10, lanes), {"i": words}, "o", F * cw, F) == global_pool_cycles(px, cw)
     pads = (1, 1, 1, 1)
