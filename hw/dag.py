@@ -119,9 +119,9 @@ def bypass_depths(blocks, inputs, in_pixels: int, in_words_per_pixel: int) -> di
             continue
         fb = node(f)
         frame_words = fb.out_pixels * _wpp(fb)
-        G, S = [], []
+        G, S, P = [], [], []
         for (c, port) in cons:
-            g, s = {}, {}
+            g, sl_, ports = {}, {}, {}
             for v in range(c, len(blocks)):
                 base, slack = None, None
                 for j, u in enumerate(inputs[v]):
@@ -129,20 +129,23 @@ def bypass_depths(blocks, inputs, in_pixels: int, in_words_per_pixel: int) -> di
                     if u == f and (v, j) == (c, port):
                         b, sl = need, 0
                     elif u != INPUT and u in g:
-                        b, sl = g[u][np.maximum(-(-need // _wpp(blocks[u])) - 1, 0)], s[u]
+                        b, sl = g[u][np.maximum(-(-need // _wpp(blocks[u])) - 1, 0)], sl_[u]
                     else:
                         continue
                     base = b if base is None else np.maximum(base, b)
                     slack = sl if slack is None else max(slack, sl)
+                    ports.setdefault(v, set()).add(j)
                 if base is not None:
                     g[v] = base
-                    s[v] = slack + -(-frame_words // blocks[v].out_pixels) + LATENCY_SLACK
+                    sl_[v] = slack + -(-frame_words // blocks[v].out_pixels) + LATENCY_SLACK
             G.append(g)
-            S.append(s)
+            S.append(sl_)
+            P.append(ports)
         for i, (c, port) in enumerate(cons):
             depth = 0
             for v in G[i]:
-                others = [e for e in range(len(cons)) if e != i and v in G[e]]
+                # a join of edge i: another edge reaches v through a port edge i does not use
+                others = [e for e in range(len(cons)) if e != i and v in G[e] and P[e][v] - P[i][v]]
                 if not others:
                     continue
                 longest = G[i][v]
