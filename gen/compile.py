@@ -131,6 +131,7 @@ def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float =
     y = golden.run_int(x)
     last = low.last
     depths = fifo_depths(tp)
+    edge_depths = tp.dag_depths()
     layers = []
     for k, (b, st, name) in enumerate(zip(tp.blocks, stages, names)):
         row = {"name": name, "kind": st.kind if name == st.name else type(b).__name__.removesuffix("Params").lower(),
@@ -138,6 +139,7 @@ def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float =
                "cycles_per_frame": b.cycles(), "fifo_depth": depths[k], **b.describe()}
         if tp.inputs:
             row["inputs"] = [names[s] if s >= 0 else "input" for s in tp.edges[k]]
+            row["fifo_depths"] = [edge_depths[(s, k, j)] for j, s in enumerate(tp.edges[k])]
         if "acc_bits" in (d := st.describe()):
             row["acc_bits"] = int(d["acc_bits"])
         layers.append(row)

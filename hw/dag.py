@@ -108,9 +108,11 @@ def chain_depth(burst: int) -> int:
     return 1 << ceil_log2(max(4, 2 * burst))
 
 
-def bypass_depths(blocks, inputs, in_pixels: int, in_words_per_pixel: int) -> dict:
+def bypass_depths(blocks, inputs, in_pixels: int, in_words_per_pixel: int, slack: bool = True) -> dict:
     """``{(source, block, port): words}`` a fork's out-edges need so that its rejoining
-    branches neither deadlock nor stall (module docstring); edges without a join: absent."""
+    branches neither deadlock nor stall (module docstring); edges without a join: absent.
+    ``slack=False``: the lead plus one word only (deadlock-free, but the fork may then hold
+    the long branch back: tests/accel/test_graph_accel.py measures the slower period)."""
     src_of = {INPUT: _Source(in_pixels, in_words_per_pixel)}
     node = lambda u: src_of[INPUT] if u == INPUT else blocks[u]
     out: dict = {}
@@ -152,7 +154,7 @@ def bypass_depths(blocks, inputs, in_pixels: int, in_words_per_pixel: int) -> di
                 for e in others:
                     longest = np.maximum(longest, G[e][v])
                 lead = int(np.max(longest - G[i][v]))
-                depth = max(depth, max(0, lead) + max(S[e][v] for e in others) + 1)
+                depth = max(depth, max(0, lead) + (max(S[e][v] for e in others) if slack else 0) + 1)
             if depth:
                 out[(f, c, port)] = depth
     return out

@@ -83,6 +83,11 @@ class TopParams:
         """Sources of every block's inputs (hw/dag.py); a linear chain unless ``inputs`` is given."""
         return self.inputs or linear_inputs(len(self.blocks))
 
+    def dag_depths(self) -> dict:
+        """``{(source, block, port): words}``: every edge FIFO of the DAG (hw/dag.py)."""
+        C, H, W = self.in_shape
+        return edge_fifo_depths(self.blocks, self.edges, H * W, C // self.in_lanes)
+
     def dag(self):
         """The blocks wired by :class:`~bitplane.hw.dag.Dag`."""
         C, H, W = self.in_shape
@@ -106,8 +111,7 @@ def top_cycles(p: TopParams) -> int:
 
 def fifo_depths(p: TopParams) -> list[int]:
     """Depth of the FIFO in front of each block (its first input; hw/dag.py), then of the output FIFO."""
-    C, H, W = p.in_shape
-    d = edge_fifo_depths(p.blocks, p.edges, H * W, C // p.in_lanes)
+    d = p.dag_depths()
     return [d[(srcs[0], k, 0)] for k, srcs in enumerate(p.edges)] + [chain_depth(p.blocks[-1].burst)]
 
 
