@@ -125,7 +125,7 @@ def bypass_depths(blocks, inputs, in_pixels: int, in_words_per_pixel: int, slack
         for (c, port) in cons:
             g, sl_, ports = {}, {}, {}
             for v in range(c, len(blocks)):
-                base, slack = None, None
+                base, acc = None, None
                 for j, u in enumerate(inputs[v]):
                     need = np.asarray(blocks[v].need(j), np.int64)
                     if u == f and (v, j) == (c, port):
@@ -135,11 +135,11 @@ def bypass_depths(blocks, inputs, in_pixels: int, in_words_per_pixel: int, slack
                     else:
                         continue
                     base = b if base is None else np.maximum(base, b)
-                    slack = sl if slack is None else max(slack, sl)
+                    acc = sl if acc is None else max(acc, sl)
                     ports.setdefault(v, set()).add(j)
                 if base is not None:
                     g[v] = base
-                    sl_[v] = slack + -(-frame_words // blocks[v].out_pixels) + LATENCY_SLACK
+                    sl_[v] = acc + -(-frame_words // blocks[v].out_pixels) + LATENCY_SLACK
             G.append(g)
             S.append(sl_)
             P.append(ports)
