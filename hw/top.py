@@ -2,7 +2,7 @@
 
 Structure (docs/design.md section 6)::
 
-    s_axis -> framer -> FIFO -> block 0 -> FIFO -> block 1 -> ... -> block n-1 -> width conv -> FIFO -> m_axis
+    s_axis -> framer -> Dag[FIFO -> block 0 -> FIFO -> block 1 -> ... -> block n-1] -> width conv -> FIFO -> m_axis
            \\-> weight loader (while CTRL.LOAD_WEIGHTS) -> the blocks' weight/threshold/constant memories
     s_axil <-> register file (core/regmap.py)
 
@@ -25,7 +25,10 @@ Streams (formats defined once in :mod:`bitplane.core.packing`):
   (``ERROR.WEIGHT_FORMAT``, rest of the frame dropped) and folds every accepted word into
   ``WEIGHT_CHECKSUM``.
 
-FIFO sizing (:func:`fifo_depths`): the chain is linear and every block honours valid/ready,
+The blocks are wired by :class:`~bitplane.hw.dag.Dag`: a chain, or for a graph network a DAG
+with forks and per-edge FIFOs (bypass depths derived in hw/dag.py).
+
+FIFO sizing (:func:`fifo_depths`): in a linear chain every block honours valid/ready,
 so no FIFO size can deadlock it; FIFOs only decouple bursts. A producer emits an output
 vector as a burst of ``R/PE`` words while its consumer may be busy with a whole vector, so
 the FIFO in front of each block holds two producer bursts (at least 4 words, rounded up to a
