@@ -250,6 +250,8 @@ def _feed(low: Lowered, folds: dict, budget: float, fixed: set, options):
                 continue
             break
         else:
+            if _widen_together(low, folds, st, producers, fixed, budget, options, cyc):
+                continue
             if st.name in fixed and folds[st.name].cycles > budget:
                 raise PlanError(f"layer '{st.name}': its fold from the fold file (PE={folds[st.name].pe}, "
                                 f"SIMD={folds[st.name].simd}) needs {folds[st.name].cycles:,} cycles/frame, more "
@@ -260,6 +262,29 @@ def _feed(low: Lowered, folds: dict, budget: float, fixed: set, options):
             raise PlanError(f"layer '{st.name}' cannot reach the target: its block needs {cyc[st.name]:,} "
                             f"cycles/frame (> {budget:.0f}) streaming its input ({why}); lower the target")
     raise PlanError("planner did not converge (internal error, please report)")  # pragma: no cover
+
+
+def _widen_together(low, folds, st, producers, fixed, budget, options, cyc) -> bool:
+    """A join's inputs run at the greatest common divisor of their lanes, so widening one
+    producer alone may not help: give every free producer the cheapest fold whose PE is a
+    multiple of a common lane count ``t`` (smallest ``t`` first) and keep the first that
+    lowers ``st``'s cycles."""
+    free = [p for p in producers if p.name not in fixed]
+    if len(free) < 2:
+        return False
+    ts = sorted({f.pe for p in free for f in options(p)})
+    for t in ts:
+        trial = dict(folds)
+        for p in free:
+            ok = [f for f in options(p) if f.pe % t == 0 and f.pe >= folds[p.name].pe and f.cycles <= budget]
+            if not ok:
+                break
+            trial[p.name] = replace(ok[0], source=f"planner (PE raised with its join's other inputs to feed {st.name})")
+        else:
+            if block_cycles(low, trial)[st.name] < cyc[st.name]:
+                folds.update(trial)
+                return True
+    return False
 
 
 def plan(low: Lowered, target_fps: float | None = None, clock_mhz: float = 100.0,

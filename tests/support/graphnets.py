@@ -167,3 +167,35 @@ def graph_nets(draw):
         L += [conv("head", 5, k=1, pad=0, inputs=cur), {"name": "gap", "op": "global_avgpool"}]
     return ({"name": "rand", "input": {"shape": [3, H0, H0], "bits": 8, "scale": 1 / 255}, "layers": L},
             draw(st.integers(0, 2 ** 16)))
+
+
+def resnet20_spec(stage_channels=(16, 64, 128, 256), shape=(3, 32, 32), a_bits=2, w_bits=2, classes=10):
+    """ResNet-20 with the pytorch DoReFa seed's structure (``models/cifar/resnet_cifar_dorefanet.py``:
+    ``ResNet_cifar(Basicneck, [3, 3, 3])``): an unquantized 3x3 first conv with batchnorm and
+    activation; three stages of three blocks, each ``conv3x3(stride) -> bn -> act -> conv3x3``
+    added to the shortcut (identity, or a quantized 1x1 conv with the stride where the
+    channels or the size change), then ``bn -> act`` after the add; middle channels a
+    quarter of the stage's; global average pool and a linear classifier. The seed's dynamic
+    activation quantizer is replaced by a static DoReFa one (``clip01``, ``a_bits``)."""
+    q = {"type": "dorefa", "bits": a_bits}
+    wq = {"type": "dorefa", "bits": w_bits}
+    L = [conv("stem", stage_channels[0], weight_quant=None), bn("stem_bn"), qact("stem_a", q=q)]
+    del L[0]["weight_quant"]
+    cur, cin, n = "stem_a", stage_channels[0], 0
+    for s, cout in enumerate(stage_channels[1:]):
+        for b in range(3):
+            n += 1
+            p = f"b{n}"
+            stride = 2 if (s > 0 and b == 0) else 1
+            mid = cout // 4
+            L += [conv(f"{p}c1", mid, stride=stride, inputs=cur, weight_quant=dict(wq)), bn(f"{p}n1"),
+                  qact(f"{p}a1", q=q), conv(f"{p}c2", cout, weight_quant=dict(wq))]
+            short = cur
+            if stride != 1 or cin != cout:
+                L += [conv(f"{p}sc", cout, k=1, pad=0, stride=stride, inputs=cur, weight_quant=dict(wq))]
+                short = f"{p}sc"
+            L += [{"name": f"{p}add", "op": "add", "inputs": [f"{p}c2", short]}, bn(f"{p}n2"), qact(f"{p}o", q=q)]
+            cur, cin = f"{p}o", cout
+    L += [{"name": "gap", "op": "global_avgpool", "inputs": cur},
+          {"name": "fc", "op": "dense", "out_features": classes, "bias": True}]
+    return {"name": "resnet20", "input": {"shape": list(shape), "bits": 8, "scale": 1 / 255}, "layers": L}
