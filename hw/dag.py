@@ -26,12 +26,14 @@ out_pixels_v) + LATENCY_SLACK`` (the fork words that arrive while ``v`` works on
 pixel, plus its register stages). At every node ``v`` that two or more of ``f``'s edges
 reach (a join), edge ``e`` needs
 
-``depth_e >= max_p( max_e' G_e'[v][p] - G_e[v][p] ) + max_{e' != e} S_e'[v] + 1``
+``depth_e >= max_p( max_{e' != e} G_e'[v][p] - G_e[v][p-1] ) + max_{e' != e} S_e'[v] + 1``
 
-words: while the longest branch waits for the words it needs for pixel ``p``, branch ``e``
-has taken at least ``G_e[v][p]`` and waits at the join, so the rest of what the fork
-delivered sits in ``e``'s FIFO (the lead); the slack lets the long branch run at its rate
-while the short one waits, and the ``+ 1`` is the fork's output register. With less than the
+words (:func:`~bitplane.hw.graph_blocks.bypass_fifo_depth`, ``G_e[v][-1] = 0``): the fork
+delivers every word to all its branches at once; while the longest branch waits for the
+words it needs for pixel ``p``, the join has taken branch ``e``'s pixels before ``p``, so at
+least ``G_e[v][p-1]`` words left ``e``'s FIFO and the rest of what the fork delivered sits in
+it (the lead); the slack lets the long branch run at its rate while the short one waits,
+and the ``+ 1`` is the fork's output register. With less than the
 lead the fork stops, the long branch never gets its rows and the join waits forever
 (tests/rtl/test_graph_rtl.py shows it). The bound is generous where the short branch has a
 line buffer of its own that holds part of the lead.
@@ -44,7 +46,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from .graph_blocks import StreamFork
+from .graph_blocks import StreamFork, bypass_fifo_depth
 from .stream_blocks import StreamFIFO
 
 INPUT = -1              # source index of the network input
@@ -150,11 +152,11 @@ def bypass_depths(blocks, inputs, in_pixels: int, in_words_per_pixel: int, slack
                 others = [e for e in range(len(cons)) if e != i and v in G[e] and P[e][v] - P[i][v]]
                 if not others:
                     continue
-                longest = G[i][v]
-                for e in others:
+                longest = G[others[0]][v]
+                for e in others[1:]:
                     longest = np.maximum(longest, G[e][v])
-                lead = int(np.max(longest - G[i][v]))
-                depth = max(depth, max(0, lead) + (max(S[e][v] for e in others) if slack else 0) + 1)
+                lat = max(S[e][v] for e in others) if slack else 0
+                depth = max(depth, bypass_fifo_depth(longest, G[i][v], latency_long=lat))
             if depth:
                 out[(f, c, port)] = depth
     return out

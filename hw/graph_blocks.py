@@ -109,23 +109,26 @@ def bypass_fifo_depth(need_long, need_short, latency_long: int = 0, latency_shor
     """Words of the FIFO between a :class:`StreamFork` and its *short* path, so that the two
     paths rejoining at an :class:`AddBlock` (or :class:`ConcatBlock`) never deadlock:
 
-    ``depth = max_p(need_long[p] - need_short[p]) + max(0, latency_long - latency_short) + 1``
+    ``depth = max_p(need_long[p] - need_short[p-1]) + max(0, latency_long - latency_short) + 1``
 
-    where ``need_*[p]`` is the number of words the fork must have delivered to that path
-    before it emits output pixel ``p`` (:func:`window_need`, :func:`identity_need`,
-    :func:`chain_need`), and ``latency_*`` the cycles a word spends in the path's pipeline
-    registers beyond that (each cycle the fork can deliver one more word). When the long
-    path stands at pixel ``p`` waiting for input, the short path has taken at least
-    ``need_short[p]`` words and is itself waiting at the join, so the rest of the
-    ``need_long[p]`` words the fork delivered sit in the FIFO. The ``+ 1`` is the fork's
-    own output register. A smaller FIFO fills before the long path has its rows: the fork
-    stops, the long path never gets them, the join waits forever (tests/hw/
-    test_graph_blocks.py: with a 3x3 pool on the long path and a wire on the short one, the
-    lead plus one word runs but stalls, the lead alone deadlocks). It is an upper bound
-    where the short path has a line buffer of its own (a strided 1x1 window) that holds
-    part of the lead.
+    (``need_short[-1] = 0``), where ``need_*[p]`` is the number of words the fork must have
+    delivered to that path before it emits output pixel ``p`` (:func:`window_need`,
+    :func:`identity_need`, :func:`chain_need`), and ``latency_*`` the cycles a word spends in
+    the path's pipeline registers beyond that (each cycle the fork can deliver one more
+    word). The fork delivers every word to both paths at once. When the long path stands at
+    pixel ``p`` waiting for input, the fork has delivered ``need_long[p]`` words to each
+    path, while the join has taken only the short path's pixels before ``p`` (pixel ``p``
+    may wait at the join), i.e. at least ``need_short[p-1]`` words left the FIFO: the rest
+    sit in it, or in the fork's output register (the slack of the ``+ 1``). A smaller FIFO
+    fills before the long path has its rows: the fork stops, the long path never gets them,
+    the join waits forever (tests/hw/test_graph_blocks.py: with a 3x3 pool on the long path
+    and a wire on the short one, one word less than this lead runs but stalls, two words less
+    deadlock). It is an upper bound where the short path has a line buffer of its own (a
+    strided 1x1 window) that holds part of the lead. hw/dag.py applies it to every fork of a
+    network.
     """
-    lead = int(np.max(np.asarray(need_long) - np.asarray(need_short)))
+    short = np.concatenate([[0], np.asarray(need_short)[:-1]])
+    lead = int(np.max(np.asarray(need_long) - short))
     return max(0, lead) + max(0, latency_long - latency_short) + 1
 
 

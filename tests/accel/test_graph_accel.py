@@ -90,9 +90,10 @@ RESID = {"name": "resid", "input": {"shape": [4, 6, 6], "bits": 2, "scale": 1 / 
 
 
 def test_bypass_fifo_depth_holds_the_rate_and_a_smaller_one_stalls(tmp_path, monkeypatch):
-    """The derived depth runs at the planned period; the lead without the slack runs but
-    slower (the fork stops the long branch while the short one's FIFO is full); a FIFO
-    smaller than the lead deadlocks (no result frame within the cycle budget)."""
+    """The derived depth runs at the planned period; one word less than the lead (no slack;
+    the fork's output register holds the last word) still runs, bit-exact, but slower (the
+    fork stops the long branch while the shortcut's FIFO is full); half the lead deadlocks
+    (no result frame within the cycle budget)."""
     from bitplane.hw import dag
     net = load_network(write_net(tmp_path, RESID, seed=1))
     m = compile_network(net, tmp_path / "ok", target_fps=40000, progress=lambda s: None)
@@ -102,7 +103,7 @@ def test_bypass_fifo_depth_holds_the_rate_and_a_smaller_one_stalls(tmp_path, mon
     def variant(kind):
         def f(blocks, inputs, px, wpp, slack=True):
             lead = derived(blocks, inputs, px, wpp, slack=False)          # lead + 1 per edge
-            return lead if kind == "lead" else {e: max(1, (d - 1) // 2) for e, d in lead.items()}
+            return {e: max(1, d - 2 if kind == "lead" else (d - 1) // 2) for e, d in lead.items()}
         return f
     x = np.random.default_rng(0).integers(0, 4, (5,) + net.input_shape).astype(np.uint8)
     want = Golden(net).run_int(x)

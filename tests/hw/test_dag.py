@@ -40,14 +40,15 @@ def test_fork_join_is_exact_under_gaps_and_backpressure():
 
 
 def test_bypass_depth_is_the_window_lead_plus_slack():
-    """The pool's output pixel at row oy needs input rows up to oy+1: the shortcut is
-    (2W - 1)*C words behind at the first pixel of a row; the slack adds the fork words that
-    arrive while the pool and the add each work on one pixel, plus 8 register stages each."""
+    """The pool's output pixel at row oy needs input rows up to oy+1 while the add has taken
+    the shortcut's pixels before the row's first: the shortcut is 2W*C words behind; the slack
+    adds the fork words that arrive while the pool and the add each work on one pixel, plus 8
+    register stages each. The pool's own edge needs only a pixel of the shortcut's."""
     blocks, inputs = _residual()
     lead = bypass_depths(blocks, inputs, H * W, C, slack=False)
-    assert lead == {(INPUT, 1, 1): (2 * W - 1) * C + 1, (INPUT, 0, 0): 1}
+    assert lead == {(INPUT, 1, 1): 2 * W * C + 1, (INPUT, 0, 0): C + 1}
     full = bypass_depths(blocks, inputs, H * W, C)
-    assert full[(INPUT, 1, 1)] == (2 * W - 1) * C + (C + 8) * 2 + 1
+    assert full[(INPUT, 1, 1)] == 2 * W * C + (C + 8) * 2 + 1
     d = edge_fifo_depths(blocks, inputs, H * W, C)
     assert d[(INPUT, 1, 1)] == full[(INPUT, 1, 1)] and d[(0, 1, 0)] == 4
 
@@ -64,7 +65,7 @@ def test_derived_depth_keeps_the_rate_and_below_the_lead_deadlocks():
     per = H * W * C
     assert (stamps[-1] - stamps[per - 1]) / 2 == blocks[0].cycles()     # the pool's rate: 9 words a pixel
     depths = edge_fifo_depths(blocks, inputs, H * W, C)
-    depths[(INPUT, 1, 1)] = (2 * W - 1) * C - 2                          # below the lead
+    depths[(INPUT, 1, 1)] = 2 * W * C - 2                                # two words below the lead
     with pytest.raises(AssertionError, match="timeout"):
         run_stream(Dag(blocks, inputs, 2, H * W, C, depths=depths), words[:per], per, gap=0.0, stall=0.0,
                    limit=3000)

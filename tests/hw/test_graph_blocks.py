@@ -287,10 +287,11 @@ def _residual_run(C, H, W, depth, frames, gap=0.0, stall=0.0, limit=20000):
 
 
 def test_bypass_fifo_depth_formula():
-    # 3x3 window, pad 1: output row oy needs input rows up to oy+1: (2W - 1)*C words ahead
+    # 3x3 window, pad 1: output row oy needs input rows up to oy+1, while the join has taken
+    # the wire's pixels before the row's first: 2W*C words ahead
     need = window_need(6, 5, 2, 3, 1, (1, 1, 1, 1))
     assert need[0] == 2 * 5 * 2 and need[-1] == 6 * 5 * 2
-    assert bypass_fifo_depth(need, identity_need(30, 2), latency_long=3) == (2 * 5 - 1) * 2 + 3 + 1
+    assert bypass_fifo_depth(need, identity_need(30, 2), latency_long=3) == 2 * 5 * 2 + 3 + 1
     # chains compose: a 1x1 window after a 3x3 needs what the 3x3 needs for the same pixel
     one = window_need(6, 5, 1, 1, 1, (0, 0, 0, 0))
     assert np.array_equal(chain_need(need, one), need[one - 1])
@@ -306,14 +307,14 @@ def test_derived_depth_holds_the_rate_and_a_smaller_one_deadlocks():
     assert period == per_frame
     # under random gaps and backpressure: still complete and exact
     _residual_run(C, H, W, depth, frames=2, gap=0.3, stall=0.3, limit=60000)
-    # measured: 25 words hold the rate too (the formula's +1 is slack); with only the lead
-    # plus one word the fork stalls the pool (slower), with the lead alone it deadlocks
+    # the bound is tight: one word less than the lead still runs (the fork's output register
+    # holds the last one) but the fork stalls the pool (slower); two words less deadlock
     lead = depth - 3 - 1
-    assert lead == (2 * W - 1) * C
-    st = _residual_run(C, H, W, lead + 1, frames=3)
+    assert lead == 2 * W * C
+    st = _residual_run(C, H, W, lead - 1, frames=3)
     assert (st[-1] - st[H * W * C - 1]) / 2 > per_frame
     with pytest.raises(TimeoutError):
-        _residual_run(C, H, W, lead, frames=1, limit=3000)
+        _residual_run(C, H, W, lead - 2, frames=1, limit=3000)
 
 
 @pytest.mark.parametrize("comp,name", [
@@ -385,12 +386,14 @@ class _Projection(wiring.Component):
 def test_bypass_depth_for_a_strided_projection_join():
     """Both paths windowed (3x3/2 and 1x1/2): the derived depth holds the long path's rate.
     Here the short path's own line buffer (3 rows) absorbs the lead, so the formula, which
-    does not count it, is an upper bound (measured: even a 1-word FIFO runs)."""
+    does not count it, is an upper bound (measured: even a 1-word FIFO runs). The long path's
+    pixel in output row oy needs input rows up to 2oy+1, the short path's pixel before it
+    (the last of row oy-1) rows up to 2oy-2: three rows."""
     C, H, W = 2, 7, 6
     need_long = window_need(H, W, C, 3, 2, (1, 1, 1, 1))
     need_short = window_need(H, W, C, 1, 2, (0, 0, 0, 0))
     depth = bypass_fifo_depth(need_long, need_short, latency_long=3, latency_short=3)
-    assert depth == W * C + 1                         # long path needs one input row more
+    assert depth == 3 * W * C + 1
     rng = np.random.default_rng(1)
     xs = [rng.integers(0, 4, (C, H, W)) for _ in range(3)]
     words = sum((feature_words(x, 2, 1) for x in xs), [])
