@@ -6,7 +6,9 @@ elements per word (as :mod:`bitplane.hw.stream_blocks`), and compute exactly the
 stages of :mod:`bitplane.gen.graph` on integers ``q`` (a code tensor enters as its integer
 level values, e.g. through a :class:`~bitplane.hw.stream_blocks.CodeLUT`; for DoReFa and
 uint activations the level values are the codes). Each block has a ``*_cycles`` formula
-(cycles per frame at full rate) for the planner. None is wired into the accelerator top.
+(cycles per frame at full rate) for the planner. The ``*Params`` classes at the end are their
+block interface (hw/layers.BlockParams): gen/hwmap.network_blocks builds them, hw/dag.py
+wires them into the accelerator.
 """
 from __future__ import annotations
 

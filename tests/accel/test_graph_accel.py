@@ -89,6 +89,7 @@ RESID = {"name": "resid", "input": {"shape": [4, 6, 6], "bits": 2, "scale": 1 / 
     conv("head", 3, k=1, pad=0)]}
 
 
+@pytest.mark.slow
 def test_bypass_fifo_depth_holds_the_rate_and_a_smaller_one_stalls(tmp_path, monkeypatch):
     """The derived depth runs at the planned period; one word less than the lead (no slack;
     the fork's output register holds the last word) still runs, bit-exact, but slower (the
