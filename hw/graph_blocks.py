@@ -12,12 +12,19 @@ wires them into the accelerator.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .stream_blocks import SlidingWindow, window_cycles
+from bitplane.core import weightimage as wimg
+from bitplane.core.intmath import window_out
+
+from .bitserial import ThresholdParams, ThresholdUnit, pack_threshold_words
+from .layers import BlockParams, LoadableMemory
+from .stream_blocks import Pool, SlidingWindow, WidthConverter, width_converter_cycles, window_cycles
 
 
 def _lane(word, lane: int, bits: int, sgn: bool):
@@ -445,14 +452,6 @@ class ChannelSlice(wiring.Component):
 # The block interface (hw/layers.BlockParams) of the graph blocks: gen/hwmap.py builds them
 # from the graph stages of gen/graph.py, hw/dag.py wires them.
 
-from dataclasses import dataclass  # noqa: E402
-
-from bitplane.core import weightimage as wimg  # noqa: E402
-from bitplane.core.intmath import window_out  # noqa: E402
-
-from .bitserial import ThresholdParams, ThresholdUnit, pack_threshold_words  # noqa: E402
-from .layers import BlockParams, LoadableMemory  # noqa: E402
-from .stream_blocks import Pool, WidthConverter, width_converter_cycles  # noqa: E402
 
 
 class _Map(BlockParams):
