@@ -12,8 +12,8 @@ from amaranth.sim import Simulator
 
 from bitplane.core.packing import pack_words, stream_order, unpack_words
 from bitplane.gen import nn
-from bitplane.hw.graph_blocks import (AddBlock, AvgPoolBlock, ConcatBlock, GlobalSumPool, StreamFork,
-                                      bypass_fifo_depth, chain_need, identity_need, window_need)
+from bitplane.hw.graph_blocks import (AddBlock, AvgPoolBlock, ChannelSlice, ConcatBlock, GlobalSumPool, Recode,
+                                      StreamFork, bypass_fifo_depth, chain_need, identity_need, window_need)
 from bitplane.hw.lint_waivers import lint
 from bitplane.hw.stream_blocks import Pool, SlidingWindow, StreamFIFO, mirror_fits, window_cycles
 from tests.support.stream_ref import feature_words
@@ -323,7 +323,10 @@ def test_derived_depth_holds_the_rate_and_a_smaller_one_deadlocks():
     (lambda: AvgPoolBlock(2, 5, 5, 3, 2, (1, 1, 1, 1), 3, 12, 1, recip=[0] + [9 * 64 // n for n in range(1, 10)]),
      "avgpool"),
     (lambda: GlobalSumPool(4, 9, 3, 8, 2), "gpool"),
-    (lambda: SlidingWindow(2, 5, 5, 3, 1, (1, 1, 1, 1), 2, 1, pad_mode="reflect"), "mirror")])
+    (lambda: SlidingWindow(2, 5, 5, 3, 1, (1, 1, 1, 1), 2, 1, pad_mode="reflect"), "mirror"),
+    (lambda: StreamFork(6, 3), "fork3"), (lambda: ConcatBlock((1, 2, 1), 6), "concat3"),
+    (lambda: Recode(2, 3, 5, table=[0, -1, 2, 3]), "recode"), (lambda: Recode(2, 6, 32, True), "widen"),
+    (lambda: ChannelSlice(8, 2, 2, 4, 3), "slice")])
 def test_graph_blocks_lint_clean(comp, name):
     assert lint(component_verilog(comp(), name), name) == []
 
@@ -453,4 +456,21 @@ def test_residual_join_add_then_thresholds_is_the_golden_trace(tmp_path):
     wb = sum((_words(f, 3, 2, True) for f in add.in_forms[1].level_ints[tr["stem"]]), [])
     want = sum((_words(f, p.out_bits, 2, False) for f in tr["b1out"]), [])
     got, _ = run_multi(dut, {"a": wa, "b": wb}, {"o": len(want)}, seed=4)
+    assert got["o"] == want
+
+
+def test_recode_and_channel_slice():
+    """Codes -> level integers through a table (two's complement out), sign extension, and a
+    slice keeping channels 2..5 of 8 (two lanes per word) under gaps and backpressure."""
+    words = [0b01_10, 0b11_00, 0b10_01]                       # two 2-bit lanes per word
+    got, _ = run_multi(Recode(2, 2, 4, table=[-1, 1, 3, -2]), {"i": words}, {"o": 3}, seed=5)
+    tab = {0: -1, 1: 1, 2: 3, 3: -2}
+    assert got["o"] == [(tab[w & 3] & 15) | ((tab[w >> 2] & 15) << 4) for w in words]
+    got, _ = run_multi(Recode(1, 3, 8, True), {"i": [3, 4, 7]}, {"o": 3}, seed=6)
+    assert got["o"] == [3, 0xFC, 0xFF]
+    rng = np.random.default_rng(7)
+    xs = [rng.integers(0, 8, (8, 2, 3)) for _ in range(2)]
+    words = sum((_words(x, 3, 2, False) for x in xs), [])
+    want = sum((_words(x[2:6], 3, 2, False) for x in xs), [])
+    got, _ = run_multi(ChannelSlice(8, 2, 2, 4, 3), {"i": words}, {"o": len(want)}, seed=8)
     assert got["o"] == want
