@@ -168,3 +168,32 @@ def test_random_graph_networks_bit_exact_on_plan(case, tmp_path_factory):
     net = load_network(write_net(tmp, spec, seed=seed))
     m = compile_network(net, tmp / "out", target_fps=5000, progress=lambda s: None)
     _run(net, tmp / "out", m, frames=4, seed=seed)
+
+
+# ------------------------------------------------------------------ ResNet-20 (the pytorch DoReFa seed's structure)
+
+def test_resnet20_plans_and_maps_onto_the_dag(tmp_path):
+    """The seed's ResNet-20 (16/64/128/256 channels, 32x32): every stage maps onto hardware,
+    the planner meets 1,000 frames/s at 100 MHz, and the unquantized 8-bit first conv (8x8
+    bit-planes per pixel) caps it below 3,000."""
+    from bitplane.gen.compile import build_top
+    from bitplane.gen.plan import PlanError, plan
+    from tests.support.graphnets import resnet20_spec
+    net = load_network(write_net(tmp_path, resnet20_spec()))
+    g = Golden(net)
+    p = plan(g.lowered, target_fps=1000)
+    assert p["cycles_per_frame"] <= 100_000 and p["fps"] >= 1000
+    tp, owners, names = build_top(g, p, embed_weights=False)
+    assert sum(1 for n in names if n.endswith("add")) == 9 and names[-1] == "fc"
+    with pytest.raises(PlanError, match="layer 'stem' cannot reach 3000 frames/s"):
+        plan(g.lowered, target_fps=3000)
+
+
+@pytest.mark.slow
+def test_resnet20_small_channels_bit_exact(tmp_path):
+    """ResNet-20's structure at 32x32 with 8/16/32/64 channels: RTL == golden int on a few
+    frames (gaps and backpressure), period == plan."""
+    from tests.support.graphnets import resnet20_spec
+    net = load_network(write_net(tmp_path, resnet20_spec(stage_channels=(8, 16, 32, 64))))
+    m = compile_network(net, tmp_path / "out", target_fps=1000, progress=lambda s: None)
+    _run(net, tmp_path / "out", m, frames=3)
