@@ -96,7 +96,7 @@ def test_bypass_fifo_depth_holds_the_rate_and_a_smaller_one_stalls(tmp_path, mon
     the fork's output register holds the last word) still runs, bit-exact, but slower (the
     fork stops the long branch while the shortcut's FIFO is full); half the lead deadlocks
     (no result frame within the cycle budget). Measured: the shortcut's 109 words (lead 72 +
-    slack 36 + 1) give 1,728 cycles/frame, the plan; 71 words give 3,304; 35 deadlock."""
+    slack 36 + 1) give 1,728 cycles/frame, the plan; 71 words give 3,304; 36 deadlock."""
     from bitplane.hw import dag
     net = load_network(write_net(tmp_path, RESID, seed=1))
     m = compile_network(net, tmp_path / "ok", target_fps=40000, progress=lambda s: None)
