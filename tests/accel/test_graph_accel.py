@@ -68,13 +68,20 @@ GRAPH2 = {"name": "g2", "input": {"shape": [4, 8, 8], "bits": 4, "scale": 1 / 15
 def test_concat_grouped_conv_avgpool_and_mirror_padding(tmp_path):
     """A fork into a 1x1 conv and a grouped (2) reflect-padded 3x3 conv, joined by a concat;
     a TensorFlow-divisor average pool (1/n table); a grouped conv with asymmetric padding and
-    a symmetric-padded max-pool; a head whose global average pool is the output."""
+    a symmetric-padded max-pool; a head whose global average pool is the output. Compiled
+    without embedded weights: every memory inside the DAG (the group engines, the threshold
+    units after the pools) is written by the loader from the weight image."""
     net = load_network(write_net(tmp_path, GRAPH2, seed=2))
     low = Golden(net).lowered
     assert any(isinstance(s, ConcatStage) for s in low.stages)
     assert next(s for s in low.stages if isinstance(s, AvgPoolStage) and s.name == "ap").recip is not None
     assert [s.groups for s in low.stages if isinstance(s, MatmulStage) and s.name in ("y", "z")] == [2, 2]
-    m = compile_network(net, tmp_path / "out", target_fps=20000, progress=lambda s: None)
+    m = compile_network(net, tmp_path / "out", target_fps=20000, embed_weights=False, progress=lambda s: None)
+    # seven engines (c0, x, two groups of y and of z, head) and the threshold unit after the pool
+    kinds = {}
+    for sec in m["weights"]["sections"]:
+        kinds.setdefault(sec["layer"], []).append(sec["kind"])
+    assert len(kinds) == 8 and sum(k == [1] for k in kinds.values()) == 1
     names = [r["name"] for r in m["layers"]]
     assert {"y/slice0", "y/g0", "y/g1", "y/concat", "z/g1", "gap"} <= set(names)
     _run(net, tmp_path / "out", m)
