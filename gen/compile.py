@@ -28,6 +28,7 @@ from bitplane.core.errors import BitplaneError, NotSupportedError
 from bitplane.core.fileio import check_replaceable, manifest_names_format, replace_folder
 from bitplane.core.packing import AXIS_BYTES, AXIS_IN_BITS, RESULT_BITS, input_lanes
 from bitplane.gen import hwmap
+from bitplane.hw.dag import check_graph, linear_inputs
 from bitplane.hw.top import Accelerator, TopParams, fifo_depths, loadable_memories, memory_sections, top_cycles
 from .golden import Golden
 from .plan import plan
@@ -49,33 +50,33 @@ def top_name(net: Network) -> str:
 
 
 def build_top(golden: Golden, plan_result: dict, embed_weights: bool = True, build_id: int = 0):
-    """``TopParams`` of the network for a plan; raises a clear error for what hardware lacks."""
+    """``(TopParams, owners, names)`` of the network for a plan: the blocks as a DAG
+    (gen.hwmap.network_blocks), each block's lowered stage and manifest name; raises a clear
+    error for what hardware lacks."""
     low = golden.lowered
     net = golden.net
     folds = {f.stage: f for f in plan_result["folds"]}
     C, H, W = net.input_shape
     lanes = input_lanes(C, net.input_bits)
-    width = lanes * net.input_bits
-    blocks = []
-    for st in low.stages:
-        if getattr(st, "groups", 1) != 1:
-            raise NotSupportedError(f"{net.path}: layer '{st.name}': grouped convolution (groups={st.groups}) "
-                                    f"is not supported by the hardware blocks yet")
-        b = hwmap.block_params(st, lanes, folds.get(st.name), init=embed_weights)
-        if b.in_bits != width:
-            raise CompileError(f"{net.path}: layer '{st.name}': input stream of {b.in_bits} bits does not match the "
-                               f"previous block's {width}-bit output (internal error, please report)")
-        blocks.append(b)
-        lanes, width = b.out_lanes, b.out_bits
+    try:
+        blocks, inputs, owners, names = hwmap.network_blocks(low, folds, init=embed_weights)
+    except NotSupportedError as e:
+        raise NotSupportedError(f"{net.path}: {e}") from None
+    try:
+        check_graph(blocks, inputs, lanes * net.input_bits)
+    except ValueError as e:
+        raise CompileError(f"{net.path}: {e} (internal error, please report)") from None
     if not blocks or not blocks[-1].raw_output:
-        raise NotSupportedError(f"{net.path}: the network must end with a conv or dense layer (raw accumulators)")
-    return TopParams(top_name(net), tuple(net.input_shape), net.input_bits, input_lanes(C, net.input_bits),
-                     tuple(blocks), build_id), list(low.stages)
+        raise NotSupportedError(f"{net.path}: the network must end with unquantized integers (a conv, dense, add "
+                                f"or pool whose raw values are the output)")
+    linear = tuple(inputs) == linear_inputs(len(blocks))
+    return TopParams(top_name(net), tuple(net.input_shape), net.input_bits, lanes, tuple(blocks), build_id,
+                     () if linear else tuple(inputs)), owners, names
 
 
 def weight_image(golden: Golden, plan_result: dict) -> list[int]:
     """The weight image words of the network's blocks (``hw.top.loadable_memories`` order)."""
-    tp, _ = build_top(golden, plan_result, embed_weights=True)
+    tp, _, _ = build_top(golden, plan_result, embed_weights=True)
     return wimg.pack_image([(layer, mem.kind, tp.blocks[k].memory_data(mem), mem.width)
                             for k, layer, mem in loadable_memories(tp)])
 
@@ -101,13 +102,11 @@ def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float =
     t0 = time.perf_counter()
     golden = Golden(net)
     low = golden.lowered
-    from .hwmap import check_blocks
-    check_blocks(low, net.path)         # the planner plans graph networks' mapped stages only
     pr = plan(low, target_fps=target_fps, clock_mhz=clock_mhz, lut_budget=lut_budget, fold_file=fold_file)
     ident = json.dumps([net.spec_hash, [(f.stage, f.pe, f.simd) for f in pr["folds"]], embed_weights,
                         MANIFEST_VERSION, regmap.REGMAP_VERSION, regmap.STREAM_VERSION])
     build_id = int(hashlib.sha256(ident.encode()).hexdigest()[:8], 16)
-    tp, stages = build_top(golden, pr, embed_weights, build_id)
+    tp, stages, names = build_top(golden, pr, embed_weights, build_id)
     if target_fps is not None and top_cycles(tp) > clock_mhz * 1e6 / target_fps:
         raise CompileError(f"{net.path}: the accelerator needs {top_cycles(tp):,} cycles/frame, more than the "
                            f"{clock_mhz * 1e6 / target_fps:,.0f} of --target-fps {target_fps:g} at {clock_mhz:g} MHz, "
@@ -123,20 +122,27 @@ def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float =
     rng = np.random.default_rng(0)
     x = rng.integers(0, 1 << net.input_bits, (TEST_VECTORS, *net.input_shape)).astype(np.uint8)
     y = golden.run_int(x)
-    last = low.stages[-1]
+    last = low.last
     depths = fifo_depths(tp)
+    edge_depths = tp.dag_depths()
     layers = []
-    for k, (b, st) in enumerate(zip(tp.blocks, stages)):
-        row = {"name": st.name, "kind": st.kind, "in_shape": list(st.in_shape), "out_shape": list(st.out_shape),
+    for k, (b, st, name) in enumerate(zip(tp.blocks, stages, names)):
+        row = {"name": name, "kind": st.kind if name == st.name else type(b).__name__.removesuffix("Params").lower(),
+               "stage": st.name, "in_shape": list(st.in_shape), "out_shape": list(st.out_shape),
                "cycles_per_frame": b.cycles(), "fifo_depth": depths[k], **b.describe()}
+        if tp.inputs:
+            row["inputs"] = [names[s] if s >= 0 else "input" for s in tp.edges[k]]
+            row["fifo_depths"] = [edge_depths[(s, k, j)] for j, s in enumerate(tp.edges[k])]
         if "acc_bits" in (d := st.describe()):
             row["acc_bits"] = int(d["acc_bits"])
         layers.append(row)
     cyc = top_cycles(tp)
-    affine = last.affine()                  # scale/bias composed with the last layer's batchnorms
+    # scale/bias composed with the last layer's batchnorms (a graph's output form, gen/graph.py)
+    affine = low.out_form.affine() if getattr(low, "out_form", None) is not None else last.affine()
+    out_c = int(last.out_shape[0])
     bottleneck = max(([("input", tp.in_beats), ("output", tp.out_words)]
                       + [(r["name"], r["cycles_per_frame"]) for r in layers]), key=lambda t: t[1])
-    out_shape = list(last.out_shape) if last.kind == "conv" else [int(np.prod(last.out_shape))]
+    out_shape = list(last.out_shape) if len(last.out_shape) == 3 else [int(np.prod(last.out_shape))]
     manifest = {
         "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "name": net.name, "top": top,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -152,13 +158,13 @@ def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float =
                       "order": "HWC"},
             "output": {"tdata_bits": RESULT_BITS, "bytes_per_beat": AXIS_BYTES, "shape": out_shape,
                        "words_per_frame": tp.out_words, "words_per_value": tp.words_per_value, "signed": True,
-                       "order": "HWC" if last.kind == "conv" else "features"},
+                       "order": "HWC" if len(out_shape) == 3 else "features"},
         },
         "layers": layers,
         "cycles_per_frame": cyc, "bottleneck": bottleneck[0],
         "frames_per_second": clock_mhz * 1e6 / cyc,
-        "output_affine": {"scale": [float(v) for v in np.broadcast_to(affine[0], (last.out_channels,))],
-                          "bias": [float(v) for v in np.broadcast_to(affine[1], (last.out_channels,))],
+        "output_affine": {"scale": [float(v) for v in np.broadcast_to(affine[0], (out_c,))],
+                          "bias": [float(v) for v in np.broadcast_to(affine[1], (out_c,))],
                           "axis": "channel", "formula": "logit = scale[c] * acc + bias[c]"},
         "weights": {"file": "weights.bin", "words": len(image), "checksum": wimg.checksum(image),
                     "sections": [{"layer": lay, "kind": kind, "entries": n, "width": w}

@@ -146,11 +146,6 @@ def format_fit(rows: list[dict]) -> str:
 
 
 def fit_text(p: dict, low=None) -> str:
-    """What ``bitplane plan`` prints after the folds: stages not yet in hardware, the fit table
-    (``p["fit"]`` when the plan carries it, as :func:`bitplane.api.plan` does; else computed
-    from the lowered network ``low``)."""
-    head = ""
-    if p.get("unmapped"):
-        head = (f"not in the plan ({len(p['unmapped'])} graph stages without a hardware block yet, issue #16; "
-                f"compile refuses them): {', '.join(p['unmapped'])}\n")
-    return head + "on-chip fit of the planned engines and memories:\n" + format_fit(p.get("fit") or fit(low, p))
+    """What ``bitplane plan`` prints after the folds: the fit table (``p["fit"]`` when the plan
+    carries it, as :func:`bitplane.api.plan` does; else computed from the lowered network ``low``)."""
+    return "on-chip fit of the planned engines and memories:\n" + format_fit(p.get("fit") or fit(low, p))

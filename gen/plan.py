@@ -32,10 +32,9 @@ from dataclasses import dataclass, replace
 
 from bitplane.core.errors import BitplaneError, NotSupportedError
 from bitplane.core import weightimage as wimg
-from bitplane.core.packing import input_lanes
 from bitplane.core.yamlio import load_yaml
 from bitplane.hw.bitserial import mvtu_cycles
-from .hwmap import BLOCK_STAGES, block_params, check_blocks, layer_params
+from .hwmap import group_stages, layer_params, network_blocks
 from .lower import Lowered, MatmulStage
 
 
@@ -45,6 +44,12 @@ class PlanError(BitplaneError):
 
 def divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def unit(st: MatmulStage) -> MatmulStage:
+    """What one engine of the stage computes: the stage, or one group of a grouped conv (its
+    G groups run in parallel on G engines of this fold, gen.hwmap.group_stages)."""
+    return group_stages(st)[0] if getattr(st, "groups", 1) > 1 else st
 
 
 def stage_vectors(st: MatmulStage) -> int:
@@ -58,6 +63,7 @@ def simd_options(st: MatmulStage) -> list[int]:
     positions per word, after a width converter); a dense layer: any divisor of ``N``."""
     if st.kind != "conv":
         return divisors(st.n_dot)
+    st = unit(st)
     C = int(st.in_shape[0])
     return sorted(set(divisors(C)) | {C * m for m in divisors(st.kernel * st.kernel)})
 
@@ -67,7 +73,8 @@ def stage_cycles(st: MatmulStage, pe: int, simd: int) -> int:
 
     The compiler reports the exact block formulas (window, input rate, pools) per layer;
     this term is what folding changes."""
-    return stage_vectors(st) * mvtu_cycles(st.out_channels, st.n_dot, pe, simd, st.wq.planes, st.in_act.planes)
+    u = unit(st)
+    return stage_vectors(u) * mvtu_cycles(u.out_channels, u.n_dot, pe, simd, u.wq.planes, u.in_act.planes)
 
 
 def estimate_luts(st: MatmulStage, pe: int, simd: int) -> int:
@@ -79,12 +86,12 @@ def estimate_luts(st: MatmulStage, pe: int, simd: int) -> int:
     """
     T = 0 if st.raw else int(st.thresholds.shape[1])
     acc = st.acc_bits
-    return int(pe * simd + pe * (2 * acc + T * ((acc + 1) // 2) + 4) + 60)
+    return getattr(st, "groups", 1) * int(pe * simd + pe * (2 * acc + T * ((acc + 1) // 2) + 4) + 60)
 
 
 def _memories(st: MatmulStage, pe: int, simd: int):
     """The run-time memories of the stage's block at this fold (the hardware's own widths)."""
-    return layer_params(st, pe, simd, 1, init=False).memories()
+    return [m for _ in range(getattr(st, "groups", 1)) for m in layer_params(unit(st), pe, simd, 1, init=False).memories()]
 
 
 def memory_bits(st: MatmulStage, pe: int, simd: int) -> dict:
@@ -96,7 +103,7 @@ def memory_bits(st: MatmulStage, pe: int, simd: int) -> dict:
     names = {wimg.MEM_WEIGHTS: "weights", wimg.MEM_THRESHOLDS: "thresholds", wimg.MEM_CONSTANTS: "constants"}
     try:
         mems = _memories(st, pe, simd)
-    except NotSupportedError:        # no hardware block (e.g. raw output too wide): compile reports it
+    except (NotSupportedError, ValueError):    # no hardware block at this fold: compile reports it
         return dict(out, weights=st.out_channels * st.n_dot * st.wq.planes, word=pe * simd * st.wq.planes)
     for mem in mems:
         out[names[mem.kind]] += mem.bits
@@ -122,9 +129,10 @@ class Fold:
 
 
 def check_fold(st: MatmulStage, pe: int, simd: int, where: str):
-    if pe < 1 or st.out_channels % pe:
-        raise PlanError(f"{where}: layer '{st.name}': PE={pe} must divide the {st.out_channels} output "
-                        f"channels (choose from {divisors(st.out_channels)})")
+    rows = unit(st).out_channels
+    if pe < 1 or rows % pe:
+        raise PlanError(f"{where}: layer '{st.name}': PE={pe} must divide the {rows} output "
+                        f"channels{' of a group' if rows != st.out_channels else ''} (choose from {divisors(rows)})")
     opts = simd_options(st)
     if simd not in opts:
         what = (f"divide the {st.in_shape[0]} input channels or be a multiple of them dividing "
@@ -161,7 +169,8 @@ def _legal(f: Fold) -> bool:
 
 
 def _options(st):
-    opts = [f for f in (_fold(st, p, s) for p in divisors(st.out_channels) for s in simd_options(st)) if _legal(f)]
+    opts = [f for f in (_fold(st, p, s) for p in divisors(unit(st).out_channels) for s in simd_options(st))
+            if _legal(f)]
     return sorted(opts, key=lambda f: (f.luts, f.cycles))
 
 
@@ -177,22 +186,36 @@ def load_fold_file(path) -> dict:
 
 
 def block_cycles(low: Lowered, folds: dict) -> dict:
-    """Cycles/frame of every hardware block for ``folds`` (``{stage: Fold}``), in pipeline
-    order: each block's own formula (``hw.layers.BlockParams.cycles``) on the parameters the
-    compiler builds, with each block's input lanes = its producer's output lanes."""
-
-    lanes = input_lanes(int(low.net.input_shape[0]), low.net.input_bits)
+    """Cycles/frame of every stage's hardware for ``folds`` (``{stage: Fold}``): the slowest of
+    its blocks (gen.hwmap.network_blocks: the stage's own blocks and the adapters in front of
+    them), each by its own formula (``hw.layers.BlockParams.cycles``) on the parameters the
+    compiler builds. The accelerator's frame period is the largest (a DAG runs at the rate
+    of its slowest block when the bypass FIFOs hold their derived depths, hw/dag.py)."""
+    blocks, _, owners, _ = network_blocks(low, folds, init=False)
     out = {}
-    for st in low.stages:
-        f = folds.get(st.name)
-        try:
-            b = block_params(st, lanes, f, init=False)
-        except NotSupportedError:       # no hardware block: the compiler says so
-            if f is not None:
-                out[st.name], lanes = f.cycles, f.pe
+    for b, st in zip(blocks, owners):
+        out[st.name] = max(out.get(st.name, 0), b.cycles())
+    return out
+
+
+def _producers(low: Lowered, name: str) -> list:
+    """The nearest folding stages upstream of stage ``name`` (through pools, adds, ...)."""
+    from .graph import LoweredGraph
+    by = {s.name: s for s in low.stages}
+    if isinstance(low, LoweredGraph):
+        ins = low.inputs
+    else:
+        ins = {s.name: ((low.stages[k - 1].name,) if k else ()) for k, s in enumerate(low.stages)}
+    out, todo, seen = [], list(ins.get(name, ())), set()
+    while todo:
+        v = todo.pop(0)
+        if v in seen or v not in by:
             continue
-        out[st.name] = b.cycles()
-        lanes = b.out_lanes
+        seen.add(v)
+        if by[v].folds:
+            out.append(by[v])
+        else:
+            todo += list(ins.get(v, ()))
     return out
 
 
@@ -207,10 +230,11 @@ def _feed(low: Lowered, folds: dict, budget: float, fixed: set, options):
             return
         i = late[0]
         st = order[i]
-        producer = next((s for s in reversed(order[:i]) if s.folds), None)
+        producers = _producers(low, st.name)
+        producer = producers[0] if producers else None
         tried = []
-        # the producer's lanes feed this block; a conv's own PE sets its accumulator pool's rate
-        for cand in ([producer] if producer is not None else []) + ([st] if st.folds else []):
+        # the producers' lanes feed this block; a conv's own PE sets its accumulator pool's rate
+        for cand in producers + ([st] if st.folds else []):
             if cand.name in fixed:
                 continue
             cur = folds[cand.name]
@@ -226,6 +250,8 @@ def _feed(low: Lowered, folds: dict, budget: float, fixed: set, options):
                 continue
             break
         else:
+            if _widen_together(low, folds, st, producers, fixed, budget, options, cyc):
+                continue
             if st.name in fixed and folds[st.name].cycles > budget:
                 raise PlanError(f"layer '{st.name}': its fold from the fold file (PE={folds[st.name].pe}, "
                                 f"SIMD={folds[st.name].simd}) needs {folds[st.name].cycles:,} cycles/frame, more "
@@ -238,14 +264,32 @@ def _feed(low: Lowered, folds: dict, budget: float, fixed: set, options):
     raise PlanError("planner did not converge (internal error, please report)")  # pragma: no cover
 
 
+def _widen_together(low, folds, st, producers, fixed, budget, options, cyc) -> bool:
+    """A join's inputs run at the greatest common divisor of their lanes, so widening one
+    producer alone may not help: give every free producer the cheapest fold whose PE is a
+    multiple of a common lane count ``t`` (smallest ``t`` first) and keep the first that
+    lowers ``st``'s cycles."""
+    free = [p for p in producers if p.name not in fixed]
+    if len(free) < 2:
+        return False
+    ts = sorted({f.pe for p in free for f in options(p)})
+    for t in ts:
+        trial = dict(folds)
+        for p in free:
+            ok = [f for f in options(p) if f.pe % t == 0 and f.pe >= folds[p.name].pe and f.cycles <= budget]
+            if not ok:
+                break
+            trial[p.name] = replace(ok[0], source=f"planner (PE raised with its join's other inputs to feed {st.name})")
+        else:
+            if block_cycles(low, trial)[st.name] < cyc[st.name]:
+                folds.update(trial)
+                return True
+    return False
+
+
 def plan(low: Lowered, target_fps: float | None = None, clock_mhz: float = 100.0,
          lut_budget: int | None = None, fold_file=None) -> dict:
-    """Choose a fold per matmul stage; return ``{"folds": [...], "bottleneck": ..., ...}``.
-    A graph network's stages without a hardware block yet are listed in ``unmapped`` (their
-    cycles are not in the plan); compile refuses them."""
-    from .graph import LoweredGraph
-    if not isinstance(low, LoweredGraph):
-        check_blocks(low, low.net.path)
+    """Choose a fold per matmul stage; return ``{"folds": [...], "bottleneck": ..., ...}``."""
     stages = [s for s in low.stages if s.folds]
     overrides = {}
     if fold_file is not None:
@@ -309,6 +353,10 @@ def plan(low: Lowered, target_fps: float | None = None, clock_mhz: float = 100.0
                     break
                 total += nxt.luts - cur.luts
                 folds[st.name] = nxt
+    try:
+        block_cycles(low, folds)            # every stage maps onto hardware (else: the layer and what is missing)
+    except NotSupportedError as e:
+        raise NotSupportedError(f"{low.net.path}: {e}") from None
     if target_fps is not None:
         _feed(low, folds, budget_cycles, set(overrides), options)
     cyc = block_cycles(low, folds)
@@ -323,5 +371,4 @@ def plan(low: Lowered, target_fps: float | None = None, clock_mhz: float = 100.0
         "fps": clock_mhz * 1e6 / worst,
         "luts": sum(f.luts for f in ordered),
         "memory_bits": sum(f.weight_bits + f.threshold_bits + f.constant_bits for f in ordered),
-        "unmapped": [s.name for s in low.stages if not isinstance(s, BLOCK_STAGES)],
     }

@@ -6,16 +6,25 @@ elements per word (as :mod:`bitplane.hw.stream_blocks`), and compute exactly the
 stages of :mod:`bitplane.gen.graph` on integers ``q`` (a code tensor enters as its integer
 level values, e.g. through a :class:`~bitplane.hw.stream_blocks.CodeLUT`; for DoReFa and
 uint activations the level values are the codes). Each block has a ``*_cycles`` formula
-(cycles per frame at full rate) for the planner. None is wired into the accelerator top.
+(cycles per frame at full rate) for the planner. The ``*Params`` classes at the end are their
+block interface (hw/layers.BlockParams): gen/hwmap.network_blocks builds them, hw/dag.py
+wires them into the accelerator.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .stream_blocks import SlidingWindow, window_cycles
+from bitplane.core import weightimage as wimg
+from bitplane.core.intmath import window_out
+
+from .bitserial import ThresholdParams, ThresholdUnit, pack_threshold_words
+from .layers import BlockParams, LoadableMemory
+from .stream_blocks import Pool, SlidingWindow, WidthConverter, width_converter_cycles, window_cycles
 
 
 def _lane(word, lane: int, bits: int, sgn: bool):
@@ -44,28 +53,31 @@ def fork_cycles(words: int) -> int:
 
 
 class StreamFork(wiring.Component):
-    """Broadcast of one stream to two (``1 -> 2``).
+    """Broadcast of one stream to ``outputs`` streams (``1 -> n``, default 2).
 
-    Ports: ``i`` In(stream of ``width``); ``o0``, ``o1`` Out(stream of ``width``), each word
-    of ``i`` appears once on both. Latency 1 cycle (one output register per branch); full
-    rate while both branches take a word per cycle. Backpressure: a word enters only when
-    both output registers can take it, so a stalled branch stalls the other; the branch
-    that needs fewer words ahead (the shortcut) therefore gets a bypass FIFO of
+    Ports: ``i`` In(stream of ``width``); ``o0`` .. ``o{n-1}`` Out(stream of ``width``), each
+    word of ``i`` appears once on every output. Latency 1 cycle (one output register per
+    branch); full rate while every branch takes a word per cycle. Backpressure: a word enters
+    only when every output register can take it, so a stalled branch stalls the others; a
+    branch that needs fewer words ahead (the shortcut) therefore gets a bypass FIFO of
     :func:`bypass_fifo_depth` words, or the pipeline deadlocks.
     """
 
-    def __init__(self, width: int):
-        self.width = width
-        super().__init__({"i": In(stream.Signature(width)), "o0": Out(stream.Signature(width)),
-                          "o1": Out(stream.Signature(width))})
+    def __init__(self, width: int, outputs: int = 2):
+        self.width, self.outputs = width, outputs
+        super().__init__({"i": In(stream.Signature(width)),
+                          **{f"o{k}": Out(stream.Signature(width)) for k in range(outputs)}})
 
     def elaborate(self, platform):
         m = Module()
-        free0 = ~self.o0.valid | self.o0.ready
-        free1 = ~self.o1.valid | self.o1.ready
-        m.d.comb += self.i.ready.eq(free0 & free1)
+        outs = [getattr(self, f"o{k}") for k in range(self.outputs)]
+        frees = [~o.valid | o.ready for o in outs]
+        ready = frees[0]
+        for f in frees[1:]:
+            ready = ready & f
+        m.d.comb += self.i.ready.eq(ready)
         fire = self.i.valid & self.i.ready
-        for o, free in ((self.o0, free0), (self.o1, free1)):
+        for o, free in zip(outs, frees):
             with m.If(fire):
                 m.d.sync += [o.valid.eq(1), o.payload.eq(self.i.payload)]
             with m.Elif(free):
@@ -106,23 +118,26 @@ def bypass_fifo_depth(need_long, need_short, latency_long: int = 0, latency_shor
     """Words of the FIFO between a :class:`StreamFork` and its *short* path, so that the two
     paths rejoining at an :class:`AddBlock` (or :class:`ConcatBlock`) never deadlock:
 
-    ``depth = max_p(need_long[p] - need_short[p]) + max(0, latency_long - latency_short) + 1``
+    ``depth = max_p(need_long[p] - need_short[p-1]) + max(0, latency_long - latency_short) + 1``
 
-    where ``need_*[p]`` is the number of words the fork must have delivered to that path
-    before it emits output pixel ``p`` (:func:`window_need`, :func:`identity_need`,
-    :func:`chain_need`), and ``latency_*`` the cycles a word spends in the path's pipeline
-    registers beyond that (each cycle the fork can deliver one more word). When the long
-    path stands at pixel ``p`` waiting for input, the short path has taken at least
-    ``need_short[p]`` words and is itself waiting at the join, so the rest of the
-    ``need_long[p]`` words the fork delivered sit in the FIFO. The ``+ 1`` is the fork's
-    own output register. A smaller FIFO fills before the long path has its rows: the fork
-    stops, the long path never gets them, the join waits forever (tests/hw/
-    test_graph_blocks.py: with a 3x3 pool on the long path and a wire on the short one, the
-    lead plus one word runs but stalls, the lead alone deadlocks). It is an upper bound
-    where the short path has a line buffer of its own (a strided 1x1 window) that holds
-    part of the lead.
+    (``need_short[-1] = 0``), where ``need_*[p]`` is the number of words the fork must have
+    delivered to that path before it emits output pixel ``p`` (:func:`window_need`,
+    :func:`identity_need`, :func:`chain_need`), and ``latency_*`` the cycles a word spends in
+    the path's pipeline registers beyond that (each cycle the fork can deliver one more
+    word). The fork delivers every word to both paths at once. When the long path stands at
+    pixel ``p`` waiting for input, the fork has delivered ``need_long[p]`` words to each
+    path, while the join has taken only the short path's pixels before ``p`` (pixel ``p``
+    may wait at the join), i.e. at least ``need_short[p-1]`` words left the FIFO: the rest
+    sit in it, or in the fork's output register (the slack of the ``+ 1``). A smaller FIFO
+    fills before the long path has its rows: the fork stops, the long path never gets them,
+    the join waits forever (tests/hw/test_graph_blocks.py: with a 3x3 pool on the long path
+    and a wire on the short one, one word less than this lead runs but stalls, two words less
+    deadlock). It is an upper bound where the short path has a line buffer of its own (a
+    strided 1x1 window) that holds part of the lead. hw/dag.py applies it to every fork of a
+    network.
     """
-    lead = int(np.max(np.asarray(need_long) - np.asarray(need_short)))
+    short = np.concatenate([[0], np.asarray(need_short)[:-1]])
+    lead = int(np.max(np.asarray(need_long) - short))
     return max(0, lead) + max(0, latency_long - latency_short) + 1
 
 
@@ -322,38 +337,412 @@ class GlobalSumPool(wiring.Component):
 
 # ------------------------------------------------------------------------ concat
 
-def concat_cycles(pixels: int, a_words: int, b_words: int) -> int:
+def concat_cycles(pixels: int, *words: int) -> int:
     """Cycles per frame of :class:`ConcatBlock`: one output word per cycle."""
-    return pixels * (a_words + b_words)
+    return pixels * sum(words)
 
 
 class ConcatBlock(wiring.Component):
-    """Channel concatenation of two feature maps of one height and width.
+    """Channel concatenation of feature maps of one height and width.
 
-    Parameters: ``a_words``/``b_words`` (words per pixel of each input: ``C_a/lanes``,
-    ``C_b/lanes``), ``width`` (bits per word, ``lanes*bits``, the same for both).
-    Ports: ``a``, ``b`` In(stream of ``width``), ``o`` Out(stream of ``width``): per pixel
-    the ``a_words`` words of ``a`` then the ``b_words`` words of ``b``. Latency 1 cycle, one
-    word per cycle (:func:`concat_cycles`); each input is read only during its part of a
-    pixel (the other waits); backpressure on ``o`` stalls both.
+    Parameters: ``words`` (words per pixel of each input: ``C_k/lanes``), ``width`` (bits per
+    word, ``lanes*bits``, the same for every input).
+    Ports: ``i0`` .. ``i{n-1}`` In(stream of ``width``), ``o`` Out(stream of ``width``): per
+    pixel the ``words[0]`` words of ``i0``, then those of ``i1``, ... Latency 1 cycle, one word
+    per cycle (:func:`concat_cycles`); each input is read only during its part of a pixel (the
+    others wait); backpressure on ``o`` stalls every input.
     """
 
-    def __init__(self, a_words: int, b_words: int, width: int):
-        self.a_words, self.b_words, self.width = a_words, b_words, width
-        super().__init__({"a": In(stream.Signature(width)), "b": In(stream.Signature(width)),
+    def __init__(self, words, width: int):
+        self.words, self.width = tuple(int(w) for w in words), width
+        super().__init__({**{f"i{k}": In(stream.Signature(width)) for k in range(len(self.words))},
                           "o": Out(stream.Signature(width))})
 
     def elaborate(self, platform):
         m = Module()
-        n = self.a_words + self.b_words
+        n = sum(self.words)
         k = Signal(range(max(n, 2)))
-        sel_a = k < self.a_words
         free = ~self.o.valid | self.o.ready
-        m.d.comb += [self.a.ready.eq(sel_a & free), self.b.ready.eq(~sel_a & free)]
-        valid = Mux(sel_a, self.a.valid, self.b.valid)
+        ins = [getattr(self, f"i{j}") for j in range(len(self.words))]
+        sels, start = [], 0
+        for j, w in enumerate(self.words):
+            lo = (k >= start) if start else Const(1, 1)
+            hi = (k < start + w) if j < len(self.words) - 1 else Const(1, 1)
+            sels.append(lo & hi)
+            start += w
+        valid, payload = Const(0, 1), Const(0, self.width)
+        for sel, i in zip(sels, ins):
+            m.d.comb += i.ready.eq(sel & free)
+            valid, payload = Mux(sel, i.valid, valid), Mux(sel, i.payload, payload)
         with m.If(valid & free):
-            m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(Mux(sel_a, self.a.payload, self.b.payload)),
-                         k.eq(Mux(k == n - 1, 0, k + 1))]
+            m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(payload), k.eq(Mux(k == n - 1, 0, k + 1))]
         with m.Elif(free):
             m.d.sync += self.o.valid.eq(0)
         return m
+
+
+# ------------------------------------------------------------------------ adapters
+
+class Recode(wiring.Component):
+    """Per-lane value map between two stream formats: a constant ``table`` (code -> integer,
+    e.g. plane codes to their level values, two's complement in ``out_bits``), or, without a
+    table, the value sign- (``in_signed``) or zero-extended, or truncated, to ``out_bits``.
+
+    Ports: ``i`` In(stream of ``lanes*in_bits``), ``o`` Out(stream of ``lanes*out_bits``).
+    One register stage (latency 1), one word per cycle; ``i.ready`` while the output
+    register is empty or being read.
+    """
+
+    def __init__(self, lanes: int, in_bits: int, out_bits: int, in_signed: bool = False, table=()):
+        self.lanes, self.in_bits, self.out_bits, self.in_signed = lanes, in_bits, out_bits, in_signed
+        self.table = tuple(int(v) for v in table)
+        super().__init__({"i": In(stream.Signature(lanes * in_bits)), "o": Out(stream.Signature(lanes * out_bits))})
+
+    def elaborate(self, platform):
+        m = Module()
+        ob = self.out_bits
+        vals = []
+        for lane in range(self.lanes):
+            x = _lane(self.i.payload, lane, self.in_bits, self.in_signed)
+            if self.table:
+                tab = Array([Const(v & ((1 << ob) - 1), ob) for v in self.table]
+                            + [Const(0, ob)] * ((1 << self.in_bits) - len(self.table)))
+                x = tab[self.i.payload[lane * self.in_bits:(lane + 1) * self.in_bits]]
+            v = Signal(ob, name=f"v{lane}")
+            m.d.comb += v.eq(x)
+            vals.append(v)
+        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+        with m.If(self.i.ready):
+            m.d.sync += [self.o.valid.eq(self.i.valid), self.o.payload.eq(Cat(*vals))]
+        return m
+
+
+class ChannelSlice(wiring.Component):
+    """Keeps channels ``[start, start + count)`` of a feature map (a group of a grouped conv).
+
+    Parameters: ``channels`` C, ``lanes`` per word (divides ``start`` and ``count``), ``bits``.
+    Ports: ``i`` In(stream of ``lanes*bits``), ``o`` Out(same), HWC order: of every pixel's
+    ``C/lanes`` words, those of the slice pass and the others are dropped. Latency 1 cycle;
+    one input word per cycle; backpressure on ``o`` stalls ``i``.
+    """
+
+    def __init__(self, channels: int, lanes: int, start: int, count: int, bits: int):
+        if channels % lanes or start % lanes or count % lanes:
+            raise ValueError(f"lanes={lanes} must divide channels={channels}, start={start} and count={count}")
+        self.C, self.lanes, self.start, self.count, self.bits = channels, lanes, start, count, bits
+        super().__init__({"i": In(stream.Signature(lanes * bits)), "o": Out(stream.Signature(lanes * bits))})
+
+    def elaborate(self, platform):
+        m = Module()
+        CW, a, b = self.C // self.lanes, self.start // self.lanes, (self.start + self.count) // self.lanes
+        w = Signal(range(max(CW, 2)))
+        free = ~self.o.valid | self.o.ready
+        m.d.comb += self.i.ready.eq(free)
+        fire = self.i.valid & free
+        with m.If(fire):
+            keep = ((w >= a) if a else Const(1, 1)) & ((w < b) if b < CW else Const(1, 1))
+            m.d.sync += [w.eq(Mux(w == CW - 1, 0, w + 1)), self.o.valid.eq(keep),
+                         self.o.payload.eq(self.i.payload)]
+        with m.Elif(free):
+            m.d.sync += self.o.valid.eq(0)
+        return m
+
+
+# ------------------------------------------------------------------------ block parameters
+# The block interface (hw/layers.BlockParams) of the graph blocks: gen/hwmap.py builds them
+# from the graph stages of gen/graph.py, hw/dag.py wires them.
+
+
+
+class _Map(BlockParams):
+    """A block on a feature map of ``channels`` x ``pixels`` with ``lanes`` values per word in
+    and out (``lane_bits`` in; ``obits`` out) and one output pixel per input pixel."""
+
+    @property
+    def c_words(self) -> int:
+        return self.channels // self.lanes
+
+    @property
+    def in_bits(self) -> int:
+        return self.lanes * self.lane_bits
+
+    @property
+    def out_lanes(self) -> int:
+        return self.lanes
+
+    @property
+    def out_lane_bits(self) -> int:
+        return self.obits
+
+    @property
+    def out_pixels(self) -> int:
+        return self.pixels
+
+    @property
+    def out_values(self) -> int:
+        return self.out_pixels * self.channels
+
+    @property
+    def raw_output(self) -> bool:
+        return self.output
+
+    def need(self, k: int = 0):
+        return identity_need(self.pixels, self.c_words)
+
+    def cycles(self) -> int:
+        return self.pixels * self.c_words
+
+
+@dataclass(frozen=True)
+class RecodeParams(_Map):
+    """:class:`Recode`: codes -> level integers (``table``), or sign/zero extension to
+    ``obits`` (e.g. a network output widened to the 32/64-bit result, a sum read as codes)."""
+    channels: int
+    pixels: int
+    lanes: int
+    lane_bits: int
+    obits: int
+    in_signed: bool = False
+    table: tuple = ()
+    output: bool = False
+
+    def describe(self) -> dict:
+        return {"lanes": self.lanes, "in_bits": self.lane_bits, "out_bits": self.obits,
+                "map": "table" if self.table else ("sign-extend" if self.in_signed else "zero-extend")}
+
+    def build(self):
+        return Recode(self.lanes, self.lane_bits, self.obits, self.in_signed, self.table)
+
+
+@dataclass(frozen=True)
+class LanesParams(_Map):
+    """:class:`~bitplane.hw.stream_blocks.WidthConverter` from ``lanes`` to ``out_lanes_`` values
+    per word (both divide ``channels``), so the inputs of a join have one word format."""
+    channels: int
+    pixels: int
+    lanes: int
+    lane_bits: int
+    lanes_out: int
+    output: bool = False
+
+    @property
+    def obits(self) -> int:
+        return self.lane_bits
+
+    @property
+    def out_lanes(self) -> int:
+        return self.lanes_out
+
+    def cycles(self) -> int:
+        return width_converter_cycles(self.pixels * self.c_words, self.lanes, self.lanes_out)
+
+    def describe(self) -> dict:
+        return {"lanes": self.lanes, "out_lanes": self.lanes_out, "bits": self.lane_bits}
+
+    def build(self):
+        return WidthConverter(self.lane_bits, self.lanes, self.lanes_out)
+
+
+@dataclass(frozen=True)
+class SliceParams(_Map):
+    """:class:`ChannelSlice`: channels ``[start, start + count)`` (one group of a grouped conv)."""
+    channels: int
+    pixels: int
+    lanes: int
+    lane_bits: int
+    start: int
+    count: int
+    output: bool = False
+
+    @property
+    def obits(self) -> int:
+        return self.lane_bits
+
+    @property
+    def out_values(self) -> int:
+        return self.pixels * self.count
+
+    def describe(self) -> dict:
+        return {"lanes": self.lanes, "bits": self.lane_bits, "channels": [self.start, self.start + self.count]}
+
+    def build(self):
+        return ChannelSlice(self.channels, self.lanes, self.start, self.count, self.lane_bits)
+
+
+@dataclass(frozen=True)
+class AddParams(_Map):
+    """:class:`AddBlock` of a two-input ``add`` stage (``mult``: the stage's per-channel
+    multipliers of each input; ``in_lane_bits``/``in_signed``: each input's values)."""
+    channels: int
+    pixels: int
+    lanes: int
+    in_lane_bits: tuple
+    in_signed: tuple
+    mult: tuple               # (M_a per channel, M_b per channel)
+    obits: int
+    output: bool = False
+    in_ports = ("a", "b")
+
+    @property
+    def lane_bits(self) -> int:
+        return self.in_lane_bits[0]
+
+    def in_widths(self) -> tuple:
+        return tuple(self.lanes * b for b in self.in_lane_bits)
+
+    def describe(self) -> dict:
+        return {"lanes": self.lanes, "in_bits": list(self.in_lane_bits), "out_bits": self.obits,
+                "max_multiplier": max(abs(v) for row in self.mult for v in row)}
+
+    def build(self):
+        return AddBlock(self.channels, self.lanes, self.in_lane_bits[0], self.in_lane_bits[1], self.obits,
+                        self.mult[0], self.mult[1], self.in_signed[0], self.in_signed[1])
+
+
+@dataclass(frozen=True)
+class ConcatParams(_Map):
+    """:class:`ConcatBlock` of feature maps with ``parts`` channels each (one word format)."""
+    parts: tuple
+    pixels: int
+    lanes: int
+    lane_bits: int
+    output: bool = False
+
+    @property
+    def channels(self) -> int:
+        return sum(self.parts)
+
+    @property
+    def in_ports(self) -> tuple:
+        return tuple(f"i{k}" for k in range(len(self.parts)))
+
+    @property
+    def obits(self) -> int:
+        return self.lane_bits
+
+    def in_widths(self) -> tuple:
+        return (self.in_bits,) * len(self.parts)
+
+    def need(self, k: int = 0):
+        return identity_need(self.pixels, self.parts[k] // self.lanes)
+
+    def describe(self) -> dict:
+        return {"lanes": self.lanes, "bits": self.lane_bits, "parts": list(self.parts)}
+
+    def build(self):
+        return ConcatBlock([c // self.lanes for c in self.parts], self.in_bits)
+
+
+@dataclass(frozen=True)
+class WindowPoolParams(_Map):
+    """A K x K pool: ``kind`` ``'sum'`` (:class:`AvgPoolBlock`: ``pad_q`` or ``recip``) or
+    ``'max'`` (:class:`~bitplane.hw.stream_blocks.Pool` on signed values, ``maximize`` per
+    channel: a max-pool on unquantized integers)."""
+    channels: int
+    height: int
+    width: int
+    kernel: int
+    stride: int
+    pads: tuple
+    lanes: int
+    lane_bits: int
+    in_signed: bool
+    obits: int
+    kind: str = "sum"
+    pad_q: tuple = ()
+    recip: tuple = ()
+    maximize: tuple = ()
+    pad_mode: str = "constant"
+    output: bool = False
+
+    @property
+    def pixels(self) -> int:
+        return self.height * self.width
+
+    @property
+    def out_pixels(self) -> int:
+        t, b, l, r = self.pads
+        return (window_out(self.height, t, b, self.kernel, self.stride)
+                * window_out(self.width, l, r, self.kernel, self.stride))
+
+    def need(self, k: int = 0):
+        return window_need(self.height, self.width, self.c_words, self.kernel, self.stride, self.pads)
+
+    def cycles(self) -> int:
+        return avgpool_cycles(self.height, self.width, self.c_words, self.kernel, self.stride, self.pads)
+
+    def describe(self) -> dict:
+        return {"lanes": self.lanes, "in_bits": self.lane_bits, "out_bits": self.obits, "pool": self.kind,
+                "kernel": self.kernel, "stride": self.stride, "pads": list(self.pads), "pad_mode": self.pad_mode}
+
+    def build(self):
+        if self.kind == "max":
+            return Pool(self.channels, self.height, self.width, self.kernel, self.stride, self.pads, self.lane_bits,
+                        self.lanes, signed=self.in_signed, maximize=self.maximize, pad_mode=self.pad_mode)
+        return AvgPoolBlock(self.channels, self.height, self.width, self.kernel, self.stride, self.pads,
+                            self.lane_bits, self.obits, self.lanes, self.in_signed,
+                            pad_q=self.pad_q or None, recip=self.recip or None, pad_mode=self.pad_mode)
+
+
+@dataclass(frozen=True)
+class GlobalPoolParams(_Map):
+    """:class:`GlobalSumPool` over ``pixels`` (``global_avgpool``; 1/(H*W) is in the scale)."""
+    channels: int
+    pixels: int
+    lanes: int
+    lane_bits: int
+    in_signed: bool
+    obits: int
+    output: bool = False
+
+    out_pixels = 1
+
+    def need(self, k: int = 0):
+        return np.array([self.pixels * self.c_words])
+
+    def describe(self) -> dict:
+        return {"lanes": self.lanes, "in_bits": self.lane_bits, "out_bits": self.obits, "pool": "global sum"}
+
+    def build(self):
+        return GlobalSumPool(self.channels, self.pixels, self.lane_bits, self.obits, self.lanes, self.in_signed)
+
+
+@dataclass(frozen=True)
+class ThresholdBlockParams(_Map):
+    """:class:`~bitplane.hw.bitserial.ThresholdUnit` of a ``quant_act`` on unquantized integers
+    (after an add or a pool); its threshold memory is run-time loadable."""
+    thr: ThresholdParams
+    pixels: int
+    output: bool = False
+
+    @property
+    def channels(self) -> int:
+        return self.thr.rows
+
+    @property
+    def lanes(self) -> int:
+        return self.thr.pe
+
+    @property
+    def lane_bits(self) -> int:
+        return self.thr.in_bits
+
+    @property
+    def obits(self) -> int:
+        return self.thr.out_bits
+
+    def memories(self) -> tuple:
+        return (LoadableMemory(wimg.MEM_THRESHOLDS, self.thr.nf, self.thr.memory_word, "t_wr"),)
+
+    def memory_data(self, mem: LoadableMemory) -> list:
+        t = self.thr
+        pairs = pack_threshold_words(t.rows, t.pe, t.n_thresholds, t.width, t.init_thresholds, t.init_dirs)
+        if [a for a, _ in pairs] != list(range(mem.entries)):
+            raise ValueError(f"memory {mem} is not dense in address order")
+        return [d for _, d in pairs]
+
+    def describe(self) -> dict:
+        return {"lanes": self.lanes, "in_bits": self.lane_bits, "thresholds": self.thr.n_thresholds}
+
+    def build(self):
+        return ThresholdUnit(self.thr)

@@ -16,6 +16,12 @@ component, so none of them dispatches on the block type:
 ``out_values``           values per frame (the last block's accumulators)
 ``describe()``           manifest fields
 ``build()``              the :class:`amaranth.lib.wiring.Component`
+``in_ports``             the component's input stream ports, one per input (``("i",)``)
+``in_widths()``          their word widths (``(in_bits,)``)
+``out_pixels``           output pixels per frame (1 for a vector)
+``need(k)``              ``need[p]``: words of input ``k`` the block must have received
+                         before it emits output pixel ``p`` (sizes bypass FIFOs, hw/dag.py)
+``result_width``         bits per value when the block ends the network (raw output)
 =======================  ==============================================================
 
 Blocks: :class:`ConvBlock` (sliding window -> (width converter) -> bit-serial MVTU -> (pool
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as _np
 from amaranth import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -58,6 +65,25 @@ class LoadableMemory:
 class BlockParams:
     """The block interface (module docstring); subclasses are frozen dataclasses."""
     burst = 1
+    in_ports = ("i",)
+
+    def in_widths(self) -> tuple:
+        """Word width of each input port (``in_ports`` order)."""
+        return (self.in_bits,)
+
+    @property
+    def out_pixels(self) -> int:
+        """Output pixels per frame (1 for a vector)."""
+        raise NotImplementedError
+
+    def need(self, k: int = 0):
+        """``need[p]``: words of input ``k`` received before output pixel ``p`` can leave."""
+        raise NotImplementedError
+
+    @property
+    def result_width(self) -> int:
+        """Bits per output value when the block ends the network (its lane width)."""
+        return self.out_lane_bits
 
     @property
     def in_bits(self) -> int:
@@ -167,6 +193,12 @@ class PoolParams:
     stride: int
     pads: tuple
     maximize: tuple          # one bool per channel
+    pad_mode: str = "constant"
+
+
+def _window_need(h, w, c_words, k, s, pads):
+    from .graph_blocks import window_need
+    return window_need(h, w, c_words, k, s, pads)
 
 
 @dataclass(frozen=True)
@@ -183,6 +215,7 @@ class ConvParams(_EngineBlock):
     pool: PoolParams | None = None
     code_lut: tuple = ()     # level -> plane code after the pool (empty: identity or none)
     thresholds: ThresholdParams | None = None   # pool on raw accumulators, then these thresholds
+    pad_mode: str = "constant"                  # conv padding: constant (pad_code) or reflect/symmetric
 
     @property
     def out_height(self) -> int:
@@ -205,6 +238,21 @@ class ConvParams(_EngineBlock):
     @property
     def out_values(self) -> int:
         return self.out_height * self.out_width * self.engine.rows
+
+    @property
+    def out_pixels(self) -> int:
+        if self.pool is None:
+            return self.out_height * self.out_width
+        q = self.pool
+        return (window_out(self.out_height, q.pads[0], q.pads[1], q.kernel, q.stride)
+                * window_out(self.out_width, q.pads[2], q.pads[3], q.kernel, q.stride))
+
+    def need(self, k: int = 0):
+        n = _window_need(self.height, self.width, self.channels // self.in_lanes, self.kernel, self.stride, self.pads)
+        if self.pool is not None:
+            q = self.pool
+            n = n[_window_need(self.out_height, self.out_width, 1, q.kernel, q.stride, q.pads) - 1]
+        return n
 
     def cycles(self) -> int:
         """Cycles per frame in steady state: the slowest of engine, window, input and pool."""
@@ -270,7 +318,7 @@ class ConvBlock(wiring.Component):
         m = Module()
         p, e = self.p, self.p.engine
         m.submodules.window = win = SlidingWindow(p.channels, p.height, p.width, p.kernel, p.stride, p.pads,
-                                                  e.a_planes, p.in_lanes, p.pad_code)
+                                                  e.a_planes, p.in_lanes, p.pad_code, p.pad_mode)
         m.submodules.engine = eng = self.engine
         if self.thr is not None:
             m.submodules.thresholds = self.thr
@@ -289,7 +337,7 @@ class ConvBlock(wiring.Component):
         if p.pool is not None:
             q = p.pool
             m.submodules.pool = pool = Pool(e.rows, p.out_height, p.out_width, q.kernel, q.stride, q.pads,
-                                            e.out_bits, e.pe, signed=e.raw, maximize=q.maximize)
+                                            e.out_bits, e.pe, signed=e.raw, maximize=q.maximize, pad_mode=q.pad_mode)
             wiring.connect(m, src, pool.i)
             src = pool.o
             if p.code_lut:
@@ -311,6 +359,11 @@ class DenseParams(_EngineBlock):
     @property
     def out_values(self) -> int:
         return self.engine.rows
+
+    out_pixels = 1
+
+    def need(self, k: int = 0):
+        return _np.array([self.engine.cols // self.in_lanes])
 
     def cycles(self) -> int:
         """The engine, or the input stream (``cols / in_lanes`` words) when it is slower."""
@@ -362,9 +415,17 @@ class CodePoolParams(BlockParams):
     maximize: tuple           # per channel
     to_level: tuple = ()      # code -> level index (empty: identity)
     to_code: tuple = ()       # level index -> code (empty: identity)
+    pad_mode: str = "constant"
 
     out_height = ConvParams.out_height
     out_width = ConvParams.out_width
+
+    @property
+    def out_pixels(self) -> int:
+        return self.out_height * self.out_width
+
+    def need(self, k: int = 0):
+        return _window_need(self.height, self.width, self.channels // self.lanes, self.kernel, self.stride, self.pads)
 
     @property
     def in_bits(self) -> int:
@@ -415,7 +476,7 @@ class CodePoolBlock(wiring.Component):
             wiring.connect(m, wiring.flipped(self.i), a.i)
             src = a.o
         m.submodules.pool = pool = Pool(p.channels, p.height, p.width, p.kernel, p.stride, p.pads, p.bits,
-                                        p.lanes, maximize=p.maximize)
+                                        p.lanes, maximize=p.maximize, pad_mode=p.pad_mode)
         if p.to_level:
             wiring.connect(m, src, pool.i)
         else:

@@ -2,7 +2,7 @@
 
 Structure (docs/design.md section 6)::
 
-    s_axis -> framer -> FIFO -> block 0 -> FIFO -> block 1 -> ... -> block n-1 -> width conv -> FIFO -> m_axis
+    s_axis -> framer -> Dag[FIFO -> block 0 -> FIFO -> block 1 -> ... -> block n-1] -> width conv -> FIFO -> m_axis
            \\-> weight loader (while CTRL.LOAD_WEIGHTS) -> the blocks' weight/threshold/constant memories
     s_axil <-> register file (core/regmap.py)
 
@@ -25,7 +25,10 @@ Streams (formats defined once in :mod:`bitplane.core.packing`):
   (``ERROR.WEIGHT_FORMAT``, rest of the frame dropped) and folds every accepted word into
   ``WEIGHT_CHECKSUM``.
 
-FIFO sizing (:func:`fifo_depths`): the chain is linear and every block honours valid/ready,
+The blocks are wired by :class:`~bitplane.hw.dag.Dag`: a chain, or for a graph network a DAG
+with forks and per-edge FIFOs (bypass depths derived in hw/dag.py).
+
+FIFO sizing (:func:`fifo_depths`): in a linear chain every block honours valid/ready,
 so no FIFO size can deadlock it; FIFOs only decouple bursts. A producer emits an output
 vector as a burst of ``R/PE`` words while its consumer may be busy with a whole vector, so
 the FIFO in front of each block holds two producer bursts (at least 4 words, rounded up to a
@@ -42,13 +45,13 @@ from dataclasses import dataclass
 from amaranth import Cat, Const, Module, Mux, ResetInserter, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2
 
 from bitplane.core.packing import AXIS_IN_BITS, RESULT_BITS
 
 from bitplane.core import regmap
 from bitplane.core import weightimage as wimg
 from .axil import AXILiteRegisters
+from .dag import Dag, chain_depth, edge_fifo_depths, linear_inputs
 from .layers import LoadableMemory
 from .stream_blocks import StreamFIFO, WidthConverter
 
@@ -59,8 +62,9 @@ class TopParams:
     in_shape: tuple           # (C, H, W)
     in_bits: int
     in_lanes: int             # input codes per s_axis beat
-    blocks: tuple             # BlockParams (hw.layers), in stream order
+    blocks: tuple             # BlockParams (hw.layers), in stream (topological) order; the last is the output
     build_id: int = 0
+    inputs: tuple = ()        # sources of each block's inputs (hw/dag.py); empty: a linear chain
 
     def __post_init__(self):
         C, H, W = self.in_shape
@@ -76,6 +80,21 @@ class TopParams:
     def in_beats(self) -> int:
         C, H, W = self.in_shape
         return C * H * W // self.in_lanes
+
+    @property
+    def edges(self) -> tuple:
+        """Sources of every block's inputs (hw/dag.py); a linear chain unless ``inputs`` is given."""
+        return self.inputs or linear_inputs(len(self.blocks))
+
+    def dag_depths(self) -> dict:
+        """``{(source, block, port): words}``: every edge FIFO of the DAG (hw/dag.py)."""
+        C, H, W = self.in_shape
+        return edge_fifo_depths(self.blocks, self.edges, H * W, C // self.in_lanes)
+
+    def dag(self):
+        """The blocks wired by :class:`~bitplane.hw.dag.Dag`."""
+        C, H, W = self.in_shape
+        return Dag(self.blocks, self.edges, self.in_lanes * self.in_bits, H * W, C // self.in_lanes)
 
     @property
     def words_per_value(self) -> int:
@@ -94,9 +113,9 @@ def top_cycles(p: TopParams) -> int:
 
 
 def fifo_depths(p: TopParams) -> list[int]:
-    """Depth of the FIFO in front of each block, then of the output FIFO (module docstring)."""
-    bursts = [1] + [b.burst for b in p.blocks]          # the framer passes single beats
-    return [1 << ceil_log2(max(4, 2 * b)) for b in bursts]
+    """Depth of the FIFO in front of each block (its first input; hw/dag.py), then of the output FIFO."""
+    d = p.dag_depths()
+    return [d[(srcs[0], k, 0)] for k, srcs in enumerate(p.edges)] + [chain_depth(p.blocks[-1].burst)]
 
 
 def loadable_memories(p: TopParams) -> list[tuple[int, int, LoadableMemory]]:
@@ -147,18 +166,8 @@ class Core(wiring.Component):
         m = Module()
         p = self.p
         E = {f.name: f.lsb for f in regmap.by_name("ERROR").fields}
-        blocks = [b.build() for b in p.blocks]
         depths = fifo_depths(p)
-        for k, blk in enumerate(blocks):
-            m.submodules[f"block{k}"] = blk
-        fifos = []
-        for k, b in enumerate(p.blocks):
-            f = StreamFIFO(b.in_bits, depths[k])
-            m.submodules[f"fifo{k}"] = f
-            fifos.append(f)
-            wiring.connect(m, f.o, blocks[k].i)
-            if k:
-                wiring.connect(m, blocks[k - 1].o, f.i)
+        m.submodules.dag = dag = p.dag()           # blocks, edge FIFOs, forks (hw/dag.py)
 
         # ------------------------------------------------------------ input framer
         B = p.in_beats
@@ -168,7 +177,7 @@ class Core(wiring.Component):
         fill, drop = Signal(), Signal()
         frame_done = Signal()
         err = Signal(3)                  # FRAMING, OVERFLOW, WEIGHT_FORMAT (ABORTED is set by the top)
-        f0 = fifos[0].i
+        f0 = dag.i
         with m.If(self.load):
             m.d.sync += load_pending.eq(1)
         at_boundary = (beat == 0) & ~fill & ~drop
@@ -202,7 +211,7 @@ class Core(wiring.Component):
                     m.d.comb += err[E["FRAMING"]].eq(1)
 
         # ------------------------------------------------------------ weight loader
-        mem_ports = [((layer, mem.kind, mem.entries, mem.width), getattr(blocks[k], mem.port))
+        mem_ports = [((layer, mem.kind, mem.entries, mem.width), dag.mem_port(k, mem.port))
                      for k, layer, mem in loadable_memories(p)]
         max_wpe = max(wimg.words_per_entry(s[3]) for s, _ in mem_ports)
         asm = Signal(32 * max_wpe)
@@ -280,9 +289,8 @@ class Core(wiring.Component):
                     m.next = "MAGIC"
 
         # ------------------------------------------------------------ output
-        last = blocks[-1]
-        pe, rw = p.blocks[-1].engine.pe, p.blocks[-1].engine.raw_width
-        src = last.o
+        pe, rw = p.blocks[-1].out_lanes, p.blocks[-1].result_width
+        src = dag.o
         if pe != 1:
             m.submodules.out_conv = oc = WidthConverter(rw, pe, 1)
             wiring.connect(m, src, oc.i)

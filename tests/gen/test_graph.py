@@ -5,7 +5,7 @@ import copy
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
 
 from bitplane.cli.main import main
 from bitplane.gen import nn
@@ -14,7 +14,7 @@ from bitplane.gen.graph import AddStage, AvgPoolStage, LoweredGraph, ThresholdSt
 from bitplane.gen.lower import lower
 from bitplane.gen.quant import ActQuant
 from bitplane.gen.spec import load_network
-from tests.support.graphnets import DQ2, bn, conv, qact, resnet_spec, write_net
+from tests.support.graphnets import DQ2, bn, conv, graph_nets, qact, resnet_spec, write_net
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -219,66 +219,6 @@ def test_valid_divisor_avgpool_int_formula(tmp_path):
 
 def _codes_of(act_layer, v):
     return ActQuant(act_layer["quant"], act_layer["nonlin"], act_layer.params).encode(v)
-
-
-@st.composite
-def graph_nets(draw):
-    """Residual blocks (identity / projection shortcut, float residual stream), forks into a
-    concat, average pools (both divisors, include/valid), mirror-padded pools, grouped convs."""
-    C = draw(st.sampled_from([2, 4]))
-    H = H0 = draw(st.sampled_from([6, 7, 8]))
-    abits = draw(st.sampled_from([1, 2, 3]))
-    q = {"type": "dorefa", "bits": abits}
-    L = [conv("stem", C, weight_quant={"type": "dorefa", "bits": draw(st.sampled_from([1, 2]))}),
-         bn("stem_n"), qact("stem_a", q=q)]
-    cur, n = "stem_a", 0
-    for kind in draw(st.lists(st.sampled_from(["identity", "projection", "stream", "concat", "avg", "mpool"]),
-                              min_size=1, max_size=3)):
-        n += 1
-        p = f"k{n}"
-        g = draw(st.sampled_from([1, 2]))
-        if kind == "identity":
-            L += [conv(f"{p}c1", C, groups=g, inputs=cur), bn(f"{p}n1"), qact(f"{p}a1", q=q),
-                  conv(f"{p}c2", C), bn(f"{p}n2"), {"name": f"{p}s", "op": "add", "inputs": [f"{p}n2", cur]},
-                  qact(f"{p}o", q=q)]
-        elif kind == "projection" and H >= 4:
-            L += [conv(f"{p}c1", 2 * C, stride=2, inputs=cur), bn(f"{p}n1"), qact(f"{p}a1", q=q),
-                  conv(f"{p}c2", 2 * C, groups=g), bn(f"{p}n2"),
-                  conv(f"{p}sc", 2 * C, k=1, pad=0, stride=2, inputs=cur), bn(f"{p}scn"),
-                  {"name": f"{p}s", "op": "add", "inputs": [f"{p}n2", f"{p}scn"]}, qact(f"{p}o", q=q)]
-            C, H = 2 * C, (H + 1) // 2
-        elif kind == "stream":        # pre-activation: a float stream two adds long
-            L += [conv(f"{p}c0", C, k=1, pad=0, inputs=cur),
-                  bn(f"{p}b1"), qact(f"{p}a1", q=q), conv(f"{p}c1", C, groups=g),
-                  {"name": f"{p}s1", "op": "add", "inputs": [f"{p}c1", f"{p}c0"]},
-                  bn(f"{p}b2"), qact(f"{p}a2", q=q), conv(f"{p}c2", C),
-                  {"name": f"{p}s2", "op": "add", "inputs": [f"{p}c2", f"{p}s1"]},
-                  bn(f"{p}b3"), qact(f"{p}o", q=q)]
-        elif kind == "concat":
-            L += [conv(f"{p}x", C, k=1, pad=0, inputs=cur), bn(f"{p}xn"), qact(f"{p}xa", q=q),
-                  conv(f"{p}y", C, k=3, groups=g, inputs=cur, pad_mode="reflect"), bn(f"{p}yn"),
-                  qact(f"{p}ya", q=q),
-                  {"name": f"{p}o", "op": "concat", "inputs": [f"{p}xa", f"{p}ya"]}]
-            C = 2 * C
-        elif kind == "avg":
-            div = draw(st.sampled_from(["include_pad", "valid"]))
-            L += [{"name": f"{p}p", "op": "avgpool", "kernel": 3, "stride": draw(st.sampled_from([1, 2])),
-                   "padding": 1, "divisor": div, "inputs": cur}, qact(f"{p}o", q=q)]
-            H = (H - 1) // L[-2]["stride"] + 1
-        elif kind == "mpool" and H >= 3:         # reflect needs pads below the map size
-            L += [{"name": f"{p}o", "op": "maxpool", "kernel": 3, "stride": 1, "padding": [1, 1, 0, 2],
-                   "pad_mode": "reflect", "inputs": cur}]           # keeps H x W
-        else:
-            continue
-        cur = f"{p}o"
-    if draw(st.booleans()):
-        L += [{"name": "gap", "op": "global_avgpool", "inputs": cur},
-              {"name": "fc", "op": "dense", "out_features": 5, "bias": True,
-               "weight_quant": {"type": "int", "bits": 8}}]
-    else:
-        L += [conv("head", 5, k=1, pad=0, inputs=cur), {"name": "gap", "op": "global_avgpool"}]
-    return ({"name": "rand", "input": {"shape": [3, H0, H0], "bits": 8, "scale": 1 / 255}, "layers": L},
-            draw(st.integers(0, 2 ** 16)))
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

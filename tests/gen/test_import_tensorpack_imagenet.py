@@ -108,7 +108,7 @@ def test_plan_and_device_fit(tmp_path, capsys):
     low = lower(net)
     p = plan(low, target_fps=1000)
     assert p["cycles_per_frame"] <= 100_000
-    assert "conv2blk1_add" in p["unmapped"] and "fct" in {f.stage for f in p["folds"]}
+    assert "fct" in {f.stage for f in p["folds"]}
     rows = {r["device"]: r for r in fit(low, p)}
     assert set(rows) == set(DEVICES) >= {"xc7z020", "xczu7ev", "xcu250", "ecp5-85k"}
     assert rows["xcu250"]["fits"] and rows["xczu7ev"]["fits"]
@@ -116,7 +116,7 @@ def test_plan_and_device_fit(tmp_path, capsys):
     capsys.readouterr()
     assert main(["plan", str(tmp_path / "resnet18.yaml"), "--target-fps", "1000"]) == 0
     out = capsys.readouterr().out
-    assert "xczu7ev" in out and "xcu250" in out and "not in the plan" in out
+    assert "xczu7ev" in out and "xcu250" in out and "conv2blk1_add" in out
 
 
 @pytest.mark.parametrize("arch,layer", [("resnet18", "conv2blk1_add"), ("alexnet", "conv1")])

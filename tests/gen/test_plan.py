@@ -158,6 +158,8 @@ def _built_memories(top):
     def walk(frag, path):
         if isinstance(frag, MemoryInstance):
             parts = path.split("/")
+            if parts[0] == "dag":                      # the blocks sit in the DAG wiring (hw/dag.py)
+                parts = parts[1:]
             if parts[0].startswith("block"):
                 out[(int(parts[0][5:]), "/".join(parts[1:]))] = (Shape.cast(frag._data.shape).width, frag._data.depth)
         for sub, name, _ in frag.subfragments:
@@ -177,7 +179,7 @@ def test_planned_memory_is_the_built_memory(name, fps):
     from bitplane.hw.top import Core
     g = Golden(load_network(EX / f"{name}.yaml"))
     p = plan(g.lowered, target_fps=fps)
-    tp, stages = build_top(g, p, embed_weights=False)
+    tp, stages, _ = build_top(g, p, embed_weights=False)
     built = _built_memories(Core(tp))
     folds = {f.stage: f for f in p["folds"]}
     total = 0
@@ -201,16 +203,22 @@ def test_planned_memory_is_the_built_memory(name, fps):
     assert total == p["memory_bits"]
 
 
-def test_graph_network_without_hardware_blocks_is_refused_before_writing(tmp_path, capsys):
-    """A residual network runs in the golden model; plan folds its conv/dense stages and lists
-    the stages without a hardware block; compile names the first of them (exit 2,
-    NotSupportedError) and writes nothing."""
-    from tests.support.graphnets import resnet_spec, write_net
+def test_graph_network_plans_and_an_unmappable_one_is_refused_before_writing(tmp_path, capsys):
+    """A residual network plans through the command line (the DAG's slowest block sets the
+    rate); a graph the hardware cannot map (a three-input add) is refused by plan and compile
+    with the layer and what is missing (exit 2, NotSupportedError), and nothing is written."""
+    from tests.support.graphnets import bn, conv, qact, resnet_spec, write_net
     spec = write_net(tmp_path, resnet_spec())
     assert main(["plan", str(spec), "--target-fps", "1000"]) == 0
     out = capsys.readouterr().out
-    assert "not in the plan" in out and "b1add" in out and "xczu7ev" in out
+    assert "b1add" in out and "xczu7ev" in out     # the per-device fit follows the folds
+    bad = {"name": "bad3", "input": {"shape": [2, 6, 6], "bits": 8, "scale": 1 / 255}, "layers": [
+        conv("c0", 2), bn("n0"), qact("a0"),
+        conv("c1", 2, inputs="a0"), conv("c2", 2, inputs="a0"), conv("c3", 2, inputs="a0"),
+        {"name": "s", "op": "add", "inputs": ["c1", "c2", "c3"]}]}
+    spec = write_net(tmp_path, bad, name="bad3")
+    assert main(["plan", str(spec), "--target-fps", "1000"]) == 2
     assert main(["compile", str(spec), "-o", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert "layer 'b1add': a add stage has no hardware block" in err
+    assert "layer 's': an add of 3 inputs; the hardware adds two" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()

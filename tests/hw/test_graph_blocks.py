@@ -12,8 +12,8 @@ from amaranth.sim import Simulator
 
 from bitplane.core.packing import pack_words, stream_order, unpack_words
 from bitplane.gen import nn
-from bitplane.hw.graph_blocks import (AddBlock, AvgPoolBlock, ConcatBlock, GlobalSumPool, StreamFork,
-                                      bypass_fifo_depth, chain_need, identity_need, window_need)
+from bitplane.hw.graph_blocks import (AddBlock, AvgPoolBlock, ChannelSlice, ConcatBlock, GlobalSumPool, Recode,
+                                      StreamFork, bypass_fifo_depth, chain_need, identity_need, window_need)
 from bitplane.hw.lint_waivers import lint
 from bitplane.hw.stream_blocks import Pool, SlidingWindow, StreamFIFO, mirror_fits, window_cycles
 from tests.support.stream_ref import feature_words
@@ -92,7 +92,7 @@ def test_concat_matches_numpy(ca, cb, lanes):
     wa = sum((_words(a, 4, lanes, False) for a, _ in frames), [])
     wb = sum((_words(b, 4, lanes, False) for _, b in frames), [])
     want = sum((_words(np.concatenate([a, b]), 4, lanes, False) for a, b in frames), [])
-    got, _ = run_multi(ConcatBlock(ca, cb, 4 * lanes), {"a": wa, "b": wb}, {"o": len(want)}, seed=ca)
+    got, _ = run_multi(ConcatBlock((ca, cb), 4 * lanes), {"i0": wa, "i1": wb}, {"o": len(want)}, seed=ca)
     assert got["o"] == want
 
 
@@ -287,10 +287,11 @@ def _residual_run(C, H, W, depth, frames, gap=0.0, stall=0.0, limit=20000):
 
 
 def test_bypass_fifo_depth_formula():
-    # 3x3 window, pad 1: output row oy needs input rows up to oy+1: (2W - 1)*C words ahead
+    # 3x3 window, pad 1: output row oy needs input rows up to oy+1, while the join has taken
+    # the wire's pixels before the row's first: 2W*C words ahead
     need = window_need(6, 5, 2, 3, 1, (1, 1, 1, 1))
     assert need[0] == 2 * 5 * 2 and need[-1] == 6 * 5 * 2
-    assert bypass_fifo_depth(need, identity_need(30, 2), latency_long=3) == (2 * 5 - 1) * 2 + 3 + 1
+    assert bypass_fifo_depth(need, identity_need(30, 2), latency_long=3) == 2 * 5 * 2 + 3 + 1
     # chains compose: a 1x1 window after a 3x3 needs what the 3x3 needs for the same pixel
     one = window_need(6, 5, 1, 1, 1, (0, 0, 0, 0))
     assert np.array_equal(chain_need(need, one), need[one - 1])
@@ -306,23 +307,26 @@ def test_derived_depth_holds_the_rate_and_a_smaller_one_deadlocks():
     assert period == per_frame
     # under random gaps and backpressure: still complete and exact
     _residual_run(C, H, W, depth, frames=2, gap=0.3, stall=0.3, limit=60000)
-    # measured: 25 words hold the rate too (the formula's +1 is slack); with only the lead
-    # plus one word the fork stalls the pool (slower), with the lead alone it deadlocks
+    # the bound is tight: one word less than the lead still runs (the fork's output register
+    # holds the last one) but the fork stalls the pool (slower); two words less deadlock
     lead = depth - 3 - 1
-    assert lead == (2 * W - 1) * C
-    st = _residual_run(C, H, W, lead + 1, frames=3)
+    assert lead == 2 * W * C
+    st = _residual_run(C, H, W, lead - 1, frames=3)
     assert (st[-1] - st[H * W * C - 1]) / 2 > per_frame
     with pytest.raises(TimeoutError):
-        _residual_run(C, H, W, lead, frames=1, limit=3000)
+        _residual_run(C, H, W, lead - 2, frames=1, limit=3000)
 
 
 @pytest.mark.parametrize("comp,name", [
-    (lambda: StreamFork(8), "fork"), (lambda: ConcatBlock(2, 3, 8), "concat"),
+    (lambda: StreamFork(8), "fork"), (lambda: ConcatBlock((2, 3), 8), "concat"),
     (lambda: AddBlock(4, 2, 6, 3, 12, [3, -5, 7, 1], [1, 2, 3, 4]), "add"),
     (lambda: AvgPoolBlock(2, 5, 5, 3, 2, (1, 1, 1, 1), 3, 12, 1, recip=[0] + [9 * 64 // n for n in range(1, 10)]),
      "avgpool"),
     (lambda: GlobalSumPool(4, 9, 3, 8, 2), "gpool"),
-    (lambda: SlidingWindow(2, 5, 5, 3, 1, (1, 1, 1, 1), 2, 1, pad_mode="reflect"), "mirror")])
+    (lambda: SlidingWindow(2, 5, 5, 3, 1, (1, 1, 1, 1), 2, 1, pad_mode="reflect"), "mirror"),
+    (lambda: StreamFork(6, 3), "fork3"), (lambda: ConcatBlock((1, 2, 1), 6), "concat3"),
+    (lambda: Recode(2, 3, 5, table=[0, -1, 2, 3]), "recode"), (lambda: Recode(2, 6, 32, True), "widen"),
+    (lambda: ChannelSlice(8, 2, 2, 4, 3), "slice")])
 def test_graph_blocks_lint_clean(comp, name):
     assert lint(component_verilog(comp(), name), name) == []
 
@@ -346,7 +350,7 @@ def test_cycle_formulas_are_the_measured_periods():
     assert _period(StreamFork(8), {"i": words}, "o0", len(words), F, also=("o1",)) == fork_cycles(px * cw)
     assert _period(AddBlock(C, lanes, 4, 4, 6, 1, 1, False, False), {"a": words, "b": words}, "o",
                    len(words), F) == add_cycles(px, cw)
-    assert _period(ConcatBlock(cw, cw, 8), {"a": words, "b": words}, "o", 2 * len(words), F) \
+    assert _period(ConcatBlock((cw, cw), 8), {"i0": words, "i1": words}, "o", 2 * len(words), F) \
         == concat_cycles(px, cw, cw)
     assert _period(GlobalSumPool(C, px, 4, 10, lanes), {"i": words}, "o", F * cw, F) == global_pool_cycles(px, cw)
     pads = (1, 1, 1, 1)
@@ -385,12 +389,14 @@ class _Projection(wiring.Component):
 def test_bypass_depth_for_a_strided_projection_join():
     """Both paths windowed (3x3/2 and 1x1/2): the derived depth holds the long path's rate.
     Here the short path's own line buffer (3 rows) absorbs the lead, so the formula, which
-    does not count it, is an upper bound (measured: even a 1-word FIFO runs)."""
+    does not count it, is an upper bound (measured: even a 1-word FIFO runs). The long path's
+    pixel in output row oy needs input rows up to 2oy+1, the short path's pixel before it
+    (the last of row oy-1) rows up to 2oy-2: three rows."""
     C, H, W = 2, 7, 6
     need_long = window_need(H, W, C, 3, 2, (1, 1, 1, 1))
     need_short = window_need(H, W, C, 1, 2, (0, 0, 0, 0))
     depth = bypass_fifo_depth(need_long, need_short, latency_long=3, latency_short=3)
-    assert depth == W * C + 1                         # long path needs one input row more
+    assert depth == 3 * W * C + 1
     rng = np.random.default_rng(1)
     xs = [rng.integers(0, 4, (C, H, W)) for _ in range(3)]
     words = sum((feature_words(x, 2, 1) for x in xs), [])
@@ -450,4 +456,21 @@ def test_residual_join_add_then_thresholds_is_the_golden_trace(tmp_path):
     wb = sum((_words(f, 3, 2, True) for f in add.in_forms[1].level_ints[tr["stem"]]), [])
     want = sum((_words(f, p.out_bits, 2, False) for f in tr["b1out"]), [])
     got, _ = run_multi(dut, {"a": wa, "b": wb}, {"o": len(want)}, seed=4)
+    assert got["o"] == want
+
+
+def test_recode_and_channel_slice():
+    """Codes -> level integers through a table (two's complement out), sign extension, and a
+    slice keeping channels 2..5 of 8 (two lanes per word) under gaps and backpressure."""
+    words = [0b01_10, 0b11_00, 0b10_01]                       # two 2-bit lanes per word
+    got, _ = run_multi(Recode(2, 2, 4, table=[-1, 1, 3, -2]), {"i": words}, {"o": 3}, seed=5)
+    tab = {0: -1, 1: 1, 2: 3, 3: -2}
+    assert got["o"] == [(tab[w & 3] & 15) | ((tab[w >> 2] & 15) << 4) for w in words]
+    got, _ = run_multi(Recode(1, 3, 8, True), {"i": [3, 4, 7]}, {"o": 3}, seed=6)
+    assert got["o"] == [3, 0xFC, 0xFF]
+    rng = np.random.default_rng(7)
+    xs = [rng.integers(0, 8, (8, 2, 3)) for _ in range(2)]
+    words = sum((_words(x, 3, 2, False) for x in xs), [])
+    want = sum((_words(x[2:6], 3, 2, False) for x in xs), [])
+    got, _ = run_multi(ChannelSlice(8, 2, 2, 4, 3), {"i": words}, {"o": len(want)}, seed=8)
     assert got["o"] == want

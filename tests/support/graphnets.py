@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import yaml
+from hypothesis import strategies as st
 
 from bitplane.gen.spec import window_geometry
 
@@ -106,3 +107,95 @@ def resnet_spec(shape=(3, 8, 8), width=4, classes=5):
         {"name": "gap", "op": "global_avgpool"},
         {"name": "fc", "op": "dense", "out_features": classes, "bias": True, "weight_quant": {"type": "int", "bits": 8}},
     ]}
+
+
+@st.composite
+def graph_nets(draw):
+    """Residual blocks (identity / projection shortcut, float residual stream), forks into a
+    concat, average pools (both divisors, include/valid), mirror-padded pools, grouped convs."""
+    C = draw(st.sampled_from([2, 4]))
+    H = H0 = draw(st.sampled_from([6, 7, 8]))
+    abits = draw(st.sampled_from([1, 2, 3]))
+    q = {"type": "dorefa", "bits": abits}
+    L = [conv("stem", C, weight_quant={"type": "dorefa", "bits": draw(st.sampled_from([1, 2]))}),
+         bn("stem_n"), qact("stem_a", q=q)]
+    cur, n = "stem_a", 0
+    for kind in draw(st.lists(st.sampled_from(["identity", "projection", "stream", "concat", "avg", "mpool"]),
+                              min_size=1, max_size=3)):
+        n += 1
+        p = f"k{n}"
+        g = draw(st.sampled_from([1, 2]))
+        if kind == "identity":
+            L += [conv(f"{p}c1", C, groups=g, inputs=cur), bn(f"{p}n1"), qact(f"{p}a1", q=q),
+                  conv(f"{p}c2", C), bn(f"{p}n2"), {"name": f"{p}s", "op": "add", "inputs": [f"{p}n2", cur]},
+                  qact(f"{p}o", q=q)]
+        elif kind == "projection" and H >= 4:
+            L += [conv(f"{p}c1", 2 * C, stride=2, inputs=cur), bn(f"{p}n1"), qact(f"{p}a1", q=q),
+                  conv(f"{p}c2", 2 * C, groups=g), bn(f"{p}n2"),
+                  conv(f"{p}sc", 2 * C, k=1, pad=0, stride=2, inputs=cur), bn(f"{p}scn"),
+                  {"name": f"{p}s", "op": "add", "inputs": [f"{p}n2", f"{p}scn"]}, qact(f"{p}o", q=q)]
+            C, H = 2 * C, (H + 1) // 2
+        elif kind == "stream":        # pre-activation: a float stream two adds long
+            L += [conv(f"{p}c0", C, k=1, pad=0, inputs=cur),
+                  bn(f"{p}b1"), qact(f"{p}a1", q=q), conv(f"{p}c1", C, groups=g),
+                  {"name": f"{p}s1", "op": "add", "inputs": [f"{p}c1", f"{p}c0"]},
+                  bn(f"{p}b2"), qact(f"{p}a2", q=q), conv(f"{p}c2", C),
+                  {"name": f"{p}s2", "op": "add", "inputs": [f"{p}c2", f"{p}s1"]},
+                  bn(f"{p}b3"), qact(f"{p}o", q=q)]
+        elif kind == "concat":
+            L += [conv(f"{p}x", C, k=1, pad=0, inputs=cur), bn(f"{p}xn"), qact(f"{p}xa", q=q),
+                  conv(f"{p}y", C, k=3, groups=g, inputs=cur, pad_mode="reflect"), bn(f"{p}yn"),
+                  qact(f"{p}ya", q=q),
+                  {"name": f"{p}o", "op": "concat", "inputs": [f"{p}xa", f"{p}ya"]}]
+            C = 2 * C
+        elif kind == "avg":
+            div = draw(st.sampled_from(["include_pad", "valid"]))
+            L += [{"name": f"{p}p", "op": "avgpool", "kernel": 3, "stride": draw(st.sampled_from([1, 2])),
+                   "padding": 1, "divisor": div, "inputs": cur}, qact(f"{p}o", q=q)]
+            H = (H - 1) // L[-2]["stride"] + 1
+        elif kind == "mpool" and H >= 3:         # reflect needs pads below the map size
+            L += [{"name": f"{p}o", "op": "maxpool", "kernel": 3, "stride": 1, "padding": [1, 1, 0, 2],
+                   "pad_mode": "reflect", "inputs": cur}]           # keeps H x W
+        else:
+            continue
+        cur = f"{p}o"
+    if draw(st.booleans()):
+        L += [{"name": "gap", "op": "global_avgpool", "inputs": cur},
+              {"name": "fc", "op": "dense", "out_features": 5, "bias": True,
+               "weight_quant": {"type": "int", "bits": 8}}]
+    else:
+        L += [conv("head", 5, k=1, pad=0, inputs=cur), {"name": "gap", "op": "global_avgpool"}]
+    return ({"name": "rand", "input": {"shape": [3, H0, H0], "bits": 8, "scale": 1 / 255}, "layers": L},
+            draw(st.integers(0, 2 ** 16)))
+
+
+def resnet20_spec(stage_channels=(16, 64, 128, 256), shape=(3, 32, 32), a_bits=2, w_bits=2, classes=10):
+    """ResNet-20 with the pytorch DoReFa seed's structure (``models/cifar/resnet_cifar_dorefanet.py``:
+    ``ResNet_cifar(Basicneck, [3, 3, 3])``): an unquantized 3x3 first conv with batchnorm and
+    activation; three stages of three blocks, each ``conv3x3(stride) -> bn -> act -> conv3x3``
+    added to the shortcut (identity, or a quantized 1x1 conv with the stride where the
+    channels or the size change), then ``bn -> act`` after the add; middle channels a
+    quarter of the stage's; global average pool and a linear classifier. The seed's dynamic
+    activation quantizer is replaced by a static DoReFa one (``clip01``, ``a_bits``)."""
+    q = {"type": "dorefa", "bits": a_bits}
+    wq = {"type": "dorefa", "bits": w_bits}
+    L = [conv("stem", stage_channels[0], weight_quant=None), bn("stem_bn"), qact("stem_a", q=q)]
+    del L[0]["weight_quant"]
+    cur, cin, n = "stem_a", stage_channels[0], 0
+    for s, cout in enumerate(stage_channels[1:]):
+        for b in range(3):
+            n += 1
+            p = f"b{n}"
+            stride = 2 if (s > 0 and b == 0) else 1
+            mid = cout // 4
+            L += [conv(f"{p}c1", mid, stride=stride, inputs=cur, weight_quant=dict(wq)), bn(f"{p}n1"),
+                  qact(f"{p}a1", q=q), conv(f"{p}c2", cout, weight_quant=dict(wq))]
+            short = cur
+            if stride != 1 or cin != cout:
+                L += [conv(f"{p}sc", cout, k=1, pad=0, stride=stride, inputs=cur, weight_quant=dict(wq))]
+                short = f"{p}sc"
+            L += [{"name": f"{p}add", "op": "add", "inputs": [f"{p}c2", short]}, bn(f"{p}n2"), qact(f"{p}o", q=q)]
+            cur, cin = f"{p}o", cout
+    L += [{"name": "gap", "op": "global_avgpool", "inputs": cur},
+          {"name": "fc", "op": "dense", "out_features": classes, "bias": True}]
+    return {"name": "resnet20", "input": {"shape": list(shape), "bits": 8, "scale": 1 / 255}, "layers": L}

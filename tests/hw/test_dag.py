@@ -1,0 +1,97 @@
+"""hw/dag.py alone (amaranth.sim, no MVTU): a fork whose branches rejoin, a three-way fork
+into a concat, the derived bypass depths against the rows a window must see ahead, and a
+depth below the lead deadlocking; against NumPy under random gaps and backpressure."""
+import numpy as np
+import pytest
+
+from bitplane.gen import nn
+from bitplane.hw.dag import INPUT, Dag, bypass_depths, check_graph, edge_fifo_depths
+from bitplane.hw.graph_blocks import AddParams, ConcatParams, RecodeParams, WindowPoolParams
+from tests.support.stream_ref import feature_words
+from tests.support.streams import run_stream
+
+C, H, W = 2, 6, 5
+
+
+def _residual(lanes=1):
+    """input -> 3x3 max pool (pad 1) -> add <- input (the shortcut)."""
+    pool = WindowPoolParams(C, H, W, 3, 1, (1, 1, 1, 1), lanes, 2, False, 2, "max", maximize=(True,) * C)
+    add = AddParams(C, H * W, lanes, (2, 2), (False, False), ((1,) * C, (1,) * C), 4)
+    return [pool, add], [(INPUT,), (0, INPUT)]
+
+
+def _frames(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 4, (C, H, W)) for _ in range(n)]
+
+
+def _pool_add(x):
+    return nn.pool2d(x[None].astype(float), 3, 1, (1, 1, 1, 1))[0].astype(np.int64) + x
+
+
+def test_fork_join_is_exact_under_gaps_and_backpressure():
+    blocks, inputs = _residual()
+    xs = _frames(3)
+    words = sum((feature_words(x, 2, 1) for x in xs), [])
+    want = sum((feature_words(_pool_add(x), 4, 1) for x in xs), [])
+    dut = Dag(blocks, inputs, 2, H * W, C)
+    got, _ = run_stream(dut, words, len(want), seed=1, gap=0.3, stall=0.4)
+    assert got == want
+
+
+def test_bypass_depth_is_the_window_lead_plus_slack():
+    """The pool's output pixel at row oy needs input rows up to oy+1 while the add has taken
+    the shortcut's pixels before the row's first: the shortcut is 2W*C words behind; the slack
+    adds the fork words that arrive while the pool and the add each work on one pixel, plus 8
+    register stages each. The pool's own edge needs only a pixel of the shortcut's."""
+    blocks, inputs = _residual()
+    lead = bypass_depths(blocks, inputs, H * W, C, slack=False)
+    assert lead == {(INPUT, 1, 1): 2 * W * C + 1, (INPUT, 0, 0): C + 1}
+    full = bypass_depths(blocks, inputs, H * W, C)
+    assert full[(INPUT, 1, 1)] == 2 * W * C + (C + 8) * 2 + 1
+    d = edge_fifo_depths(blocks, inputs, H * W, C)
+    assert d[(INPUT, 1, 1)] == full[(INPUT, 1, 1)] and d[(0, 1, 0)] == 4
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_derived_depth_keeps_the_rate_and_below_the_lead_deadlocks():
+    blocks, inputs = _residual()
+    xs = _frames(3, seed=2)
+    words = sum((feature_words(x, 2, 1) for x in xs), [])
+    want = sum((feature_words(_pool_add(x), 4, 1) for x in xs), [])
+    dut = Dag(blocks, inputs, 2, H * W, C)
+    got, stamps = run_stream(dut, words, len(want), gap=0.0, stall=0.0)
+    assert got == want
+    per = H * W * C
+    assert (stamps[-1] - stamps[per - 1]) / 2 == blocks[0].cycles()     # the pool's rate: 9 words a pixel
+    depths = edge_fifo_depths(blocks, inputs, H * W, C)
+    depths[(INPUT, 1, 1)] = 2 * W * C - 2                                # two words below the lead
+    with pytest.raises(AssertionError, match="timeout"):
+        run_stream(Dag(blocks, inputs, 2, H * W, C, depths=depths), words[:per], per, gap=0.0, stall=0.0,
+                   limit=3000)
+
+
+def test_three_way_fork_into_a_concat():
+    """One source read three times (a widened copy, the pooled map, the map itself), joined
+    channel-wise: the n-way fork and the n-input concat."""
+    wide = RecodeParams(C, H * W, 1, 2, 2, False)
+    pool = WindowPoolParams(C, H, W, 3, 1, (1, 1, 1, 1), 1, 2, False, 2, "max", maximize=(True,) * C)
+    cat = ConcatParams((C, C, C), H * W, 1, 2)
+    blocks, inputs = [wide, pool, cat], [(INPUT,), (INPUT,), (0, 1, INPUT)]
+    check_graph(blocks, inputs, 2)
+    xs = _frames(2, seed=3)
+    words = sum((feature_words(x, 2, 1) for x in xs), [])
+    pooled = [nn.pool2d(x[None].astype(float), 3, 1, (1, 1, 1, 1))[0].astype(np.int64) for x in xs]
+    want = sum((feature_words(np.concatenate([x, p, x]), 2, 1) for x, p in zip(xs, pooled)), [])
+    got, _ = run_stream(Dag(blocks, inputs, 2, H * W, C), words, len(want), seed=4, gap=0.2, stall=0.3)
+    assert got == want
+
+
+def test_check_graph_refuses_bad_wiring():
+    blocks, inputs = _residual()
+    with pytest.raises(ValueError, match="not an earlier block"):
+        check_graph(blocks, [(INPUT,), (1, INPUT)], 2)
+    with pytest.raises(ValueError, match="2-bit port fed by a 4-bit stream"):
+        check_graph(blocks, [(INPUT,), (0, INPUT)], 4)
+    with pytest.raises(ValueError, match="output is not used"):
+        check_graph(blocks + [blocks[1]], [(INPUT,), (0, INPUT), (0, INPUT)], 2)
