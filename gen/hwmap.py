@@ -13,15 +13,23 @@ dense weights are in C,H,W order and are permuted here, once).
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from bitplane.core.errors import NotSupportedError
 from bitplane.core.intmath import signed_bits
+from bitplane.core.packing import input_lanes
+from bitplane.hw.dag import INPUT
+from bitplane.hw.graph_blocks import (AddParams, ConcatParams, GlobalPoolParams, LanesParams, RecodeParams,
+                                      SliceParams, ThresholdBlockParams, WindowPoolParams)
 from bitplane.hw.bitserial import EngineConfig, ThresholdParams, row_constants, xnor_compatible
 from bitplane.hw.layers import CodePoolParams, ConvParams, DenseParams, PoolParams
 from bitplane.hw.stream_blocks import mirror_fits
 from .golden import Golden
+from .graph import AddStage, AvgPoolStage, ConcatStage, FixedPoolStage, LoweredGraph, ThresholdStage
 from .lower import CodePoolStage, MatmulStage
+from .quant import ActQuant, Basis, IntBasis, QWeights
 
 
 def weight_codes(stage: MatmulStage) -> np.ndarray:
@@ -186,8 +194,6 @@ def group_stages(stage: MatmulStage) -> list[MatmulStage]:
     accumulators are exactly the grouped conv's (same dot length ``C/G*K*K``, same proven
     range). In hardware each runs on its own engine behind a channel slice, and a concat
     joins their outputs (:func:`network_blocks`)."""
-    from dataclasses import replace
-    from .quant import Basis, IntBasis, QWeights
     G = stage.groups
     if G == 1:
         return [stage]
@@ -259,11 +265,6 @@ def network_blocks(low, folds: dict, init: bool = True):
     leave sign-extended to 32 or 64 bits. ``folds``: ``{stage: Fold}`` (PE, SIMD) of every
     matmul stage (a grouped conv's fold applies to each of its groups). Raises
     NotSupportedError, naming the layer, for what the hardware cannot map."""
-    from bitplane.core.packing import input_lanes
-    from bitplane.hw.dag import INPUT
-    from bitplane.hw.graph_blocks import (AddParams, ConcatParams, GlobalPoolParams, LanesParams, RecodeParams,
-                                          SliceParams, ThresholdBlockParams, WindowPoolParams)
-    from .graph import AddStage, AvgPoolStage, ConcatStage, FixedPoolStage, LoweredGraph, ThresholdStage
     net = low.net
     C0, H0, W0 = net.input_shape
     graph = isinstance(low, LoweredGraph)
@@ -301,7 +302,6 @@ def network_blocks(low, folds: dict, init: bool = True):
 
     def as_ints(s, form, st, name):
         """A stream of codes of ``form`` -> the integer level values (identity for DoReFa/uint)."""
-        from .quant import ActQuant
         if not isinstance(form, ActQuant):
             return s
         codes, ints = np.asarray(form.level_codes), np.asarray(form.level_ints)
@@ -388,7 +388,6 @@ def network_blocks(low, folds: dict, init: bool = True):
                                      pad_mode=st.pad_mode, output=is_out)
             res = _stream(B.add(b, [s["idx"]], st, st.name), s["lanes"], ob, True, C, px(st.out_shape))
         elif isinstance(st, ConcatStage):
-            from .quant import ActQuant
             if isinstance(st.out, ActQuant):
                 vs = list(srcs)
             else:

@@ -35,6 +35,7 @@ from bitplane.core import weightimage as wimg
 from bitplane.core.yamlio import load_yaml
 from bitplane.hw.bitserial import mvtu_cycles
 from .hwmap import group_stages, layer_params, network_blocks
+from .graph import LoweredGraph
 from .lower import Lowered, MatmulStage
 
 
@@ -200,7 +201,6 @@ def block_cycles(low: Lowered, folds: dict) -> dict:
 
 def _producers(low: Lowered, name: str) -> list:
     """The nearest folding stages upstream of stage ``name`` (through pools, adds, ...)."""
-    from .graph import LoweredGraph
     by = {s.name: s for s in low.stages}
     if isinstance(low, LoweredGraph):
         ins = low.inputs

@@ -197,7 +197,7 @@ class PoolParams:
 
 
 def _window_need(h, w, c_words, k, s, pads):
-    from .graph_blocks import window_need
+    from .graph_blocks import window_need  # lazy: graph_blocks builds on this module (import cycle)
     return window_need(h, w, c_words, k, s, pads)
 
 
