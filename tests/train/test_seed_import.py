@@ -33,7 +33,7 @@ def _checkpoint(tmp_path, arch, **edit):
     return path
 
 
-@pytest.mark.parametrize("arch", ["nin", "resnet20"])
+@pytest.mark.parametrize("arch", ["nin", pytest.param("resnet20", marks=pytest.mark.slow)])
 def test_seed_checkpoint_imports_and_matches_the_seeds_own_forward(arch, ref, tmp_path):
     x = ref["x"]
     # one calibration batch = the seed's eval batch: the frozen ranges are that batch's maxima
