@@ -44,7 +44,10 @@ the codes and the next conv consumes the exact average (gen/graph.py reads it as
 activation), where the seed quantizes the average again; NIN's last conv reads quantized codes
 (the seed's reads the unquantized ReLU output) and keeps its batchnorm but drops the ReLU
 before the global average (the output must be unquantized integers, which an unquantized ReLU
-has no form for). The other ``--quant`` families use their own activation quantizer (table
+has no form for). ResNet-20's classifier reads the global average of the last block's ReLU,
+unquantized in the seed; here that ReLU is an 8-bit ``uint`` quantizer with a static scale
+(the batch's maximum / 255 in training, its moving average frozen), since the 2-level tanh
+codes of a 2-bit activation leave the classifier too little range to train in a short run. The other ``--quant`` families use their own activation quantizer (table
 above) at the same places.
 """
 from __future__ import annotations
@@ -209,7 +212,13 @@ def pad_input(x, size: int):
     return np.pad(x, [(0, 0)] * (x.ndim - 2) + [(ph, ph), (pw, pw)])
 
 
-def _seed_act(name, quant, a):
+LAST_ACT_BITS = 8                           # ResNet-20's classifier input (unquantized in the seed)
+
+
+def _seed_act(name, quant, a, last=False):
+    if quant == "dorefa" and a != FLOAT and last:
+        return {"name": name, "op": "quant_act", "nonlin": "relu",
+                "quant": {"type": "uint", "bits": LAST_ACT_BITS, "scale": 1.0 / ((1 << LAST_ACT_BITS) - 1)}}
     if quant == "dorefa" and a != FLOAT:    # the seed's quantizer, static (module docstring)
         return {"name": name, "op": "quant_act", "nonlin": "relu", "quant": {"type": "tanh", "bits": a, "range": 1.0}}
     return _act(name, quant, a)
@@ -218,13 +227,21 @@ def _seed_act(name, quant, a):
 NIN_CFG = (192, 160, 96, 192, 192, 192, 192, 192)     # the seed's default widths
 
 
+def tanh_zero_level(a: int) -> float:
+    """The tanh quantizer's value at input 0: ``q_a(1/2)`` (2/3 at 2 bits, 8/15 at 4)."""
+    m = (1 << a) - 1
+    return float(round(0.5 * m)) / m               # Python rounds half to even, as the spec
+
+
 def _seed_graph(arch: str, quant: str, w: int, a: int, in_channels: int = 1, classes: int = 10,
-                cfg=NIN_CFG, float_edges: bool = False) -> list:
+                cfg=NIN_CFG, float_edges: bool = False, seed_padding: bool = False) -> list:
     """Layer list of the pytorch DoReFa seed's NIN or ResNet-20 (module docstring)."""
     del in_channels                         # the input shape carries it
     hid = _weight_quant(quant, w)
     edge = None if w == FLOAT or float_edges else {"type": "int", "bits": 8}
     pad = {"pad_value": -1.0} if quant == "bnn" and a != FLOAT else {}
+    if quant == "dorefa" and a != FLOAT and not seed_padding:
+        pad = {"pad_value": tanh_zero_level(a)}
     layers: list[dict] = []
 
     def conv(n, out, k, stride=1, wq=hid, inputs=None, bn=None, act=None, first=False, bias=False):
@@ -275,7 +292,7 @@ def _seed_graph(arch: str, quant: str, w: int, a: int, in_channels: int = 1, cla
                 sc = conv(f"{p}.conv_shortcut", out, 1, stride=stride, inputs=cur)
             layers.append({"name": f"{p}.add", "op": "add", "inputs": [f"{p}.conv2", sc]})
             layers.append({"name": f"{p}.norm2", "op": "batchnorm", "eps": 1e-5})
-            layers.append(_seed_act(f"{p}.relu2", quant, a))
+            layers.append(_seed_act(f"{p}.relu2", quant, a, last=(stage, blk) == (2, 2)))
             cur, width, i = f"{p}.relu2", out, i + 1
     layers.append({"name": "avgpool", "op": "global_avgpool", "inputs": cur})
     L = {"name": "classifier", "op": "dense", "out_features": classes, "bias": True}

@@ -92,6 +92,8 @@ class QNet(torch.nn.Module):
                     self.register_buffer(_attr("basis", n), tq.lq_init(int(q["bits"]), 1.0 / (1 << int(q["bits"]))))
                 elif q["type"] == "tanh":
                     self.register_buffer(_attr("range", n), torch.tensor(float(q.get("range", 1.0))))
+                elif q["type"] == "uint":
+                    self.register_buffer(_attr("scale", n), torch.tensor(float(q["scale"])))
             elif op == "act":
                 pass
             elif op == "maxpool":
@@ -204,6 +206,18 @@ class QNet(torch.nn.Module):
                             self.calibration.setdefault(n, []).append(float(br))
                         r = br
                     x = tq.tanh_acts(x, int(q["bits"]), r.to(x.dtype))
+                elif q["type"] == "uint":          # a static range too: batch max in training, EMA frozen
+                    sc = getattr(self, _attr("scale", n))
+                    k = int(q["bits"])
+                    if self.training or self.calibration is not None:
+                        bs = (x.detach().max() / ((1 << k) - 1)).to(sc.dtype)
+                        bs = torch.where(bs > 0, bs, sc)
+                        if self.training:
+                            setattr(self, _attr("scale", n), tq.tanh_range_update(sc, bs, self.range_momentum))
+                        else:
+                            self.calibration.setdefault(n, []).append(float(bs))
+                        sc = bs
+                    x = tq.uint_acts(x, k, sc.to(x.dtype))
                 elif q["type"] == "lq":
                     v = getattr(self, _attr("basis", n))
                     y, codes = tq.lq_acts(x, v)
@@ -238,13 +252,39 @@ class QNet(torch.nn.Module):
         return x
 
 
+def recalibrate_batchnorms(model: QNet, batches) -> None:
+    """Re-estimate every batchnorm's running mean and variance for the final weights.
+
+    The quantized activations (and their frozen ranges) behave as in eval mode; each batchnorm
+    normalises by its batch's statistics and accumulates their plain average (momentum None).
+    The running statistics gathered during training lag the weights; with the seed's tanh
+    quantizer, whose levels sit above 1/2 (a large constant part in every conv output), that lag
+    moves eval-mode outputs across the quantizer's steps."""
+    model.eval()
+    saved = {}
+    for name, bn in model.bns.items():
+        saved[name] = bn.momentum
+        bn.reset_running_stats()
+        bn.momentum = None
+        bn.train()
+    try:
+        with torch.no_grad():
+            for xb in batches:
+                model(xb)
+    finally:
+        for name, bn in model.bns.items():
+            bn.momentum = saved[name]
+            bn.eval()
+
+
 def calibrate_ranges(model: QNet, batches) -> dict:
-    """Freeze every ``tanh`` activation's range at the mean of the seed's per-batch maxima.
+    """Freeze every ``tanh`` activation's range (and ``uint`` activation's scale) at the mean of the
+    seed's per-batch maxima (over 2^k - 1 for a scale).
 
     ``batches``: float input tensors. The model runs in eval mode (batchnorms use their
     running statistics) with the seed's dynamic normaliser (each batch's ``max|tanh(x)|``,
     computed after the upstream layers' dynamic ranges, as the seed's eval forward does);
-    returns ``{layer: range}``. One batch gives exactly the seed's eval forward on that batch."""
+    returns ``{layer: range or scale}``. One batch gives exactly the seed's eval forward on that batch."""
     model.eval()
     model.calibration = {}
     try:
@@ -256,9 +296,10 @@ def calibrate_ranges(model: QNet, batches) -> dict:
         model.calibration = None
     out = {}
     for n, vals in seen.items():
-        buf = getattr(model, _attr("range", n))
+        kind = "range" if hasattr(model, _attr("range", n)) else "scale"
+        buf = getattr(model, _attr(kind, n))
         r = float(np.mean(vals))
-        setattr(model, _attr("range", n), torch.tensor(r, dtype=buf.dtype))
+        setattr(model, _attr(kind, n), torch.tensor(r, dtype=buf.dtype))
         out[n] = r
     return out
 
@@ -271,6 +312,8 @@ def export(model: QNet, out_yaml, comment: str | None = None) -> Path:
     for L in spec["layers"]:            # the frozen ranges of tanh activations go into the spec
         if L["op"] == "quant_act" and L["quant"]["type"] == "tanh":
             L = {**L, "quant": {**L["quant"], "range": float(getattr(model, _attr("range", L["name"])))}}
+        elif L["op"] == "quant_act" and L["quant"]["type"] == "uint":
+            L = {**L, "quant": {**L["quant"], "scale": float(getattr(model, _attr("scale", L["name"])))}}
         layers.append(L)
     spec["layers"] = layers
     spec["weights"] = out_yaml.with_suffix(".npz").name

@@ -22,6 +22,8 @@ tests compare against element by element); backward passes are the seeds':
   rounding is straight-through), and an exponential moving average of it is kept
   (:func:`tanh_range_update`, like batchnorm's running statistics); eval mode and the export
   use that frozen ``r`` (the spec's ``range``).
+* ``uint`` activations (``clip(rnd(x / s), 0, 2^k - 1) * s``): the same static-range scheme,
+  ``s`` = the batch's maximum / (2^k - 1) in training, its moving average frozen for eval.
 """
 from __future__ import annotations
 
@@ -225,8 +227,17 @@ def tanh_acts(x, k: int, r):
     return ste(u, q_k(u, k))
 
 
+def uint_acts(x, k: int, scale):
+    """``clip(rnd(x / scale), 0, 2^k - 1) * scale`` (after ``nonlin``), rounding straight-through
+    inside the range (no gradient above the top level)."""
+    top = scale * float((1 << k) - 1)
+    xin = torch.where(x.detach() <= top, x, x.detach())
+    return ste(xin, torch.clamp(_round(x.detach() / scale), 0, (1 << k) - 1) * scale)
+
+
 def tanh_range_update(running, batch_range, momentum: float = 0.9):
-    """Moving average of the batch ranges (the value frozen for eval and export)."""
+    """Moving average of the batch ranges (the value frozen for eval and export): the tanh
+    quantizer's ``range`` and a ``uint`` quantizer's ``scale``."""
     with torch.no_grad():
         return momentum * running + (1 - momentum) * batch_range
 

@@ -41,7 +41,7 @@ from bitplane.core.errors import InputError, NotSupportedError, SpecError
 from bitplane.gen.importers.checkpoint import load_state_dict
 
 from .arch import FLOAT, GRAPH_ARCHS, NIN_CFG, make_spec
-from .nn import QNet, _key, calibrate_ranges
+from .nn import QNet, _attr, _key, calibrate_ranges
 
 IGNORED = ("num_batches_tracked",)
 _NIN_CONVS = (0, 1, 2, 4, 5, 6, 8, 9)          # nn.Sequential indices of the cfg convs; 10 = classes
@@ -114,7 +114,7 @@ def import_seed(path, arch: str, w: int, a: int, calib: np.ndarray, name: str, b
                                 "which no spec weight quantizer reproduces; use W >= 2")
     sd = load_state_dict(path)
     geo = seed_geometry(sd, arch, path)
-    spec = make_spec(arch, "dorefa", w, a, name, float_edges=True, **geo)
+    spec = make_spec(arch, "dorefa", w, a, name, float_edges=True, seed_padding=True, **geo)
     model = QNet(spec)
     ignored = load_into(model, sd, path)
     notes = [f"{path}: {len(sd) - len(ignored)} tensors imported as the seed's {arch} "
@@ -131,6 +131,9 @@ def import_seed(path, arch: str, w: int, a: int, calib: np.ndarray, name: str, b
                              f"{spec['input']['shape']}")
         xs = [torch.from_numpy(calib[i:i + batch].astype(np.float32) / 255.0) for i in range(0, len(calib), batch)]
         ranges = calibrate_ranges(model, xs)
+        tanh = [r for n, r in ranges.items() if hasattr(model, _attr("range", n))]
         notes.append(f"static activation ranges from {len(calib)} calibration images in batches of {batch}: "
-                     f"{min(ranges.values()):.4f}..{max(ranges.values()):.4f}")
+                     f"{min(tanh):.4f}..{max(tanh):.4f}"
+                     + ("; the classifier's input (unquantized in the seed): uint8, scale "
+                        f"{ranges['features.9.relu2']:.4g}" if "features.9.relu2" in ranges else ""))
     return model, notes

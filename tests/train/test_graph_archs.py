@@ -26,10 +26,12 @@ def test_resnet20_structure_is_the_seeds():
     convs = [l for l in spec["layers"] if l["op"] in ("conv", "dense")]
     assert len([c for c in convs if c["name"] != "classifier" and not c["name"].endswith("shortcut")]) == 19
     assert spec["layers"][-2]["op"] == "global_avgpool" and spec["layers"][-1]["op"] == "dense"
-    # the seed's quantizer, static: tanh with a range, after each ReLU
+    # the seed's quantizer, static: tanh with a range, after each ReLU; the classifier's input
+    # (a float ReLU in the seed) is an 8-bit uint with a static scale
     acts = [l for l in spec["layers"] if l["op"] == "quant_act"]
     assert len(acts) == 19 and all(a["nonlin"] == "relu" and a["quant"] == {"type": "tanh", "bits": 2, "range": 1.0}
-                                   for a in acts)
+                                   for a in acts[:-1])
+    assert acts[-1]["name"] == "features.9.relu2" and acts[-1]["quant"]["type"] == "uint" and acts[-1]["quant"]["bits"] == 8
 
 
 def test_nin_structure_is_the_seeds():
