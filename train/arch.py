@@ -47,7 +47,12 @@ before the global average (the output must be unquantized integers, which an unq
 has no form for). ResNet-20's classifier reads the global average of the last block's ReLU,
 unquantized in the seed; here that ReLU is an 8-bit ``uint`` quantizer with a static scale
 (the batch's maximum / 255 in training, its moving average frozen), since the 2-level tanh
-codes of a 2-bit activation leave the classifier too little range to train in a short run. The other ``--quant`` families use their own activation quantizer (table
+codes of a 2-bit activation leave the classifier too little range to train in a short run.
+The seed pads its 3x3 convs' quantized inputs with 0, while its levels after a ReLU are all at
+least 1/2: every 3x3 conv then sees a frame of zeros around a plateau, and a deep stack of them
+(ResNet-20 has 19) learns the border pattern rather than the image; here those convs pad with
+the quantizer's value at input 0 (``pad_value``: 2/3 at 2 bits, 8/15 at 4), what a conv on the
+unquantized ReLU output would see. The importer keeps the seed's zero padding. The other ``--quant`` families use their own activation quantizer (table
 above) at the same places.
 """
 from __future__ import annotations

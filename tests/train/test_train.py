@@ -243,3 +243,7 @@ def test_results_doc_from_cached_rows(tmp_path):
         in text
     assert "* binary weights, 2-bit activations vs float: -2.00 points" in text
     assert "| 32/32/32 (float) | dorefa | 3 | 0 | 12 | 90.00 % | — (float acts) | not in hardware |" in text
+    doc.write_text(text + results.KEEP_MARKER + "\n\n## by hand\n\nrow\n")       # regenerating keeps it
+    results.write_doc(rows[:1], doc, {"machine": "m", "torch": "t", "date": "d", "datasets": ["fashion-mnist"]})
+    text = doc.read_text()
+    assert "| 1/2/32 |" not in text and text.endswith(results.KEEP_MARKER + "\n\n## by hand\n\nrow\n")
