@@ -25,7 +25,7 @@ from bitplane.core.errors import InputError
 
 # Type -> (min bits, max bits) for each role.
 WEIGHT_TYPES = {"dorefa": (1, 16), "sign": (1, 1), "ttq": (2, 2), "lq": (1, 8), "int": (2, 16)}
-ACT_TYPES = {"dorefa": (1, 16), "sign": (1, 1), "lq": (1, 8), "uint": (1, 16), "int": (2, 16)}
+ACT_TYPES = {"dorefa": (1, 16), "sign": (1, 1), "lq": (1, 8), "uint": (1, 16), "int": (2, 16), "tanh": (1, 16)}
 # Allowed `nonlin` per activation quantizer type.
 ACT_NONLINS = {
     "dorefa": ("clip01", "cabs"),
@@ -33,6 +33,7 @@ ACT_NONLINS = {
     "lq": ("relu", "none", "clip01"),
     "uint": ("relu", "none", "clip01"),
     "int": ("none", "relu"),
+    "tanh": ("relu", "none"),
 }
 NONLINS = ("clip01", "cabs", "relu", "none")
 DEFAULT_COEF_BITS = 12
@@ -349,7 +350,10 @@ class ActQuant:
         self.nonlin_name = nonlin
         Q = int(qspec.get("coef_bits", DEFAULT_COEF_BITS))
         P = k
-        if t == "dorefa":
+        if t in ("dorefa", "tanh"):
+            # tanh: the pytorch DoReFa seed's activation quantizer with its per-batch maximum
+            # frozen into ``range`` (docs/design.md section 4.3); its levels are dorefa's
+            self.range = float(qspec["range"]) if t == "tanh" else None
             m = float((1 << k) - 1)
             self.levels = np.arange(1 << k) / m
             self.level_codes = np.arange(1 << k)
@@ -416,10 +420,16 @@ class ActQuant:
     def nonlin(self, z):
         return apply_nonlin(self.nonlin_name, z)
 
+    def _tanh_unit(self, x):
+        """The tanh quantizer's argument of ``q_k``: ``clip01((tanh(x) / range + 1) / 2)``."""
+        return np.clip((np.tanh(x) / self.range + 1.0) / 2.0, 0.0, 1.0)
+
     def fake_quant(self, x):
         """Float fake-quant of a post-``nonlin`` value by the seed formula."""
         x = np.asarray(x, dtype=np.float64)
         t = self.qtype
+        if t == "tanh":
+            return rnd(self._tanh_unit(x) * self._m) / self._m
         if t == "dorefa":
             return rnd(x * self._m) / self._m
         if t == "uint":
@@ -435,6 +445,8 @@ class ActQuant:
         """Level index of a post-``nonlin`` value."""
         x = np.asarray(x, dtype=np.float64)
         t = self.qtype
+        if t == "tanh":
+            return rnd(self._tanh_unit(x) * self._m).astype(np.int64)
         if t == "dorefa":
             return np.clip(rnd(x * self._m), 0, self._m).astype(np.int64)
         if t == "uint":
@@ -459,7 +471,7 @@ class ActQuant:
     def describe(self) -> dict:
         ib = self.int_basis
         return {"type": self.qtype, "bits": self.bits, "nonlin": self.nonlin_name,
-                "levels": self.L, "coefs": np.asarray(ib.coefs).tolist(),
+                **({"range": self.range} if self.qtype == "tanh" else {}), "levels": self.L, "coefs": np.asarray(ib.coefs).tolist(),
                 "offset": int(ib.offset), "scale": float(ib.scale), "exact": ib.exact}
 
 

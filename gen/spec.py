@@ -55,7 +55,7 @@ _FIELDS = {
     "act": {"name": True, "op": True, "nonlin": True},
     "maxpool": {"name": True, "op": True, "kernel": True, "stride": False, "padding": False},
 }
-_QUANT_FIELDS = {"type", "bits", "coef_bits", "scale", "narrow"}
+_QUANT_FIELDS = {"type", "bits", "coef_bits", "scale", "narrow", "range"}
 
 # ---- graph networks (issue #16): named inputs, merges, average pools, padding modes
 GRAPH_OPS = ("add", "concat", "avgpool", "global_avgpool")
@@ -275,6 +275,14 @@ def _quant_field(ctx, layer, key, q, role):
         out["scale"] = float(s)
     elif "scale" in q:
         raise ctx.err(f"'scale' only applies to uint and int activations, not {t} {roles}", layer, f"{key}.scale")
+    if t == "tanh":
+        r = q.get("range")
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not (0 < r <= 1):
+            raise ctx.err(f"tanh activations need a 'range' in (0, 1] (the frozen max of tanh), got {r!r}",
+                          layer, f"{key}.range")
+        out["range"] = float(r)
+    elif "range" in q:
+        raise ctx.err(f"'range' only applies to tanh activations, not {t} {roles}", layer, f"{key}.range")
     if "narrow" in q:
         if not (t == "int" and role == "act"):
             raise ctx.err(f"'narrow' only applies to int activations, not {t} {roles}", layer, f"{key}.narrow")

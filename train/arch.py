@@ -20,18 +20,40 @@ emits the logits (the hardware's raw accumulators plus the manifest's affine map
 
 ``nin`` and ``resnet20`` are the layer structures of the pytorch DoReFa seed
 (``models/cifar/nin_dorefanet.py``: NIN with cfg 192-160-96 / 192-192-192 / 192-192-10, 3x3/2
-max and average pools, a final global average; ``resnet_cifar_dorefanet.py``: ResNet-20 of
-``Basicneck`` blocks, stages of 3 blocks with 16/32/64 mid and 64/128/256 output channels,
-a quantized 1x1 projection shortcut where the stride or width changes, ``bn(conv2 +
-shortcut)`` then ReLU, global average pool, linear), as graph specs at the trainer's 28x28
-input. The seed's activation quantizer is dynamic (tanh scaled by each batch's maximum, at
-every quantized conv's input), so it has no fixed integer form; here the activation is the
-spec's **static** quantizer (``clip01`` + k-bit DoReFa, i.e. ReLU clipped at 1) placed right
-after each ReLU, so an identity shortcut carries quantized codes where the seed carries the
-unquantized ReLU output. NIN's average pool reads those codes and the next conv consumes the
-exact average (gen/graph.py reads it as a wider uint activation), where the seed quantizes
-the average again; NIN's last layer keeps its batchnorm but drops the ReLU before the global
-average (the output must be unquantized integers, which an unquantized ReLU has no form for).
+max and average pools, a final 8x8 average = global average, every conv with a bias;
+``resnet_cifar_dorefanet.py``: ResNet-20 of ``Basicneck`` blocks, stages of 3 blocks with
+16/32/64 mid and 64/128/256 output channels, a quantized 1x1 projection shortcut where the
+stride or width changes, ``bn(conv2 + shortcut)`` then ReLU, global average pool, linear), as
+graph specs at the seed's 32x32 input (Fashion-MNIST's 28x28 images zero-padded by 2 on each
+side: :func:`pad_input`). Layer names are the seed's module paths (``sequential.1.conv``,
+``sequential.1.norm``, ``features.4.conv_shortcut``, ``classifier``, ...), so a ``state_dict``
+written by the seed's code maps onto them by name (:mod:`train.seed_import`).
+
+The seed's activation quantizer (``quantize/DoReFaNet.py``) is **dynamic**:
+``q_k((tanh(x) / m + 1) / 2)`` with ``m = max|tanh(x)|`` over each batch, at every quantized
+conv's input, so it has no fixed integer form. With ``--quant dorefa`` these archs use its
+**static** variant, the spec's ``tanh`` activation quantizer (docs/design.md section 4.3): the
+same formula with ``m`` frozen into the spec's ``range`` (training normalises by each batch's
+maximum as the seed does and keeps a moving average of it, as batchnorm keeps its statistics;
+eval mode and the export use that average), placed right after each ReLU (``nonlin: relu``).
+Its levels are ``n / (2^A - 1)`` (after a ReLU only the upper half is reached, as in the seed),
+and its integer form is the usual per-channel thresholds. Where the seed's structure has no
+integer form, the graph differs, and the importer says so: an identity shortcut carries the
+quantized codes where the seed carries the unquantized ReLU output; NIN's average pool reads
+the codes and the next conv consumes the exact average (gen/graph.py reads it as a wider uint
+activation), where the seed quantizes the average again; NIN's last conv reads quantized codes
+(the seed's reads the unquantized ReLU output) and keeps its batchnorm but drops the ReLU
+before the global average (the output must be unquantized integers, which an unquantized ReLU
+has no form for). ResNet-20's classifier reads the global average of the last block's ReLU,
+unquantized in the seed; here that ReLU is an 8-bit ``uint`` quantizer with a static scale
+(the batch's maximum / 255 in training, its moving average frozen), since the 2-level tanh
+codes of a 2-bit activation leave the classifier too little range to train in a short run.
+The seed pads its 3x3 convs' quantized inputs with 0, while its levels after a ReLU are all at
+least 1/2: every 3x3 conv then sees a frame of zeros around a plateau, and a deep stack of them
+(ResNet-20 has 19) learns the border pattern rather than the image; here those convs pad with
+the quantizer's value at input 0 (``pad_value``: 2/3 at 2 bits, 8/15 at 4), what a conv on the
+unquantized ReLU output would see. The importer keeps the seed's zero padding. The other ``--quant`` families use their own activation quantizer (table
+above) at the same places.
 """
 from __future__ import annotations
 
@@ -97,15 +119,24 @@ def _act(name, quant, a):
     return {"name": name, "op": "quant_act", "nonlin": "clip01", "quant": {"type": "dorefa", "bits": a}}
 
 
-def make_spec(arch: str, quant: str, w: int, a: int, name: str) -> dict:
-    """The spec mapping (no ``weights`` key) of ``arch`` with ``quant`` at W/A bits."""
+def make_spec(arch: str, quant: str, w: int, a: int, name: str, **seed) -> dict:
+    """The spec mapping (no ``weights`` key) of ``arch`` with ``quant`` at W/A bits.
+
+    ``seed`` (graph archs only; :mod:`train.seed_import` sets them from a checkpoint):
+    ``in_channels`` (1), ``classes`` (10), ``cfg`` (NIN's eight widths), ``float_edges``
+    (first/last layer weights unquantized, as the seed's nn.Conv2d/nn.Linear: float path
+    exact, hardware int8) instead of trained int8."""
     if arch not in ARCHS:
         raise ArchError(f"unknown --arch {arch!r}; choose from {', '.join(ARCHS)}")
     if quant not in QUANTS:
         raise ArchError(f"unknown --quant {quant!r}; choose from {', '.join(QUANTS)}")
     if arch in GRAPH_ARCHS:
-        layers = _seed_graph(arch, quant, w, a)
-        return {"name": name, "input": {"shape": [1, 28, 28], "bits": 8, "scale": 1.0 / 255.0}, "layers": layers}
+        layers = _seed_graph(arch, quant, w, a, **seed)
+        side = input_size(arch)
+        return {"name": name, "input": {"shape": [seed.get("in_channels", 1), side, side], "bits": 8,
+                                        "scale": 1.0 / 255.0}, "layers": layers}
+    if seed:
+        raise ArchError(f"--arch {arch}: {sorted(seed)} only apply to {', '.join(GRAPH_ARCHS)}")
     hid = _weight_quant(quant, w)
     edge = None if w == FLOAT else {"type": "int", "bits": 8}       # first and last layer
     pad = {"pad_value": -1.0} if quant == "bnn" and a != FLOAT else {}
@@ -159,16 +190,61 @@ def make_spec(arch: str, quant: str, w: int, a: int, name: str) -> dict:
     return {"name": name, "input": {"shape": [1, 28, 28], "bits": 8, "scale": 1.0 / 255.0}, "layers": layers}
 
 
-def _seed_graph(arch: str, quant: str, w: int, a: int) -> list:
+SEED_INPUT = 32                             # the seed's CIFAR input size; 28x28 images are padded
+
+
+def input_size(arch: str) -> int:
+    """Side of the square input ``arch`` is built for (28, or 32 for the seed's graph archs)."""
+    return SEED_INPUT if arch in GRAPH_ARCHS else 28
+
+
+def pad_input(x, size: int):
+    """Zero-pad uint8 images ``[N, C, 28, 28]`` centred to ``size`` x ``size`` (28 -> 32: 2 each side)."""
+    import numpy as np
+    h, w = x.shape[-2:]
+    if (h, w) == (size, size):
+        return x
+    if size < max(h, w) or (size - h) % 2 or (size - w) % 2:
+        raise ArchError(f"cannot centre {h}x{w} images in {size}x{size}")
+    ph, pw = (size - h) // 2, (size - w) // 2
+    return np.pad(x, [(0, 0)] * (x.ndim - 2) + [(ph, ph), (pw, pw)])
+
+
+LAST_ACT_BITS = 8                           # ResNet-20's classifier input (unquantized in the seed)
+
+
+def _seed_act(name, quant, a, last=False):
+    if quant == "dorefa" and a != FLOAT and last:
+        return {"name": name, "op": "quant_act", "nonlin": "relu",
+                "quant": {"type": "uint", "bits": LAST_ACT_BITS, "scale": 1.0 / ((1 << LAST_ACT_BITS) - 1)}}
+    if quant == "dorefa" and a != FLOAT:    # the seed's quantizer, static (module docstring)
+        return {"name": name, "op": "quant_act", "nonlin": "relu", "quant": {"type": "tanh", "bits": a, "range": 1.0}}
+    return _act(name, quant, a)
+
+
+NIN_CFG = (192, 160, 96, 192, 192, 192, 192, 192)     # the seed's default widths
+
+
+def tanh_zero_level(a: int) -> float:
+    """The tanh quantizer's value at input 0: ``q_a(1/2)`` (2/3 at 2 bits, 8/15 at 4)."""
+    m = (1 << a) - 1
+    return float(round(0.5 * m)) / m               # Python rounds half to even, as the spec
+
+
+def _seed_graph(arch: str, quant: str, w: int, a: int, in_channels: int = 1, classes: int = 10,
+                cfg=NIN_CFG, float_edges: bool = False, seed_padding: bool = False) -> list:
     """Layer list of the pytorch DoReFa seed's NIN or ResNet-20 (module docstring)."""
+    del in_channels                         # the input shape carries it
     hid = _weight_quant(quant, w)
-    edge = None if w == FLOAT else {"type": "int", "bits": 8}
+    edge = None if w == FLOAT or float_edges else {"type": "int", "bits": 8}
     pad = {"pad_value": -1.0} if quant == "bnn" and a != FLOAT else {}
+    if quant == "dorefa" and a != FLOAT and not seed_padding:
+        pad = {"pad_value": tanh_zero_level(a)}
     layers: list[dict] = []
 
-    def conv(n, out, k, stride=1, wq=hid, inputs=None, bn=True, act=True, first=False):
+    def conv(n, out, k, stride=1, wq=hid, inputs=None, bn=None, act=None, first=False, bias=False):
         L = {"name": n, "op": "conv", "out_channels": out, "kernel": k, "stride": stride, "padding": k // 2,
-             "bias": False}
+             "bias": bias}
         if inputs is not None:
             L["inputs"] = inputs
         if k > 1 and not first:
@@ -177,42 +253,47 @@ def _seed_graph(arch: str, quant: str, w: int, a: int) -> list:
             L["weight_quant"] = dict(wq)
         layers.append(L)
         if bn:
-            layers.append({"name": f"{n}_bn", "op": "batchnorm", "eps": 1e-5})
+            layers.append({"name": bn, "op": "batchnorm", "eps": 1e-5})
         if act:
-            layers.append(_act(f"{n}_act", quant, a))
+            layers.append(_seed_act(act, quant, a))
         return layers[-1]["name"]
 
-    if arch == "nin":
-        conv("conv0", 192, 5, wq=edge, first=True)
-        conv("conv1", 160, 1)
-        conv("conv2", 96, 1)
-        layers.append({"name": "pool0", "op": "maxpool", "kernel": 3, "stride": 2, "padding": 1})
-        conv("conv3", 192, 3)
-        conv("conv4", 192, 1)
-        conv("conv5", 192, 1)
-        layers.append({"name": "pool1", "op": "avgpool", "kernel": 3, "stride": 2, "padding": 1,
+    if arch == "nin":                       # nn.Sequential indices of the seed's NIN
+        def block(i, out, k, wq=hid, first=False, act=True):
+            conv(f"sequential.{i}.conv", out, k, wq=wq, first=first, bias=True, bn=f"sequential.{i}.norm",
+                 act=f"sequential.{i}.relu" if act else None)
+        c = list(cfg)
+        block(0, c[0], 5, wq=edge, first=True)
+        block(1, c[1], 1)
+        block(2, c[2], 1)
+        layers.append({"name": "sequential.3", "op": "maxpool", "kernel": 3, "stride": 2, "padding": 1})
+        block(4, c[3], 3)
+        block(5, c[4], 1)
+        block(6, c[5], 1)
+        layers.append({"name": "sequential.7", "op": "avgpool", "kernel": 3, "stride": 2, "padding": 1,
                        "divisor": "include_pad"})
-        conv("conv6", 192, 3)
-        conv("conv7", 192, 1)
-        conv("conv8", 10, 1, wq=edge, act=False)
-        layers.append({"name": "gap", "op": "global_avgpool"})
+        block(8, c[6], 3)
+        block(9, c[7], 1)
+        block(10, classes, 1, wq=edge, act=False)
+        layers.append({"name": "sequential.11", "op": "global_avgpool"})
         return layers
-    cur, width = conv("conv0", 16, 3, wq=edge, first=True), 16
+    cur = conv("features.0.conv1", 16, 3, wq=edge, first=True, bn="features.0.norm1", act="features.0.relu")
+    width, i = 16, 1
     for stage, (mid, out) in enumerate([(16, 64), (32, 128), (64, 256)]):
         for blk in range(3):
-            p = f"s{stage + 1}b{blk + 1}"
+            p = f"features.{i}"
             stride = 2 if stage > 0 and blk == 0 else 1
-            conv(f"{p}c1", mid, 3, stride=stride, inputs=cur)
-            conv(f"{p}c2", out, 3, bn=False, act=False)
+            conv(f"{p}.conv1", mid, 3, stride=stride, inputs=cur, bn=f"{p}.norm1", act=f"{p}.relu1")
+            conv(f"{p}.conv2", out, 3)
             sc = cur
             if stride != 1 or width != out:
-                sc = conv(f"{p}sc", out, 1, stride=stride, inputs=cur, bn=False, act=False)
-            layers.append({"name": f"{p}add", "op": "add", "inputs": [f"{p}c2", sc]})
-            layers.append({"name": f"{p}bn", "op": "batchnorm", "eps": 1e-5})
-            layers.append(_act(f"{p}act", quant, a))
-            cur, width = f"{p}act", out
-    layers.append({"name": "gap", "op": "global_avgpool", "inputs": cur})
-    L = {"name": "fc", "op": "dense", "out_features": 10, "bias": True}
+                sc = conv(f"{p}.conv_shortcut", out, 1, stride=stride, inputs=cur)
+            layers.append({"name": f"{p}.add", "op": "add", "inputs": [f"{p}.conv2", sc]})
+            layers.append({"name": f"{p}.norm2", "op": "batchnorm", "eps": 1e-5})
+            layers.append(_seed_act(f"{p}.relu2", quant, a, last=(stage, blk) == (2, 2)))
+            cur, width, i = f"{p}.relu2", out, i + 1
+    layers.append({"name": "avgpool", "op": "global_avgpool", "inputs": cur})
+    L = {"name": "classifier", "op": "dense", "out_features": classes, "bias": True}
     if edge is not None:
         L["weight_quant"] = dict(edge)
     layers.append(L)

@@ -26,12 +26,26 @@ from bitplane.gen.spec import window_geometry
 from bitplane.train import quant as tq
 
 
+def _key(key: str) -> str:
+    """``layer/param`` as a torch parameter name: ``/`` -> ``__``, ``.`` -> ``:`` (torch forbids dots;
+    spec names never contain ``:``, so the export reverses it)."""
+    return key.replace("/", "__").replace(".", ":")
+
+
+def _attr(kind: str, layer: str) -> str:
+    """Buffer name of a layer's ``basis`` or ``range``."""
+    return f"{kind}__{layer.replace('.', ':')}"
+
+
 class QNet(torch.nn.Module):
     """A spec (mapping, as loaded from YAML) as a trainable module."""
 
-    def __init__(self, spec: dict, grad_bits: int | None = None, lq_momentum: float = 0.9, seed: int = 0):
+    def __init__(self, spec: dict, grad_bits: int | None = None, lq_momentum: float = 0.9, seed: int = 0,
+                 range_momentum: float = 0.9):
         super().__init__()
         self.spec = spec
+        self.range_momentum = range_momentum
+        self.calibration = None         # {layer: [batch ranges]} while calibrate_ranges runs
         self.grad_bits = grad_bits
         self.lq_momentum = lq_momentum
         gen = torch.Generator().manual_seed(seed)
@@ -75,7 +89,11 @@ class QNet(torch.nn.Module):
             elif op == "quant_act":
                 q = L["quant"]
                 if q["type"] == "lq":
-                    self.register_buffer(f"basis__{n}", tq.lq_init(int(q["bits"]), 1.0 / (1 << int(q["bits"]))))
+                    self.register_buffer(_attr("basis", n), tq.lq_init(int(q["bits"]), 1.0 / (1 << int(q["bits"]))))
+                elif q["type"] == "tanh":
+                    self.register_buffer(_attr("range", n), torch.tensor(float(q.get("range", 1.0))))
+                elif q["type"] == "uint":
+                    self.register_buffer(_attr("scale", n), torch.tensor(float(q["scale"])))
             elif op == "act":
                 pass
             elif op == "maxpool":
@@ -105,13 +123,13 @@ class QNet(torch.nn.Module):
 
     # ------------------------------------------------------------------ parameters
     def _param(self, key: str, value):
-        self.params_[key.replace("/", "__")] = torch.nn.Parameter(value)
+        self.params_[_key(key)] = torch.nn.Parameter(value)
 
     def p(self, key: str):
-        return self.params_[key.replace("/", "__")]
+        return self.params_[_key(key)]
 
     def has(self, key: str) -> bool:
-        return key.replace("/", "__") in self.params_
+        return _key(key) in self.params_
 
     def _quant_params(self, n, wq, O):
         if wq is None:
@@ -124,7 +142,7 @@ class QNet(torch.nn.Module):
             self._param(f"{n}/Wn", init.clone())
         elif wq["type"] == "lq":
             W = self.p(f"{n}/W").detach()
-            self.register_buffer(f"basis__{n}", tq.lq_init(int(wq["bits"]), float(W.abs().mean()) / 2, channels=O))
+            self.register_buffer(_attr("basis", n), tq.lq_init(int(wq["bits"]), float(W.abs().mean()) / 2, channels=O))
 
     # ------------------------------------------------------------------ forward
     def weights(self, L):
@@ -142,10 +160,10 @@ class QNet(torch.nn.Module):
         if t == "int":
             return tq.int_weights(W, k)
         if t == "lq":
-            v = getattr(self, f"basis__{n}")
+            v = getattr(self, _attr("basis", n))
             w, codes = tq.lq_weights(W, v)
             if self.training:
-                setattr(self, f"basis__{n}", tq.lq_qem_update(v, W.detach().reshape(W.shape[0], -1),
+                setattr(self, _attr("basis", n), tq.lq_qem_update(v, W.detach().reshape(W.shape[0], -1),
                                                               codes.reshape(W.shape[0], -1), True,
                                                               self.lq_momentum))
             return w
@@ -177,11 +195,34 @@ class QNet(torch.nn.Module):
                     x = tq.dorefa_acts(x, int(q["bits"]))
                 elif q["type"] == "sign":
                     x = tq.sign_ste(x)
+                elif q["type"] == "tanh":
+                    r = getattr(self, _attr("range", n))
+                    if self.training or self.calibration is not None:       # the seed's dynamic range
+                        br = tq.batch_tanh_range(x).to(r.dtype)
+                        br = torch.where(br > 0, br, torch.ones_like(br))
+                        if self.training:
+                            setattr(self, _attr("range", n), tq.tanh_range_update(r, br, self.range_momentum))
+                        else:
+                            self.calibration.setdefault(n, []).append(float(br))
+                        r = br
+                    x = tq.tanh_acts(x, int(q["bits"]), r.to(x.dtype))
+                elif q["type"] == "uint":          # a static range too: batch max in training, EMA frozen
+                    sc = getattr(self, _attr("scale", n))
+                    k = int(q["bits"])
+                    if self.training or self.calibration is not None:
+                        bs = (x.detach().max() / ((1 << k) - 1)).to(sc.dtype)
+                        bs = torch.where(bs > 0, bs, sc)
+                        if self.training:
+                            setattr(self, _attr("scale", n), tq.tanh_range_update(sc, bs, self.range_momentum))
+                        else:
+                            self.calibration.setdefault(n, []).append(float(bs))
+                        sc = bs
+                    x = tq.uint_acts(x, k, sc.to(x.dtype))
                 elif q["type"] == "lq":
-                    v = getattr(self, f"basis__{n}")
+                    v = getattr(self, _attr("basis", n))
                     y, codes = tq.lq_acts(x, v)
                     if self.training:
-                        setattr(self, f"basis__{n}", tq.lq_qem_update(v, x.detach(), codes, False, self.lq_momentum))
+                        setattr(self, _attr("basis", n), tq.lq_qem_update(v, x.detach(), codes, False, self.lq_momentum))
                     x = y
                 else:
                     raise ValueError(f"layer '{n}': activation quantizer {q['type']!r} cannot be trained")
@@ -211,14 +252,74 @@ class QNet(torch.nn.Module):
         return x
 
 
+def recalibrate_batchnorms(model: QNet, batches) -> None:
+    """Re-estimate every batchnorm's running mean and variance for the final weights.
+
+    The quantized activations (and their frozen ranges) behave as in eval mode; each batchnorm
+    normalises by its batch's statistics and accumulates their plain average (momentum None).
+    The running statistics gathered during training lag the weights; with the seed's tanh
+    quantizer, whose levels sit above 1/2 (a large constant part in every conv output), that lag
+    moves eval-mode outputs across the quantizer's steps."""
+    model.eval()
+    saved = {}
+    for name, bn in model.bns.items():
+        saved[name] = bn.momentum
+        bn.reset_running_stats()
+        bn.momentum = None
+        bn.train()
+    try:
+        with torch.no_grad():
+            for xb in batches:
+                model(xb)
+    finally:
+        for name, bn in model.bns.items():
+            bn.momentum = saved[name]
+            bn.eval()
+
+
+def calibrate_ranges(model: QNet, batches) -> dict:
+    """Freeze every ``tanh`` activation's range (and ``uint`` activation's scale) at the mean of the
+    seed's per-batch maxima (over 2^k - 1 for a scale).
+
+    ``batches``: float input tensors. The model runs in eval mode (batchnorms use their
+    running statistics) with the seed's dynamic normaliser (each batch's ``max|tanh(x)|``,
+    computed after the upstream layers' dynamic ranges, as the seed's eval forward does);
+    returns ``{layer: range or scale}``. One batch gives exactly the seed's eval forward on that batch."""
+    model.eval()
+    model.calibration = {}
+    try:
+        with torch.no_grad():
+            for xb in batches:
+                model(xb)
+        seen = model.calibration
+    finally:
+        model.calibration = None
+    out = {}
+    for n, vals in seen.items():
+        kind = "range" if hasattr(model, _attr("range", n)) else "scale"
+        buf = getattr(model, _attr(kind, n))
+        r = float(np.mean(vals))
+        setattr(model, _attr(kind, n), torch.tensor(r, dtype=buf.dtype))
+        out[n] = r
+    return out
+
+
 def export(model: QNet, out_yaml, comment: str | None = None) -> Path:
     """Write ``out_yaml`` and its ``.npz`` (latent float64 parameters; spec key names)."""
     out_yaml = Path(out_yaml)
     spec = {k: v for k, v in model.spec.items() if not k.startswith("_") and k != "weights"}
+    layers = []
+    for L in spec["layers"]:            # the frozen ranges of tanh activations go into the spec
+        if L["op"] == "quant_act" and L["quant"]["type"] == "tanh":
+            L = {**L, "quant": {**L["quant"], "range": float(getattr(model, _attr("range", L["name"])))}}
+        elif L["op"] == "quant_act" and L["quant"]["type"] == "uint":
+            L = {**L, "quant": {**L["quant"], "scale": float(getattr(model, _attr("scale", L["name"])))}}
+        layers.append(L)
+    spec["layers"] = layers
     spec["weights"] = out_yaml.with_suffix(".npz").name
     arrays = {}
     for key, p in model.params_.items():
-        arrays[key.replace("__", "/")] = p.detach().double().cpu().numpy()
+        arrays[key.replace("__", "/").replace(":", ".")] = p.detach().double().cpu().numpy()
     for L in model.spec["layers"]:
         n = L["name"]
         if L["op"] == "batchnorm":
@@ -227,8 +328,8 @@ def export(model: QNet, out_yaml, comment: str | None = None) -> Path:
             arrays[f"{n}/beta"] = bn.bias.detach().double().numpy()
             arrays[f"{n}/mean"] = bn.running_mean.detach().double().numpy()
             arrays[f"{n}/var"] = bn.running_var.detach().double().numpy()
-        if hasattr(model, f"basis__{n}"):
-            arrays[f"{n}/basis"] = getattr(model, f"basis__{n}").detach().double().numpy()
+        if hasattr(model, _attr("basis", n)):
+            arrays[f"{n}/basis"] = getattr(model, _attr("basis", n)).detach().double().numpy()
     for k in [k for k in arrays if k.endswith("/Wp") or k.endswith("/Wn")]:
         arrays[k] = np.asarray(arrays[k]).reshape(())
     out_yaml.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,14 @@ tests compare against element by element); backward passes are the seeds':
   activations: per layer, b in {0, 1}), straight-through (activations: inside the top level);
   bases updated by :func:`lq_qem_update` (least squares on the current codes, moving average).
 * ``int``: symmetric per output channel, straight-through.
+* ``tanh`` activations (the pytorch DoReFa seed's quantizer made static): ``q_k(clip01((tanh(x)
+  / r + 1) / 2))``; in training ``r`` is the batch's ``max|tanh(x)|`` as in the seed (held
+  constant in the backward pass; ``tanh`` and the affine map are differentiated, the
+  rounding is straight-through), and an exponential moving average of it is kept
+  (:func:`tanh_range_update`, like batchnorm's running statistics); eval mode and the export
+  use that frozen ``r`` (the spec's ``range``).
+* ``uint`` activations (``clip(rnd(x / s), 0, 2^k - 1) * s``): the same static-range scheme,
+  ``s`` = the batch's maximum / (2^k - 1) in training, its moving average frozen for eval.
 """
 from __future__ import annotations
 
@@ -206,6 +214,32 @@ def nonlin(name: str, x):
 
 def dorefa_acts(x, k: int):
     return ste(x, q_k(x, k))
+
+
+def batch_tanh_range(x):
+    """The seed's per-batch normaliser: ``max|tanh(x)|`` over the whole tensor (no gradient)."""
+    return torch.tanh(x.detach()).abs().max()
+
+
+def tanh_acts(x, k: int, r):
+    """``q_k(clip01((tanh(x) / r + 1) / 2))``, rounding straight-through (``r > 0``)."""
+    u = torch.clamp((torch.tanh(x) / r + 1.0) * 0.5, 0.0, 1.0)
+    return ste(u, q_k(u, k))
+
+
+def uint_acts(x, k: int, scale):
+    """``clip(rnd(x / scale), 0, 2^k - 1) * scale`` (after ``nonlin``), rounding straight-through
+    inside the range (no gradient above the top level)."""
+    top = scale * float((1 << k) - 1)
+    xin = torch.where(x.detach() <= top, x, x.detach())
+    return ste(xin, torch.clamp(_round(x.detach() / scale), 0, (1 << k) - 1) * scale)
+
+
+def tanh_range_update(running, batch_range, momentum: float = 0.9):
+    """Moving average of the batch ranges (the value frozen for eval and export): the tanh
+    quantizer's ``range`` and a ``uint`` quantizer's ``scale``."""
+    with torch.no_grad():
+        return momentum * running + (1 - momentum) * batch_range
 
 
 # --------------------------------------------------------------------------- gradients

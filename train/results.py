@@ -45,6 +45,8 @@ ROWS = [
     ("LQ-Nets 2/2", "lq", "2,2,32"),
 ]
 SUBSET = ROOT / "examples" / "data" / "fashion-mnist-test-500.npz"
+# docs/training.md keeps everything from this line on when the table is regenerated (runs by hand)
+KEEP_MARKER = "<!-- kept by python -m train.results: hand-run sections follow -->"
 TARGET_FPS = 1800          # planner target for the RTL rows at 100 MHz (the int8 x int8 first layer allows ~2,000)
 # 8-bit activations carry 255 thresholds per output row: memory words limit PE, so a lower target
 TARGET_FPS_ROW = {"8,8,8": 400}
@@ -183,6 +185,8 @@ def write_doc(rows, path: Path, meta: dict):
         f"{TARGET_FPS}` and `bitplane sim build/x --input FRAMES.npz --output acc.npy`.",
         "",
     ]
+    if path.exists() and KEEP_MARKER in path.read_text():        # hand-run sections below the marker stay
+        parts += [KEEP_MARKER + path.read_text().split(KEEP_MARKER, 1)[1].rstrip("\n"), ""]
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text("\n".join(parts))
     tmp.replace(path)

@@ -33,7 +33,7 @@ from bitplane.core.progress import progress_bar
 from bitplane.gen.golden import Golden
 from bitplane.gen.spec import load_network
 
-from .arch import ARCHS, QUANTS, ArchError, make_spec, parse_bits
+from .arch import ARCHS, GRAPH_ARCHS, QUANTS, ArchError, input_size, make_spec, pad_input, parse_bits
 from .data import DATASETS, fetch, load
 
 EXPORT_RTOL = 1e-4
@@ -51,7 +51,19 @@ def add_parser(sub):
     p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (cosine decay to 0)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-subset", type=int, help="train on the first N (shuffled) training images only")
+    p.add_argument("--test-subset", type=int,
+                   help="evaluate on N test images only (a fixed random pick, numpy default_rng(0))")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
+    p.add_argument("--bn-recalib", type=int, metavar="N",
+                   help="after training, re-estimate the batchnorm statistics on N training images with the final "
+                        "weights (default: 2048 for --arch nin|resnet20, whose tanh activations need it; else 0)")
+    p.add_argument("--init-from", metavar="CKPT.pth",
+                   help="--arch nin|resnet20: start from a state_dict written by the pytorch DoReFa seed's code "
+                        "(train/seed_import.py), its activation ranges calibrated on training images; "
+                        "--epochs 0 imports only")
+    p.add_argument("--calib-images", type=int, default=512,
+                   help="with --init-from: training images that calibrate the static activation ranges "
+                        "(in batches of --batch-size)")
     p.add_argument("--fetch", action="store_true", help="fetch the dataset first if it is missing")
     p.add_argument("--name", help="network name in the spec (default: the output file's stem)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -81,7 +93,8 @@ def evaluate(model, x, batch=1000):
 
 
 def train(arch, quant, bits, dataset, epochs, out_yaml, *, batch_size=128, lr=2e-3, seed=0,
-          train_subset=None, threads=None, name=None, log=print, progress=True, command=None) -> dict:
+          train_subset=None, test_subset=None, threads=None, name=None, log=print, progress=True,
+          command=None, init_from=None, calib_images=512, bn_recalib=None) -> dict:
     """Train, export and check; returns the summary written to ``NAME.train.json``."""
     try:
         w, a, g = parse_bits(bits, quant)
@@ -92,10 +105,22 @@ def train(arch, quant, bits, dataset, epochs, out_yaml, *, batch_size=128, lr=2e
         spec = make_spec(arch, quant, w, a, name)
     except ArchError as e:
         raise InputError(str(e)) from None
-    if epochs < 1:
-        raise InputError(f"--epochs {epochs}: must be >= 1")
+    if epochs < (0 if init_from else 1):
+        raise InputError(f"--epochs {epochs}: must be >= 1 (0 only with --init-from)")
+    if init_from and quant != "dorefa":
+        raise InputError(f"--init-from reads the pytorch DoReFa seed's checkpoints: --quant dorefa, not {quant}")
+    for opt, v in (("--train-subset", train_subset), ("--test-subset", test_subset)):
+        if v is not None and v < 1:
+            raise InputError(f"{opt} {v}: must be >= 1")
     xtr, ytr = load(dataset, "train")
     xte, yte = load(dataset, "test")
+    if test_subset and test_subset < len(yte):
+        idx = np.sort(np.random.default_rng(0).choice(len(yte), test_subset, replace=False))
+        xte, yte = xte[idx], yte[idx]
+    side = input_size(arch)                     # the seed's graph archs take 32x32: pad 28 -> 32
+    xtr, xte = pad_input(xtr, side), pad_input(xte, side)
+    if bn_recalib is None:
+        bn_recalib = 2048 if arch in GRAPH_ARCHS else 0
     torch = _import_torch()
     from .nn import QNet, export  # lazy: torch (loaded by _import_torch with its install hint)
     if threads:
@@ -105,7 +130,17 @@ def train(arch, quant, bits, dataset, epochs, out_yaml, *, batch_size=128, lr=2e
         idx = rng.permutation(len(ytr))[:train_subset]
         xtr, ytr = xtr[idx], ytr[idx]
     torch.manual_seed(seed)
-    model = QNet(spec, grad_bits=None if g == 32 else g, seed=seed)
+    if init_from:
+        from .seed_import import import_seed
+        model, notes = import_seed(init_from, arch, w, a, xtr[:calib_images], name, batch_size)
+        model.grad_bits = None if g == 32 else g
+        spec = model.spec
+        for note in notes:
+            log(f"note: {note}")
+    else:
+        model = QNet(spec, grad_bits=None if g == 32 else g, seed=seed)
+    chans = spec["input"]["shape"][0]
+    xtr, xte = _channels(xtr, chans), _channels(xte, chans)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     steps_per_epoch = math.ceil(len(ytr) / batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
@@ -116,6 +151,9 @@ def train(arch, quant, bits, dataset, epochs, out_yaml, *, batch_size=128, lr=2e
         f"{epochs} epochs, batch {batch_size}, Adam lr {lr} (cosine), seed {seed}, {torch.get_num_threads()} threads")
     curve = []
     t0 = time.perf_counter()
+    if epochs == 0:                             # an import: the curve is the imported model's test accuracy
+        curve.append({"epoch": 0, "loss": None, "train_acc": None,
+                      "test_acc": float((evaluate(model, xte).argmax(1) == yte).mean()), "seconds": 0.0})
     for ep in range(epochs):
         model.train()
         perm = torch.from_numpy(rng.permutation(len(ytr)))
@@ -146,6 +184,15 @@ def train(arch, quant, bits, dataset, epochs, out_yaml, *, batch_size=128, lr=2e
         curve.append(row)
         log(f"epoch {ep + 1}/{epochs}: loss {row['loss']:.4f}  train acc {row['train_acc']:.4f}  "
             f"test acc {test_acc:.4f}  ({row['seconds']:.0f} s)")
+    if bn_recalib and epochs > 0:
+        from .nn import recalibrate_batchnorms
+        n = min(bn_recalib, len(ytr))
+        recalibrate_batchnorms(model, [xt[i:i + batch_size] for i in range(0, n, batch_size)])
+        acc = float((evaluate(model, xte).argmax(1) == yte).mean())
+        log(f"batchnorm statistics re-estimated on {n} training images: test acc {curve[-1]['test_acc']:.4f} "
+            f"-> {acc:.4f}")
+        curve[-1]["test_acc_before_bn_recalib"] = curve[-1]["test_acc"]
+        curve[-1]["test_acc"] = acc
     wall = time.perf_counter() - t0
 
     # export into a temporary folder, check, then move into place
@@ -165,23 +212,27 @@ def train(arch, quant, bits, dataset, epochs, out_yaml, *, batch_size=128, lr=2e
                                 f"model by {rel:.2e} relative (limit {EXPORT_RTOL:.0e}); nothing written")
         summary = {
             "name": name, "arch": arch, "quant": quant, "bits": {"W": "t" if quant == "ttq" else w, "A": a, "G": g},
-            "dataset": dataset, "train_images": int(len(ytr)), "test_images": int(len(yte)), "epochs": epochs,
+            "init_from": str(init_from) if init_from else None, "dataset": dataset, "train_images": int(len(ytr)), "test_images": int(len(yte)),
+            "input": list(spec["input"]["shape"]), "epochs": epochs,
             "batch_size": batch_size, "lr": lr, "seed": seed, "threads": torch.get_num_threads(),
             "wall_seconds": round(wall, 1), "command": command, "torch": torch.__version__,
             "curve": curve,
             "test_acc": {"torch": curve[-1]["test_acc"], "golden_float": float((gold_float.argmax(1) == yte).mean())},
             "export_max_rel_diff": rel,
+            "params": int(sum(p.numel() for p in model.parameters())),
         }
         try:
             gold_int = gold.dequantize(gold.run_int(xte)).reshape(len(xte), -1)
             summary["test_acc"]["golden_int"] = float((gold_int.argmax(1) == yte).mean())
+            summary["int_float_agreement"] = float((gold_int.argmax(1) == gold_float.argmax(1)).mean())
             summary["hardware"] = True
         except NotSupportedError as e:
             summary["hardware"] = False
             summary["no_hardware_reason"] = str(e)
         log(f"test accuracy: torch {summary['test_acc']['torch']:.4f}, golden float "
             f"{summary['test_acc']['golden_float']:.4f}"
-            + (f", golden int {summary['test_acc']['golden_int']:.4f}" if summary["hardware"] else
+            + (f", golden int {summary['test_acc']['golden_int']:.4f} (int/float argmax agreement "
+               f"{summary['int_float_agreement']:.4f})" if summary["hardware"] else
                " (float activations: no integer form / hardware)")
             + f"; export check {rel:.1e} relative")
         (Path(tmp) / f"{out_yaml.stem}.train.json").write_text(json.dumps(summary, indent=1) + "\n")
@@ -193,6 +244,15 @@ def train(arch, quant, bits, dataset, epochs, out_yaml, *, batch_size=128, lr=2e
     return summary
 
 
+def _channels(x, c: int):
+    """Grey images ``[N, 1, H, W]`` repeated to ``c`` channels (a seed checkpoint takes RGB)."""
+    if x.shape[1] == c:
+        return x
+    if x.shape[1] != 1:
+        raise InputError(f"the images have {x.shape[1]} channels, the network takes {c}")
+    return np.repeat(x, c, axis=1)
+
+
 def _plot_curve(curve, summary, path: Path):
     try:
         import matplotlib
@@ -202,10 +262,11 @@ def _plot_curve(curve, summary, path: Path):
         raise NotSupportedError("the training curve needs matplotlib: run `make install-train`") from None
     ep = [r["epoch"] for r in curve]
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.4))
-    ax[0].plot(ep, [r["loss"] for r in curve], "o-")
+    nan = float("nan")                          # an import (--epochs 0) has no training loss
+    ax[0].plot(ep, [nan if r["loss"] is None else r["loss"] for r in curve], "o-")
     ax[0].set_xlabel("epoch")
     ax[0].set_ylabel("train loss (cross-entropy)")
-    ax[1].plot(ep, [r["train_acc"] for r in curve], "o-", label="train")
+    ax[1].plot(ep, [nan if r["train_acc"] is None else r["train_acc"] for r in curve], "o-", label="train")
     ax[1].plot(ep, [r["test_acc"] for r in curve], "s-", label="test")
     ax[1].set_xlabel("epoch")
     ax[1].set_ylabel("accuracy")
@@ -222,6 +283,8 @@ def cmd_train(args) -> int:
     if args.fetch:
         fetch(args.dataset)
     train(args.arch, args.quant, args.bits, args.dataset, args.epochs, args.output, batch_size=args.batch_size,
-          lr=args.lr, seed=args.seed, train_subset=args.train_subset, threads=args.threads, name=args.name,
+          lr=args.lr, seed=args.seed, train_subset=args.train_subset, test_subset=args.test_subset,
+          threads=args.threads, name=args.name, init_from=args.init_from, calib_images=args.calib_images,
+          bn_recalib=args.bn_recalib,
           progress=not args.quiet, command="bitplane " + " ".join(sys.argv[1:]))
     return 0

@@ -254,3 +254,39 @@ def test_bits_t_means_ternary_for_training_and_import():
     assert w == TERNARY
     assert {L["weight_quant"]["type"] for L in make_spec("lenet", "ttq", w, a, "n")["layers"]
             if (L.get("weight_quant") or {}).get("type") not in (None, "int")} == {"ttq"}
+
+
+def test_static_tanh_activation_spec_fields_and_exact_integer_form(tmp_path):
+    """The ``tanh`` activation quantizer (the pytorch DoReFa seed's, its range frozen): its
+    ``range`` is validated, and the integer path's thresholds reproduce the float decisions."""
+    import yaml
+    from bitplane.core.errors import SpecError
+    from bitplane.gen.golden import Golden
+    from bitplane.gen.spec import load_network
+    rng = np.random.default_rng(0)
+
+    def write(quant):
+        spec = {"name": "t", "input": {"shape": [1, 6, 6], "bits": 8, "scale": 1 / 255}, "weights": "t.npz",
+                "layers": [{"name": "c", "op": "conv", "out_channels": 4, "kernel": 3, "padding": 1, "bias": True,
+                            "weight_quant": {"type": "dorefa", "bits": 2}},
+                           {"name": "a", "op": "quant_act", "nonlin": "relu", "quant": quant},
+                           {"name": "d", "op": "dense", "out_features": 3, "bias": True}]}
+        (tmp_path / "t.yaml").write_text(yaml.safe_dump(spec))
+        np.savez(tmp_path / "t.npz", **{"c/W": rng.normal(0, 1, (4, 1, 3, 3)), "c/b": rng.normal(0, 0.5, 4),
+                                        "d/W": rng.normal(0, 1, (3, 144)), "d/b": np.zeros(3)})
+        return tmp_path / "t.yaml"
+
+    for bad, msg in (({"type": "tanh", "bits": 2}, "need a 'range' in \\(0, 1\\]"),
+                     ({"type": "tanh", "bits": 2, "range": 1.5}, "need a 'range'"),
+                     ({"type": "uint", "bits": 2, "scale": 0.1, "range": 0.5}, "'range' only applies to tanh")):
+        with pytest.raises(SpecError, match=r"layer 'a'.*" + msg):
+            load_network(write(bad))
+    net = load_network(write({"type": "tanh", "bits": 3, "range": 0.7}))
+    g = Golden(net)
+    x = rng.integers(0, 256, (64, 1, 6, 6)).astype(np.uint8)
+    _, tr = g.run_float(x, trace=True)
+    st = g.lowered.stages[0]
+    assert st.out_act.qtype == "tanh" and st.out_act.describe()["range"] == 0.7
+    _, outs = g.run_int(x, trace=True)
+    assert np.array_equal(st.out_act.levels[outs[st.name]], tr["a"])      # thresholds == float decisions
+    assert len(np.unique(outs[st.name])) > 2

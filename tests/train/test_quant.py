@@ -56,6 +56,31 @@ def test_straight_through_gradients():
     assert x.grad.tolist() == [1.0, 1.0, 1.0]
 
 
+def test_static_tanh_activation_matches_reference_and_keeps_a_moving_range():
+    from bitplane.train.nn import QNet
+    x = np.maximum(np.random.default_rng(5).normal(0, 1.5, 4000), 0)
+    for k, r in ((2, 0.8), (4, 1.0), (3, 0.35)):
+        aq = ref.ActQuant({"type": "tanh", "bits": k, "range": r}, "relu")
+        t = torch.tensor(x, requires_grad=True)
+        got = tq.tanh_acts(t, k, torch.tensor(r))
+        assert np.array_equal(got.detach().numpy(), aq.apply(x))
+        assert np.array_equal(aq.decode(aq.index(x)), aq.apply(x))
+        got.sum().backward()
+        assert torch.isfinite(t.grad).all() and t.grad.abs().sum() > 0
+    spec = {"name": "t", "input": {"shape": [1, 4, 4], "bits": 8, "scale": 1 / 255}, "layers": [
+        {"name": "c", "op": "conv", "out_channels": 3, "kernel": 3, "padding": 1},
+        {"name": "a", "op": "quant_act", "nonlin": "relu", "quant": {"type": "tanh", "bits": 2, "range": 1.0}},
+        {"name": "d", "op": "dense", "out_features": 2}]}
+    m = QNet(spec, seed=0)
+    xb = torch.rand(5, 1, 4, 4)
+    with torch.no_grad():
+        z = torch.relu(torch.nn.functional.conv2d(xb, m.p("c/W"), padding=1))
+        m.train()
+        m(xb)
+    # training: normalised by the batch's max|tanh| (as the seed), the frozen range moves 10 % towards it
+    assert float(m.range__a) == pytest.approx(0.9 + 0.1 * float(torch.tanh(z).abs().max()), rel=1e-12)
+
+
 def test_ttq_forward_and_gradients():
     W = _w((4, 8), seed=3)
     wp, wn = torch.tensor(0.7, requires_grad=True), torch.tensor(0.4, requires_grad=True)
@@ -154,7 +179,8 @@ def _spec(wq, aq, nonlin, name="t"):
     ({"type": "dorefa", "bits": 2}, {"type": "dorefa", "bits": 2}, "cabs", None),
     ({"type": "sign"}, {"type": "sign"}, "none", None),
     ({"type": "ttq"}, {"type": "dorefa", "bits": 2}, "clip01", None),
-    ({"type": "lq", "bits": 2}, {"type": "lq", "bits": 2}, "relu", None)])
+    ({"type": "lq", "bits": 2}, {"type": "lq", "bits": 2}, "relu", None),
+    ({"type": "dorefa", "bits": 2}, {"type": "tanh", "bits": 2, "range": 1.0}, "relu", None)])
 def test_export_reproduces_torch_eval_logits(wq, aq, nonlin, gbits, tmp_path):
     from bitplane.gen.golden import Golden
     from bitplane.gen.spec import load_network

@@ -174,6 +174,34 @@ def test_train_cli_end_to_end(tmp_path, monkeypatch, capsys):
     assert np.mean(Golden(net).run_float(xte).argmax(1) == yte) == pytest.approx(s["test_acc"]["golden_float"])
 
 
+@pytest.mark.slow
+def test_train_cli_imports_a_seed_checkpoint(tmp_path, monkeypatch, capsys):
+    """--init-from with --epochs 0: a state_dict of the pytorch DoReFa seed's NIN (3 input channels,
+    its layout as the seed's code writes it) becomes a spec; grey 28x28 images are padded to 32x32
+    and repeated to 3 channels; the export check and the integer path run."""
+    torch = pytest.importorskip("torch")
+    from tests.support.dorefa_seed import layouts, seed_state_dict
+    monkeypatch.setenv("BITPLANE_DATA", str(tmp_path / "data"))
+    _fake_fashion(tmp_path / "data", n_train=64, n_test=8)
+    torch.save({"state_dict": seed_state_dict(layouts()["nin"], 0)}, tmp_path / "nin.pth")
+    out = tmp_path / "out" / "seed.yaml"
+    args = ["train", "--arch", "nin", "--quant", "dorefa", "--bits", "2,2", "--dataset", "fashion-mnist",
+            "--init-from", str(tmp_path / "nin.pth"), "--calib-images", "32", "--batch-size", "16", "--quiet",
+            "--threads", "1", "-o", str(out)]
+    rc = cli_main(args + ["--epochs", "0"])
+    io = capsys.readouterr()
+    assert rc == 0, io.err
+    assert "static activation ranges from 32 calibration images in batches of 16" in io.out
+    s = json.loads((out.parent / "seed.train.json").read_text())
+    assert s["epochs"] == 0 and s["input"] == [3, 32, 32] and s["hardware"] and s["export_max_rel_diff"] <= 1e-4
+    net = load_network(out)
+    ranges = [L.attrs["quant"]["range"] for L in net.layers if L.op == "quant_act"]
+    assert len(ranges) == 8 and all(0 < r <= 1 for r in ranges)
+    rc = cli_main(args[:-2] + ["--quant", "lq", "--epochs", "0", "-o", str(tmp_path / "x.yaml")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and "--init-from" in err[0] and not (tmp_path / "x.yaml").exists()
+
+
 def test_train_cli_rejects_bad_options(tmp_path, capsys):
     rc = cli_main(["train", "--arch", "lenet", "--quant", "bnn", "--bits", "2,2", "--dataset", "mnist5k",
                    "-o", str(tmp_path / "b.yaml")])
@@ -216,3 +244,7 @@ def test_results_doc_from_cached_rows(tmp_path):
         in text
     assert "* binary weights, 2-bit activations vs float: -2.00 points" in text
     assert "| 32/32/32 (float) | dorefa | 3 | 0 | 12 | 90.00 % | — (float acts) | not in hardware |" in text
+    doc.write_text(text + results.KEEP_MARKER + "\n\n## by hand\n\nrow\n")       # regenerating keeps it
+    results.write_doc(rows[:1], doc, {"machine": "m", "torch": "t", "date": "d", "datasets": ["fashion-mnist"]})
+    text = doc.read_text()
+    assert "| 1/2/32 |" not in text and text.endswith(results.KEEP_MARKER + "\n\n## by hand\n\nrow\n")
