@@ -24,7 +24,13 @@ exact integer semantics of each:
   ``scale = r * 2^-G``, ``M_i = round(s_i / scale)`` (so ``|M_i| >= 2^G`` and each input's
   scale is off by a relative ``<= 2^-(G+1)`` = 7.6e-6); the sum carries ``G`` extra bits,
   which do not grow along a residual stream (the stream's resolution stays that of its
-  finest accumulator). A later threshold decision differs from the float path only where
+  finest accumulator). An input that already carries guard bits ``g`` (the output of an
+  earlier rescaled add) has ``s_i`` close to the new scale, so ``round(s_i / scale)`` alone
+  would be off by up to half of it (1.03 -> 1 on tensorpack's ResNet-18); such an add
+  computes with ``shift = max g`` more bits, ``M_i = round(s_i * 2^g_i / scale) * 2^(shift-g_i)``
+  (an input without guard bits keeps its multiplier, shifted), and rounds the sum back:
+  ``q = (sum + 2^(shift-1)) >> shift`` (``AddStage.shift``; the hardware's ``AddBlock`` does
+  the same), so every input keeps the ``2^-(G+1)`` bound. A later threshold decision differs from the float path only where
   the float value lies within that relative error of a level boundary (measured by
   ``tests/gen/test_graph.py``).
 * :class:`AvgPoolStage` — ``include_pad`` divisor (and mirror padding, and
@@ -119,6 +125,13 @@ def as_fixed(form, channels: int) -> Fixed:
     return Fixed(A, B, form.lo, form.hi, guard=form.guard)
 
 
+def round_shift(v, shift: int):
+    """``v / 2^shift`` rounded half up (``(v + 2^(shift-1)) >> shift``; ``v`` unchanged at 0)."""
+    if not shift:
+        return v
+    return (np.asarray(v, np.int64) + (1 << (shift - 1))) >> shift
+
+
 def to_q(form, x):
     """Integer ``q`` of a tensor held in ``form`` (codes -> their integer level values)."""
     if isinstance(form, ActQuant):
@@ -138,7 +151,9 @@ def _same_act(a: ActQuant, b: ActQuant) -> bool:
 class AddStage:
     """Element-wise sum of ``fixed``/codes tensors with the rescale of the module docstring.
 
-    ``mult [n_inputs, C]`` int64 ``M_i``, ``frac`` G guard bits (0: exact)."""
+    ``mult [n_inputs, C]`` int64 ``M_i``, ``frac`` G guard bits (0: exact), ``shift``: the
+    sum's extra bits rounded away (half up) after the products are summed, ``sum_bits`` the
+    signed width of the sum before that shift."""
     folds = False             # no PE/SIMD fold
     kind = "add"
     name: str
@@ -148,6 +163,8 @@ class AddStage:
     mult: np.ndarray
     frac: int
     out: Fixed
+    shift: int = 0
+    sum_bits: int = 0
 
     @property
     def exact(self) -> bool:
@@ -158,12 +175,25 @@ class AddStage:
         for i, (form, x) in enumerate(zip(self.in_forms, xs)):
             q = to_q(form, x)
             tot = tot + nn.channel_view(self.mult[i], q.ndim).astype(np.int64) * q
-        return tot
+        return round_shift(tot, self.shift)
+
+    @property
+    def mult_shifts(self) -> list[int]:
+        """Per input, the trailing zero bits every channel's multiplier has (the alignment
+        shift of an input without guard bits): ``mult[i] = (mult[i] >> k_i) << k_i``."""
+        out = []
+        for row in self.mult:
+            k = 0
+            while k < 62 and all(int(v) % (1 << (k + 1)) == 0 for v in row):
+                k += 1
+            out.append(min(k, self.shift))
+        return out
 
     def describe(self) -> dict:
         return {"stage": self.name, "kind": "add", "layers": [self.name], "in_shape": list(self.in_shape),
                 "out_shape": list(self.out_shape), "inputs": len(self.in_forms),
-                "rescale": "exact" if self.exact else f"fixed-point, {self.frac} guard bits",
+                "rescale": "exact" if self.exact else f"fixed-point, {self.frac} guard bits"
+                + (f", sum rounded right by {self.shift} bits" if self.shift else ""),
                 "max_multiplier": int(np.abs(self.mult).max()), "out": self.out.describe()}
 
 
@@ -330,19 +360,26 @@ def _add_stage(net, L: Layer, forms) -> AddStage:
     ref = np.where(res == 0, np.inf, res).min(axis=0)
     ref = np.where(np.isfinite(ref), ref, 1.0)
     ratio = S / ref
+    shift = 0
     if np.all(ratio == np.round(ratio)) and np.all(np.abs(ratio) < 2 ** 20):
         frac, step, mult = 0, ref, np.round(ratio).astype(np.int64)
     else:
         frac, step = ADD_FRAC_BITS, ref / (1 << ADD_FRAC_BITS)
-        mult = np.round(S / step).astype(np.int64)
+        # an input already at ~step carries its guard bits g_i into the sum (rounded away after
+        # it); the others keep their multiplier and are aligned by a left shift (no wider product)
+        shift = max(f.guard for f in fx)
+        mult = np.stack([np.round(S[i] * (1 << f.guard) / step).astype(np.int64) << (shift - f.guard)
+                         for i, f in enumerate(fx)])
     lo = hi = 0
     for m, f in zip(mult, fx):
         a, b = m * f.lo, m * f.hi
         lo, hi = lo + np.minimum(a, b), hi + np.maximum(a, b)
     lo, hi = int(np.min(lo)), int(np.max(hi))
     _check_bits(net, L, lo, hi)
+    sum_bits = signed_bits(lo, hi + (1 << shift >> 1))
+    lo, hi = int(round_shift(lo, shift)), int(round_shift(hi, shift))
     out = Fixed(step, sum(f.offset for f in fx), lo, hi, guard=frac)
-    return AddStage(L.name, L.in_shape, L.out_shape, list(forms), mult, frac, out)
+    return AddStage(L.name, L.in_shape, L.out_shape, list(forms), mult, frac, out, shift, sum_bits)
 
 
 def _avgpool_stage(net, L: Layer, form) -> AvgPoolStage:

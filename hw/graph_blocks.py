@@ -154,7 +154,10 @@ class AddBlock(wiring.Component):
     Parameters: ``channels`` C, ``lanes`` (divides C), ``a_bits``/``b_bits`` input element
     widths, ``a_signed``/``b_signed``, ``mult_a``/``mult_b`` (one integer per channel: the
     stage's ``mult[0]``/``mult[1]``; 1 for an exact add), ``out_bits`` (signed; the stage's
-    ``out.bits``).
+    ``out.bits``), ``shift`` (the stage's ``shift``: ``o = (sum + 2^(shift-1)) >> shift``)
+    and ``sum_bits`` (signed width of the sum before the shift; the stage's ``sum_bits``),
+    ``shift_a``/``shift_b``: each product's left shift (the multipliers given here are the
+    stage's divided by ``2^shift_x``; ``AddStage.mult_shifts``).
 
     Ports: ``a`` In(stream of ``lanes*a_bits``), ``b`` In(stream of ``lanes*b_bits``), ``o``
     Out(stream of ``lanes*out_bits``, two's complement), HWC order; words pair up in order.
@@ -163,12 +166,15 @@ class AddBlock(wiring.Component):
     stalls both inputs).
     """
 
-    def __init__(self, channels, lanes, a_bits, b_bits, out_bits, mult_a, mult_b, a_signed=True, b_signed=True):
+    def __init__(self, channels, lanes, a_bits, b_bits, out_bits, mult_a, mult_b, a_signed=True, b_signed=True,
+                 shift=0, sum_bits=0, shift_a=0, shift_b=0):
         if channels % lanes:
             raise ValueError(f"lanes={lanes} must divide channels={channels}")
         self.C, self.lanes, self.CW = channels, lanes, channels // lanes
         self.a_bits, self.b_bits, self.out_bits = a_bits, b_bits, out_bits
         self.a_signed, self.b_signed = a_signed, b_signed
+        self.shift, self.sum_bits = shift, max(sum_bits, out_bits)
+        self.shift_a, self.shift_b = shift_a, shift_b
         self.mult_a = [int(v) for v in np.broadcast_to(mult_a, (channels,))]
         self.mult_b = [int(v) for v in np.broadcast_to(mult_b, (channels,))]
         super().__init__({"a": In(stream.Signature(lanes * a_bits)), "b": In(stream.Signature(lanes * b_bits)),
@@ -186,9 +192,12 @@ class AddBlock(wiring.Component):
         for lane in range(L):
             ma = _channel_table(self.mult_a, CW, L, lane, mb)[ch]
             mbv = _channel_table(self.mult_b, CW, L, lane, mb)[ch]
+            tot = Signal(signed(self.sum_bits), name=f"tot{lane}")
+            m.d.comb += tot.eq((ma * _lane(self.a.payload, lane, self.a_bits, self.a_signed) << self.shift_a)
+                               + (mbv * _lane(self.b.payload, lane, self.b_bits, self.b_signed) << self.shift_b)
+                               + ((1 << self.shift) >> 1))
             v = Signal(signed(ob), name=f"sum{lane}")
-            m.d.comb += v.eq(ma * _lane(self.a.payload, lane, self.a_bits, self.a_signed)
-                             + mbv * _lane(self.b.payload, lane, self.b_bits, self.b_signed))
+            m.d.comb += v.eq(tot >> self.shift)
             lanes.append(v)
         with m.If(take):
             m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(Cat(*lanes)),
@@ -581,6 +590,9 @@ class AddParams(_Map):
     mult: tuple               # (M_a per channel, M_b per channel)
     obits: int
     output: bool = False
+    shift: int = 0            # the stage's sum rounded right by this many bits
+    sum_bits: int = 0         # signed width of the sum before the shift
+    mult_shifts: tuple = (0, 0)   # each product's left shift (mult holds the multipliers >> it)
     in_ports = ("a", "b")
 
     @property
@@ -592,11 +604,12 @@ class AddParams(_Map):
 
     def describe(self) -> dict:
         return {"lanes": self.lanes, "in_bits": list(self.in_lane_bits), "out_bits": self.obits,
-                "max_multiplier": max(abs(v) for row in self.mult for v in row)}
+                "max_multiplier": max(abs(v) for row in self.mult for v in row), "shift": self.shift}
 
     def build(self):
         return AddBlock(self.channels, self.lanes, self.in_lane_bits[0], self.in_lane_bits[1], self.obits,
-                        self.mult[0], self.mult[1], self.in_signed[0], self.in_signed[1])
+                        self.mult[0], self.mult[1], self.in_signed[0], self.in_signed[1], self.shift, self.sum_bits,
+                        *self.mult_shifts)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from amaranth.sim import Simulator
 
 from bitplane.core.packing import pack_words, stream_order, unpack_words
 from bitplane.gen import nn
+from bitplane.gen.graph import round_shift
 from bitplane.hw.graph_blocks import (AddBlock, AvgPoolBlock, ChannelSlice, ConcatBlock, GlobalSumPool, Recode,
                                       StreamFork, bypass_fifo_depth, chain_need, identity_need, window_need)
 from bitplane.hw.lint_waivers import lint
@@ -118,6 +119,40 @@ def test_add_block_is_the_add_stage(lanes, tmp_path):
     want = sum((_words(f, add.out.bits, lanes, True) for f in tr["b1add"]), [])
     got, _ = run_multi(dut, {"a": wa, "b": wb}, {"o": len(want)}, seed=lanes)
     assert got["o"] == want
+
+
+def test_add_block_rounds_a_chained_stream_add_as_the_stage(tmp_path):
+    """The second add of a float residual stream (its input ``s1`` already carries 16 guard
+    bits, so the stage sums with ``shift`` more bits and rounds back): the block fed with the
+    stage's own input integers gives the golden trace exactly, also at the rounding ties."""
+    from bitplane.gen.golden import Golden
+    from bitplane.gen.spec import load_network
+    from tests.support.graphnets import stream_spec, write_net
+    g = Golden(load_network(write_net(tmp_path, stream_spec())))
+    add = next(s for s in g.lowered.stages if s.name == "s2")
+    assert add.shift == 16 and add.sum_bits > add.out.bits
+    x = np.random.default_rng(5).integers(0, 256, (2, 3, 8, 8)).astype(np.uint8)
+    _, tr = g.run_int(x, trace=True)
+    abits = next(s for s in g.lowered.stages if s.name == "b2c2").acc_bits
+    bbits = add.in_forms[1].bits
+    ka, kb = add.mult_shifts
+    assert ka == 16                      # the accumulator keeps its multiplier, aligned by 16 bits
+    dut = AddBlock(4, 2, abits, bbits, add.out.bits, add.mult[0] >> ka, add.mult[1] >> kb, True, True, add.shift,
+                   add.sum_bits, ka, kb)
+    # one more pixel: a = 0 and b = 2^15 (M_b = 2^16 + 2^15 would put it half a step off the
+    # grid); with these multipliers b * M_b = 2^31: also check the stage's rounding on the sum
+    # -2^15 (a tie) by the stage itself
+    tie_b = np.full(4, 1 << 15, np.int64)
+    assert bbits > 16 and round_shift(np.int64(-(1 << 15)), 16) == 0 and round_shift(np.int64(1 << 15), 16) == 1
+    frames_a = [tr["b2c2"][0], tr["b2c2"][1], np.zeros((4, 1, 1), np.int64)]
+    frames_b = [tr["s1"][0], tr["s1"][1], tie_b.reshape(4, 1, 1)]
+    want = [add.run(fa[None], fb[None])[0] for fa, fb in zip(frames_a, frames_b)]
+    assert np.array_equal(np.stack(want[:2]), tr["s2"])
+    wa = sum((_words(f, abits, 2, True) for f in frames_a), [])
+    wb = sum((_words(f, bbits, 2, True) for f in frames_b), [])
+    wo = sum((_words(f, add.out.bits, 2, True) for f in want), [])
+    got, _ = run_multi(dut, {"a": wa, "b": wb}, {"o": len(wo)}, seed=7)
+    assert got["o"] == wo
 
 
 # ------------------------------------------------------------------ average / sum / global pool

@@ -109,6 +109,23 @@ def resnet_spec(shape=(3, 8, 8), width=4, classes=5):
     ]}
 
 
+def stream_spec(shape=(3, 8, 8), width=4, classes=5):
+    """A float residual stream through two adds: the stem's batchnorm output is the stream,
+    ``s1 = b1 + stem``, ``s2 = b2 + s1`` (``s1`` carries the 16 guard bits of a rescaled add,
+    so ``s2`` rounds its sum back: ``AddStage.shift``), then a quantizer, global pool, dense."""
+    return {"name": "stream", "input": {"shape": list(shape), "bits": 8, "scale": 1 / 255}, "layers": [
+        conv("stem", width), bn("stem_bn"), qact("a0"),
+        conv("b1c1", width), bn("b1n1"), qact("b1a1"),
+        conv("b1c2", width), bn("b1n2"),
+        {"name": "s1", "op": "add", "inputs": ["b1n2", "stem_bn"]}, qact("s1q"),
+        conv("b2c1", width), bn("b2n1"), qact("b2a1"),
+        conv("b2c2", width), bn("b2n2"),
+        {"name": "s2", "op": "add", "inputs": ["b2n2", "s1"]}, qact("s2q"),
+        {"name": "gap", "op": "global_avgpool"},
+        {"name": "fc", "op": "dense", "out_features": classes, "bias": True, "weight_quant": {"type": "int", "bits": 8}},
+    ]}
+
+
 @st.composite
 def graph_nets(draw):
     """Residual blocks (identity / projection shortcut, float residual stream), forks into a
