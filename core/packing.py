@@ -38,12 +38,19 @@ __all__ = [
     "words_to_bytes",
     "bytes_to_words",
     "AXIS_IN_BITS", "RESULT_BITS", "AXIS_BYTES",
-    "input_lanes", "pack_frames", "unpack_results",
+    "input_lanes", "words_per_beat", "pack_frames", "unpack_results",
 ]
 
 AXIS_IN_BITS = 32        # s_axis tdata width
 RESULT_BITS = 32         # m_axis tdata width: one int32 accumulator per beat
 AXIS_BYTES = 4           # bytes per beat on the host side, both directions
+
+
+def words_per_beat(beat_bits: int, word_bits: int) -> int:
+    """Words of ``word_bits`` packed into one beat of ``beat_bits``: as many as fit."""
+    if not 0 < word_bits <= beat_bits:
+        raise ValueError(f"a {word_bits}-bit word does not fit a {beat_bits}-bit beat")
+    return beat_bits // word_bits
 
 
 def input_lanes(channels: int, bits: int) -> int:

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth import Cat, Const, Module, Mux, ResetInserter, Signal
+from amaranth import Const, Module, Mux, ResetInserter, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -47,10 +47,10 @@ from amaranth.utils import ceil_log2
 from bitplane.core.packing import AXIS_IN_BITS, RESULT_BITS
 
 from bitplane.core import regmap
-from bitplane.core import weightimage as wimg
 from .axil import AXILiteRegisters
+from .framing import InputFramer, OutputFramer, WeightLoader
 from .layers import LoadableMemory
-from .stream_blocks import StreamFIFO, WidthConverter
+from .stream_blocks import StreamFIFO
 
 
 @dataclass(frozen=True)
@@ -115,14 +115,6 @@ def memory_sections(p: TopParams) -> list[tuple[int, int, int, int]]:
     return [(layer, mem.kind, mem.entries, mem.width) for _, layer, mem in loadable_memories(p)]
 
 
-def _xor(bits):
-    """XOR of a list of 1-bit values (the CRC-32 taps)."""
-    out = bits[0]
-    for b in bits[1:]:
-        out = out ^ b
-    return out
-
-
 class Core(wiring.Component):
     """Everything of :class:`Accelerator` but the register file (so SOFT_RESET can reset it).
 
@@ -147,165 +139,43 @@ class Core(wiring.Component):
         m = Module()
         p = self.p
         E = {f.name: f.lsb for f in regmap.by_name("ERROR").fields}
-        blocks = [b.build() for b in p.blocks]
         depths = fifo_depths(p)
-        for k, blk in enumerate(blocks):
-            m.submodules[f"block{k}"] = blk
-        fifos = []
-        for k, b in enumerate(p.blocks):
-            f = StreamFIFO(b.in_bits, depths[k])
-            m.submodules[f"fifo{k}"] = f
-            fifos.append(f)
-            wiring.connect(m, f.o, blocks[k].i)
-            if k:
-                wiring.connect(m, blocks[k - 1].o, f.i)
+        blocks = [b.build() for b in p.blocks]
+        first, last = self._wire_blocks(m, blocks, depths)
 
-        # ------------------------------------------------------------ input framer
-        B = p.in_beats
-        width0 = p.in_lanes * p.in_bits
-        loading, load_pending = Signal(), Signal()
-        beat = Signal(range(max(2, B)))
-        fill, drop = Signal(), Signal()
-        frame_done = Signal()
-        err = Signal(3)                  # FRAMING, OVERFLOW, WEIGHT_FORMAT (ABORTED is set by the top)
-        f0 = fifos[0].i
-        with m.If(self.load):
-            m.d.sync += load_pending.eq(1)
-        at_boundary = (beat == 0) & ~fill & ~drop
-        with m.If(load_pending & at_boundary & ~loading):
-            m.d.sync += [loading.eq(1), load_pending.eq(0)]
-        m.d.comb += [self.loading.eq(loading)]
-        with m.If(loading):
-            m.d.comb += self.s_axis_tready.eq(1)
-        with m.Elif(load_pending & at_boundary):
-            m.d.comb += self.s_axis_tready.eq(0)          # switching to weight mode next cycle
-        with m.Elif(fill):
-            m.d.comb += [f0.valid.eq(1), f0.payload.eq(0)]
-        with m.Elif(drop):
-            m.d.comb += self.s_axis_tready.eq(1)
-            with m.If(self.s_axis_tvalid & self.s_axis_tlast):
-                m.d.sync += drop.eq(0)
-        with m.Else():
-            m.d.comb += [f0.valid.eq(self.s_axis_tvalid), f0.payload.eq(self.s_axis_tdata[:width0]),
-                         self.s_axis_tready.eq(f0.ready)]
-        with m.If(f0.valid & f0.ready):
-            with m.If(beat == B - 1):
-                m.d.sync += [beat.eq(0), fill.eq(0)]
-                m.d.comb += frame_done.eq(1)
-                with m.If(~fill & ~self.s_axis_tlast):
-                    m.d.sync += drop.eq(1)
-                    m.d.comb += err[E["FRAMING"]].eq(1)
-            with m.Else():
-                m.d.sync += beat.eq(beat + 1)
-                with m.If(~fill & self.s_axis_tlast):
-                    m.d.sync += fill.eq(1)
-                    m.d.comb += err[E["FRAMING"]].eq(1)
+        width0 = p.in_lanes * p.in_bits          # one input word per beat, in its low bits
+        m.submodules.framer = fr = InputFramer(width0, width0, p.in_beats)
+        m.submodules.loader = ld = WeightLoader(AXIS_IN_BITS, memory_sections(p))
+        m.submodules.out_framer = of = OutputFramer(p.blocks[-1].engine.raw_width, p.blocks[-1].engine.pe,
+                                                    p.out_words, depths[-1], RESULT_BITS)
 
-        # ------------------------------------------------------------ weight loader
-        mem_ports = [((layer, mem.kind, mem.entries, mem.width), getattr(blocks[k], mem.port))
-                     for k, layer, mem in loadable_memories(p)]
-        max_wpe = max(wimg.words_per_entry(s[3]) for s, _ in mem_ports)
-        asm = Signal(32 * max_wpe)
-        sel = Signal(range(max(2, len(mem_ports))))
-        left = Signal(20)
-        wi = Signal(range(max(2, max_wpe)))
-        max_entries = max(s[2] for s, _ in mem_ports)
-        addr = Signal(range(max(2, max_entries)))
-        wr, wr_addr = Signal(), Signal.like(addr)
-        word = self.s_axis_tdata[:32]
-        accept = Signal()
-        m.d.comb += accept.eq(loading & self.s_axis_tvalid)
-        wpe_tab = [wimg.words_per_entry(s[3]) for s, _ in mem_ports]
-        sel_wpe_last = Signal(range(max(2, max_wpe)))
-        m.d.comb += sel_wpe_last.eq(0)
-        for k, w in enumerate(wpe_tab):
-            with m.If(sel == k):
-                m.d.comb += sel_wpe_last.eq(w - 1)
-        m.d.sync += wr.eq(0)
-        for k, ((lay, kind, entries, width), port) in enumerate(mem_ports):
-            m.d.comb += [port.valid.eq(wr & (sel == k)), port.payload.addr.eq(wr_addr),
-                         port.payload.data.eq(asm[:width])]
-        with m.If(accept & self.s_axis_tlast):
-            m.d.sync += loading.eq(0)
-        crc = Signal(32, init=wimg.CRC32_INIT)           # CRC-32 state; the register reads ~crc (zlib)
-        crc_next = Cat(*[_xor([crc[j] for j in ss] + [word[j] for j in ws]) for ss, ws in wimg.crc32_word_taps()])
-        m.d.comb += self.checksum.eq(~crc)
-        with m.If(accept):
-            m.d.sync += [crc.eq(crc_next), self.words.eq(self.words + 1)]
-        with m.FSM(name="loader"):
-            with m.State("MAGIC"):
-                with m.If(accept):
-                    with m.If(self.s_axis_tlast | (word != wimg.IMAGE_MAGIC)):
-                        m.d.comb += err[E["WEIGHT_FORMAT"]].eq(1)
-                        with m.If(~self.s_axis_tlast):
-                            m.next = "DROP"
-                    with m.Else():
-                        m.next = "HEADER"
-            with m.State("HEADER"):
-                with m.If(accept):
-                    with m.If(word == wimg.END_WORD):
-                        m.next = "MAGIC"
-                        with m.If(~self.s_axis_tlast):
-                            m.d.comb += err[E["WEIGHT_FORMAT"]].eq(1)
-                            m.next = "DROP"
-                    with m.Else():
-                        hit = Signal()
-                        for k, ((lay, kind, entries, width), _) in enumerate(mem_ports):
-                            h = wimg.header(lay, kind, entries * wimg.words_per_entry(width))
-                            with m.If(word == h):
-                                m.d.comb += hit.eq(1)
-                                m.d.sync += sel.eq(k)
-                        m.d.sync += [left.eq(word[:20]), wi.eq(0), addr.eq(0)]
-                        with m.If(hit & ~self.s_axis_tlast):
-                            m.next = "PAYLOAD"
-                        with m.Else():
-                            m.d.comb += err[E["WEIGHT_FORMAT"]].eq(1)
-                            m.next = "DROP"
-                            with m.If(self.s_axis_tlast):
-                                m.next = "MAGIC"
-            with m.State("PAYLOAD"):
-                with m.If(accept):
-                    m.d.sync += [asm.word_select(wi, 32).eq(word), left.eq(left - 1)]
-                    with m.If(wi == sel_wpe_last):
-                        m.d.sync += [wi.eq(0), wr.eq(1), wr_addr.eq(addr), addr.eq(addr + 1)]
-                    with m.Else():
-                        m.d.sync += wi.eq(wi + 1)
-                    with m.If(self.s_axis_tlast):
-                        m.d.comb += err[E["WEIGHT_FORMAT"]].eq(1)
-                        m.next = "MAGIC"
-                    with m.Elif(left == 1):
-                        m.next = "HEADER"
-            with m.State("DROP"):
-                with m.If(accept & self.s_axis_tlast):
-                    m.next = "MAGIC"
+        # s_axis: to the weight loader while loading, else to the input framer
+        loading = ld.loading
+        m.d.comb += [ld.load.eq(self.load), ld.idle.eq(fr.idle), ld.clear.eq(self.clear_checksum),
+                     fr.hold.eq(ld.pending), self.loading.eq(loading)]
+        for s in (fr.i, ld.i):
+            m.d.comb += [s.payload.data.eq(self.s_axis_tdata), s.payload.last.eq(self.s_axis_tlast)]
+        m.d.comb += [fr.i.valid.eq(self.s_axis_tvalid & ~loading), ld.i.valid.eq(self.s_axis_tvalid & loading),
+                     self.s_axis_tready.eq(Mux(loading, ld.i.ready, fr.i.ready))]
+        wiring.connect(m, fr.o, first)
+        for k, (kb, _, mem) in enumerate(loadable_memories(p)):
+            port = getattr(blocks[kb], mem.port)
+            m.d.comb += [port.valid.eq(ld.wr.valid & (ld.wr.payload.sel == k)),
+                         port.payload.addr.eq(ld.wr.payload.addr), port.payload.data.eq(ld.wr.payload.data[:mem.width])]
 
-        # ------------------------------------------------------------ output
-        last = blocks[-1]
-        pe, rw = p.blocks[-1].engine.pe, p.blocks[-1].engine.raw_width
-        src = last.o
-        if pe != 1:
-            m.submodules.out_conv = oc = WidthConverter(rw, pe, 1)
-            wiring.connect(m, src, oc.i)
-            src = oc.o
-        if rw != RESULT_BITS:                        # 64-bit results: low word, then high word
-            m.submodules.out_split = sp = WidthConverter(RESULT_BITS, rw // RESULT_BITS, 1)
-            wiring.connect(m, src, sp.i)
-            src = sp.o
-        m.submodules.out_fifo = of = StreamFIFO(RESULT_BITS, depths[-1])
-        wiring.connect(m, src, of.i)
-        OW = p.out_words
-        ocount = Signal(range(max(2, OW)))
-        m.d.comb += [self.m_axis_tdata.eq(of.o.payload), self.m_axis_tvalid.eq(of.o.valid),
-                     of.o.ready.eq(self.m_axis_tready), self.m_axis_tlast.eq(ocount == OW - 1)]
-        frame_out = Signal()
-        with m.If(self.m_axis_tvalid & self.m_axis_tready):
-            m.d.sync += ocount.eq(Mux(ocount == OW - 1, 0, ocount + 1))
-            m.d.comb += frame_out.eq(ocount == OW - 1)
+        # m_axis
+        wiring.connect(m, last, of.i)
+        m.d.comb += [self.m_axis_tdata.eq(of.o.payload.data), self.m_axis_tlast.eq(of.o.payload.last),
+                     self.m_axis_tvalid.eq(of.o.valid), of.o.ready.eq(self.m_axis_tready)]
 
         # ------------------------------------------------------------ counters and status
+        frame_done, frame_out = fr.frame_done, of.frame_done
+        err = Signal(3)                  # FRAMING, OVERFLOW, WEIGHT_FORMAT (ABORTED is set by the top)
+        m.d.comb += [err[E["FRAMING"]].eq(fr.framing_error), err[E["WEIGHT_FORMAT"]].eq(ld.format_error),
+                     self.checksum.eq(ld.checksum), self.words.eq(ld.words)]
         inflight = Signal(32)
         m.d.sync += inflight.eq(inflight + frame_done - frame_out)
-        m.d.comb += self.busy.eq((inflight != 0) | (beat != 0) | fill | drop)
+        m.d.comb += self.busy.eq((inflight != 0) | ~fr.idle)
         m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.If(frame_done):
             m.d.sync += self.frames_in.eq(self.frames_in + 1)
@@ -317,10 +187,23 @@ class Core(wiring.Component):
                 m.d.comb += err[E["OVERFLOW"]].eq(1)
         with m.If(self.clear_counters):
             m.d.sync += [self.frames_in.eq(0), self.frames_out.eq(0), self.cycles.eq(0)]
-        with m.If(self.clear_checksum):
-            m.d.sync += [crc.eq(wimg.CRC32_INIT), self.words.eq(0)]
         m.d.comb += self.err.eq(err)
         return m
+
+    def _wire_blocks(self, m, blocks, depths):
+        """The block chain: a FIFO of ``depths[k]`` words in front of each block ``k``, block
+        ``k-1``'s output into it. Returns (the first FIFO's input, the last block's output)."""
+        fifos = []
+        for k, blk in enumerate(blocks):
+            m.submodules[f"block{k}"] = blk
+        for k, b in enumerate(self.p.blocks):
+            f = StreamFIFO(b.in_bits, depths[k])
+            m.submodules[f"fifo{k}"] = f
+            fifos.append(f)
+            wiring.connect(m, f.o, blocks[k].i)
+            if k:
+                wiring.connect(m, blocks[k - 1].o, f.i)
+        return fifos[0].i, blocks[-1].o
 
 
 class Accelerator(wiring.Component):
