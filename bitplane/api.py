@@ -66,22 +66,22 @@ def golden(net, x, mode: str = "int", dequantize: bool = False) -> np.ndarray:
 
 
 def plan(net, target_fps: float | None = None, clock_mhz: float = 100.0, lut_budget: int | None = None,
-         fold_file=None) -> dict:
+         fold_file=None, stream_bits: int | None = None) -> dict:
     """The folding plan (:func:`bitplane.gen.plan.plan`) of a network for one goal."""
     from bitplane.gen.plan import plan as _plan  # lazy: the planner loads Amaranth (hw cycle formulas)
     return _plan(lower(load(net)), target_fps=target_fps, clock_mhz=clock_mhz, lut_budget=lut_budget,
-                 fold_file=fold_file)
+                 fold_file=fold_file, stream_bits=stream_bits)
 
 
 def compile(net, output, target_fps: float | None = None, clock_mhz: float = 100.0,  # noqa: A001 (the verb)
             lut_budget: int | None = None, fold_file=None, embed_weights: bool = True,
-            progress=None) -> Design:
+            progress=None, stream_bits: int | None = None) -> Design:
     """Compile a network into the folder ``output`` (Verilog, weight image, manifest, test
     vectors); nothing is written unless everything checks out."""
     from bitplane.gen.compile import compile_network  # lazy: Amaranth
     compile_network(load(net), Path(output), target_fps=target_fps, clock_mhz=clock_mhz,
                     lut_budget=lut_budget, fold_file=fold_file, embed_weights=embed_weights,
-                    progress=progress or (lambda msg: None))
+                    progress=progress or (lambda msg: None), stream_bits=stream_bits)
     return Design(output)
 
 
@@ -110,7 +110,7 @@ class Design:
         """Open synthesis for ``target`` (``bitplane synth``'s targets): resources and Fmax."""
         from bitplane.synth.flow import synthesize  # lazy: yowasp tools
         return synthesize((self.folder / "accelerator.v").read_text(), self.manifest["top"], target, clock_mhz,
-                          progress=progress or (lambda msg: None))
+                          progress=progress or (lambda msg: None), stream_bits=stream_bits)
 
     def project(self, board: str, output) -> dict:
         """A Vivado project (Tcl + constraints) around the design for ``board``."""

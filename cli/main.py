@@ -231,7 +231,7 @@ def cmd_compile(args) -> int:
     net = _net(args.spec)
     m = compile_network(net, Path(args.output), target_fps=args.target_fps, clock_mhz=args.clock_mhz,
                         lut_budget=args.lut_budget, fold_file=args.fold, embed_weights=not args.no_embed_weights,
-                        progress=lambda msg: print(msg, file=sys.stderr))
+                        progress=lambda msg: print(msg, file=sys.stderr), stream_bits=args.stream_bits)
     print(f"{m['name']}: {m['cycles_per_frame']:,} cycles/frame (bottleneck {m['bottleneck']}) -> "
           f"{m['frames_per_second']:,.1f} frames/s at {m['clock_mhz']:g} MHz; weight image "
           f"{m['weights']['words']:,} words, checksum 0x{m['weights']['checksum']:08X}")
@@ -386,6 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fold", help="YAML fold file {layer: {pe: P, simd: S}} overriding the planner")
     p.add_argument("--no-embed-weights", action="store_true",
                    help="memories start empty (weights only by run-time loading); default: also in the bitstream")
+    p.add_argument("--stream-bits", type=_positive_int,
+                   help="AXI4-Stream tdata width, 32..512 in multiples of 8 (default: the narrowest power of two "
+                        "that feeds the first layer at the planned rate)")
     p.set_defaults(fn=cmd_compile)
 
     p = sub.add_parser("sim", help="RTL simulation (Verilator) of a compiled accelerator on input frames")

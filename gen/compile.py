@@ -43,15 +43,14 @@ def top_name(net: Network) -> str:
 
 def build_top(golden: Golden, plan_result: dict, embed_weights: bool = True, build_id: int = 0):
     """``TopParams`` of the network for a plan; raises a clear error for what hardware lacks."""
-    from bitplane.core.packing import input_lanes
     from bitplane.hw.top import TopParams
 
     from bitplane.gen import hwmap
     low = golden.lowered
     net = golden.net
     folds = {f.stage: f for f in plan_result["folds"]}
-    C, H, W = net.input_shape
-    lanes = input_lanes(C, net.input_bits)
+    sb = plan_result["stream_bits"]
+    lanes = in_lanes = hwmap.first_lanes(low, sb)
     width = lanes * net.input_bits
     blocks = []
     for st in low.stages:
@@ -66,8 +65,8 @@ def build_top(golden: Golden, plan_result: dict, embed_weights: bool = True, bui
         lanes, width = b.out_lanes, b.out_bits
     if not blocks or not blocks[-1].raw_output:
         raise NotSupportedError(f"{net.path}: the network must end with a conv or dense layer (raw accumulators)")
-    return TopParams(top_name(net), tuple(net.input_shape), net.input_bits, input_lanes(C, net.input_bits),
-                     tuple(blocks), build_id), list(low.stages)
+    return TopParams(top_name(net), tuple(net.input_shape), net.input_bits, in_lanes, tuple(blocks), build_id,
+                     sb), list(low.stages)
 
 
 def weight_image(golden: Golden, plan_result: dict) -> list[int]:
@@ -89,11 +88,13 @@ def _sha(path: Path) -> str:
 
 
 def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float = 100.0, lut_budget=None,
-                    fold_file=None, embed_weights: bool = True, progress=print) -> dict:
-    """Compile ``net`` into the folder ``out`` (replaced atomically). Returns the manifest."""
+                    fold_file=None, embed_weights: bool = True, progress=print, stream_bits: int | None = None) -> dict:
+    """Compile ``net`` into the folder ``out`` (replaced atomically). Returns the manifest.
+
+    ``stream_bits``: the AXI4-Stream ``tdata`` width (32..512, multiples of 8); ``None`` lets
+    the planner pick the narrowest that feeds the first block at the plan's rate."""
     from amaranth.back import verilog
 
-    from bitplane.core.packing import AXIS_BYTES, AXIS_IN_BITS, RESULT_BITS
     from bitplane.core import regmap
     from bitplane.core import weightimage as wimg
     from bitplane.hw.top import Accelerator, fifo_depths, memory_sections, top_cycles
@@ -108,9 +109,10 @@ def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float =
     t0 = time.perf_counter()
     golden = Golden(net)
     low = golden.lowered
-    pr = plan(low, target_fps=target_fps, clock_mhz=clock_mhz, lut_budget=lut_budget, fold_file=fold_file)
+    pr = plan(low, target_fps=target_fps, clock_mhz=clock_mhz, lut_budget=lut_budget, fold_file=fold_file,
+              stream_bits=stream_bits)
     ident = json.dumps([net.spec_hash, [(f.stage, f.pe, f.simd) for f in pr["folds"]], embed_weights,
-                        MANIFEST_VERSION, regmap.REGMAP_VERSION, regmap.STREAM_VERSION])
+                        MANIFEST_VERSION, regmap.REGMAP_VERSION, regmap.STREAM_VERSION, pr["stream_bits"]])
     build_id = int(hashlib.sha256(ident.encode()).hexdigest()[:8], 16)
     tp, stages = build_top(golden, pr, embed_weights, build_id)
     if target_fps is not None and top_cycles(tp) > clock_mhz * 1e6 / target_fps:
@@ -139,7 +141,7 @@ def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float =
         layers.append(row)
     cyc = top_cycles(tp)
     affine = last.affine()                  # scale/bias composed with the last layer's batchnorms
-    bottleneck = max(([("input", tp.in_beats), ("output", tp.out_words)]
+    bottleneck = max(([("input", tp.in_words), ("output", tp.out_words)]
                       + [(r["name"], r["cycles_per_frame"]) for r in layers]), key=lambda t: t[1])
     out_shape = list(last.out_shape) if last.kind == "conv" else [int(np.prod(last.out_shape))]
     manifest = {
@@ -152,12 +154,13 @@ def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float =
                  "fold_file": str(fold_file) if fold_file else None, "estimated_luts": pr["luts"]},
         "regmap": regmap.regmap_dict(),
         "streams": {
-            "input": {"tdata_bits": AXIS_IN_BITS, "bytes_per_beat": AXIS_BYTES, "shape": list(net.input_shape),
-                      "bits": net.input_bits, "lanes": tp.in_lanes, "beats_per_frame": tp.in_beats,
-                      "order": "HWC"},
-            "output": {"tdata_bits": RESULT_BITS, "bytes_per_beat": AXIS_BYTES, "shape": out_shape,
-                       "words_per_frame": tp.out_words, "words_per_value": tp.words_per_value, "signed": True,
-                       "order": "HWC" if last.kind == "conv" else "features"},
+            "input": {"tdata_bits": tp.stream_bits, "bytes_per_beat": tp.in_layout.bytes_per_beat,
+                      "shape": list(net.input_shape), "bits": net.input_bits, "lanes": tp.in_lanes,
+                      "codes_per_beat": tp.in_layout.per_beat, "beats_per_frame": tp.in_beats, "order": "HWC"},
+            "output": {"tdata_bits": tp.stream_bits, "bytes_per_beat": tp.out_layout.bytes_per_beat,
+                       "shape": out_shape, "words_per_frame": tp.out_words, "words_per_beat": tp.out_layout.per_beat,
+                       "beats_per_frame": tp.out_layout.beats, "words_per_value": tp.words_per_value,
+                       "signed": True, "order": "HWC" if last.kind == "conv" else "features"},
         },
         "layers": layers,
         "cycles_per_frame": cyc, "bottleneck": bottleneck[0],

@@ -17,6 +17,7 @@ import numpy as np
 
 from bitplane.core.errors import NotSupportedError
 from bitplane.core.intmath import signed_bits
+from bitplane.core.packing import input_lanes
 from bitplane.hw.bitserial import EngineConfig, ThresholdParams, row_constants, xnor_compatible
 from bitplane.hw.layers import CodePoolParams, ConvParams, DenseParams, PoolParams
 from .golden import Golden
@@ -143,6 +144,15 @@ def code_pool_params(stage: CodePoolStage, in_lanes: int):
     C, H, W = (int(v) for v in stage.in_shape)
     return CodePoolParams(C, H, W, p.kernel, p.stride, tuple(p.pads), act.planes, in_lanes,
                           tuple(bool(v) for v in np.broadcast_to(p.maximize, (C,))), to_level, to_code)
+
+
+def first_lanes(low, stream_bits: int) -> int:
+    """Input codes per word of the first block for a ``stream_bits`` input stream: a dense
+    first block takes any divisor of all its inputs (a flat vector), the others a divisor of
+    the channels (the sliding window and pools split pixels into channel chunks)."""
+    st, shape = low.stages[0], tuple(int(v) for v in low.net.input_shape)
+    group = int(np.prod(shape)) if isinstance(st, MatmulStage) and st.kind == "dense" else shape[0]
+    return input_lanes(group, low.net.input_bits, stream_bits)
 
 
 BLOCK_STAGES = (MatmulStage, CodePoolStage)   # lowered stage types that have a hardware block

@@ -2,7 +2,7 @@
 
 Structure (docs/design.md section 6)::
 
-    s_axis -> framer -> FIFO -> block 0 -> FIFO -> block 1 -> ... -> block n-1 -> width conv -> FIFO -> m_axis
+    s_axis -> input framer -> FIFO -> block 0 -> FIFO -> block 1 -> ... -> block n-1 -> output framer (width conv, FIFO) -> m_axis
            \\-> weight loader (while CTRL.LOAD_WEIGHTS) -> the blocks' weight/threshold/constant memories
     s_axil <-> register file (core/regmap.py)
 
@@ -12,16 +12,21 @@ the top asks each for its widths, burst, cycles and memories and lets it build i
 
 Streams (formats defined once in :mod:`bitplane.core.packing`):
 
-* ``s_axis``: ``AXIS_IN_BITS``-bit beats, ``in_lanes`` input codes per beat in the low bits,
-  pixels in raster order with their channels (HWC), ``tlast`` on the last beat of a frame.
-  A frame with an early ``tlast`` is completed with zero beats, one with a late ``tlast`` is
-  cut at its length and the extra beats dropped; either sets ``ERROR.FRAMING``. Every input
-  frame yields exactly one result frame, so a host never waits for a result that cannot come.
-* ``m_axis``: one signed 32-bit last-layer accumulator per beat (two beats, low word first,
-  when the proven accumulator range needs more than 32 bits), in the golden model's output
-  order (HWC for a conv, feature order for a dense layer), ``tlast`` on the last of a frame.
-* Weight images (:mod:`bitplane.core.weightimage`) arrive on ``s_axis`` as one frame after
-  ``CTRL.LOAD_WEIGHTS``; the loader checks magic, headers and section sizes
+Both AXI4-Stream ports are ``stream_bits`` wide (32..512, a compile parameter); what a beat
+carries is :class:`bitplane.core.packing.BeatLayout` (the host packs by the same definition):
+
+* ``s_axis``: the input codes in raster order with their channels (HWC), words of ``in_lanes``
+  codes for the first block, as many words per beat as fit, ``tlast`` on the last beat of a
+  frame (:class:`~hw.framing.InputFramer`). A frame with an early ``tlast`` is completed with
+  zero words, one with a late ``tlast`` is cut at its length and the extra beats dropped;
+  either sets ``ERROR.FRAMING``. Every input frame yields exactly one result frame, so a host
+  never waits for a result that cannot come.
+* ``m_axis``: 32-bit result words, ``stream_bits // 32`` per beat: one signed last-layer
+  accumulator each (two words, low first, when the proven accumulator range needs more than 32
+  bits), in the golden model's output order (HWC for a conv, feature order for a dense layer),
+  ``tlast`` on the last beat of a frame (:class:`~hw.framing.OutputFramer`).
+* Weight images (:mod:`bitplane.core.weightimage`) arrive on ``s_axis`` as one frame of
+  32-bit words after ``CTRL.LOAD_WEIGHTS``; the loader (:class:`~hw.framing.WeightLoader`) checks magic, headers and section sizes
   (``ERROR.WEIGHT_FORMAT``, rest of the frame dropped) and folds every accepted word into
   ``WEIGHT_CHECKSUM``.
 
@@ -44,7 +49,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from bitplane.core.packing import AXIS_IN_BITS, RESULT_BITS
+from bitplane.core.packing import (AXIS_IN_BITS, RESULT_BITS, BeatLayout, check_stream_bits, input_layout,
+                                   word_layout)
 
 from bitplane.core import regmap
 from .axil import AXILiteRegisters
@@ -58,14 +64,17 @@ class TopParams:
     name: str
     in_shape: tuple           # (C, H, W)
     in_bits: int
-    in_lanes: int             # input codes per s_axis beat
+    in_lanes: int             # input codes per first-block word
     blocks: tuple             # BlockParams (hw.layers), in stream order
     build_id: int = 0
+    stream_bits: int = AXIS_IN_BITS     # tdata width of s_axis and m_axis
 
     def __post_init__(self):
+        check_stream_bits(self.stream_bits)
         C, H, W = self.in_shape
-        if C % self.in_lanes or self.in_lanes * self.in_bits > AXIS_IN_BITS:
-            raise ValueError(f"in_lanes={self.in_lanes} must divide C={C} and fit {AXIS_IN_BITS} bits")
+        if (C * H * W) % self.in_lanes or self.in_lanes * self.in_bits > self.stream_bits:
+            raise ValueError(f"in_lanes={self.in_lanes} must divide the {C * H * W} input codes and fit "
+                             f"{self.stream_bits} bits")
         last = self.blocks[-1] if self.blocks else None
         if last is None or not last.raw_output:
             raise ValueError("the last block must be a conv/dense block with raw accumulator output")
@@ -73,9 +82,22 @@ class TopParams:
             raise ValueError(f"the last block's raw width must be {RESULT_BITS} or {2 * RESULT_BITS}")
 
     @property
-    def in_beats(self) -> int:
+    def in_layout(self) -> BeatLayout:
+        return input_layout(self.in_shape, self.in_bits, self.in_lanes, self.stream_bits)
+
+    @property
+    def in_words(self) -> int:
+        """First-block words per frame (the input framer passes one per cycle)."""
         C, H, W = self.in_shape
         return C * H * W // self.in_lanes
+
+    @property
+    def in_beats(self) -> int:
+        return self.in_layout.beats
+
+    @property
+    def out_layout(self) -> BeatLayout:
+        return word_layout(self.out_words, self.stream_bits)
 
     @property
     def words_per_value(self) -> int:
@@ -89,8 +111,9 @@ class TopParams:
 
 
 def top_cycles(p: TopParams) -> int:
-    """Steady-state cycles per frame of the whole pipeline: its slowest stage."""
-    return max([p.in_beats, p.out_words] + [b.cycles() for b in p.blocks])
+    """Steady-state cycles per frame of the whole pipeline: its slowest stage (the framers
+    move one word per cycle)."""
+    return max([p.in_words, p.out_words] + [b.cycles() for b in p.blocks])
 
 
 def fifo_depths(p: TopParams) -> list[int]:
@@ -127,8 +150,8 @@ class Core(wiring.Component):
     def __init__(self, p: TopParams):
         self.p = p
         super().__init__({
-            "s_axis_tdata": In(AXIS_IN_BITS), "s_axis_tvalid": In(1), "s_axis_tready": Out(1), "s_axis_tlast": In(1),
-            "m_axis_tdata": Out(RESULT_BITS), "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
+            "s_axis_tdata": In(p.stream_bits), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
+            "s_axis_tlast": In(1), "m_axis_tdata": Out(p.stream_bits), "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
             "m_axis_tlast": Out(1),
             "load": In(1), "clear_counters": In(1), "clear_checksum": In(1),
             "frames_in": Out(32), "frames_out": Out(32), "cycles": Out(64), "checksum": Out(32), "words": Out(32),
@@ -143,11 +166,11 @@ class Core(wiring.Component):
         blocks = [b.build() for b in p.blocks]
         first, last = self._wire_blocks(m, blocks, depths)
 
-        width0 = p.in_lanes * p.in_bits          # one input word per beat, in its low bits
-        m.submodules.framer = fr = InputFramer(width0, width0, p.in_beats)
-        m.submodules.loader = ld = WeightLoader(AXIS_IN_BITS, memory_sections(p))
+        sb = p.stream_bits
+        m.submodules.framer = fr = InputFramer(sb, p.in_lanes * p.in_bits, p.in_words)
+        m.submodules.loader = ld = WeightLoader(sb, memory_sections(p))
         m.submodules.out_framer = of = OutputFramer(p.blocks[-1].engine.raw_width, p.blocks[-1].engine.pe,
-                                                    p.out_words, depths[-1], RESULT_BITS)
+                                                    p.out_words, depths[-1], sb)
 
         # s_axis: to the weight loader while loading, else to the input framer
         loading = ld.loading
@@ -212,7 +235,7 @@ class Accelerator(wiring.Component):
     Ports (Xilinx names; clock ``clk``, synchronous active-high reset ``rst``):
 
     ============================== ===== ==================================================
-    ``s_axis_t{data,valid,last}``  In    pixels (HWC, ``in_lanes`` codes per beat) or, after
+    ``s_axis_t{data,valid,last}``  In    input codes (HWC, BeatLayout beats) or, after
                                          ``CTRL.LOAD_WEIGHTS``, one weight-image frame
     ``s_axis_tready``              Out
     ``m_axis_t{data,valid,last}``  Out   int32 last-layer accumulators, ``tlast`` per frame
