@@ -53,6 +53,7 @@ def test_rtl_is_golden_int_at_several_widths_under_backpressure(spec, bits, code
         assert np.array_equal(y3, want[:2])
 
 
+@pytest.mark.slow
 def test_fc_net_on_28x28_is_not_capped_by_the_input_stream(tmp_path):
     """TFC (784 8-bit pixels): one pixel per 32-bit beat capped it at 784 cycles/frame; at
     1,000,000 frames/s (100 cycles at 100 MHz) the planner picks a 128-bit stream and the
@@ -63,9 +64,13 @@ def test_fc_net_on_28x28_is_not_capped_by_the_input_stream(tmp_path):
     m = compile_network(net, tmp_path / "out", target_fps=1e6, progress=lambda s: None)
     assert m["streams"]["input"]["tdata_bits"] == 128 and m["cycles_per_frame"] < 784 / 4
     x = _inputs(net, 8)
-    y, st = simulate(tmp_path / "out", x)
+    y, st = simulate(tmp_path / "out", x, gap_pct=10, stall_pct=10)
     assert np.array_equal(y, Golden(net).run_int(x))
-    assert abs(st["cycles_per_frame"] - m["cycles_per_frame"]) <= 0.05 * m["cycles_per_frame"], st
+    y2, st2 = simulate(tmp_path / "out", x)
+    assert np.array_equal(y2, y)
+    print(f"TFC-W1A1 at 1e6 frames/s: {m['streams']['input']['tdata_bits']}-bit stream, planned "
+          f"{m['cycles_per_frame']} cycles/frame, simulated {st2['cycles_per_frame']:.1f}")
+    assert abs(st2["cycles_per_frame"] - m["cycles_per_frame"]) <= 0.05 * m["cycles_per_frame"], st2
 
 
 @pytest.mark.parametrize("bits", ["36", "16", "520"])
