@@ -24,7 +24,7 @@ import numpy as np
 from bitplane.core import regmap
 from bitplane.core.errors import InputError, short_repr
 from bitplane.core.fileio import read_bytes, read_json, regular_file
-from bitplane.core.packing import AXIS_BYTES, AXIS_IN_BITS, RESULT_BITS, input_lanes
+from bitplane.core.packing import RESULT_BITS, check_stream_bits, input_layout, word_layout
 
 MANIFEST_FORMAT = "bitplane-accelerator"
 MANIFEST_VERSION = 2
@@ -40,9 +40,10 @@ class ManifestError(InputError):
 class StreamFormat:
     shape: tuple
     bits: int                # input code bits (input) / 32 (output words)
-    lanes: int               # codes per beat (input) / 1 (output)
-    words_per_frame: int     # s_axis beats / m_axis words of one frame
+    lanes: int               # codes per first-block word (input) / 1 (output)
+    words_per_frame: int     # first-block words / 32-bit result words of one frame
     words_per_value: int = 1
+    layout: object = None    # its beats: bitplane.core.packing.BeatLayout
 
 
 @dataclass(frozen=True)
@@ -154,20 +155,25 @@ def validate(m, where: str = "manifest.json") -> Manifest:
     streams = c.get(m, "streams", "streams")
     si = c.get(streams, "input", "streams.input")
     so = c.get(streams, "output", "streams.output")
-    c.eq(si, "tdata_bits", "streams.input.tdata_bits", AXIS_IN_BITS)
-    c.eq(si, "bytes_per_beat", "streams.input.bytes_per_beat", AXIS_BYTES)
+    tdata = c.int(si, "tdata_bits", "streams.input.tdata_bits")
+    try:
+        check_stream_bits(tdata)
+    except ValueError as e:
+        c.fail("streams.input.tdata_bits", str(e))
+    c.eq(si, "bytes_per_beat", "streams.input.bytes_per_beat", tdata // 8)
     c.eq(si, "order", "streams.input.order", "HWC")
     ishape = c.shape(si, "shape", "streams.input.shape", 3)
     bits = c.int(si, "bits", "streams.input.bits", 1, 16)
-    lanes = c.int(si, "lanes", "streams.input.lanes", 1, AXIS_IN_BITS)
-    if lanes != input_lanes(ishape[0], bits):
-        c.fail("streams.input.lanes", f"{lanes} does not match {input_lanes(ishape[0], bits)} codes per beat of "
-                                      f"{ishape[0]} channels of {bits} bits")
-    beats = c.int(si, "beats_per_frame", "streams.input.beats_per_frame", 1, MAX_FRAME_WORDS)
-    if beats != ishape[0] // lanes * ishape[1] * ishape[2]:
-        c.fail("streams.input.beats_per_frame", f"{beats} does not match shape {list(ishape)} at {lanes} lanes")
-    c.eq(so, "tdata_bits", "streams.output.tdata_bits", RESULT_BITS)
-    c.eq(so, "bytes_per_beat", "streams.output.bytes_per_beat", AXIS_BYTES)
+    codes = int(np.prod(ishape))
+    lanes = c.int(si, "lanes", "streams.input.lanes", 1, tdata // bits)
+    if codes % lanes:
+        c.fail("streams.input.lanes", f"{lanes} codes per word do not divide the {codes} input codes of shape "
+                                      f"{list(ishape)}")
+    ilay = input_layout(ishape, bits, lanes, tdata)
+    c.eq(si, "codes_per_beat", "streams.input.codes_per_beat", ilay.per_beat)
+    c.eq(si, "beats_per_frame", "streams.input.beats_per_frame", ilay.beats)
+    c.eq(so, "tdata_bits", "streams.output.tdata_bits", tdata)
+    c.eq(so, "bytes_per_beat", "streams.output.bytes_per_beat", tdata // 8)
     c.eq(so, "signed", "streams.output.signed", True)
     oshape = c.shape(so, "shape", "streams.output.shape")
     wpv = c.int(so, "words_per_value", "streams.output.words_per_value", 1, 2)
@@ -175,6 +181,9 @@ def validate(m, where: str = "manifest.json") -> Manifest:
     if owords != int(np.prod(oshape)) * wpv:
         c.fail("streams.output.words_per_frame", f"{owords} does not match shape {list(oshape)} at {wpv} word(s) "
                                                  f"per value")
+    olay = word_layout(owords, tdata)
+    c.eq(so, "words_per_beat", "streams.output.words_per_beat", olay.per_beat)
+    c.eq(so, "beats_per_frame", "streams.output.beats_per_frame", olay.beats)
     order = c.get(so, "order", "streams.output.order")
     if order not in ("HWC", "features"):
         c.fail("streams.output.order", f"must be 'HWC' or 'features', got {_show(order)}")
@@ -206,7 +215,8 @@ def validate(m, where: str = "manifest.json") -> Manifest:
     if not isinstance(layers, list) or not all(isinstance(r, dict) for r in layers):
         c.fail("layers", "must be a list of mappings")
     return Manifest(Path("."), name, top, build_id, emb, clock, cpf,
-                    StreamFormat(ishape, bits, lanes, beats), StreamFormat(oshape, RESULT_BITS, 1, owords, wpv),
+                    StreamFormat(ishape, bits, lanes, codes // lanes, 1, ilay),
+                    StreamFormat(oshape, RESULT_BITS, 1, owords, wpv, olay),
                     words, crc, consts["scale"], consts["bias"], rm, dict(files), m)
 
 

@@ -15,18 +15,26 @@ Conventions
   stored in two's complement within their lane.
 * A code's bit ``p`` is its bit-plane ``p`` (docs/design.md section 5).
 
-Accelerator top level (``hw/top.py``)
--------------------------------------
-* ``s_axis``: ``AXIS_IN_BITS``-bit beats; a frame ``[C, H, W]`` of input codes in stream
-  order, ``in_lanes`` codes per beat (:func:`input_lanes`), ``tlast`` on its last beat
-  (:func:`pack_frames`). Weight images use the same stream, one 32-bit word per beat.
-* ``m_axis``: ``RESULT_BITS``-bit beats, one signed last-layer accumulator each (or two,
-  low word first, for accumulators wider than 32 bits: ``words_per_value``), in the
-  golden model's output order (stream order for a conv output), ``tlast`` per frame
-  (:func:`unpack_results`).
-* Host-side byte order: every beat is ``AXIS_BYTES`` little-endian bytes (the DMA word).
+Accelerator top level (``hw/top.py``): beats
+--------------------------------------------
+Both AXI4-Stream ports are ``tdata_bits`` wide (a compile parameter, :func:`check_stream_bits`:
+32..512 bits in multiples of 8; the manifest records it). Every stream is a frame of
+*elements* packed by :class:`BeatLayout`: as many elements as fit in a beat, element ``k`` of
+the frame in beat ``k // per_beat`` at bits ``[(k % per_beat) * elem_bits, ...)``, unused high
+bits and the rest of the frame's last beat zero, ``tlast`` on the last beat.
+
+* ``s_axis``: the input codes ``[C, H, W]`` in stream order (:func:`input_layout`): the first
+  block takes words of ``lanes`` codes (:func:`input_lanes`), a beat carries
+  :func:`words_per_beat` such words (:func:`pack_frames`).
+* ``m_axis``: 32-bit result words (:func:`word_layout`), one signed last-layer accumulator
+  each (or two, low word first, for accumulators wider than 32 bits: ``words_per_value``), in
+  the golden model's output order (stream order for a conv output) (:func:`unpack_results`).
+* Weight images travel on ``s_axis`` as 32-bit words, :func:`word_layout` too.
+* Host side: a beat is ``tdata_bits / 8`` little-endian bytes (the DMA word).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -37,61 +45,144 @@ __all__ = [
     "unpack_words",
     "words_to_bytes",
     "bytes_to_words",
-    "AXIS_IN_BITS", "RESULT_BITS", "AXIS_BYTES",
-    "input_lanes", "pack_frames", "unpack_results",
+    "AXIS_IN_BITS", "RESULT_BITS", "STREAM_BITS_MIN", "STREAM_BITS_MAX", "check_stream_bits", "BeatLayout",
+    "input_layout", "word_layout", "beat_ints", "input_lanes", "words_per_beat", "pack_frames", "unpack_results",
 ]
 
-AXIS_IN_BITS = 32        # s_axis tdata width
-RESULT_BITS = 32         # m_axis tdata width: one int32 accumulator per beat
-AXIS_BYTES = 4           # bytes per beat on the host side, both directions
+AXIS_IN_BITS = 32        # the default tdata width of both streams
+RESULT_BITS = 32         # result words: one int32 accumulator (or half of an int64) each
+STREAM_BITS_MIN, STREAM_BITS_MAX = 32, 512
 
 
-def input_lanes(channels: int, bits: int) -> int:
-    """Input codes per ``s_axis`` beat: the largest divisor of ``channels`` that fits."""
+def check_stream_bits(bits) -> int:
+    """A legal AXI4-Stream ``tdata`` width, or ValueError (one line)."""
+    if isinstance(bits, bool) or not isinstance(bits, int) or not (
+            STREAM_BITS_MIN <= bits <= STREAM_BITS_MAX and bits % 8 == 0):
+        raise ValueError(f"stream width must be {STREAM_BITS_MIN}..{STREAM_BITS_MAX} bits in multiples of 8, "
+                         f"got {bits!r}")
+    return bits
+
+
+def words_per_beat(beat_bits: int, word_bits: int) -> int:
+    """Words of ``word_bits`` packed into one beat of ``beat_bits``: as many as fit."""
+    if not 0 < word_bits <= beat_bits:
+        raise ValueError(f"a {word_bits}-bit word does not fit a {beat_bits}-bit beat")
+    return beat_bits // word_bits
+
+
+def input_lanes(group: int, bits: int, tdata_bits: int = AXIS_IN_BITS) -> int:
+    """Input codes per first-block word: the largest divisor of ``group`` (the first block's
+    channels, or all its inputs for a dense block) whose codes fit ``tdata_bits``."""
     best = 1
-    for d in range(1, channels + 1):
-        if channels % d == 0 and d * bits <= AXIS_IN_BITS:
+    for d in range(1, min(group, tdata_bits // bits) + 1):
+        if group % d == 0:
             best = d
     return best
 
 
-def pack_frames(x: np.ndarray, bits: int, lanes: int) -> np.ndarray:
-    """``[N, C, H, W]`` codes -> ``[N, beats]`` uint32 ``s_axis`` beats (vectorized)."""
+@dataclass(frozen=True)
+class BeatLayout:
+    """A frame of ``elems`` elements of ``elem_bits`` on a ``tdata_bits`` stream, ``per_beat``
+    elements a beat (module docstring); the one definition host, simulators and tests pack by."""
+    tdata_bits: int
+    elem_bits: int
+    per_beat: int
+    elems: int
+
+    @property
+    def beats(self) -> int:
+        """Beats per frame."""
+        return -(-self.elems // self.per_beat)
+
+    @property
+    def bytes_per_beat(self) -> int:
+        return self.tdata_bits // 8
+
+    @property
+    def frame_bytes(self) -> int:
+        return self.beats * self.bytes_per_beat
+
+    def pack(self, values) -> np.ndarray:
+        """``[N, elems]`` (or flat) unsigned elements -> uint8 ``[N, beats, bytes_per_beat]``."""
+        v = np.asarray(values).astype(np.uint64).reshape(-1, self.elems)
+        n, eb, per = len(v), self.elem_bits, self.per_beat
+        v = np.concatenate([v, np.zeros((n, self.beats * per - self.elems), np.uint64)], axis=1)
+        v = v.reshape(n, self.beats, per)
+        if eb % 8 == 0:
+            b = v.astype("<u8").view(np.uint8).reshape(n, self.beats, per, 8)[..., :eb // 8]
+            b = b.reshape(n, self.beats, per * eb // 8)
+        else:
+            bits = ((v[..., None] >> np.arange(eb, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8)
+            b = np.packbits(bits.reshape(n, self.beats, per * eb), axis=-1, bitorder="little")
+        out = np.zeros((n, self.beats, self.bytes_per_beat), np.uint8)
+        out[..., :b.shape[-1]] = b
+        return out
+
+    def unpack(self, data) -> np.ndarray:
+        """Whole frames of beats (bytes, or uint8 ``[..., bytes_per_beat]``) -> uint64 ``[N, elems]``."""
+        raw = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else np.asarray(data)
+        raw = raw.astype(np.uint8, copy=False).reshape(-1)
+        if raw.size % self.frame_bytes:
+            raise ValueError(f"{raw.size} bytes are not whole frames of {self.beats} beats of "
+                             f"{self.bytes_per_beat} bytes")
+        n, eb, per = raw.size // self.frame_bytes, self.elem_bits, self.per_beat
+        b = raw.reshape(n, self.beats, self.bytes_per_beat)
+        if eb % 8 == 0:
+            e = b[..., :per * eb // 8].reshape(n, self.beats, per, eb // 8)
+            e = np.concatenate([e, np.zeros((*e.shape[:3], 8 - eb // 8), np.uint8)], axis=-1)
+            v = np.ascontiguousarray(e).view("<u8").reshape(n, self.beats * per)
+        else:
+            bits = np.unpackbits(b, axis=-1, bitorder="little")[..., :per * eb].reshape(n, self.beats, per, eb)
+            v = (bits.astype(np.uint64) << np.arange(eb, dtype=np.uint64)).sum(axis=-1).reshape(n, -1)
+        return v[:, :self.elems].astype(np.uint64)
+
+
+def input_layout(shape, bits: int, lanes: int, tdata_bits: int = AXIS_IN_BITS) -> BeatLayout:
+    """The ``s_axis`` layout of a ``[C, H, W]`` frame of ``bits``-bit codes, ``lanes`` a word."""
+    return BeatLayout(tdata_bits, bits, lanes * words_per_beat(tdata_bits, lanes * bits), int(np.prod(shape)))
+
+
+def word_layout(words: int, tdata_bits: int = AXIS_IN_BITS) -> BeatLayout:
+    """The layout of a frame of ``words`` 32-bit words (results, weight images)."""
+    return BeatLayout(tdata_bits, RESULT_BITS, words_per_beat(tdata_bits, RESULT_BITS), words)
+
+
+def pack_frames(x: np.ndarray, bits: int, lanes: int, tdata_bits: int = AXIS_IN_BITS) -> np.ndarray:
+    """``[N, C, H, W]`` codes -> uint8 ``[N, beats, tdata_bits / 8]`` ``s_axis`` beats (vectorized)."""
     x = np.asarray(x)
     if x.ndim != 4:
         raise ValueError(f"expected [N, C, H, W] codes, got shape {x.shape}")
     if x.size and (x.min() < 0 or x.max() >= (1 << bits)):
         raise ValueError(f"input codes must lie in [0, {(1 << bits) - 1}] for {bits}-bit inputs")
-    flat = stream_order(x).astype(np.uint64)
-    n, total = flat.shape
-    if total % lanes:
-        raise ValueError(f"{total} codes per frame do not fill beats of {lanes} lanes")
-    lanes_v = flat.reshape(n, total // lanes, lanes)
-    shifts = (np.arange(lanes, dtype=np.uint64) * np.uint64(bits))
-    return (lanes_v << shifts).sum(axis=2).astype(np.uint32)
+    lay = input_layout(x.shape[1:], bits, lanes, tdata_bits)
+    if lay.elems % lanes:
+        raise ValueError(f"{lay.elems} codes per frame do not fill words of {lanes} lanes")
+    return lay.pack(stream_order(x))
 
 
-def unpack_results(beats, out_shape: tuple, words_per_value: int = 1) -> np.ndarray:
-    """``m_axis`` beats of whole frames -> int64 ``[N, *out_shape]`` accumulators.
+def unpack_results(data, out_shape: tuple, words_per_value: int = 1, tdata_bits: int = AXIS_IN_BITS) -> np.ndarray:
+    """``m_axis`` beats of whole frames (bytes or uint8) -> int64 ``[N, *out_shape]`` accumulators.
 
-    ``words_per_value`` 2: each accumulator is two beats, low word first (64-bit results)."""
-    raw = np.asarray(beats, dtype=np.uint64).astype(np.uint32)
-    if words_per_value == 1:
-        b = raw.view(np.int32).astype(np.int64)
-    elif words_per_value == 2:
-        if raw.size % 2:
-            raise ValueError("64-bit results need an even number of beats")
-        b = raw.reshape(-1, 2).astype(np.uint64)
-        b = (b[:, 0] | (b[:, 1] << np.uint64(32))).view(np.int64)
-    else:
+    ``words_per_value`` 2: each accumulator is two words, low word first (64-bit results)."""
+    if words_per_value not in (1, 2):
         raise ValueError(f"words_per_value must be 1 or 2, got {words_per_value}")
     per = int(np.prod(out_shape))
-    if b.size % per:
-        raise ValueError(f"{b.size} result beats are not whole frames of {per}")
+    raw = word_layout(per * words_per_value, tdata_bits).unpack(data).astype(np.uint32)
+    if words_per_value == 1:
+        b = raw.view(np.int32).astype(np.int64)
+    else:
+        b = raw.reshape(-1, 2).astype(np.uint64)
+        b = (b[:, 0] | (b[:, 1] << np.uint64(32))).view(np.int64)
     b = b.reshape(-1, per)
     if len(out_shape) == 3:
         return from_stream_order(b, tuple(out_shape))
     return b.reshape(-1, *out_shape)
+
+
+def beat_ints(beats) -> list[int]:
+    """uint8 ``[..., bytes_per_beat]`` beats -> one Python int per beat (testbenches)."""
+    b = np.asarray(beats, np.uint8)
+    return [int.from_bytes(r.tobytes(), "little") for r in b.reshape(-1, b.shape[-1])]
 
 
 def stream_order(x: np.ndarray) -> np.ndarray:

@@ -26,7 +26,6 @@ from bitplane.core import weightimage as wimg
 from bitplane.core.environment import package_versions
 from bitplane.core.errors import BitplaneError, NotSupportedError
 from bitplane.core.fileio import check_replaceable, manifest_names_format, replace_folder
-from bitplane.core.packing import AXIS_BYTES, AXIS_IN_BITS, RESULT_BITS, input_lanes
 from bitplane.gen import hwmap
 from bitplane.hw.dag import check_graph, linear_inputs
 from bitplane.hw.top import Accelerator, TopParams, fifo_depths, loadable_memories, memory_sections, top_cycles
@@ -56,10 +55,10 @@ def build_top(golden: Golden, plan_result: dict, embed_weights: bool = True, bui
     low = golden.lowered
     net = golden.net
     folds = {f.stage: f for f in plan_result["folds"]}
-    C, H, W = net.input_shape
-    lanes = input_lanes(C, net.input_bits)
+    sb = plan_result["stream_bits"]
+    lanes = hwmap.first_lanes(low, sb)
     try:
-        blocks, inputs, owners, names = hwmap.network_blocks(low, folds, init=embed_weights)
+        blocks, inputs, owners, names = hwmap.network_blocks(low, folds, init=embed_weights, stream_bits=sb)
     except NotSupportedError as e:
         raise NotSupportedError(f"{net.path}: {e}") from None
     try:
@@ -71,7 +70,7 @@ def build_top(golden: Golden, plan_result: dict, embed_weights: bool = True, bui
                                 f"or pool whose raw values are the output)")
     linear = tuple(inputs) == linear_inputs(len(blocks))
     return TopParams(top_name(net), tuple(net.input_shape), net.input_bits, lanes, tuple(blocks), build_id,
-                     () if linear else tuple(inputs)), owners, names
+                     inputs=() if linear else tuple(inputs), stream_bits=sb), owners, names
 
 
 def weight_image(golden: Golden, plan_result: dict) -> list[int]:
@@ -91,8 +90,11 @@ def _sha(path: Path) -> str:
 
 
 def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float = 100.0, lut_budget=None,
-                    fold_file=None, embed_weights: bool = True, progress=print) -> dict:
-    """Compile ``net`` into the folder ``out`` (replaced atomically). Returns the manifest."""
+                    fold_file=None, embed_weights: bool = True, progress=print, stream_bits: int | None = None) -> dict:
+    """Compile ``net`` into the folder ``out`` (replaced atomically). Returns the manifest.
+
+    ``stream_bits``: the AXI4-Stream ``tdata`` width (32..512, multiples of 8); ``None`` lets
+    the planner pick the narrowest that feeds the first block at the plan's rate."""
     from amaranth.back import verilog
     import math
     if isinstance(clock_mhz, bool) or not isinstance(clock_mhz, (int, float)) or not (
@@ -102,9 +104,10 @@ def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float =
     t0 = time.perf_counter()
     golden = Golden(net)
     low = golden.lowered
-    pr = plan(low, target_fps=target_fps, clock_mhz=clock_mhz, lut_budget=lut_budget, fold_file=fold_file)
+    pr = plan(low, target_fps=target_fps, clock_mhz=clock_mhz, lut_budget=lut_budget, fold_file=fold_file,
+              stream_bits=stream_bits)
     ident = json.dumps([net.spec_hash, [(f.stage, f.pe, f.simd) for f in pr["folds"]], embed_weights,
-                        MANIFEST_VERSION, regmap.REGMAP_VERSION, regmap.STREAM_VERSION])
+                        MANIFEST_VERSION, regmap.REGMAP_VERSION, regmap.STREAM_VERSION, pr["stream_bits"]])
     build_id = int(hashlib.sha256(ident.encode()).hexdigest()[:8], 16)
     tp, stages, names = build_top(golden, pr, embed_weights, build_id)
     if target_fps is not None and top_cycles(tp) > clock_mhz * 1e6 / target_fps:
@@ -140,7 +143,7 @@ def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float =
     # scale/bias composed with the last layer's batchnorms (a graph's output form, gen/graph.py)
     affine = low.out_form.affine() if getattr(low, "out_form", None) is not None else last.affine()
     out_c = int(last.out_shape[0])
-    bottleneck = max(([("input", tp.in_beats), ("output", tp.out_words)]
+    bottleneck = max(([("input", tp.in_words), ("output", tp.out_words)]
                       + [(r["name"], r["cycles_per_frame"]) for r in layers]), key=lambda t: t[1])
     out_shape = list(last.out_shape) if len(last.out_shape) == 3 else [int(np.prod(last.out_shape))]
     manifest = {
@@ -153,12 +156,13 @@ def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float =
                  "fold_file": str(fold_file) if fold_file else None, "estimated_luts": pr["luts"]},
         "regmap": regmap.regmap_dict(),
         "streams": {
-            "input": {"tdata_bits": AXIS_IN_BITS, "bytes_per_beat": AXIS_BYTES, "shape": list(net.input_shape),
-                      "bits": net.input_bits, "lanes": tp.in_lanes, "beats_per_frame": tp.in_beats,
-                      "order": "HWC"},
-            "output": {"tdata_bits": RESULT_BITS, "bytes_per_beat": AXIS_BYTES, "shape": out_shape,
-                       "words_per_frame": tp.out_words, "words_per_value": tp.words_per_value, "signed": True,
-                       "order": "HWC" if len(out_shape) == 3 else "features"},
+            "input": {"tdata_bits": tp.stream_bits, "bytes_per_beat": tp.in_layout.bytes_per_beat,
+                      "shape": list(net.input_shape), "bits": net.input_bits, "lanes": tp.in_lanes,
+                      "codes_per_beat": tp.in_layout.per_beat, "beats_per_frame": tp.in_beats, "order": "HWC"},
+            "output": {"tdata_bits": tp.stream_bits, "bytes_per_beat": tp.out_layout.bytes_per_beat,
+                       "shape": out_shape, "words_per_frame": tp.out_words, "words_per_beat": tp.out_layout.per_beat,
+                       "beats_per_frame": tp.out_layout.beats, "words_per_value": tp.words_per_value,
+                       "signed": True, "order": "HWC" if len(out_shape) == 3 else "features"},
         },
         "layers": layers,
         "cycles_per_frame": cyc, "bottleneck": bottleneck[0],

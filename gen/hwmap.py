@@ -19,7 +19,7 @@ import numpy as np
 
 from bitplane.core.errors import NotSupportedError
 from bitplane.core.intmath import signed_bits
-from bitplane.core.packing import input_lanes
+from bitplane.core.packing import AXIS_IN_BITS, input_lanes
 from bitplane.hw.dag import INPUT
 from bitplane.hw.graph_blocks import (AddParams, ConcatParams, GlobalPoolParams, LanesParams, RecodeParams,
                                       SliceParams, ThresholdBlockParams, WindowPoolParams)
@@ -159,6 +159,15 @@ def code_pool_params(stage: CodePoolStage, in_lanes: int):
                           tuple(bool(v) for v in np.broadcast_to(p.maximize, (C,))), to_level, to_code, p.pad_mode)
 
 
+def first_lanes(low, stream_bits: int) -> int:
+    """Input codes per word of the first block for a ``stream_bits`` input stream: a dense
+    first block takes any divisor of all its inputs (a flat vector), the others a divisor of
+    the channels (the sliding window and pools split pixels into channel chunks)."""
+    st, shape = low.stages[0], tuple(int(v) for v in low.net.input_shape)
+    group = int(np.prod(shape)) if isinstance(st, MatmulStage) and st.kind == "dense" else shape[0]
+    return input_lanes(group, low.net.input_bits, stream_bits)
+
+
 def _check_window(name, C, H, W, k, pads, mode) -> None:
     """Refuse mirror padding the sliding window cannot read from its line buffer."""
     if mode != "constant" and not mirror_fits(k, tuple(pads), H, W, mode):
@@ -253,7 +262,7 @@ def _stream(idx, lanes, bits, signed, C, px):
     return {"idx": idx, "lanes": lanes, "bits": bits, "signed": signed, "C": C, "px": px}
 
 
-def network_blocks(low, folds: dict, init: bool = True):
+def network_blocks(low, folds: dict, init: bool = True, stream_bits: int = AXIS_IN_BITS):
     """The accelerator's blocks as a DAG: ``(blocks, inputs, owners, names)`` with ``inputs[k]``
     the sources of block ``k``'s input ports (``hw.dag.INPUT`` for the network input),
     ``owners[k]`` the lowered stage it belongs to and ``names[k]`` its manifest name. A
@@ -285,7 +294,7 @@ def network_blocks(low, folds: dict, init: bool = True):
     if low.stages[-1].name != out_name:
         raise NotSupportedError(f"layer '{out_name}': the network output must come from the last stage")
     B = _Builder()
-    streams = {"input": _stream(INPUT, input_lanes(C0, net.input_bits), net.input_bits, False, C0, H0 * W0)}
+    streams = {"input": _stream(INPUT, first_lanes(low, stream_bits), net.input_bits, False, C0, H0 * W0)}
 
     def px(shape):
         return int(np.prod(shape[1:])) if len(shape) == 3 else 1

@@ -32,9 +32,10 @@ from dataclasses import dataclass, replace
 
 from bitplane.core.errors import BitplaneError, NotSupportedError
 from bitplane.core import weightimage as wimg
+from bitplane.core.packing import AXIS_IN_BITS, STREAM_BITS_MAX, check_stream_bits
 from bitplane.core.yamlio import load_yaml
 from bitplane.hw.bitserial import mvtu_cycles
-from .hwmap import group_stages, layer_params, network_blocks
+from .hwmap import first_lanes, group_stages, layer_params, network_blocks
 from .graph import LoweredGraph
 from .lower import Lowered, MatmulStage
 
@@ -186,13 +187,14 @@ def load_fold_file(path) -> dict:
     return doc
 
 
-def block_cycles(low: Lowered, folds: dict) -> dict:
+def block_cycles(low: Lowered, folds: dict, stream_bits: int = AXIS_IN_BITS) -> dict:
     """Cycles/frame of every stage's hardware for ``folds`` (``{stage: Fold}``): the slowest of
     its blocks (gen.hwmap.network_blocks: the stage's own blocks and the adapters in front of
     them), each by its own formula (``hw.layers.BlockParams.cycles``) on the parameters the
-    compiler builds. The accelerator's frame period is the largest (a DAG runs at the rate
-    of its slowest block when the bypass FIFOs hold their derived depths, hw/dag.py)."""
-    blocks, _, owners, _ = network_blocks(low, folds, init=False)
+    compiler builds, the first block fed by what a ``stream_bits`` input stream carries
+    (:func:`gen.hwmap.first_lanes`). The accelerator's frame period is the largest (a DAG runs
+    at the rate of its slowest block when the bypass FIFOs hold their derived depths, hw/dag.py)."""
+    blocks, _, owners, _ = network_blocks(low, folds, init=False, stream_bits=stream_bits)
     out = {}
     for b, st in zip(blocks, owners):
         out[st.name] = max(out.get(st.name, 0), b.cycles())
@@ -219,13 +221,13 @@ def _producers(low: Lowered, name: str) -> list:
     return out
 
 
-def _feed(low: Lowered, folds: dict, budget: float, fixed: set, options):
+def _feed(low: Lowered, folds: dict, budget: float, fixed: set, options, stream_bits: int):
     """Widen producers' PE until every block meets ``budget`` cycles/frame (target mode);
     ``options(stage)`` lists a stage's legal folds, cheapest first."""
     order = list(low.stages)
     for _ in range(64 * len(order)):
-        cyc = block_cycles(low, folds)
-        late = [i for i, s in enumerate(order) if cyc.get(s.name, 0) > budget]   # unmapped graph stages: no block
+        cyc = block_cycles(low, folds, stream_bits)
+        late = [i for i, s in enumerate(order) if cyc.get(s.name, 0) > budget]
         if not late:
             return
         i = late[0]
@@ -243,20 +245,21 @@ def _feed(low: Lowered, folds: dict, budget: float, fixed: set, options):
             for f in (f for f in options(cand) if f.pe > cur.pe and f.cycles <= budget):
                 why = f"PE raised to feed {st.name}" if cand is not st else "PE raised for its pool"
                 trial = dict(folds, **{cand.name: replace(f, source=f"planner ({why})")})
-                if block_cycles(low, trial)[st.name] < cyc[st.name]:
+                if block_cycles(low, trial, stream_bits)[st.name] < cyc[st.name]:
                     folds.update(trial)
                     break
             else:
                 continue
             break
         else:
-            if _widen_together(low, folds, st, producers, fixed, budget, options, cyc):
+            if _widen_together(low, folds, st, producers, fixed, budget, options, cyc, stream_bits):
                 continue
             if st.name in fixed and folds[st.name].cycles > budget:
                 raise PlanError(f"layer '{st.name}': its fold from the fold file (PE={folds[st.name].pe}, "
                                 f"SIMD={folds[st.name].simd}) needs {folds[st.name].cycles:,} cycles/frame, more "
                                 f"than the target allows ({budget:.0f}); widen it or lower the target")
-            why = (f"its input arrives at {low.net.input_shape[0]} channels over the input stream" if producer is None
+            why = (f"its input arrives {first_lanes(low, stream_bits)} codes per word over the {stream_bits}-bit "
+                   f"input stream" if producer is None
                    else f"widening {' or '.join(repr(t) for t in tried) or 'its producer (fixed by the fold file)'} "
                         f"does not help further")
             raise PlanError(f"layer '{st.name}' cannot reach the target: its block needs {cyc[st.name]:,} "
@@ -264,7 +267,7 @@ def _feed(low: Lowered, folds: dict, budget: float, fixed: set, options):
     raise PlanError("planner did not converge (internal error, please report)")  # pragma: no cover
 
 
-def _widen_together(low, folds, st, producers, fixed, budget, options, cyc) -> bool:
+def _widen_together(low, folds, st, producers, fixed, budget, options, cyc, stream_bits) -> bool:
     """A join's inputs run at the greatest common divisor of their lanes, so widening one
     producer alone may not help: give every free producer the cheapest fold whose PE is a
     multiple of a common lane count ``t`` (smallest ``t`` first) and keep the first that
@@ -281,15 +284,28 @@ def _widen_together(low, folds, st, producers, fixed, budget, options, cyc) -> b
                 break
             trial[p.name] = replace(ok[0], source=f"planner (PE raised with its join's other inputs to feed {st.name})")
         else:
-            if block_cycles(low, trial)[st.name] < cyc[st.name]:
+            if block_cycles(low, trial, stream_bits)[st.name] < cyc[st.name]:
                 folds.update(trial)
                 return True
     return False
 
 
+STREAM_WIDTHS = (32, 64, 128, 256, 512)       # the widths the planner chooses from by itself
+
+
 def plan(low: Lowered, target_fps: float | None = None, clock_mhz: float = 100.0,
-         lut_budget: int | None = None, fold_file=None) -> dict:
-    """Choose a fold per matmul stage; return ``{"folds": [...], "bottleneck": ..., ...}``."""
+         lut_budget: int | None = None, fold_file=None, stream_bits: int | None = None) -> dict:
+    """Choose a fold per matmul stage; return ``{"folds": [...], "bottleneck": ..., ...}``.
+
+    ``stream_bits``: the AXI4-Stream width (32..512, multiples of 8); ``None`` plans with the
+    widest and then picks the narrowest of :data:`STREAM_WIDTHS` that feeds the first block as
+    fast as the plan's slowest block runs (``"stream_bits"`` in the result)."""
+    if stream_bits is not None:
+        try:
+            check_stream_bits(stream_bits)
+        except ValueError as e:
+            raise PlanError(str(e)) from None
+    sb = STREAM_BITS_MAX if stream_bits is None else stream_bits
     stages = [s for s in low.stages if s.folds]
     overrides = {}
     if fold_file is not None:
@@ -358,14 +374,18 @@ def plan(low: Lowered, target_fps: float | None = None, clock_mhz: float = 100.0
     except NotSupportedError as e:
         raise NotSupportedError(f"{low.net.path}: {e}") from None
     if target_fps is not None:
-        _feed(low, folds, budget_cycles, set(overrides), options)
-    cyc = block_cycles(low, folds)
+        _feed(low, folds, budget_cycles, set(overrides), options, sb)
+    cyc = block_cycles(low, folds, sb)
+    if stream_bits is None:
+        worst = max(cyc.values())
+        sb = next(w for w in STREAM_WIDTHS if max(block_cycles(low, folds, w).values()) <= worst)
+        cyc = block_cycles(low, folds, sb)
     for f in folds.values():
         f.block_cycles = cyc[f.stage]
     ordered = [folds[s.name] for s in stages]
     bottleneck, worst = max(cyc.items(), key=lambda kv: kv[1])
     return {
-        "clock_mhz": clock_mhz, "target_fps": target_fps, "lut_budget": lut_budget,
+        "clock_mhz": clock_mhz, "target_fps": target_fps, "lut_budget": lut_budget, "stream_bits": sb,
         "folds": ordered, "bottleneck": bottleneck, "cycles_per_frame": worst,
         "pools": {k: v for k, v in cyc.items() if k not in folds},
         "fps": clock_mhz * 1e6 / worst,

@@ -40,7 +40,7 @@ from bitplane.core.fileio import load_npz
 
 from bitplane.core.manifest import (check_frames, error_flags, identity_problem, load_manifest, read_manifest,
                                     read_weight_image, weights_problem)
-from bitplane.core.packing import AXIS_BYTES, pack_frames, unpack_results
+from bitplane.core.packing import pack_frames, unpack_results, word_layout
 from bitplane.core.progress import progress_bar
 from .transport import RegisterWindow, Transport, TransportError, XdmaTransport, ZynqTransport
 
@@ -85,8 +85,9 @@ def open_transport(folder, device: str, progress=None, **sim_options) -> Transpo
     if not dma:
         raise InputError(f"zynq device '{device}': give both UIO devices, e.g. zynq:/dev/uio0,/dev/uio1")
     sin, sout = m["streams"]["input"], m["streams"]["output"]
-    need = max(4 * int(m["weights"]["words"]), AXIS_BYTES * int(sin["beats_per_frame"]),
-               AXIS_BYTES * int(sout["words_per_frame"]))
+    need = max(word_layout(int(m["weights"]["words"]), int(sin["tdata_bits"])).frame_bytes,
+               int(sin["bytes_per_beat"]) * int(sin["beats_per_frame"]),
+               int(sout["bytes_per_beat"]) * int(sout["beats_per_frame"]))
     return ZynqTransport(regs, dma, span=int(m["regmap"]["span"]), buffer_bytes=max(1 << 22, need))
 
 
@@ -101,8 +102,9 @@ class Accelerator:
         self.regs = RegisterWindow(transport, mf.regmap)
         self.in_shape = mf.input.shape
         self.in_bits, self.in_lanes = mf.input.bits, mf.input.lanes
-        self.frame_bytes = mf.input.words_per_frame * AXIS_BYTES
-        self.result_bytes = mf.output.words_per_frame * AXIS_BYTES
+        self.tdata_bits = mf.input.layout.tdata_bits
+        self.frame_bytes = mf.input.layout.frame_bytes
+        self.result_bytes = mf.output.layout.frame_bytes
         self.out_shape = mf.output.shape
         self.words_per_value = mf.output.words_per_value
         self.clock_mhz = mf.clock_mhz
@@ -186,6 +188,7 @@ class Accelerator:
         """Stream the weight image and verify the device's checksum and word count."""
         data = read_weight_image(self.folder, self.m, path)
         words = len(data) // 4
+        data = word_layout(words, self.tdata_bits).pack(np.frombuffer(data, "<u4")).tobytes()
         self.weights_loaded = False
         self.recover()
         t0 = time.perf_counter()
@@ -228,7 +231,7 @@ class Accelerator:
             raise InputError("the input batch is empty")
         if top_k is not None and not 1 <= top_k <= int(np.prod(self.out_shape)):
             raise InputError(f"top-k must lie in 1..{int(np.prod(self.out_shape))}")
-        beats = pack_frames(x, self.in_bits, self.in_lanes).astype("<u4")
+        beats = pack_frames(x, self.in_bits, self.in_lanes, self.tdata_bits)
         frames = [beats[k].tobytes() for k in range(n)]
         results: list[bytes] = [b""] * n
         arrived = [0.0] * n
@@ -301,8 +304,7 @@ class Accelerator:
                 raise e
             raise DeviceError(f"inference failed: {format_error(e, with_type=True)}") from e
         cycles = self._check_batch(n)
-        out = np.frombuffer(b"".join(results), dtype="<u4")
-        acc = unpack_results(out, self.out_shape, self.words_per_value)
+        acc = unpack_results(b"".join(results), self.out_shape, self.words_per_value, self.tdata_bits)
         r = InferenceResult(acc=acc, frames=n, seconds=t1 - t0, fps=n / (t1 - t0) if t1 > t0 else 0.0,
                             latency_s=(arrived[0] - t0) if n else None, device_cycles=cycles,
                             device_fps=n * self.clock_mhz * 1e6 / cycles if cycles and n else None)

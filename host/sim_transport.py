@@ -22,10 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from bitplane.core.manifest import load_manifest
-from bitplane.core.packing import AXIS_BYTES
 from bitplane.host.transport import Transport, TransportError
 
-from bitplane.sim.native import build
+from bitplane.sim.native import build, from_limbs, limbs, to_limbs
 
 CHUNK_CYCLES = 50_000        # cycles simulated per request while waiting for results
 
@@ -40,11 +39,14 @@ class SimTransport(Transport):
         folder = Path(folder)
         m = load_manifest(folder)
         self.name = f"sim:{folder}"
+        self._in_bytes = int(m["streams"]["input"]["bytes_per_beat"])      # beats as the manifest packs them
+        self._out_bytes = int(m["streams"]["output"]["bytes_per_beat"])
+        self._out_limbs = limbs(8 * self._out_bytes)
         sim = build((folder / "accelerator.v").read_text(), m["top"], trace=bool(waves), progress=progress)
         args = [str(sim.exe), "--serve", "--seed", str(seed), "--gap-pct", str(gap_pct),
                 "--stall-pct", str(stall_pct)] + (["--fst", str(waves)] if waves else [])
         self._lock = threading.Lock()             # one command at a time to the harness
-        self._pending: list[bytes] = []            # sent transfers not yet handed to the harness
+        self._pending: list[tuple[int, bytes]] = []  # sent transfers (beats, limbs) not yet handed over
         self._pending_lock = threading.Lock()
         self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.sim_seconds = 0.0           # wall time spent simulating
@@ -54,8 +56,8 @@ class SimTransport(Transport):
         """Hand queued transfers to the harness (caller holds ``_lock``)."""
         with self._pending_lock:
             pending, self._pending = self._pending, []
-        for beats in pending:
-            self._cmd(f"s {len(beats) // 8}", beats, flush=False)
+        for count, beats in pending:
+            self._cmd(f"s {count}", beats, flush=False)
 
     def _cmd(self, line: str, payload: bytes = b"", flush: bool = True) -> str:
         if flush:
@@ -94,21 +96,22 @@ class SimTransport(Transport):
             self._cmd(f"w {int(offset)} {int(value) & 0xFFFF_FFFF}")
 
     def send(self, data: bytes, timeout: float | None = None) -> None:
-        if len(data) % AXIS_BYTES:
-            raise TransportError(f"{self.name}: a transfer must be whole {AXIS_BYTES}-byte beats, got {len(data)} bytes")
+        if len(data) % self._in_bytes:
+            raise TransportError(f"{self.name}: a transfer must be whole {self._in_bytes}-byte beats, got "
+                                 f"{len(data)} bytes")
         if self._proc is None or self._proc.poll() is not None:
             raise TransportError(f"{self.name}: the simulator is not running")
-        beats = np.frombuffer(data, dtype=f"<u{AXIS_BYTES}").astype("<u8")
+        beats = to_limbs(np.frombuffer(data, np.uint8).reshape(-1, self._in_bytes))
         # queued without waiting for the simulation lock (a DMA engine takes the transfer and
         # feeds it as the device accepts it); handed over before the clock runs next
         with self._pending_lock:
-            self._pending.append(beats.tobytes())
+            self._pending.append((len(beats), beats.tobytes()))
 
     def drain(self) -> tuple[int, int]:
         """Drop the beats queued for the device and the result beats it emitted but nobody
         received (the simulated DMA engines' buffers); returns their counts (in, out)."""
         with self._pending_lock:
-            dropped, self._pending = sum(len(b) // 8 for b in self._pending), []
+            dropped, self._pending = sum(c for c, _ in self._pending), []
         with self._lock:
             a, b = self._cmd("d", flush=False).split()
         return dropped + int(a), int(b)
@@ -116,36 +119,37 @@ class SimTransport(Transport):
     def recv(self, nbytes: int, timeout: float | None = None, frames: int | None = None) -> bytes:
         """``nbytes`` of results ending on a ``tlast``; with ``frames``, exactly that many frames
         of equal length (``tlast`` on each one's last beat and nowhere else)."""
-        if nbytes % AXIS_BYTES:
-            raise TransportError(f"{self.name}: can only receive whole {AXIS_BYTES}-byte beats")
-        need = nbytes // AXIS_BYTES
+        ob, rec = self._out_bytes, 8 * (self._out_limbs + 1)      # a beat from the harness: limbs, tlast
+        if nbytes % ob:
+            raise TransportError(f"{self.name}: can only receive whole {ob}-byte beats")
+        need = nbytes // ob
         got = []
         t0 = time.perf_counter()
         while need:
             with self._lock:
                 ts = time.perf_counter()
                 k = int(self._cmd(f"g {need} {CHUNK_CYCLES}"))
-                raw = self._proc.stdout.read(8 * k) if k else b""
+                raw = self._proc.stdout.read(rec * k) if k else b""
                 self.sim_seconds += time.perf_counter() - ts
-            if len(raw) != 8 * k:
+            if len(raw) != rec * k:
                 raise TransportError(f"{self.name}: short read from the simulator")
             if k:
-                got.append(np.frombuffer(raw, dtype="<u8"))
+                got.append(np.frombuffer(raw, dtype="<u8").reshape(k, self._out_limbs + 1))
                 need -= k
             elif self.interrupted.is_set():
                 raise TransportError(f"{self.name}: receive interrupted")
             elif timeout is not None and time.perf_counter() - t0 > timeout:
                 have = sum(len(g) for g in got)
                 raise TransportError(f"{self.name}: receive of {nbytes} bytes timed out after {timeout:g} s "
-                                     f"({have * AXIS_BYTES} bytes arrived)")
-        words = np.concatenate(got) if got else np.zeros(0, dtype="<u8")
-        last = np.flatnonzero(words >> np.uint64(32))
+                                     f"({have * ob} bytes arrived)")
+        words = np.concatenate(got) if got else np.zeros((0, self._out_limbs + 1), dtype="<u8")
+        last = np.flatnonzero(words[:, -1])
         n = frames or max(1, len(last))
         if len(last) != n or len(words) % n or not np.array_equal(last, np.arange(1, n + 1) * (len(words) // n) - 1):
             raise TransportError(f"{self.name}: framing error: a receive of {n} result frame(s) in {len(words)} beats "
                                  f"saw tlast on beat(s) {last[:4].tolist()}: the device's frames do not have the "
                                  f"manifest's length (results out of step are never returned)")
-        return words.astype(f"<u{AXIS_BYTES}").tobytes()
+        return from_limbs(words[:, :-1], ob).tobytes()
 
     def run_cycles(self, n: int) -> None:
         """Let the simulated clock run ``n`` cycles (streams keep moving)."""

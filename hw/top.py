@@ -2,7 +2,7 @@
 
 Structure (docs/design.md section 6)::
 
-    s_axis -> framer -> Dag[FIFO -> block 0 -> FIFO -> block 1 -> ... -> block n-1] -> width conv -> FIFO -> m_axis
+    s_axis -> input framer -> Dag[FIFO -> block 0 -> FIFO -> ... -> block n-1] -> output framer (width conv, FIFO) -> m_axis
            \\-> weight loader (while CTRL.LOAD_WEIGHTS) -> the blocks' weight/threshold/constant memories
     s_axil <-> register file (core/regmap.py)
 
@@ -12,16 +12,21 @@ the top asks each for its widths, burst, cycles and memories and lets it build i
 
 Streams (formats defined once in :mod:`bitplane.core.packing`):
 
-* ``s_axis``: ``AXIS_IN_BITS``-bit beats, ``in_lanes`` input codes per beat in the low bits,
-  pixels in raster order with their channels (HWC), ``tlast`` on the last beat of a frame.
-  A frame with an early ``tlast`` is completed with zero beats, one with a late ``tlast`` is
-  cut at its length and the extra beats dropped; either sets ``ERROR.FRAMING``. Every input
-  frame yields exactly one result frame, so a host never waits for a result that cannot come.
-* ``m_axis``: one signed 32-bit last-layer accumulator per beat (two beats, low word first,
-  when the proven accumulator range needs more than 32 bits), in the golden model's output
-  order (HWC for a conv, feature order for a dense layer), ``tlast`` on the last of a frame.
-* Weight images (:mod:`bitplane.core.weightimage`) arrive on ``s_axis`` as one frame after
-  ``CTRL.LOAD_WEIGHTS``; the loader checks magic, headers and section sizes
+Both AXI4-Stream ports are ``stream_bits`` wide (32..512, a compile parameter); what a beat
+carries is :class:`bitplane.core.packing.BeatLayout` (the host packs by the same definition):
+
+* ``s_axis``: the input codes in raster order with their channels (HWC), words of ``in_lanes``
+  codes for the first block, as many words per beat as fit, ``tlast`` on the last beat of a
+  frame (:class:`~hw.framing.InputFramer`). A frame with an early ``tlast`` is completed with
+  zero words, one with a late ``tlast`` is cut at its length and the extra beats dropped;
+  either sets ``ERROR.FRAMING``. Every input frame yields exactly one result frame, so a host
+  never waits for a result that cannot come.
+* ``m_axis``: 32-bit result words, ``stream_bits // 32`` per beat: one signed last-layer
+  accumulator each (two words, low first, when the proven accumulator range needs more than 32
+  bits), in the golden model's output order (HWC for a conv, feature order for a dense layer),
+  ``tlast`` on the last beat of a frame (:class:`~hw.framing.OutputFramer`).
+* Weight images (:mod:`bitplane.core.weightimage`) arrive on ``s_axis`` as one frame of
+  32-bit words after ``CTRL.LOAD_WEIGHTS``; the loader (:class:`~hw.framing.WeightLoader`) checks magic, headers and section sizes
   (``ERROR.WEIGHT_FORMAT``, rest of the frame dropped) and folds every accepted word into
   ``WEIGHT_CHECKSUM``.
 
@@ -42,18 +47,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth import Cat, Const, Module, Mux, ResetInserter, Signal
+from amaranth import Const, Module, Mux, ResetInserter, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from bitplane.core.packing import AXIS_IN_BITS, RESULT_BITS
+from bitplane.core.packing import (AXIS_IN_BITS, RESULT_BITS, BeatLayout, check_stream_bits, input_layout,
+                                   word_layout)
 
 from bitplane.core import regmap
-from bitplane.core import weightimage as wimg
 from .axil import AXILiteRegisters
 from .dag import Dag, chain_depth, edge_fifo_depths, linear_inputs
+from .framing import InputFramer, OutputFramer, WeightLoader
 from .layers import LoadableMemory
-from .stream_blocks import StreamFIFO, WidthConverter
 
 
 @dataclass(frozen=True)
@@ -61,15 +66,18 @@ class TopParams:
     name: str
     in_shape: tuple           # (C, H, W)
     in_bits: int
-    in_lanes: int             # input codes per s_axis beat
+    in_lanes: int             # input codes per first-block word
     blocks: tuple             # BlockParams (hw.layers), in stream (topological) order; the last is the output
     build_id: int = 0
     inputs: tuple = ()        # sources of each block's inputs (hw/dag.py); empty: a linear chain
+    stream_bits: int = AXIS_IN_BITS     # tdata width of s_axis and m_axis
 
     def __post_init__(self):
+        check_stream_bits(self.stream_bits)
         C, H, W = self.in_shape
-        if C % self.in_lanes or self.in_lanes * self.in_bits > AXIS_IN_BITS:
-            raise ValueError(f"in_lanes={self.in_lanes} must divide C={C} and fit {AXIS_IN_BITS} bits")
+        if (C * H * W) % self.in_lanes or self.in_lanes * self.in_bits > self.stream_bits:
+            raise ValueError(f"in_lanes={self.in_lanes} must divide the {C * H * W} input codes and fit "
+                             f"{self.stream_bits} bits")
         last = self.blocks[-1] if self.blocks else None
         if last is None or not last.raw_output:
             raise ValueError("the last block must be a conv/dense block with raw accumulator output")
@@ -77,24 +85,43 @@ class TopParams:
             raise ValueError(f"the last block's raw width must be {RESULT_BITS} or {2 * RESULT_BITS}")
 
     @property
-    def in_beats(self) -> int:
+    def in_layout(self) -> BeatLayout:
+        return input_layout(self.in_shape, self.in_bits, self.in_lanes, self.stream_bits)
+
+    @property
+    def in_words(self) -> int:
+        """First-block words per frame (the input framer passes one per cycle)."""
         C, H, W = self.in_shape
         return C * H * W // self.in_lanes
+
+    @property
+    def in_beats(self) -> int:
+        return self.in_layout.beats
+
+    @property
+    def out_layout(self) -> BeatLayout:
+        return word_layout(self.out_words, self.stream_bits)
 
     @property
     def edges(self) -> tuple:
         """Sources of every block's inputs (hw/dag.py); a linear chain unless ``inputs`` is given."""
         return self.inputs or linear_inputs(len(self.blocks))
 
+    @property
+    def in_geometry(self) -> tuple[int, int]:
+        """``(pixels, words per pixel)`` of the first block's input stream: HWC pixels, or one
+        flat vector when a dense first block takes words across channels (``in_lanes`` does not
+        divide the channels)."""
+        C, H, W = self.in_shape
+        return (H * W, C // self.in_lanes) if C % self.in_lanes == 0 else (1, self.in_words)
+
     def dag_depths(self) -> dict:
         """``{(source, block, port): words}``: every edge FIFO of the DAG (hw/dag.py)."""
-        C, H, W = self.in_shape
-        return edge_fifo_depths(self.blocks, self.edges, H * W, C // self.in_lanes)
+        return edge_fifo_depths(self.blocks, self.edges, *self.in_geometry)
 
     def dag(self):
         """The blocks wired by :class:`~bitplane.hw.dag.Dag`."""
-        C, H, W = self.in_shape
-        return Dag(self.blocks, self.edges, self.in_lanes * self.in_bits, H * W, C // self.in_lanes)
+        return Dag(self.blocks, self.edges, self.in_lanes * self.in_bits, *self.in_geometry)
 
     @property
     def words_per_value(self) -> int:
@@ -108,8 +135,9 @@ class TopParams:
 
 
 def top_cycles(p: TopParams) -> int:
-    """Steady-state cycles per frame of the whole pipeline: its slowest stage."""
-    return max([p.in_beats, p.out_words] + [b.cycles() for b in p.blocks])
+    """Steady-state cycles per frame of the whole pipeline: its slowest stage (the framers
+    move one word per cycle)."""
+    return max([p.in_words, p.out_words] + [b.cycles() for b in p.blocks])
 
 
 def fifo_depths(p: TopParams) -> list[int]:
@@ -134,14 +162,6 @@ def memory_sections(p: TopParams) -> list[tuple[int, int, int, int]]:
     return [(layer, mem.kind, mem.entries, mem.width) for _, layer, mem in loadable_memories(p)]
 
 
-def _xor(bits):
-    """XOR of a list of 1-bit values (the CRC-32 taps)."""
-    out = bits[0]
-    for b in bits[1:]:
-        out = out ^ b
-    return out
-
-
 class Core(wiring.Component):
     """Everything of :class:`Accelerator` but the register file (so SOFT_RESET can reset it).
 
@@ -154,8 +174,8 @@ class Core(wiring.Component):
     def __init__(self, p: TopParams):
         self.p = p
         super().__init__({
-            "s_axis_tdata": In(AXIS_IN_BITS), "s_axis_tvalid": In(1), "s_axis_tready": Out(1), "s_axis_tlast": In(1),
-            "m_axis_tdata": Out(RESULT_BITS), "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
+            "s_axis_tdata": In(p.stream_bits), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
+            "s_axis_tlast": In(1), "m_axis_tdata": Out(p.stream_bits), "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
             "m_axis_tlast": Out(1),
             "load": In(1), "clear_counters": In(1), "clear_checksum": In(1),
             "frames_in": Out(32), "frames_out": Out(32), "cycles": Out(64), "checksum": Out(32), "words": Out(32),
@@ -169,151 +189,39 @@ class Core(wiring.Component):
         depths = fifo_depths(p)
         m.submodules.dag = dag = p.dag()           # blocks, edge FIFOs, forks (hw/dag.py)
 
-        # ------------------------------------------------------------ input framer
-        B = p.in_beats
-        width0 = p.in_lanes * p.in_bits
-        loading, load_pending = Signal(), Signal()
-        beat = Signal(range(max(2, B)))
-        fill, drop = Signal(), Signal()
-        frame_done = Signal()
-        err = Signal(3)                  # FRAMING, OVERFLOW, WEIGHT_FORMAT (ABORTED is set by the top)
-        f0 = dag.i
-        with m.If(self.load):
-            m.d.sync += load_pending.eq(1)
-        at_boundary = (beat == 0) & ~fill & ~drop
-        with m.If(load_pending & at_boundary & ~loading):
-            m.d.sync += [loading.eq(1), load_pending.eq(0)]
-        m.d.comb += [self.loading.eq(loading)]
-        with m.If(loading):
-            m.d.comb += self.s_axis_tready.eq(1)
-        with m.Elif(load_pending & at_boundary):
-            m.d.comb += self.s_axis_tready.eq(0)          # switching to weight mode next cycle
-        with m.Elif(fill):
-            m.d.comb += [f0.valid.eq(1), f0.payload.eq(0)]
-        with m.Elif(drop):
-            m.d.comb += self.s_axis_tready.eq(1)
-            with m.If(self.s_axis_tvalid & self.s_axis_tlast):
-                m.d.sync += drop.eq(0)
-        with m.Else():
-            m.d.comb += [f0.valid.eq(self.s_axis_tvalid), f0.payload.eq(self.s_axis_tdata[:width0]),
-                         self.s_axis_tready.eq(f0.ready)]
-        with m.If(f0.valid & f0.ready):
-            with m.If(beat == B - 1):
-                m.d.sync += [beat.eq(0), fill.eq(0)]
-                m.d.comb += frame_done.eq(1)
-                with m.If(~fill & ~self.s_axis_tlast):
-                    m.d.sync += drop.eq(1)
-                    m.d.comb += err[E["FRAMING"]].eq(1)
-            with m.Else():
-                m.d.sync += beat.eq(beat + 1)
-                with m.If(~fill & self.s_axis_tlast):
-                    m.d.sync += fill.eq(1)
-                    m.d.comb += err[E["FRAMING"]].eq(1)
+        sb = p.stream_bits
+        out = p.blocks[-1]
+        m.submodules.framer = fr = InputFramer(sb, p.in_lanes * p.in_bits, p.in_words)
+        m.submodules.loader = ld = WeightLoader(sb, memory_sections(p))
+        m.submodules.out_framer = of = OutputFramer(out.result_width, out.out_lanes, p.out_words, depths[-1], sb)
 
-        # ------------------------------------------------------------ weight loader
-        mem_ports = [((layer, mem.kind, mem.entries, mem.width), dag.mem_port(k, mem.port))
-                     for k, layer, mem in loadable_memories(p)]
-        max_wpe = max(wimg.words_per_entry(s[3]) for s, _ in mem_ports)
-        asm = Signal(32 * max_wpe)
-        sel = Signal(range(max(2, len(mem_ports))))
-        left = Signal(20)
-        wi = Signal(range(max(2, max_wpe)))
-        max_entries = max(s[2] for s, _ in mem_ports)
-        addr = Signal(range(max(2, max_entries)))
-        wr, wr_addr = Signal(), Signal.like(addr)
-        word = self.s_axis_tdata[:32]
-        accept = Signal()
-        m.d.comb += accept.eq(loading & self.s_axis_tvalid)
-        wpe_tab = [wimg.words_per_entry(s[3]) for s, _ in mem_ports]
-        sel_wpe_last = Signal(range(max(2, max_wpe)))
-        m.d.comb += sel_wpe_last.eq(0)
-        for k, w in enumerate(wpe_tab):
-            with m.If(sel == k):
-                m.d.comb += sel_wpe_last.eq(w - 1)
-        m.d.sync += wr.eq(0)
-        for k, ((lay, kind, entries, width), port) in enumerate(mem_ports):
-            m.d.comb += [port.valid.eq(wr & (sel == k)), port.payload.addr.eq(wr_addr),
-                         port.payload.data.eq(asm[:width])]
-        with m.If(accept & self.s_axis_tlast):
-            m.d.sync += loading.eq(0)
-        crc = Signal(32, init=wimg.CRC32_INIT)           # CRC-32 state; the register reads ~crc (zlib)
-        crc_next = Cat(*[_xor([crc[j] for j in ss] + [word[j] for j in ws]) for ss, ws in wimg.crc32_word_taps()])
-        m.d.comb += self.checksum.eq(~crc)
-        with m.If(accept):
-            m.d.sync += [crc.eq(crc_next), self.words.eq(self.words + 1)]
-        with m.FSM(name="loader"):
-            with m.State("MAGIC"):
-                with m.If(accept):
-                    with m.If(self.s_axis_tlast | (word != wimg.IMAGE_MAGIC)):
-                        m.d.comb += err[E["WEIGHT_FORMAT"]].eq(1)
-                        with m.If(~self.s_axis_tlast):
-                            m.next = "DROP"
-                    with m.Else():
-                        m.next = "HEADER"
-            with m.State("HEADER"):
-                with m.If(accept):
-                    with m.If(word == wimg.END_WORD):
-                        m.next = "MAGIC"
-                        with m.If(~self.s_axis_tlast):
-                            m.d.comb += err[E["WEIGHT_FORMAT"]].eq(1)
-                            m.next = "DROP"
-                    with m.Else():
-                        hit = Signal()
-                        for k, ((lay, kind, entries, width), _) in enumerate(mem_ports):
-                            h = wimg.header(lay, kind, entries * wimg.words_per_entry(width))
-                            with m.If(word == h):
-                                m.d.comb += hit.eq(1)
-                                m.d.sync += sel.eq(k)
-                        m.d.sync += [left.eq(word[:20]), wi.eq(0), addr.eq(0)]
-                        with m.If(hit & ~self.s_axis_tlast):
-                            m.next = "PAYLOAD"
-                        with m.Else():
-                            m.d.comb += err[E["WEIGHT_FORMAT"]].eq(1)
-                            m.next = "DROP"
-                            with m.If(self.s_axis_tlast):
-                                m.next = "MAGIC"
-            with m.State("PAYLOAD"):
-                with m.If(accept):
-                    m.d.sync += [asm.word_select(wi, 32).eq(word), left.eq(left - 1)]
-                    with m.If(wi == sel_wpe_last):
-                        m.d.sync += [wi.eq(0), wr.eq(1), wr_addr.eq(addr), addr.eq(addr + 1)]
-                    with m.Else():
-                        m.d.sync += wi.eq(wi + 1)
-                    with m.If(self.s_axis_tlast):
-                        m.d.comb += err[E["WEIGHT_FORMAT"]].eq(1)
-                        m.next = "MAGIC"
-                    with m.Elif(left == 1):
-                        m.next = "HEADER"
-            with m.State("DROP"):
-                with m.If(accept & self.s_axis_tlast):
-                    m.next = "MAGIC"
+        # s_axis: to the weight loader while loading, else to the input framer
+        loading = ld.loading
+        m.d.comb += [ld.load.eq(self.load), ld.idle.eq(fr.idle), ld.clear.eq(self.clear_checksum),
+                     fr.hold.eq(ld.pending), self.loading.eq(loading)]
+        for s in (fr.i, ld.i):
+            m.d.comb += [s.payload.data.eq(self.s_axis_tdata), s.payload.last.eq(self.s_axis_tlast)]
+        m.d.comb += [fr.i.valid.eq(self.s_axis_tvalid & ~loading), ld.i.valid.eq(self.s_axis_tvalid & loading),
+                     self.s_axis_tready.eq(Mux(loading, ld.i.ready, fr.i.ready))]
+        wiring.connect(m, fr.o, dag.i)
+        for k, (kb, _, mem) in enumerate(loadable_memories(p)):
+            port = dag.mem_port(kb, mem.port)
+            m.d.comb += [port.valid.eq(ld.wr.valid & (ld.wr.payload.sel == k)),
+                         port.payload.addr.eq(ld.wr.payload.addr), port.payload.data.eq(ld.wr.payload.data[:mem.width])]
 
-        # ------------------------------------------------------------ output
-        pe, rw = p.blocks[-1].out_lanes, p.blocks[-1].result_width
-        src = dag.o
-        if pe != 1:
-            m.submodules.out_conv = oc = WidthConverter(rw, pe, 1)
-            wiring.connect(m, src, oc.i)
-            src = oc.o
-        if rw != RESULT_BITS:                        # 64-bit results: low word, then high word
-            m.submodules.out_split = sp = WidthConverter(RESULT_BITS, rw // RESULT_BITS, 1)
-            wiring.connect(m, src, sp.i)
-            src = sp.o
-        m.submodules.out_fifo = of = StreamFIFO(RESULT_BITS, depths[-1])
-        wiring.connect(m, src, of.i)
-        OW = p.out_words
-        ocount = Signal(range(max(2, OW)))
-        m.d.comb += [self.m_axis_tdata.eq(of.o.payload), self.m_axis_tvalid.eq(of.o.valid),
-                     of.o.ready.eq(self.m_axis_tready), self.m_axis_tlast.eq(ocount == OW - 1)]
-        frame_out = Signal()
-        with m.If(self.m_axis_tvalid & self.m_axis_tready):
-            m.d.sync += ocount.eq(Mux(ocount == OW - 1, 0, ocount + 1))
-            m.d.comb += frame_out.eq(ocount == OW - 1)
+        # m_axis
+        wiring.connect(m, dag.o, of.i)
+        m.d.comb += [self.m_axis_tdata.eq(of.o.payload.data), self.m_axis_tlast.eq(of.o.payload.last),
+                     self.m_axis_tvalid.eq(of.o.valid), of.o.ready.eq(self.m_axis_tready)]
 
         # ------------------------------------------------------------ counters and status
+        frame_done, frame_out = fr.frame_done, of.frame_done
+        err = Signal(3)                  # FRAMING, OVERFLOW, WEIGHT_FORMAT (ABORTED is set by the top)
+        m.d.comb += [err[E["FRAMING"]].eq(fr.framing_error), err[E["WEIGHT_FORMAT"]].eq(ld.format_error),
+                     self.checksum.eq(ld.checksum), self.words.eq(ld.words)]
         inflight = Signal(32)
         m.d.sync += inflight.eq(inflight + frame_done - frame_out)
-        m.d.comb += self.busy.eq((inflight != 0) | (beat != 0) | fill | drop)
+        m.d.comb += self.busy.eq((inflight != 0) | ~fr.idle)
         m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.If(frame_done):
             m.d.sync += self.frames_in.eq(self.frames_in + 1)
@@ -325,8 +233,6 @@ class Core(wiring.Component):
                 m.d.comb += err[E["OVERFLOW"]].eq(1)
         with m.If(self.clear_counters):
             m.d.sync += [self.frames_in.eq(0), self.frames_out.eq(0), self.cycles.eq(0)]
-        with m.If(self.clear_checksum):
-            m.d.sync += [crc.eq(wimg.CRC32_INIT), self.words.eq(0)]
         m.d.comb += self.err.eq(err)
         return m
 
@@ -337,7 +243,7 @@ class Accelerator(wiring.Component):
     Ports (Xilinx names; clock ``clk``, synchronous active-high reset ``rst``):
 
     ============================== ===== ==================================================
-    ``s_axis_t{data,valid,last}``  In    pixels (HWC, ``in_lanes`` codes per beat) or, after
+    ``s_axis_t{data,valid,last}``  In    input codes (HWC, BeatLayout beats) or, after
                                          ``CTRL.LOAD_WEIGHTS``, one weight-image frame
     ``s_axis_tready``              Out
     ``m_axis_t{data,valid,last}``  Out   int32 last-layer accumulators, ``tlast`` per frame

@@ -24,11 +24,11 @@ import numpy as np
 from bitplane.core.manifest import (check_frames, error_flags, identity_problem, load_manifest, read_weight_image,
                                     weights_problem)
 from bitplane.core.errors import BitplaneError, InputError
-from bitplane.core.packing import pack_frames, unpack_results
+from bitplane.core.packing import beat_ints, pack_frames, unpack_results, word_layout
 from bitplane.core.regmap import mask as _bit, offset as _reg
 from bitplane.core import weightimage as wimg
 
-from .native import build
+from .native import build, from_limbs, to_limbs
 
 
 class SimError(BitplaneError):
@@ -55,18 +55,19 @@ def simulate(folder, x: np.ndarray, gap_pct: int = 0, stall_pct: int = 0, seed: 
         sim = build((folder / "accelerator.v").read_text(), m["top"], trace=bool(waves), progress=progress)
         out, st, r = run_native(sim, m, s, seed=seed, gap_pct=gap_pct, stall_pct=stall_pct, fst=waves)
     else:
-        out, st, r = _run_cocotb(folder, m, s["words"], s["frames"], s["regs"], s["image"], seed, gap_pct,
+        out, st, r = _run_cocotb(folder, m, s["beats"], s["frames"], s["regs"], s["image_beats"], seed, gap_pct,
                                  stall_pct, s["budget"], waves, progress)
     return finish(m, x, out, st, r, s)
 
 
 def session(m: dict, x: np.ndarray, image=None) -> dict:
     """What one simulation session streams for frames ``x`` (already checked against ``m``): the
-    packed input words, the register writes before them, the weight image ``image`` (through
+    packed input beats, the register writes before them, the weight image ``image`` (through
     ``s_axis``, as the host driver loads it; ``None``: weights already in the memories) and the
     cycle budget. Needs only ``m["streams"]`` and ``m["cycles_per_frame"]``."""
     sin = m["streams"]["input"]
-    words = pack_frames(x, sin["bits"], sin["lanes"]).reshape(-1)
+    beats = pack_frames(x, sin["bits"], sin["lanes"], sin["tdata_bits"])
+    image_beats = word_layout(len(image), sin["tdata_bits"]).pack(image)[0] if image is not None else None
     ctrl = _reg("CTRL")
     regs = [(ctrl, _bit("CTRL", "CLEAR_COUNTERS") | _bit("CTRL", "CLEAR_CHECKSUM"))]
     if image is not None:
@@ -74,19 +75,25 @@ def session(m: dict, x: np.ndarray, image=None) -> dict:
     n = len(x)
     budget = 20 * m["cycles_per_frame"] * max(n, 1) + 200 * sin["beats_per_frame"] + 100_000 \
         + 4 * (len(image) if image else 0)
-    return {"words": words, "frames": n, "regs": regs, "image": image, "budget": budget}
+    return {"beats": beats.reshape(-1, beats.shape[-1]), "frames": n, "regs": regs, "image": image,
+            "image_beats": image_beats, "budget": budget}
 
 
 def run_native(sim, m: dict, s: dict, seed: int = 1, gap_pct: int = 0, stall_pct: int = 0, fst=None):
-    """One session (:func:`session`) on a built native harness; ``(out words, stats, registers)``."""
-    out, st = sim.run(s["words"], m["streams"]["input"]["beats_per_frame"], m["streams"]["output"]["words_per_frame"],
-                      s["frames"], regs=s["regs"], weights=s["image"], read_regs=[_reg(k) for k in READ_NAMES],
+    """One session (:func:`session`) on a built native harness; ``(out beats uint8 [beats, bytes],
+    stats, registers)``."""
+    sin, sout = m["streams"]["input"], m["streams"]["output"]
+    w = s["image_beats"]
+    out, st = sim.run(to_limbs(s["beats"]), sin["beats_per_frame"], sout["beats_per_frame"],
+                      s["frames"], regs=s["regs"], weights=None if w is None else to_limbs(w),
+                      read_regs=[_reg(k) for k in READ_NAMES],
                       seed=seed, gap_pct=gap_pct, stall_pct=stall_pct, max_cycles=s["budget"], fst=fst)
-    return out, st, {name: st["regs"][_reg(name)] for name in READ_NAMES}
+    return from_limbs(out, sout["bytes_per_beat"]), st, {name: st["regs"][_reg(name)] for name in READ_NAMES}
 
 
-def _run_cocotb(folder, m, words, n, regs, image, seed, gap_pct, stall_pct, budget, waves, progress):
-    """The same session as the native harness, driven by ``sim.tb_top`` (cocotb)."""
+def _run_cocotb(folder, m, beats, n, regs, image, seed, gap_pct, stall_pct, budget, waves, progress):
+    """The same session as the native harness, driven by ``sim.tb_top`` (cocotb); ``beats``
+    and ``image`` are uint8 beats (:func:`session`)."""
     import time
 
     from .cocotb_run import run  # lazy: cocotb, only for --engine cocotb
@@ -94,9 +101,9 @@ def _run_cocotb(folder, m, words, n, regs, image, seed, gap_pct, stall_pct, budg
     B = sin["beats_per_frame"]
     steps = [{"op": "write", "reg": o, "value": v} for o, v in regs]
     if image is not None:
-        steps.append({"op": "send", "beats": [int(w) for w in image], "last": [len(image) - 1]})
+        steps.append({"op": "send", "beats": beat_ints(image), "last": [len(image) - 1]})
     steps.append({"op": "wait", "cycles": 1})
-    steps.append({"op": "send", "beats": [int(w) for w in words], "last": [k * B + B - 1 for k in range(n)]})
+    steps.append({"op": "send", "beats": beat_ints(beats), "last": [k * B + B - 1 for k in range(n)]})
     steps.append({"op": "frames", "n": n})
     steps += [{"op": "read", "reg": _reg(k), "key": k} for k in READ_NAMES]
     if progress:
@@ -106,7 +113,9 @@ def _run_cocotb(folder, m, words, n, regs, image, seed, gap_pct, stall_pct, budg
               {"seed": seed, "idle": gap_pct / 100, "stall": stall_pct / 100, "timeout": budget, "steps": steps},
               name="accel", waves=bool(waves))
     frames = res["frames"]
-    out = np.array([int(w) for f in frames for w in f], dtype=np.uint64)
+    bpb = m["streams"]["output"]["bytes_per_beat"]
+    out = np.frombuffer(b"".join(int(w).to_bytes(bpb, "little") for f in frames for w in f),
+                        np.uint8).reshape(-1, bpb)
     start = res["send_at"][-1]                        # the frames' send step
     done = [c - start for c in res["done_at"]]
     st = {"ok": len(frames) == n, "weight_cycles": start, "stream_cycles": res["cycles"] - start,
@@ -131,10 +140,10 @@ def finish(m, x, out, st, r, s):
         raise SimError(problem)
     if r["ERROR"]:
         raise SimError(f"the accelerator raised ERROR = 0x{r['ERROR']:X} ({', '.join(error_flags(m, r['ERROR']))})")
-    if not st["ok"] or len(out) != n * sout["words_per_frame"]:
+    if not st["ok"] or len(out) != n * sout["beats_per_frame"]:
         raise SimError(f"simulation stopped after {st['stream_cycles']:,} cycles with {len(out)} of "
-                       f"{n * sout['words_per_frame']} result words (cycle budget {budget:,})")
-    y = unpack_results(out, tuple(sout["shape"]), sout["words_per_value"])
+                       f"{n * sout['beats_per_frame']} result beats (cycle budget {budget:,})")
+    y = unpack_results(out, tuple(sout["shape"]), sout["words_per_value"], sout["tdata_bits"])
     stats = session_stats(m, n, st["weight_cycles"], st["stream_cycles"], st["frame_done"], st["wall_s"],
                           st["cycles_per_second"], r)
     if "waves_dir" in st:

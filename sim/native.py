@@ -9,7 +9,8 @@ cycle figures.
 
 The top must have ``clk``, ``rst`` and the docs/design.md section 6 ports ``s_axis_t{data,
 valid,ready,last}``, ``m_axis_t{data,valid,ready,last}`` and ``s_axil_*``, with stream
-``tdata`` of at most 64 bits.
+``tdata`` of any width up to 512 bits: the harness passes a beat as uint64 limbs
+(:func:`to_limbs`, :func:`from_limbs`).
 """
 from __future__ import annotations
 
@@ -34,6 +35,25 @@ HARNESS = Path(__file__).with_name("native_harness.cpp")
 
 class NativeSimError(BitplaneError):
     pass
+
+
+def limbs(tdata_bits: int) -> int:
+    """uint64 limbs per beat of a ``tdata_bits`` stream in the harness's files and pipes."""
+    return -(-tdata_bits // 64)
+
+
+def to_limbs(beats) -> np.ndarray:
+    """uint8 ``[..., bytes_per_beat]`` beats -> uint64 ``[beats, limbs]`` (little-endian limbs)."""
+    b = np.asarray(beats, np.uint8)
+    b = b.reshape(-1, b.shape[-1])
+    pad = np.zeros((len(b), -b.shape[1] % 8), np.uint8)
+    return np.ascontiguousarray(np.concatenate([b, pad], axis=1)).view("<u8")
+
+
+def from_limbs(words, bytes_per_beat: int) -> np.ndarray:
+    """Inverse of :func:`to_limbs`: uint64 limbs (flat or ``[beats, limbs]``) -> uint8 beats."""
+    w = np.ascontiguousarray(np.asarray(words, dtype="<u8")).reshape(-1, -(-bytes_per_beat // 8))
+    return w.view(np.uint8)[:, :bytes_per_beat]
 
 
 def verilator_env() -> dict:
@@ -64,7 +84,8 @@ class NativeSim:
     def run(self, in_words, in_frame_words: int, out_frame_words: int, frames: int, regs=(),
             weights=None, read_regs=(), seed: int = 1, gap_pct: int = 0, stall_pct: int = 0,
             max_cycles: int | None = None, fst: str | None = None, timeout: float | None = None):
-        """Stream ``frames`` frames; returns ``(out_words uint64 array, stats dict)``."""
+        """Stream ``frames`` frames of ``in_frame_words`` beats (``in_words``: their limbs,
+        :func:`to_limbs`); returns ``(output limbs, uint64 flat, stats dict)``."""
         with tempfile.TemporaryDirectory(prefix="bp-native-") as tmp:
             tmp = Path(tmp)
             np.asarray(in_words, dtype=np.uint64).tofile(tmp / "in.bin")

@@ -8,9 +8,10 @@
 //           [--read-regs R] [--fst FILE]
 //
 // REGS: text lines "w OFFSET VALUE" (AXI4-Lite writes before streaming, hex or decimal).
-// IN / W / OUT: raw little-endian words of the s_axis / m_axis tdata width rounded up to
-// 8 bytes (uint64 per beat). W, when given, is sent as one frame (tlast on its last word)
-// after writing CTRL.LOAD_WEIGHTS via REGS. R: offsets read back over AXI4-Lite at the end.
+// IN / W / OUT: beats of the s_axis / m_axis tdata width (any width up to 512 bits), each as
+// little-endian uint64 limbs (IN_LIMBS / OUT_LIMBS = tdata width rounded up to 64 bits); N and
+// M count beats. W, when given, is sent as one frame (tlast on its last beat) after writing
+// CTRL.LOAD_WEIGHTS via REGS. R: offsets read back over AXI4-Lite at the end.
 // Random input gaps / output stalls (percent, seeded) exercise backpressure.
 // Prints one JSON line: cycles, per-frame output completion cycles, register reads.
 //
@@ -20,13 +21,14 @@
 // replies on stdout; the streams keep moving on every clock, also during register accesses.
 //   w OFF VAL        AXI4-Lite write                        -> "ok"
 //   r OFF            AXI4-Lite read                         -> "VAL"
-//   s N <N x u64>    queue N s_axis beats (tlast on the last; the clock does not run)  -> "ok"
+//   s N <N x IN_LIMBS u64>   queue N s_axis beats (tlast on the last; the clock does not run) -> "ok"
 //   g N C            run until N m_axis beats are buffered or C cycles passed, hand over
-//                    up to N of them                        -> "K" then K x u64 (tdata; bit 32 = tlast)
+//                    up to N of them              -> "K" then K x (OUT_LIMBS u64 tdata, u64 tlast)
 //   d                drop queued input and buffered output  -> "IN OUT" (beats dropped)
 //   t N              run N cycles                           -> "ok"
 //   c                cycle count and queued input beats     -> "CYCLES QUEUED"
 //   q                quit
+#include <array>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -45,6 +47,23 @@
 #endif
 
 static Vdut* d;
+
+// Beats of any tdata width as uint64 limbs: Verilator holds up to 64 bits in an integer,
+// wider ports as VlWide (32-bit words).
+constexpr size_t IN_LIMBS = (sizeof(Vdut::s_axis_tdata) + 7) / 8;
+constexpr size_t OUT_LIMBS = (sizeof(Vdut::m_axis_tdata) + 7) / 8;
+template <typename T> static void put_beat(T& port, const uint64_t* l) { port = (T)l[0]; }
+template <std::size_t N> static void put_beat(VlWide<N>& port, const uint64_t* l) {
+    for (size_t i = 0; i < N; i++) port.at(i) = (uint32_t)(l[i / 2] >> (32 * (i % 2)));
+}
+template <typename T> static void get_beat(const T& port, uint64_t* l) { l[0] = (uint64_t)port; }
+template <std::size_t N> static void get_beat(const VlWide<N>& port, uint64_t* l) {
+    for (size_t i = 0; i < (N + 1) / 2; i++) l[i] = 0;
+    for (size_t i = 0; i < N; i++) l[i / 2] |= (uint64_t)port.at(i) << (32 * (i % 2));
+}
+static const uint64_t ZERO_BEAT[IN_LIMBS] = {0};
+typedef std::array<uint64_t, IN_LIMBS> InBeat;
+typedef std::array<uint64_t, OUT_LIMBS + 1> OutBeat;       // tdata limbs, then tlast
 static uint64_t cycle = 0;
 #ifdef BP_TRACE
 static VerilatedFstC* tfp = nullptr;
@@ -67,9 +86,9 @@ static void tick() {
 // Serve mode: input queue and output buffer, advanced on every clock (also inside AXI4-Lite
 // transactions).
 static bool serving = false;
-static std::deque<uint64_t> inq;
+static std::deque<InBeat> inq;
 static std::deque<bool> inlast;
-static std::deque<uint64_t> outq;
+static std::deque<OutBeat> outq;
 static std::mt19937_64 srng;
 static int sgap = 0, sstall = 0;
 
@@ -78,13 +97,15 @@ static void step() {
     std::uniform_int_distribution<int> pct(0, 99);
     bool offer = !inq.empty() && pct(srng) >= sgap;
     d->s_axis_tvalid = offer;
-    d->s_axis_tdata = offer ? inq.front() : 0;
+    put_beat(d->s_axis_tdata, offer ? inq.front().data() : ZERO_BEAT);
     d->s_axis_tlast = offer && inlast.front();
     d->m_axis_tready = pct(srng) >= sstall;
     d->eval();
     bool in_fire = offer && d->s_axis_tready;
     bool out_fire = d->m_axis_tvalid && d->m_axis_tready;
-    uint64_t odata = (uint64_t)(uint32_t)d->m_axis_tdata | ((uint64_t)(d->m_axis_tlast ? 1 : 0) << 32);
+    OutBeat odata;
+    get_beat(d->m_axis_tdata, odata.data());
+    odata[OUT_LIMBS] = d->m_axis_tlast ? 1 : 0;
     tick();
     if (in_fire) { inq.pop_front(); inlast.pop_front(); }
     if (out_fire) outq.push_back(odata);
@@ -142,37 +163,39 @@ static std::vector<uint64_t> read_words(const char* path) {
     return w;
 }
 
-// Stream `words` (frames of `frame_words`, tlast on each frame's last word) while collecting
-// output beats; returns false on timeout.
+// Stream `words` (IN_LIMBS limbs a beat; frames of `frame_words` beats, tlast on each frame's
+// last beat) while collecting output beats (OUT_LIMBS limbs each); returns false on timeout.
 static bool stream(const std::vector<uint64_t>& words, uint64_t frame_words, std::vector<uint64_t>& out,
                    uint64_t out_frame_words, uint64_t expect_out, std::vector<uint64_t>* done_cycles,
                    std::mt19937_64& rng, int gap_pct, int stall_pct, uint64_t max_cycles) {
-    size_t i = 0;
+    size_t i = 0, nbeats = words.size() / IN_LIMBS, nout = 0;
     uint64_t start = cycle;
     std::uniform_int_distribution<int> pct(0, 99);
-    while (i < words.size() || out.size() < expect_out) {
+    uint64_t odata[OUT_LIMBS];
+    while (i < nbeats || nout < expect_out) {
         if (cycle - start > max_cycles) return false;
-        bool offer = i < words.size() && pct(rng) >= gap_pct;
+        bool offer = i < nbeats && pct(rng) >= gap_pct;
         d->s_axis_tvalid = offer;
-        d->s_axis_tdata = offer ? words[i] : 0;
+        put_beat(d->s_axis_tdata, offer ? &words[i * IN_LIMBS] : ZERO_BEAT);
         d->s_axis_tlast = offer && ((i + 1) % frame_words == 0);
         d->m_axis_tready = pct(rng) >= stall_pct;
         d->eval();
         bool in_fire = offer && d->s_axis_tready;
         bool out_fire = d->m_axis_tvalid && d->m_axis_tready;
-        uint64_t odata = d->m_axis_tdata;
+        get_beat(d->m_axis_tdata, odata);
         bool olast = d->m_axis_tlast;
         tick();
         if (in_fire) i++;
         if (out_fire) {
-            out.push_back(odata);
-            bool should_last = out_frame_words && (out.size() % out_frame_words == 0);
+            out.insert(out.end(), odata, odata + OUT_LIMBS);
+            nout++;
+            bool should_last = out_frame_words && (nout % out_frame_words == 0);
             if (out_frame_words && olast != should_last) {
-                fprintf(stderr, "harness: m_axis_tlast %s at output word %zu\n", olast ? "early" : "missing",
-                        out.size() - 1);
+                fprintf(stderr, "harness: m_axis_tlast %s at output beat %zu\n", olast ? "early" : "missing",
+                        nout - 1);
                 exit(3);
             }
-            if (done_cycles && out_frame_words && out.size() % out_frame_words == 0) done_cycles->push_back(cycle);
+            if (done_cycles && out_frame_words && nout % out_frame_words == 0) done_cycles->push_back(cycle);
         }
     }
     d->s_axis_tvalid = 0;
@@ -194,19 +217,22 @@ static int serve() {
             printf("%u\n", axil_read((uint32_t)a));
         } else if (op == 's') {
             sscanf(line + 1, "%llu", &a);
-            std::vector<uint64_t> w(a);
-            if (a && fread(w.data(), 8, a, stdin) != a) { fprintf(stderr, "harness: short beat data\n"); return 2; }
+            std::vector<InBeat> w(a);
+            if (a && fread(w.data(), 8 * IN_LIMBS, a, stdin) != a) {
+                fprintf(stderr, "harness: short beat data\n");
+                return 2;
+            }
             for (uint64_t i = 0; i < a; i++) { inq.push_back(w[i]); inlast.push_back(i + 1 == a); }
             printf("ok\n");
         } else if (op == 'g') {
             sscanf(line + 1, "%llu %llu", &a, &b);
             for (uint64_t i = 0; i < b && outq.size() < a; i++) step();
             uint64_t k = outq.size() < a ? outq.size() : a;
-            std::vector<uint64_t> w(outq.begin(), outq.begin() + k);
+            std::vector<OutBeat> w(outq.begin(), outq.begin() + k);
             outq.erase(outq.begin(), outq.begin() + k);
             printf("%llu\n", (unsigned long long)k);
             fflush(stdout);
-            if (k) fwrite(w.data(), 8, k, stdout);
+            if (k) fwrite(w.data(), 8 * (OUT_LIMBS + 1), k, stdout);
         } else if (op == 'd') {
             printf("%zu %zu\n", inq.size(), outq.size());
             inq.clear(); inlast.clear(); outq.clear();
@@ -301,16 +327,16 @@ int main(int argc, char** argv) {
     if (!weights.empty()) {
         std::vector<uint64_t> w = read_words(weights.c_str()), dummy;
         uint64_t t0 = cycle;
-        if (!stream(w, w.size(), dummy, 0, 0, nullptr, rng, 0, 0, max_cycles)) {
+        if (!stream(w, w.size() / IN_LIMBS, dummy, 0, 0, nullptr, rng, 0, 0, max_cycles)) {
             fprintf(stderr, "harness: timeout while loading weights\n");
             return 4;
         }
         t_weights = cycle - t0;
     }
     std::vector<uint64_t> words = read_words(in.c_str());
-    if (in_fw == 0 || words.size() != in_fw * frames) {
-        fprintf(stderr, "harness: %zu input words, expected %llu frames x %llu\n", words.size(),
-                (unsigned long long)frames, (unsigned long long)in_fw);
+    if (in_fw == 0 || words.size() != in_fw * frames * IN_LIMBS) {
+        fprintf(stderr, "harness: %zu input limbs, expected %llu frames x %llu beats x %zu\n", words.size(),
+                (unsigned long long)frames, (unsigned long long)in_fw, IN_LIMBS);
         return 2;
     }
     std::vector<uint64_t> out, done;

@@ -24,7 +24,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from bitplane.core.errors import BitplaneError, InputError
+from bitplane.core.errors import BitplaneError, InputError, NotSupportedError
 from bitplane.core.fileio import MAX_FILE_BYTES, manifest_names_format, read_text, replace_folder
 from bitplane.core.manifest import load_manifest
 
@@ -126,11 +126,16 @@ def _tcl_zynq(m: dict, b: Board) -> list[str]:
         m_axi, s_axi, fclk, frst, data = "M_AXI_GP0", "S_AXI_HP0", "FCLK_CLK0", "FCLK_RESET0_N", "Data"
         clk_pins = ["ps/M_AXI_GP0_ACLK", "ps/S_AXI_HP0_ACLK"]
     words = int(m["weights"]["words"])
-    len_bits = max(14, (4 * max(words, int(m["streams"]["input"]["beats_per_frame"]))).bit_length() + 1)
+    sin = m["streams"]["input"]
+    tdata, nbytes = int(sin["tdata_bits"]), int(sin["bytes_per_beat"])
+    if tdata & (tdata - 1):
+        raise NotSupportedError(f"the AXI DMA of the Zynq design moves power-of-two stream widths; this accelerator's "
+                                f"streams are {tdata} bits: recompile with --stream-bits 32, 64, 128, 256 or 512")
+    len_bits = max(14, (max(4 * words, nbytes * int(sin["beats_per_frame"]))).bit_length() + 1)
     t = ps + [
         "create_bd_cell -type ip -vlnv [ip axi_dma] dma",
         f"set_property -dict [list CONFIG.c_include_sg {{0}} CONFIG.c_sg_length_width {{{min(26, len_bits)}}} "
-        "CONFIG.c_m_axis_mm2s_tdata_width {32} CONFIG.c_s_axis_s2mm_tdata_width {32} "
+        f"CONFIG.c_m_axis_mm2s_tdata_width {{{tdata}}} CONFIG.c_s_axis_s2mm_tdata_width {{{tdata}}} "
         "CONFIG.c_mm2s_burst_size {16} CONFIG.c_s2mm_burst_size {16}] [get_bd_cells dma]",
         "create_bd_cell -type ip -vlnv [ip proc_sys_reset] rst_pl",
         "create_bd_cell -type ip -vlnv [ip smartconnect] ctrl_ic",
@@ -178,11 +183,11 @@ def _tcl_xdma(m: dict, b: Board) -> list[str]:
         "CONFIG.USE_RESET {false}] [get_bd_cells accel_clk]",
         "create_bd_cell -type ip -vlnv [ip proc_sys_reset] rst_accel",
         "create_bd_cell -type ip -vlnv [ip axis_dwidth_converter] h2c_width",
-        "set_property CONFIG.M_TDATA_NUM_BYTES {4} [get_bd_cells h2c_width]",
+        f"set_property CONFIG.M_TDATA_NUM_BYTES {{{m['streams']['input']['bytes_per_beat']}}} [get_bd_cells h2c_width]",
         "create_bd_cell -type ip -vlnv [ip axis_clock_converter] h2c_cdc",
         "create_bd_cell -type ip -vlnv [ip axis_clock_converter] c2h_cdc",
         "create_bd_cell -type ip -vlnv [ip axis_dwidth_converter] c2h_width",
-        "set_property CONFIG.S_TDATA_NUM_BYTES {4} [get_bd_cells c2h_width]",
+        f"set_property CONFIG.S_TDATA_NUM_BYTES {{{m['streams']['output']['bytes_per_beat']}}} [get_bd_cells c2h_width]",
         "create_bd_cell -type ip -vlnv [ip axi_clock_converter] lite_cdc",
         "connect_bd_intf_net [get_bd_intf_pins pcie/M_AXIS_H2C_0] [get_bd_intf_pins h2c_width/S_AXIS]",
         "connect_bd_intf_net [get_bd_intf_pins h2c_width/M_AXIS] [get_bd_intf_pins h2c_cdc/S_AXIS]",

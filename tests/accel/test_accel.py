@@ -20,7 +20,7 @@ from bitplane.gen.golden import Golden
 from bitplane.gen.lower import MatmulStage
 from bitplane.gen.plan import PlanError, simd_options
 from bitplane.gen.spec import load_network
-from bitplane.core.packing import pack_frames
+from bitplane.core.packing import beat_ints, pack_frames
 from bitplane.core import regmap
 from bitplane.core.regmap import mask as _f, offset as _r
 from bitplane.core import weightimage as wimg
@@ -161,7 +161,8 @@ def test_framing_errors_soft_reset_and_bad_weights_recover(tiny):
     net, out, m = tiny
     x = _inputs(net, 5, seed=9)
     want = Golden(net).run_int(x)
-    beats = pack_frames(x, net.input_bits, m["streams"]["input"]["lanes"]).tolist()
+    beats = [beat_ints(f) for f in pack_frames(x, net.input_bits, m["streams"]["input"]["lanes"],
+                                                m["streams"]["input"]["tdata_bits"])]
     B = len(beats[0])
     ERR, CTRL = _r("ERROR"), _r("CTRL")
     clear_all = 0xF

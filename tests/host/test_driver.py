@@ -17,7 +17,7 @@ from bitplane.core.errors import InputError
 from bitplane.gen.golden import Golden
 from bitplane.gen.spec import load_network
 from bitplane.host.driver import Accelerator, DeviceError
-from bitplane.core.packing import AXIS_BYTES, from_stream_order, unpack_words
+from bitplane.core.packing import from_stream_order
 from bitplane.host.transport import (DMASR_IDLE, DMASR_IOC, MM2S_DMASR, MM2S_LENGTH, S2MM_DMASR, S2MM_LENGTH,
                             TransportError, XdmaTransport, ZynqTransport)
 from bitplane.core import regmap
@@ -126,7 +126,7 @@ def test_hardware_error_flag_fails_the_batch_and_recovers(tiny):
     x = _inputs(net, 2, seed=3)
     with Accelerator.open(out, "sim") as acc:
         acc.load_weights()
-        acc.t.send(b"\0" * (acc.frame_bytes - AXIS_BYTES))          # early tlast
+        acc.t.send(b"\0" * (acc.frame_bytes - acc.manifest.input.layout.bytes_per_beat))    # early tlast
         acc.t.recv(acc.result_bytes, timeout=30)
         r = acc.infer(x)
         assert r.extra["recovered_before_batch"] == "ERROR flags FRAMING"
@@ -190,17 +190,34 @@ class GoldenCard:
             self.loading = False
             return b""
         sin = self.m["streams"]["input"]
-        beats = np.frombuffer(data, dtype="<u4")
-        codes = unpack_words(beats, sin["bits"], sin["lanes"])
-        x = from_stream_order(codes, tuple(sin["shape"]))[None].astype(np.uint8)
+        x = from_stream_order(_unbeat(data, sin["bytes_per_beat"], sin["bits"], sin["codes_per_beat"],
+                                      int(np.prod(sin["shape"]))), tuple(sin["shape"]))[None].astype(np.uint8)
         self.regs[_r("FRAMES_IN")] += 1
         self.regs[_r("CYCLES_LO")] += self.m["cycles_per_frame"]
         if self.raise_error:
             self.regs[_r("ERROR")] |= self.raise_error
         y = self.golden.run_int(x).reshape(-1)
         self.regs[_r("FRAMES_OUT")] += 1
-        assert self.m["streams"]["output"]["words_per_value"] == 1
-        return y.astype("<i4").tobytes()
+        so = self.m["streams"]["output"]
+        assert so["words_per_value"] == 1
+        return _beat(y.astype(np.int64) & 0xFFFF_FFFF, so["bytes_per_beat"], 32, so["words_per_beat"])
+
+
+def _unbeat(data: bytes, nbytes: int, bits: int, per: int, count: int) -> np.ndarray:
+    """The stand-in card's own reading of the documented beat layout: ``per`` elements of
+    ``bits`` from bit 0 of each little-endian beat of ``nbytes``; ``count`` elements."""
+    out = []
+    for k in range(0, len(data), nbytes):
+        beat = int.from_bytes(data[k:k + nbytes], "little")
+        out += [(beat >> (i * bits)) & ((1 << bits) - 1) for i in range(per)]
+    return np.array(out[:count], dtype=np.int64)
+
+
+def _beat(values, nbytes: int, bits: int, per: int) -> bytes:
+    """Inverse of :func:`_unbeat` (zero padding)."""
+    v = [int(e) for e in values]
+    return b"".join(sum(e << (i * bits) for i, e in enumerate(v[k:k + per])).to_bytes(nbytes, "little")
+                    for k in range(0, len(v), per))
 
 
 def _fake_xdma(tmp_path, card, monkeypatch, respond=True):
@@ -236,7 +253,7 @@ def _fake_xdma(tmp_path, card, monkeypatch, respond=True):
     monkeypatch.setattr(os, "open", fake_open)
     monkeypatch.setattr(os, "pread", pread)
     monkeypatch.setattr(os, "pwrite", pwrite)
-    frame = card.m["streams"]["input"]["beats_per_frame"] * AXIS_BYTES
+    frame = card.m["streams"]["input"]["beats_per_frame"] * card.m["streams"]["input"]["bytes_per_beat"]
 
     def serve():
         h2c = real_open(prefix + "_h2c_0", os.O_RDONLY)
@@ -279,7 +296,8 @@ def test_xdma_stand_in_end_to_end_traffic_matches_the_rtl(tiny, tmp_path, monkey
     m = card.m
     from bitplane.core.packing import pack_frames
     image = (out / "weights.bin").read_bytes()
-    frames = pack_frames(x, m["streams"]["input"]["bits"], m["streams"]["input"]["lanes"]).astype("<u4").tobytes()
+    sin = m["streams"]["input"]
+    frames = pack_frames(x, sin["bits"], sin["lanes"], sin["tdata_bits"]).tobytes()
     assert bytes(card.h2c) == image + frames
     # every access inside the window, reads only of readable registers, writes only of writable ones
     by_off = {r.offset: r for r in regmap.REGISTERS}
@@ -300,8 +318,10 @@ def test_xdma_stand_in_end_to_end_traffic_matches_the_rtl(tiny, tmp_path, monkey
         assert sim.read_reg(_r("WEIGHT_CHECKSUM")) == m["weights"]["checksum"]
         for k in range(len(x)):
             sim.send(frames[k * len(frames) // len(x):(k + 1) * len(frames) // len(x)])
-        got = np.frombuffer(sim.recv(len(x) * m["streams"]["output"]["words_per_frame"] * 4, timeout=60), "<i4")
-    assert np.array_equal(got.reshape(want.shape), want)
+        so = m["streams"]["output"]
+        got = _unbeat(sim.recv(len(x) * so["beats_per_frame"] * so["bytes_per_beat"], timeout=60, frames=len(x)),
+                      so["bytes_per_beat"], 32, so["words_per_beat"], len(x) * so["words_per_frame"])
+    assert np.array_equal(got.astype(np.uint32).view(np.int32).reshape(want.shape), want)
 
 
 def test_xdma_stand_in_failures(tiny, tmp_path, monkeypatch):
@@ -421,4 +441,5 @@ def test_zynq_stand_in_end_to_end(tiny, tmp_path):
     assert bytes(card.h2c[:len((out / "weights.bin").read_bytes())]) == (out / "weights.bin").read_bytes()
     assert all(0 <= e[1] < regmap.SPAN for e in card.log)
     starts = [v[0] for op, off, *v in fake.log if op == "w" and off == MM2S_LENGTH]
-    assert starts == [4 * card.m["weights"]["words"]] + [card.m["streams"]["input"]["beats_per_frame"] * 4] * 3
+    sin = card.m["streams"]["input"]
+    assert starts == [4 * card.m["weights"]["words"]] + [sin["beats_per_frame"] * sin["bytes_per_beat"]] * 3

@@ -10,7 +10,6 @@ from hypothesis import given, settings, strategies as st
 
 from bitplane.core import weightimage as wimg
 from bitplane.core.errors import BitplaneError
-from bitplane.core.packing import AXIS_BYTES
 from bitplane.gen.golden import Golden
 from bitplane.gen.spec import load_network
 from bitplane.host.driver import Accelerator, DeviceError
@@ -32,10 +31,11 @@ def _x(n, seed):
 def _fault(acc, kind, rng):
     """Do something to the device behind the driver's back (or make a transfer fail)."""
     fb = acc.frame_bytes
+    beat = acc.manifest.input.layout.bytes_per_beat
     if kind == "short":                                     # early tlast
-        acc.t.send(bytes(AXIS_BYTES * int(rng.integers(1, fb // AXIS_BYTES))))
+        acc.t.send(bytes(beat * int(rng.integers(1, fb // beat))))
     elif kind == "long":                                    # late tlast
-        acc.t.send(bytes(fb + AXIS_BYTES * int(rng.integers(1, 40))))
+        acc.t.send(bytes(fb + beat * int(rng.integers(1, 40))))
     elif kind == "stray":                                   # a whole frame nobody asked for
         acc.t.send(bytes(fb))
     elif kind == "stray_run":                               # ... and its result emitted before the batch
@@ -46,7 +46,7 @@ def _fault(acc, kind, rng):
         acc.t.run_cycles(int(rng.integers(1, 30)))
         acc.regs.write("CTRL", acc.regs.bit("CTRL", "SOFT_RESET"))
     elif kind == "recover":                                 # reproducer 1: explicit recover() after a stray
-        acc.t.send(bytes(400 if fb > 400 else AXIS_BYTES * (fb // AXIS_BYTES // 2)))
+        acc.t.send(bytes(400 if fb > 400 else beat * (fb // beat // 2)))
         acc.t.run_cycles(2000)
         acc.recover()
     elif kind == "timeout":                                 # reproducer 9: a batch that times out
@@ -124,7 +124,7 @@ def test_a_frame_length_the_device_does_not_produce_is_a_framing_error(tiny_buil
     m = json.loads(mf.read_text())
     so = m["streams"]["output"]
     so["shape"] = [so["shape"][0] + 1]
-    so["words_per_frame"] = so["shape"][0]
+    so["words_per_frame"] = so["beats_per_frame"] = so["shape"][0]
     m["output_affine"]["scale"] = m["output_affine"]["scale"][:1]
     m["output_affine"]["bias"] = m["output_affine"]["bias"][:1]
     mf.write_text(json.dumps(m))

@@ -1,0 +1,322 @@
+"""The accelerator's stream edges: input framer, weight loader, output framer.
+
+The top level (:mod:`bitplane.hw.top`) puts these three components between its AXI4-Stream
+ports and the block chain (docs/design.md section 6)::
+
+    s_axis -> InputFramer  -> first block's input words
+           \\-> WeightLoader (while loading) -> the blocks' memory write ports
+    last block's output -> OutputFramer -> m_axis
+
+A *beat* is one AXI4-Stream transfer of ``beat_bits`` bits. Every stream carries *words*
+(an input word: ``lanes`` codes of the first block; an output or weight-image word: 32 bits)
+packed :func:`bitplane.core.packing.words_per_beat` to a beat, word ``k`` of a frame in beat
+``k // n`` at bits ``[(k % n) * word_bits, ...)``, the last beat of a frame zero-padded
+(:class:`bitplane.core.packing.BeatLayout`, the one definition the host side packs with).
+
+The beat-side ports are ``amaranth.lib.stream`` streams of ``{data, last}`` (``last`` is
+``tlast``); the top maps them to its flat ``s_axis_*``/``m_axis_*`` ports.
+"""
+from __future__ import annotations
+
+from amaranth import Cat, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from bitplane.core import weightimage as wimg
+from bitplane.core.packing import RESULT_BITS, words_per_beat
+
+from .stream_blocks import StreamFIFO, WidthConverter
+
+
+def beat_signature(beat_bits: int) -> stream.Signature:
+    """An AXI4-Stream beat as an ``amaranth.lib.stream``: ``tdata`` and ``tlast``."""
+    return stream.Signature(data.StructLayout({"data": beat_bits, "last": 1}))
+
+
+def _xor(bits):
+    """XOR of a list of 1-bit values (the CRC-32 taps)."""
+    out = bits[0]
+    for b in bits[1:]:
+        out = out ^ b
+    return out
+
+
+class InputFramer(wiring.Component):
+    """Input beats -> the first block's input words, exactly ``words_per_frame`` per frame.
+
+    Parameters: ``beat_bits`` (``tdata`` width), ``word_bits`` (the first block's input word),
+    ``words_per_frame``; a beat carries ``n = words_per_beat(beat_bits, word_bits)`` words.
+
+    Ports
+    -----
+    ``i``: In(:func:`beat_signature`): input beats, ``last`` on a frame's last beat.
+    ``o``: Out(stream of ``word_bits``): the words, in order; one frame = ``words_per_frame``.
+    ``hold``: In(1): do not start a new frame (``i.ready`` low at a frame boundary).
+    ``idle``: Out(1): at a frame boundary (nothing of a frame taken, no fill or drop running).
+    ``frame_done``: Out(1): pulse with the frame's last word on ``o``.
+    ``framing_error``: Out(1): pulse when a frame's ``last`` is early or late.
+
+    Framing: a beat with ``last`` before the frame's last word ends the frame early: the rest
+    is completed with zero words; a frame whose last word is not in a ``last`` beat is cut
+    there and the beats up to the next ``last`` are dropped. Either pulses ``framing_error``.
+    Words of the last beat after the frame's last word are padding and ignored.
+
+    Latency: combinational (``o`` is the beat's current word). Throughput: one word per
+    cycle; ``i.ready`` rises on a beat's last word (or the frame's last word), so a beat
+    takes ``n`` cycles. Backpressure: ``o.ready`` low holds the beat; ``i.valid`` low
+    leaves ``o.valid`` low.
+    """
+
+    def __init__(self, beat_bits: int, word_bits: int, words_per_frame: int):
+        self.beat_bits, self.word_bits, self.words_per_frame = beat_bits, word_bits, words_per_frame
+        self.n = words_per_beat(beat_bits, word_bits)
+        super().__init__({"i": In(beat_signature(beat_bits)), "o": Out(stream.Signature(word_bits)),
+                          "hold": In(1), "idle": Out(1), "frame_done": Out(1), "framing_error": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        B, n, wb = self.words_per_frame, self.n, self.word_bits
+        count = Signal(range(max(2, B)))             # word of the frame
+        widx = Signal(range(max(2, n)))              # word of the beat
+        fill, drop = Signal(), Signal()
+        i, o = self.i, self.o
+        word = i.payload.data[:wb] if n == 1 else i.payload.data.word_select(widx, wb)
+        beat_end = (widx == n - 1) if n > 1 else 1
+        frame_end = count == B - 1
+        m.d.comb += self.idle.eq((count == 0) & ~fill & ~drop)
+        with m.If(self.hold & self.idle):
+            m.d.comb += i.ready.eq(0)
+        with m.Elif(fill):
+            m.d.comb += [o.valid.eq(1), o.payload.eq(0)]
+        with m.Elif(drop):
+            m.d.comb += i.ready.eq(1)
+            with m.If(i.valid & i.payload.last):
+                m.d.sync += drop.eq(0)
+        with m.Else():
+            m.d.comb += [o.valid.eq(i.valid), o.payload.eq(word), i.ready.eq(o.ready & (beat_end | frame_end))]
+        with m.If(o.valid & o.ready):
+            with m.If(frame_end):
+                m.d.sync += [count.eq(0), fill.eq(0)]
+                if n > 1:
+                    m.d.sync += widx.eq(0)
+                m.d.comb += self.frame_done.eq(1)
+                with m.If(~fill & ~i.payload.last):
+                    m.d.sync += drop.eq(1)
+                    m.d.comb += self.framing_error.eq(1)
+            with m.Else():
+                m.d.sync += count.eq(count + 1)
+                if n > 1:
+                    with m.If(~fill):
+                        m.d.sync += widx.eq(Mux(beat_end, 0, widx + 1))
+                with m.If(~fill & beat_end & i.payload.last):
+                    m.d.sync += fill.eq(1)
+                    m.d.comb += self.framing_error.eq(1)
+        return m
+
+
+class WeightLoader(wiring.Component):
+    """The weight-image parser: a frame of 32-bit words (:mod:`bitplane.core.weightimage`)
+    -> writes into the blocks' run-time loadable memories.
+
+    Parameters: ``beat_bits``; ``sections``: ``(layer, kind, entries, width)`` of every
+    loadable memory in image order (:func:`bitplane.hw.top.memory_sections`). A beat carries
+    ``words_per_beat(beat_bits, 32)`` image words, the last beat zero-padded after the end word.
+
+    Ports
+    -----
+    ``i``: In(:func:`beat_signature`): the image beats (offered only while ``loading``).
+    ``load``: In(1): pulse: the next input frame is a weight image.
+    ``idle``: In(1): the input framer is at a frame boundary (the switch to loading waits for it).
+    ``pending``: Out(1): a load was requested and waits for ``idle``.
+    ``loading``: Out(1): from the cycle after the switch to the image's last beat.
+    ``wr``: Out(stream of ``{sel, addr, data}``, always ready): one memory entry written per
+        transfer into section ``sel`` at ``addr`` (``data``: the widest entry; a section uses
+        its low ``width`` bits); registered, one cycle after the entry's last word.
+    ``checksum``: Out(32): CRC-32 (``zlib.crc32``) of every word accepted since ``clear``.
+    ``words``: Out(32): words accepted since ``clear``.  ``clear``: In(1): pulse.
+    ``format_error``: Out(1): pulse on a bad magic, an unknown or mis-sized section header, an
+        end word that is not in the last beat, or an image ending inside a section; the rest
+        of the frame is then dropped (and still counted and checksummed, the zero padding of
+        its last beat included).
+
+    Throughput: one word per cycle (``i.ready`` on a beat's last word); never stalls a beat
+    longer than its words. Latency: a memory entry is written one cycle after its last word.
+    """
+
+    def __init__(self, beat_bits: int, sections):
+        self.beat_bits = beat_bits
+        self.sections = [tuple(s) for s in sections]
+        self.n = words_per_beat(beat_bits, 32)
+        self.max_wpe = max(wimg.words_per_entry(s[3]) for s in self.sections)
+        max_entries = max(s[2] for s in self.sections)
+        wr = data.StructLayout({"sel": range(max(2, len(self.sections))), "addr": range(max(2, max_entries)),
+                                "data": 32 * self.max_wpe})
+        super().__init__({"i": In(beat_signature(beat_bits)), "load": In(1), "idle": In(1), "pending": Out(1),
+                          "loading": Out(1), "wr": Out(stream.Signature(wr, always_ready=True)),
+                          "checksum": Out(32), "words": Out(32), "clear": In(1), "format_error": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        n, secs = self.n, self.sections
+        loading, load_pending = self.loading, self.pending
+        with m.If(self.load):
+            m.d.sync += load_pending.eq(1)
+        with m.If(load_pending & self.idle & ~loading):
+            m.d.sync += [loading.eq(1), load_pending.eq(0)]
+
+        asm = Signal(32 * self.max_wpe)
+        sel = Signal(range(max(2, len(secs))))
+        left = Signal(20)
+        wi = Signal(range(max(2, self.max_wpe)))
+        addr = Signal(range(max(2, max(s[2] for s in secs))))
+        wr, wr_addr = Signal(), Signal.like(addr)
+        widx = Signal(range(max(2, n)))
+        word = self.i.payload.data[:32] if n == 1 else self.i.payload.data.word_select(widx, 32)
+        beat_end = (widx == n - 1) if n > 1 else 1
+        last = self.i.payload.last & beat_end          # the frame's last word
+        accept = Signal()
+        finish = Signal()                              # end word in the last beat: rest is padding
+        m.d.comb += [accept.eq(loading & self.i.valid), self.i.ready.eq(loading & (beat_end | finish))]
+        if n > 1:
+            with m.If(accept):
+                m.d.sync += widx.eq(Mux(beat_end | finish, 0, widx + 1))
+        sel_wpe_last = Signal(range(max(2, self.max_wpe)))
+        m.d.comb += sel_wpe_last.eq(0)
+        for k, s in enumerate(secs):
+            with m.If(sel == k):
+                m.d.comb += sel_wpe_last.eq(wimg.words_per_entry(s[3]) - 1)
+        m.d.sync += wr.eq(0)
+        m.d.comb += [self.wr.valid.eq(wr), self.wr.payload.sel.eq(sel), self.wr.payload.addr.eq(wr_addr),
+                     self.wr.payload.data.eq(asm)]
+        with m.If(accept & (last | finish)):
+            m.d.sync += loading.eq(0)
+        crc = Signal(32, init=wimg.CRC32_INIT)           # CRC-32 state; the register reads ~crc (zlib)
+        crc_next = Cat(*[_xor([crc[j] for j in ss] + [word[j] for j in ws]) for ss, ws in wimg.crc32_word_taps()])
+        m.d.comb += self.checksum.eq(~crc)
+        with m.If(accept):
+            m.d.sync += [crc.eq(crc_next), self.words.eq(self.words + 1)]
+        with m.If(self.clear):
+            m.d.sync += [crc.eq(wimg.CRC32_INIT), self.words.eq(0)]
+        err = self.format_error
+        with m.FSM(name="loader"):
+            with m.State("MAGIC"):
+                with m.If(accept):
+                    with m.If(last | (word != wimg.IMAGE_MAGIC)):
+                        m.d.comb += err.eq(1)
+                        with m.If(~last):
+                            m.next = "DROP"
+                    with m.Else():
+                        m.next = "HEADER"
+            with m.State("HEADER"):
+                with m.If(accept):
+                    with m.If(word == wimg.END_WORD):
+                        m.next = "MAGIC"
+                        with m.If(~self.i.payload.last):
+                            m.d.comb += err.eq(1)
+                            m.next = "DROP"
+                        if n > 1:
+                            with m.Else():
+                                m.d.comb += finish.eq(1)
+                    with m.Else():
+                        hit = Signal()
+                        for k, (lay, kind, entries, width) in enumerate(secs):
+                            h = wimg.header(lay, kind, entries * wimg.words_per_entry(width))
+                            with m.If(word == h):
+                                m.d.comb += hit.eq(1)
+                                m.d.sync += sel.eq(k)
+                        m.d.sync += [left.eq(word[:20]), wi.eq(0), addr.eq(0)]
+                        with m.If(hit & ~last):
+                            m.next = "PAYLOAD"
+                        with m.Else():
+                            m.d.comb += err.eq(1)
+                            m.next = "DROP"
+                            with m.If(last):
+                                m.next = "MAGIC"
+            with m.State("PAYLOAD"):
+                with m.If(accept):
+                    m.d.sync += [asm.word_select(wi, 32).eq(word), left.eq(left - 1)]
+                    with m.If(wi == sel_wpe_last):
+                        m.d.sync += [wi.eq(0), wr.eq(1), wr_addr.eq(addr), addr.eq(addr + 1)]
+                    with m.Else():
+                        m.d.sync += wi.eq(wi + 1)
+                    with m.If(last):
+                        m.d.comb += err.eq(1)
+                        m.next = "MAGIC"
+                    with m.Elif(left == 1):
+                        m.next = "HEADER"
+            with m.State("DROP"):
+                with m.If(accept & last):
+                    m.next = "MAGIC"
+        return m
+
+
+class OutputFramer(wiring.Component):
+    """The last block's output -> output beats: 32-bit result words, ``last`` per frame.
+
+    Parameters: ``raw_width`` (bits per accumulator: 32, or 64 sent as two words, low first),
+    ``lanes`` (accumulators per input word: the last block's PE), ``words_per_frame`` (result
+    words per frame), ``fifo_depth`` (the output FIFO), ``beat_bits``; a beat carries
+    ``n = words_per_beat(beat_bits, 32)`` words, the last beat of a frame zero-padded.
+
+    Ports
+    -----
+    ``i``: In(stream of ``lanes * raw_width``): the last block's output words.
+    ``o``: Out(:func:`beat_signature`): result beats, ``last`` on each frame's last beat.
+    ``frame_done``: Out(1): pulse when a frame's last beat is taken.
+
+    Internals: width converters to one 32-bit word per transfer, the output FIFO, then (for
+    ``n > 1``) a beat register. Throughput: one word per cycle into the FIFO. Latency: the
+    converters' and FIFO's (1 cycle each), plus 1 for the beat register. Backpressure: any;
+    ``o.ready`` low fills the FIFO and then stalls ``i``.
+    """
+
+    def __init__(self, raw_width: int, lanes: int, words_per_frame: int, fifo_depth: int, beat_bits: int):
+        self.raw_width, self.lanes, self.words_per_frame = raw_width, lanes, words_per_frame
+        self.fifo_depth, self.beat_bits = fifo_depth, beat_bits
+        self.n = words_per_beat(beat_bits, RESULT_BITS)
+        super().__init__({"i": In(stream.Signature(lanes * raw_width)), "o": Out(beat_signature(beat_bits)),
+                          "frame_done": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        rw, pe, OW, n = self.raw_width, self.lanes, self.words_per_frame, self.n
+        src = wiring.flipped(self.i)
+        if pe != 1:
+            m.submodules.out_conv = oc = WidthConverter(rw, pe, 1)
+            wiring.connect(m, src, oc.i)
+            src = oc.o
+        if rw != RESULT_BITS:                        # 64-bit results: low word, then high word
+            m.submodules.out_split = sp = WidthConverter(RESULT_BITS, rw // RESULT_BITS, 1)
+            wiring.connect(m, src, sp.i)
+            src = sp.o
+        m.submodules.out_fifo = of = StreamFIFO(RESULT_BITS, self.fifo_depth)
+        wiring.connect(m, src, of.i)
+        ocount = Signal(range(max(2, OW)))
+        word_last = ocount == OW - 1
+        o = self.o
+        if n == 1:
+            m.d.comb += [o.payload.data.eq(of.o.payload), o.valid.eq(of.o.valid), of.o.ready.eq(o.ready),
+                         o.payload.last.eq(word_last)]
+            take = of.o.valid & of.o.ready
+            with m.If(o.valid & o.ready):
+                m.d.comb += self.frame_done.eq(word_last)
+        else:
+            widx = Signal(range(n))
+            full = Signal()
+            m.d.comb += [o.valid.eq(full), of.o.ready.eq(~full | o.ready)]
+            take = of.o.valid & of.o.ready
+            with m.If(o.valid & o.ready):
+                m.d.sync += full.eq(0)
+                m.d.comb += self.frame_done.eq(o.payload.last)
+            with m.If(take):
+                with m.If(widx == 0):
+                    m.d.sync += o.payload.data.eq(of.o.payload)
+                with m.Else():
+                    m.d.sync += o.payload.data.word_select(widx, RESULT_BITS).eq(of.o.payload)
+                with m.If((widx == n - 1) | word_last):
+                    m.d.sync += [full.eq(1), o.payload.last.eq(word_last), widx.eq(0)]
+                with m.Else():
+                    m.d.sync += widx.eq(widx + 1)
+        with m.If(take):
+            m.d.sync += ocount.eq(Mux(word_last, 0, ocount + 1))
+        return m
