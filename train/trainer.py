@@ -131,7 +131,7 @@ def train(arch, quant, bits, dataset, epochs, out_yaml, *, batch_size=128, lr=2e
         xtr, ytr = xtr[idx], ytr[idx]
     torch.manual_seed(seed)
     if init_from:
-        from .seed_import import import_seed
+        from .seed_import import import_seed  # lazy: torch, off the CLI start-up path
         model, notes = import_seed(init_from, arch, w, a, xtr[:calib_images], name, batch_size)
         model.grad_bits = None if g == 32 else g
         spec = model.spec
@@ -185,7 +185,7 @@ def train(arch, quant, bits, dataset, epochs, out_yaml, *, batch_size=128, lr=2e
         log(f"epoch {ep + 1}/{epochs}: loss {row['loss']:.4f}  train acc {row['train_acc']:.4f}  "
             f"test acc {test_acc:.4f}  ({row['seconds']:.0f} s)")
     if bn_recalib and epochs > 0:
-        from .nn import recalibrate_batchnorms
+        from .nn import recalibrate_batchnorms  # lazy: torch, off the CLI start-up path
         n = min(bn_recalib, len(ytr))
         recalibrate_batchnorms(model, [xt[i:i + batch_size] for i in range(0, n, batch_size)])
         acc = float((evaluate(model, xte).argmax(1) == yte).mean())
