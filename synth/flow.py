@@ -202,6 +202,8 @@ def synthesize(verilog: str, top: str, target: str, clock_mhz: float = 100.0, ca
     if (out / "report.json").exists():
         rep = json.loads((out / "report.json").read_text())
         rep["cached"] = True
+        if "cells" in rep:               # the summary's definition may be newer than the cached run
+            rep["resources"] = xilinx_summary(rep["cells"])
         progress(f"cached result {out}")
         return rep
     cache_dir.mkdir(parents=True, exist_ok=True)
