@@ -240,55 +240,6 @@ def _popcount(bits: list):
     return level[0]
 
 
-def _fa(a, b, c):
-    """Full adder as plain logic (sum, carry): one LUT per output once mapped."""
-    return a ^ b ^ c, (a & b) | (a & c) | (b & c)
-
-
-def _counter(bits: list) -> list:
-    """Count of up to 6 bits as plain logic (no adder cells): 2 or 3 output bits, each a
-    function of at most 6 inputs, so one LUT6 each (a 6:3 / 5:3 / 4:3 / 3:2 compressor)."""
-    z = Const(0, 1)
-    if len(bits) <= 3:
-        a, b, c = (list(bits) + [z] * 3)[:3]
-        return list(_fa(a, b, c))
-    a, b, c, d, e, f = (list(bits) + [z] * 6)[:6]
-    s1, c1 = _fa(a, b, c)
-    s2, c2 = _fa(d, e, f)
-    b1, b2 = _fa(c1, c2, s1 & s2)
-    return [s1 ^ s2, b1, b2]
-
-
-def _compress(cols: list) -> list:
-    """One level of a bit-heap reduction: ``cols[w]`` are the bits of weight ``2**w``; every
-    column with 3 or more bits goes through 6:3 counters (and one smaller counter for its
-    rest), columns of 1 or 2 bits pass."""
-    out = [[] for _ in range(len(cols) + 2)]
-    for w, bits in enumerate(cols):
-        if len(bits) <= 2:
-            out[w] += bits
-            continue
-        k = 0
-        while len(bits) - k >= 3:
-            for d, o in enumerate(_counter(bits[k:k + 6])):
-                out[w + d].append(o)
-            k += 6
-        out[w] += bits[k:] if k < len(bits) else []
-    while out and not out[-1]:
-        out.pop()
-    return out
-
-
-def _heap_sum(cols: list):
-    """The value of a bit heap (``cols[w]``: bits of weight ``2**w``): counters until no column
-    holds more than two bits, then one carry-chain adder of the two rows."""
-    while any(len(c) > 2 for c in cols):
-        cols = _compress(cols)
-    z = Const(0, 1)
-    rows = [Cat(*[c[r] if len(c) > r else z for c in cols]) for r in range(2)]
-    return rows[0] + rows[1]
-
-
 def _threshold_code(m: Module, advance, x, tdata, pe: int, T: int, width: int, lut, out_bits: int):
     """Threshold stage of lane ``pe`` (MVTU and :class:`ThresholdUnit`): ``x`` compared with the
     lane's ``T`` thresholds in ``tdata`` (:func:`pack_threshold_words` layout), registered while
@@ -352,7 +303,7 @@ class BitSerialMVTU(wiring.Component):
 
     # The pipeline (docs/design.md section 6): memories and the input double buffer, then
     # S0 issue (counters, memory addresses), S1 memory data registered, S1a plane select,
-    # S1b AND/XNOR + first popcount compressor levels, S1c the rest of each popcount, S2 coefficient x popcount,
+    # S1b AND/XNOR + chunk popcounts, S1c popcount sums, S2 coefficient x popcount,
     # S3 accumulate (and the activation sum S_a), S4/S5 + row constant K and offset x S_a,
     # S6/S7 thresholds -> code -> output register. Each stage is one method below; ``advance``
     # (output register free or taken) moves every stage at once.
@@ -500,45 +451,32 @@ class BitSerialMVTU(wiring.Component):
         return a_sel, w_sel, delay(ctl1, "b")
 
     def _chunk_popcounts(self, m, advance, delay, ctl, a_sel, w_sel):
-        """S1b: the first levels of each PE's popcount as a bit heap, registered. Level 1 takes
-        the AND (XNOR on the +-1 path) of three weight/activation pairs straight into a full
-        adder (6 inputs per output: one LUT6 each, the AND costs nothing); level 2 puts the heap
-        through 6:3 counters. The same (without level 1) for the activation plane's own count
-        (S_a)."""
+        """S1b: AND (XNOR on the +-1 path) of the selected planes, popcounts of 8-bit chunks;
+        the activation plane's own popcount for S_a."""
         c = self.cfg
-
-        def registered(cols, tag):
-            regs = [Signal(len(col), name=f"{tag}_w{w}") for w, col in enumerate(cols)]
-            with m.If(advance):
-                m.d.sync += [r.eq(Cat(*col)) for r, col in zip(regs, cols) if len(col)]
-            return regs
-        part_a = registered(_compress([[a_sel[l] for l in range(c.simd)]]), "popa")
-        part_w = []
-        for pe in range(c.pe):
-            bits = ~(w_sel[pe] ^ a_sel) if c.xnor else (w_sel[pe] & a_sel)
-            cols = [[], []]
-            for lo in range(0, c.simd - 2, 3):
-                s_, k_ = _fa(bits[lo], bits[lo + 1], bits[lo + 2])
-                cols[0].append(s_)
-                cols[1].append(k_)
-            cols[0] += [bits[l] for l in range(c.simd - c.simd % 3, c.simd)]
-            part_w.append(registered(_compress(cols), f"pop{pe}"))
+        CH = 8
+        chunks = [(lo, min(c.simd, lo + CH)) for lo in range(0, c.simd, CH)]
+        part_a = [Signal(range(hi - lo + 1), name=f"popa_{lo}") for lo, hi in chunks]
+        part_w = [[Signal(range(hi - lo + 1), name=f"pop{pe}_{lo}") for lo, hi in chunks] for pe in range(c.pe)]
+        with m.If(advance):
+            for (lo, hi), pa in zip(chunks, part_a):
+                m.d.sync += pa.eq(_popcount([a_sel[l] for l in range(lo, hi)]))
+            for pe in range(c.pe):
+                bits = ~(w_sel[pe] ^ a_sel) if c.xnor else (w_sel[pe] & a_sel)
+                for (lo, hi), pw_ in zip(chunks, part_w[pe]):
+                    m.d.sync += pw_.eq(_popcount([bits[l] for l in range(lo, hi)]))
         return part_a, part_w, delay(ctl, "c")
 
     def _popcount_sums(self, m, advance, delay, ctl, part_a, part_w):
-        """S1c: the registered heaps reduced to two rows by 6:3 counters, then one carry-chain
-        adder per PE (and for the activation plane)."""
+        """S1c: the chunk counts summed per PE (and for the activation plane)."""
         c = self.cfg
         pw = ceil_log2(c.simd + 1)
         p2 = [Signal(pw, name=f"pop{pe}") for pe in range(c.pe)]
         pa2 = Signal(pw)
-
-        def total(regs):
-            return _heap_sum([[r[k] for k in range(len(r))] for r in regs])
         with m.If(advance):
-            m.d.sync += pa2.eq(total(part_a))
+            m.d.sync += pa2.eq(_popcount(part_a))
             for pe in range(c.pe):
-                m.d.sync += p2[pe].eq(total(part_w[pe]))
+                m.d.sync += p2[pe].eq(_popcount(part_w[pe]))
         return pa2, p2, delay(ctl, "2")
 
     def _coefficients(self, m, advance, ctl, pa2, p2):
