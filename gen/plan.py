@@ -106,7 +106,7 @@ def memory_bits(st: MatmulStage, pe: int, simd: int) -> dict:
     try:
         mems = _memories(st, pe, simd)
     except (NotSupportedError, ValueError):    # no hardware block at this fold: compile reports it
-        return dict(out, weights=st.out_channels * st.n_dot * st.wq.planes, word=pe * simd * st.wq.planes)
+        return dict(out, weights=st.out_channels * st.n_dot * st.wq.planes, word=pe * simd)
     for mem in mems:
         out[names[mem.kind]] += mem.bits
         out["word"] = max(out["word"], mem.width)

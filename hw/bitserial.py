@@ -125,9 +125,15 @@ class EngineConfig:
     def memory_words(self) -> dict:
         """Word width in bits of each run-time loadable memory (the one definition; the
         engine's ``w_wr``/``t_wr``/``k_wr`` ports and memories use these)."""
-        return {"weights": self.pe * self.simd * self.w_planes,
+        return {"weights": self.pe * self.simd,
                 "thresholds": max(1, self.pe * self.n_thresholds * (self.final_width + 1)),
                 "constants": self.pe * self.final_width}
+
+    @property
+    def weight_entries(self) -> int:
+        """Depth of the weight memory: one word per (row fold, column fold, weight plane), so
+        the plane is selected by the address, not by a multiplexer (:func:`pack_weights`)."""
+        return self.nf * self.sf * self.w_planes
 
     @property
     def final_width(self) -> int:
@@ -164,21 +170,23 @@ def row_constants(cfg: EngineConfig, codes) -> list[int]:
 def pack_weights(cfg: EngineConfig, codes) -> list[tuple[int, int]]:
     """``[(addr, data)]`` for the weight memory; ``codes[r][k]`` are plane codes.
 
-    Address ``nf*SF + sf``; bit ``((pe*SIMD + lane)*Pw + plane)`` holds plane ``plane`` of
-    row ``nf*PE + pe``, column ``sf*SIMD + lane``.
+    Address ``(nf*SF + sf)*Pw + plane``; bit ``pe*SIMD + lane`` holds plane ``plane`` of row
+    ``nf*PE + pe``, column ``sf*SIMD + lane`` (each plane at its own address: the engine
+    selects a plane by addressing it, :attr:`EngineConfig.weight_entries` words).
     """
     Pw, out = cfg.w_planes, []
     for nf in range(cfg.nf):
         for sf in range(cfg.sf):
-            word = 0
+            words = [0] * Pw
             for pe in range(cfg.pe):
                 r = nf * cfg.pe + pe
                 for lane in range(cfg.simd):
                     c = int(codes[r][sf * cfg.simd + lane])
                     if not 0 <= c < 1 << Pw:
                         raise ValueError(f"weight code {c} does not fit {Pw} planes")
-                    word |= c << ((pe * cfg.simd + lane) * Pw)
-            out.append((nf * cfg.sf + sf, word))
+                    for plane in range(Pw):
+                        words[plane] |= ((c >> plane) & 1) << (pe * cfg.simd + lane)
+            out.extend(((nf * cfg.sf + sf) * Pw + plane, w) for plane, w in enumerate(words))
     return out
 
 
@@ -280,7 +288,7 @@ class BitSerialMVTU(wiring.Component):
 
     def __init__(self, cfg: EngineConfig):
         self.cfg = c = cfg
-        self._aw = max(1, ceil_log2(c.nf * c.sf))
+        self._aw = max(1, ceil_log2(c.weight_entries))
         self._tw = max(1, ceil_log2(c.nf))
         super().__init__({
             "act": In(stream.Signature(c.simd * c.a_planes)),
@@ -325,7 +333,7 @@ class BitSerialMVTU(wiring.Component):
         # (depth >= 2 keeps address ports at least one bit wide)
         winit = [d for _, d in pack_weights(c, c.init_weights)] if c.init_weights else []
         words = c.memory_words
-        m.submodules.wmem = wmem = Memory(shape=words["weights"], depth=max(2, NF * SF), init=winit)
+        m.submodules.wmem = wmem = Memory(shape=words["weights"], depth=max(2, c.weight_entries), init=winit)
         tinit = [d for _, d in pack_thresholds(c, c.init_thresholds, c.init_dirs)] \
             if c.init_thresholds and T else []
         m.submodules.tmem = tmem = Memory(shape=words["thresholds"], depth=max(2, NF), init=tinit)
@@ -374,23 +382,29 @@ class BitSerialMVTU(wiring.Component):
         m.d.comb += issue.eq(run & advance)
         last_j, last_i, last_sf, last_nf = j == Pa - 1, i == Pw - 1, sf == SF - 1, nf == NF - 1
         # memory addresses as counters (no multiplier/adder in front of the block RAMs):
-        # wa = nf*SF + sf, ra = rbank*SF + sf
-        wa = Signal(range(max(2, NF * SF)))
+        # wa = (nf*SF + sf)*Pw + i (the weight plane by address), ra = rbank*SF + sf
+        wa = Signal(range(max(2, c.weight_entries)))
         ra = Signal(range(2 * SF))
         with m.If(issue):
             m.d.sync += j.eq(Mux(last_j, 0, j + 1))
             with m.If(last_j):
-                m.d.sync += i.eq(Mux(last_i, 0, i + 1))
+                m.d.sync += [i.eq(Mux(last_i, 0, i + 1)), wa.eq(wa + 1)]
                 with m.If(last_i):
-                    m.d.sync += [sf.eq(Mux(last_sf, 0, sf + 1)), wa.eq(wa + 1), ra.eq(ra + 1)]
+                    m.d.sync += [sf.eq(Mux(last_sf, 0, sf + 1)), ra.eq(ra + 1)]
                     with m.If(last_sf):
                         m.d.sync += [nf.eq(Mux(last_nf, 0, nf + 1)), ra.eq(Mux(rbank, SF, 0))]
                         with m.If(last_nf):
                             m.d.sync += [rbank.eq(~rbank), wa.eq(0), ra.eq(Mux(rbank, 0, SF))]
                             m.d.comb += clr_full.eq(Mux(rbank, 0b10, 0b01))
+        # the weight address is registered once more (wa1): the weight word arrives one stage
+        # after the activation word, in the stage where the activation plane is selected, and
+        # the memory output register is the only register on it (no plane multiplexer)
+        wa1 = Signal.like(wa)
+        with m.If(advance):
+            m.d.sync += wa1.eq(wa)
         wrp = mems.wmem.read_port()
         arp = mems.abuf.read_port()
-        m.d.comb += [wrp.addr.eq(wa), wrp.en.eq(advance), arp.addr.eq(ra), arp.en.eq(advance)]
+        m.d.comb += [wrp.addr.eq(wa1), wrp.en.eq(advance), arp.addr.eq(ra), arp.en.eq(advance)]
 
         # control pipeline S1 (aligned with the memory read data)
         v1 = Signal()
@@ -416,24 +430,24 @@ class BitSerialMVTU(wiring.Component):
         return delay
 
     def _plane_select(self, m, advance, delay, ctl, wrp, arp):
-        """S1: memory data registered (block RAM outputs are slow: ECP5 DP16KD clock-to-out
-        ~5.8 ns, and yosys does not use its output register, so nothing but a register follows
-        them); S1a: weight plane ``i`` of every PE's lanes and activation plane ``j``."""
+        """S1: activation memory data registered (block RAM outputs are slow: ECP5 DP16KD
+        clock-to-out ~5.8 ns, and yosys does not use its output register, so nothing but a
+        register follows them); S1a: activation plane ``j`` selected and registered, and the
+        weight word (plane ``i`` by address, read one stage later) registered as it is."""
         c = self.cfg
-        PE, SIMD, Pw, Pa = c.pe, c.simd, c.w_planes, c.a_planes
-        wword, aword = Signal.like(wrp.data, name="wword"), Signal.like(arp.data, name="aword")
+        PE, SIMD, Pa = c.pe, c.simd, c.a_planes
+        aword = Signal.like(arp.data, name="aword")
         with m.If(advance):
-            m.d.sync += [wword.eq(wrp.data), aword.eq(arp.data)]
+            m.d.sync += aword.eq(arp.data)
         ctl1 = delay(ctl, "r")
-        i1, j1 = ctl1[2], ctl1[3]
+        j1 = ctl1[3]
         a_planes = [Cat(*[aword[l * Pa + p] for l in range(SIMD)]) for p in range(Pa)]
         a_sel = Signal(SIMD)
         w_sel = [Signal(SIMD, name=f"wplane{pe}") for pe in range(PE)]
         with m.If(advance):
             m.d.sync += a_sel.eq(Array(a_planes)[j1])
             for pe in range(PE):
-                w_planes = [Cat(*[wword[(pe * SIMD + l) * Pw + p] for l in range(SIMD)]) for p in range(Pw)]
-                m.d.sync += w_sel[pe].eq(Array(w_planes)[i1])
+                m.d.sync += w_sel[pe].eq(wrp.data[pe * SIMD:(pe + 1) * SIMD])
         return a_sel, w_sel, delay(ctl1, "b")
 
     def _chunk_popcounts(self, m, advance, delay, ctl, a_sel, w_sel):

@@ -158,7 +158,7 @@ class _EngineBlock(BlockParams):
     def memories(self) -> tuple[LoadableMemory, ...]:
         e, t = self.engine, self.thresholds
         words = e.memory_words
-        mems = [LoadableMemory(wimg.MEM_WEIGHTS, e.nf * e.sf, words["weights"], "w_wr")]
+        mems = [LoadableMemory(wimg.MEM_WEIGHTS, e.weight_entries, words["weights"], "w_wr")]
         if t is not None:
             mems.append(LoadableMemory(wimg.MEM_THRESHOLDS, t.nf, t.memory_word, "t_wr"))
         elif e.n_thresholds:

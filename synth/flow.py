@@ -141,7 +141,19 @@ def _yosys_stat(path: Path) -> dict:
     return {k: int(v) for k, v in design.get("num_cells_by_type", {}).items()}
 
 
+# LUT6 sites each distributed-RAM / shift-register primitive occupies (7-series and UltraScale
+# CLB user guides: RAM64M is four LUT6s of one SLICEM, RAM64X1D two, ...).
+LUTRAM_SITES = {"RAM32X1S": 1, "RAM64X1S": 1, "RAM128X1S": 2, "RAM256X1S": 4, "RAM512X1S": 8,
+                "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1D": 4, "RAM256X1D": 8,
+                "RAM32M": 4, "RAM64M": 4, "RAM32M16": 8, "RAM64M8": 8,
+                "SRL16E": 1, "SRLC16E": 1, "SRLC32E": 1}
+
+
 def xilinx_summary(cells: dict) -> dict:
+    """Resource summary of a ``synth_xilinx`` cell count: ``LUT`` logic LUTs, ``LUTRAM`` the
+    distributed-RAM/SRL *cells*, ``LUTRAM_LUT6`` the LUT6 sites those cells occupy (a RAM64M is
+    one cell but four LUT6s), ``LUT_SITES`` = LUT + LUTRAM_LUT6 (what a device's LUT count is
+    compared with)."""
     luts = sum(v for k, v in cells.items() if re.fullmatch(r"LUT[1-6]", k))
     lut6 = cells.get("LUT6", 0)
     ffs = sum(v for k, v in cells.items() if re.fullmatch(r"FD[RSCP]E?", k))
@@ -150,8 +162,13 @@ def xilinx_summary(cells: dict) -> dict:
     lutram = sum(v for k, v in cells.items() if k.startswith(("RAM32", "RAM64", "RAM128", "RAM256", "SRL")))
     dsp = cells.get("DSP48E1", 0) + cells.get("DSP48E2", 0)
     carry = cells.get("CARRY4", 0) + cells.get("CARRY8", 0)
+    unknown = sorted(k for k in cells if k.startswith(("RAM32", "RAM64", "RAM128", "RAM256", "RAM512", "SRL"))
+                     and k not in LUTRAM_SITES)
+    if unknown:
+        raise SynthError(f"no LUT6 site count for distributed-RAM cell(s) {', '.join(unknown)}")
+    lutram_lut6 = sum(v * LUTRAM_SITES[k] for k, v in cells.items() if k in LUTRAM_SITES)
     return {"LUT": luts, "LUT6": lut6, "FF": ffs, "BRAM36": bram36 + bram18 / 2, "LUTRAM": lutram,
-            "DSP": dsp, "CARRY": carry}
+            "LUTRAM_LUT6": lutram_lut6, "LUT_SITES": luts + lutram_lut6, "DSP": dsp, "CARRY": carry}
 
 
 def parse_nextpnr_log(text: str) -> dict:
@@ -185,6 +202,8 @@ def synthesize(verilog: str, top: str, target: str, clock_mhz: float = 100.0, ca
     if (out / "report.json").exists():
         rep = json.loads((out / "report.json").read_text())
         rep["cached"] = True
+        if "cells" in rep:               # the summary's definition may be newer than the cached run
+            rep["resources"] = xilinx_summary(rep["cells"])
         progress(f"cached result {out}")
         return rep
     cache_dir.mkdir(parents=True, exist_ok=True)

@@ -52,7 +52,8 @@ def test_xilinx_estimate_counts_a_design_of_known_size(tmp_path, capsys):
     rc = main(["synth", str(v), "--top", "known", "--target", "xc7z020", "--json", str(tmp_path / "r.json")])
     assert rc == 0
     rep = json.loads((tmp_path / "r.json").read_text())
-    assert rep["resources"] == {"LUT": 17, "LUT6": 1, "FF": 32, "BRAM36": 1.0, "LUTRAM": 0, "DSP": 0, "CARRY": 4}
+    assert rep["resources"] == {"LUT": 17, "LUT6": 1, "FF": 32, "BRAM36": 1.0, "LUTRAM": 0, "LUTRAM_LUT6": 0,
+                                "LUT_SITES": 17, "DSP": 0, "CARRY": 4}
     assert rep["timing"] is None
     assert "no timing" in capsys.readouterr().out
 
