@@ -121,7 +121,7 @@ def test_compiles_and_rtl_equals_golden_int(arch, size, tmp_path, capsys):
     """The whole graph (ResNet-18: [3,2] and mirror padding, projection and identity shortcuts
     on a float residual stream, global pool; AlexNet: grouped convs as per-group engines)
     compiles and runs in RTL (native harness, input gaps and output stalls) == golden int on
-    two of the checkpoint's reference images, at a reduced input size for ResNet-18."""
+    three of the checkpoint's reference images, at a reduced input size for ResNet-18."""
     from bitplane.gen.compile import compile_network
     from bitplane.sim.accel import simulate
     net = _import(tmp_path, arch) if size == NETS[arch][1] else None
@@ -130,10 +130,13 @@ def test_compiles_and_rtl_equals_golden_int(arch, size, tmp_path, capsys):
         assert main(["import", "tensorpack", str(DATA / ckpt), "-o", str(tmp_path / f"{arch}.yaml"), "--arch", arch,
                      "--input-size", str(size)]) == 0
         net = load_network(tmp_path / f"{arch}.yaml")
-    x = _codes(arch)[:2]
+    x = _codes(arch)[:3]
     if size != NETS[arch][1]:
         x = x[:, :, :size, :size].copy()
     m = compile_network(net, tmp_path / "out", target_fps=100, progress=lambda s: None)
-    y, st = simulate(tmp_path / "out", x, gap_pct=10, stall_pct=10, seed=1)
-    assert np.array_equal(y, Golden(net).run_int(x))
+    want = Golden(net).run_int(x)
+    y, _ = simulate(tmp_path / "out", x, gap_pct=10, stall_pct=10, seed=1)
+    assert np.array_equal(y, want)
+    y, st = simulate(tmp_path / "out", x)          # back to back: the period (frames 2..3) is the plan's
+    assert np.array_equal(y, want)
     assert abs(st["cycles_per_frame"] - m["cycles_per_frame"]) <= 0.05 * m["cycles_per_frame"]
