@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bitplane.core.errors import NotSupportedError
 from bitplane.gen import nn
 from .golden import Golden
 from .lower import CodePoolStage, MatmulStage
@@ -38,8 +39,14 @@ def _matmul(stage: MatmulStage, a, w, pad):
 
 
 def compare_paths(g: Golden, x) -> dict:
-    """Run both paths on input codes ``x``; return per-stage and end-to-end agreement."""
+    """Run both paths on input codes ``x``; return per-stage and end-to-end agreement.
+    Sequential networks only: a graph network (adds, concats, pools on fixed-point values,
+    gen/graph.py) is refused; compare its ``run_float`` and ``run_int`` outputs directly."""
     net = g.net
+    if net.is_graph:
+        raise NotSupportedError(f"{net.path}: the stage-by-stage path comparison covers sequential networks; "
+                                f"'{net.name}' is a graph network (compare Golden.run_float with the "
+                                f"dequantized Golden.run_int instead)")
     layers = {l.name: l for l in net.layers}
     x = g.check_input(x)
     idx = x

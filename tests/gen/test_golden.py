@@ -127,7 +127,19 @@ def test_reference_networks_are_shipped():
             "lenet-lq-w2a2", "lenet-ttq-a2"} <= names
 
 
-@pytest.mark.parametrize("spec", EXAMPLES, ids=lambda p: p.stem)
+GRAPH_EXAMPLES = {"fmnist-resnet20-w2a2"}      # graph specs (gen/graph.py): compared end to end
+
+
+def test_graph_examples_are_graphs_and_compare_paths_refuses_them():
+    from bitplane.core.errors import NotSupportedError
+    from bitplane.gen.compare import compare_paths
+    assert {p.stem for p in EXAMPLES if load_network(p).is_graph} == GRAPH_EXAMPLES
+    g = Golden(load_network(ROOT / "examples" / "fmnist-resnet20-w2a2.yaml"))
+    with pytest.raises(NotSupportedError, match="graph network"):
+        compare_paths(g, random_inputs(g.net, 2))
+
+
+@pytest.mark.parametrize("spec", [p for p in EXAMPLES if p.stem not in GRAPH_EXAMPLES], ids=lambda p: p.stem)
 def test_example_networks_int_path_explained(spec):
     net = load_network(spec)
     g = Golden(net)
