@@ -153,7 +153,8 @@ class AddStage:
 
     ``mult [n_inputs, C]`` int64 ``M_i``, ``frac`` G guard bits (0: exact), ``shift``: the
     sum's extra bits rounded away (half up) after the products are summed, ``sum_bits`` the
-    signed width of the sum before that shift."""
+    signed width of the sum before that shift, ``mult_shifts`` each input's alignment
+    (``shift - g_i``; ``mult[i]`` is a multiplier shifted left by it)."""
     folds = False             # no PE/SIMD fold
     kind = "add"
     name: str
@@ -165,6 +166,7 @@ class AddStage:
     out: Fixed
     shift: int = 0
     sum_bits: int = 0
+    mult_shifts: tuple = ()   # per input, the left shift aligning it to the sum: mult[i] = M_i << it
 
     @property
     def exact(self) -> bool:
@@ -176,18 +178,6 @@ class AddStage:
             q = to_q(form, x)
             tot = tot + nn.channel_view(self.mult[i], q.ndim).astype(np.int64) * q
         return round_shift(tot, self.shift)
-
-    @property
-    def mult_shifts(self) -> list[int]:
-        """Per input, the trailing zero bits every channel's multiplier has (the alignment
-        shift of an input without guard bits): ``mult[i] = (mult[i] >> k_i) << k_i``."""
-        out = []
-        for row in self.mult:
-            k = 0
-            while k < 62 and all(int(v) % (1 << (k + 1)) == 0 for v in row):
-                k += 1
-            out.append(min(k, self.shift))
-        return out
 
     def describe(self) -> dict:
         return {"stage": self.name, "kind": "add", "layers": [self.name], "in_shape": list(self.in_shape),
@@ -360,7 +350,7 @@ def _add_stage(net, L: Layer, forms) -> AddStage:
     ref = np.where(res == 0, np.inf, res).min(axis=0)
     ref = np.where(np.isfinite(ref), ref, 1.0)
     ratio = S / ref
-    shift = 0
+    shift, align = 0, (0,) * len(fx)
     if np.all(ratio == np.round(ratio)) and np.all(np.abs(ratio) < 2 ** 20):
         frac, step, mult = 0, ref, np.round(ratio).astype(np.int64)
     else:
@@ -368,8 +358,9 @@ def _add_stage(net, L: Layer, forms) -> AddStage:
         # an input already at ~step carries its guard bits g_i into the sum (rounded away after
         # it); the others keep their multiplier and are aligned by a left shift (no wider product)
         shift = max(f.guard for f in fx)
-        mult = np.stack([np.round(S[i] * (1 << f.guard) / step).astype(np.int64) << (shift - f.guard)
-                         for i, f in enumerate(fx)])
+        align = tuple(shift - f.guard for f in fx)
+        mult = np.stack([np.round(S[i] * (1 << f.guard) / step).astype(np.int64) << k
+                         for i, (f, k) in enumerate(zip(fx, align))])
     lo = hi = 0
     for m, f in zip(mult, fx):
         a, b = m * f.lo, m * f.hi
@@ -379,7 +370,7 @@ def _add_stage(net, L: Layer, forms) -> AddStage:
     sum_bits = signed_bits(lo, hi + (1 << shift >> 1))
     lo, hi = int(round_shift(lo, shift)), int(round_shift(hi, shift))
     out = Fixed(step, sum(f.offset for f in fx), lo, hi, guard=frac)
-    return AddStage(L.name, L.in_shape, L.out_shape, list(forms), mult, frac, out, shift, sum_bits)
+    return AddStage(L.name, L.in_shape, L.out_shape, list(forms), mult, frac, out, shift, sum_bits, align)
 
 
 def _avgpool_stage(net, L: Layer, form) -> AvgPoolStage:

@@ -136,12 +136,11 @@ def test_add_block_rounds_a_chained_stream_add_as_the_stage(tmp_path):
     abits = next(s for s in g.lowered.stages if s.name == "b2c2").acc_bits
     bbits = add.in_forms[1].bits
     ka, kb = add.mult_shifts
-    assert ka == 16                      # the accumulator keeps its multiplier, aligned by 16 bits
+    assert (ka, kb) == (16, 0)           # the accumulator keeps its multiplier, aligned by 16 bits
     dut = AddBlock(4, 2, abits, bbits, add.out.bits, add.mult[0] >> ka, add.mult[1] >> kb, True, True, add.shift,
                    add.sum_bits, ka, kb)
-    # one more pixel: a = 0 and b = 2^15 (M_b = 2^16 + 2^15 would put it half a step off the
-    # grid); with these multipliers b * M_b = 2^31: also check the stage's rounding on the sum
-    # -2^15 (a tie) by the stage itself
+    # one more pixel with b = 2^15 (a value beyond 16 bits through the b path); the rounding at
+    # a tie (+-2^15 of 2^16) is checked on round_shift itself: these multipliers put no sum there
     tie_b = np.full(4, 1 << 15, np.int64)
     assert bbits > 16 and round_shift(np.int64(-(1 << 15)), 16) == 0 and round_shift(np.int64(1 << 15), 16) == 1
     frames_a = [tr["b2c2"][0], tr["b2c2"][1], np.zeros((4, 1, 1), np.int64)]
