@@ -12,7 +12,11 @@ Layout: a sequence of little-endian 32-bit words.
       header[19:0]  = count of 32-bit payload words
 
   The payload carries the memory's entries in address order, each entry split into
-  ``ceil(width/32)`` 32-bit words, least-significant word first;
+  ``ceil(width/32)`` 32-bit words, least-significant word first. A memory of more than
+  ``MAX_COUNT`` words travels as several sections (:func:`chunks`: whole entries, at most
+  ``MAX_COUNT`` words each); every section after its first has ``MEM_CONTINUE`` set in the
+  kind and carries the entries that follow the previous section's, so it must come right
+  after it;
 * last word: ``END_WORD`` (layer index 255).
 
 The checksum (register ``WEIGHT_CHECKSUM``) covers every word the loader accepts, magic and
@@ -29,7 +33,9 @@ IMAGE_MAGIC = 0xB17C_0DE5
 END_LAYER = 0xFF
 END_WORD = END_LAYER << 24
 MEM_WEIGHTS, MEM_THRESHOLDS, MEM_CONSTANTS = 0, 1, 2
-MAX_COUNT = (1 << 20) - 1
+MEM_CONTINUE = 0x8                # kind flag: the section continues the previous section's memory
+MAX_KIND = MEM_CONTINUE - 1
+MAX_COUNT = (1 << 20) - 1         # payload words of one section (the header's count field)
 MASK32 = 0xFFFF_FFFF
 
 
@@ -49,6 +55,15 @@ def parse_header(word: int) -> tuple[int, int, int]:
 
 def words_per_entry(width: int) -> int:
     return max(1, -(-width // 32))
+
+
+def chunks(entries: int, width: int, max_count: int = MAX_COUNT) -> list[tuple[int, int]]:
+    """The sections a memory of ``entries`` x ``width`` bits travels in: ``(first entry,
+    entries)`` each, whole entries of at most ``max_count`` words (one section when it fits)."""
+    per = max_count // words_per_entry(width)
+    if per < 1:
+        raise ValueError(f"a {width}-bit entry does not fit a {max_count}-word section")
+    return [(first, min(per, entries - first)) for first in range(0, entries, per)] or [(0, 0)]
 
 
 def split_entries(entries, width: int) -> list[int]:
@@ -71,19 +86,25 @@ def join_entries(words, width: int) -> list[int]:
     return [sum(int(words[i + j]) << (32 * j) for j in range(n)) for i in range(0, len(words), n)]
 
 
-def pack_image(sections) -> list[int]:
-    """``sections``: iterable of ``(layer, mem, entries, width)`` -> the image's 32-bit words."""
+def pack_image(sections, max_count: int = MAX_COUNT) -> list[int]:
+    """``sections``: iterable of ``(layer, mem, entries, width)`` -> the image's 32-bit words
+    (a memory longer than ``max_count`` words split by :func:`chunks`)."""
     words = [IMAGE_MAGIC]
     for layer, mem, entries, width in sections:
-        payload = split_entries(entries, width)
-        words.append(header(layer, mem, len(payload)))
-        words.extend(payload)
+        if not 0 <= mem <= MAX_KIND:
+            raise ValueError(f"memory kind {mem} out of range 0..{MAX_KIND}")
+        entries = list(entries)
+        for j, (first, n) in enumerate(chunks(len(entries), width, max_count)):
+            payload = split_entries(entries[first:first + n], width)
+            words.append(header(layer, mem | (MEM_CONTINUE if j else 0), len(payload)))
+            words.extend(payload)
     words.append(END_WORD)
     return words
 
 
 def unpack_image(words) -> list[tuple[int, int, list[int]]]:
-    """Parse an image into ``(layer, mem, payload_words)`` sections; raises ValueError."""
+    """Parse an image into ``(layer, mem, payload_words)`` per memory (continuation sections
+    joined to the memory they continue); raises ValueError."""
     words = [int(w) for w in words]
     if not words or words[0] != IMAGE_MAGIC:
         raise ValueError(f"not a weight image: first word must be 0x{IMAGE_MAGIC:08X}")
@@ -98,7 +119,14 @@ def unpack_image(words) -> list[tuple[int, int, list[int]]]:
             return out
         if i + 1 + count > len(words):
             raise ValueError(f"section for layer {layer} claims {count} words, only {len(words) - i - 1} left")
-        out.append((layer, mem, words[i + 1:i + 1 + count]))
+        payload = words[i + 1:i + 1 + count]
+        if mem & MEM_CONTINUE:
+            if not out or out[-1][:2] != (layer, mem & MAX_KIND):
+                raise ValueError(f"section for layer {layer} continues memory kind {mem & MAX_KIND}, "
+                                 "which is not the section before it")
+            out[-1][2].extend(payload)
+        else:
+            out.append((layer, mem, payload))
         i += 1 + count
 
 

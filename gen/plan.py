@@ -98,10 +98,9 @@ def _memories(st: MatmulStage, pe: int, simd: int):
 
 def memory_bits(st: MatmulStage, pe: int, simd: int) -> dict:
     """Bits of the block's weight, threshold and constant memories at this fold, as built
-    (``hw.layers.BlockParams.memories``; the weight-image section kinds), ``word``: the widest
-    memory word, and ``section``: the longest weight-image section in 32-bit words (its length
-    field has 20 bits, ``core.weightimage.MAX_COUNT``)."""
-    out = {"weights": 0, "thresholds": 0, "constants": 0, "word": 0, "section": 0}
+    (``hw.layers.BlockParams.memories``; the weight-image section kinds), and ``word``: the
+    widest memory word."""
+    out = {"weights": 0, "thresholds": 0, "constants": 0, "word": 0}
     names = {wimg.MEM_WEIGHTS: "weights", wimg.MEM_THRESHOLDS: "thresholds", wimg.MEM_CONSTANTS: "constants"}
     try:
         mems = _memories(st, pe, simd)
@@ -110,7 +109,6 @@ def memory_bits(st: MatmulStage, pe: int, simd: int) -> dict:
     for mem in mems:
         out[names[mem.kind]] += mem.bits
         out["word"] = max(out["word"], mem.width)
-        out["section"] = max(out["section"], mem.entries * wimg.words_per_entry(mem.width))
     return out
 
 
@@ -125,7 +123,6 @@ class Fold:
     threshold_bits: int
     constant_bits: int
     word_bits: int            # widest memory word
-    section_words: int        # longest weight-image section
     source: str = "planner"
     block_cycles: int = 0     # the whole block (engine, window, input, pools): set by plan()
 
@@ -144,9 +141,6 @@ def check_fold(st: MatmulStage, pe: int, simd: int, where: str):
         raise PlanError(f"{where}: layer '{st.name}': PE={pe} x SIMD={simd} needs {wb:,}-bit memory words "
                         f"(weights or {st.thresholds.shape[1] if not st.raw else 0} thresholds per row); the "
                         f"limit is {MAX_WORD_BITS:,}: lower PE")
-    if (sw := memory_bits(st, pe, simd)["section"]) > wimg.MAX_COUNT:
-        raise PlanError(f"{where}: layer '{st.name}': PE={pe} x SIMD={simd} puts {sw:,} words in one weight-image "
-                        f"section; the limit is {wimg.MAX_COUNT:,}: raise SIMD")
 
 
 # Widest memory word a fold may need. Amaranth's netlist caps a memory word below 65,536 bits;
@@ -162,12 +156,12 @@ def word_bits(st: MatmulStage, pe: int, simd: int) -> int:
 def _fold(st, pe, simd, source="planner") -> Fold:
     m = memory_bits(st, pe, simd)
     return Fold(st.name, pe, simd, stage_cycles(st, pe, simd), estimate_luts(st, pe, simd),
-                m["weights"], m["thresholds"], m["constants"], m["word"], m["section"], source)
+                m["weights"], m["thresholds"], m["constants"], m["word"], source)
 
 
 def _legal(f: Fold) -> bool:
-    """Memory words within MAX_WORD_BITS and weight-image sections within MAX_COUNT words."""
-    return f.word_bits <= MAX_WORD_BITS and f.section_words <= wimg.MAX_COUNT
+    """Memory words within MAX_WORD_BITS."""
+    return f.word_bits <= MAX_WORD_BITS
 
 
 def _options(st):
@@ -351,8 +345,8 @@ def plan(low: Lowered, target_fps: float | None = None, clock_mhz: float = 100.0
             elif options(st):
                 folds[st.name] = options(st)[0]
             else:
-                raise PlanError(f"layer '{st.name}': no PE/SIMD fold fits the memory word ({MAX_WORD_BITS:,} bits) "
-                                f"and weight-image section limits")
+                raise PlanError(f"layer '{st.name}': no PE/SIMD fold fits the memory word limit "
+                                f"({MAX_WORD_BITS:,} bits)")
         if lut_budget is not None:
             total = sum(f.luts for f in folds.values())
             if total > lut_budget:

@@ -119,8 +119,11 @@ class WeightLoader(wiring.Component):
     -> writes into the blocks' run-time loadable memories.
 
     Parameters: ``beat_bits``; ``sections``: ``(layer, kind, entries, width)`` of every
-    loadable memory in image order (:func:`bitplane.hw.top.memory_sections`). A beat carries
-    ``words_per_beat(beat_bits, 32)`` image words, the last beat zero-padded after the end word.
+    loadable memory in image order (:func:`bitplane.hw.top.memory_sections`); ``max_count``:
+    the longest section in words (a longer memory arrives as the continuation sections of
+    :func:`bitplane.core.weightimage.chunks`; each is accepted only right after the one before
+    it, at the address where that one ended). A beat carries ``words_per_beat(beat_bits, 32)``
+    image words, the last beat zero-padded after the end word.
 
     Ports
     -----
@@ -135,7 +138,8 @@ class WeightLoader(wiring.Component):
     ``checksum``: Out(32): CRC-32 (``zlib.crc32``) of every word accepted since ``clear``.
     ``words``: Out(32): words accepted since ``clear``.  ``clear``: In(1): pulse.
     ``format_error``: Out(1): pulse on a bad magic, an unknown or mis-sized section header, an
-        end word that is not in the last beat, or an image ending inside a section; the rest
+        end word that is not in the last beat, a continuation section out of place, or an
+        image ending inside a section; the rest
         of the frame is then dropped (and still counted and checksummed, the zero padding of
         its last beat included).
 
@@ -143,9 +147,10 @@ class WeightLoader(wiring.Component):
     longer than its words. Latency: a memory entry is written one cycle after its last word.
     """
 
-    def __init__(self, beat_bits: int, sections):
+    def __init__(self, beat_bits: int, sections, max_count: int = wimg.MAX_COUNT):
         self.beat_bits = beat_bits
         self.sections = [tuple(s) for s in sections]
+        self.max_count = max_count
         self.n = words_per_beat(beat_bits, 32)
         self.max_wpe = max(wimg.words_per_entry(s[3]) for s in self.sections)
         max_entries = max(s[2] for s in self.sections)
@@ -206,6 +211,7 @@ class WeightLoader(wiring.Component):
                         with m.If(~last):
                             m.next = "DROP"
                     with m.Else():
+                        m.d.sync += addr.eq(0)         # no continuation of an earlier image
                         m.next = "HEADER"
             with m.State("HEADER"):
                 with m.If(accept):
@@ -220,11 +226,17 @@ class WeightLoader(wiring.Component):
                     with m.Else():
                         hit = Signal()
                         for k, (lay, kind, entries, width) in enumerate(secs):
-                            h = wimg.header(lay, kind, entries * wimg.words_per_entry(width))
-                            with m.If(word == h):
-                                m.d.comb += hit.eq(1)
-                                m.d.sync += sel.eq(k)
-                        m.d.sync += [left.eq(word[:20]), wi.eq(0), addr.eq(0)]
+                            wpe = wimg.words_per_entry(width)
+                            for j, (first, count) in enumerate(wimg.chunks(entries, width, self.max_count)):
+                                if j == 0:
+                                    with m.If(word == wimg.header(lay, kind, count * wpe)):
+                                        m.d.comb += hit.eq(1)
+                                        m.d.sync += [sel.eq(k), addr.eq(0)]
+                                else:          # right after the previous chunk of the same memory
+                                    h = wimg.header(lay, kind | wimg.MEM_CONTINUE, count * wpe)
+                                    with m.If((word == h) & (sel == k) & (addr == first)):
+                                        m.d.comb += hit.eq(1)
+                        m.d.sync += [left.eq(word[:20]), wi.eq(0)]
                         with m.If(hit & ~last):
                             m.next = "PAYLOAD"
                         with m.Else():

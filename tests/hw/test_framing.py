@@ -152,17 +152,17 @@ SECTIONS = [(0, wimg.MEM_WEIGHTS, 6, 40), (0, wimg.MEM_CONSTANTS, 3, 20), (1, wi
             (1, wimg.MEM_WEIGHTS, 2, 96)]
 
 
-def _image(rng):
+def _image(rng, max_count=wimg.MAX_COUNT):
     data = [[rng.getrandbits(w) for _ in range(e)] for _, _, e, w in SECTIONS]
-    return data, wimg.pack_image([(lay, kind, d, w) for (lay, kind, _, w), d in zip(SECTIONS, data)])
+    return data, wimg.pack_image([(lay, kind, d, w) for (lay, kind, _, w), d in zip(SECTIONS, data)], max_count)
 
 
-def _load(beat_bits, frames, seed):
+def _load(beat_bits, frames, seed, max_count=wimg.MAX_COUNT):
     """Stream weight-image frames (lists of 32-bit words) into a WeightLoader; returns the
     writes (sel, addr, data), format-error pulses, checksum, words."""
     rng = random.Random(seed)
     n = beat_bits // 32
-    dut = WeightLoader(beat_bits, SECTIONS)
+    dut = WeightLoader(beat_bits, SECTIONS, max_count)
     writes, errs, regs = [], [0], {}
 
     def put(ctx, item):
@@ -232,6 +232,49 @@ def test_weight_loader_refuses_bad_images_and_recovers(beat_bits):
     n = beat_bits // 32
     seen = [f + [0] * (-len(f) % n) for f in frames[:3]] + [image]
     assert regs == {"checksum": _crc(seen), "words": sum(map(len, seen))}
+
+
+def _sections(image):
+    """(start, end) word indices of each section of an image, header included."""
+    out, i = [], 1
+    while image[i] != wimg.END_WORD:
+        n = wimg.parse_header(image[i])[2]
+        out.append((i, i + 1 + n))
+        i += 1 + n
+    return out
+
+
+@pytest.mark.parametrize("beat_bits", [32, 128])
+def test_weight_loader_takes_memories_split_into_continuation_sections(beat_bits):
+    """With 5-word sections every memory but the 20-bit one spans 2-3 sections (``chunks``):
+    each continuation lands at the address where the section before it ended."""
+    rng = random.Random(11)
+    data, image = _image(rng, max_count=5)
+    assert len(_sections(image)) == 8
+    assert wimg.unpack_image(image) == wimg.unpack_image(_image(random.Random(11))[1])
+    writes, errs, regs = _load(beat_bits, [image], seed=beat_bits, max_count=5)
+    assert [(s, a, v & ((1 << SECTIONS[s][3]) - 1)) for s, a, v in writes] == \
+        [(k, a, v) for k, d in enumerate(data) for a, v in enumerate(d)]
+    assert errs == 0 and regs == {"checksum": _crc([image]), "words": len(image)}
+
+
+def test_weight_loader_refuses_a_continuation_out_of_place():
+    """A continuation section is taken only right after the section of the same memory that it
+    continues: one too many, after another memory, or first in an image, it is a format error
+    and nothing of it is written."""
+    rng = random.Random(12)
+    data, image = _image(rng, max_count=5)
+    secs = _sections(image)                   # memory 0: sections 0, 1, 2 (2 entries each); memory 1: 3
+    body = lambda *ks: image[:1] + [w for k in ks for w in image[secs[k][0]:secs[k][1]]] + [wimg.END_WORD]
+    too_many, after_other, first = body(0, 1, 2, 2), body(3, 1), body(1)
+    for bad in (after_other, first):
+        with pytest.raises(ValueError, match="not the section before it"):
+            wimg.unpack_image(bad)
+    writes, errs, regs = _load(32, [too_many, after_other, first, image], seed=5, max_count=5)
+    assert errs == 3
+    masked = [(s, a, v & ((1 << SECTIONS[s][3]) - 1)) for s, a, v in writes]
+    whole = [(k, a, v) for k, d in enumerate(data) for a, v in enumerate(d)]
+    assert masked == whole[:6] + whole[6:9] + whole       # memory 0, memory 1, then the good image
 
 
 # ------------------------------------------------------------------------------------------ output framer

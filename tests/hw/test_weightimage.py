@@ -7,14 +7,14 @@ from hypothesis import strategies as st
 
 from bitplane.core import weightimage as wi
 
-sections = st.lists(st.tuples(st.integers(0, 254), st.integers(0, 15), st.integers(1, 80)).flatmap(
+sections = st.lists(st.tuples(st.integers(0, 254), st.integers(0, wi.MAX_KIND), st.integers(1, 80)).flatmap(
     lambda t: st.tuples(st.just(t[0]), st.just(t[1]), st.lists(st.integers(0, (1 << t[2]) - 1), max_size=20),
                         st.just(t[2]))), max_size=5)
 
 
-@given(sections)
-def test_pack_unpack_round_trip(secs):
-    words = wi.pack_image(secs)
+@given(sections, st.sampled_from([wi.MAX_COUNT, 3, 7]))
+def test_pack_unpack_round_trip(secs, max_count):
+    words = wi.pack_image(secs, max_count)
     assert all(0 <= w < 1 << 32 for w in words)
     parsed = wi.unpack_image(words)
     assert len(parsed) == len(secs)
@@ -58,10 +58,22 @@ def test_checksum_catches_the_bit_pair_rotate_xor_missed():
     ([wi.IMAGE_MAGIC, wi.header(0, 0, 5), 1], "claims 5 words"),
     ([wi.IMAGE_MAGIC, wi.header(0, 0, 0)], "without the end word"),
     ([wi.IMAGE_MAGIC, wi.END_WORD, 7], "after the end word"),
+    ([wi.IMAGE_MAGIC, wi.header(0, wi.MEM_CONTINUE, 1), 5, wi.END_WORD], "not the section before it"),
+    ([wi.IMAGE_MAGIC, wi.header(0, 0, 1), 5, wi.header(1, wi.MEM_CONTINUE, 1), 5, wi.END_WORD], "not the section"),
 ])
 def test_malformed_images_are_rejected(bad, msg):
     with pytest.raises(ValueError, match=msg):
         wi.unpack_image(bad)
+
+
+def test_chunks_split_whole_entries():
+    assert wi.chunks(10, 40, 5) == [(0, 2), (2, 2), (4, 2), (6, 2), (8, 2)]
+    assert wi.chunks(3, 20, 5) == [(0, 3)] and wi.chunks(0, 8) == [(0, 0)]
+    assert wi.chunks(2 ** 20, 1) == [(0, wi.MAX_COUNT), (wi.MAX_COUNT, 1)]
+    with pytest.raises(ValueError, match="does not fit"):
+        wi.chunks(4, 200, 5)
+    with pytest.raises(ValueError, match="kind 8"):
+        wi.pack_image([(0, wi.MEM_CONTINUE, [1], 8)])
 
 
 def test_entry_range_checks():

@@ -1,4 +1,4 @@
-"""Issue #14 reproducers 6 and 10 (weight-image section limit), 8 (overflowing constants) and
+"""Issue #14 reproducers 6 and 10 (weight-image sections), 8 (overflowing constants) and
 11 (numbers accepted where an error is expected): limits are enforced before memory or disk
 is spent."""
 from __future__ import annotations
@@ -74,23 +74,35 @@ def test_acc_range_equals_the_exhaustive_product():
                 (int(st.n_dot * prods.min()), int(st.n_dot * prods.max()))
 
 
-def test_planner_respects_the_weight_image_section_limit(tmp_path, capsys):
-    """Reproducer 10: a 1024x1024 layer at PE=SIMD=1 needs a 2**20-word section; `plan` accepted
-    it and `compile` crashed in hw/weightimage.py."""
-    from bitplane.core.weightimage import MAX_COUNT
-    from bitplane.gen.plan import memory_bits
+def test_a_memory_longer_than_one_weight_image_section_travels_in_continuation_sections(tmp_path):
+    """Reproducer 10: a 1024x1024 layer at PE=SIMD=1 needs 2**20 words, one more than a
+    section's 20-bit count; `plan` accepted it and `compile` crashed in hw/weightimage.py. The
+    fix first refused such folds, which made AlexNet's fc0 (37.7 Mbit) unplannable at any fold;
+    now the image splits the memory into sections of whole entries and the planner has no
+    image limit."""
+    from bitplane.core import weightimage as wimg
+    from bitplane.gen.compile import build_top, weight_image
+    from bitplane.hw.top import loadable_memories
+    from bitplane.gen.golden import Golden
     spec = write_network(LFC_LIKE, tmp_path, seed=1)
-    low = lower(load_network(spec))
-    p = plan(low)
-    fc0 = [s for s in low.stages if s.name == "fc0"][0]
-    f = [f for f in p["folds"] if f.stage == "fc0"][0]
-    assert memory_bits(fc0, 1, 1)["section"] > MAX_COUNT >= memory_bits(fc0, f.pe, f.simd)["section"]
+    net = load_network(spec)
+    low = lower(net)
     (tmp_path / "fold.yaml").write_text("fc0: {pe: 1, simd: 1}\n")
-    with pytest.raises(PlanError, match="weight-image section"):
-        plan(low, fold_file=tmp_path / "fold.yaml")
-    rc, _, err = cli(capsys, "compile", spec, "-o", tmp_path / "out", "--fold", tmp_path / "fold.yaml")
-    assert_clean_error(rc, err, "fold.yaml", "fc0", "SIMD")
-    assert not (tmp_path / "out").exists()
+    p = plan(low, fold_file=tmp_path / "fold.yaml")
+    assert [(f.pe, f.simd) for f in p["folds"] if f.stage == "fc0"] == [(1, 1)]
+    words = weight_image(Golden(net, low), p)
+    heads, i = [], 1                       # walk the sections: headers and where they sit
+    while words[i] != wimg.END_WORD:
+        heads.append(wimg.parse_header(words[i]))
+        i += 1 + heads[-1][2]
+    fc0 = [h for h in heads if h[0] == 0 and h[1] & wimg.MAX_KIND == wimg.MEM_WEIGHTS]
+    assert [(m, n) for _, m, n in fc0] == [(wimg.MEM_WEIGHTS, wimg.MAX_COUNT),
+                                           (wimg.MEM_WEIGHTS | wimg.MEM_CONTINUE, 1024 * 1024 - wimg.MAX_COUNT)]
+    joined = wimg.unpack_image(words)      # continuation joined: exactly the memory's entries
+    tp, _, _ = build_top(Golden(net, low), p, embed_weights=True)
+    k, _, mem = [t for t in loadable_memories(tp) if t[1] == 0 and t[2].kind == wimg.MEM_WEIGHTS][0]
+    assert [pl for lay, kind, pl in joined if (lay, kind) == (0, wimg.MEM_WEIGHTS)] == \
+        [wimg.split_entries(tp.blocks[k].memory_data(mem), mem.width)]
 
 
 @pytest.mark.parametrize("args", [["--clock-mhz", "0"], ["--clock-mhz", "nan"], ["--target-fps", "-1"],
