@@ -35,11 +35,9 @@ from .quant import ActQuant, Basis, IntBasis, QWeights
 def weight_codes(stage: MatmulStage) -> np.ndarray:
     """Plane codes of the weights, ``[rows, N]`` in window/stream column order (a grouped
     conv is mapped group by group: :func:`group_stages`)."""
+    _one_engine(stage)
     codes = np.asarray(stage.wq.codes)
     if stage.kind == "conv":
-        if stage.groups != 1:
-            raise NotSupportedError(f"layer '{stage.name}': a grouped convolution (groups={stage.groups}) maps "
-                                    "onto one engine per group (gen.hwmap.group_stages), not onto one engine")
         O = codes.shape[0]
         return codes.transpose(0, 2, 3, 1).reshape(O, -1)          # O, (kh, kw, c)
     O = codes.shape[0]
@@ -48,6 +46,19 @@ def weight_codes(stage: MatmulStage) -> np.ndarray:
         C, H, W = shp
         return codes.reshape(O, C, H, W).transpose(0, 2, 3, 1).reshape(O, -1)
     return codes.reshape(O, -1)
+
+
+def _one_engine(stage: MatmulStage):
+    if stage.kind == "conv" and stage.groups != 1:
+        raise NotSupportedError(f"layer '{stage.name}': a grouped convolution (groups={stage.groups}) maps "
+                                "onto one engine per group (gen.hwmap.group_stages), not onto one engine")
+
+
+def weight_matrix_shape(stage: MatmulStage) -> tuple[int, int]:
+    """``(rows, N)`` of :func:`weight_codes` without building it (the planner sizes every fold)."""
+    _one_engine(stage)
+    shape = np.shape(stage.wq.codes)
+    return int(shape[0]), int(np.prod(shape[1:]))
 
 
 def weight_ints(stage: MatmulStage) -> np.ndarray:
@@ -97,8 +108,8 @@ def engine_config(stage: MatmulStage, pe: int, simd: int, pooled: bool = False, 
     """The :class:`hw.bitserial.EngineConfig` of a stage (memories initialised from its weights);
     a raw stage emits ``raw_width``-bit accumulators (default: 32 or 64, the network output's)."""
     wb, ab = stage.wq.int_basis, stage.in_act.int_basis
-    codes = weight_codes(stage)
-    R, N = codes.shape
+    codes = weight_codes(stage) if init else None          # sizing a fold needs only the shape
+    R, N = codes.shape if init else weight_matrix_shape(stage)
     w_coefs = tuple(tuple(int(v) for v in row) for row in np.asarray(wb.coefs))
     base = dict(rows=R, cols=N, pe=pe, simd=simd, w_coefs=w_coefs,
                 w_offset=tuple(int(v) for v in np.asarray(wb.offset)),
