@@ -39,6 +39,7 @@ def test_sliding_window_per_channel_pad_codes(case):
     assert got == want
 
 
+@pytest.mark.filterwarnings("ignore:.*created but never used")
 def test_pad_codes_are_checked():
     with pytest.raises(ValueError, match="pad_codes"):
         SlidingWindow(3, 4, 4, 3, 1, (1, 1, 1, 1), 3, 1, pad_codes=(1, 2))
