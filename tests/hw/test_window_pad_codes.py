@@ -39,9 +39,33 @@ def test_sliding_window_per_channel_pad_codes(case):
     assert got == want
 
 
-@pytest.mark.filterwarnings("ignore:.*created but never used")
 def test_pad_codes_are_checked():
     with pytest.raises(ValueError, match="pad_codes"):
         SlidingWindow(3, 4, 4, 3, 1, (1, 1, 1, 1), 3, 1, pad_codes=(1, 2))
     with pytest.raises(ValueError, match="pad_codes"):
         SlidingWindow(2, 4, 4, 3, 1, (1, 1, 1, 1), 3, 1, pad_codes=(1, 64), out_shift=2)
+
+
+def test_conv_block_with_per_channel_padding_matches_golden(tmp_path):
+    """A first conv padding each channel with its own value between two input codes: the
+    block takes the 4-bit input codes, its window adds 2 fractional planes and the pad codes,
+    and its output codes are the golden integer path's (random gaps and backpressure)."""
+    from bitplane.core.packing import pack_words, stream_order, unpack_words
+    from bitplane.gen import hwmap
+    from bitplane.hw.layers import ConvBlock
+    from tests.support.layers import conv_net, stage_and_input
+    spec = conv_net(3, 6, 5, 3, 2, "same", 4, {"type": "int", "bits": 4},
+                    ("relu", {"type": "uint", "bits": 2, "scale": 0.5}))
+    spec["layers"][0]["pad_value"] = [0.1, 0.5, 0.95]                  # codes 1.5, 7.5, 14.25 at 1/15
+    g, idx = stage_and_input(spec, tmp_path)
+    st = g.lowered.stages[0]
+    assert st.in_act.frac_bits == 2 and list(st.pad_codes) == [6, 30, 57]
+    lanes = 3
+    params = hwmap.layer_params(st, 2, 9, lanes)
+    assert params.in_shift == 2 and params.in_bits == lanes * 4 and params.engine.a_planes == 6
+    codes_in, out = hwmap.stage_io(st, idx)
+    words = sum((pack_words(stream_order(f), 4, lanes) for f in codes_in), [])
+    flat = np.concatenate([stream_order(o) for o in out])
+    blk = ConvBlock(params)
+    got, _ = run_stream(blk, words, len(flat) // 2, seed=7, gap=0.2, stall=0.3)
+    assert np.array_equal(unpack_words(got, blk.out_bits, 2), flat)
