@@ -341,3 +341,47 @@ def test_lq_vgg_rtl_equals_golden_int(tmp_path, capsys):
     print(f"lq-vgg 32x32 1/32: planned {m['cycles_per_frame']} cycles/frame, simulated {st['cycles_per_frame']} "
           f"(latency {st['latency_cycles']}); compile {t1 - t0:.0f} s, build+sim {t2 - t1:.0f} s, sim {t3 - t2:.0f} s")
     assert st["cycles_per_frame"] <= 1.1 * m["cycles_per_frame"]
+
+
+def test_lq_alexnet_nchw_fc_batchnorms_have_one_statistic(tmp_path, capsys):
+    """LQ-Nets AlexNet's fc6/fc7 use the same getfcBNReLU(Quant): an NCHW-trained checkpoint
+    has [1] statistics there, read and broadcast to every channel (width 1/16, 227x227)."""
+    rng = np.random.default_rng(2)
+    T = {}
+
+    def conv(s, k, cin, cout, quant=True, bias=False):
+        T[f"{s}/W:0"] = rng.normal(0, 0.1, (k, k, cin, cout))
+        if quant:
+            T[f"{s}/weight_quant/basis:0"] = np.stack([np.full(cout, 0.05), np.full(cout, 0.1)])
+        if bias:
+            T[f"{s}/b:0"] = rng.normal(0, 0.1, cout)
+
+    def bn(s, c, n=None):
+        if n is None:
+            T[f"{s}/gamma:0"], T[f"{s}/beta:0"] = np.ones(c), np.zeros(c)
+        T[f"{s}/mean/EMA:0"], T[f"{s}/variance/EMA:0"] = np.full(n or c, 0.25), np.full(n or c, 2.0)
+
+    def act(s):
+        T[f"{s}/ActivationQuantization/basis:0"] = np.array([[0.3], [0.6]])
+    conv("conv1", 11, 3, 6, quant=False)
+    # (conv, kernel, in, out, the scope of the BN + quantizer after it)
+    for c, k, cin, cout, q in (("conv2", 5, 6, 16, "bnquant3"), ("conv3", 3, 16, 24, "conv3"),
+                               ("conv4", 3, 24, 24, "conv4"), ("conv5", 3, 24, 16, "bnquant6")):
+        conv(c, k, cin, cout)
+        bn(f"{q}/bn", cout)
+        act(f"{q}/quant")
+    bn("bnquant2/bn", 6)
+    act("bnquant2/quant")
+    conv("fc6", 6, 16, 256, bias=True)
+    bn("fc6/bn", 256, n=1)
+    act("fc6/quant")
+    conv("fc7", 1, 256, 256, bias=True)
+    bn("fc7/bn", 256, n=1)
+    T["fc8/W:0"], T["fc8/b:0"] = rng.normal(0, 0.1, (256, 1000)), np.zeros(1000)
+    np.savez(tmp_path / "alex-ckpt.npz", **{k: np.asarray(v, np.float32) for k, v in T.items()})
+    out = tmp_path / "alex.yaml"
+    assert main(["import", "tensorpack", str(tmp_path / "alex-ckpt.npz"), "-o", str(out), "--arch", "lq-alexnet",
+                 "--float-last-act"]) == 0
+    assert "one batchnorm statistic for all channels" in capsys.readouterr().err
+    with np.load(tmp_path / "alex.npz") as z:
+        assert np.all(z["fc6_bn/mean"] == 0.25) and z["fc6_bn/mean"].shape == (256,)
