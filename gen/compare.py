@@ -61,7 +61,10 @@ def compare_paths(g: Golden, x) -> dict:
         nd = acc.ndim
         y_i = nn.channel_view(st.scale, nd) * acc + nn.channel_view(st.bias, nd)
         a_f = st.in_act.levels[idx]
-        pad_f = 0.0 if st.pad_index is None else float(st.in_act.levels[st.pad_index])
+        if st.pad_codes is not None:     # per-channel padding in fractional planes: the spec's value
+            pad_f = np.broadcast_to(np.asarray(layers[st.name].get("pad_value"), np.float64), (st.in_shape[0],))
+        else:
+            pad_f = 0.0 if st.pad_index is None else float(st.in_act.levels[st.pad_index])
         if st.identity:          # the input stage: its "matmul" is the float input itself
             y_f, w_f = a_f, st.wq.fq
         else:
@@ -70,13 +73,13 @@ def compare_paths(g: Golden, x) -> dict:
             w_f = g.fq_weights(mm)
         mag = _matmul(st, np.abs(a_f), np.abs(w_f), abs(pad_f))
         bound = REL_TIE * (mag + np.abs(y_f)) + 1e-300
-        exact = st.wq.int_basis.exact and st.in_act.int_basis.exact and not st.weight_quant_implicit
+        exact = (st.wq.int_basis.exact and st.in_act.int_basis.exact and not st.weight_quant_implicit
+                 and np.array_equal(st.pad_values(), pad_f))
         if not exact:
             s_w = np.asarray(st.wq.int_basis.scale, np.float64)
             w_q = s_w.reshape((-1,) + (1,) * (st.w_int.ndim - 1)) * st.w_int
             a_q = float(st.in_act.int_basis.scale) * st.in_act.level_ints[idx]
-            pad_q = 0.0 if st.pad_index is None else \
-                float(st.in_act.int_basis.scale) * float(st.in_act.level_ints[st.pad_index])
+            pad_q = st.pad_values()
             bound = bound + _matmul(st, np.abs(a_f), np.abs(w_f - w_q), abs(pad_f)) \
                 + _matmul(st, np.abs(a_f - a_q), np.abs(w_q), abs(pad_f - pad_q))
         out_i = g.run_stage(st, idx)

@@ -67,7 +67,7 @@ class Golden:
         if op == "conv":
             pv = layer.get("pad_value")
             y = nn.conv2d(x, self.fq_weights(layer), layer["stride"], layer.pads, layer["groups"],
-                          0.0 if pv is None else float(pv), layer.get("pad_mode", "constant"))
+                          0.0 if pv is None else np.asarray(pv, np.float64), layer.get("pad_mode", "constant"))
         elif op == "dense":
             y = nn.dense(x, self.fq_weights(layer))
         elif op == "batchnorm":

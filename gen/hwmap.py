@@ -73,12 +73,15 @@ def out_code_lut(stage: MatmulStage) -> np.ndarray:
 
 
 def in_codes(stage: MatmulStage, idx) -> np.ndarray:
-    """Plane codes of the stage's input from level indices (what the input stream carries)."""
-    return np.asarray(stage.in_act.level_codes, dtype=np.int64)[np.asarray(idx, dtype=np.int64)]
+    """Plane codes of the stage's input from level indices (what the input stream carries:
+    without the fractional planes a padded first conv adds in its window)."""
+    codes = np.asarray(stage.in_act.level_codes, dtype=np.int64)[np.asarray(idx, dtype=np.int64)]
+    return codes >> int(stage.in_act.frac_bits)
 
 
 def pad_code(stage: MatmulStage) -> int:
-    """Plane code inserted by conv padding (0 when the stage has no padding)."""
+    """Plane code inserted by conv padding (0 when the stage has no padding or one code per
+    channel, ``stage.pad_codes``)."""
     if stage.pad_index is None:
         return 0
     return int(stage.in_act.level_codes[stage.pad_index])
@@ -236,7 +239,8 @@ def group_stages(stage: MatmulStage) -> list[MatmulStage]:
             out_shape=(og,) + tuple(stage.out_shape[1:]), groups=1, wq=q, w_int=np.asarray(stage.w_int)[rows],
             scale=_rows(stage.scale, rows, O), bias=_rows(stage.bias, rows, O), pool=pool,
             thresholds=None if stage.thresholds is None else stage.thresholds[rows],
-            up=None if stage.up is None else stage.up[rows]))
+            up=None if stage.up is None else stage.up[rows],
+            pad_codes=None if stage.pad_codes is None else tuple(stage.pad_codes[g * cg:(g + 1) * cg])))
     return out
 
 
@@ -349,7 +353,7 @@ def network_blocks(low, folds: dict, init: bool = True, stream_bits: int = AXIS_
         s = srcs[0]
         if isinstance(st, MatmulStage):
             f = folds[st.name]
-            planes = st.in_act.planes
+            planes = st.in_act.planes - st.in_act.frac_bits  # the window adds the fractional planes
             if s["bits"] != planes or s["signed"]:         # a sum pool read as uint codes
                 s = recode(s, planes, False, st, name="codes")
             raw_w = None if is_out else (int(st.acc_bits) if st.raw else None)
@@ -485,4 +489,4 @@ def layer_params(stage: MatmulStage, pe: int, simd: int, in_lanes: int, init: bo
     if pooled:
         _check_window(stage.pool.layer, stage.out_channels, *stage.mm_shape[1:], p.kernel, p.pads, p.pad_mode)
     return ConvParams(C, H, W, stage.kernel, stage.stride, tuple(stage.pads), in_lanes, pad_code(stage), eng,
-                      pool, lut, thr, stage.pad_mode)
+                      pool, lut, thr, stage.pad_mode, tuple(stage.pad_codes or ()), int(stage.in_act.frac_bits))

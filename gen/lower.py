@@ -34,6 +34,9 @@ MONOTONE_ACTS = ("relu", "clip01", "none")
 
 HW_DEFAULT_WEIGHT_QUANT = {"type": "int", "bits": 8}
 MAX_ACC_BITS = 48    # float64 BLAS stays exact well below 2^53
+#: fractional planes below the input code for a first-conv padding value between two codes
+#: (the ImageNet mean: 123.675 = 31661/256 - 0.2/256, i.e. within 2^-9 of an input code step)
+PAD_FRAC_BITS = 8
 
 
 @dataclass
@@ -82,6 +85,19 @@ class MatmulStage:
     weight_quant_implicit: bool = False
     pad_mode: str = "constant"              # conv padding: 'constant' (pad_index) or a mirror mode
     identity: bool = False                  # the input stage: identity 1x1 weights (see _input_stage)
+    pad_codes: tuple | None = None          # per-channel padding plane codes (see _conv_padding)
+
+    def pad_ints(self):
+        """Integer value(s) the padding holds: a number, or one per input channel."""
+        if self.pad_codes is not None:
+            return np.asarray(self.in_act.int_basis.int_values(np.asarray(self.pad_codes)), np.float64)
+        return 0.0 if self.pad_index is None else float(self.in_act.level_ints[self.pad_index])
+
+    def pad_values(self):
+        """Float value(s) the integer padding stands for (``pad_ints * scale``)."""
+        if self.pad_codes is not None:
+            return self.pad_ints() * float(self.in_act.int_basis.scale)
+        return 0.0 if self.pad_index is None else float(self.in_act.levels[self.pad_index])
 
     @property
     def raw(self) -> bool:
@@ -134,8 +150,7 @@ class MatmulStage:
         """Exact integer accumulators from input level indices (the golden integer path)."""
         vals = self.in_act.level_ints[idx].astype(np.float64)
         if self.kind == "conv":
-            pad = 0.0 if self.pad_index is None else float(self.in_act.level_ints[self.pad_index])
-            acc = nn.conv2d(vals, self.w_int, self.stride, self.pads, self.groups, pad, self.pad_mode)
+            acc = nn.conv2d(vals, self.w_int, self.stride, self.pads, self.groups, self.pad_ints(), self.pad_mode)
         else:
             acc = nn.dense(vals, self.w_int)
         return acc.astype(np.int64)
@@ -173,6 +188,9 @@ class MatmulStage:
         }
         if self.kind == "conv":
             d.update(kernel=self.kernel, stride=self.stride, pads=list(self.pads), groups=self.groups)
+            if self.pad_codes is not None:
+                d["pad_codes"] = list(self.pad_codes)
+                d["pad_frac_bits"] = int(self.in_act.frac_bits)
         if self.pool is not None:
             d["pool"] = {"layer": self.pool.layer, "on": self.pool.where, "kernel": self.pool.kernel,
                          "stride": self.pool.stride,
@@ -304,9 +322,44 @@ def apply_thresholds(acc, T, up):
 
 # --------------------------------------------------------------------- lowering
 
-def _pad_index(net: Network, layer: Layer, act: ActQuant) -> int:
+def _conv_padding(net: Network, layer: Layer, act: ActQuant) -> tuple:
+    """``(input act, pad_index, pad_codes)`` of a constant-padded conv.
+
+    The padding value (``pad_value``, default 0) is normally a level of the input activation
+    (``pad_index``). On the network input a value between two input codes, or one value per
+    channel (``pad_value: [..]``, e.g. the ImageNet mean a normalised image pads with: the
+    first conv then takes raw pixel codes), is held by ``f`` fractional planes below the input
+    code (:meth:`ActQuant.with_frac_bits`): the smallest ``f`` <= :data:`PAD_FRAC_BITS` at which
+    every channel's value is a whole multiple of ``scale / 2^f``, else ``f =``
+    :data:`PAD_FRAC_BITS` with the value rounded to the nearest multiple (error at most
+    ``2^-(f+1)`` of an input code step, reported by :meth:`MatmulStage.describe`).
+    ``pad_codes`` are then the per-channel plane codes the window inserts."""
     pv = layer.get("pad_value")
-    value = 0.0 if pv is None else float(pv)
+    C = layer.in_shape[0]
+    vals = np.broadcast_to(np.asarray(0.0 if pv is None else pv, np.float64), (C,))
+    if not isinstance(pv, list) or np.all(vals == vals[0]):
+        if np.flatnonzero(act.levels == vals[0]).size or not act.is_input or act.qtype != "uint":
+            return act, _pad_index(net, layer, act, float(vals[0])), None
+    if not act.is_input or act.qtype != "uint" or act.frac_bits:
+        raise SpecError(net.path, f"a pad_value per channel or between two codes needs the network input (uint "
+                                  f"codes) as the conv's input; here the input is a {act.qtype} activation "
+                                  f"(levels {act.levels.tolist()[:8]}{' ...' if act.L > 8 else ''})",
+                        layer.name, layer.index, "pad_value")
+    u = vals / act.scale                                  # in input code steps
+    top = float((1 << act.bits) - 1)
+    if np.any(u < -1e-9) or np.any(u > top + 1e-9):
+        raise SpecError(net.path, f"pad_value {vals.tolist()} lies outside the input's range 0..{top * act.scale:g} "
+                                  f"(codes 0..{int(top)})", layer.name, layer.index, "pad_value")
+    for f in range(PAD_FRAC_BITS + 1):
+        P = u * float(1 << f)
+        if np.all(np.abs(P - np.rint(P)) <= 1e-9 * np.maximum(1.0, np.abs(P))):
+            break
+    codes = tuple(int(v) for v in np.rint(P))
+    return (act.with_frac_bits(f) if f else act), None, codes
+
+
+def _pad_index(net: Network, layer: Layer, act: ActQuant, value: float) -> int:
+    pv = layer.get("pad_value")
     hit = np.flatnonzero(act.levels == value)
     if hit.size == 0:
         if pv is None:
@@ -427,22 +480,24 @@ def _lower(net: Network, input_act: ActQuant | None, codes_out: bool) -> Lowered
         if L.op == "conv":
             k, s, g, pads = L["kernel"], L["stride"], L["groups"], L.pads
             n_dot = L.in_shape[0] // g * k * k
-            pad_index = (_pad_index(net, L, act) if any(pads) and L.get("pad_mode", "constant") == "constant"
-                         else None)
+            pad_index, pad_codes, in_act = None, None, act
+            if any(pads) and L.get("pad_mode", "constant") == "constant":
+                in_act, pad_index, pad_codes = _conv_padding(net, L, act)
         else:
             k, s, g, pads, n_dot, pad_index = 1, 1, 1, (0, 0, 0, 0), int(np.prod(L.in_shape)), None
-        lo, hi = _acc_range(wq.int_basis, wq.planes, act, n_dot)
+            pad_codes, in_act = None, act
+        lo, hi = _acc_range(wq.int_basis, wq.planes, in_act, n_dot)
         bits = signed_bits(lo - 1, hi + 1)
         if bits > MAX_ACC_BITS:
             raise NotSupportedError(f"{net.path}: layer '{L.name}': accumulator needs {bits} bits "
                                     f"(> {MAX_ACC_BITS}); reduce coef_bits or bit widths")
-        scale = np.asarray(wq.int_basis.scale, dtype=np.float64) * float(act.int_basis.scale)
+        scale = np.asarray(wq.int_basis.scale, dtype=np.float64) * float(in_act.int_basis.scale)
         bias = L.params.get("b", np.zeros(C_out))
         stage = MatmulStage(
             name=L.name, kind=L.op, layers=[x.name for x in layers[i:j + (out_act is not None)]],
             in_shape=L.in_shape, mm_shape=L.out_shape, out_shape=layers[j - 1 + (out_act is not None)].out_shape,
-            kernel=k, stride=s, pads=pads, groups=g, n_dot=n_dot, wq=wq, w_int=w_int, in_act=act,
-            pad_index=pad_index, acc_lo=lo, acc_hi=hi, acc_bits=signed_bits(lo, hi), scale=scale,
+            kernel=k, stride=s, pads=pads, groups=g, n_dot=n_dot, wq=wq, w_int=w_int, in_act=in_act,
+            pad_index=pad_index, pad_codes=pad_codes, acc_lo=lo, acc_hi=hi, acc_bits=signed_bits(lo, hi), scale=scale,
             bias=np.asarray(bias, np.float64), post=post, out_act=out_act, weight_quant_implicit=implicit)
         if pool_layer is not None:
             stage.pool = _place_pool(stage, pool_layer)

@@ -11,13 +11,20 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 
 def pad_nchw(x, pads, value, mode: str = "constant"):
-    """Pad ``(top, bottom, left, right)``; ``mode`` 'reflect' mirrors without the edge
-    (PyTorch 'reflect', TF 'REFLECT'), 'symmetric' with it (TF 'SYMMETRIC')."""
+    """Pad ``(top, bottom, left, right)`` with ``value`` (a number or one per channel);
+    ``mode`` 'reflect' mirrors without the edge (PyTorch 'reflect', TF 'REFLECT'),
+    'symmetric' with it (TF 'SYMMETRIC')."""
     t, b, l, r = pads
     if not any(pads):
         return x
     if mode != "constant":
         return np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), mode=mode)
+    if np.ndim(value):              # one value per channel
+        v = np.asarray(value, dtype=x.dtype).reshape(1, -1, 1, 1)
+        out = np.empty(x.shape[:2] + (x.shape[2] + t + b, x.shape[3] + l + r), x.dtype)
+        out[...] = v
+        out[:, :, t:t + x.shape[2], l:l + x.shape[3]] = x
+        return out
     return np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), mode="constant", constant_values=value)
 
 

@@ -403,10 +403,34 @@ class ActQuant:
         zero = np.flatnonzero(self.levels == 0.0)
         self.zero_index = int(zero[0]) if zero.size else None
 
+    is_input = False          # the network input's codes (see :meth:`input`)
+    frac_bits = 0             # extra low planes below the input code (see :meth:`with_frac_bits`)
+
     @classmethod
     def input(cls, bits: int, scale: float) -> "ActQuant":
         """The network input: uint codes with ``value = code * scale``."""
-        return cls({"type": "uint", "bits": bits, "scale": scale}, "none")
+        a = cls({"type": "uint", "bits": bits, "scale": scale}, "none")
+        a.is_input = True
+        return a
+
+    def with_frac_bits(self, f: int) -> "ActQuant":
+        """The network input read with ``f`` fractional planes below its code: level index =
+        input code ``n`` (value ``n * scale`` as before), plane code ``n << f``, integer value
+        ``n * 2^f`` with scale ``scale / 2^f``, ``bits + f`` planes. The extra planes hold a
+        padding value between two input codes (a per-channel ``pad_value`` of the first conv,
+        e.g. the ImageNet mean); the input stream still carries the ``bits``-bit codes."""
+        if not self.is_input or self.qtype != "uint":
+            raise ValueError("fractional planes apply to the network input")
+        a = ActQuant({"type": "uint", "bits": self.bits, "scale": self.scale}, "none")
+        a.is_input, a.frac_bits = True, int(f)
+        P = self.bits + f
+        a.bits = P
+        a.level_codes = np.arange(self.L, dtype=np.int64) << f
+        s = self.scale / float(1 << f)
+        a.basis = Basis((1 << np.arange(P)).astype(np.float64), 0.0, s)
+        a.int_basis = IntBasis((1 << np.arange(P)).astype(np.int64), 0, s, True)
+        a.level_ints = np.asarray(a.int_basis.int_values(a.level_codes), dtype=np.int64)
+        return a
 
     @property
     def planes(self) -> int:

@@ -454,7 +454,14 @@ def load_network(path) -> Network:
             if oh < 1 or ow < 1:
                 raise ctx.err(f"kernel {k} with padding {pad!r} does not fit the {H}x{W} input", layer, "kernel")
             pv = a.get("pad_value")
-            if pv is not None and (isinstance(pv, bool) or not isinstance(pv, (int, float))):
+            num = lambda v: not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)  # noqa: E731
+            if isinstance(pv, list):
+                # one value per input channel (e.g. the ImageNet mean a normalised image pads with)
+                if len(pv) != C or not all(num(v) for v in pv):
+                    raise ctx.err(f"must be a number or a list of {C} numbers (one per input channel), got {pv!r}",
+                                  layer, "pad_value")
+                a["pad_value"] = [float(v) for v in pv]
+            elif pv is not None and not num(pv):
                 raise ctx.err(f"must be a number, got {pv!r}", layer, "pad_value")
             layer.attrs.update(out_channels=O, kernel=k, stride=s, groups=g, padding=pad, bias=bias)
             layer.pads = pads

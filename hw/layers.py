@@ -216,6 +216,14 @@ class ConvParams(_EngineBlock):
     code_lut: tuple = ()     # level -> plane code after the pool (empty: identity or none)
     thresholds: ThresholdParams | None = None   # pool on raw accumulators, then these thresholds
     pad_mode: str = "constant"                  # conv padding: constant (pad_code) or reflect/symmetric
+    pad_codes: tuple = ()                       # constant padding per channel (a_planes-bit codes)
+    in_shift: int = 0                           # input codes enter at plane in_shift (fractional planes)
+
+    @property
+    def in_bits(self) -> int:
+        """Input word width: ``in_lanes`` codes of ``a_planes - in_shift`` bits (the window adds
+        the ``in_shift`` zero low planes)."""
+        return self.in_lanes * (self.engine.a_planes - self.in_shift)
 
     @property
     def out_height(self) -> int:
@@ -293,7 +301,8 @@ class ConvBlock(wiring.Component):
     ``thresholds``) a raw-accumulator MVTU, a pool on accumulators and a :class:`ThresholdUnit`
     (for activations that are not monotone, such as DoReFa's ``cabs``).
 
-    Ports: ``i`` In(stream of ``in_lanes * P_a`` bits): input plane codes, HWC order;
+    Ports: ``i`` In(stream of ``in_lanes * (P_a - in_shift)`` bits): input plane codes, HWC
+    order (with ``in_shift``: codes whose low ``in_shift`` planes are zero, sent without them);
     ``o`` Out(stream of ``PE * out_bits``): output plane codes (or raw accumulators), HWC
     order, ``PE`` channels per word. Memories of the MVTU are exposed as ``w_wr``, ``t_wr``,
     ``k_wr`` (see :class:`~hw.bitserial.BitSerialMVTU`).
@@ -318,7 +327,8 @@ class ConvBlock(wiring.Component):
         m = Module()
         p, e = self.p, self.p.engine
         m.submodules.window = win = SlidingWindow(p.channels, p.height, p.width, p.kernel, p.stride, p.pads,
-                                                  e.a_planes, p.in_lanes, p.pad_code, p.pad_mode)
+                                                  e.a_planes - p.in_shift, p.in_lanes, p.pad_code, p.pad_mode,
+                                                  p.pad_codes, p.in_shift)
         m.submodules.engine = eng = self.engine
         if self.thr is not None:
             m.submodules.thresholds = self.thr

@@ -99,7 +99,10 @@ class SlidingWindow(wiring.Component):
 
     Parameters: ``channels`` C, ``height``/``width`` H/W, ``kernel`` K, ``stride`` s,
     ``pads`` (top, bottom, left, right), ``bits`` per element, ``lanes`` (divides C),
-    ``pad_code`` inserted for out-of-bounds positions, ``pad_mode``: ``'constant'``
+    ``pad_code`` inserted for out-of-bounds positions (``pad_codes``: one per channel
+    instead, each ``bits + out_shift`` wide), ``out_shift``: every in-bounds element leaves
+    shifted left by that many bits (zero low bits: fractional planes below an input code, so
+    the line buffer keeps ``bits``-bit elements), ``pad_mode``: ``'constant'``
     (default: ``pad_code``) or a mirror mode, ``'reflect'`` (row ``-1`` reads row ``1``) or
     ``'symmetric'`` (row ``-1`` reads row ``0``); a mirrored position reads the line buffer
     (``pad`` stays 0), which needs :func:`mirror_fits` (``2*max(t, b) <= K-1`` for reflect,
@@ -109,11 +112,11 @@ class SlidingWindow(wiring.Component):
     -----
     ``i``: In(stream of ``lanes*bits``): the input feature map in HWC order, ``C/lanes``
         words per pixel, frames back to back.
-    ``o``: Out(stream of ``{data: lanes*bits, pad: 1}``): for each output pixel (raster
-        order), each kernel position (kh, kw) (raster order), each channel chunk: one word;
-        ``pad`` marks words that lie in the padding (``data`` is then ``pad_code`` in every
-        lane). So element ``(kh*K + kw)*C + c`` of an output pixel's window is the MVTU's
-        column of that index.
+    ``o``: Out(stream of ``{data: lanes*(bits+out_shift), pad: 1}``): for each output pixel
+        (raster order), each kernel position (kh, kw) (raster order), each channel chunk: one
+        word; ``pad`` marks words that lie in the padding (``data`` is then ``pad_code`` in
+        every lane, or the chunk's channels' ``pad_codes``). So element ``(kh*K + kw)*C + c``
+        of an output pixel's window is the MVTU's column of that index.
 
     Memory: :func:`window_rows` input rows (circular), ``W*C/lanes`` words each, addressed by
     registers advanced by adds (write address +1 around the ring; read address = a row base
@@ -126,9 +129,13 @@ class SlidingWindow(wiring.Component):
     """
 
     def __init__(self, channels, height, width, kernel, stride, pads, bits, lanes, pad_code=0,
-                 pad_mode="constant"):
+                 pad_mode="constant", pad_codes=(), out_shift=0):
         if channels % lanes:
             raise ValueError(f"lanes={lanes} must divide channels={channels}")
+        self.out_shift, self.pad_codes = int(out_shift), tuple(int(v) for v in pad_codes)
+        if self.pad_codes and (len(self.pad_codes) != channels or pad_mode != "constant"
+                               or not all(0 <= v < (1 << (bits + self.out_shift)) for v in self.pad_codes)):
+            raise ValueError(f"pad_codes must be {channels} codes of {bits + self.out_shift} bits (constant padding)")
         if pad_mode != "constant" and not mirror_fits(kernel, pads, height, width, pad_mode):
             raise ValueError(f"{pad_mode} padding {tuple(pads)} does not fit a {kernel}x{kernel} window on "
                              f"{height}x{width} (needs 2*max(top, bottom) <= K-1 for reflect, <= K for "
@@ -143,8 +150,9 @@ class SlidingWindow(wiring.Component):
             raise ValueError("kernel does not fit the padded input")
         self.CW = channels // lanes
         self.RB = window_rows(kernel, stride)
+        ob = bits + self.out_shift
         super().__init__({"i": In(stream.Signature(lanes * bits)),
-                          "o": Out(stream.Signature(data.StructLayout({"data": lanes * bits, "pad": 1})))})
+                          "o": Out(stream.Signature(data.StructLayout({"data": lanes * ob, "pad": 1})))})
 
     def elaborate(self, platform):
         m = Module()
@@ -241,8 +249,18 @@ class SlidingWindow(wiring.Component):
         v1 = Signal()
         with m.If(advance):
             m.d.sync += [v1.eq(issue), pad1.eq(~inside if self.pad_mode == "constant" else 0)]
-        padword = Cat(*[Const(self.pad_code, self.bits) for _ in range(self.lanes)])
-        m.d.comb += [self.o.valid.eq(v1), self.o.payload.data.eq(Mux(pad1, padword, rp.data)),
+        ob, sh, B = self.bits + self.out_shift, self.out_shift, self.bits
+        word = rp.data if not sh else Cat(*[Cat(Const(0, sh), rp.data[j * B:(j + 1) * B]) for j in range(self.lanes)])
+        if self.pad_codes:                  # the chunk's channels' codes: the chunk index one cycle late
+            ch1 = Signal.like(ch)
+            with m.If(advance):
+                m.d.sync += ch1.eq(ch)
+            words = [Cat(*[Const(self.pad_codes[k * self.lanes + j], ob) for j in range(self.lanes)])
+                     for k in range(CW)]
+            padword = Array(words)[ch1] if CW > 1 else words[0]
+        else:
+            padword = Cat(*[Const(self.pad_code, ob) for _ in range(self.lanes)])
+        m.d.comb += [self.o.valid.eq(v1), self.o.payload.data.eq(Mux(pad1, padword, word)),
                      self.o.payload.pad.eq(pad1)]
 
         # reader counters

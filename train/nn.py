@@ -177,8 +177,13 @@ class QNet(torch.nn.Module):
             x = vals[info["inputs"][0]]
             mirror = L.get("pad_mode", "constant") == "reflect"
             if op == "conv":
-                x = (F.pad(x, info["pads"], mode="reflect") if mirror else
-                     F.pad(x, info["pads"], value=float(L.get("pad_value") or 0.0)))
+                pv = L.get("pad_value") or 0.0
+                if isinstance(pv, list) and not mirror:      # one value per channel: pad x - v with 0
+                    v = torch.tensor(pv, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+                    x = F.pad(x - v, info["pads"]) + v
+                else:
+                    x = (F.pad(x, info["pads"], mode="reflect") if mirror else
+                         F.pad(x, info["pads"], value=float(pv)))
                 x = F.conv2d(x, self.weights(L), self.p(f"{n}/b") if self.has(f"{n}/b") else None,
                              stride=L.get("stride", 1), groups=L.get("groups", 1))
                 x = tq.quantize_grad(x, self.grad_bits)

@@ -8,7 +8,8 @@ archives with ``np.load(..., allow_pickle=False)``, PyTorch checkpoints with
 temporary folder, validated with ``load_network``, and only then moved into place (YAML
 and NPZ each by an atomic rename), so a failed import leaves nothing behind.
 
-tensorpack ``.npz`` (``--arch svhn|alexnet|lq-alexnet``, ``--bits W,A``; docs/import-tensorpack.md)
+tensorpack ``.npz`` (``--arch svhn|alexnet|resnet18|lq-alexnet|lq-vgg|lq-resnet18``, ``--bits W,A``;
+docs/import-tensorpack.md)
     The layer list is the published script's, at tensorpack master: ``svhn`` is
     ``svhn-digit-dorefa.py`` (40x40x3: conv0 48@5x5 valid + bias, pool0, act0; conv1/conv2
     64@3x3 same with bn, pool1 after bn2; conv3 128 valid, conv4 128 same, conv5 128 valid,
@@ -17,13 +18,15 @@ tensorpack ``.npz`` (``--arch svhn|alexnet|lq-alexnet``, ``--bits W,A``; docs/im
     same, act1; conv2 384@3x3, bn2, pool2 3/2 same, act2; conv3 384@3x3 groups 2, bn3, act3;
     conv4 256@3x3 groups 2, bn4, pool4 3/2 valid, act4; fc0 4096, bnfc0, actfc0; fc1 4096,
     bnfc1, actfc1; fct 1000), ``lq-alexnet`` is microsoft/LQ-Nets ``alexnet_model.py``
-    (227x227x3, LQ-Nets weights/activations with their learned bases). DoReFa activations
+    (227x227x3, LQ-Nets weights/activations with their learned bases), ``lq-vgg`` its
+    ``vgg_model.py`` VGG-Variant (224x224x3, conv1 7x7/2 SAME). DoReFa activations
     are ``clip01`` (``--activation cabs`` for svhn scripts before tensorpack f5cf2e14) +
     DoReFa A-bit; weights DoReFa W-bit (``W=t``: TTQ with ``<layer>/Wp``, ``<layer>/Wn``)
     except the first conv and the last dense layer. BatchNorm eps 1e-4 (DoReFa) / 1e-5
     (LQ-Nets, tensorpack's default). Input: ``code/256`` (svhn), ``code/255`` then
-    ImageNetModel's BGR mean/std folded into the first conv (ImageNet nets; exact: it pads
-    nothing; ``--no-imagenet-norm``); ``--input-scale`` overrides the scale.
+    ImageNetModel's BGR mean/std folded into the first conv (ImageNet nets; a padded first
+    conv gets the mean as its per-channel ``pad_value``, so the float path is exact;
+    ``--no-imagenet-norm``); ``--input-scale`` overrides the scale.
 
     Layer names are the checkpoint's variable scopes (conv0..., bn1..., fc0, fct); LQ-Nets'
     sub-scopes become ``<scope>_bn``/``<scope>_act`` (``conv3/bn`` -> ``conv3_bn``,
@@ -111,8 +114,8 @@ def add_parser(sub) -> None:
     p.add_argument("--arch", choices=ARCHS, help="the published architecture of the checkpoint: svhn "
                    "(tensorpack svhn-digit-dorefa.py), alexnet (tensorpack alexnet-dorefa.py), resnet18 (tensorpack "
                    "resnet-dorefa.py), lq-resnet18 (microsoft/LQ-Nets resnet_model.py, --mode preact --depth 18), "
-                   "lq-alexnet "
-                   "(microsoft/LQ-Nets alexnet_model.py)")
+                   "lq-alexnet (microsoft/LQ-Nets alexnet_model.py), lq-vgg (microsoft/LQ-Nets vgg_model.py); "
+                   "lq-vgg-small (cifar10-vgg-small.py) is refused, saying why")
     p.add_argument("--spec", dest="layers", metavar="LAYERS.yaml", help="a spec whose layer list to fill")
     p.add_argument("--bits", metavar="W,A", help="with --arch: weight,activation bits (W may be 't' for TTQ); "
                                                  "default 1,2 (DoReFa), 2,2 (LQ-Nets)")
@@ -125,7 +128,7 @@ def add_parser(sub) -> None:
                         "input quantizer's scale)")
     p.add_argument("--imagenet-norm", action=argparse.BooleanOptionalAction, default=None,
                    help="fold ImageNetModel's mean/std input normalisation into the first conv (default: on for "
-                        "alexnet/lq-alexnet as the current scripts do; --no-imagenet-norm for alexnet-dorefa.py "
+                        "alexnet/lq-alexnet/lq-vgg/lq-resnet18 as the current scripts do; --no-imagenet-norm for alexnet-dorefa.py "
                         "before tensorpack 18b19d6d, which only divided by 255)")
     p.add_argument("--activation", choices=("clip01", "cabs"),
                    help="DoReFa nonlinearity (default clip01 = tf.clip_by_value(x, 0, 1), the scripts since "
@@ -143,7 +146,8 @@ def add_parser(sub) -> None:
                         "explicit 'auto' without --calib uses synthetic images: pessimistic)")
     p.add_argument("--input-size", type=int, metavar="H",
                    help="with --arch: input height = width (default: the script's, 40 svhn, 224 alexnet/resnet18, "
-                        "227 lq-alexnet), for a checkpoint made at a reduced input size")
+                        "227 lq-alexnet), for a checkpoint made at a reduced input size (lq-vgg: fc5's kernel "
+                        "is the map before it, H/32)")
     p.add_argument("--float-last-act", action="store_true",
                    help="with --arch: keep the script's unquantized activation before the last layer (an 'act' "
                         "layer) and unquantized first/last weights: exact float path, not runnable in hardware")

@@ -19,10 +19,19 @@ from bitplane.gen.spec import load_network, window_geometry
 
 from .common import Imported, _input_file, _optional_module
 
-ARCHS = ("svhn", "alexnet", "resnet18", "lq-alexnet", "lq-resnet18")
+ARCHS = ("svhn", "alexnet", "resnet18", "lq-alexnet", "lq-vgg", "lq-resnet18", "lq-vgg-small")
+# Published models that are named (so a user learns why) but not imported.
+REFUSED_ARCHS = {
+    "lq-vgg-small": "microsoft/LQ-Nets cifar10-vgg-small.py feeds conv0 (image - per-pixel mean image) / 128, "
+                    "with the CIFAR-10 training set's per-pixel mean (tensorpack dataset.Cifar10."
+                    "get_per_pixel_mean()), which the checkpoint does not hold, and zero-pads conv0's input "
+                    "after that subtraction: folded into conv0 it is a bias per output position, which a spec "
+                    "(per-channel bias, input = code * scale) cannot express; with its default --qa 0 every "
+                    "activation is also unquantized (float only)",
+}
 ACTIVATIONS = ("clip01", "cabs")
 DEFAULT_ARCH_BITS = {"svhn": (1, 2), "alexnet": (1, 2), "resnet18": (1, 4), "lq-alexnet": (2, 2),
-                     "lq-resnet18": (2, 2)}
+                     "lq-vgg": (2, 2), "lq-resnet18": (2, 2)}
 BN_EPS = 1e-4                                   # argscope(BatchNorm, epsilon=1e-4) in both seeds
 TP_BN_EPS = 1e-5                                # tensorpack BatchNorm's default (LQ-Nets keeps it)
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)       # tensorpack ImageNetModel.image_preprocess
@@ -38,12 +47,13 @@ ARCH_INPUT = {"svhn": {"scale": 1 / 256, "norm": False, "layout": "nhwc", "size"
               "alexnet": {"scale": 1 / 255, "norm": True, "layout": "nchw", "size": 224},
               "resnet18": {"scale": 1 / 256, "norm": False, "layout": "nhwc", "size": 224},
               "lq-alexnet": {"scale": 1 / 255, "norm": True, "layout": "nchw", "size": 227},
+              "lq-vgg": {"scale": 1 / 255, "norm": True, "layout": "nchw", "size": 224},
               "lq-resnet18": {"scale": 1 / 255, "norm": True, "layout": "nchw", "size": 224}}
 # The first conv and its output channels in the script: a checkpoint with 1/k of them is the
 # script's model at width multiplier 1/k (every layer but the classifier divided by k).
 # (name, output channels, kernel size) of the first conv
 ARCH_WIDTH = {"svhn": ("conv0", 48, 5), "alexnet": ("conv0", 96, 12), "resnet18": ("conv1", 64, 7),
-              "lq-alexnet": ("conv1", 96, 11), "lq-resnet18": ("conv0", 64, 7)}
+              "lq-alexnet": ("conv1", 96, 11), "lq-vgg": ("conv1", 96, 7), "lq-resnet18": ("conv0", 64, 7)}
 # resnet-dorefa.py multiplies the global average pool's output by 49 ("a bug in our model
 # design": the sum over its 7x7 map at 224x224) before fct: folded into fct's weights.
 RESNET18_GAP_MULT = 49
@@ -51,7 +61,8 @@ RESNET18_GAP_MULT = 49
 # activation, last layer) per architecture.
 ARCH_ENDS = {"svhn": ("conv0", "act6", "fc1"), "alexnet": ("conv0", "actfc1", "fct"),
              "resnet18": ("conv1", "lastact", "fct"),
-             "lq-alexnet": ("conv1", "fc7_act", "fc8"), "lq-resnet18": ("conv0", "group3_bnlast_act", "linear")}
+             "lq-alexnet": ("conv1", "fc7_act", "fc8"), "lq-vgg": ("conv1", "fc6_act", "fc7"),
+             "lq-resnet18": ("conv0", "group3_bnlast_act", "linear")}
 PRECISION_LADDER = (4, 6, 8, 10, 12, 16)        # candidate bits of the first/last layers, cheapest first
 DEFAULT_LAST_ACT_BITS = 8                       # without --calib: the last activation's hardware quantizer
 AGREEMENT_TARGET = 0.999
@@ -104,6 +115,8 @@ def arch_spec(arch: str, wbits, abits: int, float_last_act: bool = False, activa
         spec = _lq_alexnet_spec(wbits, abits)
         spec["input"]["shape"] = [3, size, size]
         return _divide_widths(spec, width_div)
+    if arch == "lq-vgg":
+        return _divide_widths(_lq_vgg_spec(wbits, abits, size), width_div)
     if arch == "resnet18":
         return _divide_widths(_resnet18_spec(wbits, abits, activation, size), width_div)
     if arch == "lq-resnet18":
@@ -323,7 +336,8 @@ def _lq_alexnet_spec(wbits: int, abits: int) -> dict:
         return d
 
     def bnq(scope, bn_scope, act_scope):
-        return [{"name": f"{scope}_bn", "_tp": f"{bn_scope}/bn", "op": "batchnorm", "eps": TP_BN_EPS},
+        return [{"name": f"{scope}_bn", "_tp": f"{bn_scope}/bn", "op": "batchnorm", "eps": TP_BN_EPS,
+                 **({"_nhwc_bn": True} if scope.startswith("fc") else {})},
                 {"name": f"{scope}_act", "_tp": f"{act_scope}/quant", "op": "quant_act", "nonlin": "relu",
                  "quant": dict(aq)}]
 
@@ -335,11 +349,70 @@ def _lq_alexnet_spec(wbits: int, abits: int) -> dict:
               conv("conv5", 256, 3, "same"), pool("pool5"), *bnq("bnquant6", "bnquant6", "bnquant6"),
               conv("fc6", 4096, 6, "valid", bias=True), *bnq("fc6", "fc6", "fc6"),
               conv("fc7", 4096, 1, "valid", bias=True),
-              {"name": "fc7_bn", "_tp": "fc7/bn", "op": "batchnorm", "eps": TP_BN_EPS},
+              {"name": "fc7_bn", "_tp": "fc7/bn", "op": "batchnorm", "eps": TP_BN_EPS, "_nhwc_bn": True},
               {"name": "fc7_act", "op": "act", "nonlin": "relu"},
               {"name": "fc8", "op": "dense", "out_features": 1000, "bias": True}]
     return {"name": f"lq-alexnet-w{wbits}a{abits}",
             "input": {"shape": [3, 227, 227], "bits": 8, "scale": ARCH_INPUT["lq-alexnet"]["scale"]},
+            "layers": layers}
+
+
+def lq_vgg_fc5_kernel(size: int) -> int:
+    """The map size before LQ-Nets VGG's ``fc5`` (conv1 SAME stride 2, four 2x2 valid pools):
+    7 at the script's 224x224, which is fc5's kernel there (a 7x7 VALID conv over the whole map)."""
+    m = -(-size // 2)
+    for _ in range(4):
+        m //= 2
+    return m
+
+
+def _lq_vgg_spec(wbits: int, abits: int, size: int) -> dict:
+    """microsoft/LQ-Nets ``vgg_model.py`` "VGG-Variant" (``imagenet.py --mode vgg``, 224x224).
+
+    ``conv1`` 96@7x7 stride 2 SAME, float, no bias, ``nl=tf.nn.relu`` (``conv1_relu``),
+    ``pool1`` 2/2 valid, ``BNReLUQuant('bnquant2_0')``; per stage ``s`` = 2, 3, 4 three
+    ``Conv2DQuant`` 3x3 SAME (256/512/512), the first two with ``nl=getBNReLUQuant``
+    (``conv<s>_<i>/bn``, ``conv<s>_<i>/quant``), the third without; ``pool<s>`` 2/2 valid,
+    ``BNReLUQuant('bnquant<s+1>_0')`` (after stage 4: ``bnquant5``). ``fc5`` 4096@7x7 VALID +
+    bias, ``getfcBNReLUQuant``; ``fc6`` 4096@1x1 + bias, ``getfcBNReLU`` (its ReLU is the
+    unquantized activation before the classifier); ``fc7`` FullyConnected 1000. The fc
+    batchnorms have no gamma/beta and normalise axis 3 (``data_format='NHWC'``): on the
+    script's NCHW ``[N, 4096, 1, 1]`` tensors that is one statistic for all channels (``[1]``
+    variables), on NHWC ones per channel; both are read (``_nhwc_bn``). At a reduced
+    ``size`` fc5's kernel is the map before it (:func:`lq_vgg_fc5_kernel`, 7 at 224)."""
+    wq = {"type": "lq", "bits": wbits}
+    aq = {"type": "lq", "bits": abits}
+    k5 = lq_vgg_fc5_kernel(size)
+    if k5 < 1:
+        raise InputError(f"--input-size {size} is too small for lq-vgg: conv1 (stride 2) and four 2x2 pools leave "
+                         f"no map for fc5 (at least 32)")
+
+    def conv(n, O, k, pad="same", stride=1, quant=True, bias=False):
+        d = {"name": n, "op": "conv", "out_channels": O, "kernel": k, "stride": stride, "padding": pad,
+             "bias": bias}
+        if quant:
+            d["weight_quant"] = dict(wq)
+        return d
+
+    def bnq(scope, nhwc=False):
+        return [{"name": f"{scope}_bn", "_tp": f"{scope}/bn", "op": "batchnorm", "eps": TP_BN_EPS,
+                 **({"_nhwc_bn": True} if nhwc else {})},
+                {"name": f"{scope}_act", "_tp": f"{scope}/quant", "op": "quant_act", "nonlin": "relu",
+                 "quant": dict(aq)}]
+
+    pool = lambda n: {"name": n, "op": "maxpool", "kernel": 2, "stride": 2, "padding": "valid"}  # noqa: E731
+    layers = [conv("conv1", 96, 7, stride=2, quant=False), {"name": "conv1_relu", "op": "act", "nonlin": "relu"},
+              pool("pool1"), *bnq("bnquant2_0")]
+    for st, ch in ((2, 256), (3, 512), (4, 512)):
+        layers += [conv(f"conv{st}_1", ch, 3), *bnq(f"conv{st}_1"), conv(f"conv{st}_2", ch, 3), *bnq(f"conv{st}_2"),
+                   conv(f"conv{st}_3", ch, 3), pool(f"pool{st}"), *bnq(f"bnquant{st + 1}" + ("_0" if st < 4 else ""))]
+    layers += [conv("fc5", 4096, k5, "valid", bias=True), *bnq("fc5", nhwc=True),
+               conv("fc6", 4096, 1, "valid", bias=True),
+               {"name": "fc6_bn", "_tp": "fc6/bn", "op": "batchnorm", "eps": TP_BN_EPS, "_nhwc_bn": True},
+               {"name": "fc6_act", "op": "act", "nonlin": "relu"},
+               {"name": "fc7", "op": "dense", "out_features": 1000, "bias": True}]
+    return {"name": f"lq-vgg-w{wbits}a{abits}",
+            "input": {"shape": [3, size, size], "bits": 8, "scale": ARCH_INPUT["lq-vgg"]["scale"]},
             "layers": layers}
 
 
@@ -491,7 +564,7 @@ def _dense_weight(tens: _Tensors, i, L, in_shape, F, layout):
 
 def _fill(spec: dict, tens: _Tensors, layout: str = "nhwc") -> tuple:
     """Spec layers with biases resolved, and the spec-named arrays they need."""
-    arrays, notes, defaulted = {}, [], []
+    arrays, notes, defaulted, scalar_bns = {}, [], [], []
     src = tens.layer_source or tens.path
     for i, L, in_shape in _walk(spec, src):
         op, n = L.get("op"), L["name"]
@@ -522,15 +595,22 @@ def _fill(spec: dict, tens: _Tensors, layout: str = "nhwc") -> tuple:
                                                 "LQ-Nets weight basis [bits, out]")
         elif op == "batchnorm":
             C = in_shape[0]
-            arrays[f"{n}/mean"] = tens.get(i, L, "mean", op, (C,), "batchnorm moving mean")
-            arrays[f"{n}/var"] = tens.get(i, L, "var", op, (C,), "batchnorm moving variance")
+            bc = C
+            mk = tens.key(L, "mean", op)
+            if L.get("_nhwc_bn") and len(in_shape) == 3 and mk in tens.t and tuple(tens.t[mk].shape) == (1,):
+                # BatchNorm(data_format='NHWC') on an NCHW [N, C, 1, 1] tensor: axis 3, one statistic
+                bc = 1
+                scalar_bns.append(n)
+            per = "" if bc == C else " (one for all channels: axis 3 of an NCHW [N, C, 1, 1] tensor)"
+            for p, what in (("mean", "batchnorm moving mean"), ("var", "batchnorm moving variance")):
+                arrays[f"{n}/{p}"] = np.broadcast_to(tens.get(i, L, p, op, (bc,), what + per), (C,)).copy()
             missing = []
             for p, fill in (("gamma", 1.0), ("beta", 0.0)):
-                a = tens.get(i, L, p, op, (C,), f"batchnorm {p}", optional=True)
+                a = tens.get(i, L, p, op, (bc,), f"batchnorm {p}{per}", optional=True)
                 if a is None:
                     missing.append(p)
                     a = np.full(C, fill, dtype=arrays[f"{n}/mean"].dtype)
-                arrays[f"{n}/{p}"] = a
+                arrays[f"{n}/{p}"] = np.broadcast_to(a, (C,)).copy()
             if missing:
                 defaulted.append(f"{n} ({'/'.join(missing)})")
         elif op == "quant_act" and isinstance(L.get("quant"), dict) and L["quant"].get("type") == "lq":
@@ -546,6 +626,9 @@ def _fill(spec: dict, tens: _Tensors, layout: str = "nhwc") -> tuple:
                 arrays[f"{n}/basis"] = v
             else:
                 arrays[f"{n}/basis"] = tens.get(i, L, "basis", op, (k,), "LQ-Nets activation basis")
+    if scalar_bns:
+        notes.append(f"one batchnorm statistic for all channels (tensorpack BatchNorm(data_format='NHWC') on the "
+                     f"NCHW [N, C, 1, 1] output, as LQ-Nets trains by default): {', '.join(scalar_bns)}")
     if defaulted:
         notes.append(f"batchnorm gamma/beta not in the checkpoint (tensorpack use_scale/use_bias False, torch "
                      f"affine=False), set to 1/0: {', '.join(defaulted)}")
@@ -651,13 +734,18 @@ def load_state_dict(path) -> dict:
 
 
 def _fold_imagenet_norm(spec: dict, arrays: dict, src) -> str:
-    """Fold ``(pixel - 255*mean_c) / (255*std_c)`` (BGR) into the first (valid) conv."""
+    """Fold ``(pixel - 255*mean_c) / (255*std_c)`` (BGR) into the first conv.
+
+    The conv then reads raw pixel values. A zero-padded conv padded the *normalised* image
+    with 0 (``p`` with a ``pad_value``), i.e. the raw image with ``255*mean_c + 255*std_c*p``
+    per channel: that becomes its per-channel ``pad_value`` (in the input's value domain), so
+    the float path is the source's exactly; the integer path holds it in fractional planes
+    below the input code (:func:`bitplane.gen.lower._conv_padding`)."""
     L = spec["layers"][0]
-    if L.get("op") != "conv" or L.get("padding", "valid") != "valid" or spec["input"]["shape"][0] != 3:
-        raise NotSupportedError(f"{src}: layer '{L.get('name')}': the ImageNet mean/std normalisation folds exactly "
-                                f"only into a first conv without padding on a 3-channel input (a zero-padded conv "
-                                f"would need the per-channel mean, 123.7/116.3/103.5, as its padding: no uint8 "
-                                f"code); --no-imagenet-norm for a checkpoint trained on image/255")
+    if L.get("op") != "conv" or spec["input"]["shape"][0] != 3 or L.get("pad_mode", "constant") != "constant":
+        raise NotSupportedError(f"{src}: layer '{L.get('name')}': the ImageNet mean/std normalisation folds only into "
+                                f"a first conv (constant padding) on a 3-channel input; --no-imagenet-norm for a "
+                                f"checkpoint trained on image/255")
     n, scale = L["name"], float(spec["input"].get("scale", 1.0))
     mean = np.array(IMAGENET_MEAN_RGB[::-1]) * 255.0
     std = np.array(IMAGENET_STD_RGB[::-1]) * 255.0
@@ -668,8 +756,15 @@ def _fold_imagenet_norm(spec: dict, arrays: dict, src) -> str:
     arrays[f"{n}/b"] = b - np.einsum("ochw,c->o", W, c)
     arrays[f"{n}/W"] = W * a[None, :, None, None]
     L["bias"] = True
+    padded = L.get("padding", "valid") not in ("valid", 0, [0, 0, 0, 0])
+    how = ""
+    if padded:
+        p = np.broadcast_to(np.asarray(L.get("pad_value") or 0.0, np.float64), (3,))
+        L["pad_value"] = [float(v) for v in (mean + std * p) * scale]
+        how = (f"; its padding holds the value the normalised image padded with, per channel: pad_value "
+               f"{[round(v, 6) for v in L['pad_value']]} (pixels {[round(v, 4) for v in mean + std * p]})")
     return (f"folded ImageNet mean/std normalisation (BGR channel order, as tensorpack's ImageNetModel) into "
-            f"{n}'s weights and bias")
+            f"{n}'s weights and bias{how}")
 
 
 def _load_calibration(path, shape) -> np.ndarray:
@@ -879,9 +974,11 @@ def import_checkpoint(fmt: str, path, *, arch: str | None = None, layers: str | 
         raise InputError("--layout only applies to tensorpack archives")
     if arch is not None and arch not in ARCHS:
         raise InputError(f"--arch must be one of {', '.join(ARCHS)}, got {arch!r}")
+    if arch in REFUSED_ARCHS:
+        raise NotSupportedError(f"{path}: --arch {arch}: not imported: {REFUSED_ARCHS[arch]}")
     if imagenet_norm and arch in ("svhn", "resnet18"):
-        raise InputError("--imagenet-norm applies to the ImageNet architectures (alexnet, lq-alexnet, lq-resnet18: "
-                         "tensorpack ImageNetModel) or a --spec layer list")
+        raise InputError("--imagenet-norm applies to the ImageNet architectures (alexnet, lq-alexnet, lq-vgg, "
+                         "lq-resnet18: tensorpack ImageNetModel) or a --spec layer list")
     if activation is not None and arch.startswith("lq"):
         raise InputError("--activation applies to the DoReFa-Net architectures (LQ-Nets uses ReLU)")
     if float_last_act and last_act_bits is not None:
@@ -929,6 +1026,7 @@ def import_checkpoint(fmt: str, path, *, arch: str | None = None, layers: str | 
     notes += _check_unused(tens, spec)
     for L in spec["layers"]:
         L.pop("_tp", None)
+        L.pop("_nhwc_bn", None)
         if L.get("op") in ("conv", "dense") and L.get("bias") is None:
             L["bias"] = False
     if imagenet_norm:

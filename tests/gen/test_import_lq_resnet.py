@@ -177,15 +177,14 @@ def test_lq_preact_resnet18_golden_float_equals_the_transcription(lq, capsys):
 
 
 def test_lq_preact_resnet18_default_import(lq, capsys):
-    """Default hardware quantizer before the classifier; the ImageNet mean/std cannot be folded
-    into the SAME-padded conv0 (refused, one line) -- --no-imagenet-norm imports."""
+    """Default hardware quantizer before the classifier; the ImageNet mean/std folds into the
+    SAME-padded conv0 (its padding holds the mean per channel, tests/gen/test_import_lq_vgg.py)
+    -- --no-imagenet-norm imports a checkpoint trained on image/255."""
     d, T, x = lq
     out = d / "def.yaml"
     assert main(["import", "tensorpack", str(d / "lq-preact-resnet18.npz"), "-o", str(out), "--arch", "lq-resnet18",
-                 "--input-size", str(SIZE)]) != 0
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "layer 'conv0'" in err and "--no-imagenet-norm" in err
-    assert not out.exists()
+                 "--input-size", str(SIZE)]) == 0
+    assert len(load_network(out).layer("conv0")["pad_value"]) == 3
     assert main(["import", "tensorpack", str(d / "lq-preact-resnet18.npz"), "-o", str(out), "--arch", "lq-resnet18",
                  "--input-size", str(SIZE), "--no-imagenet-norm"]) == 0
     net = load_network(out)
