@@ -12,9 +12,9 @@ from bitplane.core.packing import pack_words, stream_order, unpack_words
 from bitplane.gen import nn
 from bitplane.gen.graph import round_shift
 from bitplane.hw.graph_blocks import (AddBlock, AvgPoolBlock, ChannelSlice, ConcatBlock, GlobalSumPool, Recode,
-                                      StreamFork, bypass_fifo_depth, chain_need, identity_need, window_need)
+                                      StreamFork, bypass_fifo_depth, chain_need, identity_need)
 from bitplane.hw.lint_waivers import lint
-from bitplane.hw.stream_blocks import Pool, SlidingWindow, StreamFIFO, mirror_fits, window_cycles
+from bitplane.hw.stream_blocks import Pool, SlidingWindow, StreamFIFO, mirror_fits, window_cycles, window_need
 from tests.support.stream_ref import feature_words
 from tests.support.streams import run_ports
 from tests.support.verilog import component_verilog
