@@ -13,7 +13,8 @@ git revision ``REV`` (default: the commit before "layout: one installed package"
 * the top-level names the wheel installs (``[tool.setuptools] packages`` of pyproject.toml).
 
 Source files are every ``*.py`` outside ``tests/``, ``bench/``, ``docs/``, ``examples/`` and
-hidden or build folders.
+hidden or build folders. Hand-measured sections of the output file below :data:`KEEP_MARKER`
+(e.g. the before/after run of ``bench/report.py --quick``) are kept when it is regenerated.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BEFORE = "c7b9cc1^"
 SKIP = {"tests", "bench", "docs", "examples", "build"}
 LONGEST = 8
+KEEP_MARKER = "<!-- kept by python bench/architecture.py: hand-measured sections follow -->"
 
 
 def tree_of(rev: str | None) -> dict[str, str]:
@@ -159,7 +161,10 @@ def main(argv=None) -> int:
     columns += [(f"`{rev}`", measure(tree_of(rev))) for rev in args.also]
     columns.append(("after (working tree)", measure(tree_of(None))))
     text = report(columns)
-    Path(args.output).write_text(text, encoding="utf-8")
+    out = Path(args.output)
+    if out.exists() and KEEP_MARKER in out.read_text(encoding="utf-8"):     # hand-measured sections stay
+        text += "\n" + KEEP_MARKER + out.read_text(encoding="utf-8").split(KEEP_MARKER, 1)[1]
+    out.write_text(text, encoding="utf-8")
     print(text)
     return 0
 

@@ -66,8 +66,8 @@ import numpy as np
 
 from bitplane.core.errors import NotSupportedError, SpecError
 from bitplane.gen import nn
-from .lower import (CodePoolStage, Lowered, MatmulStage, PoolSpec, apply_thresholds,
-                    compute_thresholds, lower as lower_seq, signed_bits)
+from .lower import (CodePoolStage, Lowered, MatmulStage, PoolSpec, apply_thresholds, compute_thresholds,
+                    describe_stage, describe_thresholds, lower as lower_seq, signed_bits)
 from .quant import ActQuant
 from .spec import INPUT_NAME, Layer, Network
 
@@ -180,11 +180,10 @@ class AddStage:
         return round_shift(tot, self.shift)
 
     def describe(self) -> dict:
-        return {"stage": self.name, "kind": "add", "layers": [self.name], "in_shape": list(self.in_shape),
-                "out_shape": list(self.out_shape), "inputs": len(self.in_forms),
-                "rescale": "exact" if self.exact else f"fixed-point, {self.frac} guard bits"
-                + (f", sum rounded right by {self.shift} bits" if self.shift else ""),
-                "max_multiplier": int(np.abs(self.mult).max()), "out": self.out.describe()}
+        return describe_stage(self, "add", inputs=len(self.in_forms),
+                              rescale="exact" if self.exact else f"fixed-point, {self.frac} guard bits"
+                              + (f", sum rounded right by {self.shift} bits" if self.shift else ""),
+                              max_multiplier=int(np.abs(self.mult).max()), out=self.out.describe())
 
 
 @dataclass
@@ -224,12 +223,11 @@ class AvgPoolStage:
         return tot * self.recip[n][None, None]
 
     def describe(self) -> dict:
-        d = {"stage": self.name, "kind": "avgpool", "layers": [self.name], "in_shape": list(self.in_shape),
-             "out_shape": list(self.out_shape), "on": "codes" if isinstance(self.in_form, ActQuant) else "fixed",
-             "divisor": self.divisor, "rescale": "exact (sum pool, 1/D in the scale)" if self.exact else
-             (f"fixed-point 1/n table, {self.frac} guard bits" if self.recip is not None
-              else f"input scaled by 2^{self.pre_shift} (padding zero not an integer)"),
-             "out": self.out.describe()}
+        d = describe_stage(self, "avgpool", on="codes" if isinstance(self.in_form, ActQuant) else "fixed",
+                           divisor=self.divisor, rescale="exact (sum pool, 1/D in the scale)" if self.exact else
+                           (f"fixed-point 1/n table, {self.frac} guard bits" if self.recip is not None
+                            else f"input scaled by 2^{self.pre_shift} (padding zero not an integer)"),
+                           out=self.out.describe())
         if self.divisor != "global":
             d.update(kernel=self.kernel, stride=self.stride, pads=list(self.pads), pad_mode=self.pad_mode)
         return d
@@ -252,9 +250,8 @@ class ConcatStage:
         return np.concatenate([to_q(f, x) for f, x in zip(self.in_forms, xs)], axis=1)
 
     def describe(self) -> dict:
-        return {"stage": self.name, "kind": "concat", "layers": [self.name], "in_shape": list(self.in_shape),
-                "out_shape": list(self.out_shape), "inputs": len(self.in_forms),
-                "on": "codes" if isinstance(self.out, ActQuant) else "fixed"}
+        return describe_stage(self, "concat", inputs=len(self.in_forms),
+                              on="codes" if isinstance(self.out, ActQuant) else "fixed")
 
 
 @dataclass
@@ -269,14 +266,12 @@ class FixedPoolStage:
     out: Fixed
 
     def run(self, x):
-        p = self.pool
-        return nn.pool2d(x, p.kernel, p.stride, p.pads, p.maximize, p.pad_mode).astype(np.int64)
+        return self.pool.apply(x)
 
     def describe(self) -> dict:
         p = self.pool
-        return {"stage": self.name, "kind": "maxpool", "layers": [self.name], "in_shape": list(self.in_shape),
-                "out_shape": list(self.out_shape), "kernel": p.kernel, "stride": p.stride, "pads": list(p.pads),
-                "on": "fixed", "min_channels": int((~p.maximize).sum())}
+        return describe_stage(self, "maxpool", kernel=p.kernel, stride=p.stride, pads=list(p.pads), on="fixed",
+                              min_channels=int((~p.maximize).sum()))
 
 
 @dataclass
@@ -309,12 +304,8 @@ class ThresholdStage:
         return apply_thresholds(q, self.thresholds, self.up)
 
     def describe(self) -> dict:
-        return {"stage": self.name, "kind": "threshold", "layers": self.layers, "in_shape": list(self.in_shape),
-                "out_shape": list(self.out_shape), "in_bits": signed_bits(self.acc_lo, self.acc_hi),
-                "output": {"act": self.out_act.describe(), "thresholds_per_channel": int(self.thresholds.shape[1]),
-                           "down_channels": int((~self.up).any(axis=1).sum()),
-                           "two_sided": not self.out_act.monotone,
-                           "threshold_bits": signed_bits(self.acc_lo - 1, self.acc_hi + 1)}}
+        return describe_stage(self, "threshold", self.layers, in_bits=signed_bits(self.acc_lo, self.acc_hi),
+                              output=describe_thresholds(self))
 
 
 @dataclass

@@ -24,7 +24,7 @@ import numpy as np
 
 from bitplane.gen import nn
 from bitplane.core.errors import NotSupportedError, SpecError
-from bitplane.core.intmath import signed_bits  # noqa: F401 (part of lower's API)
+from bitplane.core.intmath import signed_bits
 from .quant import ActQuant, Basis, IntBasis, QWeights, apply_nonlin, quantize_weights
 from .spec import Layer, Network
 
@@ -51,6 +51,25 @@ class PoolSpec:
     where: str
     maximize: np.ndarray
     pad_mode: str = "constant"    # 'reflect'/'symmetric': padding holds mirrored values (graph nets)
+
+    def apply(self, x):
+        """The pool on an integer tensor ``[N, C, H, W]`` (accumulators, level indices, ``fixed``)."""
+        return nn.pool2d(x, self.kernel, self.stride, self.pads, self.maximize, self.pad_mode).astype(np.int64)
+
+
+def describe_stage(stage, kind: str, layers=None, **fields) -> dict:
+    """A stage's ``describe()``: its name, kind, spec layers (default: the stage's own name)
+    and shapes, then ``fields``."""
+    return {"stage": stage.name, "kind": kind, "layers": list(layers or [stage.name]),
+            "in_shape": list(stage.in_shape), "out_shape": list(stage.out_shape), **fields}
+
+
+def describe_thresholds(stage) -> dict:
+    """The ``output`` entry of a stage ending in thresholds (its ``out_act``, ``thresholds``,
+    ``up`` and accumulator range ``acc_lo..acc_hi``)."""
+    return {"act": stage.out_act.describe(), "thresholds_per_channel": int(stage.thresholds.shape[1]),
+            "down_channels": int((~stage.up).any(axis=1).sum()), "two_sided": not stage.out_act.monotone,
+            "threshold_bits": signed_bits(stage.acc_lo - 1, stage.acc_hi + 1)}
 
 
 @dataclass
@@ -161,31 +180,29 @@ class MatmulStage:
         acc = self.acc(idx)
         p = self.pool
         if p is not None and p.where == "acc":
-            acc = nn.pool2d(acc, p.kernel, p.stride, p.pads, p.maximize, p.pad_mode).astype(np.int64)
+            acc = p.apply(acc)
         if self.raw:
             return acc
         out = apply_thresholds(acc, self.thresholds, self.up)
         if p is not None and p.where == "codes":
-            out = nn.pool2d(out, p.kernel, p.stride, p.pads, p.maximize, p.pad_mode).astype(np.int64)
+            out = p.apply(out)
         return out
 
     def describe(self) -> dict:
         ib = self.wq.int_basis
         coefs = np.asarray(ib.coefs)
         uniq = np.unique(coefs.T, axis=0)
-        d = {
-            "stage": self.name, "kind": self.kind, "layers": self.layers,
-            "in_shape": list(self.in_shape), "out_shape": list(self.out_shape),
-            "dot_length": self.n_dot,
-            "weights": {"type": self.wq.qtype, "bits": self.wq.bits, "planes": self.wq.planes,
-                        "coefs": uniq[0].tolist() if len(uniq) == 1 else f"per channel ({len(uniq)} distinct)",
-                        "offset": (int(ib.offset[0]) if np.all(ib.offset == ib.offset[0])
-                                   else "per channel"),
-                        "exact": ib.exact, "implicit_int8": self.weight_quant_implicit},
-            "activations": self.in_act.describe(),
-            "acc_range": [self.acc_lo, self.acc_hi], "acc_bits": self.acc_bits,
-            "macs": self.macs, "binary_ops": self.binary_ops,
-        }
+        d = describe_stage(
+            self, self.kind, self.layers,
+            dot_length=self.n_dot,
+            weights={"type": self.wq.qtype, "bits": self.wq.bits, "planes": self.wq.planes,
+                     "coefs": uniq[0].tolist() if len(uniq) == 1 else f"per channel ({len(uniq)} distinct)",
+                     "offset": (int(ib.offset[0]) if np.all(ib.offset == ib.offset[0])
+                                else "per channel"),
+                     "exact": ib.exact, "implicit_int8": self.weight_quant_implicit},
+            activations=self.in_act.describe(),
+            acc_range=[self.acc_lo, self.acc_hi], acc_bits=self.acc_bits,
+            macs=self.macs, binary_ops=self.binary_ops)
         if self.kind == "conv":
             d.update(kernel=self.kernel, stride=self.stride, pads=list(self.pads), groups=self.groups)
             if self.pad_codes is not None:
@@ -195,13 +212,7 @@ class MatmulStage:
             d["pool"] = {"layer": self.pool.layer, "on": self.pool.where, "kernel": self.pool.kernel,
                          "stride": self.pool.stride,
                          "min_channels": int((~self.pool.maximize).sum())}
-        if self.raw:
-            d["output"] = "raw accumulators"
-        else:
-            down = (~self.up).any(axis=1)
-            d["output"] = {"act": self.out_act.describe(), "thresholds_per_channel": int(self.thresholds.shape[1]),
-                           "down_channels": int(down.sum()), "two_sided": not self.out_act.monotone,
-                           "threshold_bits": signed_bits(self.acc_lo - 1, self.acc_hi + 1)}
+        d["output"] = "raw accumulators" if self.raw else describe_thresholds(self)
         return d
 
 
@@ -218,13 +229,11 @@ class CodePoolStage:
 
     def run(self, idx):
         """Integer path: the pooled level indices."""
-        p = self.pool
-        return nn.pool2d(idx, p.kernel, p.stride, p.pads, p.maximize, p.pad_mode).astype(np.int64)
+        return self.pool.apply(idx)
 
     def describe(self) -> dict:
-        return {"stage": self.name, "kind": "maxpool", "layers": [self.name], "in_shape": list(self.in_shape),
-                "out_shape": list(self.out_shape), "kernel": self.pool.kernel, "stride": self.pool.stride,
-                "pads": list(self.pool.pads), "on": "codes", "levels": self.act.L}
+        return describe_stage(self, "maxpool", kernel=self.pool.kernel, stride=self.pool.stride,
+                              pads=list(self.pool.pads), on="codes", levels=self.act.L)
 
 
 @dataclass

@@ -649,6 +649,11 @@ class ThresholdParams:
         """Width of the threshold memory word (the one definition; port and memory use it)."""
         return self.pe * self.n_thresholds * (self.width + 1)
 
+    def init_words(self) -> list[tuple[int, int]]:
+        """``(address, word)`` of the threshold memory holding ``init_thresholds``/``init_dirs``."""
+        return pack_threshold_words(self.rows, self.pe, self.n_thresholds, self.width, self.init_thresholds,
+                                    self.init_dirs)
+
 
 THRESHOLD_LATENCY = 3   # cycles from an accepted input word to its output word
 
@@ -682,8 +687,7 @@ class ThresholdUnit(wiring.Component):
         m = Module()
         p = self.p
         PE, T, TW, B = p.pe, p.n_thresholds, p.width, p.in_bits
-        tinit = [d for _, d in pack_threshold_words(p.rows, PE, T, TW, p.init_thresholds, p.init_dirs)] \
-            if p.init_thresholds else []
+        tinit = [d for _, d in p.init_words()] if p.init_thresholds else []
         m.submodules.tmem = tmem = Memory(shape=p.memory_word, depth=max(2, p.nf), init=tinit)
         wp = tmem.write_port()
         m.d.comb += [wp.addr.eq(self.t_wr.payload.addr), wp.data.eq(self.t_wr.payload.data),

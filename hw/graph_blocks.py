@@ -19,11 +19,8 @@ from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from bitplane.core import weightimage as wimg
-from bitplane.core.intmath import window_out
-
-from .bitserial import ThresholdParams, ThresholdUnit, pack_threshold_words
-from .layers import BlockParams, LoadableMemory
+from .bitserial import ThresholdParams, ThresholdUnit
+from .layers import LaneMap, LoadableMemory, Windowed
 from .stream_blocks import Pool, SlidingWindow, WidthConverter, width_converter_cycles, window_cycles
 
 
@@ -85,19 +82,6 @@ class StreamFork(wiring.Component):
         return m
 
 
-def window_need(height: int, width: int, c_words: int, kernel: int, stride: int, pads) -> np.ndarray:
-    """``need[p]``: input words a :class:`~bitplane.hw.stream_blocks.SlidingWindow` (and every
-    block built on it: MVTU conv, pools) must have received before it emits output pixel
-    ``p`` (raster order): the window waits for whole rows, up to row ``min(oy*s - t + K - 1,
-    H - 1)``, so ``need[p] = min(oy*s - t + K, H) * W * CW``."""
-    t, b, l, r = pads
-    oh = (height + t + b - kernel) // stride + 1
-    ow = (width + l + r - kernel) // stride + 1
-    oy = np.repeat(np.arange(oh), ow)
-    rows = np.clip(oy * stride - t + kernel, 1, height)
-    return rows * width * c_words
-
-
 def identity_need(pixels: int, c_words: int) -> np.ndarray:
     """``need[p] = (p + 1) * CW``: a path without a window (wire, FIFO, pixel-wise block)."""
     return (np.arange(pixels) + 1) * c_words
@@ -107,7 +91,7 @@ def chain_need(first: np.ndarray, *later: np.ndarray) -> np.ndarray:
     """``need`` of blocks in series, in words at the first block's input: block ``k``'s
     output pixel ``p`` needs ``later[k][p]`` words from block ``k-1``, i.e. its pixel
     ``ceil(later[k][p] / CW_k) - 1`` — pass each later block's ``need`` in *pixels* of its
-    input (``window_need(..., c_words=1)``)."""
+    input (``stream_blocks.window_need(..., c_words=1)``)."""
     need = np.asarray(first)
     for nxt in later:
         need = need[np.asarray(nxt) - 1]
@@ -121,8 +105,8 @@ def bypass_fifo_depth(need_long, need_short, latency_long: int = 0, latency_shor
     ``depth = max_p(need_long[p] - need_short[p-1]) + max(0, latency_long - latency_short) + 1``
 
     (``need_short[-1] = 0``), where ``need_*[p]`` is the number of words the fork must have
-    delivered to that path before it emits output pixel ``p`` (:func:`window_need`,
-    :func:`identity_need`, :func:`chain_need`), and ``latency_*`` the cycles a word spends in
+    delivered to that path before it emits output pixel ``p``
+    (:func:`~bitplane.hw.stream_blocks.window_need`, :func:`identity_need`, :func:`chain_need`), and ``latency_*`` the cycles a word spends in
     the path's pipeline registers beyond that (each cycle the fork can deliver one more
     word). The fork delivers every word to both paths at once. When the long path stands at
     pixel ``p`` waiting for input, the fork has delivered ``need_long[p]`` words to each
@@ -463,33 +447,13 @@ class ChannelSlice(wiring.Component):
 
 
 
-class _Map(BlockParams):
+class _Map(LaneMap):
     """A block on a feature map of ``channels`` x ``pixels`` with ``lanes`` values per word in
     and out (``lane_bits`` in; ``obits`` out) and one output pixel per input pixel."""
 
     @property
-    def c_words(self) -> int:
-        return self.channels // self.lanes
-
-    @property
-    def in_bits(self) -> int:
-        return self.lanes * self.lane_bits
-
-    @property
-    def out_lanes(self) -> int:
-        return self.lanes
-
-    @property
-    def out_lane_bits(self) -> int:
-        return self.obits
-
-    @property
     def out_pixels(self) -> int:
         return self.pixels
-
-    @property
-    def out_values(self) -> int:
-        return self.out_pixels * self.channels
 
     @property
     def raw_output(self) -> bool:
@@ -647,7 +611,7 @@ class ConcatParams(_Map):
 
 
 @dataclass(frozen=True)
-class WindowPoolParams(_Map):
+class WindowPoolParams(Windowed, _Map):
     """A K x K pool: ``kind`` ``'sum'`` (:class:`AvgPoolBlock`: ``pad_q`` or ``recip``) or
     ``'max'`` (:class:`~bitplane.hw.stream_blocks.Pool` on signed values, ``maximize`` per
     channel: a max-pool on unquantized integers)."""
@@ -672,14 +636,8 @@ class WindowPoolParams(_Map):
     def pixels(self) -> int:
         return self.height * self.width
 
-    @property
-    def out_pixels(self) -> int:
-        t, b, l, r = self.pads
-        return (window_out(self.height, t, b, self.kernel, self.stride)
-                * window_out(self.width, l, r, self.kernel, self.stride))
-
     def need(self, k: int = 0):
-        return window_need(self.height, self.width, self.c_words, self.kernel, self.stride, self.pads)
+        return self.window_need(self.c_words)
 
     def cycles(self) -> int:
         return avgpool_cycles(self.height, self.width, self.c_words, self.kernel, self.stride, self.pads)
@@ -745,14 +703,10 @@ class ThresholdBlockParams(_Map):
         return self.thr.out_bits
 
     def memories(self) -> tuple:
-        return (LoadableMemory(wimg.MEM_THRESHOLDS, self.thr.nf, self.thr.memory_word, "t_wr"),)
+        return (LoadableMemory.thresholds(self.thr),)
 
     def memory_data(self, mem: LoadableMemory) -> list:
-        t = self.thr
-        pairs = pack_threshold_words(t.rows, t.pe, t.n_thresholds, t.width, t.init_thresholds, t.init_dirs)
-        if [a for a, _ in pairs] != list(range(mem.entries)):
-            raise ValueError(f"memory {mem} is not dense in address order")
-        return [d for _, d in pairs]
+        return mem.dense(self.thr.init_words())
 
     def describe(self) -> dict:
         return {"lanes": self.lanes, "in_bits": self.lane_bits, "thresholds": self.thr.n_thresholds}

@@ -44,8 +44,8 @@ from bitplane.core import weightimage as wimg
 from bitplane.core.intmath import window_out
 
 from .bitserial import (BitSerialMVTU, EngineConfig, ThresholdParams, ThresholdUnit, engine_cycles, pack_constants,
-                        pack_threshold_words, pack_thresholds, pack_weights)
-from .stream_blocks import CodeLUT, Pool, SlidingWindow, WidthConverter, pool_cycles, window_cycles
+                        pack_thresholds, pack_weights)
+from .stream_blocks import CodeLUT, Pool, SlidingWindow, WidthConverter, pool_cycles, window_cycles, window_need
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,17 @@ class LoadableMemory:
     @property
     def bits(self) -> int:
         return self.entries * self.width
+
+    def dense(self, pairs) -> list[int]:
+        """The words of ``(address, word)`` pairs that fill this memory in address order."""
+        if [a for a, _ in pairs] != list(range(self.entries)):
+            raise ValueError(f"memory {self} is not dense in address order")
+        return [d for _, d in pairs]
+
+    @classmethod
+    def thresholds(cls, t: ThresholdParams) -> "LoadableMemory":
+        """The threshold memory of a :class:`~bitplane.hw.bitserial.ThresholdUnit`."""
+        return cls(wimg.MEM_THRESHOLDS, t.nf, t.memory_word, "t_wr")
 
 
 class BlockParams:
@@ -127,6 +138,53 @@ class BlockParams:
         raise NotImplementedError
 
 
+class LaneMap(BlockParams):
+    """The widths of a block on a feature map of ``channels`` with ``lanes`` values per word in
+    and out: ``lane_bits`` bits per input value, ``obits`` per output value."""
+
+    @property
+    def c_words(self) -> int:
+        """Words per pixel."""
+        return self.channels // self.lanes
+
+    @property
+    def in_bits(self) -> int:
+        return self.lanes * self.lane_bits
+
+    @property
+    def out_lanes(self) -> int:
+        return self.lanes
+
+    @property
+    def out_lane_bits(self) -> int:
+        return self.obits
+
+    @property
+    def out_values(self) -> int:
+        return self.out_pixels * self.channels
+
+
+class Windowed:
+    """The geometry of a block built on a :class:`~bitplane.hw.stream_blocks.SlidingWindow`
+    (``kernel``, ``stride``, ``pads`` over ``height`` x ``width``): output size and ``need``."""
+
+    @property
+    def out_height(self) -> int:
+        return window_out(self.height, self.pads[0], self.pads[1], self.kernel, self.stride)
+
+    @property
+    def out_width(self) -> int:
+        return window_out(self.width, self.pads[2], self.pads[3], self.kernel, self.stride)
+
+    @property
+    def out_pixels(self) -> int:
+        return self.out_height * self.out_width
+
+    def window_need(self, c_words: int):
+        """:func:`~bitplane.hw.stream_blocks.window_need` of this window, ``c_words`` words per pixel."""
+        return window_need(self.height, self.width, c_words, self.kernel, self.stride, self.pads)
+
+
 class _EngineBlock(BlockParams):
     """What conv and dense blocks share: an MVTU (``engine``) and an optional threshold unit."""
     thresholds = None
@@ -160,7 +218,7 @@ class _EngineBlock(BlockParams):
         words = e.memory_words
         mems = [LoadableMemory(wimg.MEM_WEIGHTS, e.weight_entries, words["weights"], "w_wr")]
         if t is not None:
-            mems.append(LoadableMemory(wimg.MEM_THRESHOLDS, t.nf, t.memory_word, "t_wr"))
+            mems.append(LoadableMemory.thresholds(t))
         elif e.n_thresholds:
             mems.append(LoadableMemory(wimg.MEM_THRESHOLDS, e.nf, words["thresholds"], "t_wr"))
         mems.append(LoadableMemory(wimg.MEM_CONSTANTS, e.nf, words["constants"], "k_wr"))
@@ -171,14 +229,12 @@ class _EngineBlock(BlockParams):
         if mem.kind == wimg.MEM_WEIGHTS:
             pairs = pack_weights(e, e.init_weights)
         elif mem.kind == wimg.MEM_THRESHOLDS and t is not None:
-            pairs = pack_threshold_words(t.rows, t.pe, t.n_thresholds, t.width, t.init_thresholds, t.init_dirs)
+            pairs = t.init_words()
         elif mem.kind == wimg.MEM_THRESHOLDS:
             pairs = pack_thresholds(e, e.init_thresholds, e.init_dirs)
         else:
             pairs = pack_constants(e, e.init_consts)
-        if [a for a, _ in pairs] != list(range(mem.entries)):
-            raise ValueError(f"memory {mem} is not dense in address order")
-        return [d for _, d in pairs]
+        return mem.dense(pairs)
 
     def describe(self) -> dict:
         e, t = self.engine, self.thresholds
@@ -196,13 +252,18 @@ class PoolParams:
     pad_mode: str = "constant"
 
 
-def _window_need(h, w, c_words, k, s, pads):
-    from .graph_blocks import window_need  # lazy: graph_blocks builds on this module (import cycle)
-    return window_need(h, w, c_words, k, s, pads)
+@dataclass(frozen=True)
+class _Window(Windowed):
+    """A bare window (a conv's pool over the conv's output: :attr:`ConvParams.pool_window`)."""
+    height: int
+    width: int
+    kernel: int
+    stride: int
+    pads: tuple
 
 
 @dataclass(frozen=True)
-class ConvParams(_EngineBlock):
+class ConvParams(Windowed, _EngineBlock):
     channels: int
     height: int
     width: int
@@ -226,14 +287,6 @@ class ConvParams(_EngineBlock):
         return self.in_lanes * (self.engine.a_planes - self.in_shift)
 
     @property
-    def out_height(self) -> int:
-        return window_out(self.height, self.pads[0], self.pads[1], self.kernel, self.stride)
-
-    @property
-    def out_width(self) -> int:
-        return window_out(self.width, self.pads[2], self.pads[3], self.kernel, self.stride)
-
-    @property
     def out_lane_bits(self) -> int:
         """Bits per output value (a pooled conv with a code table emits codes; with a threshold
         unit, its codes)."""
@@ -248,18 +301,20 @@ class ConvParams(_EngineBlock):
         return self.out_height * self.out_width * self.engine.rows
 
     @property
-    def out_pixels(self) -> int:
-        if self.pool is None:
-            return self.out_height * self.out_width
+    def pool_window(self) -> Windowed | None:
+        """The pool's window over the conv's output (None without a pool)."""
         q = self.pool
-        return (window_out(self.out_height, q.pads[0], q.pads[1], q.kernel, q.stride)
-                * window_out(self.out_width, q.pads[2], q.pads[3], q.kernel, q.stride))
+        return None if q is None else _Window(self.out_height, self.out_width, q.kernel, q.stride, q.pads)
+
+    @property
+    def out_pixels(self) -> int:
+        """The conv's output pixels, or its pool's when it has one."""
+        return self.out_height * self.out_width if self.pool is None else self.pool_window.out_pixels
 
     def need(self, k: int = 0):
-        n = _window_need(self.height, self.width, self.channels // self.in_lanes, self.kernel, self.stride, self.pads)
+        n = self.window_need(self.channels // self.in_lanes)
         if self.pool is not None:
-            q = self.pool
-            n = n[_window_need(self.out_height, self.out_width, 1, q.kernel, q.stride, q.pads) - 1]
+            n = n[self.pool_window.window_need(1) - 1]
         return n
 
     def cycles(self) -> int:
@@ -412,7 +467,7 @@ class DenseBlock(wiring.Component):
 
 
 @dataclass(frozen=True)
-class CodePoolParams(BlockParams):
+class CodePoolParams(Windowed, LaneMap):
     """A pool on activation codes: code -> level index, pool, level index -> code."""
     channels: int
     height: int
@@ -427,34 +482,17 @@ class CodePoolParams(BlockParams):
     to_code: tuple = ()       # level index -> code (empty: identity)
     pad_mode: str = "constant"
 
-    out_height = ConvParams.out_height
-    out_width = ConvParams.out_width
-
     @property
-    def out_pixels(self) -> int:
-        return self.out_height * self.out_width
-
-    def need(self, k: int = 0):
-        return _window_need(self.height, self.width, self.channels // self.lanes, self.kernel, self.stride, self.pads)
-
-    @property
-    def in_bits(self) -> int:
-        return self.lanes * self.bits
-
-    @property
-    def out_lanes(self) -> int:
-        return self.lanes
-
-    @property
-    def out_lane_bits(self) -> int:
+    def lane_bits(self) -> int:
         return self.bits
 
-    @property
-    def out_values(self) -> int:
-        return self.out_height * self.out_width * self.channels
+    obits = lane_bits
+
+    def need(self, k: int = 0):
+        return self.window_need(self.c_words)
 
     def cycles(self) -> int:
-        return pool_cycles(self.height, self.width, self.channels // self.lanes, self.kernel, self.stride, self.pads)
+        return pool_cycles(self.height, self.width, self.c_words, self.kernel, self.stride, self.pads)
 
     def describe(self) -> dict:
         return {"lanes": self.lanes, "bits": self.bits}

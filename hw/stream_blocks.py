@@ -7,6 +7,7 @@ order, each pixel's channels in chunks of ``lanes`` elements per word, lane ``l`
 """
 from __future__ import annotations
 
+import numpy as np
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
@@ -92,6 +93,17 @@ def window_rows(kernel: int, stride: int) -> int:
     could have delivered (with ``K + s`` rows, CNV-W2A2 lost 6 % of its frame rate there).
     """
     return 2 * kernel + stride - 1
+
+
+def window_need(height: int, width: int, c_words: int, kernel: int, stride: int, pads) -> np.ndarray:
+    """``need[p]``: input words a :class:`SlidingWindow` (and every block built on it: MVTU
+    conv, pools) must have received before it emits output pixel ``p`` (raster order): the
+    window waits for whole rows, up to row ``min(oy*s - t + K - 1, H - 1)``, so
+    ``need[p] = min(oy*s - t + K, H) * W * CW`` (sizes bypass FIFOs: hw/graph_blocks.py)."""
+    t, b, l, r = pads
+    oy = np.repeat(np.arange(window_out(height, t, b, kernel, stride)), window_out(width, l, r, kernel, stride))
+    rows = np.clip(oy * stride - t + kernel, 1, height)
+    return rows * width * c_words
 
 
 class SlidingWindow(wiring.Component):

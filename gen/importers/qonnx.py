@@ -58,6 +58,7 @@ from pathlib import Path
 import numpy as np
 
 from bitplane.core.errors import InputError, SpecError
+from bitplane.core.intmath import window_out
 from bitplane.gen.quant import fake_quant_weights
 from bitplane.gen.spec import window_geometry
 
@@ -296,17 +297,18 @@ class _QonnxGraph:
             t, l = lo(th), lo(tw)
         elif auto == "VALID":
             t = l = 0
-            oh, ow = (H - k) // s + 1, (W - k) // s + 1
+            oh, ow = window_out(H, 0, 0, k, s), window_out(W, 0, 0, k, s)
         elif auto in ("NOTSET", ""):
             pads = list(attrs.get("pads", [0, 0, 0, 0]))
             if len(pads) != 4:
                 raise self.err(node, f"pads {pads}: only 2-D pads are supported")
             t, l, b, r = pads
-            rnd = (lambda v: -(-v // s)) if ceil_mode else (lambda v: v // s)
-            oh, ow = rnd(H + t + b - k) + 1, rnd(W + l + r - k) + 1
             if ceil_mode:                      # the last window must start inside the input or its left pad
+                oh, ow = -(-(H + t + b - k) // s) + 1, -(-(W + l + r - k) // s) + 1
                 oh -= int((oh - 1) * s >= H + t)
                 ow -= int((ow - 1) * s >= W + l)
+            else:
+                oh, ow = window_out(H, t, b, k, s), window_out(W, l, r, k, s)
         else:
             raise self.err(node, f"auto_pad {auto} is not supported")
         cands = ["valid", "same"] + ([t] if auto in ("NOTSET", "") and t == l and t > 0 else [])

@@ -20,6 +20,7 @@ from bitplane.gen.golden import Golden
 from bitplane.gen.spec import load_network
 from tests.support import import_helpers as ih
 from tests.support.cli import cli_rejects as _cli_rejects
+from tests.support.networks import small_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 SVHN_EXAMPLE = ROOT / "examples" / "svhn-dorefa-w1a2.yaml"
@@ -52,24 +53,10 @@ def _svhn_spec(wq, aq):
     return doc
 
 
-def _small_spec(name, wq, aq, nonlin, first_wq=None, last_wq=None, bias0=False, dense_after_map=True):
-    """conv(3x3) -> bn -> act -> pool -> conv(s2) -> bn -> act -> dense; the dense layer sees a
+def _small_spec(name, wq, aq, nonlin, first_wq=None, last_wq=None, bias0=False):
+    """:func:`small_spec` on 3 x 14 x 14 with an unpadded first conv: the dense layer sees a
     [6, 3, 3] map, so the row order of its weights matters."""
-    c0 = {"name": "conv0", "op": "conv", "out_channels": 4, "kernel": 3, "padding": "valid", "bias": bias0}
-    if first_wq:
-        c0["weight_quant"] = first_wq
-    fc = {"name": "fc0", "op": "dense", "out_features": 5, "bias": True}
-    if last_wq:
-        fc["weight_quant"] = last_wq
-    return {"name": name, "input": {"shape": [3, 14, 14], "bits": 8, "scale": 1 / 255}, "layers": [
-        c0, {"name": "bn0", "op": "batchnorm", "eps": 1e-4},
-        {"name": "act0", "op": "quant_act", "nonlin": nonlin, "quant": aq},
-        {"name": "pool0", "op": "maxpool", "kernel": 2, "stride": 2, "padding": "same"},
-        {"name": "conv1", "op": "conv", "out_channels": 6, "kernel": 3, "stride": 2, "padding": "same",
-         "weight_quant": wq},
-        {"name": "bn1", "op": "batchnorm", "eps": 1e-4},
-        {"name": "act1", "op": "quant_act", "nonlin": nonlin, "quant": aq},
-        fc]}
+    return small_spec(name, wq, aq, nonlin, (3, 14, 14), "valid", bias0, first_wq, last_wq)
 
 
 def _qnet_source(spec, d, seed=0, n=6, neg_gamma=0.2, beta=0.0):

@@ -1,17 +1,14 @@
 """Bit-serial MVTU against its NumPy reference (amaranth.sim, random gaps and backpressure)."""
-import random
-
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from bitplane.hw.bitserial import (BitSerialMVTU, EngineConfig, engine_cycles, pack_constants, pack_thresholds,
                           pack_weights, row_constants)
 from tests.support.mvtu_ref import act_words, make_case, mvtu_reference, out_lanes
+from tests.support.streams import run_stream
 
 
 def run_mvtu(cfg, wcodes, thr, dirs, vectors, seed=0, gap=0.3, stall=0.3, load=True):
-    rng = random.Random(seed)
     consts = row_constants(cfg, wcodes)
     init = {} if load else dict(init_weights=tuple(map(tuple, wcodes.tolist())),
                                 init_thresholds=tuple(map(tuple, thr)), init_dirs=tuple(map(tuple, dirs)),
@@ -20,51 +17,20 @@ def run_mvtu(cfg, wcodes, thr, dirs, vectors, seed=0, gap=0.3, stall=0.3, load=T
         cfg = EngineConfig(**{**cfg.__dict__, **init})
     dut = BitSerialMVTU(cfg)
     words = act_words(cfg, vectors)
-    got = []
-    n_out = len(vectors) * cfg.nf
-    done = {"loaded": not load}
-    stamps = []
 
     async def loader(ctx):
-        if load:
-            for port, entries in ((dut.w_wr, pack_weights(cfg, wcodes)),
-                                  (dut.k_wr, pack_constants(cfg, consts)),
-                                  *(((dut.t_wr, pack_thresholds(cfg, thr, dirs)),) if cfg.n_thresholds else ())):
-                for addr, d in entries:
-                    ctx.set(port.payload, {"addr": addr, "data": d})
-                    ctx.set(port.valid, 1)
-                    await ctx.tick()
-                ctx.set(port.valid, 0)
-        done["loaded"] = True
-
-    async def source(ctx):
-        while not done["loaded"]:
-            await ctx.tick()
-        for w in words:
-            while rng.random() < gap:
+        for port, entries in ((dut.w_wr, pack_weights(cfg, wcodes)),
+                              (dut.k_wr, pack_constants(cfg, consts)),
+                              *(((dut.t_wr, pack_thresholds(cfg, thr, dirs)),) if cfg.n_thresholds else ())):
+            for addr, d in entries:
+                ctx.set(port.payload, {"addr": addr, "data": d})
+                ctx.set(port.valid, 1)
                 await ctx.tick()
-            ctx.set(dut.act.payload, w)
-            ctx.set(dut.act.valid, 1)
-            await ctx.tick().until(dut.act.ready)
-            ctx.set(dut.act.valid, 0)
+            ctx.set(port.valid, 0)
 
-    async def sink(ctx):
-        cyc = 0
-        while len(got) < n_out:
-            r = rng.random() >= stall
-            ctx.set(dut.out.ready, r)
-            _, _, valid, payload = await ctx.tick().sample(dut.out.valid, dut.out.payload)
-            cyc += 1
-            if r and valid:
-                got.append(payload)
-                stamps.append(cyc)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(loader)
-    sim.add_testbench(source)
-    sim.add_testbench(sink)
-    sim.run_until(1e-8 * (200 + 20 * len(words) * (1 + cfg.w_planes * cfg.a_planes * cfg.nf) * 4))
+    got, stamps = run_stream(dut, words, len(vectors) * cfg.nf, seed, gap, stall, setup=loader if load else None,
+                             limit=200 + 80 * len(words) * (1 + cfg.w_planes * cfg.a_planes * cfg.nf),
+                             ports=("act", "out"))
     return out_lanes(cfg, got), stamps
 
 

@@ -1,72 +1,23 @@
 """Graph stream blocks (issue #16): fork, add, average/sum pool, global pool, concat, mirror
 padding in the sliding window, and the bypass-FIFO depth rule, against their Python
 references (gen/graph.py stages, gen/nn.py) with random input gaps and output backpressure."""
-import random
 
 import numpy as np
 import pytest
 from amaranth import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.sim import Simulator
 
 from bitplane.core.packing import pack_words, stream_order, unpack_words
 from bitplane.gen import nn
 from bitplane.gen.graph import round_shift
 from bitplane.hw.graph_blocks import (AddBlock, AvgPoolBlock, ChannelSlice, ConcatBlock, GlobalSumPool, Recode,
-                                      StreamFork, bypass_fifo_depth, chain_need, identity_need, window_need)
+                                      StreamFork, bypass_fifo_depth, chain_need, identity_need)
 from bitplane.hw.lint_waivers import lint
-from bitplane.hw.stream_blocks import Pool, SlidingWindow, StreamFIFO, mirror_fits, window_cycles
+from bitplane.hw.stream_blocks import Pool, SlidingWindow, StreamFIFO, mirror_fits, window_cycles, window_need
 from tests.support.stream_ref import feature_words
+from tests.support.streams import run_ports
 from tests.support.verilog import component_verilog
-
-
-def run_multi(dut, sources: dict, sinks: dict, seed=0, gap=0.3, stall=0.3, limit=100000):
-    """Drive each ``dut.<name>`` In port with its words (random gaps) and collect the given
-    number of words from each Out port (random backpressure). Returns ({name: words},
-    {name: cycle stamps}); raises on a timeout (deadlock)."""
-    rng = random.Random(seed)
-    got = {k: [] for k in sinks}
-    stamps = {k: [] for k in sinks}
-
-    def source(name, words):
-        port = getattr(dut, name)
-
-        async def run(ctx):
-            for w in words:
-                while rng.random() < gap:
-                    await ctx.tick()
-                ctx.set(port.payload, w)
-                ctx.set(port.valid, 1)
-                await ctx.tick().until(port.ready)
-                ctx.set(port.valid, 0)
-        return run
-
-    def sink(name, n):
-        port = getattr(dut, name)
-
-        async def run(ctx):
-            cyc = 0
-            while len(got[name]) < n:
-                r = rng.random() >= stall
-                ctx.set(port.ready, r)
-                _, _, valid, payload = await ctx.tick().sample(port.valid, port.payload)
-                cyc += 1
-                if cyc > limit:
-                    raise TimeoutError(f"{name}: {len(got[name])} of {n} words after {limit} cycles")
-                if r and valid:
-                    got[name].append(int(payload))
-                    stamps[name].append(cyc)
-        return run
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    for k, w in sources.items():
-        sim.add_testbench(source(k, w))
-    for k, n in sinks.items():
-        sim.add_testbench(sink(k, n))
-    sim.run()
-    return got, stamps
 
 
 def _words(x_chw, bits, lanes, sgn):
@@ -82,7 +33,7 @@ def _unwords(words, bits, lanes, shape):
 
 def test_fork_duplicates_under_backpressure():
     words = list(range(3, 160))
-    got, _ = run_multi(StreamFork(12), {"i": words}, {"o0": len(words), "o1": len(words)}, gap=0.3, stall=0.5)
+    got, _ = run_ports(StreamFork(12), {"i": words}, {"o0": len(words), "o1": len(words)}, gap=0.3, stall=0.5)
     assert got["o0"] == words and got["o1"] == words
 
 
@@ -93,7 +44,7 @@ def test_concat_matches_numpy(ca, cb, lanes):
     wa = sum((_words(a, 4, lanes, False) for a, _ in frames), [])
     wb = sum((_words(b, 4, lanes, False) for _, b in frames), [])
     want = sum((_words(np.concatenate([a, b]), 4, lanes, False) for a, b in frames), [])
-    got, _ = run_multi(ConcatBlock((ca, cb), 4 * lanes), {"i0": wa, "i1": wb}, {"o": len(want)}, seed=ca)
+    got, _ = run_ports(ConcatBlock((ca, cb), 4 * lanes), {"i0": wa, "i1": wb}, {"o": len(want)}, seed=ca)
     assert got["o"] == want
 
 
@@ -117,7 +68,7 @@ def test_add_block_is_the_add_stage(lanes, tmp_path):
     wa = sum((_words(f, abits, lanes, True) for f in acc), [])
     wb = sum((_words(f, 3, lanes, True) for f in sc), [])
     want = sum((_words(f, add.out.bits, lanes, True) for f in tr["b1add"]), [])
-    got, _ = run_multi(dut, {"a": wa, "b": wb}, {"o": len(want)}, seed=lanes)
+    got, _ = run_ports(dut, {"a": wa, "b": wb}, {"o": len(want)}, seed=lanes)
     assert got["o"] == want
 
 
@@ -150,7 +101,7 @@ def test_add_block_rounds_a_chained_stream_add_as_the_stage(tmp_path):
     wa = sum((_words(f, abits, 2, True) for f in frames_a), [])
     wb = sum((_words(f, bbits, 2, True) for f in frames_b), [])
     wo = sum((_words(f, add.out.bits, 2, True) for f in want), [])
-    got, _ = run_multi(dut, {"a": wa, "b": wb}, {"o": len(wo)}, seed=7)
+    got, _ = run_ports(dut, {"a": wa, "b": wb}, {"o": len(wo)}, seed=7)
     assert got["o"] == wo
 
 
@@ -183,7 +134,7 @@ def test_avgpool_block_matches_stage_formula(case):
         ref = [nn.sum_pool2d(f[None], K, s, pads, pad_q, mode)[0].astype(np.int64) for f in frames]
     words = sum((_words(f, 4, lanes, True) for f in frames), [])
     want = sum((_words(r, ob, lanes, True) for r in ref), [])
-    got, _ = run_multi(dut, {"i": words}, {"o": len(want)}, seed=C)
+    got, _ = run_ports(dut, {"i": words}, {"o": len(want)}, seed=C)
     assert got["o"] == want
 
 
@@ -203,7 +154,7 @@ def test_avgpool_block_runs_a_lowered_valid_divisor_stage(tmp_path):
     dut = AvgPoolBlock(2, 7, 7, 3, 2, ap.pads, 3, ap.out.bits, 1, recip=ap.recip)
     words = sum((_words(f, 3, 1, False) for f in tr["c0"]), [])
     want = sum((_words(f, ap.out.bits, 1, True) for f in tr["ap"]), [])
-    got, _ = run_multi(dut, {"i": words}, {"o": len(want)}, seed=2)
+    got, _ = run_ports(dut, {"i": words}, {"o": len(want)}, seed=2)
     assert got["o"] == want
 
 
@@ -213,7 +164,7 @@ def test_global_sum_pool(C, lanes, pixels):
     frames = [rng.integers(-30, 30, (C, pixels, 1)) for _ in range(3)]
     words = sum((_words(f, 6, lanes, True) for f in frames), [])
     want = sum((_words(f.sum(axis=(1, 2), keepdims=True), 12, lanes, True) for f in frames), [])
-    got, _ = run_multi(GlobalSumPool(C, pixels, 6, 12, lanes, in_signed=True), {"i": words}, {"o": len(want)},
+    got, _ = run_ports(GlobalSumPool(C, pixels, 6, 12, lanes, in_signed=True), {"i": words}, {"o": len(want)},
                        seed=pixels)
     assert got["o"] == want
 
@@ -241,7 +192,7 @@ def test_sliding_window_mirror_padding(case):
     words = sum((feature_words(f, 3, lanes) for f in frames), [])
     want = sum((_mirror_window_ref(f, K, s, pads, mode, 3, lanes) for f in frames), [])
     dut = SlidingWindow(C, H, W, K, s, pads, 3, lanes, pad_mode=mode)
-    got, _ = run_multi(_DataOnly(dut), {"i": words}, {"o": len(want)}, seed=3)
+    got, _ = run_ports(_DataOnly(dut), {"i": words}, {"o": len(want)}, seed=3)
     assert got["o"] == want
 
 
@@ -257,7 +208,7 @@ def test_reflect_maxpool():
     rng = np.random.default_rng(11)
     f = rng.integers(0, 16, (C, H, W))
     ref = nn.pool2d(f[None].astype(float), 3, 1, (1, 1, 1, 1), True, "reflect")[0].astype(np.int64)
-    got, _ = run_multi(Pool(C, H, W, 3, 1, (1, 1, 1, 1), 4, 1, pad_mode="reflect"),
+    got, _ = run_ports(Pool(C, H, W, 3, 1, (1, 1, 1, 1), 4, 1, pad_mode="reflect"),
                        {"i": feature_words(f, 4, 1)}, {"o": C * H * W})
     assert got["o"] == feature_words(ref, 4, 1)
 
@@ -281,25 +232,30 @@ class _DataOnly(wiring.Component):
 
 # ------------------------------------------------------------------ fork + paths + join: FIFO depth
 
-class _Residual(wiring.Component):
-    """x -> fork -> (3x3 max pool, pad 1) + (bypass FIFO of ``depth``) -> add."""
+class _Join(wiring.Component):
+    """x -> fork -> (3x3/``stride`` max pool, pad 1) + (bypass FIFO of ``depth``, then a
+    1x1/``stride`` pool when strided: a projection-style join) -> add."""
 
-    def __init__(self, C, H, W, depth):
-        self.C, self.H, self.W, self.depth = C, H, W, depth
+    def __init__(self, C, H, W, depth, stride=1):
+        self.C, self.H, self.W, self.depth, self.stride = C, H, W, depth, stride
         super().__init__({"i": In(stream.Signature(2)), "o": Out(stream.Signature(4))})
 
     def elaborate(self, platform):
         m = Module()
-        C, H, W = self.C, self.H, self.W
+        C, H, W, s = self.C, self.H, self.W, self.stride
         m.submodules.fork = fork = StreamFork(2)
-        m.submodules.pool = pool = Pool(C, H, W, 3, 1, (1, 1, 1, 1), 2, 1)
-        m.submodules.fifo = fifo = StreamFIFO(2, self.depth)
+        m.submodules.long = long = Pool(C, H, W, 3, s, (1, 1, 1, 1), 2, 1)
+        m.submodules.fifo = short = StreamFIFO(2, self.depth)
         m.submodules.add = add = AddBlock(C, 1, 2, 2, 4, 1, 1, a_signed=False, b_signed=False)
         wiring.connect(m, wiring.flipped(self.i), fork.i)
-        wiring.connect(m, fork.o0, pool.i)
-        wiring.connect(m, fork.o1, fifo.i)
-        wiring.connect(m, pool.o, add.a)
-        wiring.connect(m, fifo.o, add.b)
+        wiring.connect(m, fork.o0, long.i)
+        wiring.connect(m, fork.o1, short.i)
+        if s > 1:
+            m.submodules.short = pool = Pool(C, H, W, 1, s, (0, 0, 0, 0), 2, 1)
+            wiring.connect(m, short.o, pool.i)
+            short = pool
+        wiring.connect(m, long.o, add.a)
+        wiring.connect(m, short.o, add.b)
         wiring.connect(m, add.o, wiring.flipped(self.o))
         return m
 
@@ -314,7 +270,7 @@ def _residual_run(C, H, W, depth, frames, gap=0.0, stall=0.0, limit=20000):
     words = sum((feature_words(x, 2, 1) for x in xs), [])
     want = sum((feature_words(nn.pool2d(x[None].astype(float), 3, 1, (1, 1, 1, 1))[0].astype(np.int64) + x, 4, 1)
                 for x in xs), [])
-    got, st = run_multi(_Residual(C, H, W, depth), {"i": words}, {"o": len(want)}, gap=gap, stall=stall,
+    got, st = run_ports(_Join(C, H, W, depth), {"i": words}, {"o": len(want)}, gap=gap, stall=stall,
                         limit=limit)
     assert got["o"] == want
     return st["o"]
@@ -368,7 +324,7 @@ def test_graph_blocks_lint_clean(comp, name):
 # ------------------------------------------------------------------ cycle formulas = measured periods
 
 def _period(dut, sources, sink, n_out, frames, also=()):
-    _, st = run_multi(dut, sources, {sink: n_out, **{k: n_out for k in also}}, gap=0.0, stall=0.0)
+    _, st = run_ports(dut, sources, {sink: n_out, **{k: n_out for k in also}}, gap=0.0, stall=0.0)
     s = st[sink]
     per = n_out // frames
     return (s[-1] - s[per - 1]) / (frames - 1)
@@ -395,31 +351,6 @@ def test_cycle_formulas_are_the_measured_periods():
 
 # ------------------------------------------------------------------ a projection-style join: both paths strided
 
-class _Projection(wiring.Component):
-    """x -> fork -> (3x3/2 max pool, pad 1) + (bypass FIFO -> 1x1/2 pool) -> add."""
-
-    def __init__(self, C, H, W, depth):
-        self.C, self.H, self.W, self.depth = C, H, W, depth
-        super().__init__({"i": In(stream.Signature(2)), "o": Out(stream.Signature(4))})
-
-    def elaborate(self, platform):
-        m = Module()
-        C, H, W = self.C, self.H, self.W
-        m.submodules.fork = fork = StreamFork(2)
-        m.submodules.long = long = Pool(C, H, W, 3, 2, (1, 1, 1, 1), 2, 1)
-        m.submodules.fifo = fifo = StreamFIFO(2, self.depth)
-        m.submodules.short = short = Pool(C, H, W, 1, 2, (0, 0, 0, 0), 2, 1)
-        m.submodules.add = add = AddBlock(C, 1, 2, 2, 4, 1, 1, a_signed=False, b_signed=False)
-        wiring.connect(m, wiring.flipped(self.i), fork.i)
-        wiring.connect(m, fork.o0, long.i)
-        wiring.connect(m, fork.o1, fifo.i)
-        wiring.connect(m, fifo.o, short.i)
-        wiring.connect(m, long.o, add.a)
-        wiring.connect(m, short.o, add.b)
-        wiring.connect(m, add.o, wiring.flipped(self.o))
-        return m
-
-
 def test_bypass_depth_for_a_strided_projection_join():
     """Both paths windowed (3x3/2 and 1x1/2): the derived depth holds the long path's rate.
     Here the short path's own line buffer (3 rows) absorbs the lead, so the formula, which
@@ -436,11 +367,11 @@ def test_bypass_depth_for_a_strided_projection_join():
     words = sum((feature_words(x, 2, 1) for x in xs), [])
     ref = [nn.pool2d(x[None].astype(float), 3, 2, (1, 1, 1, 1))[0].astype(np.int64) + x[:, ::2, ::2] for x in xs]
     want = sum((feature_words(r, 4, 1) for r in ref), [])
-    got, st = run_multi(_Projection(C, H, W, depth), {"i": words}, {"o": len(want)}, gap=0.0, stall=0.0)
+    got, st = run_ports(_Join(C, H, W, depth, stride=2), {"i": words}, {"o": len(want)}, gap=0.0, stall=0.0)
     assert got["o"] == want
     per = len(want) // 3
     assert (st["o"][-1] - st["o"][per - 1]) / 2 == window_cycles(H, W, C, 3, 2, (1, 1, 1, 1))
-    got, _ = run_multi(_Projection(C, H, W, depth), {"i": words}, {"o": len(want)}, seed=5)
+    got, _ = run_ports(_Join(C, H, W, depth, stride=2), {"i": words}, {"o": len(want)}, seed=5)
     assert got["o"] == want
 
 
@@ -489,7 +420,7 @@ def test_residual_join_add_then_thresholds_is_the_golden_trace(tmp_path):
     wa = sum((_words(f, abits, 2, True) for f in tr["b1c2"]), [])
     wb = sum((_words(f, 3, 2, True) for f in add.in_forms[1].level_ints[tr["stem"]]), [])
     want = sum((_words(f, p.out_bits, 2, False) for f in tr["b1out"]), [])
-    got, _ = run_multi(dut, {"a": wa, "b": wb}, {"o": len(want)}, seed=4)
+    got, _ = run_ports(dut, {"a": wa, "b": wb}, {"o": len(want)}, seed=4)
     assert got["o"] == want
 
 
@@ -497,14 +428,14 @@ def test_recode_and_channel_slice():
     """Codes -> level integers through a table (two's complement out), sign extension, and a
     slice keeping channels 2..5 of 8 (two lanes per word) under gaps and backpressure."""
     words = [0b01_10, 0b11_00, 0b10_01]                       # two 2-bit lanes per word
-    got, _ = run_multi(Recode(2, 2, 4, table=[-1, 1, 3, -2]), {"i": words}, {"o": 3}, seed=5)
+    got, _ = run_ports(Recode(2, 2, 4, table=[-1, 1, 3, -2]), {"i": words}, {"o": 3}, seed=5)
     tab = {0: -1, 1: 1, 2: 3, 3: -2}
     assert got["o"] == [(tab[w & 3] & 15) | ((tab[w >> 2] & 15) << 4) for w in words]
-    got, _ = run_multi(Recode(1, 3, 8, True), {"i": [3, 4, 7]}, {"o": 3}, seed=6)
+    got, _ = run_ports(Recode(1, 3, 8, True), {"i": [3, 4, 7]}, {"o": 3}, seed=6)
     assert got["o"] == [3, 0xFC, 0xFF]
     rng = np.random.default_rng(7)
     xs = [rng.integers(0, 8, (8, 2, 3)) for _ in range(2)]
     words = sum((_words(x, 3, 2, False) for x in xs), [])
     want = sum((_words(x[2:6], 3, 2, False) for x in xs), [])
-    got, _ = run_multi(ChannelSlice(8, 2, 2, 4, 3), {"i": words}, {"o": len(want)}, seed=8)
+    got, _ = run_ports(ChannelSlice(8, 2, 2, 4, 3), {"i": words}, {"o": len(want)}, seed=8)
     assert got["o"] == want

@@ -30,6 +30,20 @@ def snapshot(folder) -> dict:
     return out
 
 
+def key_paths(doc, prefix=(), max_items=None):
+    """Every path (tuple of keys and list indices) into a JSON/YAML document, parents first;
+    of each list only the first ``max_items`` items when given."""
+    if isinstance(doc, dict):
+        items = doc.items()
+    elif isinstance(doc, list):
+        items = enumerate(doc[:max_items])
+    else:
+        return
+    for k, v in items:
+        yield prefix + (k,)
+        yield from key_paths(v, prefix + (k,), max_items)
+
+
 def assert_clean_error(rc: int, err: str, *names: str, status=(1,)) -> str:
     """The last stderr line is ``bitplane: error: ...`` (bounded, naming ``names``); no stack."""
     assert "Traceback" not in err, err[-2000:]

@@ -18,23 +18,12 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from bitplane.core import weightimage as wimg
 from bitplane.core.errors import BitplaneError
 
-from .helpers import assert_clean_error, cli, snapshot
+from .helpers import assert_clean_error, cli, key_paths, snapshot
 
 EXTREMES = st.sampled_from([0, -1, 1, 2 ** 31, 2 ** 63, -2 ** 63, 10 ** 30, 1e-300, 1e300, float("inf"),
                             float("-inf"), float("nan"), 0.5, True, None, "", "x" * 300, [], {}, [1, 2, 3],
                             {"type": "x"}, [[1]], "1e-4"])
 CASES = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-def _fields(doc, prefix=()):
-    if isinstance(doc, dict):
-        for k, v in doc.items():
-            yield prefix + (k,)
-            yield from _fields(v, prefix + (k,))
-    elif isinstance(doc, list):
-        for i, v in enumerate(doc):
-            yield prefix + (i,)
-            yield from _fields(v, prefix + (i,))
 
 
 def _run_inspect(capsys, folder: Path, spec: Path) -> tuple[int, str]:
@@ -53,7 +42,7 @@ def spec_doc(tiny_spec):
 @given(data=st.data())
 def test_spec_mutations(tiny_spec, spec_doc, capsys, data):
     doc = copy.deepcopy(spec_doc)
-    path = data.draw(st.sampled_from(list(_fields(doc))))
+    path = data.draw(st.sampled_from(list(key_paths(doc))))
     d = doc
     for k in path[:-1]:
         d = d[k]

@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 from bitplane.core.errors import InputError
 from bitplane.core.manifest import load_manifest, validate
 
-from .helpers import assert_clean_error, cli, snapshot
+from .helpers import assert_clean_error, cli, key_paths, snapshot
 
 EDIT_LIST = [("streams", "x"), ("streams.input.lanes", 0), ("streams.input.lanes", 3), ("build_id", "abc"),
              ("build_id", -1), ("build_id", 1 << 40), ("cycles_per_frame", None), ("regmap", "x"),
@@ -91,17 +91,6 @@ def test_non_utf8_and_non_finite_manifests(folder, capsys, tmp_path):
         load_manifest(folder)
 
 
-def _paths(m, prefix=()):
-    if isinstance(m, dict):
-        for k, v in m.items():
-            yield prefix + (k,)
-            yield from _paths(v, prefix + (k,))
-    elif isinstance(m, list):
-        for i, v in enumerate(m[:3]):
-            yield prefix + (i,)
-            yield from _paths(v, prefix + (i,))
-
-
 INFORMATIONAL = {"created", "tools", "spec", "plan", "layers", "bottleneck", "compile_seconds", "name"}
 VALUES = st.one_of(st.none(), st.booleans(), st.integers(-2 ** 70, 2 ** 70), st.floats(allow_nan=False),
                    st.text(max_size=8), st.just([]), st.just({}), st.lists(st.integers(-3, 3), max_size=3))
@@ -115,7 +104,7 @@ def test_manifest_mutations_are_refused_or_harmless(tiny_build, data):
     the host relies on are unchanged."""
     base = json.loads((tiny_build / "manifest.json").read_text())
     want = validate(base)
-    paths = list(_paths(base))
+    paths = list(key_paths(base, max_items=3))
     path = data.draw(st.sampled_from(paths))
     m = copy.deepcopy(base)
     d = m

@@ -26,3 +26,25 @@ TINY = {"name": "tiny", "input": {"shape": [2, 5, 5], "bits": 4, "scale": 1 / 15
     {"name": "a0", "op": "quant_act", "nonlin": "clip01", "quant": {"type": "dorefa", "bits": 2}},
     {"name": "p0", "op": "maxpool", "kernel": 2, "stride": 2, "padding": "same"},
     {"name": "fc", "op": "dense", "out_features": 3, "bias": True, "weight_quant": {"type": "int", "bits": 8}}]}
+
+
+def small_spec(name, wq, aq, nonlin, shape=(1, 12, 12), padding0="same", bias0=False, first_wq=None,
+               last_wq=None) -> dict:
+    """conv(3x3, ``padding0``) -> bn -> act -> 2x2 pool -> conv(3x3/2) -> bn -> act -> dense(5)
+    on ``shape`` with the weight quantizer ``wq`` (the first conv's ``first_wq`` and the dense
+    layer's ``last_wq`` when given, else the spec default) and the activation quantizer ``aq``."""
+    c0 = {"name": "conv0", "op": "conv", "out_channels": 4, "kernel": 3, "padding": padding0, "bias": bias0}
+    if first_wq:
+        c0["weight_quant"] = first_wq
+    fc = {"name": "fc0", "op": "dense", "out_features": 5, "bias": True}
+    if last_wq:
+        fc["weight_quant"] = last_wq
+    return {"name": name, "input": {"shape": list(shape), "bits": 8, "scale": 1 / 255}, "layers": [
+        c0, {"name": "bn0", "op": "batchnorm", "eps": 1e-4},
+        {"name": "act0", "op": "quant_act", "nonlin": nonlin, "quant": aq},
+        {"name": "pool0", "op": "maxpool", "kernel": 2, "stride": 2, "padding": "same"},
+        {"name": "conv1", "op": "conv", "out_channels": 6, "kernel": 3, "stride": 2, "padding": "same",
+         "weight_quant": wq},
+        {"name": "bn1", "op": "batchnorm", "eps": 1e-4},
+        {"name": "act1", "op": "quant_act", "nonlin": nonlin, "quant": aq},
+        fc]}

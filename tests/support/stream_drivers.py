@@ -11,12 +11,20 @@ import random
 from cocotb.triggers import RisingEdge
 
 
-class StreamSource:
-    def __init__(self, dut, name: str, clk, rng: random.Random, idle: float = 0.0):
+class _StreamPort:
+    """The valid/ready/payload signals of stream port ``name``, its clock and random generator."""
+
+    def __init__(self, dut, name: str, clk, rng: random.Random):
         self.valid = getattr(dut, f"{name}__valid")
         self.ready = getattr(dut, f"{name}__ready")
         self.payload = getattr(dut, f"{name}__payload")
-        self.clk, self.rng, self.idle = clk, rng, idle
+        self.clk, self.rng = clk, rng
+
+
+class StreamSource(_StreamPort):
+    def __init__(self, dut, name: str, clk, rng: random.Random, idle: float = 0.0):
+        super().__init__(dut, name, clk, rng)
+        self.idle = idle
         self.valid.value = 0
 
     async def send(self, words):
@@ -32,12 +40,10 @@ class StreamSource:
             self.valid.value = 0
 
 
-class StreamSink:
+class StreamSink(_StreamPort):
     def __init__(self, dut, name: str, clk, rng: random.Random, stall: float = 0.0):
-        self.valid = getattr(dut, f"{name}__valid")
-        self.ready = getattr(dut, f"{name}__ready")
-        self.payload = getattr(dut, f"{name}__payload")
-        self.clk, self.rng, self.stall = clk, rng, stall
+        super().__init__(dut, name, clk, rng)
+        self.stall = stall
         self.ready.value = 0
         self.words, self.cycles = [], []
 

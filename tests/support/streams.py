@@ -1,4 +1,4 @@
-"""amaranth.sim drivers for ``lib.stream`` components: a source with random gaps and a sink with
+"""amaranth.sim drivers for ``lib.stream`` components: sources with random gaps and sinks with
 random backpressure (seeded)."""
 from __future__ import annotations
 
@@ -7,41 +7,69 @@ import random
 from amaranth.sim import Simulator
 
 
-def run_stream(dut, words, n_out, seed=0, gap=0.3, stall=0.3, field=None, limit=200000, setup=None):
-    """Drive ``dut.i`` with words (random gaps), collect ``n_out`` words of ``dut.o``.
+def run_ports(dut, sources: dict, sinks: dict, seed=0, gap=0.3, stall=0.3, limit=200000, setup=None, field=None):
+    """Drive each In port ``dut.<name>`` of ``sources`` with its words (random gaps) and collect
+    the given number of words from each Out port of ``sinks`` (random backpressure).
 
-    ``setup``: an ``async def setup(ctx)`` the source awaits before its first word (e.g.
-    memory writes through another port)."""
+    ``setup``: an ``async def setup(ctx)`` run before the first word of any source (e.g. memory
+    writes through another port); ``field``: collect this field of a structured payload.
+    Returns ``({name: words}, {name: the sink cycle each word was taken})``; raises
+    ``TimeoutError`` when a sink waits more than ``limit`` cycles in all (a deadlock)."""
     rng = random.Random(seed)
-    got, stamps = [], []
+    got = {k: [] for k in sinks}
+    stamps = {k: [] for k in sinks}
+    state = {"ready": setup is None}
 
-    async def source(ctx):
-        if setup is not None:
-            await setup(ctx)
-        for w in words:
-            while rng.random() < gap:
+    def source(name, words, first):
+        port = getattr(dut, name)
+
+        async def run(ctx):
+            if first and setup is not None:
+                await setup(ctx)
+                state["ready"] = True
+            while not state["ready"]:
                 await ctx.tick()
-            ctx.set(dut.i.payload, w)
-            ctx.set(dut.i.valid, 1)
-            await ctx.tick().until(dut.i.ready)
-            ctx.set(dut.i.valid, 0)
+            for w in words:
+                while rng.random() < gap:
+                    await ctx.tick()
+                ctx.set(port.payload, w)
+                ctx.set(port.valid, 1)
+                await ctx.tick().until(port.ready)
+                ctx.set(port.valid, 0)
+        return run
 
-    async def sink(ctx):
-        cyc = 0
-        while len(got) < n_out:
-            r = rng.random() >= stall
-            ctx.set(dut.o.ready, r)
-            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
-            cyc += 1
-            if cyc > limit:
-                raise AssertionError(f"timeout: {len(got)} of {n_out} words")
-            if r and valid:
-                got.append(payload if field is None else getattr(payload, field))
-                stamps.append(cyc)
+    def sink(name, n):
+        port = getattr(dut, name)
+
+        async def run(ctx):
+            cyc = 0
+            while len(got[name]) < n:
+                r = rng.random() >= stall
+                ctx.set(port.ready, r)
+                _, _, valid, payload = await ctx.tick().sample(port.valid, port.payload)
+                cyc += 1
+                if cyc > limit:
+                    raise TimeoutError(f"timeout: {name}: {len(got[name])} of {n} words after {limit} cycles")
+                if r and valid:
+                    got[name].append(int(payload if field is None else getattr(payload, field)))
+                    stamps[name].append(cyc)
+        return run
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
-    sim.add_testbench(source)
-    sim.add_testbench(sink)
+    for k, (name, words) in enumerate(sources.items()):
+        sim.add_testbench(source(name, words, k == 0))
+    for name, n in sinks.items():
+        sim.add_testbench(sink(name, n))
     sim.run()
-    return [int(g) for g in got], stamps
+    return got, stamps
+
+
+def run_stream(dut, words, n_out, seed=0, gap=0.3, stall=0.3, field=None, limit=200000, setup=None,
+               ports=("i", "o")):
+    """:func:`run_ports` with one source and one sink: drive ``dut.i`` with words, collect
+    ``n_out`` words of ``dut.o`` (``ports``: other names for the two); returns the words and
+    the sink cycle each was taken."""
+    i, o = ports
+    got, stamps = run_ports(dut, {i: words}, {o: n_out}, seed, gap, stall, limit, setup, field)
+    return got[o], stamps[o]

@@ -8,6 +8,7 @@ torch = pytest.importorskip("torch")
 
 from bitplane.gen import quant as ref  # noqa: E402
 from bitplane.train import quant as tq  # noqa: E402
+from tests.support.networks import small_spec  # noqa: E402
 
 
 
@@ -161,18 +162,6 @@ def test_quantize_grad_is_identity_forward_and_quantizes_backward():
 
 # ---------------------------------------------------------------------------- model + export
 
-def _spec(wq, aq, nonlin, name="t"):
-    return {"name": name, "input": {"shape": [1, 12, 12], "bits": 8, "scale": 1 / 255}, "layers": [
-        {"name": "conv0", "op": "conv", "out_channels": 4, "kernel": 3, "padding": "same", "bias": False},
-        {"name": "bn0", "op": "batchnorm", "eps": 1e-4},
-        {"name": "act0", "op": "quant_act", "nonlin": nonlin, "quant": aq},
-        {"name": "pool0", "op": "maxpool", "kernel": 2, "stride": 2, "padding": "same"},
-        {"name": "conv1", "op": "conv", "out_channels": 6, "kernel": 3, "stride": 2, "padding": "same",
-         "weight_quant": wq},
-        {"name": "bn1", "op": "batchnorm", "eps": 1e-4},
-        {"name": "act1", "op": "quant_act", "nonlin": nonlin, "quant": aq},
-        {"name": "fc0", "op": "dense", "out_features": 5, "bias": True}]}
-
 
 @pytest.mark.parametrize("wq,aq,nonlin,gbits", [
     ({"type": "dorefa", "bits": 1}, {"type": "dorefa", "bits": 2}, "clip01", 6),
@@ -185,7 +174,7 @@ def test_export_reproduces_torch_eval_logits(wq, aq, nonlin, gbits, tmp_path):
     from bitplane.gen.golden import Golden
     from bitplane.gen.spec import load_network
     from bitplane.train.nn import QNet, export
-    model = QNet(_spec(wq, aq, nonlin), grad_bits=gbits, seed=1)
+    model = QNet(small_spec("t", wq, aq, nonlin), grad_bits=gbits, seed=1)
     rng = np.random.default_rng(0)
     codes = rng.integers(0, 256, (16, 1, 12, 12)).astype(np.uint8)
     x = torch.tensor(codes / 255.0)
