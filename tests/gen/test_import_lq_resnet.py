@@ -321,7 +321,8 @@ def test_lq_preact_resnet18_compiles_and_rtl_equals_golden_int(lq, tmp_path, cap
     """The whole LQ-Nets graph at 32x32, width 1/8 (unquantized ReLU shortcut, projection and
     identity shortcuts, global pool, LQ-Nets' learned bases) compiles and runs in RTL (native
     harness, input gaps and output stalls) == golden int on three frames; back to back, the
-    measured period is the plan's."""
+    measured period is the plan's (measured 73,728 = 73,728 cycles/frame; compile 309 s,
+    Verilator build ~32 min and ~3 min per simulation on the loaded 2-core machine)."""
     from bitplane.gen.compile import compile_network
     from bitplane.sim.accel import simulate
     d, T, _ = lq
