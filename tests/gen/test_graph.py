@@ -249,6 +249,13 @@ def test_preact_relu_stream_int_path(act, seed, tmp_path):
     assert np.allclose(g.dequantize(qo), fo, atol=1e-9 * (1 + np.abs(fo).max()))
 
 
+def test_inspect_names_the_clipped_add_input(tmp_path, capsys):
+    path = write_net(tmp_path, preact_spec())
+    assert main(["inspect", str(path)]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.strip()}
+    assert "input 2 an unquantized relu/clip" in rows["b1add"] and "input 1 an unquantized" in rows["b2add"]
+
+
 def test_add_clip_is_the_documented_integer_formula(tmp_path):
     """``t = min(max(M * q, L), U)``: the add's sum is ``M_a * acc + t`` with ``t`` the clipped
     product of the relu stream; ``t`` times the sum's unit is ``relu(A * q + B) - B`` (the relu'd
