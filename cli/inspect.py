@@ -21,7 +21,9 @@ def _fmt_coefs(c) -> str:
 
 
 _GRAPH_KINDS = {
-    "add": lambda r: f"{r['inputs']} inputs, {r['rescale']}, {r['out']['bits']}-bit sum",
+    "add": lambda r: (f"{r['inputs']} inputs, {r['rescale']}, {r['out']['bits']}-bit sum"
+                      + "".join(f", input {i + 1} an unquantized relu/clip (product clipped)"
+                                for i in r.get("clipped_inputs", []))),
     "avgpool": lambda r: (f"{r['divisor']} on {r['on']}" + (f" k{r['kernel']} s{r['stride']}"
                                                            if 'kernel' in r else "") + f", {r['rescale']}"),
     "concat": lambda r: f"{r['inputs']} inputs on {r['on']}",

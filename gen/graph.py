@@ -30,7 +30,13 @@ exact integer semantics of each:
   computes with ``shift = max g`` more bits, ``M_i = round(s_i * 2^g_i / scale) * 2^(shift-g_i)``
   (an input without guard bits keeps its multiplier, shifted), and rounds the sum back:
   ``q = (sum + 2^(shift-1)) >> shift`` (``AddStage.shift``; the hardware's ``AddBlock`` does
-  the same), so every input keeps the ``2^-(G+1)`` bound. A later threshold decision differs from the float path only where
+  the same), so every input keeps the ``2^-(G+1)`` bound. Where that sum would exceed
+  ``MAX_FIXED_BITS`` (wide accumulators: LQ-Nets' 2-bit ResNet-18 spans 31-37 bits), a guarded
+  input carries only ``c < g_i`` of its guard bits: it is first rounded right by ``p_i = g_i - c``
+  (``AddStage.pre_shifts``, half up; the multiplier keeps its ``2^-(G+1)`` precision), an
+  absolute error ``<= 2^-(c+1)`` of that input's resolution, with the largest ``c`` that fits
+  (the LQ-Nets test net: ``c`` = 9..11); only if even ``c = 0`` is too wide does ``G`` shrink
+  (to ``MIN_ADD_FRAC_BITS = 8`` at most; ``frac`` is the ``G`` used). A later threshold decision differs from the float path only where
   the float value lies within that relative error of a level boundary (measured by
   ``tests/gen/test_graph.py``).
 * :class:`AvgPoolStage` — ``include_pad`` divisor (and mirror padding, and
@@ -52,26 +58,49 @@ exact integer semantics of each:
   tensor: per-channel thresholds on ``q``, computed like a matmul stage's from the float
   formula, hence exact for the integer value.
 
-A ``batchnorm`` on a ``fixed`` tensor adds to its chain (no stage). A conv/dense needs codes
-at its input (a sum pool of non-negative codes counts: it is read as a wider ``uint``
-activation whose scale holds the 1/D, exactly), an unquantized ``act`` has no integer form: both are refused with the layer
-named. The network output must be ``fixed`` (raw integers with the affine map of
+A ``batchnorm`` on a ``fixed`` tensor adds to its chain (no stage). So does a **monotone
+unquantized activation** (``act`` relu / clip01 / none; e.g. a pre-activation ResNet's
+unquantized ReLU stream, which is both the next block's quantizer input and its identity
+shortcut): ``q`` stays the integer it was (no rounding, no guard bits), and the chain
+composes to ``value = A * clip(q, zlo, zhi) + B`` (:meth:`Fixed.clip_affine`; ``z`` = the
+``q`` where the activation bends, real-valued). Its consumers:
+
+* a threshold stage folds it into its thresholds (**exact**, as inside a matmul stage);
+* a max-pool runs on ``q`` before it (max where the chain's slope ``A >= 0``): **exact**,
+  a monotone map commutes with max;
+* an ``add`` clips the input's product, ``t_i = min(max(M_i * q_i, L_i), U_i)`` with
+  ``L_i, U_i = round(M_i * z)`` per channel (:attr:`AddStage.clips`, the hardware ``AddBlock``
+  likewise): **exact** where ``q`` is not clipped (``M_i * q_i`` as for any input) and for
+  clipped elements whose ``M_i * z`` is an integer (the add stays exact if every bound is
+  one); otherwise the clipped element (the ReLU's 0) is a **rescale**: ``M_i * z`` rounded to
+  the sum's unit, ``step * 2^-shift``, with the ``G = ADD_FRAC_BITS`` guard bits of the
+  rescaled add (so its error, ``<= 2^-(G+1)`` of the finest input resolution, is below that of
+  the multipliers: a decision differs from the float path only within it of a boundary);
+* an average pool, a concat, a conv/dense or the network output would need the clipped
+  values themselves: refused, naming the layer (insert a quant_act).
+
+A conv/dense needs codes at its input (a sum pool of non-negative codes counts: it is read
+as a wider ``uint`` activation whose scale holds the 1/D, exactly); a non-monotone ``act``
+(cabs) or an ``act`` on codes has no integer form: both are refused with the layer named.
+The network output must be an unclipped ``fixed`` (raw integers with the affine map of
 :meth:`LoweredGraph.dequantize`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 
 from bitplane.core.errors import NotSupportedError, SpecError
 from bitplane.gen import nn
-from .lower import (CodePoolStage, Lowered, MatmulStage, PoolSpec, apply_thresholds, compute_thresholds,
-                    describe_stage, describe_thresholds, lower as lower_seq, signed_bits)
-from .quant import ActQuant
+from .lower import (MONOTONE_ACTS, CodePoolStage, Lowered, MatmulStage, PoolSpec, apply_thresholds,
+                    compute_thresholds, describe_stage, describe_thresholds, lower as lower_seq, signed_bits)
+from .quant import ActQuant, apply_nonlin
 from .spec import INPUT_NAME, Layer, Network
 
 ADD_FRAC_BITS = 16
+MIN_ADD_FRAC_BITS = 8        # fewest guard bits a rescaled add takes to keep its sum within MAX_FIXED_BITS
 AVG_FRAC_BITS = 16
 UINT_VIEW_BITS = 24          # widest sum pool a conv/dense reads as uint activation planes
 MAX_FIXED_BITS = 62          # int64 with headroom for the rescale products
@@ -79,50 +108,96 @@ MAX_FIXED_BITS = 62          # int64 with headroom for the rescale products
 
 # ------------------------------------------------------------------------ forms
 
+#: value range each monotone unquantized activation clips to (gen/lower.MONOTONE_ACTS)
+ACT_RANGE = {"relu": (0.0, np.inf), "clip01": (0.0, 1.0), "none": (-np.inf, np.inf)}
+
+
 @dataclass
 class Fixed:
-    """Integer form of an unquantized tensor: ``value = post(scale[c] * q + offset[c])``."""
+    """Integer form of an unquantized tensor: ``value = post(scale[c] * q + offset[c])``.
+
+    ``post`` holds batchnorms (``('bn', layer)``) and monotone unquantized activations
+    (``('act', layer)``: relu, clip01, none) in spec order. ``clip`` is set only on the
+    composed view of :func:`as_fixed`: ``(zlo, zhi)`` per channel in units of ``q``
+    (``+-inf`` where unbounded), ``value = scale * clip(q, zlo, zhi) + offset``."""
     scale: np.ndarray
     offset: np.ndarray
     lo: int
     hi: int
-    post: list = field(default_factory=list)      # [('bn', Layer)] applied after the affine map
+    post: list = field(default_factory=list)      # [('bn' | 'act', Layer)] applied after the affine map
     guard: int = 0                                # fractional guard bits: resolution = |scale| * 2^guard
+    clip: tuple | None = None                     # composed view only: (zlo [C], zhi [C]) on q
 
     @property
     def bits(self) -> int:
         return signed_bits(self.lo, self.hi)
 
-    def affine(self):
-        """``value = A * q + B`` per channel (the batchnorms composed in)."""
+    @property
+    def clipped(self) -> bool:
+        """Does an activation in the chain (or the composed ``clip``) clip the values?"""
+        return self.clip is not None or any(k == "act" and L["nonlin"] != "none" for k, L in self.post)
+
+    def clip_affine(self):
+        """``value = A * clip(q, zlo, zhi) + B`` per channel: the chain composed. A monotone
+        activation clipping values to ``[vlo, vhi]`` after ``A * x + B`` clips ``x`` to
+        ``[(vlo - B)/A, (vhi - B)/A]`` (bounds swapped where ``A < 0``; nothing where ``A = 0``,
+        whose constant value is clipped instead); successive clips intersect."""
         A, B = np.asarray(self.scale, np.float64).copy(), np.asarray(self.offset, np.float64).copy()
-        for _, layer in self.post:
-            p = layer.params
-            g = p["gamma"] / np.sqrt(p["var"] + layer["eps"])
-            A, B = g * A, g * (B - p["mean"]) + p["beta"]
+        if self.clip is None:
+            zlo, zhi = np.full(A.shape, -np.inf), np.full(A.shape, np.inf)
+        else:
+            zlo, zhi = (np.asarray(z, np.float64).copy() for z in self.clip)
+        for kind, layer in self.post:
+            if kind == "bn":
+                p = layer.params
+                g = p["gamma"] / np.sqrt(p["var"] + layer["eps"])
+                A, B = g * A, g * (B - p["mean"]) + p["beta"]
+                continue
+            vlo, vhi = ACT_RANGE[layer["nonlin"]]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                a = np.where(A > 0, (vlo - B) / A, np.where(A < 0, (vhi - B) / A, -np.inf))
+                b = np.where(A > 0, (vhi - B) / A, np.where(A < 0, (vlo - B) / A, np.inf))
+            zlo, zhi = np.clip(zlo, a, b), np.clip(zhi, a, b)
+            B = np.where(A == 0, np.clip(B, vlo, vhi), B)
+        return A, B, zlo, zhi
+
+    def affine(self):
+        """``value = A * q + B`` per channel (the batchnorms composed in); only for an unclipped chain."""
+        if self.clipped:
+            raise ValueError("a clipped fixed-point form has no affine map (use clip_affine)")
+        A, B, _, _ = self.clip_affine()
         return A, B
 
     def value(self, q):
         """Float value of integer ``q [N, C, ...]`` evaluated as the float path does."""
         q = np.asarray(q, np.float64)
+        if self.clip is not None:
+            q = np.clip(q, nn.channel_view(self.clip[0], q.ndim), nn.channel_view(self.clip[1], q.ndim))
         y = nn.channel_view(self.scale, q.ndim) * q + nn.channel_view(self.offset, q.ndim)
-        for _, layer in self.post:
-            y = nn.batchnorm(y, layer.params, layer["eps"], q.ndim)
+        for kind, layer in self.post:
+            y = (nn.batchnorm(y, layer.params, layer["eps"], q.ndim) if kind == "bn"
+                 else apply_nonlin(layer["nonlin"], y))
         return y
 
     def describe(self) -> dict:
-        return {"form": "fixed", "bits": self.bits, "range": [self.lo, self.hi],
-                "batchnorms": [layer.name for _, layer in self.post]}
+        d = {"form": "fixed", "bits": self.bits, "range": [self.lo, self.hi],
+             "batchnorms": [layer.name for k, layer in self.post if k == "bn"]}
+        acts = [layer.name for k, layer in self.post if k == "act"]
+        if acts:
+            d["activations"] = acts
+        return d
 
 
 def as_fixed(form, channels: int) -> Fixed:
-    """The ``fixed`` view of codes (``q = level_ints[idx]``) or a fixed form (composed)."""
+    """The ``fixed`` view of codes (``q = level_ints[idx]``) or a fixed form (composed; a
+    clipping activation in its chain becomes the view's ``clip``)."""
     if isinstance(form, ActQuant):
         li = form.level_ints
         return Fixed(np.full(channels, float(form.int_basis.scale)), np.zeros(channels),
                      int(li.min()), int(li.max()))
-    A, B = form.affine()
-    return Fixed(A, B, form.lo, form.hi, guard=form.guard)
+    A, B, zlo, zhi = form.clip_affine()
+    clip = (zlo, zhi) if form.clipped else None
+    return Fixed(A, B, form.lo, form.hi, guard=form.guard, clip=clip)
 
 
 def round_shift(v, shift: int):
@@ -154,7 +229,9 @@ class AddStage:
     ``mult [n_inputs, C]`` int64 ``M_i``, ``frac`` G guard bits (0: exact), ``shift``: the
     sum's extra bits rounded away (half up) after the products are summed, ``sum_bits`` the
     signed width of the sum before that shift, ``mult_shifts`` each input's alignment
-    (``shift - g_i``; ``mult[i]`` is a multiplier shifted left by it)."""
+    (``shift - g_i``; ``mult[i]`` is a multiplier shifted left by it), ``clips`` the product
+    bounds of an input that is an unquantized ReLU/clip stream, ``pre_shifts`` the guard bits
+    an input drops before its product (``round_shift``; only where the sum would be too wide)."""
     folds = False             # no PE/SIMD fold
     kind = "add"
     name: str
@@ -167,6 +244,8 @@ class AddStage:
     shift: int = 0
     sum_bits: int = 0
     mult_shifts: tuple = ()   # per input, the left shift aligning it to the sum: mult[i] = M_i << it
+    clips: tuple = ()         # per input None or (L [C], U [C]) int64: the product clipped to [L, U]
+    pre_shifts: tuple = ()    # per input, guard bits rounded away (half up) before the product
 
     @property
     def exact(self) -> bool:
@@ -175,15 +254,22 @@ class AddStage:
     def run(self, *xs):
         tot = 0
         for i, (form, x) in enumerate(zip(self.in_forms, xs)):
-            q = to_q(form, x)
-            tot = tot + nn.channel_view(self.mult[i], q.ndim).astype(np.int64) * q
+            q = round_shift(to_q(form, x), self.pre_shifts[i] if self.pre_shifts else 0)
+            t = nn.channel_view(self.mult[i], q.ndim).astype(np.int64) * q
+            if self.clips and self.clips[i] is not None:
+                lo, hi = (nn.channel_view(b, q.ndim) for b in self.clips[i])
+                t = np.minimum(np.maximum(t, lo), hi)
+            tot = tot + t
         return round_shift(tot, self.shift)
 
     def describe(self) -> dict:
         return describe_stage(self, "add", inputs=len(self.in_forms),
                               rescale="exact" if self.exact else f"fixed-point, {self.frac} guard bits"
-                              + (f", sum rounded right by {self.shift} bits" if self.shift else ""),
-                              max_multiplier=int(np.abs(self.mult).max()), out=self.out.describe())
+                              + (f", sum rounded right by {self.shift} bits" if self.shift else "")
+                              + (f", inputs pre-rounded by {list(self.pre_shifts)} bits" if any(self.pre_shifts) else ""),
+                              max_multiplier=int(np.abs(self.mult).max()), out=self.out.describe(),
+                              **({"clipped_inputs": [i for i, c in enumerate(self.clips) if c is not None]}
+                                 if any(c is not None for c in self.clips) else {}))
 
 
 @dataclass
@@ -333,6 +419,39 @@ def _check_bits(net, layer, lo, hi):
                                 f"{b} bits (> {MAX_FIXED_BITS})")
 
 
+def _product_clip(m, f: Fixed):
+    """``None``, or integer bounds ``(L, U)`` per channel of the product ``m * clip(q, zlo, zhi)``
+    of a clipped input: ``m * q`` clipped to them equals it wherever ``q`` is not clipped; a
+    clipped product is ``m * z`` rounded to the nearest integer (the sum's unit; computed
+    exactly, as fractions). Each bound lies within the product's range ``m * [lo, hi]`` (an
+    unbounded side is that range's end: no clip)."""
+    if f.clip is None:
+        return None
+    bounds = ([], [])
+    for c, mc in enumerate(int(v) for v in m):
+        ends = sorted((mc * f.lo, mc * f.hi))
+        zs = []
+        for z in (f.clip[0][c], f.clip[1][c]):
+            if mc == 0 or not np.isfinite(z):
+                zs.append(None if mc else 0)
+            else:
+                zs.append(min(max(round(Fraction(mc) * Fraction(float(z))), ends[0]), ends[1]))
+        if mc < 0:                          # the product's order is q's reversed
+            zs = zs[::-1]
+        bounds[0].append(ends[0] if zs[0] is None else zs[0])
+        bounds[1].append(ends[1] if zs[1] is None else zs[1])
+    return tuple(np.array(b, np.int64) for b in bounds)
+
+
+def _pre_rounded(f: Fixed, p: int) -> Fixed:
+    """The composed view of ``round_shift(q, p)``: ``p`` of ``f``'s guard bits rounded away."""
+    if not p:
+        return f
+    clip = None if f.clip is None else tuple(np.asarray(z) / (1 << p) for z in f.clip)
+    return Fixed(f.scale * (1 << p), f.offset, int(round_shift(f.lo, p)), int(round_shift(f.hi, p)),
+                 guard=f.guard - p, clip=clip)
+
+
 def _add_stage(net, L: Layer, forms) -> AddStage:
     C = L.out_shape[0]
     fx = [as_fixed(f, C) for f in forms]
@@ -342,31 +461,65 @@ def _add_stage(net, L: Layer, forms) -> AddStage:
     ref = np.where(np.isfinite(ref), ref, 1.0)
     ratio = S / ref
     shift, align = 0, (0,) * len(fx)
-    if np.all(ratio == np.round(ratio)) and np.all(np.abs(ratio) < 2 ** 20):
+
+    def whole_clips(mult):           # every finite clip bound of the products an integer
+        for m, f in zip(mult, fx):
+            if f.clip is not None:
+                for z in f.clip:
+                    p = m * np.where(np.isfinite(z), z, 0.0)
+                    if not np.all(p == np.round(p)):
+                        return False
+        return True
+
+    def products(mult, pre):         # range of the sum (Python integers: no int64 overflow)
+        lo = hi = np.zeros(C, object)
+        for m, f, p in zip(mult, fx, pre):
+            f = _pre_rounded(f, p)
+            a, b = m.astype(object) * f.lo, m.astype(object) * f.hi
+            lo, hi = lo + np.minimum(a, b), hi + np.maximum(a, b)
+        return int(lo.min()), int(hi.max())
+
+    pre = (0,) * len(fx)
+    if (np.all(ratio == np.round(ratio)) and np.all(np.abs(ratio) < 2 ** 20)
+            and whole_clips(np.round(ratio).astype(np.int64))):
         frac, step, mult = 0, ref, np.round(ratio).astype(np.int64)
     else:
-        frac, step = ADD_FRAC_BITS, ref / (1 << ADD_FRAC_BITS)
         # an input already at ~step carries its guard bits g_i into the sum (rounded away after
-        # it); the others keep their multiplier and are aligned by a left shift (no wider product)
-        shift = max(f.guard for f in fx)
-        align = tuple(shift - f.guard for f in fx)
-        mult = np.stack([np.round(S[i] * (1 << f.guard) / step).astype(np.int64) << k
-                         for i, (f, k) in enumerate(zip(fx, align))])
-    lo = hi = 0
-    for m, f in zip(mult, fx):
-        a, b = m * f.lo, m * f.hi
-        lo, hi = lo + np.minimum(a, b), hi + np.maximum(a, b)
-    lo, hi = int(np.min(lo)), int(np.max(hi))
+        # it); the others keep their multiplier and are aligned by a left shift (no wider product).
+        # Where that sum would exceed MAX_FIXED_BITS, guarded inputs first carry only c < g_i of
+        # their guard bits (the rest rounded away before the product: pre_shifts), then G shrinks
+        top = max(f.guard for f in fx)
+        tries = [(G, c) for G in range(ADD_FRAC_BITS, MIN_ADD_FRAC_BITS - 1, -1) for c in range(top, -1, -1)]
+        for frac, carry in tries:
+            step = ref / (1 << frac)
+            pre = tuple(max(0, f.guard - carry) for f in fx)
+            shift = max(f.guard - p for f, p in zip(fx, pre))
+            align = tuple(shift - (f.guard - p) for f, p in zip(fx, pre))
+            mult = np.stack([np.round(S[i] * (1 << f.guard) / step).astype(np.int64) << k
+                             for i, (f, k) in enumerate(zip(fx, align))])
+            if signed_bits(*products(mult, pre)) <= MAX_FIXED_BITS:
+                break
+    lo, hi = products(mult, pre)
     _check_bits(net, L, lo, hi)
+    clips = [_product_clip(m, _pre_rounded(f, p)) for m, f, p in zip(mult, fx, pre)]
     sum_bits = signed_bits(lo, hi + (1 << shift >> 1))
     lo, hi = int(round_shift(lo, shift)), int(round_shift(hi, shift))
     out = Fixed(step, sum(f.offset for f in fx), lo, hi, guard=frac)
-    return AddStage(L.name, L.in_shape, L.out_shape, list(forms), mult, frac, out, shift, sum_bits, align)
+    return AddStage(L.name, L.in_shape, L.out_shape, list(forms), mult, frac, out, shift, sum_bits, align,
+                    tuple(clips), pre)
+
+
+def _refuse_clipped(net, L: Layer, fx, what: str):
+    if any(f.clip is not None for f in fx):
+        raise NotSupportedError(f"{net.path}: layer '{L.name}' (#{L.index}), field 'inputs': the {what} of an "
+                                f"unquantized activation (relu/clip01 on unquantized values) has no integer form; "
+                                f"insert a quant_act before it")
 
 
 def _avgpool_stage(net, L: Layer, form) -> AvgPoolStage:
     C = L.in_shape[0]
     fx = as_fixed(form, C)
+    _refuse_clipped(net, L, [fx], "average pool")
     if L.op == "global_avgpool":
         D = L.in_shape[1] * L.in_shape[2]
         out = Fixed(fx.scale / D, fx.offset, D * fx.lo, D * fx.hi, guard=fx.guard)
@@ -410,6 +563,7 @@ def _concat_stage(net, L: Layer, forms) -> ConcatStage:
     if all(isinstance(f, ActQuant) for f in forms) and all(_same_act(forms[0], f) for f in forms[1:]):
         return ConcatStage(L.name, L.in_shape, L.out_shape, list(forms), forms[0])
     fx = [as_fixed(f, shp[0]) for f, shp in zip(forms, L.in_shapes)]
+    _refuse_clipped(net, L, fx, "concat")
     if len({f.guard for f in fx}) > 1:
         raise NotSupportedError(f"{net.path}: layer '{L.name}' (#{L.index}): concat of unquantized inputs "
                                 f"with different fixed-point guard bits {[f.guard for f in fx]}")
@@ -451,11 +605,14 @@ def lower_graph(net: Network) -> LoweredGraph:
     for layer in net.layers:
         for v in layer.inputs:
             consumers.setdefault(v, []).append(layer)
+
+    def float_only(layer, why):
+        return NotSupportedError(f"{net.path}: layer '{layer.name}' (#{layer.index}), field 'op': 'act' is an "
+                                 f"unquantized (full-precision) activation {why}; it runs on the float path only. "
+                                 f"Use a quant_act to run the network in hardware")
     for layer in net.layers:
-        if layer.op == "act":
-            raise NotSupportedError(f"{net.path}: layer '{layer.name}' (#{layer.index}), field 'op': 'act' is an "
-                                    f"unquantized (full-precision) activation; it runs on the float path only. "
-                                    f"Use a quant_act to run the network in hardware")
+        if layer.op == "act" and layer["nonlin"] not in MONOTONE_ACTS:
+            raise float_only(layer, f"({layer['nonlin']!r} is not monotone)")
     # tensor name -> (producing stage or 'input', form)
     tensors = {INPUT_NAME: (INPUT_NAME, out.input_act)}
     done: set = set()
@@ -517,7 +674,7 @@ def lower_graph(net: Network) -> LoweredGraph:
                                    PoolSpec(L.name, L["kernel"], L["stride"], L.pads, "codes",
                                             np.ones(L.in_shape[0], bool), L.get("pad_mode", "constant")))
             else:
-                A, _ = form.affine()
+                A = form.clip_affine()[0]        # slope of the whole monotone chain
                 st = FixedPoolStage(L.name, L.in_shape, L.out_shape,
                                     PoolSpec(L.name, L["kernel"], L["stride"], L.pads, "acc", A >= 0,
                                              L.get("pad_mode", "constant")),
@@ -529,6 +686,14 @@ def lower_graph(net: Network) -> LoweredGraph:
                           "here it would act on quantized activations", L)
             tensors[L.name] = (srcs[0], Fixed(form.scale, form.offset, form.lo, form.hi,
                                               list(form.post) + [("bn", L)], form.guard))
+            done.add(L.name)
+        elif L.op == "act":
+            if codes:
+                raise float_only(L, "on quantized values")
+            # a monotone activation on a fixed tensor joins its chain: thresholds fold it in, a
+            # max-pool commutes with it, an add clips the input's product (AddStage.clips)
+            tensors[L.name] = (srcs[0], Fixed(form.scale, form.offset, form.lo, form.hi,
+                                              list(form.post) + [("act", L)], form.guard))
             done.add(L.name)
         elif L.op == "quant_act":
             if codes:
@@ -552,6 +717,9 @@ def lower_graph(net: Network) -> LoweredGraph:
     if isinstance(form, ActQuant):
         raise err("the network must end with unquantized values (a conv/dense, add, pool or batchnorm) whose "
                   "integers are the output; a trailing quant_act or maxpool on codes is not supported", last)
+    if form.clipped:
+        raise err("the network output is an unquantized activation (relu/clip01), which has no affine map "
+                  "from the output integers; end with a conv/dense, add, pool or batchnorm", last)
     out.output, out.out_form = src, form
     return out
 

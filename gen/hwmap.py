@@ -391,7 +391,10 @@ def network_blocks(low, folds: dict, init: bool = True, stream_bits: int = AXIS_
             ob = _result_bits(st.out.bits, st.name) if is_out else st.out.bits
             b = AddParams(int(st.out_shape[0]), px(st.out_shape), L, tuple(x["bits"] for x in vs),
                           tuple(x["signed"] for x in vs), tuple(tuple(int(v) >> k for v in row) for row, k in zip(st.mult, st.mult_shifts)),
-                          ob, output=is_out, shift=st.shift, sum_bits=st.sum_bits, mult_shifts=tuple(st.mult_shifts))
+                          ob, output=is_out, shift=st.shift, sum_bits=st.sum_bits, mult_shifts=tuple(st.mult_shifts),
+                          clips=tuple(None if c is None else tuple(tuple(int(v) for v in b) for b in c)
+                                      for c in (st.clips or (None,) * len(srcs))),
+                          pre_shifts=tuple(st.pre_shifts or (0,) * len(srcs)))
             res = _stream(B.add(b, [x["idx"] for x in vs], st, st.name), L, ob, True, int(st.out_shape[0]),
                           px(st.out_shape))
         elif isinstance(st, AvgPoolStage):

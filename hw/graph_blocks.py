@@ -141,7 +141,11 @@ class AddBlock(wiring.Component):
     ``out.bits``), ``shift`` (the stage's ``shift``: ``o = (sum + 2^(shift-1)) >> shift``)
     and ``sum_bits`` (signed width of the sum before the shift; the stage's ``sum_bits``),
     ``shift_a``/``shift_b``: each product's left shift (the multipliers given here are the
-    stage's divided by ``2^shift_x``; ``AddStage.mult_shifts``).
+    stage's divided by ``2^shift_x``; ``AddStage.mult_shifts``), ``clip_a``/``clip_b``: ``None``
+    or ``(L, U)``, one integer pair per channel: the shifted product is clipped to ``[L, U]``
+    before the sum (an input whose unquantized ReLU/clip the stage keeps unapplied:
+    ``AddStage.clips``; a comparator pair per lane, in the same cycle), ``pre_a``/``pre_b``:
+    guard bits each input drops before its product, rounded half up (``AddStage.pre_shifts``).
 
     Ports: ``a`` In(stream of ``lanes*a_bits``), ``b`` In(stream of ``lanes*b_bits``), ``o``
     Out(stream of ``lanes*out_bits``, two's complement), HWC order; words pair up in order.
@@ -151,7 +155,7 @@ class AddBlock(wiring.Component):
     """
 
     def __init__(self, channels, lanes, a_bits, b_bits, out_bits, mult_a, mult_b, a_signed=True, b_signed=True,
-                 shift=0, sum_bits=0, shift_a=0, shift_b=0):
+                 shift=0, sum_bits=0, shift_a=0, shift_b=0, clip_a=None, clip_b=None, pre_a=0, pre_b=0):
         if channels % lanes:
             raise ValueError(f"lanes={lanes} must divide channels={channels}")
         self.C, self.lanes, self.CW = channels, lanes, channels // lanes
@@ -161,6 +165,9 @@ class AddBlock(wiring.Component):
         self.shift_a, self.shift_b = shift_a, shift_b
         self.mult_a = [int(v) for v in np.broadcast_to(mult_a, (channels,))]
         self.mult_b = [int(v) for v in np.broadcast_to(mult_b, (channels,))]
+        self.clips = tuple(None if c is None else tuple([int(v) for v in np.broadcast_to(b, (channels,))] for b in c)
+                           for c in (clip_a, clip_b))
+        self.pre = (pre_a, pre_b)
         super().__init__({"a": In(stream.Signature(lanes * a_bits)), "b": In(stream.Signature(lanes * b_bits)),
                           "o": Out(stream.Signature(lanes * out_bits))})
 
@@ -176,10 +183,22 @@ class AddBlock(wiring.Component):
         for lane in range(L):
             ma = _channel_table(self.mult_a, CW, L, lane, mb)[ch]
             mbv = _channel_table(self.mult_b, CW, L, lane, mb)[ch]
+            terms = []
+            for k, (mv, port, bits, sgn, sh) in enumerate((
+                    (ma, self.a, self.a_bits, self.a_signed, self.shift_a),
+                    (mbv, self.b, self.b_bits, self.b_signed, self.shift_b))):
+                x = _lane(port.payload, lane, bits, sgn)
+                if self.pre[k]:
+                    x = (x + (1 << (self.pre[k] - 1))) >> self.pre[k]
+                t = mv * x << sh
+                if self.clips[k] is not None:
+                    cb = _const_bits(self.clips[k][0] + self.clips[k][1])
+                    lo = _channel_table(self.clips[k][0], CW, L, lane, cb)[ch]
+                    hi = _channel_table(self.clips[k][1], CW, L, lane, cb)[ch]
+                    t = Mux(t < lo, lo, Mux(t > hi, hi, t))
+                terms.append(t)
             tot = Signal(signed(self.sum_bits), name=f"tot{lane}")
-            m.d.comb += tot.eq((ma * _lane(self.a.payload, lane, self.a_bits, self.a_signed) << self.shift_a)
-                               + (mbv * _lane(self.b.payload, lane, self.b_bits, self.b_signed) << self.shift_b)
-                               + ((1 << self.shift) >> 1))
+            m.d.comb += tot.eq(terms[0] + terms[1] + ((1 << self.shift) >> 1))
             v = Signal(signed(ob), name=f"sum{lane}")
             m.d.comb += v.eq(tot >> self.shift)
             lanes.append(v)
@@ -557,6 +576,8 @@ class AddParams(_Map):
     shift: int = 0            # the stage's sum rounded right by this many bits
     sum_bits: int = 0         # signed width of the sum before the shift
     mult_shifts: tuple = (0, 0)   # each product's left shift (mult holds the multipliers >> it)
+    clips: tuple = (None, None)   # per input None or ((L per channel), (U per channel)): product clip
+    pre_shifts: tuple = (0, 0)    # per input, guard bits rounded away before the product
     in_ports = ("a", "b")
 
     @property
@@ -567,13 +588,16 @@ class AddParams(_Map):
         return tuple(self.lanes * b for b in self.in_lane_bits)
 
     def describe(self) -> dict:
-        return {"lanes": self.lanes, "in_bits": list(self.in_lane_bits), "out_bits": self.obits,
-                "max_multiplier": max(abs(v) for row in self.mult for v in row), "shift": self.shift}
+        d = {"lanes": self.lanes, "in_bits": list(self.in_lane_bits), "out_bits": self.obits,
+             "max_multiplier": max(abs(v) for row in self.mult for v in row), "shift": self.shift}
+        if any(c is not None for c in self.clips):
+            d["clipped_inputs"] = [k for k, c in enumerate(self.clips) if c is not None]
+        return d
 
     def build(self):
         return AddBlock(self.channels, self.lanes, self.in_lane_bits[0], self.in_lane_bits[1], self.obits,
                         self.mult[0], self.mult[1], self.in_signed[0], self.in_signed[1], self.shift, self.sum_bits,
-                        *self.mult_shifts)
+                        *self.mult_shifts, *self.clips, *self.pre_shifts)
 
 
 @dataclass(frozen=True)

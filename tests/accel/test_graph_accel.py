@@ -52,6 +52,24 @@ def test_resnet_identity_and_projection_shortcuts_and_global_pool(tmp_path):
     _run(net, tmp_path / "out", m)
 
 
+@pytest.mark.slow
+def test_preact_unquantized_relu_shortcut_stream(tmp_path):
+    """A pre-activation head (LQ-Nets' first block): the stem's bn -> unquantized ReLU ->
+    max-pool stream forks into a quantizer (ReLU folded into its thresholds) and the identity
+    shortcut, whose product the add clips (AddBlock clip_b); after the add, bn -> ReLU forks
+    again into a quantizer and the next add's clipped input a. Slow: 8.5 min on the loaded
+    2-core machine (load ~20), mostly the Verilator build."""
+    from tests.support.graphnets import preact_spec
+    net = load_network(write_net(tmp_path, preact_spec(), seed=3))
+    low = Golden(net).lowered
+    adds = [s for s in low.stages if isinstance(s, AddStage)]
+    assert [[c is not None for c in s.clips] for s in adds] == [[False, True], [True, False]]
+    m = compile_network(net, tmp_path / "out", target_fps=20000, progress=lambda s: None)
+    rows = {r["name"]: r for r in m["layers"]}
+    assert rows["b1add"]["inputs"][1] == "pool" and rows["b1add"]["clipped_inputs"] == [1]
+    _run(net, tmp_path / "out", m)
+
+
 GRAPH2 = {"name": "g2", "input": {"shape": [4, 8, 8], "bits": 4, "scale": 1 / 15}, "layers": [
     conv("c0", 4), bn("n0"), qact("a0"),
     conv("x", 4, k=1, pad=0, inputs="a0"), bn("xn"), qact("xa"),

@@ -8,13 +8,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from bitplane.cli.main import main
+from bitplane.core.errors import NotSupportedError, SpecError
 from bitplane.gen import nn
 from bitplane.gen.golden import Golden
-from bitplane.gen.graph import AddStage, AvgPoolStage, LoweredGraph, ThresholdStage
+from bitplane.gen.graph import AddStage, AvgPoolStage, FixedPoolStage, LoweredGraph, ThresholdStage
 from bitplane.gen.lower import lower
 from bitplane.gen.quant import ActQuant
 from bitplane.gen.spec import load_network
-from tests.support.graphnets import DQ2, bn, conv, graph_nets, qact, resnet_spec, write_net
+from tests.support.graphnets import DQ2, bn, conv, graph_nets, preact_spec, qact, resnet_spec, write_net
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -213,6 +214,92 @@ def test_valid_divisor_avgpool_int_formula(tmp_path):
     _, tf = g.run_float(x, trace=True)
     # D/n is dyadic for every n here (9/9, 9/6, 9/4): the rescale is exact, the value equal
     assert np.allclose(ap.out.value(ti["ap"]), tf["ap"], atol=1e-12)
+
+
+# ------------------------------------------------------------------ unquantized ReLU streams (pre-activation)
+
+@pytest.mark.parametrize("act,seed", [("relu", 0), ("relu", 3), ("clip01", 1)])
+def test_preact_relu_stream_int_path(act, seed, tmp_path):
+    """The unquantized ReLU stream of a pre-activation ResNet (stem bn -> relu -> max-pool ->
+    quantizer and identity shortcut; add -> bn -> relu -> quantizer and shortcut): the relu joins
+    the fixed form's chain, the pool runs on the accumulators, the thresholds fold it in, the
+    add clips the input's product. Measured: every decision and logit of the float path."""
+    g = Golden(load_network(write_net(tmp_path, preact_spec(act=act), seed=seed)))
+    low = g.lowered
+    st = {s.name: s for s in low.stages}
+    assert isinstance(st["pool"], FixedPoolStage) and low.inputs["pool"] == ("stem",)
+    assert isinstance(st["b1q"], ThresholdStage) and low.inputs["b1q"] == ("pool",)
+    b1, b2 = st["b1add"], st["b2add"]
+    assert low.inputs["b1add"] == ("b1c2", "pool") and b1.clips[0] is None and b1.clips[1] is not None
+    assert low.inputs["b2add"] == ("b1add", "b2c2") and b2.clips[0] is not None and b2.clips[1] is None
+    assert b1.frac == 16 and b2.shift == 16
+    x = np.random.default_rng(seed).integers(0, 256, (64, 3, 8, 8)).astype(np.uint8)
+    fo, ft = g.run_float(x, trace=True)
+    qo, it = g.run_int(x, trace=True)
+    # the clip engages: some stream values are below the relu's bend (the float path's zeros)
+    assert (ft["stem_act"] == 0).mean() > 0.1 and (ft["b2act"] == 0).mean() > 0.1
+    for name in ("b1add", "b2add"):
+        v, f = st[name].out.value(it[name]), ft[name]
+        # the add's value: its 16 guard bits' rescale (relative 2^-17 of each input) and the
+        # clipped elements' bound rounded to the sum's unit
+        assert np.abs(v - f).max() <= 1e-4 * np.abs(f).max(), name
+    for name in ("b1q", "b2q", "last_q"):
+        assert np.array_equal(_codes_of(g.net.layer(name), ft[name]), it[name]), name
+    assert np.array_equal(g.dequantize(qo).argmax(1), fo.argmax(1))
+    assert np.allclose(g.dequantize(qo), fo, atol=1e-9 * (1 + np.abs(fo).max()))
+
+
+def test_inspect_names_the_clipped_add_input(tmp_path, capsys):
+    path = write_net(tmp_path, preact_spec())
+    assert main(["inspect", str(path)]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.strip()}
+    assert "input 2 an unquantized relu/clip" in rows["b1add"] and "input 1 an unquantized" in rows["b2add"]
+
+
+def test_add_clip_is_the_documented_integer_formula(tmp_path):
+    """``t = min(max(M * q, L), U)``: the add's sum is ``M_a * acc + t`` with ``t`` the clipped
+    product of the relu stream; ``t`` times the sum's unit is ``relu(A * q + B) - B`` (the relu'd
+    input without its offset, which the add's offset holds) within the documented bounds: the
+    multiplier's rounding (half a unit per unit of ``q``) and, where the relu is 0, the rounding of
+    ``M * z`` (half a unit) and the multiplier's at ``q = z``."""
+    g = Golden(load_network(write_net(tmp_path, preact_spec(), seed=2)))
+    add = next(s for s in g.lowered.stages if s.name == "b1add")
+    x = np.random.default_rng(9).integers(0, 256, (8, 3, 8, 8)).astype(np.uint8)
+    _, tr = g.run_int(x, trace=True)
+    A, B = (v[None, :, None, None] for v in g.lowered.stages[0].affine())    # stem acc -> bn value
+    q = tr["pool"]
+    lo, hi = (v[None, :, None, None] for v in add.clips[1])
+    mq = add.mult[1][None, :, None, None] * q
+    t = np.minimum(np.maximum(mq, lo), hi)
+    assert np.array_equal(tr["b1add"], add.mult[0][None, :, None, None] * tr["b1c2"] + t)
+    unit = add.out.scale[None, :, None, None] / 2 ** add.shift
+    relu_zero = A * q + B < 0
+    assert relu_zero.mean() > 0.1 and np.all((t != mq) <= relu_zero)      # only the relu's zeros are clipped
+    err = np.abs(t * unit - (np.maximum(A * q + B, 0) - B))
+    # unclipped: |M*unit - A| * |q| <= unit/2 * |q|; clipped: round(M*z)*unit vs A*z = -B, i.e. that
+    # rounding (half a unit) and the multiplier's at q = z
+    bound = unit * 0.5 * np.where(relu_zero, 1 + np.abs(B / A), np.abs(q))
+    assert np.all(err <= bound * (1 + 1e-9) + 1e-12)
+
+
+def test_unquantized_act_refusals(tmp_path):
+    """Where an unquantized activation's values themselves are needed, refused naming the layer."""
+    head = [conv("c0", 3), bn("n0")]
+    relu = {"name": "r", "op": "act", "nonlin": "relu"}
+    cases = {
+        "gap": head + [relu, {"name": "gap", "op": "global_avgpool"},
+                       {"name": "fc", "op": "dense", "out_features": 2, "weight_quant": DQ2}],
+        "r": head + [relu],
+        "cab": head + [{"name": "cab", "op": "act", "nonlin": "cabs"}, qact("q"), conv("c1", 2, k=1, pad=0)],
+        "r2": head + [qact("q"), {"name": "r2", "op": "act", "nonlin": "relu"}, conv("c1", 2, k=1, pad=0)],
+        "c1": head + [relu, conv("c1", 2, k=1, pad=0)],
+    }
+    for bad, layers in cases.items():
+        spec = {"name": "u", "input": {"shape": [2, 6, 6], "bits": 8, "scale": 1 / 255}, "layers": layers}
+        net = load_network(write_net(tmp_path, spec, name=bad))
+        net.is_graph = True
+        with pytest.raises((NotSupportedError, SpecError), match=f"'{bad}'"):
+            lower(net)
 
 
 # ------------------------------------------------------------------ random graph networks

@@ -105,6 +105,55 @@ def test_add_block_rounds_a_chained_stream_add_as_the_stage(tmp_path):
     assert got["o"] == wo
 
 
+@pytest.mark.parametrize("name", ["b1add", "b2add"])
+def test_add_block_clips_an_unquantized_relu_input_as_the_stage(name, tmp_path):
+    """A pre-activation net's adds whose shortcut is the unquantized ReLU stream (b1add: input
+    b, the pooled stem accumulators; b2add: input a, the previous add's guard-bit sum): the
+    block with the stage's clip bounds, fed with the stage's own input integers, gives the
+    golden trace exactly, under gaps and backpressure."""
+    from bitplane.gen.golden import Golden
+    from bitplane.gen.spec import load_network
+    from tests.support.graphnets import preact_spec, write_net
+    g = Golden(load_network(write_net(tmp_path, preact_spec(), seed=3)))
+    add = next(s for s in g.lowered.stages if s.name == name)
+    srcs = g.lowered.inputs[name]
+    x = np.random.default_rng(4).integers(0, 256, (2, 3, 8, 8)).astype(np.uint8)
+    _, tr = g.run_int(x, trace=True)
+    bits = [add.in_forms[k].bits for k in range(2)]
+    ka, kb = add.mult_shifts
+    clipped = [c is not None for c in add.clips]
+    assert clipped == ([False, True] if name == "b1add" else [True, False])
+    dut = AddBlock(4, 2, bits[0], bits[1], add.out.bits, add.mult[0] >> ka, add.mult[1] >> kb, True, True,
+                   add.shift, add.sum_bits, ka, kb, *add.clips, *add.pre_shifts)
+    wa = sum((_words(f, bits[0], 2, True) for f in tr[srcs[0]]), [])
+    wb = sum((_words(f, bits[1], 2, True) for f in tr[srcs[1]]), [])
+    want = sum((_words(f, add.out.bits, 2, True) for f in tr[name]), [])
+    got, _ = run_multi(dut, {"a": wa, "b": wb}, {"o": len(want)}, seed=11)
+    assert got["o"] == want
+
+
+def test_add_block_pre_rounds_an_input_as_the_stage_formula():
+    """``pre_a``: input a loses 5 guard bits, rounded half up (``round_shift``), before its
+    product; with a clip on b and a rounding shift of the sum (the LQ-Nets chained add's form),
+    under gaps and backpressure, ties included (a = +-16 mod 32)."""
+    rng = np.random.default_rng(3)
+    C, L, H, W = 4, 2, 3, 3
+    a = rng.integers(-(1 << 19), 1 << 19, (C, H, W))
+    a[:, 0, 0] = [16, -16, 48, -48]
+    b = rng.integers(-(1 << 11), 1 << 11, (C, H, W))
+    ma, mb, sh = np.array([7, -3, 5, 1]), np.array([300, 41, -77, 1000]), 4
+    lo, hi = np.array([-20000, -5000, -9000, 0]), np.array([20000, 80000, 9000, 1 << 20])
+    ka, kb = 2, 0
+    tb = np.clip(mb[:, None, None] * b, lo[:, None, None], hi[:, None, None])
+    tot = (ma[:, None, None] << ka) * round_shift(a, 5) + tb
+    want = round_shift(tot, sh)
+    ob = int(max(abs(int(want.min())), int(want.max()))).bit_length() + 1
+    dut = AddBlock(C, L, 20, 12, ob, ma, mb, True, True, sh, 40, ka, kb, None, (lo, hi), 5, 0)
+    got, _ = run_multi(dut, {"a": _words(a, 20, L, True), "b": _words(b, 12, L, True)},
+                       {"o": H * W * C // L}, seed=2)
+    assert got["o"] == _words(want, ob, L, True)
+
+
 # ------------------------------------------------------------------ average / sum / global pool
 
 AVG_CASES = [
@@ -310,6 +359,8 @@ def test_derived_depth_holds_the_rate_and_a_smaller_one_deadlocks():
 @pytest.mark.parametrize("comp,name", [
     (lambda: StreamFork(8), "fork"), (lambda: ConcatBlock((2, 3), 8), "concat"),
     (lambda: AddBlock(4, 2, 6, 3, 12, [3, -5, 7, 1], [1, 2, 3, 4]), "add"),
+    (lambda: AddBlock(4, 2, 6, 3, 12, [3, -5, 7, 1], [1, 2, 3, 4], clip_a=([-9, -150, 0, -5], [90, 150, 60, 40])),
+     "addclip"),
     (lambda: AvgPoolBlock(2, 5, 5, 3, 2, (1, 1, 1, 1), 3, 12, 1, recip=[0] + [9 * 64 // n for n in range(1, 10)]),
      "avgpool"),
     (lambda: GlobalSumPool(4, 9, 3, 8, 2), "gpool"),

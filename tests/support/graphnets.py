@@ -126,6 +126,29 @@ def stream_spec(shape=(3, 8, 8), width=4, classes=5):
     ]}
 
 
+def preact_spec(shape=(3, 8, 8), width=4, classes=5, act="relu"):
+    """Pre-activation ResNet head (LQ-Nets ``resnet_model.py``'s first block): stem conv +
+    bn, an **unquantized** ``act`` (relu) and a max-pool; the pooled float stream is both the
+    block's quantizer input and its identity shortcut (``b1add``); after the add a batchnorm,
+    another unquantized relu feeding the next block's quantizer and shortcut (``b2add``), then a
+    quantizer, global pool, dense."""
+    rq = {"type": "uint", "bits": 2, "scale": 0.5}
+    relu_q = lambda n, inputs=None: dict(qact(n, inputs, rq), nonlin="relu")       # noqa: E731
+    return {"name": "preact", "input": {"shape": list(shape), "bits": 8, "scale": 1 / 255}, "layers": [
+        conv("stem", width), bn("stem_bn"), {"name": "stem_act", "op": "act", "nonlin": act},
+        {"name": "pool", "op": "maxpool", "kernel": 3, "stride": 2, "padding": [0, 1, 0, 1]},
+        relu_q("b1q"), conv("b1c1", width), bn("b1n1"), relu_q("b1a1"),
+        conv("b1c2", width), bn("b1n2"),
+        {"name": "b1add", "op": "add", "inputs": ["b1n2", "pool"]},
+        bn("b2pre"), {"name": "b2act", "op": "act", "nonlin": act}, relu_q("b2q"),
+        conv("b2c1", width), bn("b2n1"), relu_q("b2a1"), conv("b2c2", width), bn("b2n2"),
+        {"name": "b2add", "op": "add", "inputs": ["b2act", "b2n2"]},
+        bn("last_bn"), relu_q("last_q"),
+        {"name": "gap", "op": "global_avgpool"},
+        {"name": "fc", "op": "dense", "out_features": classes, "bias": True, "weight_quant": {"type": "int", "bits": 8}},
+    ]}
+
+
 @st.composite
 def graph_nets(draw):
     """Residual blocks (identity / projection shortcut, float residual stream), forks into a
