@@ -27,6 +27,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bitplane.cli.main import main as cli  # noqa: E402
+from bitplane.core.errors import NotSupportedError  # noqa: E402
 from bitplane.core.environment import machine  # noqa: E402
 from bitplane.gen.devices import fit  # noqa: E402
 from bitplane.gen.importers.checkpoint import DEFAULT_ARCH_BITS, _fill, _Tensors, arch_spec  # noqa: E402
@@ -34,9 +35,7 @@ from bitplane.gen.lower import lower  # noqa: E402
 from bitplane.gen.plan import PlanError, plan  # noqa: E402
 from bitplane.gen.spec import load_network  # noqa: E402
 
-ARCHS = ("resnet18", "alexnet", "lq-alexnet", "lq-resnet18")
-# extra import flags: LQ-Nets' SAME-padded first conv cannot take the folded ImageNet norm yet
-IMPORT_FLAGS = {"lq-resnet18": ["--no-imagenet-norm"]}
+ARCHS = ("resnet18", "alexnet", "lq-alexnet", "lq-vgg", "lq-resnet18")
 TARGETS = (1, 3, 10, 30, 100, 300, 1000)
 DEVICES = ("xczu7ev", "xcu250")
 
@@ -84,12 +83,16 @@ def run(arch: str, work: Path) -> dict:
     ckpt = work / f"{arch}-checkpoint.npz"
     params = write_checkpoint(arch, ckpt)
     spec = work / f"{arch}.yaml"
-    rc = cli(["import", "tensorpack", str(ckpt), "-o", str(spec), "--arch", arch, *IMPORT_FLAGS.get(arch, [])])
+    rc = cli(["import", "tensorpack", str(ckpt), "-o", str(spec), "--arch", arch])
     row = {"arch": arch, "params": params, "import_rc": rc, "targets": []}
     if rc != 0:
         return row
     net = load_network(spec)
-    low = lower(net)
+    try:
+        low = lower(net)
+    except NotSupportedError as e:
+        row["lower_error"] = str(e)
+        return row
     row["input"] = list(net.input_shape)
     for fps in TARGETS:
         try:
@@ -120,6 +123,9 @@ def markdown(rows: list[dict]) -> str:
             L.append(f"| {r['arch']} | {r['params']:,} | import failed (exit {r['import_rc']}) | | | |"
                      + " |" * len(DEVICES))
             continue
+        if "lower_error" in r:
+            L.append(f"| {r['arch']} | {r['params']:,} | integer path refused: {r['lower_error']} | | | |"
+                     + " |" * len(DEVICES))
         for t in r["targets"]:
             if "error" in t:
                 L.append(f"| {r['arch']} | {r['params']:,} | {t['target_fps']} | refused: {t['error']} | | |"

@@ -128,7 +128,7 @@ def test_add_block_clips_an_unquantized_relu_input_as_the_stage(name, tmp_path):
     wa = sum((_words(f, bits[0], 2, True) for f in tr[srcs[0]]), [])
     wb = sum((_words(f, bits[1], 2, True) for f in tr[srcs[1]]), [])
     want = sum((_words(f, add.out.bits, 2, True) for f in tr[name]), [])
-    got, _ = run_multi(dut, {"a": wa, "b": wb}, {"o": len(want)}, seed=11)
+    got, _ = run_ports(dut, {"a": wa, "b": wb}, {"o": len(want)}, seed=11)
     assert got["o"] == want
 
 
@@ -149,7 +149,7 @@ def test_add_block_pre_rounds_an_input_as_the_stage_formula():
     want = round_shift(tot, sh)
     ob = int(max(abs(int(want.min())), int(want.max()))).bit_length() + 1
     dut = AddBlock(C, L, 20, 12, ob, ma, mb, True, True, sh, 40, ka, kb, None, (lo, hi), 5, 0)
-    got, _ = run_multi(dut, {"a": _words(a, 20, L, True), "b": _words(b, 12, L, True)},
+    got, _ = run_ports(dut, {"a": _words(a, 20, L, True), "b": _words(b, 12, L, True)},
                        {"o": H * W * C // L}, seed=2)
     assert got["o"] == _words(want, ob, L, True)
 
