@@ -79,6 +79,7 @@ def main(argv=None):
     ap.add_argument("--flat", action="store_true",
                     help="xc7 figures from one flat synth_xilinx of the whole design (slow) instead of the "
                          "out-of-context estimate")
+    ap.add_argument("--jobs", type=int, default=1, help="out-of-context synthesis runs at a time (default 1)")
     ap.add_argument("--no-sim", action="store_true",
                     help="no simulation: frames/s from the planned cycles/frame")
     ap.add_argument("--json", help="also write the rows as JSON")
@@ -139,7 +140,8 @@ def main(argv=None):
                 xr = synthesize(v, m["top"], "xc7z020", progress=quiet, cache_dir=ROOT / "build" / "synth",
                                 bitstream=False)["resources"]
             else:
-                xr = ooc_synthesize(v, m["top"], "xc7z020", cache_dir=ROOT / "build" / "synth")["resources"]
+                xr = ooc_synthesize(v, m["top"], "xc7z020", cache_dir=ROOT / "build" / "synth",
+                                    jobs=args.jobs)["resources"]
             row.update(xc7_lut6=xr["LUT_SITES"], xc7_ff=xr["FF"], xc7_bram36=xr["BRAM36"],
                        xc7_mode="flat" if args.flat else "ooc", xc7_synth_s=round(time.perf_counter() - t1, 1))
             row["fps_per_klut_100mhz"] = row["fps_100mhz"] / (row["xc7_lut6"] / 1000)

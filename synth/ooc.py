@@ -115,16 +115,19 @@ def _add(total: dict, res: dict, times: int = 1) -> None:
 
 
 def ooc_synthesize(verilog: str, top: str, target: str, cache_dir=None, progress=None, timeout: float | None = 3600,
-                   bar: bool = True) -> dict:
+                   bar: bool = True, jobs: int = 1) -> dict:
     """Out-of-context resource estimate (module docstring) of the accelerator ``top`` for
     ``target`` (xc7z020, xcku5p, ecp5-85k, ecp5-45k). Returns ``resources`` (glue + blocks),
     ``glue``, ``blocks`` (per block: module, design hash, resources, copies), ``distinct``,
-    ``synthesized`` (runs not found in the cache), ``times_s`` and ``cache_dir``."""
+    ``synthesized`` (runs not found in the cache), ``times_s``, ``cpu_s`` and ``cache_dir``.
+    ``jobs``: synthesis runs at a time (each is one single-threaded yosys process)."""
     if target not in TARGETS:
         raise SynthError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     t = TARGETS[target]
     if t.family not in ("xilinx", "ecp5"):
         raise SynthError(f"out-of-context estimates are for xilinx parts and ecp5, not {target}")
+    if jobs < 1:
+        raise SynthError(f"jobs must be >= 1, got {jobs}")
     progress = progress or (lambda msg: None)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     t0 = time.perf_counter()
@@ -136,37 +139,57 @@ def ooc_synthesize(verilog: str, top: str, target: str, cache_dir=None, progress
     for k, n in enumerate(names):
         text = block_design(modules, n)
         designs.setdefault(hashlib.sha256(text.encode()).hexdigest(), (text, []))[1].append(k)
-    # the largest first: the bar's rate then over-estimates the time left, not under
-    order = sorted(designs, key=lambda h: -len(designs[h][0]))
-    update = progress_bar(len(order) + 1, unit="designs", min_total=1, prefix="OOC synthesis") if bar else None
     quiet = lambda msg: None  # noqa: E731
-    reps, ran = {}, 0
-    for n_done, h in enumerate(order):
-        text, ks = designs[h]
-        progress(f"block {', '.join(map(str, ks))} ({len(text) / 1e3:.0f} kB Verilog)")
-        reps[h] = synthesize(text, BLOCK_TOP, target, cache_dir=cache_dir, progress=quiet, timeout=timeout,
-                             bitstream=False, place=False)
-        ran += not reps[h]["cached"]
-        if update:
-            update(n_done + 1, note=f"block {ks[0]}")
-    progress("glue (blocks as black boxes)")
-    glue = synthesize(verilog, top, target, cache_dir=cache_dir, progress=quiet, timeout=timeout, bitstream=False,
-                      blackboxes=names, place=False)
-    ran += not glue["cached"]
+    # the runs, largest first (the bar's rate then over-estimates the time left, not under)
+    runs = {h: (f"block {', '.join(map(str, designs[h][1]))} ({len(designs[h][0]) / 1e3:.0f} kB Verilog)",
+                dict(verilog=designs[h][0], top=BLOCK_TOP))
+            for h in sorted(designs, key=lambda h: -len(designs[h][0]))}
+    runs["glue"] = ("glue (blocks as black boxes)", dict(verilog=verilog, top=top, blackboxes=names))
+    update = progress_bar(len(runs), unit="designs", min_total=1, prefix="OOC synthesis") if bar else None
+
+    def run(key):
+        label, kw = runs[key]
+        progress(label)
+        return synthesize(target=target, cache_dir=cache_dir, progress=quiet, timeout=timeout, bitstream=False,
+                          place=False, **kw)
+
+    reps = {}
+    if jobs == 1:
+        for key in runs:
+            reps[key] = run(key)
+            if update:
+                update(len(reps), note=runs[key][0].split(" (")[0])
+    else:
+        from concurrent.futures import ThreadPoolExecutor, as_completed
+        with ThreadPoolExecutor(jobs) as ex:
+            futures = {ex.submit(run, key): key for key in runs}
+            try:
+                for fut in as_completed(futures):
+                    reps[futures[fut]] = fut.result()
+                    if update:
+                        update(len(reps), note=runs[futures[fut]][0].split(" (")[0])
+            except BaseException:
+                ex.shutdown(wait=True, cancel_futures=True)
+                raise
     if update:
-        update(len(order) + 1, final=True, note="glue")
+        update(len(reps), final=True)
+    glue = reps.pop("glue")
+    ran = sum(not r["cached"] for r in [glue, *reps.values()])
     total = dict(glue["resources"])
+    # CPU seconds of the runs made now (the wall time grows with whatever else shares the cores)
+    cpu = sum(r.get("cpu_s", {}).get("synth", 0) for r in [glue, *reps.values()] if not r["cached"])
     blocks = []
     for k, n in enumerate(names):
         h = next(h for h, (_, ks) in designs.items() if k in ks)
         _add(total, reps[h]["resources"])
         blocks.append({"index": k, "module": n, "design": h[:16], "resources": reps[h]["resources"],
                        "copies": len(designs[h][1]), "synth_s": reps[h]["times_s"].get("synth"),
+                       "synth_cpu_s": reps[h].get("cpu_s", {}).get("synth"),
                        "cached": reps[h]["cached"]})
     rep = {"mode": "ooc", "target": target, "top": top, "resources": total, "glue": glue["resources"],
            "blocks": blocks, "distinct": len(designs), "synthesized": ran, "tools": tool_versions(),
            "cache_dir": str(cache_dir), "timing": None,
-           "times_s": {"total": round(time.perf_counter() - t0, 1)},
+           "times_s": {"total": round(time.perf_counter() - t0, 1)}, "cpu_s": {"synthesized": round(cpu, 1)},
            "note": "out-of-context estimate: glue + the sum of per-block synthesis (no optimisation across "
                    "block boundaries); no timing"}
     if t.resources:

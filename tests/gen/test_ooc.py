@@ -74,13 +74,14 @@ def test_ooc_sum_equals_flat_and_is_cached(tmp_path):
     quiet = lambda m: None  # noqa: E731
     rep = ooc_synthesize(v, "t", "xc7z020", cache_dir=tmp_path, bar=False)
     assert rep["distinct"] == 2 and rep["synthesized"] == 3            # 2 block designs + the glue
+    assert rep["cpu_s"]["synthesized"] > 0
     assert rep["blocks"][0]["design"] == rep["blocks"][1]["design"] != rep["blocks"][2]["design"]
     # accumulators: 16+16+24 FFs in the blocks, 16 input FFs in the glue
     assert rep["glue"]["FF"] == 16 and [b["resources"]["FF"] for b in rep["blocks"]] == [16, 16, 24]
     flat = synthesize(v, "t", "xc7z020", cache_dir=tmp_path / "flat", progress=quiet, bitstream=False)
     for k in ("LUT", "FF", "CARRY", "LUT_SITES", "BRAM36"):
         assert rep["resources"][k] == flat["resources"][k], k
-    again = ooc_synthesize(v, "t", "xc7z020", cache_dir=tmp_path, bar=False)
+    again = ooc_synthesize(v, "t", "xc7z020", cache_dir=tmp_path, bar=False, jobs=2)
     assert again["synthesized"] == 0 and again["resources"] == rep["resources"]
     reports = sorted(tmp_path.glob("*/report.json"))
     assert len(reports) == 3 and all(json.loads(p.read_text())["cells"] for p in reports)
