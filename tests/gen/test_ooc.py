@@ -93,3 +93,15 @@ def test_ooc_ecp5_counts(tmp_path):
     assert rep["resources"]["CARRY"] > 0 and rep["resources"]["LUT4_SITES"] >= 2 * rep["resources"]["CARRY"]
     with pytest.raises(SynthError, match="not ice40-up5k"):
         ooc_synthesize(design(), "t", "ice40-up5k", cache_dir=tmp_path, bar=False)
+
+
+def test_compiled_accelerator_splits_into_its_blocks(tiny_loadable):
+    """The block modules of a compiled accelerator are where hw.top names them (one per manifest layer)."""
+    net, folder, manifest = tiny_loadable
+    mods = split_modules((folder / "accelerator.v").read_text())
+    names = block_modules(mods, manifest["top"])
+    assert len(names) == len(manifest["layers"])
+    for n in names:
+        text = block_design(mods, n)
+        assert text.startswith("(*") or text.startswith("module")
+        assert manifest["top"] + ".core" not in text and f"module \\{BLOCK_TOP} " in text
