@@ -132,7 +132,7 @@ def synthesize(design, target: str, clock_mhz: float = 100.0, top: str | None = 
         raise InputError(f"{path}: no such compiled folder or Verilog file")
     text = read_text(vfile, "Verilog file", 2 << 30)
     if ooc:
-        from bitplane.synth.ooc import ooc_synthesize
+        from bitplane.synth.ooc import ooc_synthesize  # lazy: imports amaranth (hw.top)
         rep = ooc_synthesize(text, top, target, cache_dir=cache_dir, progress=progress, jobs=jobs)
     else:
         rep = flow.synthesize(text, top, target, clock_mhz, progress=progress or (lambda msg: None))

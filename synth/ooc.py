@@ -99,7 +99,7 @@ def block_design(modules: dict[str, str], name: str) -> str:
 
 def block_modules(modules: dict[str, str], top: str) -> list[str]:
     """The block modules of the accelerator ``top``, in block order."""
-    from bitplane.hw.top import block_module          # (amaranth: imported when needed)
+    from bitplane.hw.top import block_module          # lazy: imports amaranth
     out = []
     while block_module(top, len(out)) in modules:
         out.append(block_module(top, len(out)))
