@@ -46,8 +46,8 @@ endmodule
 
 def design():
     # (yosys numbers its internal names across the file: the two equal blocks differ in them)
-    return (TOP + BLOCK.format(name="t.core.dag.block0", w1=15, n=4) + BLOCK.format(name="t.core.dag.block1", w1=15, n=5)
-            + BLOCK.format(name="t.core.dag.block2", w1=23, n=6))
+    return (TOP + BLOCK.format(name="t.core.dag.block0", w1=15, n=4)
+            + BLOCK.format(name="t.core.dag.block1", w1=15, n=5) + BLOCK.format(name="t.core.dag.block2", w1=23, n=6))
 
 
 def test_split_and_canonical_blocks():
