@@ -11,12 +11,17 @@ For each example network at a planner target (frames/s at 100 MHz):
   frames/s at 100 MHz;
 * simulation speed in cycles per wall-clock second of both paths: the native C++ harness and
   the cocotb testbench (Python drives each clock), on the same design and frames;
-* yosys ``synth_xilinx`` (xc7) LUT6/FF/BRAM36 (no timing), and ECP5-85k (grade 8)
-  LUT4 + Fmax from nextpnr when it fits, with frames/s at that Fmax.
+* yosys ``synth_xilinx`` (xc7) LUT6 sites (logic LUTs + the LUT6s distributed RAM occupies),
+  FF, BRAM36 (no timing): by default the out-of-context estimate (``synth/ooc.py``: each
+  distinct block synthesized once, cached, plus the top's glue), ``--flat`` for one flat
+  synthesis of the whole design; and ECP5-85k (grade 8) LUT4 + Fmax from nextpnr when it
+  fits, with frames/s at that Fmax.
 
 A ``:xc7`` suffix on an entry skips ECP5 for it (the CNV networks at FINN's frame rates take
 hours of wasm place and route; their LUT count is what the FINN comparison needs). Builds go
 to ``build/bench/NAME-TARGET``; synthesis results are cached under ``build/synth``.
+``--no-sim`` skips the simulations (frames/s then from the planned cycles, which the RTL
+suite checks equal to the simulated ones) for designs too large to simulate here quickly.
 """
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ from bitplane.gen.compile import compile_network  # noqa: E402
 from bitplane.gen.golden import Golden  # noqa: E402
 from bitplane.gen.spec import load_network  # noqa: E402
 from bitplane.synth.flow import SynthError, synthesize, tool_versions  # noqa: E402
+from bitplane.synth.ooc import ooc_synthesize  # noqa: E402
 from bitplane.sim.accel import simulate  # noqa: E402
 
 # the CNVs at a small folding. FINN BNN-PYNQ's frame rates (cnv-w1a1:9000:xc7, cnv-w2a2:2600:xc7) give
@@ -70,6 +76,12 @@ def main(argv=None):
     ap.add_argument("--cocotb-frames", type=int, default=2, help="frames for the cocotb simulation (0: skip)")
     ap.add_argument("--no-ecp5", action="store_true", help="skip ECP5 place and route (slow)")
     ap.add_argument("--no-xilinx", action="store_true", help="skip synth_xilinx")
+    ap.add_argument("--flat", action="store_true",
+                    help="xc7 figures from one flat synth_xilinx of the whole design (slow) instead of the "
+                         "out-of-context estimate")
+    ap.add_argument("--jobs", type=int, default=1, help="out-of-context synthesis runs at a time (default 1)")
+    ap.add_argument("--no-sim", action="store_true",
+                    help="no simulation: frames/s from the planned cycles/frame")
     ap.add_argument("--json", help="also write the rows as JSON")
     args = ap.parse_args(argv)
     if args.frames < 3:
@@ -83,10 +95,12 @@ def main(argv=None):
     print(f"# tools: {tool_versions()}")
     print(f"# command: python bench/networks.py --nets {args.nets} --frames {args.frames} "
           f"--cocotb-frames {args.cocotb_frames}" + (" --no-ecp5" if args.no_ecp5 else "")
-          + (" --no-xilinx" if args.no_xilinx else ""))
+          + (" --no-xilinx" if args.no_xilinx else "") + (" --flat" if args.flat else "")
+          + (" --no-sim" if args.no_sim else ""))
     print("# cycles/frame: planned / simulated steady state (native harness, frames back to back); "
-          "fps at 100 MHz from the simulated period; sim speed in simulated cycles per wall second; "
-          "xc7 from yosys synth_xilinx (LUT6 incl. LUTRAM, no timing); ECP5-85k grade 8 nextpnr")
+          f"fps at 100 MHz from the {'planned' if args.no_sim else 'simulated'} period; sim speed in simulated "
+          "cycles per wall second; xc7 from yosys synth_xilinx (LUT6 sites: logic + LUTRAM, no timing; "
+          f"{'flat' if args.flat else 'out-of-context: sum of distinct blocks + glue'}); ECP5-85k grade 8 nextpnr")
     hdr = (f"{'network':<10} {'target':>6} {'compile s':>9} {'planned':>9} {'simulated':>9} {'bottleneck':>10} "
            f"{'fps@100':>8} {'native c/s':>10} {'cocotb c/s':>10} {'xc7 LUT6':>8} {'FF':>7} {'BRAM36':>6} "
            f"{'fps/kLUT':>8} {'ECP5 LUT4':>9} {'Fmax':>6} {'fps@Fmax':>8}")
@@ -103,23 +117,33 @@ def main(argv=None):
         t_compile = time.perf_counter() - t0
         rng = np.random.default_rng(0)
         x = rng.integers(0, 1 << net.input_bits, (args.frames, *net.input_shape)).astype(np.uint8)
-        y, st = simulate(out, x)
-        if not np.array_equal(y, Golden(net).run_int(x)):
-            raise SystemExit(f"{name}: RTL output differs from the golden model")
-        cpf = st["cycles_per_frame"]
         row = {"network": name, "target_fps": float(fps), "compile_s": round(t_compile, 1),
-               "planned_cycles": m["cycles_per_frame"], "simulated_cycles": cpf, "bottleneck": m["bottleneck"],
-               "fps_100mhz": 100e6 / cpf, "native_cycles_per_s": st["sim_cycles_per_second"]}
-        if args.cocotb_frames:
+               "planned_cycles": m["cycles_per_frame"], "bottleneck": m["bottleneck"]}
+        if args.no_sim:
+            cpf = m["cycles_per_frame"]
+            row.update(simulated_cycles=None, fps_100mhz=100e6 / cpf)
+        else:
+            y, st = simulate(out, x)
+            if not np.array_equal(y, Golden(net).run_int(x)):
+                raise SystemExit(f"{name}: RTL output differs from the golden model")
+            cpf = st["cycles_per_frame"]
+            row.update(simulated_cycles=cpf, fps_100mhz=100e6 / cpf, native_cycles_per_s=st["sim_cycles_per_second"])
+        if args.cocotb_frames and not args.no_sim:
             yc, sc = simulate(out, x[:args.cocotb_frames], engine="cocotb")
             if not np.array_equal(yc, y[:args.cocotb_frames]):
                 raise SystemExit(f"{name}: cocotb and native simulations differ")
             row["cocotb_cycles_per_s"] = sc["sim_cycles_per_second"]
         v = (out / "accelerator.v").read_text()
         if not args.no_xilinx:
-            xr = synthesize(v, m["top"], "xc7z020", progress=quiet, cache_dir=ROOT / "build" / "synth",
-                            bitstream=False)["resources"]
-            row.update(xc7_lut6=xr["LUT"] + xr["LUTRAM"], xc7_ff=xr["FF"], xc7_bram36=xr["BRAM36"])
+            t1 = time.perf_counter()
+            if args.flat:
+                xr = synthesize(v, m["top"], "xc7z020", progress=quiet, cache_dir=ROOT / "build" / "synth",
+                                bitstream=False)["resources"]
+            else:
+                xr = ooc_synthesize(v, m["top"], "xc7z020", cache_dir=ROOT / "build" / "synth",
+                                    jobs=args.jobs)["resources"]
+            row.update(xc7_lut6=xr["LUT_SITES"], xc7_ff=xr["FF"], xc7_bram36=xr["BRAM36"],
+                       xc7_mode="flat" if args.flat else "ooc", xc7_synth_s=round(time.perf_counter() - t1, 1))
             row["fps_per_klut_100mhz"] = row["fps_100mhz"] / (row["xc7_lut6"] / 1000)
         if not want_ecp5:
             row["ecp5_skipped"] = True
@@ -135,7 +159,8 @@ def main(argv=None):
 
         def f(k, fmt):
             return format(row[k], fmt) if row.get(k) is not None else "-"
-        print(f"{name:<10} {fps:>6g} {row['compile_s']:>9.1f} {m['cycles_per_frame']:>9,} {cpf:>9,.0f} "
+        print(f"{name:<10} {fps:>6g} {row['compile_s']:>9.1f} {m['cycles_per_frame']:>9,} "
+              f"{f('simulated_cycles', '>9,.0f')} "
               f"{m['bottleneck']:>10} {row['fps_100mhz']:>8,.0f} {f('native_cycles_per_s', '>10,.0f')} "
               f"{f('cocotb_cycles_per_s', '>10,.0f')} {f('xc7_lut6', '>8,')} {f('xc7_ff', '>7,')} "
               f"{f('xc7_bram36', '>6')} {f('fps_per_klut_100mhz', '>8.1f')} {f('ecp5_lut4', '>9,')} "

@@ -31,6 +31,10 @@ FINN = [
     {"network": "lfc-w1a1", "fps": 356633, "luts": 28360,
      "what": "FINN BNN-PYNQ LFC-W1A1 (MLP 784-1024-1024-1024-10), PYNQ-Z1, 100 MHz"},
 ]
+# FINN's frame rates at 100 MHz: bitplane folded for the same rates, LUT6 sites from the
+# out-of-context estimate, frames/s from the planned cycles/frame (--no-sim: the LFC and the
+# CNVs at these rates take long to simulate here; the RTL suite checks planned == simulated)
+EQUAL_THROUGHPUT = "cnv-w1a1:9150:xc7,cnv-w2a2:2580:xc7,lfc-w1a1:356633:xc7"
 BISMO_LUT_PER_BINOP = 0.9          # BISMO (Umuroglu et al., FPL 2018): ~0.9 LUT per binary op per cycle
 BISMO_TOPS = 6.5                   # binary TOPS on PYNQ-Z1
 
@@ -95,6 +99,8 @@ def main(argv=None):
     ap.add_argument("--cnv-ecp5", action="store_true",
                     help="also place and route the CNV networks on ECP5 (about an hour each with the wasm tools "
                          "on 2 cores; by default they get yosys synth_xilinx only)")
+    ap.add_argument("--no-equal", action="store_true",
+                    help="skip the equal-throughput rows (FINN's frame rates; three out-of-context syntheses)")
     ap.add_argument("--out", default=str(ROOT / "bench"))
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -112,6 +118,8 @@ def main(argv=None):
     if args.no_ecp5 and not args.quick:
         net_args.append("--no-ecp5")
     n_rows = networks.main(net_args)
+    eq_args = ["--nets", EQUAL_THROUGHPUT, "--no-sim", "--no-ecp5", "--cocotb-frames", "0"]
+    eq_rows = [] if args.quick or args.no_equal else networks.main(eq_args)
     sh = shard.main(["--frames", "200" if args.quick else "2000"])
     pics = _plots(e_rows, n_rows, out)
     date, mach, tools = time.strftime("%Y-%m-%d"), machine(), tool_versions()
@@ -160,7 +168,7 @@ def main(argv=None):
         return format(r[k], fmt) if r.get(k) is not None else "-"
     for r in n_rows:
         L.append(f"| {r['network']} | {r['target_fps']:,.0f} | {r['compile_s']:.1f} | {r['planned_cycles']:,} | "
-                 f"{r['simulated_cycles']:,.0f} | {r['bottleneck']} | {r['fps_100mhz']:,.0f} | "
+                 f"{f(r, 'simulated_cycles', ',.0f')} | {r['bottleneck']} | {r['fps_100mhz']:,.0f} | "
                  f"{f(r, 'native_cycles_per_s', ',.0f')} | {f(r, 'cocotb_cycles_per_s', ',.0f')} | "
                  f"{f(r, 'xc7_lut6', ',')} | {f(r, 'xc7_ff', ',')} | {f(r, 'xc7_bram36', '')} | "
                  + ("not run (`:xc7`) | | |" if r.get("ecp5_skipped") else
@@ -172,25 +180,26 @@ def main(argv=None):
     L += ["## Against FINN and BISMO", "",
           "Figure of merit: frames/s per LUT at equal clock (100 MHz), and binary ops per cycle per LUT6. "
           "Differences: FINN's LUTs are Vivado post-synthesis on xc7z020, ours are yosys `synth_xilinx` "
-          "(the two tools map differently; we have no Vivado here to measure by how much); FINN's designs are folded for their "
-          "own frame rates (9,150 and 2,580 frames/s), ours for the targets in the table above (1,000 and 500 "
-          "frames/s: a small device), so the per-LUT ratio also carries fixed costs (windows, FIFOs, control) "
-          "that a faster folding would amortize (`python bench/networks.py --nets cnv-w1a1:9000:xc7` measures "
-          "the equal-throughput point); FINN's LFC is 784-1024-1024-1024-10, our TFC "
-          "is 784-64-64-64-10 (same structure, 16x fewer operations per frame).",
+          "(the two tools map differently; we have no Vivado here to measure by how much). Equal throughput: "
+          f"`python bench/networks.py --nets {EQUAL_THROUGHPUT} --no-sim --no-ecp5 --cocotb-frames 0` folds "
+          "bitplane for FINN's own frame rates (9,150, 2,580 and 356,633 frames/s at 100 MHz; LFC-W1A1 is "
+          "`examples/lfc-w1a1.yaml`, FINN's topology with random-but-fixed weights), LUT6 *sites* (logic + "
+          "distributed RAM) from the out-of-context estimate, frames/s from the planned cycles/frame; the rows at "
+          "the smaller targets of the table above also carry fixed costs (windows, FIFOs, control) that a faster "
+          "folding amortizes.",
           "",
           "| design | frames/s @100 MHz | LUT6 | frames/s per kLUT | binary ops/cycle | binary ops/cycle/LUT6 |",
           "|---|---|---|---|---|---|"]
     for fr in FINN:
-        ref = {"cnv-w1a1": "cnv-w1a1", "cnv-w2a2": "cnv-w2a2", "lfc-w1a1": None}[fr["network"]]
-        ops = (_binops_per_frame(ref) * fr["fps"] / 100e6) if ref else None
+        ops = _binops_per_frame(fr["network"]) * fr["fps"] / 100e6
         L.append(f"| {fr['what']} | {fr['fps']:,} | {fr['luts']:,} | {fr['fps'] / fr['luts'] * 1e3:,.1f} | "
                  + (f"{ops:,.0f} | {ops / fr['luts']:.3f} |" if ops else "- | - |"))
-    for r in n_rows:
+    for r in n_rows + eq_rows:
         if not r.get("xc7_lut6"):
             continue
-        ops = _binops_per_frame(r["network"]) / r["simulated_cycles"]
-        L.append(f"| bitplane {r['network']} (target {r['target_fps']:,.0f} fps) | {r['fps_100mhz']:,.0f} | "
+        ops = _binops_per_frame(r["network"]) / (r["simulated_cycles"] or r["planned_cycles"])
+        L.append(f"| bitplane {r['network']} (target {r['target_fps']:,.0f} fps"
+                 f"{', planned cycles' if r['simulated_cycles'] is None else ''}) | {r['fps_100mhz']:,.0f} | "
                  f"{r['xc7_lut6']:,} | {r['fps_100mhz'] / r['xc7_lut6'] * 1e3:,.1f} | {ops:,.0f} | "
                  f"{ops / r['xc7_lut6']:.3f} |")
     best = min((lut / (pe * s) for w, a, pe, s, lut, *_ in e_rows if w == a == 1), default=None)

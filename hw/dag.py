@@ -53,6 +53,12 @@ INPUT = -1              # source index of the network input
 LATENCY_SLACK = 8       # register stages assumed per block on a branch (words of slack)
 
 
+def block_name(k: int) -> str:
+    """The submodule name of block ``k`` in :class:`Dag` (its Verilog module is the
+    hierarchy path ending in it: :func:`bitplane.hw.top.block_module`)."""
+    return f"block{k}"
+
+
 def linear_inputs(n: int) -> tuple:
     """``inputs`` of a chain of ``n`` single-input blocks."""
     return tuple((k - 1,) for k in range(n))
@@ -212,7 +218,7 @@ class Dag(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         for k, (b, comp) in enumerate(zip(self.params, self.blocks)):
-            m.submodules[f"block{k}"] = comp
+            m.submodules[block_name(k)] = comp
             for mem in b.memories():
                 wiring.connect(m, wiring.flipped(self.mem_port(k, mem.port)), getattr(comp, mem.port))
         outs = {INPUT: wiring.flipped(self.i)}

@@ -56,9 +56,19 @@ from bitplane.core.packing import (AXIS_IN_BITS, RESULT_BITS, BeatLayout, check_
 
 from bitplane.core import regmap
 from .axil import AXILiteRegisters
-from .dag import Dag, chain_depth, edge_fifo_depths, linear_inputs
+from .dag import Dag, block_name, chain_depth, edge_fifo_depths, linear_inputs
 from .framing import InputFramer, OutputFramer, WeightLoader
 from .layers import LoadableMemory
+
+
+CORE, DAG = "core", "dag"       # submodule names: Accelerator -> Core -> Dag -> blocks
+
+
+def block_module(top: str, k: int) -> str:
+    """The Verilog module name of block ``k`` in an accelerator whose top module is ``top``
+    (Amaranth names a submodule's module by its hierarchy path): what out-of-context
+    synthesis (:mod:`bitplane.synth.ooc`) cuts the design at."""
+    return f"{top}.{CORE}.{DAG}.{block_name(k)}"
 
 
 @dataclass(frozen=True)
@@ -187,7 +197,7 @@ class Core(wiring.Component):
         p = self.p
         E = {f.name: f.lsb for f in regmap.by_name("ERROR").fields}
         depths = fifo_depths(p)
-        m.submodules.dag = dag = p.dag()           # blocks, edge FIFOs, forks (hw/dag.py)
+        m.submodules[DAG] = dag = p.dag()          # blocks, edge FIFOs, forks (hw/dag.py)
 
         sb = p.stream_bits
         out = p.blocks[-1]
@@ -274,7 +284,7 @@ class Accelerator(wiring.Component):
         E = {f.name: f.lsb for f in regmap.by_name("ERROR").fields}
         S = {f.name: f.lsb for f in regmap.by_name("STATUS").fields}
         soft = ctrl[C["SOFT_RESET"]]
-        m.submodules.core = ResetInserter({"sync": soft})(core)
+        m.submodules[CORE] = ResetInserter({"sync": soft})(core)
         for n, mem in self.signature.members.items():
             src = getattr(self, n)
             dst = getattr(regs if n.startswith("s_axil_") else core, n)

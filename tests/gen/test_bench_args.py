@@ -20,3 +20,10 @@ def test_bad_entries_name_the_entry(bad, msg):
     with pytest.raises(ValueError, match=msg) as e:
         parse_nets(f"tfc-w2a2:100,{bad}")
     assert repr(bad) in str(e.value)
+
+
+def test_equal_throughput_rows_are_finns_rates():
+    from bench.report import EQUAL_THROUGHPUT, FINN
+    nets = parse_nets(EQUAL_THROUGHPUT)
+    assert {(n, f) for n, f, _ in nets} == {(r["network"], float(r["fps"])) for r in FINN}
+    assert not any(ecp5 for *_, ecp5 in nets)

@@ -124,7 +124,7 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 def test_reference_networks_are_shipped():
     names = {p.stem for p in EXAMPLES}
     assert {"lenet-w2a2", "tfc-w1a1", "tfc-w2a2", "cnv-w1a1", "cnv-w2a2", "svhn-dorefa-w1a2",
-            "lenet-lq-w2a2", "lenet-ttq-a2"} <= names
+            "lenet-lq-w2a2", "lenet-ttq-a2", "lfc-w1a1"} <= names
 
 
 GRAPH_EXAMPLES = {"fmnist-resnet20-w2a2"}      # graph specs (gen/graph.py): compared end to end

