@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JOBS   ?= 2
 
-.PHONY: install install-train test test-slow demo bench lint clean
+.PHONY: install install-train test test-slow demo demo-resnet20 bench lint clean
 
 install: $(STAMP)
 
@@ -28,6 +28,10 @@ test-slow: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m bitplane.demo
+
+# the graph network: ResNet-20 (residual adds, projection shortcuts, global average pool) -> build/demo-resnet20/
+demo-resnet20: $(STAMP)
+	$(PY) -m bitplane.demo --net resnet20
 
 bench: $(STAMP)
 	$(PY) bench/report.py

@@ -21,22 +21,37 @@ of two (``2^ceil_log2(max(4, 2*burst))``). An edge out of a fork additionally ge
 it emits its pixel ``p``: ``G_e[c] = need_c`` at the edge's consumer ``c``, and along the
 graph ``G_e[v][p] = max over v's inputs u of G_e[u][ceil(need_v[p] / w_u) - 1]`` (``w_u``:
 words per output pixel of ``u``; ``need`` is :meth:`~bitplane.hw.layers.BlockParams.need`).
-``S_e[v]`` is a slack for the pipelines between: ``S_e[v] = max_u S_e[u] + ceil(F_f /
-out_pixels_v) + LATENCY_SLACK`` (the fork words that arrive while ``v`` works on one output
-pixel, plus its register stages). At every node ``v`` that two or more of ``f``'s edges
-reach (a join), edge ``e`` needs
+With *slack*, the lead becomes a schedule at the DAG's rate (the fork delivers a word every
+``tau = T / F_f`` cycles, ``T`` = :func:`frame_period`, its slowest block): the branch's
+pixel ``p`` of ``v`` arrives at ``A_e[v][p]`` (``need_c[p] * tau`` at the consumer, then
+the latest of ``v``'s inputs' pixels it needs, indexed as in ``G``) and leaves at
 
-``depth_e >= max_p( max_{e' != e} G_e'[v][p] - G_e[v][p-1] ) + max_{e' != e} S_e'[v] + 1``
+``E_e[v][p] = max(A_e[v][p] + lag_v, E_e[v][p-1] + c_v)``
+
+(``c_v = cycles_v / out_pixels_v``: a block works on one pixel at a time; ``lag_v``:
+:meth:`~bitplane.hw.layers.BlockParams.lag`, two pixel periods plus registers, since a
+block takes pixel ``p``'s input while it still works on ``p - 1``), computed over two frames
+back to back. At every node ``v`` that two or more of ``f``'s edges reach (a join), edge
+``e`` needs
+
+``depth_e >= max_p( max_{e' != e} ceil(E_e'[v][p] / tau) - G_e[v][p-1] ) + LATENCY_SLACK + 1``
 
 words (:func:`~bitplane.hw.graph_blocks.bypass_fifo_depth`, ``G_e[v][-1] = 0``): the fork
-delivers every word to all its branches at once; while the longest branch waits for the
-words it needs for pixel ``p``, the join has taken branch ``e``'s pixels before ``p``, so at
-least ``G_e[v][p-1]`` words left ``e``'s FIFO and the rest of what the fork delivered sits in
-it (the lead); the slack lets the long branch run at its rate while the short one waits,
-and the ``+ 1`` is the fork's output register. With less than the
-lead the fork stops, the long branch never gets its rows and the join waits forever
-(tests/rtl/test_graph_rtl.py shows it). The bound is generous where the short branch has a
-line buffer of its own that holds part of the lead.
+delivers every word to all its branches at once; when the longest branch has pixel ``p``
+ready, the fork, running at the planned rate, has delivered ``ceil(E / tau)`` words, while
+the join has taken branch ``e``'s pixels before ``p``, so at least ``G_e[v][p-1]`` words
+left ``e``'s FIFO and the rest sits in it; ``LATENCY_SLACK`` covers the FIFO registers
+between the blocks and the ``+ 1`` the fork's output register. The schedule matters where
+a window needs whole rows: a 3x3 conv's output row ``oy`` needs input row ``oy + 1``
+complete, and a second 3x3 conv at the same rate works on row ``oy - 1`` while the first
+one works through row ``oy`` pixel by pixel, so an identity shortcut around two such
+convs holds four rows, not the three of the lead. With only the lead plus a pixel period
+per block, the shipped ResNet-20 (tests/accel/test_graph_accel.py) ran at 183,015
+cycles/frame against 98,304 planned: the fork waited for the shortcut's FIFO while the
+long branch starved. With less than the lead (``slack=False``: ``G`` in place of ``E``,
+no slack) the fork stops before the long branch has its rows and the join waits forever
+(tests/hw/test_dag.py shows it). The bound is generous where the short branch has a line
+buffer of its own that holds part of the lead.
 """
 from __future__ import annotations
 
@@ -50,7 +65,7 @@ from .graph_blocks import StreamFork, bypass_fifo_depth
 from .stream_blocks import StreamFIFO
 
 INPUT = -1              # source index of the network input
-LATENCY_SLACK = 8       # register stages assumed per block on a branch (words of slack)
+LATENCY_SLACK = 8       # words of slack per block on a branch for the FIFO and fork registers between blocks
 
 
 def block_name(k: int) -> str:
@@ -111,9 +126,31 @@ def _wpp(b) -> int:
     return b.out_values // b.out_pixels // b.out_lanes
 
 
+def frame_period(blocks, in_pixels: int, in_words_per_pixel: int) -> int:
+    """Cycles per frame of the slowest block or of the input stream (the DAG's rate; the
+    accelerator's period is at least this, so a fork's words per cycle are at most
+    ``F_f / frame_period``)."""
+    return max([in_pixels * in_words_per_pixel] + [b.cycles() for b in blocks])
+
+
 def chain_depth(burst: int) -> int:
     """The FIFO of a linear chain edge: two output bursts of its source, at least 4, a power of 2."""
     return 1 << ceil_log2(max(4, 2 * burst))
+
+
+def _frames2(need, frame_words: int) -> np.ndarray:
+    """``need`` of two frames back to back (the second frame's words follow the first's)."""
+    need = np.asarray(need, np.int64)
+    return np.concatenate([need, need + frame_words])
+
+
+def _schedule(arrive, b) -> np.ndarray:
+    """Cycle each output pixel of block ``b`` leaves when its inputs arrive at ``arrive[p]``:
+    ``E[p] = max(arrive[p] + lag, E[p-1] + c)`` (``c`` = :meth:`~BlockParams.pixel_cycles`:
+    the block works on one pixel at a time; ``lag``: :meth:`~BlockParams.lag`)."""
+    c = b.cycles() / b.out_pixels
+    k = np.arange(len(arrive)) * c
+    return k + np.maximum.accumulate(np.asarray(arrive, np.float64) + b.lag() - k)
 
 
 def bypass_depths(blocks, inputs, in_pixels: int, in_words_per_pixel: int, slack: bool = True) -> dict:
@@ -122,6 +159,7 @@ def bypass_depths(blocks, inputs, in_pixels: int, in_words_per_pixel: int, slack
     ``slack=False``: the lead plus one word only (deadlock-free, but the fork may then hold
     the long branch back: tests/accel/test_graph_accel.py measures the slower period)."""
     src_of = {INPUT: _Source(in_pixels, in_words_per_pixel)}
+    period = frame_period(blocks, in_pixels, in_words_per_pixel)
     node = lambda u: src_of[INPUT] if u == INPUT else blocks[u]
     out: dict = {}
     for f, cons in consumers(inputs).items():
@@ -129,27 +167,29 @@ def bypass_depths(blocks, inputs, in_pixels: int, in_words_per_pixel: int, slack
             continue
         fb = node(f)
         frame_words = fb.out_pixels * _wpp(fb)
-        G, S, P = [], [], []
+        tau = period / frame_words             # cycles per fork word at the DAG's rate
+        G, T, P = [], [], []
         for (c, port) in cons:
-            g, sl_, ports = {}, {}, {}
+            g, t, ports = {}, {}, {}
             for v in range(c, len(blocks)):
-                base, acc = None, None
+                base, arrive = None, None
                 for j, u in enumerate(inputs[v]):
-                    need = np.asarray(blocks[v].need(j), np.int64)
                     if u == f and (v, j) == (c, port):
-                        b, sl = need, 0
+                        b = _frames2(blocks[v].need(j), frame_words)
+                        a = b * tau
                     elif u != INPUT and u in g:
-                        b, sl = g[u][np.maximum(-(-need // _wpp(blocks[u])) - 1, 0)], sl_[u]
+                        need = _frames2(blocks[v].need(j), blocks[u].out_pixels * _wpp(blocks[u]))
+                        idx = np.maximum(-(-need // _wpp(blocks[u])) - 1, 0)
+                        b, a = g[u][idx], t[u][idx]
                     else:
                         continue
                     base = b if base is None else np.maximum(base, b)
-                    acc = sl if acc is None else max(acc, sl)
+                    arrive = a if arrive is None else np.maximum(arrive, a)
                     ports.setdefault(v, set()).add(j)
                 if base is not None:
-                    g[v] = base
-                    sl_[v] = acc + -(-frame_words // blocks[v].out_pixels) + LATENCY_SLACK
+                    g[v], t[v] = base, _schedule(arrive, blocks[v])
             G.append(g)
-            S.append(sl_)
+            T.append(t)
             P.append(ports)
         for i, (c, port) in enumerate(cons):
             depth = 0
@@ -158,10 +198,13 @@ def bypass_depths(blocks, inputs, in_pixels: int, in_words_per_pixel: int, slack
                 others = [e for e in range(len(cons)) if e != i and v in G[e] and P[e][v] - P[i][v]]
                 if not others:
                     continue
-                longest = G[others[0]][v]
-                for e in others[1:]:
-                    longest = np.maximum(longest, G[e][v])
-                lat = max(S[e][v] for e in others) if slack else 0
+                # the fork's words delivered (at the DAG's rate) when the other branches have
+                # pixel p ready: their need, or with slack their schedule
+                if slack:
+                    longest = np.ceil(np.max([T[e][v] for e in others], axis=0) / tau).astype(np.int64)
+                else:
+                    longest = np.max([G[e][v] for e in others], axis=0)
+                lat = LATENCY_SLACK if slack else 0
                 depth = max(depth, bypass_fifo_depth(longest, G[i][v], latency_long=lat))
             if depth:
                 out[(f, c, port)] = depth

@@ -21,6 +21,8 @@ component, so none of them dispatches on the block type:
 ``out_pixels``           output pixels per frame (1 for a vector)
 ``need(k)``              ``need[p]``: words of input ``k`` the block must have received
                          before it emits output pixel ``p`` (sizes bypass FIFOs, hw/dag.py)
+``lag()``                cycles from the last of those words to pixel ``p``'s last output
+                         word at full rate (sizes the bypass FIFOs' slack, hw/dag.py)
 ``result_width``         bits per value when the block ends the network (raw output)
 =======================  ==============================================================
 
@@ -43,9 +45,12 @@ from amaranth.utils import ceil_log2
 from bitplane.core import weightimage as wimg
 from bitplane.core.intmath import window_out
 
-from .bitserial import (BitSerialMVTU, EngineConfig, ThresholdParams, ThresholdUnit, engine_cycles, pack_constants,
-                        pack_thresholds, pack_weights)
+from .bitserial import (ENGINE_LATENCY, BitSerialMVTU, EngineConfig, ThresholdParams, ThresholdUnit, engine_cycles,
+                        pack_constants, pack_thresholds, pack_weights)
 from .stream_blocks import CodeLUT, Pool, SlidingWindow, WidthConverter, pool_cycles, window_cycles, window_need
+
+
+REGISTER_LAG = 8    # cycles of register stages a block adds to a pixel's way (window, FIFO reads, output registers)
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,18 @@ class BlockParams:
     def need(self, k: int = 0):
         """``need[p]``: words of input ``k`` received before output pixel ``p`` can leave."""
         raise NotImplementedError
+
+    def pixel_cycles(self) -> int:
+        """Cycles per output pixel at full rate (``cycles() / out_pixels``, rounded up)."""
+        return -(-self.cycles() // self.out_pixels)
+
+    def lag(self) -> int:
+        """Cycles from the arrival of the last input word output pixel ``p`` needs (:meth:`need`)
+        to ``p``'s last output word, running at full rate: a block takes a pixel's input while it
+        still works on the previous pixel (up to one :meth:`pixel_cycles`), then works on it (one
+        more), plus :data:`REGISTER_LAG` cycles of registers. hw/dag.py sizes the bypass FIFOs
+        with it: while a word crosses the long branch, the fork keeps delivering to the short one."""
+        return 2 * self.pixel_cycles() + REGISTER_LAG
 
     @property
     def result_width(self) -> int:
@@ -188,6 +205,14 @@ class Windowed:
 class _EngineBlock(BlockParams):
     """What conv and dense blocks share: an MVTU (``engine``) and an optional threshold unit."""
     thresholds = None
+
+    def lag(self) -> int:
+        """:meth:`BlockParams.lag` with the engine's pipeline (``ENGINE_LATENCY``) on top: the
+        window (or width converter) streams pixel ``p``'s vector into the engine's free bank
+        while the engine computes pixel ``p - 1``, then the engine computes it, and its last
+        row fold leaves ``ENGINE_LATENCY`` cycles after its last issue (then a pool, table or
+        threshold register)."""
+        return 2 * self.pixel_cycles() + ENGINE_LATENCY + REGISTER_LAG
 
     @property
     def in_bits(self) -> int:

@@ -70,6 +70,25 @@ def test_preact_unquantized_relu_shortcut_stream(tmp_path):
     _run(net, tmp_path / "out", m)
 
 
+def test_residual_convs_at_the_planned_rate_keep_it(tmp_path):
+    """The identity block's two 3x3 convs folded to exactly the planned period (18,432
+    cycles/frame on 8x16 pixels): the shortcut's FIFO must hold what the fork delivers while
+    the long branch works through whole rows at that rate. Output row oy of the second conv
+    needs row oy+1 of the first, which needs the stem's row oy+2 complete and then takes a
+    row's time, so the shortcut holds four stem rows (the lead alone is three; hw/dag.py).
+    With the lead plus one pixel period per block (449 words; the formula before) this ran
+    at 26,094 cycles/frame."""
+    net = load_network(write_net(tmp_path, resnet_spec(shape=(3, 8, 16), width=16)))
+    folds = tmp_path / "folds.yaml"
+    folds.write_text("{b1c1: {pe: 4, simd: 16}, b1c2: {pe: 4, simd: 16}}\n")
+    m = compile_network(net, tmp_path / "out", target_fps=5000, fold_file=folds, progress=lambda s: None)
+    rows = {r["name"]: r for r in m["layers"]}
+    assert rows["b1c1"]["cycles_per_frame"] == rows["b1c2"]["cycles_per_frame"] == m["cycles_per_frame"] == 18432
+    wpp = 16 // rows["stem"]["pe"]
+    assert rows["b1add"]["inputs"][1] == "stem" and rows["b1add"]["fifo_depths"][1] >= 4 * 16 * wpp
+    _run(net, tmp_path / "out", m, frames=5)
+
+
 GRAPH2 = {"name": "g2", "input": {"shape": [4, 8, 8], "bits": 4, "scale": 1 / 15}, "layers": [
     conv("c0", 4), bn("n0"), qact("a0"),
     conv("x", 4, k=1, pad=0, inputs="a0"), bn("xn"), qact("xa"),
@@ -120,8 +139,8 @@ def test_bypass_fifo_depth_holds_the_rate_and_a_smaller_one_stalls(tmp_path, mon
     """The derived depth runs at the planned period; one word less than the lead (no slack;
     the fork's output register holds the last word) still runs, bit-exact, but slower (the
     fork stops the long branch while the shortcut's FIFO is full); half the lead deadlocks
-    (no result frame within the cycle budget). Measured: the shortcut's 109 words (lead 72 +
-    slack 36 + 1) give 1,728 cycles/frame, the plan; 71 words give 3,304; 36 deadlock."""
+    (no result frame within the cycle budget). Measured: the shortcut's 122 words (lead 72 +
+    slack 49 + 1) give 1,728 cycles/frame, the plan; 71 words give 3,304; 36 deadlock."""
     from bitplane.hw import dag
     net = load_network(write_net(tmp_path, RESID, seed=1))
     m = compile_network(net, tmp_path / "ok", target_fps=40000, progress=lambda s: None)

@@ -41,14 +41,19 @@ def test_fork_join_is_exact_under_gaps_and_backpressure():
 
 def test_bypass_depth_is_the_window_lead_plus_slack():
     """The pool's output pixel at row oy needs input rows up to oy+1 while the add has taken
-    the shortcut's pixels before the row's first: the shortcut is 2W*C words behind; the slack
-    adds the fork words that arrive while the pool and the add each work on one pixel, plus 8
-    register stages each. The pool's own edge needs only a pixel of the shortcut's."""
+    the shortcut's pixels before the row's first: the shortcut is 2W*C words behind (the
+    lead). The slack follows the schedule at the DAG's rate: the pool (540 cycles/frame, the
+    slowest) takes a word each 540/60 = 9 cycles, so row oy+1 is complete at cycle
+    90*(oy+2); the pool emits the row's first pixel 2*18 + 8 = 44 cycles later (its lag:
+    two pixel periods of 18 cycles plus registers), the add 2*2 + 8 = 12 after that: by
+    then the fork has delivered ceil((90*(oy+2) + 56) / 9) = 10*(oy+2) + 7 words, of which
+    the add has taken 10*oy: 27 words, plus 8 for the registers between and the fork's one."""
     blocks, inputs = _residual()
     lead = bypass_depths(blocks, inputs, H * W, C, slack=False)
     assert lead == {(INPUT, 1, 1): 2 * W * C + 1, (INPUT, 0, 0): C + 1}
     full = bypass_depths(blocks, inputs, H * W, C)
-    assert full[(INPUT, 1, 1)] == 2 * W * C + (C + 8) * 2 + 1
+    assert [b.lag() for b in blocks] == [44, 12]
+    assert full[(INPUT, 1, 1)] == 2 * W * C + 7 + 8 + 1
     d = edge_fifo_depths(blocks, inputs, H * W, C)
     assert d[(INPUT, 1, 1)] == full[(INPUT, 1, 1)] and d[(0, 1, 0)] == 4
 
