@@ -138,8 +138,8 @@ def run(out_dir: Path = ROOT / "build" / "demo", rtl_frames: int = 500, name: st
           f"{f' ({workers} Dask workers)' if workers else ''}")
     t_rtl = time.perf_counter()
     if workers:
-        from bitplane.sim.cluster import dask_client
-        from bitplane.sim.shard import simulate_sharded
+        from bitplane.sim.cluster import dask_client  # lazy: dask starts only for the sharded graph demo
+        from bitplane.sim.shard import simulate_sharded  # lazy: dask starts only for the sharded graph demo
         with dask_client(None, workers, progress=print) as client:
             y_rtl, st = simulate_sharded(hw_dir, x[:n], client, progress=print)
     else:
