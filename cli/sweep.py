@@ -311,9 +311,9 @@ def task_design(blob: dict, goal: str, value, clock_mhz: float, sim_x) -> dict:
 
     The weights are not embedded as the memories' power-on contents (``bitplane compile
     --no-embed-weights``): the simulation loads them through the stream as the host driver does, and
-    the synthesized memories are the same writable RAMs either way, while the Verilog is a fraction
-    of the size (the demo LeNet at 797 frames/s: 2.2 MB with its fc0 weights as 62,720 init lines),
-    which Verilator and yosys would otherwise spend minutes on."""
+    the synthesized memories are the same writable RAMs either way. The Verilog is not smaller for it
+    (Amaranth writes every memory's power-on contents, zeros here: 2.3-3.8 MB for the demo LeNet's
+    designs), but it no longer carries the trained weights."""
     from bitplane.gen.compile import compile_network  # lazy: Amaranth, off the start-up path of every command
     with tempfile.TemporaryDirectory(prefix="bp-sweep-design-") as tmp:
         net = _materialize(blob, Path(tmp))
