@@ -587,19 +587,20 @@ def write_outputs(sw, out: Path, rows, wall_s: float | None = None, computed: in
          + (f" Wall time {wall_s:,.0f} s ({wall_s / 60:.1f} min) for {computed} computed task(s), the rest from "
             f"the cache." if wall_s is not None else "") + (f" {note}" if note else ""), "",
          f"{sum(front)} Pareto-optimal point(s) (fewer LUTs, more frames/s, higher accuracy, among the points of "
-         f"the same synthesis target) marked *; {sum(1 for r in rows if r.get('error'))} failed. fps: frames/s at "
+         f"the same synthesis target) marked *; {sum(1 for r in rows if r.get('error') == 'not computed')} not "
+         f"computed, {sum(1 for r in rows if r.get('error') not in (None, 'not computed'))} failed. fps: frames/s at "
          f"{sw['clock_mhz']:g} MHz, or at Fmax where place and route measured a lower one (cycles/frame "
          f"simulated when measured). LUT: LUT6 for the Xilinx estimates (yosys synth_xilinx, no timing), LUT4 "
          f"(TRELLIS_COMB) for ECP5 (nextpnr).", "", "![pareto](pareto.png)", "",
-         "| | network | W | A | goal | synth | planned cyc/frame | sim cyc/frame | RTL = golden | LUT | FF | "
-         "BRAM36 | Fmax MHz | fps | accuracy | error |", "|---" * 16 + "|"]
+         "| | network | W | A | goal | synth | planned cyc/frame | sim cyc/frame | RTL = golden | planned LUT | LUT | "
+         "FF | BRAM36 | Fmax MHz | fps | accuracy | error |", "|---" * 17 + "|"]
     for r in rows:
         goal = "smallest" if r["goal"] == "smallest" else f"{r['goal'].replace('_', ' ')} {r['goal_value']:g}"
         L.append(f"| {'*' if r['pareto'] else ''} | {r['network']} | {fmt(r['W'])} | {fmt(r['A'])} | {goal} | "
                  f"{fmt(r['synth_target'])} | {fmt(r.get('planned_cycles_per_frame'), ',')} | "
                  f"{fmt(r.get('sim_cycles_per_frame'), ',.0f')} | {fmt(r.get('rtl_exact'))} | "
-                 f"{fmt(r.get('LUT'), ',')} | {fmt(r.get('FF'), ',')} | {fmt(r.get('BRAM36'))} | "
-                 f"{fmt(r.get('fmax_mhz'), '.1f')} | {fmt(r.get('fps'), ',.0f')} | "
+                 f"{fmt(r.get('planned_luts'), ',')} | {fmt(r.get('LUT'), ',')} | {fmt(r.get('FF'), ',')} | "
+                 f"{fmt(r.get('BRAM36'))} | {fmt(r.get('fmax_mhz'), '.1f')} | {fmt(r.get('fps'), ',.0f')} | "
                  f"{fmt(r.get('accuracy'), '.3f')} | {r.get('error') or ''} |")
     atomic_write(out / "report.md", lambda fh: fh.write(("\n".join(L) + "\n").encode()))
 
@@ -616,13 +617,14 @@ def _plot(sw, rows, path: Path):
     lo, hi = (lo - 0.005, hi + 0.005) if hi - lo < 0.01 else (lo, hi)
     sc = None
     for ax, t in zip(axes[0], targets):
-        for r in (r for r in ok if r["synth_target"] == t):
+        for k, r in enumerate(r for r in ok if r["synth_target"] == t):
             lut = r.get("LUT") if r.get("LUT") is not None else r.get("planned_luts")
             sc = ax.scatter(lut, r["fps"], c=[r.get("accuracy") if r.get("accuracy") is not None else 0.0],
                             cmap="viridis", vmin=lo, vmax=hi, s=80 if r["pareto"] else 35,
                             edgecolors="red" if r["pareto"] else "none", linewidths=1.5)
             ax.annotate(f"W{r['W']}A{r['A']}" if r["W"] else r["network"], (lut, r["fps"]), fontsize=7,
-                        xytext=(5, 3), textcoords="offset points", color="black" if r["pareto"] else "grey")
+                        xytext=(5, (3, -10, 14)[k % 3]), textcoords="offset points",
+                        color="black" if r["pareto"] else "grey")
         family = TARGETS[t].family if t else None
         ax.set_xlabel("LUT4 (nextpnr)" if family in ("ecp5", "ice40") else
                       "LUT6 (synth_xilinx estimate)" if family == "xilinx" else "LUTs (planner estimate)")
