@@ -52,6 +52,7 @@ def dask_client(scheduler: str | None = None, workers: int | None = None, progre
     d = _distributed()
     address = scheduler_address(scheduler)
     if address:
+        _probe(d, address)
         try:
             client = d.Client(address, timeout=f"{CONNECT_TIMEOUT_S}s", set_as_default=False)
         except (OSError, TimeoutError, ValueError, TypeError) as e:
@@ -73,6 +74,33 @@ def dask_client(scheduler: str | None = None, workers: int | None = None, progre
                         silence_logs=logging.ERROR) as cluster, \
             d.Client(cluster, set_as_default=False) as client:
         yield client
+
+
+def _probe(d, address: str) -> None:
+    """Connect to ``address`` and do Dask's handshake, within :data:`CONNECT_TIMEOUT_S` seconds, before a
+    :class:`distributed.Client` is made: a client whose start fails leaves a half-made object that
+    prints a stack when collected, and a server that is not a Dask scheduler but speaks first (ssh, a
+    proxy) sends bytes Dask reads as a frame length of exabytes (a MemoryError, not a network error).
+    The probe runs its own event loop in a thread of its own (the caller may be inside one, e.g. Jupyter)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    async def handshake():
+        comm = await d.comm.connect(address, timeout=f"{CONNECT_TIMEOUT_S}s")
+        await comm.close()
+    try:
+        with ThreadPoolExecutor(1) as ex:
+            ex.submit(asyncio.run, asyncio.wait_for(handshake(), CONNECT_TIMEOUT_S + 1)).result()
+    except (OSError, TimeoutError, asyncio.TimeoutError) as e:
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ClusterError(f"cannot reach the Dask scheduler at '{address}' within {CONNECT_TIMEOUT_S} s "
+                           f"({why})") from None
+    except (ValueError, TypeError) as e:          # a malformed address
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ClusterError(f"cannot reach the Dask scheduler at '{address}' ({why})") from None
+    except Exception as e:                        # it answered, but not as a Dask scheduler (MemoryError, ...)
+        kind = next(c.__name__ for c in type(e).__mro__ if c.__module__ == "builtins")   # not numpy's subclass
+        raise ClusterError(f"'{address}' answered, but not as a Dask scheduler (handshake failed: {kind})") from None
 
 
 def total_threads(client) -> int:
