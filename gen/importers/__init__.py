@@ -82,13 +82,14 @@ from .qonnx import import_qonnx  # noqa: F401 (API)
 
 def import_model(fmt: str, src, *, arch=None, layers=None, bits=None, layout=None, input_scale=None,
                  imagenet_norm=None, float_last_act=False, activation=None, first_bits=None, last_bits=None,
-                 last_act_bits=None, calib=None, input_size=None) -> Imported:
+                 last_act_bits=None, calib=None, input_size=None, coef_bits=None) -> Imported:
     if fmt == "auto":
         fmt = detect_format(src)
     if fmt == "qonnx":
         for opt, v in (("--arch", arch), ("--spec", layers), ("--bits", bits), ("--layout", layout),
                        ("--activation", activation), ("--first-bits", first_bits), ("--last-bits", last_bits),
-                       ("--last-act-bits", last_act_bits), ("--calib", calib), ("--input-size", input_size)):
+                       ("--last-act-bits", last_act_bits), ("--calib", calib), ("--input-size", input_size),
+                       ("--coef-bits", coef_bits)):
             if v is not None:
                 raise InputError(f"{opt} does not apply to QONNX (the graph defines the network)")
         if imagenet_norm is not None or float_last_act:
@@ -99,7 +100,8 @@ def import_model(fmt: str, src, *, arch=None, layers=None, bits=None, layout=Non
     return import_checkpoint(fmt, src, arch=arch, layers=layers, bits=bits, layout=layout,
                              input_scale=input_scale, imagenet_norm=imagenet_norm, float_last_act=float_last_act,
                              activation=activation, first_bits=first_bits, last_bits=last_bits,
-                             last_act_bits=last_act_bits, calib=calib, input_size=input_size)
+                             last_act_bits=last_act_bits, calib=calib, input_size=input_size,
+                             coef_bits=coef_bits)
 
 
 def add_parser(sub) -> None:
@@ -144,6 +146,12 @@ def add_parser(sub) -> None:
     p.add_argument("--calib", metavar="CODES.npy",
                    help="calibration images for auto precision: uint8 [N, C, H, W] codes of your data (an "
                         "explicit 'auto' without --calib uses synthetic images: pessimistic)")
+    p.add_argument("--coef-bits", metavar="auto|K",
+                   help="LQ-Nets (--arch lq-*): fixed-point bits of the learned bases of every lq quantizer "
+                        "(weights and activations), 2..24; auto (the default) = the cheapest of 12,14,16,18,20,24 "
+                        "whose integer path (the hardware's) keeps 99.9%% argmax agreement with the checkpoint's "
+                        "float function and changes no activation code on the calibration images (--calib, else "
+                        "synthetic ones; the first/last precision is then chosen the same way)")
     p.add_argument("--input-size", type=int, metavar="H",
                    help="with --arch: input height = width (default: the script's, 40 svhn, 224 alexnet/resnet18, "
                         "227 lq-alexnet), for a checkpoint made at a reduced input size (lq-vgg: fc5's kernel "
@@ -159,7 +167,7 @@ def cmd_import(args) -> int:
                        layout=args.layout, input_scale=args.input_scale, imagenet_norm=args.imagenet_norm,
                        float_last_act=args.float_last_act, activation=args.activation,
                        first_bits=args.first_bits, last_bits=args.last_bits, last_act_bits=args.last_act_bits,
-                       calib=args.calib, input_size=args.input_size)
+                       calib=args.calib, input_size=args.input_size, coef_bits=args.coef_bits)
     info = write_imported(imp, Path(args.output), args.name)
     for note in imp.notes:
         print(f"note: {note}", file=sys.stderr)
