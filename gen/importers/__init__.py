@@ -49,10 +49,15 @@ docs/import-tensorpack.md)
     ``beta + 6|gamma|`` after a ReLU) and the first/last layers keep their float weights
     (float path = the checkpoint's; hardware: implicit int8). With ``--calib CODES.npy``
     the cheapest of 4, 6, 8, 10, 12, 16 bits (``int`` weights for the first/last layers, the
-    same bits for that activation) whose argmax decisions agree with the checkpoint's float
-    function on >= 99.9 % of the images is written into the spec; ``--first-bits``,
-    ``--last-bits``, ``--last-act-bits`` (``auto|K|float``) set them by hand. The notes
-    say what was chosen and the agreement measured. ``--float-last-act`` keeps the
+    same bits, at most 8, for that activation) whose integer path (the hardware's) makes the
+    checkpoint's float function's argmax decisions on >= 99.9 % of the images is written into
+    the spec; ``--first-bits``, ``--last-bits``, ``--last-act-bits`` (``auto|K|float``) set
+    them by hand. LQ-Nets (``lq-*``) is always measured (on synthetic images without
+    ``--calib``) and ``--coef-bits auto`` (default) also chooses the fixed point of the
+    learned bases: the cheapest of 12, 14, 16, 18, 20, 24 bits whose integer path keeps the
+    float path's decisions and activation codes (a rung the lowering refuses for its
+    accumulator width ends the search); ``--coef-bits K`` sets it. The notes say what was
+    chosen and the agreement measured at each rung. ``--float-last-act`` keeps the
     script's function exactly (an ``act`` layer: float path only, not runnable in hardware).
 
 PyTorch ``state_dict`` (``--arch`` or ``--spec LAYERS.yaml``)

@@ -252,15 +252,22 @@ def test_lq_nets_alexnet_checkpoint(tmp_path, capsys):
     _cli(["import", "tensorpack", str(npz), "-o", str(out), "--arch", "lq-alexnet", "--float-last-act"], capsys)
     got = Golden(load_network(out)).run_float(x)
     assert np.allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max()), np.abs(got - want).max()
-    # hardware-runnable by default: the unquantized fc7 ReLU becomes an 8-bit uint quantizer covering
-    # fc7/bn's beta + 6|gamma| (here 0 + 6: use_scale/use_bias False); conv1/fc8 weights stay float
+    # hardware-runnable by default: the unquantized fc7 ReLU becomes a uint quantizer covering
+    # fc7/bn's beta + 6|gamma| (here 0 + 6: use_scale/use_bias False), at most 8 bits; its bits, the
+    # conv1/fc8 weights' and the learned bases' fixed point (coef_bits) measured on the integer
+    # path (synthetic images)
     err = _cli(["import", "tensorpack", str(npz), "-o", str(out), "--arch", "lq-alexnet"], capsys)
-    assert "fc7_act uint 8-bit scale 0.0235294" in err and "conv1 weights float" in err
+    print("\n".join(line for line in err.splitlines() if "coef_bits" in line or "precision" in line))
     net = load_network(out)
-    assert net.layer("fc7_act")["quant"] == {"type": "uint", "bits": 8, "scale": 6 / 255}
-    assert net.layer("conv2")["weight_quant"] == {"type": "lq", "bits": 2}
-    fl = Golden(net).run_float(x)
+    q = net.layer("fc7_act")["quant"]
+    assert q["type"] == "uint" and q["bits"] <= 8 and np.isclose(q["scale"], 6 / ((1 << q["bits"]) - 1))
+    cb = net.layer("conv2")["weight_quant"]["coef_bits"]
+    assert net.layer("conv2")["weight_quant"] == {"type": "lq", "bits": 2, "coef_bits": cb}
+    assert f"coef_bits {cb} " in err and "argmax agreement of the integer path" in err
+    g = Golden(net)
+    fl = g.run_float(x)
     assert np.array_equal(fl.argmax(1), want.argmax(1)) and np.abs(fl - want).max() < 0.05
+    assert np.array_equal(g.dequantize(g.run_int(x)).argmax(1), fl.argmax(1))
 
 
 # ------------------------------------------------------------------ bad checkpoints
