@@ -1039,7 +1039,8 @@ def _choose_precision(spec, arrays, arch, first, last, last_act, calib, calib_wh
         how = (f"chosen ({', '.join(auto)} auto: the top of {list(PRECISION_LADDER)}, not searched: with coef_bits "
                f"{q} even the top is below the {AGREEMENT_TARGET:.1%} target)")
     else:
-        how = (f"chosen ({', '.join(auto)} auto: cheapest of {list(PRECISION_LADDER)}{cap} reaching {AGREEMENT_TARGET:.1%} "
+        how = (f"chosen ({', '.join(auto)} auto: cheapest of {list(PRECISION_LADDER)}{cap} reaching "
+               f"{AGREEMENT_TARGET:.1%} "
                f"on the integer path; tried {', '.join(tried)})")
     note = _precision_note(cs, arch, cand["first"], cand["last"], how, range_src)
     if agree is None:
@@ -1208,7 +1209,8 @@ def import_checkpoint(fmt: str, path, *, arch: str | None = None, layers: str | 
             a = ARCH_ENDS[arch][1]
             notes.append(f"'{a}' keeps the script's unquantized activation (an 'act' layer): the float path is "
                          f"the checkpoint's, but hardware cannot run it")
-        elif calib_codes is None and "auto" not in (first, last, last_act) and not (lq and None in (first, last, last_act, coef)):
+        elif calib_codes is None and "auto" not in (first, last, last_act, coef) \
+                and not (lq and None in (first, last, last_act, coef)):
             # no data to measure on: the first/last weights stay as the checkpoint has them (float
             # path = the script's; hardware: implicit int8), the last activation gets 8 bits
             given = (first, last, last_act)

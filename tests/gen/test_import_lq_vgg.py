@@ -283,8 +283,8 @@ def test_lq_coef_bits_bad_values_are_refused(lqvgg, tmp_path, capsys):
     d, T, x = lqvgg
     out = tmp_path / "o" / "x.yaml"
     base = ["import", "tensorpack", str(d / "lq-vgg.npz"), "-o", str(out), "--input-size", str(SIZE)]
-    cli_rejects(base + ["--arch", "lq-vgg", "--coef-bits", "30"], capsys, "--coef-bits must be auto or an integer 2..24",
-                "'30'")
+    cli_rejects(base + ["--arch", "lq-vgg", "--coef-bits", "30"], capsys,
+                "--coef-bits must be auto or an integer 2..24", "'30'")
     cli_rejects(base + ["--arch", "lq-vgg", "--coef-bits", "x"], capsys, "--coef-bits", "'x'")
     cli_rejects(base + ["--arch", "svhn", "--coef-bits", "16"], capsys, "--coef-bits applies to the LQ-Nets",
                 "not svhn")
