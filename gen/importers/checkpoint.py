@@ -934,14 +934,16 @@ def _choose_precision(spec, arrays, arch, first, last, last_act, calib, calib_wh
 
     ``coef_bits='auto'`` (LQ-Nets): first the cheapest rung of :data:`COEF_LADDER` for every
     ``lq`` quantizer's fixed-point bases, measured with the ``auto`` precisions at the top of
-    :data:`PRECISION_LADDER`, whose argmax decisions agree on >= :data:`AGREEMENT_TARGET` of
-    the images and whose activation codes are all the float path's; a rung the lowering refuses
-    (accumulator width) ends the search, as every wider one needs wider accumulators too.
-    Without such a rung, the cheapest reaching the target (codes differing), else the best one,
-    reported. Then the cheapest rung of :data:`PRECISION_LADDER` for the ``auto`` precisions
-    reaching the target with those coefficients; skipped (top rung kept, reported) when even
-    the top rung is below it. ``act_scale``: the range of a ``uint`` last activation (None:
-    the calibration maximum)."""
+    :data:`PRECISION_LADDER`, whose integer path makes the float path's (of the same spec)
+    argmax decisions on >= :data:`AGREEMENT_TARGET` of the images and all its activation codes;
+    a rung the lowering refuses (accumulator width) ends the search, as every wider one needs
+    wider accumulators too. Without such a rung: of those reaching the target the one with
+    the fewest differing codes, else the best agreement, reported. Then the cheapest rung of
+    :data:`PRECISION_LADDER` for the ``auto`` precisions (an auto last activation at most
+    :data:`MAX_AUTO_LAST_ACT_BITS`) whose integer path reaches the target against the
+    checkpoint's function with those coefficients; skipped (top rung kept, reported) when even
+    the top rung, measured in the first step, is below it. ``act_scale``: the range of a
+    ``uint`` last activation (None: the calibration maximum)."""
     f, a, l = ARCH_ENDS[arch]
     cands = _Candidates(_with_precision(spec, arch, "float", "float", None, None), arrays)
     ref_net = cands.net
@@ -1040,8 +1042,7 @@ def _choose_precision(spec, arrays, arch, first, last, last_act, calib, calib_wh
                f"{q} even the top is below the {AGREEMENT_TARGET:.1%} target)")
     else:
         how = (f"chosen ({', '.join(auto)} auto: cheapest of {list(PRECISION_LADDER)}{cap} reaching "
-               f"{AGREEMENT_TARGET:.1%} "
-               f"on the integer path; tried {', '.join(tried)})")
+               f"{AGREEMENT_TARGET:.1%} on the integer path; tried {', '.join(tried)})")
     note = _precision_note(cs, arch, cand["first"], cand["last"], how, range_src)
     if agree is None:
         note += f"; the integer path cannot run it ({tried[-1]}): agreement not measured"
