@@ -142,15 +142,16 @@ def add_parser(sub) -> None:
                         "tensorpack f5cf2e14; cabs = min(1, |x|) for older svhn-digit-dorefa.py checkpoints)")
     p.add_argument("--first-bits", metavar="auto|K|float",
                    help="with --arch: the first layer's weights: int K bits, float (float path = the checkpoint; "
-                        "hardware: int8) or auto = the cheapest of 4,6,8,10,12,16 keeping 99.9%% argmax agreement "
-                        "with the checkpoint on the calibration images (default: auto with --calib, else float)")
+                        "hardware: int8) or auto = the cheapest of 4,6,8,10,12,16 whose integer path (the "
+                        "hardware's) keeps 99.9%% argmax agreement with the checkpoint on the calibration images "
+                        "(default: auto with --calib and for lq-*, else float)")
     p.add_argument("--last-bits", metavar="auto|K|float", help="the same for the last layer's weights")
     p.add_argument("--last-act-bits", metavar="auto|K",
                    help="bits of the hardware quantizer that replaces the script's unquantized activation "
-                        "before the last layer (default: auto with --calib, else 8)")
+                        "before the last layer (default: auto, at most 8, with --calib and for lq-*, else 8)")
     p.add_argument("--calib", metavar="CODES.npy",
                    help="calibration images for auto precision: uint8 [N, C, H, W] codes of your data (an "
-                        "explicit 'auto' without --calib uses synthetic images: pessimistic)")
+                        "explicit 'auto', or an lq-* import, without --calib uses synthetic images: pessimistic)")
     p.add_argument("--coef-bits", metavar="auto|K",
                    help="LQ-Nets (--arch lq-*): fixed-point bits of the learned bases of every lq quantizer "
                         "(weights and activations), 2..24; auto (the default) = the cheapest of 12,14,16,18,20,24 "
