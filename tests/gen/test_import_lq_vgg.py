@@ -254,6 +254,26 @@ def test_lq_vgg_default_import_runs_in_the_integer_path(lqvgg, capsys):
           f"int = float {rep12['argmax_agreement']:.3f}, {rep12['code_mismatches']} codes differ")
 
 
+def test_lq_vgg_coef_bits_ladder_reaches_the_target(tmp_path, capsys):
+    """32x32 at width 1/32 (the RTL test's net): on the 256 synthetic images the ladder finds a
+    rung whose integer path keeps every code of the float path (measured: 12 bits 2,125 codes
+    and 6 decisions differ, 14: 582 and 2, 16: 2 codes, 18: none), then the cheapest first/last
+    precision reaching 99.9 % of the checkpoint's decisions: nothing BELOW the target."""
+    import re
+    make_checkpoint(tmp_path / "lq-vgg.npz", 32, 32, n_calib=16)
+    out = tmp_path / "n.yaml"
+    assert main(["import", "tensorpack", str(tmp_path / "lq-vgg.npz"), "-o", str(out), "--arch", "lq-vgg",
+                 "--input-size", "32"]) == 0
+    err = capsys.readouterr().err
+    assert "BELOW" not in err
+    note = next(line for line in err.splitlines() if "LQ-Nets bases in fixed point" in line)
+    q = int(re.search(r"coef_bits (\d+) chosen", note).group(1))
+    rungs = {int(k): int(c) for k, c in re.findall(r"(\d+): [\d.]+% \(\d+/256\), (\d+) codes differ", note)}
+    assert rungs[q] == 0 and rungs[12] > 0 and all(rungs[k] > 0 for k in rungs if k < q), rungs
+    assert set(_lq_coef_bits(load_network(out)).values()) == {q}
+    print(f"lq-vgg 32x32 1/32: chose coef_bits {q}; codes differing per rung {rungs}")
+
+
 def test_lq_vgg_calib_reports_the_integer_paths_agreement(lqvgg, capsys, tmp_path):
     """--calib: the agreement the note reports is the integer path's (what the hardware computes)
     with the checkpoint's float function, recomputed here independently; with 12-bit coefficients
