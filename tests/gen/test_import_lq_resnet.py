@@ -190,7 +190,8 @@ def test_lq_preact_resnet18_default_import(lq, capsys):
     d, T, x = lq
     out = d / "def.yaml"
     assert main(["import", "tensorpack", str(d / "lq-preact-resnet18.npz"), "-o", str(out), "--arch", "lq-resnet18",
-                 "--input-size", str(SIZE)]) == 0
+                 "--input-size", str(SIZE), "--first-bits", "float", "--last-bits", "float", "--last-act-bits", "8",
+                 "--coef-bits", "12"]) == 0                   # all given: nothing to measure
     assert len(load_network(out).layer("conv0")["pad_value"]) == 3
     assert main(["import", "tensorpack", str(d / "lq-preact-resnet18.npz"), "-o", str(out), "--arch", "lq-resnet18",
                  "--input-size", str(SIZE), "--no-imagenet-norm"]) == 0
