@@ -37,6 +37,7 @@ ACT_NONLINS = {
 }
 NONLINS = ("clip01", "cabs", "relu", "none")
 DEFAULT_COEF_BITS = 12
+TABLE_PLANES = 8        # weights of at most this many planes get their integer values by table lookup
 DEFAULT_BITS = {"sign": 1, "ttq": 2}
 TERNARY = "t"           # a --bits weight width: ternary weights (TTQ's {-Wn, 0, +Wp}), no integer width
 FLOAT_BITS = 32         # a --bits width: unquantized (float)
@@ -144,11 +145,16 @@ class IntBasis:
 
     def int_values(self, codes):
         """Integer values of codes. Weights: ``codes [C, ...]``; activations: any shape."""
-        b = code_bits(codes, self.planes)
         c = np.asarray(self.coefs)
         if c.ndim == 1:
-            return (b * c).sum(-1) + int(self.offset)
-        codes = np.asarray(codes)
+            return (code_bits(codes, self.planes) * c).sum(-1) + int(self.offset)
+        codes = np.asarray(codes, dtype=np.int64)
+        if self.planes <= TABLE_PLANES and codes.size > (c.shape[1] << self.planes):
+            # many weights, few codes: each channel's 2^P values once, then a lookup (same integers)
+            table = self.int_values(np.tile(np.arange(1 << self.planes), (c.shape[1], 1)))
+            flat = codes.reshape(c.shape[1], -1)
+            return np.take_along_axis(table, flat, axis=1).reshape(codes.shape)
+        b = code_bits(codes, self.planes)
         shp = (c.shape[1],) + (1,) * (codes.ndim - 1) + (self.planes,)
         return (b * c.T.reshape(shp)).sum(-1) + np.asarray(self.offset).reshape(shp[:-1])
 

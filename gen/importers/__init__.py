@@ -49,10 +49,15 @@ docs/import-tensorpack.md)
     ``beta + 6|gamma|`` after a ReLU) and the first/last layers keep their float weights
     (float path = the checkpoint's; hardware: implicit int8). With ``--calib CODES.npy``
     the cheapest of 4, 6, 8, 10, 12, 16 bits (``int`` weights for the first/last layers, the
-    same bits for that activation) whose argmax decisions agree with the checkpoint's float
-    function on >= 99.9 % of the images is written into the spec; ``--first-bits``,
-    ``--last-bits``, ``--last-act-bits`` (``auto|K|float``) set them by hand. The notes
-    say what was chosen and the agreement measured. ``--float-last-act`` keeps the
+    same bits, at most 8, for that activation) whose integer path (the hardware's) makes the
+    checkpoint's float function's argmax decisions on >= 99.9 % of the images is written into
+    the spec; ``--first-bits``, ``--last-bits``, ``--last-act-bits`` (``auto|K|float``) set
+    them by hand. LQ-Nets (``lq-*``) is always measured (on synthetic images without
+    ``--calib``) and ``--coef-bits auto`` (default) also chooses the fixed point of the
+    learned bases: the cheapest of 12, 14, 16, 18, 20, 24 bits whose integer path keeps the
+    float path's decisions and activation codes (a rung the lowering refuses for its
+    accumulator width ends the search); ``--coef-bits K`` sets it. The notes say what was
+    chosen and the agreement measured at each rung. ``--float-last-act`` keeps the
     script's function exactly (an ``act`` layer: float path only, not runnable in hardware).
 
 PyTorch ``state_dict`` (``--arch`` or ``--spec LAYERS.yaml``)
@@ -82,13 +87,14 @@ from .qonnx import import_qonnx  # noqa: F401 (API)
 
 def import_model(fmt: str, src, *, arch=None, layers=None, bits=None, layout=None, input_scale=None,
                  imagenet_norm=None, float_last_act=False, activation=None, first_bits=None, last_bits=None,
-                 last_act_bits=None, calib=None, input_size=None) -> Imported:
+                 last_act_bits=None, calib=None, input_size=None, coef_bits=None) -> Imported:
     if fmt == "auto":
         fmt = detect_format(src)
     if fmt == "qonnx":
         for opt, v in (("--arch", arch), ("--spec", layers), ("--bits", bits), ("--layout", layout),
                        ("--activation", activation), ("--first-bits", first_bits), ("--last-bits", last_bits),
-                       ("--last-act-bits", last_act_bits), ("--calib", calib), ("--input-size", input_size)):
+                       ("--last-act-bits", last_act_bits), ("--calib", calib), ("--input-size", input_size),
+                       ("--coef-bits", coef_bits)):
             if v is not None:
                 raise InputError(f"{opt} does not apply to QONNX (the graph defines the network)")
         if imagenet_norm is not None or float_last_act:
@@ -99,7 +105,8 @@ def import_model(fmt: str, src, *, arch=None, layers=None, bits=None, layout=Non
     return import_checkpoint(fmt, src, arch=arch, layers=layers, bits=bits, layout=layout,
                              input_scale=input_scale, imagenet_norm=imagenet_norm, float_last_act=float_last_act,
                              activation=activation, first_bits=first_bits, last_bits=last_bits,
-                             last_act_bits=last_act_bits, calib=calib, input_size=input_size)
+                             last_act_bits=last_act_bits, calib=calib, input_size=input_size,
+                             coef_bits=coef_bits)
 
 
 def add_parser(sub) -> None:
@@ -135,15 +142,22 @@ def add_parser(sub) -> None:
                         "tensorpack f5cf2e14; cabs = min(1, |x|) for older svhn-digit-dorefa.py checkpoints)")
     p.add_argument("--first-bits", metavar="auto|K|float",
                    help="with --arch: the first layer's weights: int K bits, float (float path = the checkpoint; "
-                        "hardware: int8) or auto = the cheapest of 4,6,8,10,12,16 keeping 99.9%% argmax agreement "
-                        "with the checkpoint on the calibration images (default: auto with --calib, else float)")
+                        "hardware: int8) or auto = the cheapest of 4,6,8,10,12,16 whose integer path (the "
+                        "hardware's) keeps 99.9%% argmax agreement with the checkpoint on the calibration images "
+                        "(default: auto with --calib and for lq-*, else float)")
     p.add_argument("--last-bits", metavar="auto|K|float", help="the same for the last layer's weights")
     p.add_argument("--last-act-bits", metavar="auto|K",
                    help="bits of the hardware quantizer that replaces the script's unquantized activation "
-                        "before the last layer (default: auto with --calib, else 8)")
+                        "before the last layer (default: auto, at most 8, with --calib and for lq-*, else 8)")
     p.add_argument("--calib", metavar="CODES.npy",
                    help="calibration images for auto precision: uint8 [N, C, H, W] codes of your data (an "
-                        "explicit 'auto' without --calib uses synthetic images: pessimistic)")
+                        "explicit 'auto', or an lq-* import, without --calib uses synthetic images: pessimistic)")
+    p.add_argument("--coef-bits", metavar="auto|K",
+                   help="LQ-Nets (--arch lq-*): fixed-point bits of the learned bases of every lq quantizer "
+                        "(weights and activations), 2..24; auto (the default) = the cheapest of 12,14,16,18,20,24 "
+                        "whose integer path (the hardware's) keeps 99.9%% argmax agreement with the checkpoint's "
+                        "float function and changes no activation code on the calibration images (--calib, else "
+                        "synthetic ones; the first/last precision is then chosen the same way)")
     p.add_argument("--input-size", type=int, metavar="H",
                    help="with --arch: input height = width (default: the script's, 40 svhn, 224 alexnet/resnet18, "
                         "227 lq-alexnet), for a checkpoint made at a reduced input size (lq-vgg: fc5's kernel "
@@ -159,7 +173,7 @@ def cmd_import(args) -> int:
                        layout=args.layout, input_scale=args.input_scale, imagenet_norm=args.imagenet_norm,
                        float_last_act=args.float_last_act, activation=args.activation,
                        first_bits=args.first_bits, last_bits=args.last_bits, last_act_bits=args.last_act_bits,
-                       calib=args.calib, input_size=args.input_size)
+                       calib=args.calib, input_size=args.input_size, coef_bits=args.coef_bits)
     info = write_imported(imp, Path(args.output), args.name)
     for note in imp.notes:
         print(f"note: {note}", file=sys.stderr)

@@ -13,7 +13,7 @@ from bitplane.core.errors import InputError, NotSupportedError, SpecError
 from bitplane.core.fileio import load_npz
 from bitplane.core.yamlio import load_yaml
 from bitplane.gen.golden import Golden
-from bitplane.gen.quant import TERNARY, parse_bits as quant_parse_bits
+from bitplane.gen.quant import TERNARY, ActQuant, parse_bits as quant_parse_bits
 from bitplane.gen.spec import load_network, window_geometry
 
 
@@ -64,7 +64,14 @@ ARCH_ENDS = {"svhn": ("conv0", "act6", "fc1"), "alexnet": ("conv0", "actfc1", "f
              "lq-alexnet": ("conv1", "fc7_act", "fc8"), "lq-vgg": ("conv1", "fc6_act", "fc7"),
              "lq-resnet18": ("conv0", "group3_bnlast_act", "linear")}
 PRECISION_LADDER = (4, 6, 8, 10, 12, 16)        # candidate bits of the first/last layers, cheapest first
+# candidate fixed-point widths of LQ-Nets' learned bases (the `lq` quantizers' coef_bits, at most
+# 24: gen/spec.py), cheapest first; a wider one also widens the accumulators (gen/lower.py refuses
+# above MAX_ACC_BITS), so the first rung the lowering refuses ends the search
+COEF_LADDER = (12, 14, 16, 18, 20, 24)
 DEFAULT_LAST_ACT_BITS = 8                       # without --calib: the last activation's hardware quantizer
+# an auto last activation takes the rung's bits up to this: more levels than 2^8 would be a threshold
+# unit of 2^k - 1 thresholds per channel (and cost the lowering minutes per candidate)
+MAX_AUTO_LAST_ACT_BITS = 8
 AGREEMENT_TARGET = 0.999
 CALIB_PIXELS = 256 * 40 * 40                    # default synthetic calibration set: 256 SVHN-sized images
 
@@ -95,6 +102,23 @@ def parse_precision(text, opt: str, allow_float: bool = True):
         k = 0
     if not 2 <= k <= 16:
         raise InputError(f"{opt} must be auto, {'float or ' if allow_float else ''}an integer 2..16, got {text!r}")
+    return k
+
+
+def parse_coef_bits(text):
+    """``--coef-bits``: ``None`` (not given) -> None, ``auto`` -> 'auto', ``K`` -> int K (2..24,
+    the spec's range of ``coef_bits``)."""
+    if text is None:
+        return None
+    t = str(text).strip().lower()
+    if t == "auto":
+        return "auto"
+    try:
+        k = int(t)
+    except ValueError:
+        k = 0
+    if not 2 <= k <= 24:
+        raise InputError(f"--coef-bits must be auto or an integer 2..24, got {text!r}")
     return k
 
 
@@ -829,11 +853,54 @@ class _Candidates:
             if d == d0:
                 layers.append(L)
                 continue
-            attrs = dict(d) if d["op"] != L.op else {k: v for k, v in L.attrs.items() if k != "weight_quant"}
-            if "weight_quant" in d:              # the loader's normalized form of {type, bits}
-                attrs["weight_quant"] = dict(d["weight_quant"])
+            attrs = dict(d) if d["op"] != L.op else {k: v for k, v in L.attrs.items()
+                                                      if k not in ("weight_quant", "quant")}
+            for k in ("weight_quant", "quant"):      # the loader's normalized form: {type, bits[, coef_bits, scale]}
+                if k in d:
+                    attrs[k] = dict(d[k])
             layers.append(dataclasses.replace(L, op=d["op"], attrs=attrs))
         return dataclasses.replace(self.net, layers=layers)
+
+
+def _with_coef(spec: dict, coef_bits) -> dict:
+    """The spec with every ``lq`` quantizer's (weights and activations) ``coef_bits`` set
+    (``None``: unchanged)."""
+    if coef_bits is None:
+        return spec
+    out = dict(spec, layers=[])
+    for L in spec["layers"]:
+        L = dict(L)
+        for k in ("weight_quant", "quant"):
+            if isinstance(L.get(k), dict) and L[k]["type"] == "lq":
+                L[k] = dict(L[k], coef_bits=int(coef_bits))
+        out["layers"].append(L)
+    return out
+
+
+def _code_mismatches(g: Golden, float_trace: dict, int_trace: dict) -> int:
+    """Activation codes (level indices of every ``quant_act``) where the integer path differs
+    from the float path, end to end (a code changed upstream may change more downstream)."""
+    n = 0
+    layers = {L.name: L for L in g.net.layers}
+    for st in g.lowered.stages:
+        L = layers.get((getattr(st, "layers", None) or [st.name])[-1])
+        if L is not None and L.op == "quant_act" and st.name in int_trace:
+            want = ActQuant(L["quant"], L["nonlin"], L.params).encode(float_trace[L.name])
+            n += int(np.count_nonzero(want != int_trace[st.name]))
+    return n
+
+
+def _int_decisions(net, calib, float_trace=None):
+    """Argmax decisions of the integer path (what the hardware computes) on ``calib``, and its
+    activation-code mismatches against ``float_trace`` (the same network's float path; None:
+    not counted). Raises NotSupportedError where the lowering refuses the network."""
+    g = Golden(net)
+    g.lowered
+    if float_trace is None:
+        out = g.run_int(calib)
+        return g.dequantize(out).reshape(len(calib), -1).argmax(1), None
+    out, trace = g.run_int(calib, trace=True)
+    return g.dequantize(out).reshape(len(calib), -1).argmax(1), _code_mismatches(g, float_trace, trace)
 
 
 def _with_precision(spec: dict, arch: str, first, last, last_act, act_scale: float | None) -> dict:
@@ -858,44 +925,134 @@ def _with_precision(spec: dict, arch: str, first, last, last_act, act_scale: flo
     return out
 
 
-def _choose_precision(spec, arrays, arch, first, last, last_act, calib, calib_what) -> tuple:
-    """Fill the ``auto`` (None) first/last precisions with the cheapest rung of
-    :data:`PRECISION_LADDER` whose argmax decisions agree with the checkpoint's own float
-    function (the spec with unquantized first/last weights and last activation) on >=
-    :data:`AGREEMENT_TARGET` of the calibration images. Returns (spec, note)."""
+def _choose_precision(spec, arrays, arch, first, last, last_act, calib, calib_what, coef_bits=None,
+                      act_scale=None) -> tuple:
+    """Fill the ``auto`` first/last precisions (and, for LQ-Nets, ``coef_bits``) from measurements
+    on the **integer path** (what the hardware computes) against the checkpoint's own float
+    function (the spec with unquantized first/last weights and last activation), on the
+    calibration images ``calib``. Returns (spec, notes).
+
+    ``coef_bits='auto'`` (LQ-Nets): first the cheapest rung of :data:`COEF_LADDER` for every
+    ``lq`` quantizer's fixed-point bases, measured with the ``auto`` precisions at the top of
+    :data:`PRECISION_LADDER`, whose integer path makes the float path's (of the same spec)
+    argmax decisions on >= :data:`AGREEMENT_TARGET` of the images and all its activation codes;
+    a rung the lowering refuses (accumulator width) ends the search, as every wider one needs
+    wider accumulators too. Without such a rung: of those reaching the target the one with
+    the fewest differing codes, else the best agreement, reported. Then the cheapest rung of
+    :data:`PRECISION_LADDER` for the ``auto`` precisions (an auto last activation at most
+    :data:`MAX_AUTO_LAST_ACT_BITS`) whose integer path reaches the target against the
+    checkpoint's function with those coefficients; skipped (top rung kept, reported) when even
+    the top rung, measured in the first step, is below it. ``act_scale``: the range of a
+    ``uint`` last activation (None: the calibration maximum)."""
     f, a, l = ARCH_ENDS[arch]
     cands = _Candidates(_with_precision(spec, arch, "float", "float", None, None), arrays)
     ref_net = cands.net
+    N = len(calib)
     ref_logits, trace = Golden(ref_net).run_float(calib, trace=True)
-    ref = ref_logits.argmax(1)
-    # a relu (LQ-Nets) last activation is unbounded: its uint scale covers the calibration maximum
-    act_in = trace[[L.name for L in ref_net.layers][[L.name for L in ref_net.layers].index(a) - 1]]
-    act_scale = float(max(np.max(act_in), 1e-12))
+    ref = ref_logits.reshape(N, -1).argmax(1)
+    if act_scale is None:
+        # a relu (LQ-Nets) last activation is unbounded: its uint scale covers the calibration maximum
+        names = [L.name for L in ref_net.layers]
+        act_scale = float(max(np.max(trace[names[names.index(a) - 1]]), 1e-12))
+        range_src = f"calibration max {act_scale:.6g}"
+    else:
+        range_src = "the batchnorm's max beta + 6|gamma|"
+    del trace, ref_logits
     auto = [n for n, v in (("first", first), ("last", last), ("last_act", last_act)) if v == "auto"]
-    tried = []
-    chosen = None
-    for k in (PRECISION_LADDER if auto else (None,)):
+    top = PRECISION_LADDER[-1] if auto else None
+
+    def candidate(k, q):
         cand = dict(first=first, last=last, last_act=last_act)
         for n in auto:
-            cand[n] = k
-        cs = _with_precision(spec, arch, cand["first"], cand["last"], cand["last_act"], act_scale)
-        got = Golden(cands.network(cs)).run_float(calib).argmax(1)
-        agree = float(np.mean(got == ref))
-        tried.append((k, agree))
+            cand[n] = min(k, MAX_AUTO_LAST_ACT_BITS) if n == "last_act" else k
+        return _with_coef(_with_precision(spec, arch, cand["first"], cand["last"], cand["last_act"], act_scale),
+                          q), cand
+
+    def pct(agree):
+        return f"{agree:.2%} ({int(round(agree * N))}/{N})"
+
+    def refusal(e):
+        return str(e).split(": ", 1)[-1]
+
+    notes = []
+    measured = {}                                        # (k, coef_bits) -> argmax agreement
+    q = None if coef_bits == "auto" else coef_bits
+    if coef_bits == "auto":
+        # the float path does not depend on coef_bits: one run serves every rung
+        cand_logits, ft = Golden(cands.network(candidate(top, None)[0])).run_float(calib, trace=True)
+        own = cand_logits.reshape(N, -1).argmax(1)
+        tried, rows, q = [], [], None
+        for qq in COEF_LADDER:
+            try:
+                got, mism = _int_decisions(cands.network(candidate(top, qq)[0]), calib, ft)
+            except NotSupportedError as e:
+                tried.append(f"{qq}: refused by the lowering ({refusal(e)})")
+                break
+            measured[(top, qq)] = float(np.mean(got == ref))
+            agree = float(np.mean(got == own))
+            rows.append((qq, agree, mism))
+            tried.append(f"{qq}: {pct(agree)}, {mism} codes differ")
+            if agree >= AGREEMENT_TARGET and mism == 0:
+                q = qq
+                break
+        del ft, cand_logits
+        at = f" (with the auto first/last precisions at {top} bits)" if auto else ""
+        how = (f"the cheapest of {list(COEF_LADDER)} whose integer path{at} makes the float path's argmax decisions "
+               f"on >= {AGREEMENT_TARGET:.1%} of {calib_what} and all its activation codes; tried {'; '.join(tried)}")
+        if q is not None:
+            notes.append(f"LQ-Nets bases in fixed point: coef_bits {q} chosen for every lq quantizer ({how})")
+        elif rows:
+            # the fewest code mismatches (the closest to the float function) among those reaching the
+            # target, cheapest first; else the best agreement
+            ok = [r for r in rows if r[1] >= AGREEMENT_TARGET]
+            q = (min(ok, key=lambda r: (r[2], r[0])) if ok else max(rows, key=lambda r: (r[1], -r[2], -r[0])))[0]
+            notes.append(f"LQ-Nets bases in fixed point: coef_bits {q} for every lq quantizer ({how}) -- no rung "
+                         + ("changes no code: the one with the fewest mismatches reaching the target kept" if ok else
+                            f"reaches the target: the best kept, BELOW the {AGREEMENT_TARGET:.1%} target"))
+        else:
+            q = COEF_LADDER[0]
+            notes.append(f"LQ-Nets bases in fixed point: coef_bits {q} for every lq quantizer, NOT measured: "
+                         f"{how} -- the integer path cannot run this network")
+    elif arch.startswith("lq"):
+        notes.append(f"LQ-Nets bases in fixed point: coef_bits {q} for every lq quantizer (given)")
+    skip = coef_bits == "auto" and auto and measured.get((top, q), 1.0) < AGREEMENT_TARGET
+    tried, chosen = [], None
+    for k in ((top,) if skip else PRECISION_LADDER if auto else (None,)):
+        cs, cand = candidate(k, q)
+        if (k, q) in measured:
+            agree = measured[(k, q)]
+        else:
+            try:
+                agree = float(np.mean(_int_decisions(cands.network(cs), calib)[0] == ref))
+            except NotSupportedError as e:
+                tried.append(f"{k}: refused by the lowering ({refusal(e)})")
+                if chosen is None:
+                    chosen = (cs, cand, None)
+                break
+        tried.append(f"{k}: {agree:.2%}")
         chosen = (cs, cand, agree)
         if agree >= AGREEMENT_TARGET:
             break
     cs, cand, agree = chosen
-    n_ok = int(round(agree * len(calib)))
-    how = ("chosen" if auto else "given") + (f" ({', '.join(auto)} auto: cheapest of {list(PRECISION_LADDER)} reaching "
-                                             f"{AGREEMENT_TARGET:.1%}; tried " +
-                                             ", ".join(f"{k}: {p:.2%}" for k, p in tried) + ")" if auto else "")
-    note = (_precision_note(cs, arch, cand["first"], cand["last"], how, f"calibration max {act_scale:.6g}")
-            + f"; argmax agreement with the checkpoint's float function {agree:.2%} ({n_ok}/{len(calib)}) on "
-              f"{calib_what}")
-    if agree < AGREEMENT_TARGET:
-        note += f" -- BELOW the {AGREEMENT_TARGET:.1%} target even at the highest precision tried"
-    return cs, note
+    cap = f" (the last activation at most {MAX_AUTO_LAST_ACT_BITS})" if "last_act" in auto else ""
+    if not auto:
+        how = "given"
+    elif skip:
+        how = (f"chosen ({', '.join(auto)} auto: the top of {list(PRECISION_LADDER)}, not searched: with coef_bits "
+               f"{q} even the top is below the {AGREEMENT_TARGET:.1%} target)")
+    else:
+        how = (f"chosen ({', '.join(auto)} auto: cheapest of {list(PRECISION_LADDER)}{cap} reaching "
+               f"{AGREEMENT_TARGET:.1%} on the integer path; tried {', '.join(tried)})")
+    note = _precision_note(cs, arch, cand["first"], cand["last"], how, range_src)
+    if agree is None:
+        note += f"; the integer path cannot run it ({tried[-1]}): agreement not measured"
+    else:
+        note += (f"; argmax agreement of the integer path (hardware) with the checkpoint's float function "
+                 f"{pct(agree)} on {calib_what}")
+        if agree < AGREEMENT_TARGET:
+            note += f" -- BELOW the {AGREEMENT_TARGET:.1%} target even at the highest precision tried"
+    notes.append(note)
+    return cs, notes
 
 
 def _precision_note(spec: dict, arch: str, first, last, how: str, range_src: str = "") -> str:
@@ -951,23 +1108,26 @@ def import_checkpoint(fmt: str, path, *, arch: str | None = None, layers: str | 
                       layout: str | None = None, input_scale: float | None = None,
                       imagenet_norm: bool | None = None, float_last_act: bool = False,
                       activation: str | None = None, first_bits=None, last_bits=None, last_act_bits=None,
-                      calib=None, input_size: int | None = None) -> Imported:
+                      calib=None, input_size: int | None = None, coef_bits=None) -> Imported:
     """tensorpack ``.npz`` or PyTorch ``state_dict`` -> :class:`Imported`.
 
     With ``--arch`` the published script's semantics are the default (activation, input
     scaling, layout, ImageNet normalisation); the first/last layers' weights and the
     activation the script leaves unquantized get the precision ``first_bits``/``last_bits``/
     ``last_act_bits`` (``'auto'``: calibrated, see :func:`_choose_precision`; not given: auto
-    with ``calib``, else float first/last weights and an 8-bit last activation). ``input_size``:
-    the input height = width (default: the script's); the width multiplier is read from the
-    first conv's output channels (:data:`ARCH_WIDTH`)."""
+    with ``calib``, else float first/last weights and an 8-bit last activation). LQ-Nets
+    (``lq-*``): ``coef_bits`` of every ``lq`` quantizer (``'auto'``, the default: chosen by
+    :func:`_choose_precision`, which then also chooses the ``auto`` precisions, on synthetic
+    images without ``calib``). ``input_size``: the input height = width (default: the
+    script's); the width multiplier is read from the first conv's output channels
+    (:data:`ARCH_WIDTH`)."""
     path = Path(path)
     if (arch is None) == (layers is None):
         raise InputError(f"{fmt} import needs exactly one of --arch ({'|'.join(ARCHS)}) or --spec LAYERS.yaml")
     if arch is None:
         for opt, v in (("--bits", bits), ("--float-last-act", float_last_act or None), ("--activation", activation),
                        ("--first-bits", first_bits), ("--last-bits", last_bits),
-                       ("--last-act-bits", last_act_bits), ("--calib", calib)):
+                       ("--last-act-bits", last_act_bits), ("--calib", calib), ("--coef-bits", coef_bits)):
             if v is not None:
                 raise InputError(f"{opt} only applies with --arch (a --spec layer list names its own quantizers)")
     if layout is not None and fmt != "tensorpack":
@@ -986,7 +1146,12 @@ def import_checkpoint(fmt: str, path, *, arch: str | None = None, layers: str | 
     first = parse_precision(first_bits, "--first-bits")
     last = parse_precision(last_bits, "--last-bits")
     last_act = parse_precision(last_act_bits, "--last-act-bits", allow_float=False)
-    if float_last_act and ("auto" in (first, last) or calib is not None):
+    coef = parse_coef_bits(coef_bits)
+    lq = arch is not None and arch.startswith("lq")
+    if coef is not None and not lq:
+        raise InputError(f"--coef-bits applies to the LQ-Nets architectures (lq-alexnet, lq-vgg, lq-resnet18: the "
+                         f"fixed point of their learned bases), not {arch}")
+    if float_last_act and ("auto" in (first, last, coef) or calib is not None):
         raise InputError("--float-last-act keeps the script's function: no precision to calibrate (drop --calib "
                          "and 'auto')")
     notes = []
@@ -1041,30 +1206,40 @@ def import_checkpoint(fmt: str, path, *, arch: str | None = None, layers: str | 
                         f"{', then ImageNet mean/std (folded)' if imagenet_norm else ''}; layout {layout}"
                         + (f"; activation {activation or 'clip01'}" if not arch.startswith("lq") else ""))
         if float_last_act:
-            spec = _with_precision(spec, arch, first or "float", last or "float", None, None)
+            spec = _with_coef(_with_precision(spec, arch, first or "float", last or "float", None, None), coef)
             a = ARCH_ENDS[arch][1]
             notes.append(f"'{a}' keeps the script's unquantized activation (an 'act' layer): the float path is "
                          f"the checkpoint's, but hardware cannot run it")
-        elif calib_codes is None and "auto" not in (first, last, last_act):
+        elif calib_codes is None and "auto" not in (first, last, last_act, coef) \
+                and not (lq and None in (first, last, last_act, coef)):
             # no data to measure on: the first/last weights stay as the checkpoint has them (float
             # path = the script's; hardware: implicit int8), the last activation gets 8 bits
             given = (first, last, last_act)
             first, last, last_act = first or "float", last or "float", last_act or DEFAULT_LAST_ACT_BITS
-            spec = _with_precision(spec, arch, first, last, last_act, _act_range(spec, arrays, arch))
+            spec = _with_coef(_with_precision(spec, arch, first, last, last_act, _act_range(spec, arrays, arch)),
+                              coef)
+            if lq:
+                notes.append(f"LQ-Nets bases in fixed point: coef_bits {coef} for every lq quantizer (given)")
             how = "given" if None not in given else "default (no --calib: not measured)"
             notes.append(_precision_note(spec, arch, first, last, how, "the batchnorm's max beta + 6|gamma|")
                          + "; pass --calib CODES.npy (images of your data) to choose the cheapest precision "
                            "reaching 99.9% argmax agreement")
         else:
+            # measured: --calib, an explicit auto, or an LQ-Nets checkpoint (whose bases' fixed point
+            # must be chosen for its integer path to make the float function's decisions)
             first, last, last_act = first or "auto", last or "auto", last_act or "auto"
+            coef = coef or ("auto" if lq else None)
+            act_scale = None
             if calib_codes is None:
                 n = max(8, min(256, CALIB_PIXELS // int(np.prod(spec["input"]["shape"][1:]))))
                 calib_codes = synthetic_calibration(spec["input"]["shape"], n)
                 what = f"{n} synthetic images (out of distribution: pessimistic; --calib for your data)"
+                act_scale = _act_range(spec, arrays, arch)      # they say little about the data's range
             else:
                 what = f"{len(calib_codes)} images of {calib}"
-            spec, note = _choose_precision(spec, arrays, arch, first, last, last_act, calib_codes, what)
-            notes.append(note)
+            spec, more = _choose_precision(spec, arrays, arch, first, last, last_act, calib_codes, what, coef,
+                                           act_scale)
+            notes += more
     if fmt == "state-dict":
         notes.insert(0, f"{'bitplane QNet' if tens.qnet else 'conventional'} state_dict names")
     return Imported(path, fmt, spec, arrays, notes, layer_source)

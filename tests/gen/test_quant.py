@@ -290,3 +290,20 @@ def test_static_tanh_activation_spec_fields_and_exact_integer_form(tmp_path):
     _, outs = g.run_int(x, trace=True)
     assert np.array_equal(st.out_act.levels[outs[st.name]], tr["a"])      # thresholds == float decisions
     assert len(np.unique(outs[st.name])) > 2
+
+
+@pytest.mark.parametrize("t, k", [("lq", 2), ("lq", 3), ("ttq", 2), ("int", 8), ("dorefa", 4)])
+def test_weight_int_values_by_table_equal_the_plane_sum(t, k):
+    """Many weights (more than channels x 2^planes): IntBasis.int_values looks each code up in
+    a per-channel table; the integers are the planes' sum, computed here directly."""
+    rng = np.random.default_rng(3)
+    W = rng.normal(0, 1, (5, 40, 3, 3)) * rng.uniform(0.1, 2, (5, 1, 1, 1))
+    params = {"basis": np.sort(rng.uniform(0.1, 1, (k, 5)), axis=0), "Wp": 0.7, "Wn": 0.4}
+    q = quantize_weights({"type": t, "bits": k, "coef_bits": 13}, W, params)
+    ib = q.int_basis
+    assert q.codes.size > 5 << ib.planes
+    bits = code_bits(q.codes, ib.planes)                              # [C, ..., P]
+    coefs = np.asarray(ib.coefs).T.reshape(5, 1, 1, 1, ib.planes)
+    want = (bits * coefs).sum(-1) + np.asarray(ib.offset).reshape(5, 1, 1, 1)
+    got = q.int_values()
+    assert got.dtype == np.int64 and np.array_equal(got, want)
