@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JOBS   ?= 2
 
-.PHONY: install install-train test test-slow demo demo-resnet20 bench lint clean
+.PHONY: install install-train test test-slow demo demo-resnet20 demo-nin bench lint clean
 
 install: $(STAMP)
 
@@ -32,6 +32,10 @@ demo: $(STAMP)
 # the graph network: ResNet-20 (residual adds, projection shortcuts, global average pool) -> build/demo-resnet20/
 demo-resnet20: $(STAMP)
 	$(PY) -m bitplane.demo --net resnet20
+
+# the seed's NIN (1x1 convolutions, global average pool), trained here -> build/demo-nin/
+demo-nin: $(STAMP)
+	$(PY) -m bitplane.demo --net nin
 
 bench: $(STAMP)
 	$(PY) bench/report.py

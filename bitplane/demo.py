@@ -1,6 +1,6 @@
 """``make demo`` / ``make demo-resnet20``: the main job on a shipped trained network and real images.
 
-``python -m bitplane.demo [--net lenet|resnet20] [--frames N] [--workers W]``. ``lenet``
+``python -m bitplane.demo [--net lenet|resnet20|nin] [--frames N] [--workers W]``. ``lenet``
 (``make demo``, the default): ``examples/fmnist-lenet-w1a2.yaml`` (a DoReFa-Net W1/A2 LeNet trained here with
 ``bitplane train`` on Fashion-MNIST) -> integer lowering (``bitplane inspect``) -> golden
 model, both paths, on the shipped 500 Fashion-MNIST test images -> agreement report (every
@@ -17,7 +17,9 @@ shortcuts, global average pool) on the shipped images zero-padded to 32x32, comp
 1,000 frames/s; the golden paths are compared end to end (argmax agreement and logit
 difference; the stage-by-stage comparison covers sequential networks), the RTL runs on 256
 frames sharded over two Dask workers (``bitplane sim --workers 2``), the report goes to
-``build/demo-resnet20/report.md``.
+``build/demo-resnet20/report.md``. ``nin`` (``make demo-nin``): the same for the seed's NIN
+(``examples/fmnist-nin-w2a2.yaml``, W2/A2, trained here; 1x1 convolutions and a global
+average pool), report in ``build/demo-nin/report.md``.
 """
 from __future__ import annotations
 
@@ -52,6 +54,8 @@ NETS = {
               "golden_all": True, "out": ROOT / "build" / "demo"},
     "resnet20": {"spec": ROOT / "examples" / "fmnist-resnet20-w2a2.yaml", "fps": 1000, "size": 32, "frames": 256,
                  "workers": 2, "golden_all": False, "out": ROOT / "build" / "demo-resnet20"},
+    "nin": {"spec": ROOT / "examples" / "fmnist-nin-w2a2.yaml", "fps": 1000, "size": 32, "frames": 256,
+            "workers": 2, "golden_all": False, "out": ROOT / "build" / "demo-nin"},
 }
 
 
@@ -59,9 +63,9 @@ def main(argv=None) -> int:
     import argparse
     ap = argparse.ArgumentParser(prog="python -m bitplane.demo", description=__doc__.splitlines()[0])
     ap.add_argument("--net", choices=sorted(NETS), default="lenet", help="demo network (default: lenet)")
-    ap.add_argument("--frames", type=int, help="RTL frames (default: 500 for lenet, 256 for resnet20)")
+    ap.add_argument("--frames", type=int, help="RTL frames (default: 500 for lenet, 256 for resnet20 and nin)")
     ap.add_argument("--workers", type=int, help="shard the RTL frames over N local Dask workers "
-                                                "(default: none for lenet, 2 for resnet20)")
+                                                "(default: none for lenet, 2 for resnet20 and nin)")
     a = ap.parse_args(argv)
     cfg = NETS[a.net]
     if a.frames is not None and a.frames < 3:

@@ -127,7 +127,7 @@ def test_reference_networks_are_shipped():
             "lenet-lq-w2a2", "lenet-ttq-a2", "lfc-w1a1"} <= names
 
 
-GRAPH_EXAMPLES = {"fmnist-resnet20-w2a2"}      # graph specs (gen/graph.py): compared end to end
+GRAPH_EXAMPLES = {"fmnist-resnet20-w2a2", "fmnist-nin-w2a2"}      # graph specs (gen/graph.py): compared end to end
 
 
 def test_graph_examples_are_graphs_and_compare_paths_refuses_them():

@@ -26,7 +26,7 @@ def test_resnet_graph_loads(tmp_path):
 
 def test_sequential_specs_are_not_graphs():
     for p in sorted((ROOT / "examples").glob("*.yaml")):
-        if p.stem == "fmnist-resnet20-w2a2":          # the one graph example (a ResNet-20)
+        if p.stem in ("fmnist-resnet20-w2a2", "fmnist-nin-w2a2"):   # the graph examples (ResNet-20, NIN)
             assert load_network(p).is_graph
             continue
         net = load_network(p)

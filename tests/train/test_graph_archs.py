@@ -80,15 +80,16 @@ def test_average_of_sign_codes_is_refused_with_the_layer_named(tmp_path):
         lower(load_network(tmp_path / "b.yaml"))
 
 
-def test_shipped_resnet20_example_runs_both_paths():
-    """examples/fmnist-resnet20-w2a2 came from `bitplane train --arch resnet20` (docs/training.md), its
-    weights stored quantized (python -m bitplane.train.compact); the integer path agrees with the float
-    path on the shipped Fashion-MNIST frames padded to 32x32."""
+@pytest.mark.parametrize("arch", ["resnet20", "nin"])
+def test_shipped_graph_example_runs_both_paths(arch):
+    """examples/fmnist-{resnet20,nin}-w2a2 came from `bitplane train --arch resnet20|nin` (docs/training.md),
+    their weights stored quantized (python -m bitplane.train.compact); the integer path agrees with the
+    float path on the shipped Fashion-MNIST frames padded to 32x32."""
     import json
     from pathlib import Path
     from bitplane.train.arch import pad_input
     ex = Path(__file__).resolve().parents[2] / "examples"
-    net = load_network(ex / "fmnist-resnet20-w2a2.yaml")
+    net = load_network(ex / f"fmnist-{arch}-w2a2.yaml")
     assert net.is_graph and net.input_shape == (1, 32, 32)
     with np.load(ex / "data" / "fashion-mnist-test-500.npz", allow_pickle=False) as z:
         x, y = pad_input(z["x"][:16], 32), z["y"][:16]
@@ -96,5 +97,5 @@ def test_shipped_resnet20_example_runs_both_paths():
     f = g.run_float(x).reshape(16, -1)
     d = g.dequantize(g.run_int(x)).reshape(16, -1)
     assert np.array_equal(d.argmax(1), f.argmax(1)) and np.mean(f.argmax(1) == y) > 0.4
-    s = json.loads((ex / "fmnist-resnet20-w2a2.train.json").read_text())
-    assert s["arch"] == "resnet20" and s["bits"] == {"W": 2, "A": 2, "G": 32}
+    s = json.loads((ex / f"fmnist-{arch}-w2a2.train.json").read_text())
+    assert s["arch"] == arch and s["bits"] == {"W": 2, "A": 2, "G": 32}
