@@ -86,40 +86,37 @@ def parse_bits(text: str, arch: str = "svhn") -> tuple:
     return wb, ab
 
 
-def parse_precision(text, opt: str, allow_float: bool = True):
-    """``None`` (not given) -> None, ``auto`` -> 'auto', ``float`` -> 'float', ``K`` -> int K
-    (2..16) for --first-bits & co."""
+def _auto_or_int(text, top: int, allow_float: bool):
+    """``None`` -> None, ``auto`` -> 'auto', ``float`` (if allowed) -> 'float', ``K`` in 2..top
+    -> int K; anything else -> ``False`` (the caller names its option in the error)."""
     if text is None:
         return None
     t = str(text).strip().lower()
-    if t == "auto":
-        return "auto"
-    if t == "float" and allow_float:
-        return "float"
+    if t == "auto" or (t == "float" and allow_float):
+        return t
     try:
         k = int(t)
     except ValueError:
-        k = 0
-    if not 2 <= k <= 16:
+        return False
+    return k if 2 <= k <= top else False
+
+
+def parse_precision(text, opt: str, allow_float: bool = True):
+    """``None`` (not given) -> None, ``auto`` -> 'auto', ``float`` -> 'float', ``K`` -> int K
+    (2..16) for --first-bits & co."""
+    v = _auto_or_int(text, 16, allow_float)
+    if v is False:
         raise InputError(f"{opt} must be auto, {'float or ' if allow_float else ''}an integer 2..16, got {text!r}")
-    return k
+    return v
 
 
 def parse_coef_bits(text):
     """``--coef-bits``: ``None`` (not given) -> None, ``auto`` -> 'auto', ``K`` -> int K (2..24,
     the spec's range of ``coef_bits``)."""
-    if text is None:
-        return None
-    t = str(text).strip().lower()
-    if t == "auto":
-        return "auto"
-    try:
-        k = int(t)
-    except ValueError:
-        k = 0
-    if not 2 <= k <= 24:
+    v = _auto_or_int(text, 24, allow_float=False)
+    if v is False:
         raise InputError(f"--coef-bits must be auto or an integer 2..24, got {text!r}")
-    return k
+    return v
 
 
 def arch_spec(arch: str, wbits, abits: int, float_last_act: bool = False, activation: str = "clip01",
@@ -895,12 +892,13 @@ def _int_decisions(net, calib, float_trace=None):
     activation-code mismatches against ``float_trace`` (the same network's float path; None:
     not counted). Raises NotSupportedError where the lowering refuses the network."""
     g = Golden(net)
-    g.lowered
-    if float_trace is None:
-        out = g.run_int(calib)
-        return g.dequantize(out).reshape(len(calib), -1).argmax(1), None
-    out, trace = g.run_int(calib, trace=True)
-    return g.dequantize(out).reshape(len(calib), -1).argmax(1), _code_mismatches(g, float_trace, trace)
+    out, trace = g.run_int(calib, trace=True) if float_trace is not None else (g.run_int(calib), None)
+    decisions = g.dequantize(out).reshape(len(calib), -1).argmax(1)
+    return decisions, None if trace is None else _code_mismatches(g, float_trace, trace)
+
+
+def _given_coef_note(q) -> str:
+    return f"LQ-Nets bases in fixed point: coef_bits {q} for every lq quantizer (given)"
 
 
 def _with_precision(spec: dict, arch: str, first, last, last_act, act_scale: float | None) -> dict:
@@ -1014,7 +1012,7 @@ def _choose_precision(spec, arrays, arch, first, last, last_act, calib, calib_wh
             notes.append(f"LQ-Nets bases in fixed point: coef_bits {q} for every lq quantizer, NOT measured: "
                          f"{how} -- the integer path cannot run this network")
     elif arch.startswith("lq"):
-        notes.append(f"LQ-Nets bases in fixed point: coef_bits {q} for every lq quantizer (given)")
+        notes.append(_given_coef_note(q))
     skip = coef_bits == "auto" and auto and measured.get((top, q), 1.0) < AGREEMENT_TARGET
     tried, chosen = [], None
     for k in ((top,) if skip else PRECISION_LADDER if auto else (None,)):
@@ -1219,7 +1217,7 @@ def import_checkpoint(fmt: str, path, *, arch: str | None = None, layers: str | 
             spec = _with_coef(_with_precision(spec, arch, first, last, last_act, _act_range(spec, arrays, arch)),
                               coef)
             if lq:
-                notes.append(f"LQ-Nets bases in fixed point: coef_bits {coef} for every lq quantizer (given)")
+                notes.append(_given_coef_note(coef))
             how = "given" if None not in given else "default (no --calib: not measured)"
             notes.append(_precision_note(spec, arch, first, last, how, "the batchnorm's max beta + 6|gamma|")
                          + "; pass --calib CODES.npy (images of your data) to choose the cheapest precision "
