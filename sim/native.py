@@ -11,12 +11,20 @@ The top must have ``clk``, ``rst`` and the docs/design.md section 6 ports ``s_ax
 valid,ready,last}``, ``m_axis_t{data,valid,ready,last}`` and ``s_axil_*``, with stream
 ``tdata`` of any width up to 512 bits: the harness passes a beat as uint64 limbs
 (:func:`to_limbs`, :func:`from_limbs`).
+
+The harness drives the top through :func:`sim_wrapper`, which registers ``rst`` once. Amaranth
+writes every register's next value as an ``always @*`` block that reads ``rst``; with ``rst`` a
+top-level input Verilator puts all of that logic in its input-combinational region, which runs
+on every ``eval()`` (three per clock here). Behind one flip-flop the same logic runs once per
+clock edge: 2.5x faster on the demo LeNet (15.2 -> 6.1 s of CPU for 3M cycles, identical
+outputs). The design sees reset one cycle later than the harness drives it; nothing else changes.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -118,12 +126,37 @@ class NativeSim:
         return out, stats
 
 
+SIM_TOP = "bp_sim_top"
+_PORT = re.compile(r"^\s*(input|output)\s+(?:(?:wire|reg|signed)\s+)*(\[[^\]]+\]\s*)?\\?([A-Za-z_][\w$]*)\s*;", re.M)
+
+
+def sim_wrapper(verilog: str, top: str) -> str:
+    """Verilog of module ``bp_sim_top``: the same ports as ``top``, ``rst`` passed through one
+    register (initially 1) so that no register's next-state logic reads a top-level input (see
+    the module docstring); every other port is wired straight through."""
+    m = re.search(r"^module\s+\\?%s\s*\((.*?)\);(.*?)^endmodule" % re.escape(top), verilog, re.S | re.M)
+    if not m:
+        raise NativeSimError(f"native harness: module {top} not found in the Verilog")
+    ports = [(d, (w or "").strip(), n) for d, w, n in _PORT.findall(m.group(2))]
+    names = {n for _, _, n in ports}
+    listed = {p.strip().lstrip("\\") for p in m.group(1).split(",")}
+    if names != listed or "rst" not in names or "clk" not in names:
+        raise NativeSimError(f"native harness: could not read the ports of {top} "
+                             f"(declared {sorted(names)}, listed {sorted(listed)})")
+    decl = "\n".join(f"  {d} {w + ' ' if w else ''}{n};" for d, w, n in ports)
+    conn = ",\n".join(f"    .{n}({'rst_q' if n == 'rst' else n})" for _, _, n in ports)
+    return (f"module {SIM_TOP}({', '.join(n for _, _, n in ports)});\n{decl}\n"
+            f"  reg rst_q = 1'b1;\n  always @(posedge clk) rst_q <= rst;\n"
+            f"  {top} dut (\n{conn}\n  );\nendmodule\n")
+
+
 def build(verilog: str, top: str, cache_dir=None, trace: bool = False, progress=None) -> NativeSim:
     """Compile (or reuse) the harness for this Verilog; returns a :class:`NativeSim`."""
     cache_dir = Path(cache_dir or ROOT / "build" / "native")
+    wrapper = sim_wrapper(verilog, top)
     flags = ["-O3", "--x-assign", "fast", "--x-initial", "fast", "-Wno-fatal", "-Wno-lint", "-Wno-style",
-             "--top-module", top, "--prefix", "Vdut"] + (["--trace-fst", "-CFLAGS", "-DBP_TRACE"] if trace else [])
-    key = hashlib.sha256(json.dumps([verilog, HARNESS.read_text(), flags]).encode()).hexdigest()[:16]
+             "--top-module", SIM_TOP, "--prefix", "Vdut"] + (["--trace-fst", "-CFLAGS", "-DBP_TRACE"] if trace else [])
+    key = hashlib.sha256(json.dumps([verilog, wrapper, HARNESS.read_text(), flags]).encode()).hexdigest()[:16]
     out = cache_dir / key
     exe = out / "harness"
     if exe.exists():
@@ -131,7 +164,7 @@ def build(verilog: str, top: str, cache_dir=None, trace: bool = False, progress=
     cache_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".build-", dir=cache_dir))
     try:
-        (work / "design.v").write_text(verilog)
+        (work / "design.v").write_text(verilog + "\n" + wrapper)
         shutil.copy(HARNESS, work / "harness.cpp")
         if progress:
             progress(f"building native simulator for {top} (Verilator, cached in {out})")

@@ -75,3 +75,20 @@ def test_build_is_cached(echo, tmp_path):
     v = verilog.convert(EchoTop(), name="echo")
     again = build(v, "echo", cache_dir=echo.exe.parent.parent)
     assert again.exe == echo.exe
+
+
+def test_sim_wrapper_registers_reset_and_passes_every_other_port():
+    """The harness's top: rst through one flip-flop (Verilator then evaluates the next-state
+    logic once per clock edge instead of on every eval), all other ports wired through."""
+    from bitplane.sim.native import SIM_TOP, NativeSimError, sim_wrapper
+    v = verilog.convert(EchoTop(), name="echo")
+    w = sim_wrapper(v, "echo")
+    assert w.startswith(f"module {SIM_TOP}(")
+    assert "always @(posedge clk) rst_q <= rst;" in w and ".rst(rst_q)" in w
+    for port in ("clk", "s_axis_tdata", "m_axis_tready", "s_axil_rdata"):
+        assert f".{port}({port})" in w
+    assert "  input [31:0] s_axis_tdata;" in w and "  output [31:0] m_axis_tdata;" in w
+    with pytest.raises(NativeSimError, match="module nosuch not found"):
+        sim_wrapper(v, "nosuch")
+    with pytest.raises(NativeSimError, match="could not read the ports of echo"):
+        sim_wrapper(v.replace("input rst;", "input rst, extra;"), "echo")
