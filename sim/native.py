@@ -133,7 +133,8 @@ _PORT = re.compile(r"^\s*(input|output)\s+(?:(?:wire|reg|signed)\s+)*(\[[^\]]+\]
 def sim_wrapper(verilog: str, top: str) -> str:
     """Verilog of module ``bp_sim_top``: the same ports as ``top``, ``rst`` passed through one
     register (initially 1) so that no register's next-state logic reads a top-level input (see
-    the module docstring); every other port is wired straight through."""
+    the module docstring); every other port is wired straight through. The instance names
+    ``top`` as an escaped identifier (a network may be called ``rand``, a SystemVerilog keyword)."""
     m = re.search(r"^module\s+\\?%s\s*\((.*?)\);(.*?)^endmodule" % re.escape(top), verilog, re.S | re.M)
     if not m:
         raise NativeSimError(f"native harness: module {top} not found in the Verilog")
@@ -147,7 +148,7 @@ def sim_wrapper(verilog: str, top: str) -> str:
     conn = ",\n".join(f"    .{n}({'rst_q' if n == 'rst' else n})" for _, _, n in ports)
     return (f"module {SIM_TOP}({', '.join(n for _, _, n in ports)});\n{decl}\n"
             f"  reg rst_q = 1'b1;\n  always @(posedge clk) rst_q <= rst;\n"
-            f"  {top} dut (\n{conn}\n  );\nendmodule\n")
+            f"  \\{top} dut (\n{conn}\n  );\nendmodule\n")    # escaped: a top may be called 'rand'
 
 
 def build(verilog: str, top: str, cache_dir=None, trace: bool = False, progress=None) -> NativeSim:

@@ -88,6 +88,7 @@ def test_sim_wrapper_registers_reset_and_passes_every_other_port():
     for port in ("clk", "s_axis_tdata", "m_axis_tready", "s_axil_rdata"):
         assert f".{port}({port})" in w
     assert "  input [31:0] s_axis_tdata;" in w and "  output [31:0] m_axis_tdata;" in w
+    assert "  \\echo dut (" in w       # escaped: tops may be called 'rand' (a SystemVerilog keyword)
     with pytest.raises(NativeSimError, match="module nosuch not found"):
         sim_wrapper(v, "nosuch")
     with pytest.raises(NativeSimError, match="could not read the ports of echo"):
