@@ -23,7 +23,9 @@ average pool), report in ``build/demo-nin/report.md``.
 
 ``--spec FILE`` runs another network of the same kind through the chosen ``--net`` settings
 (target rate, image size, frames, workers), e.g. one written by ``bitplane train --arch nin
---bits 4,4``; its report goes to ``--out DIR`` (default ``build/demo-<spec name>``).
+--bits 4,4``; its report goes to ``--out DIR`` (default ``build/demo-<spec name>``);
+``--target-fps F`` changes the rate the accelerator is folded for. Errors meant for users
+(a rate the planner cannot reach, a bad spec) print one line and exit 1 (2: not supported).
 """
 from __future__ import annotations
 
@@ -36,10 +38,12 @@ from pathlib import Path
 import numpy as np
 
 from bitplane.cli.main import main as cli_main
+from bitplane.core.errors import BitplaneError, NotSupportedError, format_error
 from bitplane.core.fileio import write_file as atomic_write
 from bitplane.gen.compare import compare_paths
 from bitplane.gen.compile import compile_network
 from bitplane.gen.golden import Golden
+from bitplane.gen.plan import plan
 from bitplane.gen.spec import load_network
 from bitplane.host.driver import Accelerator
 from bitplane.sim.accel import simulate
@@ -72,6 +76,8 @@ def main(argv=None) -> int:
                                                 "(default: none for lenet, 2 for resnet20 and nin)")
     ap.add_argument("--spec", type=Path, help="run this spec (e.g. a `bitplane train` output) with the "
                                               "--net settings instead of the shipped network")
+    ap.add_argument("--target-fps", type=float, help="frames/s at 100 MHz the accelerator is folded for "
+                                                      "(default: 1,500 for lenet, 1,000 for resnet20 and nin)")
     ap.add_argument("--out", type=Path, help="report folder (default: build/demo-<net>, with --spec "
                                              "build/demo-<spec name>)")
     a = ap.parse_args(argv)
@@ -83,12 +89,20 @@ def main(argv=None) -> int:
         cfg["out"] = ROOT / "build" / f"demo-{a.spec.stem}"
     if a.out is not None:
         cfg["out"] = a.out.resolve()
+    if a.target_fps is not None:
+        if not a.target_fps > 0:
+            ap.error("--target-fps must be positive")
+        cfg["fps"] = a.target_fps
     if a.frames is not None and a.frames < 3:
         ap.error("--frames must be at least 3 (the period needs two frames after the first)")
     workers = a.workers if a.workers is not None else cfg["workers"]
     if workers is not None and workers < 1:
         ap.error("--workers must be at least 1")
-    return run(cfg["out"], a.frames or cfg["frames"], name=a.net, workers=workers, cfg=cfg)
+    try:
+        return run(cfg["out"], a.frames or cfg["frames"], name=a.net, workers=workers, cfg=cfg)
+    except BitplaneError as e:
+        print(f"demo: error: {format_error(e)}", file=sys.stderr)
+        return 2 if isinstance(e, NotSupportedError) else 1
 
 
 def run(out_dir: Path = ROOT / "build" / "demo", rtl_frames: int = 500, name: str = "lenet", workers=None,
@@ -100,7 +114,9 @@ def run(out_dir: Path = ROOT / "build" / "demo", rtl_frames: int = 500, name: st
     print(f"[1/5] bitplane inspect {_shown(spec)}")
     buf = io.StringIO()
     with redirect_stdout(buf):
-        cli_main(["inspect", str(spec)])
+        rc = cli_main(["inspect", str(spec)])
+    if rc:                                   # the spec is refused: bitplane printed the one line
+        return rc
     table = buf.getvalue()
     print(table)
 
@@ -112,6 +128,7 @@ def run(out_dir: Path = ROOT / "build" / "demo", rtl_frames: int = 500, name: st
         x, y = x[:rtl_frames], y[:rtl_frames]
     net = load_network(spec)
     g = Golden(net)
+    plan(g.lowered, target_fps=target_fps, clock_mhz=100)   # an unreachable rate fails now, not after the golden runs
     print(f"[2/5] golden model on {len(x)} Fashion-MNIST test images ({data.relative_to(ROOT)}"
           f"{', zero-padded to %dx%d' % (cfg['size'], cfg['size']) if cfg['size'] else ''})")
     t0 = time.perf_counter()
@@ -151,7 +168,7 @@ def run(out_dir: Path = ROOT / "build" / "demo", rtl_frames: int = 500, name: st
                      f"{s['max_abs_dy']:.2e} |")
 
     hw_dir = out_dir / "accelerator"
-    print(f"[4/5] bitplane compile --target-fps {target_fps} --clock-mhz 100")
+    print(f"[4/5] bitplane compile --target-fps {target_fps:g} --clock-mhz 100")
     m = compile_network(net, hw_dir, target_fps=target_fps, clock_mhz=100)
     n = min(rtl_frames, len(x))
     print(f"[5/5] RTL simulation (Verilator) of the whole accelerator on {n} Fashion-MNIST test images"
@@ -168,7 +185,7 @@ def run(out_dir: Path = ROOT / "build" / "demo", rtl_frames: int = 500, name: st
     exact = bool(np.array_equal(y_rtl, acc[:n]))
     np.save(out_dir / "rtl_acc.npy", y_rtl)
     lines += ["", "## Accelerator (bitplane compile + RTL simulation)", "",
-              f"* folded for {target_fps:,} frames/s at 100 MHz: {m['cycles_per_frame']:,} cycles/frame planned, "
+              f"* folded for {target_fps:,g} frames/s at 100 MHz: {m['cycles_per_frame']:,} cycles/frame planned, "
               f"bottleneck {m['bottleneck']}, about {m['plan']['estimated_luts']:,} LUTs (planner estimate)", "",
               "| layer | kind | PE | SIMD | cycles/frame |", "|---|---|---|---|---|"]
     for L in m["layers"]:

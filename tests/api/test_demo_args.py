@@ -28,6 +28,8 @@ def test_spec_runs_with_the_net_settings(monkeypatch, tmp_path):
     assert demo.NETS["nin"]["spec"].name == "fmnist-nin-w2a2.yaml"      # the table is not modified
     assert demo.main(["--net", "nin", "--spec", str(spec), "--out", str(tmp_path / "r"), "--frames", "8"]) == 0
     assert (seen["out"], seen["frames"]) == ((tmp_path / "r").resolve(), 8)
+    assert demo.main(["--net", "nin", "--target-fps", "500"]) == 0 and seen["cfg"]["fps"] == 500
+    assert demo.NETS["nin"]["fps"] == 1000
 
 
 def test_default_net_is_the_shipped_lenet(monkeypatch):
@@ -40,6 +42,7 @@ def test_default_net_is_the_shipped_lenet(monkeypatch):
     (["--spec", "no/such.yaml"], "--spec no/such.yaml: no such file"),
     (["--frames", "2"], "--frames must be at least 3"),
     (["--net", "resnet20", "--workers", "0"], "--workers must be at least 1"),
+    (["--target-fps", "0"], "--target-fps must be positive"),
 ])
 def test_bad_options_fail_with_one_line(monkeypatch, capsys, argv, msg):
     seen = _captured(monkeypatch)
@@ -53,3 +56,20 @@ def test_bad_options_fail_with_one_line(monkeypatch, capsys, argv, msg):
 def test_shown_paths():
     assert demo._shown(demo.SPEC) == "examples/fmnist-lenet-w1a2.yaml"
     assert demo._shown(Path("/elsewhere/x.yaml")) == "/elsewhere/x.yaml"
+
+
+def test_a_refused_spec_is_one_line(capsys, tmp_path):
+    """A spec the loader refuses ends the demo with bitplane's one line and exit 1."""
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("name: bad\nlayers: 7\n")
+    assert demo.main(["--net", "nin", "--spec", str(spec), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"bitplane: error: {spec}: field 'input': missing"], err
+
+
+def test_an_unreachable_rate_is_one_line(capsys, tmp_path):
+    """A rate the planner cannot reach ends the demo with one line and exit 1, not a traceback
+    (the shipped NIN's first convolution caps it near 1,000 frames/s at 100 MHz)."""
+    assert demo.main(["--net", "nin", "--target-fps", "1e6", "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("demo: error: layer '") and "cannot reach 1e+06 frames/s" in err[0], err
