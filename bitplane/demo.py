@@ -157,8 +157,8 @@ def run(out_dir: Path = ROOT / "build" / "demo", rtl_frames: int = 500, name: st
         f"* max relative logit difference: {r['max_rel_logit_error']:.2e}",
         f"* activation codes that differ: {r['code_mismatches']}, unexplained: {r['unexplained']}"
         if not net.is_graph else "* (a graph network: the paths are compared end to end, not stage by stage)",
-        f"* accuracy vs labels: float {np.mean(logits_f.argmax(1) == y) * 100:.1f}%, "
-        f"golden int {np.mean(g.dequantize(acc).argmax(1) == y) * 100:.1f}%", "",
+        f"* accuracy vs labels: float {np.mean(_classes(logits_f) == y) * 100:.1f}%, "
+        f"golden int {np.mean(_classes(g.dequantize(acc)) == y) * 100:.1f}%", "",
     ]
     if not net.is_graph:
         lines += ["| stage | output elements | code mismatches | cause if any | max abs dy |", "|---|---|---|---|---|"]
@@ -191,9 +191,9 @@ def run(out_dir: Path = ROOT / "build" / "demo", rtl_frames: int = 500, name: st
     for L in m["layers"]:
         lines.append(f"| {L['name']} | {L['kind']} | {L.get('pe', '-')} | {L.get('simd', '-')} | "
                      f"{L['cycles_per_frame']:,} |")
-    pred_rtl = g.dequantize(y_rtl).argmax(1)            # logits: the manifest's affine map (per-class scales)
-    acc_float = float(np.mean(logits_f[:n].argmax(1) == y[:n]))
-    acc_int = float(np.mean(g.dequantize(acc[:n]).argmax(1) == y[:n]))
+    pred_rtl = _classes(g.dequantize(y_rtl))            # logits: the manifest's affine map (per-class scales)
+    acc_float = float(np.mean(_classes(logits_f[:n]) == y[:n]))
+    acc_int = float(np.mean(_classes(g.dequantize(acc[:n])) == y[:n]))
     acc_rtl = float(np.mean(pred_rtl == y[:n]))
     lines += ["",
               f"* RTL outputs on {n} Fashion-MNIST test images identical to the golden int path: "
@@ -230,6 +230,13 @@ def run(out_dir: Path = ROOT / "build" / "demo", rtl_frames: int = 500, name: st
     print("\n".join(lines[lines.index(f"## Golden model on {len(x)} Fashion-MNIST test images"):]))
     print(f"report: {out_dir / 'report.md'} (figures confusion.png, samples.png next to it)")
     return 0 if r["unexplained"] == 0 and exact else 1
+
+
+def _classes(logits) -> np.ndarray:
+    """Predicted class per frame of ``[n, classes]`` or ``[n, classes, 1, 1]`` logits (NIN ends
+    in a global pool: its outputs keep the 1x1 map)."""
+    a = np.asarray(logits)
+    return a.reshape(len(a), -1).argmax(1)
 
 
 def _shown(path: Path) -> str:

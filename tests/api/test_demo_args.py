@@ -2,6 +2,7 @@
 network's settings; bad values fail with one usage line before anything runs."""
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bitplane import demo
@@ -73,3 +74,13 @@ def test_an_unreachable_rate_is_one_line(capsys, tmp_path):
     assert demo.main(["--net", "nin", "--target-fps", "1e6", "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("demo: error: layer '") and "cannot reach 1e+06 frames/s" in err[0], err
+
+
+def test_classes_of_pooled_and_dense_logits():
+    """NIN's logits keep the global pool's 1x1 map: the class is the argmax over all of a frame's
+    values (argmax over axis 1 of [n, 10, 1, 1] would give [n, 1, 1] and a broadcast accuracy)."""
+    rng = np.random.default_rng(0)
+    dense = rng.normal(size=(5, 10))
+    assert np.array_equal(demo._classes(dense), dense.argmax(1))
+    assert np.array_equal(demo._classes(dense[:, :, None, None]), dense.argmax(1))
+    assert demo._classes(dense[:, :, None, None]).shape == (5,)
