@@ -17,7 +17,6 @@ test images (so activations spread over the quantizer levels, as in a trained ne
 
 import numpy as np
 import pytest
-import yaml
 
 from bitplane.cli.main import main
 from bitplane.gen.golden import Golden
@@ -391,29 +390,18 @@ def test_lq_vgg_rtl_equals_golden_int(tmp_path, capsys):
     harness gives exactly the golden integer accumulators on 3 frames, under random input
     gaps and output stalls and back to back (conv1's per-channel padding codes and 8
     fractional planes included)."""
-    import time
-    from bitplane.gen.compile import compile_network
-    from bitplane.sim.accel import simulate
+    from tests.support.networks import rtl_matches_golden
     div, size = 32, 32
     T, x = make_checkpoint(tmp_path / "lq-vgg.npz", div, size, n_calib=16)
     out = tmp_path / "net.yaml"
     assert main(["import", "tensorpack", str(tmp_path / "lq-vgg.npz"), "-o", str(out), "--arch", "lq-vgg",
                  "--input-size", str(size)]) == 0
     capsys.readouterr()
-    net = load_network(out)
-    g = Golden(net)
-    x = x[:3]
-    t0 = time.perf_counter()
-    m = compile_network(net, tmp_path / "acc", target_fps=1000, clock_mhz=100, progress=lambda s: None)
-    t1 = time.perf_counter()
-    want = g.run_int(x)
-    y, _ = simulate(tmp_path / "acc", x, gap_pct=20, stall_pct=30, seed=3)
-    t2 = time.perf_counter()
-    y2, st = simulate(tmp_path / "acc", x)
-    t3 = time.perf_counter()
-    assert np.array_equal(y, want) and np.array_equal(y2, want)
+    r = rtl_matches_golden(load_network(out), x[:3], tmp_path / "acc", target_fps=1000)
+    m, st = r["m"], r["st"]
     print(f"lq-vgg 32x32 1/32: planned {m['cycles_per_frame']} cycles/frame, simulated {st['cycles_per_frame']} "
-          f"(latency {st['latency_cycles']}); compile {t1 - t0:.0f} s, build+sim {t2 - t1:.0f} s, sim {t3 - t2:.0f} s")
+          f"(latency {st['latency_cycles']}); compile {r['compile_s']:.0f} s, build+sim {r['build_sim_s']:.0f} s, "
+          f"sim {r['sim_s']:.0f} s")
     assert st["cycles_per_frame"] <= 1.1 * m["cycles_per_frame"]
 
 

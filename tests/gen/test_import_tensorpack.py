@@ -222,16 +222,17 @@ class _LQAlexNet:
         h = h.reshape(h.shape[0], -1)
         return (h @ t(self.v["fc8/W:0"]) + t(self.v["fc8/b:0"])).numpy()
 
-    def build(self, x):
-        c = self.conv_w
-        c("conv1", 11, 3, 96, False)
-        c("conv2", 5, 96, 256, True)
-        c("conv3", 3, 256, 384, True)
-        c("conv4", 3, 384, 384, True)
-        c("conv5", 3, 384, 256, True)
-        c("fc6", 6, 256, 4096, True, bias=True)
-        c("fc7", 1, 4096, 4096, True, bias=True)
-        self.v["fc8/W:0"] = (self.rng.standard_normal((4096, 1000)) / 64).astype(np.float32)
+    def build(self, x, div=1):
+        """The checkpoint at width multiplier ``1/div`` (every layer but fc8); the script's logits."""
+        c, d = self.conv_w, lambda n: n // div      # noqa: E731
+        c("conv1", 11, 3, d(96), False)
+        c("conv2", 5, d(96), d(256), True)
+        c("conv3", 3, d(256), d(384), True)
+        c("conv4", 3, d(384), d(384), True)
+        c("conv5", 3, d(384), d(256), True)
+        c("fc6", 6, d(256), d(4096), True, bias=True)
+        c("fc7", 1, d(4096), d(4096), True, bias=True)
+        self.v["fc8/W:0"] = (self.rng.standard_normal((d(4096), 1000)) / np.sqrt(d(4096))).astype(np.float32)
         self.v["fc8/b:0"] = self.rng.normal(0, 0.05, 1000).astype(np.float32)
         self.forward(x, calibrate=True)
         return self.forward(x, calibrate=False)
@@ -277,6 +278,34 @@ def test_lq_nets_alexnet_checkpoint(tmp_path, capsys):
     g = Golden(net)
     print(f"lq-alexnet 227x227 default: coef_bits {cb}; integer path = the script's decisions on "
           f"{int((g.dequantize(g.run_int(x)).argmax(1) == want.argmax(1)).sum())}/4")
+
+
+@pytest.mark.slow
+def test_lq_nets_alexnet_rtl_equals_golden_int(tmp_path, capsys):
+    """LQ-Nets AlexNet in hardware: the script's 227x227 input (fc6 is a 6x6 valid convolution
+    of pool5's 6x6 map, so the input size cannot shrink) at width 1/32, default import (the
+    import measures its integer path and chooses coef_bits and the first/last precision),
+    compiled for 100 frames/s; the native Verilator harness gives exactly the golden integer
+    accumulators on 3 frames under random input gaps and output stalls and back to back."""
+    pytest.importorskip("torch")
+    from tests.support.networks import rtl_matches_golden
+    rng = np.random.default_rng(7)
+    blocks = rng.integers(0, 256, (4, 3, 8, 8))
+    x = np.kron(blocks, np.ones((1, 1, 29, 29)))[:, :, :227, :227].astype(np.uint8)
+    lq = _LQAlexNet(rng)
+    lq.build(x, div=32)
+    npz = tmp_path / "lq-alexnet.npz"
+    np.savez(npz, **lq.v)
+    out = tmp_path / "lq.yaml"
+    _cli(["import", "tensorpack", str(npz), "-o", str(out), "--arch", "lq-alexnet"], capsys)
+    net = load_network(out)
+    assert net.layer("conv2")["out_channels"] == 8 and net.layer("fc7")["out_channels"] == 128
+    r = rtl_matches_golden(net, x[:3], tmp_path / "acc", target_fps=100)
+    m, st = r["m"], r["st"]
+    print(f"lq-alexnet 227x227 1/32 (coef_bits {net.layer('conv2')['weight_quant']['coef_bits']}): planned "
+          f"{m['cycles_per_frame']} cycles/frame, simulated {st['cycles_per_frame']} (latency {st['latency_cycles']}); "
+          f"compile {r['compile_s']:.0f} s, build+sim {r['build_sim_s']:.0f} s, sim {r['sim_s']:.0f} s")
+    assert st["cycles_per_frame"] <= 1.05 * m["cycles_per_frame"]
 
 
 # ------------------------------------------------------------------ bad checkpoints

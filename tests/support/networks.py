@@ -48,3 +48,25 @@ def small_spec(name, wq, aq, nonlin, shape=(1, 12, 12), padding0="same", bias0=F
         {"name": "bn1", "op": "batchnorm", "eps": 1e-4},
         {"name": "act1", "op": "quant_act", "nonlin": nonlin, "quant": aq},
         fc]}
+
+
+def rtl_matches_golden(net, x, out_dir, target_fps: float) -> dict:
+    """Compile ``net`` for ``target_fps`` at 100 MHz into ``out_dir`` and run ``x`` through the
+    native Verilator harness twice, under random input gaps and output stalls and back to back;
+    assert both outputs equal the golden integer accumulators. Returns the figures the slow
+    tests print: the manifest ``m``, the back-to-back run's stats ``st`` and the seconds spent
+    compiling (``compile_s``), building + simulating (``build_sim_s``) and simulating (``sim_s``)."""
+    import time
+    from bitplane.gen.compile import compile_network
+    from bitplane.gen.golden import Golden
+    from bitplane.sim.accel import simulate
+    t0 = time.perf_counter()
+    m = compile_network(net, out_dir, target_fps=target_fps, clock_mhz=100, progress=lambda s: None)
+    t1 = time.perf_counter()
+    want = Golden(net).run_int(x)
+    y, _ = simulate(out_dir, x, gap_pct=20, stall_pct=30, seed=3)
+    t2 = time.perf_counter()
+    y2, st = simulate(out_dir, x)
+    t3 = time.perf_counter()
+    assert np.array_equal(y, want) and np.array_equal(y2, want)
+    return {"m": m, "st": st, "compile_s": t1 - t0, "build_sim_s": t2 - t1, "sim_s": t3 - t2}
