@@ -390,14 +390,15 @@ def test_lq_vgg_rtl_equals_golden_int(tmp_path, capsys):
     harness gives exactly the golden integer accumulators on 3 frames, under random input
     gaps and output stalls and back to back (conv1's per-channel padding codes and 8
     fractional planes included)."""
-    from tests.support.networks import rtl_matches_golden
+    from tests.support.networks import rtl_check
     div, size = 32, 32
     T, x = make_checkpoint(tmp_path / "lq-vgg.npz", div, size, n_calib=16)
     out = tmp_path / "net.yaml"
     assert main(["import", "tensorpack", str(tmp_path / "lq-vgg.npz"), "-o", str(out), "--arch", "lq-vgg",
                  "--input-size", str(size)]) == 0
     capsys.readouterr()
-    r = rtl_matches_golden(load_network(out), x[:3], tmp_path / "acc", target_fps=1000)
+    r = rtl_check(load_network(out), x[:3], tmp_path / "acc", target_fps=1000)
+    assert r["exact"]
     m, st = r["m"], r["st"]
     print(f"lq-vgg 32x32 1/32: planned {m['cycles_per_frame']} cycles/frame, simulated {st['cycles_per_frame']} "
           f"(latency {st['latency_cycles']}); compile {r['compile_s']:.0f} s, build+sim {r['build_sim_s']:.0f} s, "

@@ -288,7 +288,7 @@ def test_lq_nets_alexnet_rtl_equals_golden_int(tmp_path, capsys):
     compiled for 100 frames/s; the native Verilator harness gives exactly the golden integer
     accumulators on 3 frames under random input gaps and output stalls and back to back."""
     pytest.importorskip("torch")
-    from tests.support.networks import rtl_matches_golden
+    from tests.support.networks import rtl_check
     rng = np.random.default_rng(7)
     blocks = rng.integers(0, 256, (4, 3, 8, 8))
     x = np.kron(blocks, np.ones((1, 1, 29, 29)))[:, :, :227, :227].astype(np.uint8)
@@ -300,7 +300,8 @@ def test_lq_nets_alexnet_rtl_equals_golden_int(tmp_path, capsys):
     _cli(["import", "tensorpack", str(npz), "-o", str(out), "--arch", "lq-alexnet"], capsys)
     net = load_network(out)
     assert net.layer("conv2")["out_channels"] == 8 and net.layer("fc7")["out_channels"] == 128
-    r = rtl_matches_golden(net, x[:3], tmp_path / "acc", target_fps=100)
+    r = rtl_check(net, x[:3], tmp_path / "acc", target_fps=100)
+    assert r["exact"]
     m, st = r["m"], r["st"]
     print(f"lq-alexnet 227x227 1/32 (coef_bits {net.layer('conv2')['weight_quant']['coef_bits']}): planned "
           f"{m['cycles_per_frame']} cycles/frame, simulated {st['cycles_per_frame']} (latency {st['latency_cycles']}); "

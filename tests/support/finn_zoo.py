@@ -117,17 +117,10 @@ def compare(yaml_path: Path, onnx_path: Path, x: np.ndarray) -> dict:
 
 def rtl(yaml_path: Path, out: Path, x: np.ndarray, target_fps: int) -> dict:
     """Compile at ``target_fps`` (100 MHz), simulate ``x`` under backpressure and back to back."""
-    from bitplane.gen.compile import compile_network
-    from bitplane.gen.golden import Golden
     from bitplane.gen.spec import load_network
-    from bitplane.sim.accel import simulate
-    net = load_network(yaml_path)
-    m = compile_network(net, out, target_fps=target_fps, progress=lambda s: None)
-    want = Golden(net).run_int(x)
-    y, _ = simulate(out, x, gap_pct=20, stall_pct=30, seed=3)
-    y2, st = simulate(out, x)
-    return {"exact": bool(np.array_equal(y, want) and np.array_equal(y2, want)),
-            "planned": int(m["cycles_per_frame"]), "simulated": st["cycles_per_frame"]}
+    from tests.support.networks import rtl_check
+    r = rtl_check(load_network(yaml_path), x, out, target_fps)
+    return {"exact": r["exact"], "planned": int(r["m"]["cycles_per_frame"]), "simulated": r["st"]["cycles_per_frame"]}
 
 
 def same_spec(a: Path, b: Path) -> bool:

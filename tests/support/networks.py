@@ -50,12 +50,12 @@ def small_spec(name, wq, aq, nonlin, shape=(1, 12, 12), padding0="same", bias0=F
         fc]}
 
 
-def rtl_matches_golden(net, x, out_dir, target_fps: float) -> dict:
+def rtl_check(net, x, out_dir, target_fps: float) -> dict:
     """Compile ``net`` for ``target_fps`` at 100 MHz into ``out_dir`` and run ``x`` through the
-    native Verilator harness twice, under random input gaps and output stalls and back to back;
-    assert both outputs equal the golden integer accumulators. Returns the figures the slow
-    tests print: the manifest ``m``, the back-to-back run's stats ``st`` and the seconds spent
-    compiling (``compile_s``), building + simulating (``build_sim_s``) and simulating (``sim_s``)."""
+    native Verilator harness twice, under random input gaps and output stalls and back to back.
+    Returns ``exact`` (both outputs equal the golden integer accumulators), the manifest ``m``,
+    the back-to-back run's stats ``st`` and the seconds spent compiling (``compile_s``), building
+    + simulating (``build_sim_s``) and simulating (``sim_s``)."""
     import time
     from bitplane.gen.compile import compile_network
     from bitplane.gen.golden import Golden
@@ -68,5 +68,5 @@ def rtl_matches_golden(net, x, out_dir, target_fps: float) -> dict:
     t2 = time.perf_counter()
     y2, st = simulate(out_dir, x)
     t3 = time.perf_counter()
-    assert np.array_equal(y, want) and np.array_equal(y2, want)
-    return {"m": m, "st": st, "compile_s": t1 - t0, "build_sim_s": t2 - t1, "sim_s": t3 - t2}
+    return {"exact": bool(np.array_equal(y, want) and np.array_equal(y2, want)), "m": m, "st": st,
+            "compile_s": t1 - t0, "build_sim_s": t2 - t1, "sim_s": t3 - t2}
