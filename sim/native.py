@@ -103,7 +103,7 @@ class NativeSim:
                     "--in-frame-words", str(in_frame_words), "--out", str(tmp / "out.bin"),
                     "--out-frame-words", str(out_frame_words), "--frames", str(frames),
                     "--seed", str(seed), "--gap-pct", str(gap_pct), "--stall-pct", str(stall_pct),
-                    "--read-regs", str(tmp / "read.txt")]
+                    "--read-regs", str(tmp / "read.txt"), "--parent-pid", str(os.getpid())]
             if weights is not None:
                 np.asarray(weights, dtype=np.uint64).tofile(tmp / "w.bin")
                 args += ["--weights", str(tmp / "w.bin")]

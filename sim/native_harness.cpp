@@ -5,7 +5,7 @@
 //
 //   harness --regs REGS --in IN --in-frame-words N --out OUT --out-frame-words M --frames F
 //           [--weights W] [--seed S] [--gap-pct P] [--stall-pct Q] [--max-cycles C]
-//           [--read-regs R] [--fst FILE]
+//           [--read-regs R] [--fst FILE] [--parent-pid PID]
 //
 // REGS: text lines "w OFFSET VALUE" (AXI4-Lite writes before streaming, hex or decimal).
 // IN / W / OUT: beats of the s_axis / m_axis tdata width (any width up to 512 bits), each as
@@ -14,6 +14,7 @@
 // CTRL.LOAD_WEIGHTS via REGS. R: offsets read back over AXI4-Lite at the end.
 // Random input gaps / output stalls (percent, seeded) exercise backpressure.
 // Prints one JSON line: cycles, per-frame output completion cycles, register reads.
+// PID (Linux): the harness is killed when that process, its parent, dies.
 //
 //   harness --serve [--seed S] [--gap-pct P] [--stall-pct Q] [--fst FILE]
 //
@@ -39,6 +40,12 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+#ifdef __linux__
+#include <csignal>
+#include <sys/prctl.h>
+#include <unistd.h>
+#endif
 
 #include "Vdut.h"
 #include "verilated.h"
@@ -282,6 +289,15 @@ int main(int argc, char** argv) {
         else if (k == "--gap-pct") gap = std::stoi(v);
         else if (k == "--stall-pct") stall = std::stoi(v);
         else if (k == "--max-cycles") max_cycles = std::stoull(v);
+        else if (k == "--parent-pid") {
+            // Die with the process that started us (a Dask worker killed with its client would
+            // otherwise leave a batch run computing for nobody). The check after prctl closes the
+            // race of a parent that died before it.
+#ifdef __linux__
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if ((uint64_t)getppid() != std::stoull(v)) return 3;
+#endif
+        }
         else if (k.rfind("+", 0) == 0) { a -= 1; }
         else { fprintf(stderr, "harness: unknown option %s\n", k.c_str()); return 2; }
     }

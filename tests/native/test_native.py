@@ -1,4 +1,11 @@
 """Native (C++ Verilator) bulk-simulation harness, on a small echo accelerator."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 from amaranth import Module, Signal
@@ -93,3 +100,47 @@ def test_sim_wrapper_registers_reset_and_passes_every_other_port():
         sim_wrapper(v, "nosuch")
     with pytest.raises(NativeSimError, match="could not read the ports of echo"):
         sim_wrapper(v.replace("input rst;", "input rst, extra;"), "echo")
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_batch_harness_dies_with_the_process_that_started_it(echo):
+    """A batch run whose caller is killed (a Dask worker going down with its client) must not keep
+    simulating as an orphan: the harness gets --parent-pid and dies with its parent."""
+    code = ("import sys, numpy as np\nfrom pathlib import Path\nfrom bitplane.sim.native import NativeSim\n"
+            "NativeSim(Path(sys.argv[1]), 'echo').run(np.zeros(1), 1, 1, 1, stall_pct=100)\n")
+    caller = subprocess.Popen([sys.executable, "-c", code, str(echo.exe)])
+    try:
+        deadline = time.monotonic() + 60
+        harness = []
+        while not harness and time.monotonic() < deadline:   # the output never drains (100 % stalls)
+            harness = [c for c in _children(caller.pid) if Path(f"/proc/{c}/exe").resolve() == echo.exe.resolve()]
+            time.sleep(0.05)
+        assert harness, "the harness did not start"
+        assert _running(harness[0])
+        caller.kill()
+        caller.wait()
+        deadline = time.monotonic() + 10
+        while _running(harness[0]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _running(harness[0]), "the harness outlived the process that started it"
+    finally:
+        caller.kill()
+        caller.wait()
+        for c in harness if "harness" in locals() else ():
+            if _running(c):
+                os.kill(c, signal.SIGKILL)
