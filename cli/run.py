@@ -12,6 +12,12 @@ from bitplane.core.fileio import output_target, write_file
 from .args import err, positive
 
 
+def rate(fps: float) -> str:
+    """A frame rate for people: one decimal from 10 frames/s up, else three significant digits
+    (an RTL simulation as the device runs well under 0.1 frames/s of host time)."""
+    return f"{fps:,.1f}" if fps >= 10 else f"{fps:.3g}"
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("run", help="run a compiled accelerator through the host driver (sim, PCIe XDMA, Zynq)")
     p.add_argument("design", help="compiled folder (bitplane compile -o)")
@@ -44,10 +50,10 @@ def run(args) -> int:
     with design.open(args.device, timeout=args.timeout, progress=err) as acc:
         if args.selftest:
             r = acc.selftest()
-            dev = f", {r['device_fps']:,.1f} frames/s on the device clock" if r["device_fps"] else ""
+            dev = f", {rate(r['device_fps'])} frames/s on the device clock" if r["device_fps"] else ""
             print(f"selftest {'PASS' if r['pass'] else 'FAIL'}: {r['frames'] - len(r['mismatched_frames'])}/"
                   f"{r['frames']} test vectors identical to the golden model; weights {r['weights']['words']:,} "
-                  f"words, checksum 0x{r['weights']['checksum']:08X}; {r['fps']:,.1f} frames/s{dev}")
+                  f"words, checksum 0x{r['weights']['checksum']:08X}; {rate(r['fps'])} frames/s{dev}")
             if not r["pass"]:
                 return 1
             if x is None:
@@ -58,9 +64,9 @@ def run(args) -> int:
         r = acc.infer(x, top_k=args.top_k, dequantize=args.dequantize)
     y = r.logits if args.dequantize else r.acc
     write_file(Path(args.output), lambda f: np.save(f, y, allow_pickle=False))
-    dev = f"; device {r.device_fps:,.1f} frames/s at {acc.clock_mhz:g} MHz ({r.device_cycles:,} cycles)" \
+    dev = f"; device {rate(r.device_fps)} frames/s at {acc.clock_mhz:g} MHz ({r.device_cycles:,} cycles)" \
         if r.device_fps else ""
-    print(f"{r.frames} frames in {r.seconds:.2f} s: {r.fps:,.1f} frames/s, first-frame latency "
+    print(f"{r.frames} frames in {r.seconds:.2f} s: {rate(r.fps)} frames/s, first-frame latency "
           f"{1e3 * r.latency_s:.1f} ms{dev}")
     if r.top_k is not None:
         kpath = Path(args.output).with_suffix(".topk.npy")

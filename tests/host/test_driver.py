@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import struct
 import threading
@@ -58,7 +59,9 @@ def test_cli_run_and_selftest_on_sim(tiny, tmp_path, capsys):
     x = _inputs(net, 6, seed=2)
     np.save(tmp_path / "x.npy", x)
     assert cli(["run", str(out), "--device", "sim", "--selftest"]) == 0
-    assert "selftest PASS: 8/8" in capsys.readouterr().out
+    line = capsys.readouterr().out
+    assert "selftest PASS: 8/8" in line
+    assert float(re.search(r"; ([\d.,e+-]+) frames/s", line).group(1).replace(",", "")) > 0   # host rate, never "0.0"
     assert cli(["run", str(out), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy"),
                 "--top-k", "2"]) == 0
     assert np.array_equal(np.load(tmp_path / "y.npy"), Golden(net).run_int(x))
@@ -443,3 +446,11 @@ def test_zynq_stand_in_end_to_end(tiny, tmp_path):
     starts = [v[0] for op, off, *v in fake.log if op == "w" and off == MM2S_LENGTH]
     sin = card.m["streams"]["input"]
     assert starts == [4 * card.m["weights"]["words"]] + [sin["beats_per_frame"] * sin["bytes_per_beat"]] * 3
+
+
+def test_slow_rates_keep_their_digits():
+    """An RTL simulation as the device runs at hundredths of a frame per host second: the CLI prints
+    significant digits, not '0.0' (selftest and run lines)."""
+    from bitplane.cli.run import rate
+    assert float(rate(0.0214)) == pytest.approx(0.0214) and rate(0.0004) != "0.0"
+    assert rate(1234.56) == "1,234.6"
