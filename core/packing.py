@@ -70,11 +70,12 @@ def words_per_beat(beat_bits: int, word_bits: int) -> int:
     return beat_bits // word_bits
 
 
-def input_lanes(group: int, bits: int, tdata_bits: int = AXIS_IN_BITS) -> int:
+def input_lanes(group: int, bits: int, tdata_bits: int = AXIS_IN_BITS, max_lanes: int | None = None) -> int:
     """Input codes per first-block word: the largest divisor of ``group`` (the first block's
-    channels, or all its inputs for a dense block) whose codes fit ``tdata_bits``."""
+    channels, or all its inputs for a dense block) whose codes fit ``tdata_bits``, at most
+    ``max_lanes`` (a limit of the first block)."""
     best = 1
-    for d in range(1, min(group, tdata_bits // bits) + 1):
+    for d in range(1, min(group, tdata_bits // bits, max_lanes or group) + 1):
         if group % d == 0:
             best = d
     return best

@@ -24,7 +24,7 @@ from bitplane.hw.dag import INPUT
 from bitplane.hw.graph_blocks import (AddParams, ConcatParams, GlobalPoolParams, LanesParams, RecodeParams,
                                       SliceParams, ThresholdBlockParams, WindowPoolParams)
 from bitplane.hw.bitserial import EngineConfig, ThresholdParams, row_constants, xnor_compatible
-from bitplane.hw.layers import CodePoolParams, ConvParams, DenseParams, PoolParams
+from bitplane.hw.layers import MAX_WORD_BITS, CodePoolParams, ConvParams, DenseParams, PoolParams
 from bitplane.hw.stream_blocks import mirror_fits
 from .golden import Golden
 from .graph import AddStage, AvgPoolStage, ConcatStage, FixedPoolStage, LoweredGraph, ThresholdStage
@@ -173,13 +173,66 @@ def code_pool_params(stage: CodePoolStage, in_lanes: int):
                           tuple(bool(v) for v in np.broadcast_to(p.maximize, (C,))), to_level, to_code, p.pad_mode)
 
 
+def _consumers(low, name: str) -> list:
+    if isinstance(low, LoweredGraph):
+        return [s for s in low.stages if name in low.inputs.get(s.name, ())]
+    k = next(i for i, s in enumerate(low.stages) if s.name == name)
+    return low.stages[k + 1:k + 2]
+
+
+def _flat_input(low) -> bool:
+    """The first block may take any divisor of all the input codes per word (a flat vector):
+    a dense first layer, or the input stage (element-wise) when only dense layers read it."""
+    st = low.stages[0]
+    if not isinstance(st, MatmulStage):
+        return False
+    if st.identity:
+        users = _consumers(low, st.name)
+        return bool(users) and all(isinstance(u, MatmulStage) and u.kind == "dense" and u.folds for u in users)
+    return st.kind == "dense"
+
+
+def _input_threshold_width(stage: MatmulStage, in_bits: int) -> int:
+    """Threshold width of the input stage's unit: every threshold and every unsigned input code."""
+    thr = np.asarray(stage.thresholds, np.int64)
+    lo = min(stage.acc_lo - 1, int(thr.min()) if thr.size else 0)
+    hi = max(stage.acc_hi + 1, int(thr.max()) if thr.size else 0)
+    return max(signed_bits(lo, hi), in_bits + 1)
+
+
 def first_lanes(low, stream_bits: int) -> int:
     """Input codes per word of the first block for a ``stream_bits`` input stream: a dense
-    first block takes any divisor of all its inputs (a flat vector), the others a divisor of
-    the channels (the sliding window and pools split pixels into channel chunks)."""
+    first block, or an input stage read only by dense layers, takes any divisor of all its
+    inputs (a flat vector), the others a divisor of the channels (the sliding window and pools
+    split pixels into channel chunks). The input stage's threshold memory word (``lanes x T``
+    thresholds) stays within ``hw.layers.MAX_WORD_BITS``."""
     st, shape = low.stages[0], tuple(int(v) for v in low.net.input_shape)
-    group = int(np.prod(shape)) if isinstance(st, MatmulStage) and st.kind == "dense" else shape[0]
-    return input_lanes(group, low.net.input_bits, stream_bits)
+    group = int(np.prod(shape)) if _flat_input(low) else shape[0]
+    cap = None
+    if isinstance(st, MatmulStage) and st.identity:
+        T = int(st.thresholds.shape[1])
+        cap = max(1, MAX_WORD_BITS // max(1, T * (_input_threshold_width(st, low.net.input_bits) + 1)))
+    return input_lanes(group, low.net.input_bits, stream_bits, max_lanes=cap)
+
+
+def input_threshold_params(stage: MatmulStage, lanes: int, in_bits: int, init: bool = True) -> ThresholdBlockParams:
+    """The hardware of the input stage (``gen.lower._input_stage``): its accumulator is the
+    input code itself, so it is a :class:`hw.bitserial.ThresholdUnit` on the unsigned codes,
+    ``lanes`` codes per word (one word per cycle; no bit-serial engine). The codes arrive in HWC
+    order, so lane ``l`` of word ``k`` holds channel ``(k*lanes + l) mod C``: the unit has
+    ``lcm(lanes, C)`` rows, row ``r`` holding channel ``r mod C``'s thresholds, and takes
+    ``C*H*W / lcm(lanes, C)`` "pixels" of those rows per frame."""
+    C = int(stage.out_channels)
+    rows = lanes * C // _gcd(lanes, C)
+    thr = np.asarray(stage.thresholds, np.int64)
+    tp = ThresholdParams(rows=rows, pe=lanes, in_bits=in_bits, n_thresholds=int(thr.shape[1]),
+                         width=_input_threshold_width(stage, in_bits), levels=stage.out_act.L,
+                         out_lut=tuple(int(v) for v in out_code_lut(stage)), in_signed=False)
+    if init:
+        tile = np.arange(rows) % C
+        tp = ThresholdParams(**{**tp.__dict__, "init_thresholds": tuple(map(tuple, thr[tile].tolist())),
+                                "init_dirs": tuple(map(tuple, stage.up[tile].astype(int).tolist()))})
+    return ThresholdBlockParams(tp, int(np.prod(stage.in_shape)) // rows)
 
 
 def _check_window(name, C, H, W, k, pads, mode) -> None:
@@ -194,6 +247,8 @@ def block_params(stage, in_lanes: int, fold=None, init: bool = True):
     """The hardware block (``hw.layers.BlockParams``) of a sequential stage whose input arrives
     ``in_lanes`` values per word; ``fold`` (PE, SIMD) for the stages that fold. Graph stages
     (and grouped convs) map to several blocks: :func:`network_blocks`."""
+    if isinstance(stage, MatmulStage) and stage.identity:
+        return input_threshold_params(stage, in_lanes, stage.in_act.planes, init=init)
     if isinstance(stage, MatmulStage) and stage.groups == 1:
         return layer_params(stage, fold.pe, fold.simd, in_lanes, init=init)
     if isinstance(stage, CodePoolStage):
@@ -351,7 +406,11 @@ def network_blocks(low, folds: dict, init: bool = True, stream_bits: int = AXIS_
         srcs = [streams[v] for v in ins[st.name]]
         is_out = st.name == out_name
         s = srcs[0]
-        if isinstance(st, MatmulStage):
+        if isinstance(st, MatmulStage) and st.identity:
+            b = input_threshold_params(st, s["lanes"], s["bits"], init=init)
+            res = _stream(B.add(b, [s["idx"]], st, st.name), s["lanes"], b.out_lane_bits, False,
+                          int(st.out_shape[0]), px(st.out_shape))
+        elif isinstance(st, MatmulStage):
             f = folds[st.name]
             planes = st.in_act.planes - st.in_act.frac_bits  # the window adds the fractional planes
             if s["bits"] != planes or s["signed"]:         # a sum pool read as uint codes

@@ -75,7 +75,6 @@ def describe_thresholds(stage) -> dict:
 @dataclass
 class MatmulStage:
     """A conv or dense layer with what folds into it (batchnorm, activation, pool)."""
-    folds = True                  # folded onto PE x SIMD by the planner
     name: str                     # the conv/dense layer
     kind: str                     # 'conv' | 'dense'
     layers: list                  # names of the spec layers folded into this stage
@@ -105,6 +104,13 @@ class MatmulStage:
     pad_mode: str = "constant"              # conv padding: 'constant' (pad_index) or a mirror mode
     identity: bool = False                  # the input stage: identity 1x1 weights (see _input_stage)
     pad_codes: tuple | None = None          # per-channel padding plane codes (see _conv_padding)
+
+    @property
+    def folds(self) -> bool:
+        """Folded onto PE x SIMD by the planner; the input stage is not: its hardware is a
+        threshold unit on the input codes, as many per word as the input stream carries
+        (``gen.hwmap.input_threshold_params``)."""
+        return not self.identity
 
     def pad_ints(self):
         """Integer value(s) the padding holds: a number, or one per input channel."""
@@ -136,8 +142,9 @@ class MatmulStage:
 
     @property
     def binary_ops(self) -> int:
-        """AND+popcount bit operations of the bit-serial form: MACs x P_w x P_a."""
-        return self.macs * self.wq.planes * self.in_act.planes
+        """AND+popcount bit operations of the bit-serial form: MACs x P_w x P_a (none for the
+        input stage: its hardware compares codes with thresholds, it multiplies nothing)."""
+        return 0 if self.identity else self.macs * self.wq.planes * self.in_act.planes
 
     def pre_act(self, acc, ndim: int):
         """Float value fed to the activation, from accumulators (channel axis 1)."""
@@ -535,8 +542,9 @@ def _input_stage(net: Network, act: ActQuant) -> tuple[MatmulStage, int]:
     identity weights (one {0, 1} plane: coefficient 1, offset 0), so its
     accumulator is the uint input code itself, followed by the thresholds of
     ``quant_act(batchnorm(code * scale))``. Exact: the host still streams the same input
-    codes, and the stage runs on the ordinary engine. Returns the stage and the index of
-    the first layer after it."""
+    codes. In the golden model it is an ordinary stage; in hardware it is no engine but a
+    threshold unit on the codes (``gen.hwmap.input_threshold_params``). Returns the stage and
+    the index of the first layer after it."""
     layers = net.layers
     j = 0
     while j < len(layers) and layers[j].op == "batchnorm":

@@ -35,6 +35,7 @@ from bitplane.core import weightimage as wimg
 from bitplane.core.packing import AXIS_IN_BITS, STREAM_BITS_MAX, check_stream_bits
 from bitplane.core.yamlio import load_yaml
 from bitplane.hw.bitserial import mvtu_cycles
+from bitplane.hw.layers import MAX_WORD_BITS
 from .hwmap import first_lanes, group_stages, layer_params, network_blocks
 from .graph import LoweredGraph
 from .lower import Lowered, MatmulStage
@@ -142,10 +143,6 @@ def check_fold(st: MatmulStage, pe: int, simd: int, where: str):
                         f"(weights or {st.thresholds.shape[1] if not st.raw else 0} thresholds per row); the "
                         f"limit is {MAX_WORD_BITS:,}: lower PE")
 
-
-# Widest memory word a fold may need. Amaranth's netlist caps a memory word below 65,536 bits;
-# half of that is already far beyond any block RAM's port (72 bits) and is spread over many.
-MAX_WORD_BITS = 1 << 15
 
 
 def word_bits(st: MatmulStage, pe: int, simd: int) -> int:

@@ -628,11 +628,12 @@ class ThresholdParams:
     out_lut: tuple = ()            # level -> output code (default identity)
     init_thresholds: tuple = ()    # [rows][T]
     init_dirs: tuple = ()          # [rows][T]
+    in_signed: bool = True         # False: the inputs are unsigned (e.g. the network's input codes)
 
     def __post_init__(self):
         if self.pe < 1 or self.rows % self.pe:
             raise ValueError(f"PE={self.pe} must divide rows={self.rows}")
-        if self.width < self.in_bits:
+        if self.width < self.in_bits + (not self.in_signed):
             raise ValueError("threshold width must hold every input value")
 
     @property
@@ -659,12 +660,14 @@ THRESHOLD_LATENCY = 3   # cycles from an accepted input word to its output word
 
 
 class ThresholdUnit(wiring.Component):
-    """Multi-threshold activation on a stream of signed values (e.g. pooled accumulators).
+    """Multi-threshold activation on a stream of integers (pooled accumulators, sums, or the
+    network's input codes).
 
     Ports
     -----
     ``i``: In(stream of ``PE*in_bits``): word ``k`` of a pixel carries channels
-        ``(k mod NF)*PE + lane``, signed, ``NF = rows/PE`` words per pixel.
+        ``(k mod NF)*PE + lane``, ``NF = rows/PE`` words per pixel; signed, or unsigned when
+        ``in_signed`` is False.
     ``o``: Out(stream of ``PE*out_bits``): ``code = out_lut[#{t: x >= thr_t if dir_t else
         x <= thr_t}]`` per lane, same order.
     ``t_wr``: In(stream of ``{addr, data}``, ``always_ready``): the threshold memory
@@ -706,7 +709,8 @@ class ThresholdUnit(wiring.Component):
         vb = Signal()
         with m.If(advance):
             m.d.sync += [xa.eq(self.i.payload), va.eq(self.i.valid), vb.eq(va), self.o.valid.eq(vb)]
-        codes = [_threshold_code(m, advance, xa[pe * B:(pe + 1) * B].as_signed(), rp.data, pe, T, TW,
+        lane = [xa[pe * B:(pe + 1) * B] for pe in range(PE)]
+        codes = [_threshold_code(m, advance, lane[pe].as_signed() if p.in_signed else lane[pe], rp.data, pe, T, TW,
                                  p.out_lut or range(p.levels), p.out_bits) for pe in range(PE)]
         with m.If(advance):
             m.d.sync += self.o.payload.eq(Cat(*codes))

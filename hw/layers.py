@@ -53,6 +53,11 @@ from .stream_blocks import CodeLUT, Pool, SlidingWindow, WidthConverter, pool_cy
 REGISTER_LAG = 8    # cycles of register stages a block adds to a pixel's way (window, FIFO reads, output registers)
 
 
+# Widest memory word a block may have. Amaranth's netlist caps a memory word below 65,536 bits;
+# half of that is already far beyond any block RAM's port (72 bits) and is spread over many.
+MAX_WORD_BITS = 1 << 15
+
+
 @dataclass(frozen=True)
 class LoadableMemory:
     """A run-time loadable memory of a block: weight-image section ``kind`` with ``entries``

@@ -120,25 +120,28 @@ def test_blocks_lint_clean(comp, name):
     assert lint(component_verilog(comp(), name), name) == []
 
 
-@pytest.mark.parametrize("rows,pe,T,load", [(6, 2, 3, False), (4, 4, 6, True), (3, 1, 1, False)])
-def test_threshold_unit_matches_reference(rows, pe, T, load):
-    """ThresholdUnit == gen.lower.apply_thresholds on random signed values, mixed directions,
-    out_lut applied; with ``load`` the thresholds arrive through ``t_wr`` at run time."""
+@pytest.mark.parametrize("rows,pe,T,load,signed", [(6, 2, 3, False, True), (4, 4, 6, True, True),
+                                                   (3, 1, 1, False, True), (8, 4, 2, False, False)])
+def test_threshold_unit_matches_reference(rows, pe, T, load, signed):
+    """ThresholdUnit == gen.lower.apply_thresholds on random signed values (or unsigned, as the
+    input stage's codes: values >= 64 would read negative as signed), mixed directions, out_lut
+    applied; with ``load`` the thresholds arrive through ``t_wr`` at run time."""
     from bitplane.hw.bitserial import ThresholdParams, ThresholdUnit, pack_threshold_words
     from bitplane.gen.lower import apply_thresholds
     rng = np.random.default_rng(rows * 10 + T)
     B, TW = 7, 9
-    thr = np.sort(rng.integers(-70, 70, (rows, T)), axis=1)
+    thr = np.sort(rng.integers(-70, 70, (rows, T)) if signed else rng.integers(20, 130, (rows, T)), axis=1)
     up = rng.integers(0, 2, (rows, T)).astype(bool)
     lut = tuple(int(v) for v in rng.permutation(T + 1))
     init = {} if load else {"init_thresholds": tuple(map(tuple, thr.tolist())),
                             "init_dirs": tuple(map(tuple, up.astype(int).tolist()))}
-    p = ThresholdParams(rows=rows, pe=pe, in_bits=B, n_thresholds=T, width=TW, levels=T + 1, out_lut=lut, **init)
+    p = ThresholdParams(rows=rows, pe=pe, in_bits=B, n_thresholds=T, width=TW, levels=T + 1, out_lut=lut,
+                        in_signed=signed, **init)
     dut = ThresholdUnit(p)
     pixels = 9
-    x = rng.integers(-64, 64, (pixels, rows))
+    x = rng.integers(-64, 64, (pixels, rows)) if signed else rng.integers(0, 128, (pixels, rows))
     want = np.asarray(lut)[apply_thresholds(x[:, :, None], thr, up)[:, :, 0]]
-    words = pack_words(x.reshape(-1), B, pe, signed=True)
+    words = pack_words(x.reshape(-1), B, pe, signed=signed)
 
     async def load_thresholds(ctx):
         for addr, data in pack_threshold_words(rows, pe, T, TW, thr, up.astype(int)):
