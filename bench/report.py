@@ -183,7 +183,7 @@ def main(argv=None):
           "(the two tools map differently; we have no Vivado here to measure by how much). Equal throughput: "
           f"`python bench/networks.py --nets {EQUAL_THROUGHPUT} --no-sim --no-ecp5 --cocotb-frames 0` folds "
           "bitplane for FINN's own frame rates (9,150, 2,580 and 356,633 frames/s at 100 MHz; LFC-W1A1 is "
-          "`examples/lfc-w1a1.yaml`, FINN's topology with random-but-fixed weights), LUT6 *sites* (logic + "
+          "`examples/lfc-w1a1.yaml`, FINN's topology and binarized input with random-but-fixed weights), LUT6 *sites* (logic + "
           "distributed RAM) from the out-of-context estimate, frames/s from the planned cycles/frame; the rows at "
           "the smaller targets of the table above also carry fixed costs (windows, FIFOs, control) that a faster "
           "folding amortizes.",

@@ -40,11 +40,14 @@ def _bn_target(act_layer, basis):
 
 
 def write_random_network(spec: dict, out_dir, seed: int = 0, calib_x=None, n_calib: int = 64,
-                         neg_gamma: float = 0.3, weight_dtype=np.float64) -> Path:
+                         neg_gamma: float = 0.3, weight_dtype=np.float64, fixed_bn: dict | None = None) -> Path:
     """Write ``<out_dir>/<name>.yaml`` and ``.npz`` for ``spec`` (a spec mapping without
     ``weights``); return the YAML path. ``calib_x``: uint8 calibration images
     ``[N, C, H, W]`` (random codes if None). ``weight_dtype``: storage type of the weight
-    tensors (float16 keeps shipped examples small; the values stored are the values used)."""
+    tensors (float16 keeps shipped examples small; the values stored are the values used).
+    ``fixed_bn``: ``{batchnorm layer: {gamma, beta, mean, var}}`` kept as given instead of
+    calibrated (e.g. input preprocessing such as FINN's ``2x - 1``); the later batch norms are
+    calibrated on what they produce."""
     rng = np.random.default_rng(seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -102,7 +105,11 @@ def write_random_network(spec: dict, out_dir, seed: int = 0, calib_x=None, n_cal
     v = g.check_input(calib_x).astype(np.float64) * net.input_scale
     layers = net.layers
     for i, layer in enumerate(layers):
-        if layer.op == "batchnorm":
+        if layer.op == "batchnorm" and layer.name in (fixed_bn or {}):
+            layer.params.update({k: np.asarray(val, np.float64) for k, val in fixed_bn[layer.name].items()})
+            for k in ("gamma", "beta", "mean", "var"):
+                p[f"{layer.name}/{k}"] = layer.params[k]
+        elif layer.op == "batchnorm":
             axes = (0, 2, 3) if v.ndim == 4 else (0,)
             C = v.shape[1]
             nxt = next((m for m in layers[i + 1:] if m.op in ("quant_act", "conv", "dense")), None)

@@ -9,7 +9,8 @@
   is reused.
 * The reference networks (``NETWORKS`` below): the docs/design.md section 3 LeNet (DoReFa W2A2,
   LQ-Nets W2A2, TTQ), FINN's TFC and CNV at W1A1 and W2A2, the DoReFa-Net seed's SVHN
-  model at (1, 2) and FINN's LFC (784-1024-1024-1024-10) at W1A1, all with random-but-fixed
+  model at (1, 2) and FINN's LFC (784-1024-1024-1024-10) at W1A1 with FINN's binarized input
+  (``2x - 1`` then sign: the spec's input stage), all with random-but-fixed
   weights (gen/randnet.py; network ``i`` of the list uses seed ``i``): batch norms are
   calibrated through the float path (on the digits for 28x28 networks, on random images
   otherwise) so every activation level is used; some gammas are negative on purpose.
@@ -72,14 +73,24 @@ def lenet(name, wq, aq, nonlin, comment):
                        dense("fc0", 10, INT8, bias=True)]}
 
 
-def tfc(name, wq, aq, nonlin, width=64, label="TFC"):
+# FINN's input preprocessing 2x - 1 (on x = code/255), exactly; with a sign quantizer after it the
+# input is binarized as in FINN's FC networks (Brevitas bnn_pynq: 1-bit input for *_1W1A)
+PRE_2X_MINUS_1 = {"gamma": [2.0], "beta": [-1.0], "mean": [0.0], "var": [1.0]}
+
+
+def tfc(name, wq, aq, nonlin, width=64, label="TFC", binary_input=False):
     """FINN's TFC: MLP 784-64-64-64-10 (all layers quantized, as in FINN); ``width=1024``: FINN's
-    LFC, 784-1024-1024-1024-10."""
+    LFC, 784-1024-1024-1024-10. ``binary_input``: FINN's 1-bit input (``2x - 1`` then sign, the
+    spec's input stage) instead of 8-bit codes into fc0."""
     L = []
+    if binary_input:
+        L += [dict(name="pre", op="batchnorm", eps=0.0), act("qin", "none", SIGN)]
     for i in range(3):
         L += [dense(f"fc{i}", width, wq), bn(f"bn{i}"), act(f"act{i}", nonlin, aq)]
     L += [dense("fc3", 10, wq), bn("bn3")]
-    return {"_comment": f"FINN {label} ({name}); random-but-fixed weights, BN calibrated on real digits",
+    return {"_comment": f"FINN {label} ({name}); "
+                        + ("input binarized as in FINN (2x - 1, then sign); " if binary_input else "")
+                        + "random-but-fixed weights, BN calibrated on real digits",
             "name": name, "input": {"shape": [1, 28, 28], "bits": 8, "scale": 1 / 255}, "layers": L}
 
 
@@ -135,8 +146,9 @@ NETWORKS = {
     "cnv-w1a1": (cnv("cnv-w1a1", SIGN, SIGN, "none"), "random"),
     "cnv-w2a2": (cnv("cnv-w2a2", D2, D2, "clip01"), "random"),
     "svhn-dorefa-w1a2": (svhn_dorefa("svhn-dorefa-w1a2", 1, 2), "random"),
-    "lfc-w1a1": (tfc("lfc-w1a1", SIGN, SIGN, "none", width=1024, label="LFC"), "digits"),
+    "lfc-w1a1": (tfc("lfc-w1a1", SIGN, SIGN, "none", width=1024, label="LFC", binary_input=True), "digits"),
 }
+FIXED_BN = {"lfc-w1a1": {"pre": PRE_2X_MINUS_1}}
 
 
 def make_networks(x, names):
@@ -144,7 +156,8 @@ def make_networks(x, names):
         i = list(NETWORKS).index(name)          # the seed: the same with or without --only
         spec, calib = NETWORKS[name]
         cx = x[:64] if calib == "digits" else None
-        y = write_random_network(spec, HERE, seed=i, calib_x=cx, weight_dtype=np.float16)
+        y = write_random_network(spec, HERE, seed=i, calib_x=cx, weight_dtype=np.float16,
+                                 fixed_bn=FIXED_BN.get(name))
         print(f"wrote {y.relative_to(HERE.parent)} (+ .npz)")
 
 

@@ -222,3 +222,16 @@ def test_graph_network_plans_and_an_unmappable_one_is_refused_before_writing(tmp
     err = capsys.readouterr().err
     assert "layer 's': an add of 3 inputs; the hardware adds two" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_finn_lfc_plans_at_finns_frame_rate():
+    """FINN's LFC-W1A1 binarizes its input (2x - 1, then sign: the spec's input stage) and runs at
+    356,633 frames/s at 100 MHz (280 cycles/frame). The input stage is a threshold unit fed
+    several codes per word, so bitplane plans the same rate: the input stage at 4 codes per
+    32-bit word (196 cycles), the engines at 256."""
+    low = lower(load_network(EX / "lfc-w1a1.yaml"))
+    assert low.stages[0].identity
+    p = plan(low, target_fps=356633)
+    assert p["cycles_per_frame"] <= 100e6 / 356633
+    assert [f.stage for f in p["folds"]] == ["fc0", "fc1", "fc2", "fc3"]
+    assert p["pools"]["pre"] == 784 // 4 and p["stream_bits"] == 32
