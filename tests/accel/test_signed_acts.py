@@ -77,7 +77,8 @@ def test_input_stage_is_a_threshold_unit_on_several_codes_per_word(tmp_path):
     """FINN's FC nets binarize the input (2x-1, then sign) before a dense layer. The input stage is
     a threshold unit (no bit-serial engine) taking as many codes per word as the stream carries,
     not one channel's worth: 4 codes of 3 channels per 32-bit word (channel of lane l in word k:
-    (4k + l) mod 3) is bit-exact in RTL under gaps and stalls, at one word per cycle."""
+    (4k + l) mod 3) is bit-exact in RTL under gaps and stalls, at one word per cycle, with its
+    threshold memory loaded at run time from the weight image."""
     y = write_random_network(FC_SPEC, tmp_path / "src", seed=2)
     z = dict(np.load(y.with_suffix(".npz")))
     z.update({"pre/gamma": np.array([2.0, 1.5, -2.0]), "pre/beta": np.array([-1.0, -0.5, 1.2]),
@@ -86,7 +87,8 @@ def test_input_stage_is_a_threshold_unit_on_several_codes_per_word(tmp_path):
     net = load_network(y)
     g = Golden(net)
     assert g.lowered.stages[0].identity and not g.lowered.stages[0].folds
-    m = compile_network(net, tmp_path / "out", target_fps=5e6, stream_bits=32, progress=lambda s: None)
+    m = compile_network(net, tmp_path / "out", target_fps=5e6, stream_bits=32, embed_weights=False,
+                        progress=lambda s: None)                 # thresholds arrive through s_axis
     first = m["layers"][0]
     assert first["stage"] == "pre" and first["lanes"] == 4 and first["thresholds"] == 1
     assert first["cycles_per_frame"] == 60 // 4                     # one word of 4 codes per cycle
