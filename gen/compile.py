@@ -130,7 +130,8 @@ def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float =
     edge_depths = tp.dag_depths()
     layers = []
     for k, (b, st, name) in enumerate(zip(tp.blocks, stages, names)):
-        row = {"name": name, "kind": st.kind if name == st.name else type(b).__name__.removesuffix("Params").lower(),
+        kind = "input_threshold" if getattr(st, "identity", False) else st.kind   # the input stage: no engine
+        row = {"name": name, "kind": kind if name == st.name else type(b).__name__.removesuffix("Params").lower(),
                "stage": st.name, "in_shape": list(st.in_shape), "out_shape": list(st.out_shape),
                "cycles_per_frame": b.cycles(), "fifo_depth": depths[k], **b.describe()}
         if tp.inputs:

@@ -90,7 +90,8 @@ def test_input_stage_is_a_threshold_unit_on_several_codes_per_word(tmp_path):
     m = compile_network(net, tmp_path / "out", target_fps=5e6, stream_bits=32, embed_weights=False,
                         progress=lambda s: None)                 # thresholds arrive through s_axis
     first = m["layers"][0]
-    assert first["stage"] == "pre" and first["lanes"] == 4 and first["thresholds"] == 1
+    assert first["stage"] == "pre" and first["kind"] == "input_threshold" and first["lanes"] == 4
+    assert first["thresholds"] == 1 and "pe" not in first
     assert first["cycles_per_frame"] == 60 // 4                     # one word of 4 codes per cycle
     assert [f.stage for f in plan(g.lowered, target_fps=5e6, stream_bits=32)["folds"]] == ["fc0", "fc1"]
     x = np.random.default_rng(4).integers(0, 256, (12, 3, 5, 4)).astype(np.uint8)
