@@ -141,10 +141,8 @@ def engine_config(stage: MatmulStage, pe: int, simd: int, pooled: bool = False, 
 def threshold_params(stage: MatmulStage, pe: int, init: bool = True):
     """The :class:`hw.bitserial.ThresholdParams` after a pool on accumulators."""
     thr = np.asarray(stage.thresholds, dtype=np.int64)
-    lo = min(stage.acc_lo - 1, int(thr.min()) if thr.size else 0)
-    hi = max(stage.acc_hi + 1, int(thr.max()) if thr.size else 0)
     p = ThresholdParams(rows=stage.out_channels, pe=pe, in_bits=stage.acc_bits, n_thresholds=int(thr.shape[1]),
-                        width=signed_bits(lo, hi), levels=stage.out_act.L,
+                        width=threshold_width(stage, stage.acc_bits), levels=stage.out_act.L,
                         out_lut=tuple(int(v) for v in out_code_lut(stage)))
     if not init:
         return p
@@ -192,12 +190,13 @@ def _flat_input(low) -> bool:
     return st.kind == "dense"
 
 
-def _input_threshold_width(stage: MatmulStage, in_bits: int) -> int:
-    """Threshold width of the input stage's unit: every threshold and every unsigned input code."""
+def threshold_width(stage, in_bits: int, in_signed: bool = True) -> int:
+    """Width of a :class:`hw.bitserial.ThresholdUnit`'s thresholds for ``stage`` (with ``thresholds``,
+    ``acc_lo``/``acc_hi``): every threshold, the accumulator range +-1 and every input value."""
     thr = np.asarray(stage.thresholds, np.int64)
     lo = min(stage.acc_lo - 1, int(thr.min()) if thr.size else 0)
     hi = max(stage.acc_hi + 1, int(thr.max()) if thr.size else 0)
-    return max(signed_bits(lo, hi), in_bits + 1)
+    return max(signed_bits(lo, hi), in_bits + (not in_signed))
 
 
 def first_lanes(low, stream_bits: int) -> int:
@@ -211,7 +210,7 @@ def first_lanes(low, stream_bits: int) -> int:
     cap = None
     if isinstance(st, MatmulStage) and st.identity:
         T = int(st.thresholds.shape[1])
-        cap = max(1, MAX_WORD_BITS // max(1, T * (_input_threshold_width(st, low.net.input_bits) + 1)))
+        cap = max(1, MAX_WORD_BITS // max(1, T * (threshold_width(st, low.net.input_bits, False) + 1)))
     return input_lanes(group, low.net.input_bits, stream_bits, max_lanes=cap)
 
 
@@ -226,7 +225,7 @@ def input_threshold_params(stage: MatmulStage, lanes: int, in_bits: int, init: b
     rows = lanes * C // _gcd(lanes, C)
     thr = np.asarray(stage.thresholds, np.int64)
     tp = ThresholdParams(rows=rows, pe=lanes, in_bits=in_bits, n_thresholds=int(thr.shape[1]),
-                         width=_input_threshold_width(stage, in_bits), levels=stage.out_act.L,
+                         width=threshold_width(stage, in_bits, False), levels=stage.out_act.L,
                          out_lut=tuple(int(v) for v in out_code_lut(stage)), in_signed=False)
     if init:
         tile = np.arange(rows) % C
@@ -495,10 +494,8 @@ def network_blocks(low, folds: dict, init: bool = True, stream_bits: int = AXIS_
             res = dict(s, idx=B.add(b, [s["idx"]], st, st.name), px=px(st.out_shape))
         elif isinstance(st, ThresholdStage):
             thr = np.asarray(st.thresholds, np.int64)
-            lo = min(st.acc_lo - 1, int(thr.min()) if thr.size else 0)
-            hi = max(st.acc_hi + 1, int(thr.max()) if thr.size else 0)
             tp = ThresholdParams(rows=st.out_channels, pe=s["lanes"], in_bits=s["bits"], n_thresholds=int(thr.shape[1]),
-                                 width=max(signed_bits(lo, hi), s["bits"]), levels=st.out_act.L,
+                                 width=threshold_width(st, s["bits"]), levels=st.out_act.L,
                                  out_lut=tuple(int(v) for v in st.out_act.level_codes))
             if init:
                 tp = ThresholdParams(**{**tp.__dict__, "init_thresholds": tuple(map(tuple, thr.tolist())),
