@@ -458,13 +458,18 @@ class BitSerialMVTU(wiring.Component):
         chunks = [(lo, min(c.simd, lo + CH)) for lo in range(0, c.simd, CH)]
         part_a = [Signal(range(hi - lo + 1), name=f"popa_{lo}") for lo, hi in chunks]
         part_w = [[Signal(range(hi - lo + 1), name=f"pop{pe}_{lo}") for lo, hi in chunks] for pe in range(c.pe)]
+        # one named signal per PE: slicing the expression itself makes the Verilog repeat the whole
+        # SIMD-wide XNOR/AND for every lane (8.4 Mbit of wires for 4 x 1,024 lanes: more than wasm
+        # yosys' 4 GB can hold)
+        match = [Signal(c.simd, name=f"match{pe}") for pe in range(c.pe)]
+        for pe in range(c.pe):
+            m.d.comb += match[pe].eq(~(w_sel[pe] ^ a_sel) if c.xnor else (w_sel[pe] & a_sel))
         with m.If(advance):
             for (lo, hi), pa in zip(chunks, part_a):
                 m.d.sync += pa.eq(_popcount([a_sel[l] for l in range(lo, hi)]))
             for pe in range(c.pe):
-                bits = ~(w_sel[pe] ^ a_sel) if c.xnor else (w_sel[pe] & a_sel)
                 for (lo, hi), pw_ in zip(chunks, part_w[pe]):
-                    m.d.sync += pw_.eq(_popcount([bits[l] for l in range(lo, hi)]))
+                    m.d.sync += pw_.eq(_popcount([match[pe][l] for l in range(lo, hi)]))
         return part_a, part_w, delay(ctl, "c")
 
     def _popcount_sums(self, m, advance, delay, ctl, part_a, part_w):
