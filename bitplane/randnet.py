@@ -107,8 +107,6 @@ def write_random_network(spec: dict, out_dir, seed: int = 0, calib_x=None, n_cal
     for i, layer in enumerate(layers):
         if layer.op == "batchnorm" and layer.name in (fixed_bn or {}):
             layer.params.update({k: np.asarray(val, np.float64) for k, val in fixed_bn[layer.name].items()})
-            for k in ("gamma", "beta", "mean", "var"):
-                p[f"{layer.name}/{k}"] = layer.params[k]
         elif layer.op == "batchnorm":
             axes = (0, 2, 3) if v.ndim == 4 else (0,)
             C = v.shape[1]
@@ -119,6 +117,7 @@ def write_random_network(spec: dict, out_dir, seed: int = 0, calib_x=None, n_cal
             layer.params.update(mean=v.mean(axes), var=v.var(axes) + 1e-3,
                                 gamma=sgn * gam * rng.uniform(0.8, 1.2, C),
                                 beta=beta + rng.normal(0, 0.05, C))
+        if layer.op == "batchnorm":
             for k in ("gamma", "beta", "mean", "var"):
                 p[f"{layer.name}/{k}"] = layer.params[k]
         v = g.float_layer(layer, v)

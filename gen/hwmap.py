@@ -138,16 +138,25 @@ def engine_config(stage: MatmulStage, pe: int, simd: int, pooled: bool = False, 
     return EngineConfig(**{**cfg.__dict__, **extra})
 
 
-def threshold_params(stage: MatmulStage, pe: int, init: bool = True):
-    """The :class:`hw.bitserial.ThresholdParams` after a pool on accumulators."""
+def threshold_unit_params(stage, rows: int, pe: int, in_bits: int, init: bool = True,
+                          in_signed: bool = True) -> ThresholdParams:
+    """The :class:`hw.bitserial.ThresholdParams` of ``stage``'s thresholds and output codes on
+    ``rows`` rows (row ``r`` holds channel ``r mod C``'s thresholds), ``pe`` per word, over
+    ``in_bits``-bit inputs; ``init``: the threshold memory holds them at power-on."""
     thr = np.asarray(stage.thresholds, dtype=np.int64)
-    p = ThresholdParams(rows=stage.out_channels, pe=pe, in_bits=stage.acc_bits, n_thresholds=int(thr.shape[1]),
-                        width=threshold_width(stage, stage.acc_bits), levels=stage.out_act.L,
-                        out_lut=tuple(int(v) for v in out_code_lut(stage)))
+    p = ThresholdParams(rows=rows, pe=pe, in_bits=in_bits, n_thresholds=int(thr.shape[1]),
+                        width=threshold_width(stage, in_bits, in_signed), levels=stage.out_act.L,
+                        out_lut=tuple(int(v) for v in stage.out_act.level_codes), in_signed=in_signed)
     if not init:
         return p
-    return ThresholdParams(**{**p.__dict__, "init_thresholds": tuple(map(tuple, thr.tolist())),
-                              "init_dirs": tuple(map(tuple, stage.up.astype(int).tolist()))})
+    tile = np.arange(rows) % thr.shape[0]
+    return replace(p, init_thresholds=tuple(map(tuple, thr[tile].tolist())),
+                   init_dirs=tuple(map(tuple, np.asarray(stage.up)[tile].astype(int).tolist())))
+
+
+def threshold_params(stage: MatmulStage, pe: int, init: bool = True):
+    """The :class:`hw.bitserial.ThresholdParams` after a pool on accumulators."""
+    return threshold_unit_params(stage, stage.out_channels, pe, stage.acc_bits, init)
 
 
 def _identity(t) -> bool:
@@ -186,7 +195,7 @@ def _flat_input(low) -> bool:
         return False
     if st.identity:
         users = _consumers(low, st.name)
-        return bool(users) and all(isinstance(u, MatmulStage) and u.kind == "dense" and u.folds for u in users)
+        return bool(users) and all(isinstance(u, MatmulStage) and u.kind == "dense" for u in users)
     return st.kind == "dense"
 
 
@@ -223,14 +232,7 @@ def input_threshold_params(stage: MatmulStage, lanes: int, in_bits: int, init: b
     ``C*H*W / lcm(lanes, C)`` "pixels" of those rows per frame."""
     C = int(stage.out_channels)
     rows = lanes * C // _gcd(lanes, C)
-    thr = np.asarray(stage.thresholds, np.int64)
-    tp = ThresholdParams(rows=rows, pe=lanes, in_bits=in_bits, n_thresholds=int(thr.shape[1]),
-                         width=threshold_width(stage, in_bits, False), levels=stage.out_act.L,
-                         out_lut=tuple(int(v) for v in out_code_lut(stage)), in_signed=False)
-    if init:
-        tile = np.arange(rows) % C
-        tp = ThresholdParams(**{**tp.__dict__, "init_thresholds": tuple(map(tuple, thr[tile].tolist())),
-                                "init_dirs": tuple(map(tuple, stage.up[tile].astype(int).tolist()))})
+    tp = threshold_unit_params(stage, rows, lanes, in_bits, init, in_signed=False)
     return ThresholdBlockParams(tp, int(np.prod(stage.in_shape)) // rows)
 
 
@@ -493,14 +495,7 @@ def network_blocks(low, folds: dict, init: bool = True, stream_bits: int = AXIS_
                                  "max", maximize=tuple(bool(v) for v in p.maximize), pad_mode=p.pad_mode)
             res = dict(s, idx=B.add(b, [s["idx"]], st, st.name), px=px(st.out_shape))
         elif isinstance(st, ThresholdStage):
-            thr = np.asarray(st.thresholds, np.int64)
-            tp = ThresholdParams(rows=st.out_channels, pe=s["lanes"], in_bits=s["bits"], n_thresholds=int(thr.shape[1]),
-                                 width=threshold_width(st, s["bits"]), levels=st.out_act.L,
-                                 out_lut=tuple(int(v) for v in st.out_act.level_codes))
-            if init:
-                tp = ThresholdParams(**{**tp.__dict__, "init_thresholds": tuple(map(tuple, thr.tolist())),
-                                        "init_dirs": tuple(map(tuple, st.up.astype(int).tolist()))})
-            b = ThresholdBlockParams(tp, s["px"])
+            b = ThresholdBlockParams(threshold_unit_params(st, st.out_channels, s["lanes"], s["bits"], init), s["px"])
             res = _stream(B.add(b, [s["idx"]], st, st.name), s["lanes"], b.out_lane_bits, False, s["C"], s["px"])
         else:
             raise NotSupportedError(f"layer '{st.name}': a {st.kind} stage has no hardware block")

@@ -144,7 +144,6 @@ def check_fold(st: MatmulStage, pe: int, simd: int, where: str):
                         f"limit is {MAX_WORD_BITS:,}: lower PE")
 
 
-
 def word_bits(st: MatmulStage, pe: int, simd: int) -> int:
     """Widest run-time memory word of the block at this fold."""
     return memory_bits(st, pe, simd)["word"]
