@@ -124,9 +124,9 @@ def test_batch_harness_dies_with_the_process_that_started_it(echo):
     code = ("import sys, numpy as np\nfrom pathlib import Path\nfrom bitplane.sim.native import NativeSim\n"
             "NativeSim(Path(sys.argv[1]), 'echo').run(np.zeros(1), 1, 1, 1, stall_pct=100)\n")
     caller = subprocess.Popen([sys.executable, "-c", code, str(echo.exe)])
+    harness = []
     try:
         deadline = time.monotonic() + 60
-        harness = []
         while not harness and time.monotonic() < deadline:   # the output never drains (100 % stalls)
             harness = [c for c in _children(caller.pid) if Path(f"/proc/{c}/exe").resolve() == echo.exe.resolve()]
             time.sleep(0.05)
@@ -141,6 +141,6 @@ def test_batch_harness_dies_with_the_process_that_started_it(echo):
     finally:
         caller.kill()
         caller.wait()
-        for c in harness if "harness" in locals() else ():
+        for c in harness:
             if _running(c):
                 os.kill(c, signal.SIGKILL)
