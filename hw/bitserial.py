@@ -78,6 +78,8 @@ class EngineConfig:
             raise ValueError("w_offset must have one entry per row")
         if self.xnor and not xnor_compatible(self.w_coefs, self.w_offset, self.a_coefs, self.a_offset):
             raise ValueError("the XNOR path needs +-1 weights and activations (c=[2], o=-1 on both sides)")
+        if self.init_thresholds and not self.xnor and len(self.init_consts) != R:
+            raise ValueError("power-on thresholds need the row constants (init_consts): K is folded into them")
         # Raw mode outputs the low ``raw_width`` bits of the exact dot product. The engine's
         # internal width (``final_width``) bounds every partial term and can exceed the final
         # value's proven range; the compiler checks that range fits ``raw_width``
@@ -124,10 +126,32 @@ class EngineConfig:
     @property
     def memory_words(self) -> dict:
         """Word width in bits of each run-time loadable memory (the one definition; the
-        engine's ``w_wr``/``t_wr``/``k_wr`` ports and memories use these)."""
-        return {"weights": self.pe * self.simd,
-                "thresholds": max(1, self.pe * self.n_thresholds * (self.final_width + 1)),
-                "constants": self.pe * self.final_width}
+        engine's ``w_wr``/``t_wr``/``k_wr`` ports and memories use these). The row-constant
+        memory exists in raw mode only: with thresholds, K is folded into them
+        (:func:`fold_thresholds`)."""
+        words = {"weights": self.pe * self.simd,
+                 "thresholds": max(1, self.pe * self.n_thresholds * (self.threshold_width + 1))}
+        if self.raw:
+            words["constants"] = self.pe * self.final_width
+        return words
+
+    @property
+    def compare_bounds(self) -> tuple[int, int]:
+        """Range of the value the thresholds are compared with (threshold mode): the popcount
+        of the matches on the XNOR path (``0..N``), else the bit-serial part plus ``o_w x S_a``
+        (the row constant K and the XNOR path's ``2x - N`` are folded into the thresholds)."""
+        if self.xnor:
+            return 0, self.cols
+        B = self.cols * max(sum(abs(c[r]) for c in self.w_coefs) + abs(self.w_offset[r]) for r in range(self.rows)) \
+            * sum(abs(c) for c in self.a_coefs)
+        return -B, B
+
+    @property
+    def threshold_width(self) -> int:
+        """Width of a stored threshold: the compared value's range plus one beyond each end
+        (a threshold outside the range means "always" or "never")."""
+        lo, hi = self.compare_bounds
+        return signed_bits(lo - 1, hi + 1)
 
     @property
     def weight_entries(self) -> int:
@@ -210,9 +234,37 @@ def pack_threshold_words(rows: int, pe: int, n_thresholds: int, width: int, thr,
     return out
 
 
-def pack_thresholds(cfg: EngineConfig, thr, dirs) -> list[tuple[int, int]]:
-    """The MVTU's threshold memory (:func:`pack_threshold_words` at ``final_width``)."""
-    return pack_threshold_words(cfg.rows, cfg.pe, cfg.n_thresholds, cfg.final_width, thr, dirs)
+def fold_thresholds(cfg: EngineConfig, thr, dirs, consts) -> list[list[int]]:
+    """Thresholds on the exact dot product -> thresholds on the value the engine compares
+    (:attr:`EngineConfig.compare_bounds`), the same decisions for every input:
+
+    * general path, ``dot = x + K[r]``: ``dot >= t  <=>  x >= t - K[r]`` (and ``<=`` alike);
+    * XNOR path, ``dot = 2 p - N`` (``p`` the match count): ``dot >= t  <=>  p >= ceil((t + N)/2)``,
+      ``dot <= t  <=>  p <= floor((t + N)/2)``;
+
+    clipped to one beyond the compared range (still "always"/"never" there), so a threshold
+    fits :attr:`EngineConfig.threshold_width` bits."""
+    lo, hi = cfg.compare_bounds
+    out = []
+    for r in range(cfg.rows):
+        row = []
+        for t in range(cfg.n_thresholds):
+            v, up = int(thr[r][t]), bool(int(dirs[r][t]))
+            if cfg.xnor:
+                u = v + cfg.cols
+                x = -(-u // 2) if up else u // 2
+            else:
+                x = v - int(consts[r])
+            row.append(min(max(x, lo - 1), hi + 1))
+        out.append(row)
+    return out
+
+
+def pack_thresholds(cfg: EngineConfig, thr, dirs, consts) -> list[tuple[int, int]]:
+    """The MVTU's threshold memory: :func:`fold_thresholds` (K = ``consts``, :func:`row_constants`)
+    packed by :func:`pack_threshold_words` at :attr:`EngineConfig.threshold_width`."""
+    return pack_threshold_words(cfg.rows, cfg.pe, cfg.n_thresholds, cfg.threshold_width,
+                                fold_thresholds(cfg, thr, dirs, consts), dirs)
 
 
 def pack_constants(cfg: EngineConfig, consts) -> list[tuple[int, int]]:
@@ -275,7 +327,8 @@ class BitSerialMVTU(wiring.Component):
     ``w_wr``, ``t_wr``, ``k_wr``: In(stream of ``{addr, data}``, ``always_ready``)
         Run-time writes of the weight, threshold and row-constant memories (layouts:
         :func:`pack_weights`, :func:`pack_thresholds`, :func:`pack_constants`). Write them
-        while no vector is in flight.
+        while no vector is in flight. ``k_wr`` exists in raw mode only (with thresholds, the
+        row constants are folded into them: :func:`fold_thresholds`).
 
     Timing: one (weight plane, activation plane) pair per cycle; a vector takes
     :func:`engine_cycles` cycles and vectors follow each other without bubbles when the
@@ -297,8 +350,8 @@ class BitSerialMVTU(wiring.Component):
                 {"addr": self._aw, "data": c.memory_words["weights"]}), always_ready=True)),
             "t_wr": In(stream.Signature(data.StructLayout(
                 {"addr": self._tw, "data": c.memory_words["thresholds"]}), always_ready=True)),
-            "k_wr": In(stream.Signature(data.StructLayout(
-                {"addr": self._tw, "data": c.memory_words["constants"]}), always_ready=True)),
+            **({"k_wr": In(stream.Signature(data.StructLayout(
+                {"addr": self._tw, "data": c.memory_words["constants"]}), always_ready=True))} if c.raw else {}),
         })
 
     # The pipeline (docs/design.md section 6): memories and the input double buffer, then
@@ -326,21 +379,33 @@ class BitSerialMVTU(wiring.Component):
         return m
 
     def _memories(self, m):
-        """Weight, threshold and row-constant memories (run-time writable through ``w_wr``,
-        ``t_wr``, ``k_wr``, always ready) and the two-bank activation buffer."""
+        """Weight, threshold and (raw mode) row-constant memories (run-time writable through
+        ``w_wr``, ``t_wr``, ``k_wr``, always ready) and the two-bank activation buffer.
+
+        A memory of one word (e.g. every row in one fold: ``NF = 1``) is read at the constant
+        address 0 and marked ``ram_style = "logic"``: plain registers, where yosys would
+        otherwise build a two-word distributed RAM (0.67 LUT6 per bit on xc7)."""
         c = self.cfg
         NF, SF, T = c.nf, c.sf, c.n_thresholds
-        # (depth >= 2 keeps address ports at least one bit wide)
-        winit = [d for _, d in pack_weights(c, c.init_weights)] if c.init_weights else []
         words = c.memory_words
-        m.submodules.wmem = wmem = Memory(shape=words["weights"], depth=max(2, c.weight_entries), init=winit)
-        tinit = [d for _, d in pack_thresholds(c, c.init_thresholds, c.init_dirs)] \
+
+        def memory(shape, entries, init):
+            # (depth >= 2 keeps address ports at least one bit wide)
+            return Memory(shape=shape, depth=max(2, entries), init=init,
+                          attrs={"ram_style": "logic"} if entries == 1 else None)
+        winit = [d for _, d in pack_weights(c, c.init_weights)] if c.init_weights else []
+        m.submodules.wmem = wmem = memory(words["weights"], c.weight_entries, winit)
+        tinit = [d for _, d in pack_thresholds(c, c.init_thresholds, c.init_dirs, c.init_consts)] \
             if c.init_thresholds and T else []
-        m.submodules.tmem = tmem = Memory(shape=words["thresholds"], depth=max(2, NF), init=tinit)
-        kinit = [d for _, d in pack_constants(c, c.init_consts)] if c.init_consts else []
-        m.submodules.kmem = kmem = Memory(shape=words["constants"], depth=max(2, NF), init=kinit)
+        m.submodules.tmem = tmem = memory(words["thresholds"], NF, tinit)
+        pairs = [(wmem, self.w_wr), (tmem, self.t_wr)]
+        kmem = None
+        if c.raw:
+            kinit = [d for _, d in pack_constants(c, c.init_consts)] if c.init_consts else []
+            m.submodules.kmem = kmem = memory(words["constants"], NF, kinit)
+            pairs.append((kmem, self.k_wr))
         m.submodules.abuf = abuf = Memory(shape=c.simd * c.a_planes, depth=2 * SF, init=[])
-        for mem, port in ((wmem, self.w_wr), (tmem, self.t_wr), (kmem, self.k_wr)):
+        for mem, port in pairs:
             wp = mem.write_port()
             m.d.comb += [wp.addr.eq(port.payload.addr), wp.data.eq(port.payload.data), wp.en.eq(port.valid)]
         return SimpleNamespace(wmem=wmem, tmem=tmem, kmem=kmem, abuf=abuf)
@@ -404,7 +469,8 @@ class BitSerialMVTU(wiring.Component):
             m.d.sync += wa1.eq(wa)
         wrp = mems.wmem.read_port()
         arp = mems.abuf.read_port()
-        m.d.comb += [wrp.addr.eq(wa1), wrp.en.eq(advance), arp.addr.eq(ra), arp.en.eq(advance)]
+        m.d.comb += [wrp.addr.eq(wa1 if c.weight_entries > 1 else 0), wrp.en.eq(advance),
+                     arp.addr.eq(ra), arp.en.eq(advance)]
 
         # control pipeline S1 (aligned with the memory read data)
         v1 = Signal()
@@ -539,18 +605,24 @@ class BitSerialMVTU(wiring.Component):
         nf4 = Signal.like(k.nf)
         sa_next = Signal(signed(FW))
         m.d.comb += sa_next.eq(Mux(k.sa_first, 0, sa) + sprod3)
-        krp = mems.kmem.read_port()
         trp = mems.tmem.read_port()
-        # K is read for row fold nf2 (data in S3, registered into S4), thresholds for nf4
-        # (data in S5, registered into S6, compared with the dot product of S6): no arithmetic
+        # K (raw mode) is read for row fold nf2 (data in S3, registered into S4), thresholds for
+        # nf4 (data in S5, registered into S6, compared with the dot product of S6): no arithmetic
         # right after a block RAM output. The address must be the fold whose dot product is in
         # flight, one stage per cycle: with one cycle per row fold (SF = Pw = Pa = 1) the fold
         # changes every cycle, so an address one stage late reads the previous fold's thresholds.
-        m.d.comb += [krp.addr.eq(k.nf2), krp.en.eq(advance), trp.addr.eq(nf4), trp.en.eq(advance)]
-        k4 = Signal.like(krp.data)
+        one = c.nf == 1              # one-word memories: constant address (registers)
+        m.d.comb += [trp.addr.eq(0 if one else nf4), trp.en.eq(advance)]
         t6 = Signal.like(trp.data)
         with m.If(advance):
-            m.d.sync += [k4.eq(krp.data), t6.eq(trp.data)]
+            m.d.sync += t6.eq(trp.data)
+        k4 = None
+        if mems.kmem is not None:
+            krp = mems.kmem.read_port()
+            m.d.comb += [krp.addr.eq(0 if one else k.nf2), krp.en.eq(advance)]
+            k4 = Signal.like(krp.data)
+            with m.If(advance):
+                m.d.sync += k4.eq(krp.data)
         for pe in range(c.pe):
             nxt = Signal(signed(AW), name=f"accn{pe}")
             m.d.comb += nxt.eq(Mux(k.first, 0, acc[pe]) + prod3[pe])
@@ -569,30 +641,39 @@ class BitSerialMVTU(wiring.Component):
         return res4, s4, v4, nf4, k4, t6
 
     def _dot_products(self, m, advance, res4, s4, v4, nf4, k4):
-        """S4: ``res + K`` and ``o_w x S_a`` registered apart; S5: their sum, the exact dot
-        product (XNOR path: ``2*res - N``)."""
+        """Raw mode, S4: ``res + K`` and ``o_w x S_a`` registered apart; S5: their sum, the exact
+        dot product (XNOR path: ``2*res - N``). Threshold mode: the value the thresholds are
+        compared with (:attr:`EngineConfig.compare_bounds`: ``res + o_w x S_a``, or ``res`` on the
+        XNOR path and when every ``o_w`` is 0), K being folded into the thresholds; the same
+        stages, one adder fewer per PE (none on the XNOR path)."""
         c = self.cfg
-        PE, NF, FW = c.pe, c.nf, c.final_width
+        PE, NF = c.pe, c.nf
+        FW = c.final_width if c.raw else c.threshold_width
         v5, v6 = Signal(), Signal()
         dots = []
         for pe in range(PE):
             full_acc = Signal(signed(FW), name=f"dot{pe}")
             rk = Signal(signed(FW), name=f"rk{pe}")
             so = Signal(signed(FW), name=f"so{pe}")
+            offs = [c.w_offset[f * PE + pe] for f in range(NF)]
             if c.xnor:
                 with m.If(advance):
-                    m.d.sync += [rk.eq(2 * res4[pe]), so.eq(-c.cols)]
+                    m.d.sync += rk.eq(2 * res4[pe] if c.raw else res4[pe])
+                    if c.raw:
+                        m.d.sync += so.eq(-c.cols)
             else:
-                offs = [c.w_offset[f * PE + pe] for f in range(NF)]
-                if len(set(offs)) == 1:
+                if not any(offs):
+                    prod = 0
+                elif len(set(offs)) == 1:
                     prod = s4 * offs[0]
                 else:
                     ow_tab = Array([Const(o, signed(signed_bits(min(offs + [0]), max(offs + [0])))) for o in offs])
                     prod = ow_tab[nf4] * s4
                 with m.If(advance):
-                    m.d.sync += [rk.eq(res4[pe] + k4[pe * FW:(pe + 1) * FW].as_signed()), so.eq(prod)]
+                    m.d.sync += [rk.eq(res4[pe] + k4[pe * FW:(pe + 1) * FW].as_signed() if c.raw else res4[pe]),
+                                 so.eq(prod)]
             with m.If(advance):
-                m.d.sync += full_acc.eq(rk + so)
+                m.d.sync += full_acc.eq(rk + so if c.raw or (not c.xnor and any(offs)) else rk)
             dots.append(full_acc)
         with m.If(advance):
             m.d.sync += [v5.eq(v4), v6.eq(v5)]
@@ -611,7 +692,7 @@ class BitSerialMVTU(wiring.Component):
                     m.d.sync += o.eq(full_acc.as_signed() if c.raw_width >= c.final_width else full_acc)
                 outs.append(o)
             else:
-                outs.append(_threshold_code(m, advance, full_acc, t6, pe, c.n_thresholds, c.final_width,
+                outs.append(_threshold_code(m, advance, full_acc, t6, pe, c.n_thresholds, c.threshold_width,
                                             c.out_lut or range(c.n_levels), c.out_bits))
         v7 = delay([v6], "7")[0]
         with m.If(advance):

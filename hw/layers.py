@@ -251,7 +251,8 @@ class _EngineBlock(BlockParams):
             mems.append(LoadableMemory.thresholds(t))
         elif e.n_thresholds:
             mems.append(LoadableMemory(wimg.MEM_THRESHOLDS, e.nf, words["thresholds"], "t_wr"))
-        mems.append(LoadableMemory(wimg.MEM_CONSTANTS, e.nf, words["constants"], "k_wr"))
+        if e.raw:               # with thresholds, the row constants are folded into them
+            mems.append(LoadableMemory(wimg.MEM_CONSTANTS, e.nf, words["constants"], "k_wr"))
         return tuple(mems)
 
     def memory_data(self, mem: LoadableMemory) -> list[int]:
@@ -261,7 +262,7 @@ class _EngineBlock(BlockParams):
         elif mem.kind == wimg.MEM_THRESHOLDS and t is not None:
             pairs = t.init_words()
         elif mem.kind == wimg.MEM_THRESHOLDS:
-            pairs = pack_thresholds(e, e.init_thresholds, e.init_dirs)
+            pairs = pack_thresholds(e, e.init_thresholds, e.init_dirs, e.init_consts)
         else:
             pairs = pack_constants(e, e.init_consts)
         return mem.dense(pairs)
@@ -367,13 +368,14 @@ def _members(engine: BitSerialMVTU, in_bits: int, out_bits: int, thr: ThresholdU
     """Stream ports of a block plus its memory write ports (the threshold memory is the
     :class:`ThresholdUnit`'s when the block pools accumulators, else the engine's)."""
     return {"i": In(stream.Signature(in_bits)), "o": Out(stream.Signature(out_bits)),
-            **{n: engine.signature.members[n] for n in ("w_wr", "k_wr")},
+            **{n: engine.signature.members[n] for n in ("w_wr", "k_wr") if n in engine.signature.members},
             "t_wr": (thr if thr is not None else engine).signature.members["t_wr"]}
 
 
 def _connect_memories(m: Module, blk, eng: BitSerialMVTU, thr: ThresholdUnit | None = None):
     for n in ("w_wr", "k_wr"):
-        wiring.connect(m, wiring.flipped(getattr(blk, n)), getattr(eng, n))
+        if n in eng.signature.members:
+            wiring.connect(m, wiring.flipped(getattr(blk, n)), getattr(eng, n))
     if thr is None:
         wiring.connect(m, wiring.flipped(blk.t_wr), eng.t_wr)
     else:
@@ -390,7 +392,7 @@ class ConvBlock(wiring.Component):
     order (with ``in_shift``: codes whose low ``in_shift`` planes are zero, sent without them);
     ``o`` Out(stream of ``PE * out_bits``): output plane codes (or raw accumulators), HWC
     order, ``PE`` channels per word. Memories of the MVTU are exposed as ``w_wr``, ``t_wr``,
-    ``k_wr`` (see :class:`~hw.bitserial.BitSerialMVTU`).
+    and (raw engine) ``k_wr`` (see :class:`~hw.bitserial.BitSerialMVTU`).
 
     Throughput: :meth:`ConvParams.cycles` per frame; latency: the window's line fill plus one
     vector of the engine; backpressure propagates through every part.

@@ -20,8 +20,8 @@ def run_mvtu(cfg, wcodes, thr, dirs, vectors, seed=0, gap=0.3, stall=0.3, load=T
 
     async def loader(ctx):
         for port, entries in ((dut.w_wr, pack_weights(cfg, wcodes)),
-                              (dut.k_wr, pack_constants(cfg, consts)),
-                              *(((dut.t_wr, pack_thresholds(cfg, thr, dirs)),) if cfg.n_thresholds else ())):
+                              *(((dut.k_wr, pack_constants(cfg, consts)),) if cfg.raw else ()),
+                              *(((dut.t_wr, pack_thresholds(cfg, thr, dirs, consts)),) if cfg.n_thresholds else ())):
             for addr, d in entries:
                 ctx.set(port.payload, {"addr": addr, "data": d})
                 ctx.set(port.valid, 1)
@@ -82,3 +82,31 @@ def test_cycles_per_vector_without_stalls():
     ideal = n * per_vec
     total = stamps[-1] - stamps[0] + per_vec // cfg.nf
     assert ideal / total >= 0.95 * (n - 1) / n
+
+
+@pytest.mark.parametrize("xnor", [False, True])
+def test_folded_thresholds_decide_as_the_dot_product(xnor):
+    """fold_thresholds: every compared value in range decides like its dot product, for
+    thresholds inside, at the ends of and far outside the dot product's range."""
+    from bitplane.hw.bitserial import fold_thresholds
+    rng = np.random.default_rng(5)
+    if xnor:
+        cfg = make_case(rng, 4, 13, 2, 13, "sign", 1, "signact", 1, 1, xnor=True)[0]
+    else:
+        cfg = make_case(rng, 4, 6, 2, 3, "lq", 2, "lqact", 2, 3)[0]
+    lo, hi = cfg.compare_bounds
+    T = 40
+    consts = rng.integers(-3 * hi, 3 * hi, cfg.rows)
+    thr = rng.integers(-4 * hi - 4 * cfg.cols, 4 * hi + 4 * cfg.cols, (cfg.rows, T))
+    thr[:, :4] = [lo - 1, hi + 1, -cfg.cols, cfg.cols]
+    dirs = rng.integers(0, 2, (cfg.rows, T))
+    cfg = EngineConfig(**{**cfg.__dict__, "n_thresholds": T})
+    folded = np.array(fold_thresholds(cfg, thr, dirs, consts))
+    assert folded.min() >= lo - 1 and folded.max() <= hi + 1
+    x = np.arange(lo, hi + 1)
+    for r in range(cfg.rows):
+        dot = 2 * x - cfg.cols if xnor else x + consts[r]
+        for t in range(T):
+            want = dot >= thr[r, t] if dirs[r, t] else dot <= thr[r, t]
+            got = x >= folded[r, t] if dirs[r, t] else x <= folded[r, t]
+            assert np.array_equal(got, want), (r, t)

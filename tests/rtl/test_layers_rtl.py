@@ -29,7 +29,8 @@ def rtl_block(st, idx, pe, simd, lanes, seed):
     want = np.concatenate([stream_order(o) if o.ndim == 3 else o.reshape(-1) for o in out])
     res = run(v, "blk", "tests.support.tb_stream", {"seed": seed, "idle": 0.25, "stall": 0.3, "words": words,
                                           "n_out": len(want) // pe,
-                                          "idle_inputs": ["w_wr__valid", "t_wr__valid", "k_wr__valid"]},
+                                          "idle_inputs": [f"{n}__valid" for n in ("w_wr", "t_wr", "k_wr")
+                                                          if n in blk.signature.members]},
               name="blk")
     got = unpack_words([int(w) for w in res["out"]], blk.out_bits, pe, signed=st.raw)
     assert np.array_equal(got, want)

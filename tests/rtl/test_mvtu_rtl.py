@@ -21,9 +21,10 @@ def run_case(cfg, wcodes, thr, dirs, vec, seed=0, idle=0.3, stall=0.3):
     comp = BitSerialMVTU(cfg)
     v = component_verilog(comp, "mvtu")
     consts = row_constants(cfg, wcodes)
-    mem = {"w_wr": pack_weights(cfg, wcodes), "k_wr": pack_constants(cfg, consts),
-           "t_wr": pack_thresholds(cfg, thr, dirs) if cfg.n_thresholds else []}
-    addr_bits = {"w_wr": comp._aw, "t_wr": comp._tw, "k_wr": comp._tw}
+    mem = {"w_wr": pack_weights(cfg, wcodes), "t_wr": pack_thresholds(cfg, thr, dirs, consts) if cfg.n_thresholds else []}
+    addr_bits = {"w_wr": comp._aw, "t_wr": comp._tw}
+    if cfg.raw:                     # with thresholds, K is folded into them (no k_wr port)
+        mem["k_wr"], addr_bits["k_wr"] = pack_constants(cfg, consts), comp._tw
     words = act_words(cfg, vec)
     res = run(v, "mvtu", "tests.support.tb_mvtu", {"seed": seed, "idle": idle, "stall": stall, "mem": mem,
                                           "addr_bits": addr_bits, "words": words,
