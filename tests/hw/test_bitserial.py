@@ -93,7 +93,7 @@ def test_folded_thresholds_decide_as_the_dot_product(xnor):
     if xnor:
         cfg = make_case(rng, 4, 13, 2, 13, "sign", 1, "signact", 1, 1, xnor=True)[0]
     else:
-        cfg = make_case(rng, 4, 6, 2, 3, "lq", 2, "lqact", 2, 3)[0]
+        cfg = make_case(rng, 4, 6, 2, 3, "dorefa", 2, "uact", 2, 3)[0]
     lo, hi = cfg.compare_bounds
     T = 40
     consts = rng.integers(-3 * hi, 3 * hi, cfg.rows)
