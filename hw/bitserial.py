@@ -154,6 +154,25 @@ class EngineConfig:
         return signed_bits(lo - 1, hi + 1)
 
     @property
+    def horner_shift(self):
+        """Shift-accumulate over planes (Horner order) applies: every weight plane coefficient is
+        ``g * 2^i`` on every row and every activation plane coefficient ``h * 2^j`` (``g, h > 0``,
+        ``g*h`` a power of two: DoReFa, BWN, unsigned activations), and the plane pairs, issued
+        from the top planes down, have an exponent ``i + j`` that never rises (``Pw = 1`` or
+        ``Pa <= 2``). Then the accumulator doubles where ``i + j`` falls and adds each popcount as
+        it is: no coefficient multiplexer. Returns ``log2(g*h)`` (the result's shift), or None."""
+        if self.xnor or not (self.w_planes == 1 or self.a_planes <= 2):
+            return None
+        if any(len(set(col)) != 1 for col in self.w_coefs):
+            return None
+        g, h = self.w_coefs[0][0], self.a_coefs[0]
+        if g <= 0 or h <= 0 or any(col[0] != g << i for i, col in enumerate(self.w_coefs)) \
+                or any(c != h << j for j, c in enumerate(self.a_coefs)):
+            return None
+        gh = g * h
+        return gh.bit_length() - 1 if gh & (gh - 1) == 0 else None
+
+    @property
     def weight_entries(self) -> int:
         """Depth of the weight memory: one word per (row fold, column fold, weight plane), so
         the plane is selected by the address, not by a multiplexer (:func:`pack_weights`)."""
@@ -194,23 +213,25 @@ def row_constants(cfg: EngineConfig, codes) -> list[int]:
 def pack_weights(cfg: EngineConfig, codes) -> list[tuple[int, int]]:
     """``[(addr, data)]`` for the weight memory; ``codes[r][k]`` are plane codes.
 
-    Address ``(nf*SF + sf)*Pw + plane``; bit ``pe*SIMD + lane`` holds plane ``plane`` of row
-    ``nf*PE + pe``, column ``sf*SIMD + lane`` (each plane at its own address: the engine
-    selects a plane by addressing it, :attr:`EngineConfig.weight_entries` words).
+    Address ``(nf*Pw + Pw-1-plane)*SF + sf`` (the issue order: row fold, weight plane from the
+    top, column fold); bit ``pe*SIMD + lane`` holds plane ``plane`` of row ``nf*PE + pe``, column
+    ``sf*SIMD + lane`` (each plane at its own address: the engine selects a plane by addressing
+    it, :attr:`EngineConfig.weight_entries` words).
     """
-    Pw, out = cfg.w_planes, []
+    Pw, SF, out = cfg.w_planes, cfg.sf, []
     for nf in range(cfg.nf):
-        for sf in range(cfg.sf):
-            words = [0] * Pw
-            for pe in range(cfg.pe):
-                r = nf * cfg.pe + pe
-                for lane in range(cfg.simd):
-                    c = int(codes[r][sf * cfg.simd + lane])
-                    if not 0 <= c < 1 << Pw:
-                        raise ValueError(f"weight code {c} does not fit {Pw} planes")
-                    for plane in range(Pw):
-                        words[plane] |= ((c >> plane) & 1) << (pe * cfg.simd + lane)
-            out.extend(((nf * cfg.sf + sf) * Pw + plane, w) for plane, w in enumerate(words))
+        words = [[0] * SF for _ in range(Pw)]
+        for pe in range(cfg.pe):
+            r = nf * cfg.pe + pe
+            for k in range(cfg.cols):
+                c = int(codes[r][k])
+                if not 0 <= c < 1 << Pw:
+                    raise ValueError(f"weight code {c} does not fit {Pw} planes")
+                sf, lane = divmod(k, cfg.simd)
+                for plane in range(Pw):
+                    words[plane][sf] |= ((c >> plane) & 1) << (pe * cfg.simd + lane)
+        for ii in range(Pw):
+            out.extend(((nf * Pw + ii) * SF + sf, w) for sf, w in enumerate(words[Pw - 1 - ii]))
     return out
 
 
@@ -434,8 +455,10 @@ class BitSerialMVTU(wiring.Component):
         return full, clr_full
 
     def _issue(self, m, advance, full, clr_full, mems):
-        """S0: the (row fold, column fold, weight plane, activation plane) counters, the weight
-        and activation memory addresses as counters, and the S1 control registers."""
+        """S0: the (row fold, weight plane, activation plane, column fold) counters, column fold
+        innermost and planes from the top (``i``, ``j`` count issue steps: plane ``Pw-1-i``,
+        ``Pa-1-j``), the weight and activation memory addresses as counters, and the S1
+        control registers."""
         c = self.cfg
         NF, SF, Pw, Pa = c.nf, c.sf, c.w_planes, c.a_planes
         rbank = Signal()
@@ -447,20 +470,24 @@ class BitSerialMVTU(wiring.Component):
         m.d.comb += issue.eq(run & advance)
         last_j, last_i, last_sf, last_nf = j == Pa - 1, i == Pw - 1, sf == SF - 1, nf == NF - 1
         # memory addresses as counters (no multiplier/adder in front of the block RAMs):
-        # wa = (nf*SF + sf)*Pw + i (the weight plane by address), ra = rbank*SF + sf
+        # wa = (nf*Pw + i)*SF + sf (the weight plane by address; back to the (nf, i) group's base
+        # wa0 for each activation plane), ra = rbank*SF + sf
         wa = Signal(range(max(2, c.weight_entries)))
+        wa0 = Signal.like(wa)
         ra = Signal(range(2 * SF))
         with m.If(issue):
-            m.d.sync += j.eq(Mux(last_j, 0, j + 1))
-            with m.If(last_j):
-                m.d.sync += [i.eq(Mux(last_i, 0, i + 1)), wa.eq(wa + 1)]
-                with m.If(last_i):
-                    m.d.sync += [sf.eq(Mux(last_sf, 0, sf + 1)), ra.eq(ra + 1)]
-                    with m.If(last_sf):
-                        m.d.sync += [nf.eq(Mux(last_nf, 0, nf + 1)), ra.eq(Mux(rbank, SF, 0))]
+            m.d.sync += [sf.eq(Mux(last_sf, 0, sf + 1)), wa.eq(wa + 1), ra.eq(ra + 1)]
+            with m.If(last_sf):
+                m.d.sync += [j.eq(Mux(last_j, 0, j + 1)), ra.eq(Mux(rbank, SF, 0))]
+                with m.If(last_j):
+                    m.d.sync += [i.eq(Mux(last_i, 0, i + 1)), wa0.eq(wa + 1)]
+                    with m.If(last_i):
+                        m.d.sync += nf.eq(Mux(last_nf, 0, nf + 1))
                         with m.If(last_nf):
-                            m.d.sync += [rbank.eq(~rbank), wa.eq(0), ra.eq(Mux(rbank, 0, SF))]
+                            m.d.sync += [rbank.eq(~rbank), wa.eq(0), wa0.eq(0), ra.eq(Mux(rbank, 0, SF))]
                             m.d.comb += clr_full.eq(Mux(rbank, 0b10, 0b01))
+                with m.Else():
+                    m.d.sync += wa.eq(wa0)
         # the weight address is registered once more (wa1): the weight word arrives one stage
         # after the activation word, in the stage where the activation plane is selected, and
         # the memory output register is the only register on it (no plane multiplexer)
@@ -472,18 +499,24 @@ class BitSerialMVTU(wiring.Component):
         m.d.comb += [wrp.addr.eq(wa1 if c.weight_entries > 1 else 0), wrp.en.eq(advance),
                      arp.addr.eq(ra), arp.en.eq(advance)]
 
-        # control pipeline S1 (aligned with the memory read data)
+        # control pipeline S1 (aligned with the memory read data); dbl: the Horner accumulator
+        # doubles (a new column-fold sweep whose plane exponent i + j is one lower)
         v1 = Signal()
         nf1, i1, j1 = Signal.like(nf), Signal.like(i), Signal.like(j)
-        first1, last1, sa1, sa_first1, sa_last1 = Signal(), Signal(), Signal(), Signal(), Signal()
+        first1, last1, sa1, sa_first1, sa_last1, dbl1 = Signal(), Signal(), Signal(), Signal(), Signal(), Signal()
+        # exponent of the pair issued: (Pw-1-i) + (Pa-1-j); it falls by one from the previous
+        # sweep at each new activation plane, and at a new weight plane when Pa = 1 (Pa = 2:
+        # unchanged there; Pa > 2 only with Pw = 1, :attr:`EngineConfig.horner_shift`)
+        down = (i != 0) if Pa == 1 else (j != 0)
         with m.If(advance):
             m.d.sync += [v1.eq(issue), nf1.eq(nf), i1.eq(i), j1.eq(j),
                          first1.eq((sf == 0) & (i == 0) & (j == 0)),
                          last1.eq(last_sf & last_i & last_j),
                          sa1.eq((nf == 0) & (i == 0)),
                          sa_first1.eq((nf == 0) & (sf == 0) & (i == 0) & (j == 0)),
-                         sa_last1.eq((nf == 0) & last_sf & (i == 0) & last_j)]
-        return [v1, nf1, i1, j1, first1, last1, sa1, sa_first1, sa_last1], wrp, arp
+                         sa_last1.eq((nf == 0) & last_sf & (i == 0) & last_j),
+                         dbl1.eq((sf == 0) & down)]
+        return [v1, nf1, i1, j1, first1, last1, sa1, sa_first1, sa_last1, dbl1], wrp, arp
 
     @staticmethod
     def _delayer(m, advance):
@@ -507,7 +540,7 @@ class BitSerialMVTU(wiring.Component):
             m.d.sync += aword.eq(arp.data)
         ctl1 = delay(ctl, "r")
         j1 = ctl1[3]
-        a_planes = [Cat(*[aword[l * Pa + p] for l in range(SIMD)]) for p in range(Pa)]
+        a_planes = [Cat(*[aword[l * Pa + p] for l in range(SIMD)]) for p in reversed(range(Pa))]   # issue order
         a_sel = Signal(SIMD)
         w_sel = [Signal(SIMD, name=f"wplane{pe}") for pe in range(PE)]
         with m.If(advance):
@@ -552,31 +585,34 @@ class BitSerialMVTU(wiring.Component):
 
     def _coefficients(self, m, advance, ctl, pa2, p2):
         """S2: plane coefficient x popcount per PE (constant coefficient tables: a mux of
-        constant multiples, i.e. shifts for DoReFa/int) and c_a[j] x popcount(a plane)."""
+        constant multiples, i.e. shifts for DoReFa/int), or the popcount as it is in Horner
+        mode (:attr:`EngineConfig.horner_shift`: the accumulator applies the powers of two) and on
+        the XNOR path; and c_a[j] x popcount(a plane). Tables are in issue order (planes from
+        the top)."""
         c = self.cfg
         PE, SIMD, Pw, Pa, NF = c.pe, c.simd, c.w_planes, c.a_planes, c.nf
-        v2, nf2, i2, j2, first2, last2, sa2, sa_first2, sa_last2 = ctl
+        v2, nf2, i2, j2, first2, last2, sa2, sa_first2, sa_last2, dbl2 = ctl
         v3, nf3 = Signal(), Signal.like(nf2)
-        first3, last3, sa3, sa_first3, sa_last3 = Signal(), Signal(), Signal(), Signal(), Signal()
+        first3, last3, sa3, sa_first3, sa_last3, dbl3 = Signal(), Signal(), Signal(), Signal(), Signal(), Signal()
         with m.If(advance):
             m.d.sync += [v3.eq(v2), nf3.eq(nf2), first3.eq(first2), last3.eq(last2), sa3.eq(sa2),
-                         sa_first3.eq(sa_first2), sa_last3.eq(sa_last2)]
-        ca_vals = list(c.a_coefs)
+                         sa_first3.eq(sa_first2), sa_last3.eq(sa_last2), dbl3.eq(dbl2)]
+        ca_vals = list(reversed(c.a_coefs))
         sprod3 = Signal(signed(signed_bits(min(0, min(ca_vals) * SIMD), max(0, max(ca_vals) * SIMD))))
         with m.If(advance):
             m.d.sync += sprod3.eq(Array([pa2 * v for v in ca_vals])[j2])
         uniform = all(len(set(col)) == 1 for col in c.w_coefs)
         prod3 = []
         for pe in range(PE):
-            if c.xnor:
+            if c.xnor or c.horner_shift is not None:
                 pr = Signal(ceil_log2(SIMD + 1), name=f"prod{pe}")
                 with m.If(advance):
                     m.d.sync += pr.eq(p2[pe])
             else:
                 vals = []
                 for f in range(NF if not uniform else 1):
-                    for ii in range(Pw):
-                        for jj in range(Pa):
+                    for ii in reversed(range(Pw)):
+                        for jj in reversed(range(Pa)):
                             vals.append(c.w_coefs[ii][f * PE + pe] * c.a_coefs[jj])
                 pr = Signal(signed(signed_bits(min(0, min(vals) * SIMD), max(0, max(vals) * SIMD))), name=f"prod{pe}")
                 idx = (i2 * Pa + j2) if uniform else ((nf2 * Pw + i2) * Pa + j2)
@@ -589,12 +625,13 @@ class BitSerialMVTU(wiring.Component):
                     m.d.sync += pr.eq(term)
             prod3.append(pr)
         return sprod3, prod3, SimpleNamespace(v=v3, nf=nf3, first=first3, last=last3, sa=sa3, sa_first=sa_first3,
-                                              sa_last=sa_last3, nf2=nf2)
+                                              sa_last=sa_last3, nf2=nf2, dbl=dbl3)
 
     def _accumulate(self, m, advance, ctl, ctl3, sprod3, prod3, mems):
-        """S3: per-PE accumulators over a row fold (``res`` on its last pair) and the
-        activation-sum S_a of the vector; the K and threshold memory reads, addressed by the
-        row fold whose dot product is in flight."""
+        """S3: per-PE accumulators over a row fold (``res`` on its last pair; in Horner mode the
+        accumulator doubles where the plane exponent falls and ``res`` is shifted by
+        ``log2(g*h)``) and the activation-sum S_a of the vector; the K and threshold memory reads,
+        addressed by the row fold whose dot product is in flight."""
         c = self.cfg
         AW, FW = c.acc_width, c.final_width
         k = ctl3
@@ -623,13 +660,15 @@ class BitSerialMVTU(wiring.Component):
             k4 = Signal.like(krp.data)
             with m.If(advance):
                 m.d.sync += k4.eq(krp.data)
+        sh = c.horner_shift
         for pe in range(c.pe):
             nxt = Signal(signed(AW), name=f"accn{pe}")
-            m.d.comb += nxt.eq(Mux(k.first, 0, acc[pe]) + prod3[pe])
+            prev = acc[pe] if sh is None else Mux(k.dbl, acc[pe] << 1, acc[pe])
+            m.d.comb += nxt.eq(Mux(k.first, 0, prev) + prod3[pe])
             with m.If(advance & k.v):
                 m.d.sync += acc[pe].eq(nxt)
                 with m.If(k.last):
-                    m.d.sync += res4[pe].eq(nxt)
+                    m.d.sync += res4[pe].eq(nxt if not sh else nxt << sh)
         with m.If(advance):
             m.d.sync += [v4.eq(k.v & k.last), nf4.eq(k.nf)]
             with m.If(k.v & k.sa):
