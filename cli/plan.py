@@ -42,7 +42,8 @@ def run(args) -> int:
             continue
         f = folds[name]
         print(f"{f.stage:<10} {f.pe:>5} {f.simd:>5} {f.cycles:>11,} {f.block_cycles:>13,} {f.luts:>10,} "
-              f"{f.weight_bits:>12,} {f.threshold_bits:>9,}  {f.source}{mark}")
+              f"{f.weight_bits:>12,} {f.threshold_bits:>9,}  {f.source}"
+              f"{f', weights in {f.ram_style} RAM' if f.ram_style != 'auto' else ''}{mark}")
     print("(cycles/frame: the whole block, with its sliding window / input stream at the producer's PE lanes)")
     print(f"pipeline: {p['cycles_per_frame']:,} cycles/frame -> {p['fps']:,.1f} frames/s at "
           f"{args.clock_mhz:g} MHz; about {p['luts']:,} LUTs, {p['memory_bits']:,} memory bits")

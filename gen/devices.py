@@ -80,18 +80,19 @@ def tiles(width: int, depth: int, shapes) -> int:
 
 
 def block_memories(low, folds) -> list:
-    """``[(stage, width, entries), ...]``: every run-time memory of the planned blocks."""
+    """``[(stage, width, entries, style), ...]``: every run-time memory of the planned blocks
+    (``style``: ``hw.bitserial.RAM_STYLES``, the fold's ``ram_style`` for weight memories)."""
     st_of = {s.name: s for s in low.stages}
     out = []
     for f in folds:
         st = st_of[f.stage]
         try:
-            out += [(f.stage, int(m.width), int(m.entries)) for m in _memories(st, f.pe, f.simd)]
+            out += [(f.stage, int(m.width), int(m.entries), m.style) for m in _memories(st, f.pe, f.simd, f.ram_style)]
         except NotSupportedError:      # no hardware block yet: the planner's totals as one memory
             m = memory_bits(st, f.pe, f.simd)
             bits = m["weights"] + m["thresholds"] + m["constants"]
             w = max(1, m["word"])
-            out.append((f.stage, w, math.ceil(bits / w)))
+            out.append((f.stage, w, math.ceil(bits / w), "auto"))
     return out
 
 
@@ -106,8 +107,10 @@ def fit(low, p: dict, devices=None) -> list[dict]:
         luts = p["luts"] * (LUT4_PER_LUT6 if lut4 else 1)
         bram = uram = 0
         movable = []                    # (block RAMs freed per UltraRAM, block RAMs, UltraRAMs)
-        for _, w, n in mems:
-            if n <= LUTRAM_DEPTH:
+        for _, w, n, style in mems:
+            if n == 1:                  # one word: registers (hw.bitserial), no RAM
+                continue
+            if style == "distributed" or (style == "auto" and n <= LUTRAM_DEPTH):
                 luts += w * math.ceil(n / (16 if lut4 else 64))
                 continue
             b = (tiles(w, n, DP16KD_SHAPES) if lut4 else
@@ -124,7 +127,7 @@ def fit(low, p: dict, devices=None) -> list[dict]:
         rows.append({"device": d.name, "board": d.board, "luts": int(luts), "lut_budget": d.luts,
                      "lut_kind": "LUT4" if lut4 else "LUT6", "bram": bram, "bram_budget": d.bram,
                      "bram_kind": d.bram_kind, "uram": uram, "uram_budget": d.uram, "fits": fits,
-                     "memory_bits": int(sum(w * n for _, w, n in mems)), "source": d.source})
+                     "memory_bits": int(sum(w * n for _, w, n, _ in mems)), "source": d.source})
     return rows
 
 

@@ -11,7 +11,9 @@ Goals:
   whose cycles/frame meet ``clock / fps``;
 * ``lut_budget``: starting from the smallest folds, the bottleneck stage is widened step
   by step (cheapest step that lowers its cycles) while the total estimate fits;
-* a fold file (YAML ``{layer: {pe: P, simd: S}}``) overrides any stage.
+* a fold file (YAML ``{layer: {pe: P, simd: S, ram_style: S}}``) overrides any stage: ``pe``
+  and ``simd`` fix its fold (1 when one of them is missing), ``ram_style`` (FINN's name: ``auto``,
+  ``block``, ``distributed``) says how its weight memory is built, whatever fold it gets.
 
 Constraints: ``PE`` divides ``R``; for a conv ``SIMD`` divides the input channels or is a
 multiple of them covering whole kernel positions (:func:`simd_options`); for a dense layer
@@ -34,7 +36,7 @@ from bitplane.core.errors import BitplaneError, NotSupportedError
 from bitplane.core import weightimage as wimg
 from bitplane.core.packing import AXIS_IN_BITS, STREAM_BITS_MAX, check_stream_bits
 from bitplane.core.yamlio import load_yaml
-from bitplane.hw.bitserial import mvtu_cycles
+from bitplane.hw.bitserial import RAM_STYLES, mvtu_cycles
 from bitplane.hw.layers import MAX_WORD_BITS
 from .hwmap import first_lanes, group_stages, layer_params, network_blocks
 from .graph import LoweredGraph
@@ -92,9 +94,10 @@ def estimate_luts(st: MatmulStage, pe: int, simd: int) -> int:
     return getattr(st, "groups", 1) * int(pe * simd + pe * (2 * acc + T * ((acc + 1) // 2) + 4) + 60)
 
 
-def _memories(st: MatmulStage, pe: int, simd: int):
-    """The run-time memories of the stage's block at this fold (the hardware's own widths)."""
-    return [m for _ in range(getattr(st, "groups", 1)) for m in layer_params(unit(st), pe, simd, 1, init=False).memories()]
+def _memories(st: MatmulStage, pe: int, simd: int, ram_style: str = "auto"):
+    """The run-time memories of the stage's block at this fold (the hardware's own widths and styles)."""
+    return [m for _ in range(getattr(st, "groups", 1))
+            for m in layer_params(unit(st), pe, simd, 1, init=False, ram_style=ram_style).memories()]
 
 
 def memory_bits(st: MatmulStage, pe: int, simd: int) -> dict:
@@ -126,6 +129,7 @@ class Fold:
     word_bits: int            # widest memory word
     source: str = "planner"
     block_cycles: int = 0     # the whole block (engine, window, input, pools): set by plan()
+    ram_style: str = "auto"   # weight memory (hw.bitserial.RAM_STYLES): from a fold file
 
 
 def check_fold(st: MatmulStage, pe: int, simd: int, where: str):
@@ -171,9 +175,13 @@ def load_fold_file(path) -> dict:
     if not isinstance(doc, dict):
         raise PlanError(f"{path}: expected a mapping {{layer: {{pe: P, simd: S}}}}")
     for k, v in doc.items():
-        if not isinstance(v, dict) or set(v) - {"pe", "simd"} or not all(
-                isinstance(x, int) and not isinstance(x, bool) for x in v.values()):
-            raise PlanError(f"{path}: layer '{k}': expected {{pe: int, simd: int}}, got {v!r}")
+        if not isinstance(v, dict) or not v or set(v) - {"pe", "simd", "ram_style"} or not all(
+                isinstance(x, int) and not isinstance(x, bool) for n, x in v.items() if n != "ram_style"):
+            raise PlanError(f"{path}: layer '{k}': expected {{pe: int, simd: int, ram_style: "
+                            f"{'|'.join(RAM_STYLES)}}} (each optional), got {v!r}")
+        if "ram_style" in v and v["ram_style"] not in RAM_STYLES:
+            raise PlanError(f"{path}: layer '{k}': ram_style must be one of {', '.join(RAM_STYLES)}, "
+                            f"got {v['ram_style']!r}")
     return doc
 
 
@@ -309,7 +317,7 @@ def plan(low: Lowered, target_fps: float | None = None, clock_mhz: float = 100.0
         raise PlanError("give either --target-fps or --lut-budget, not both")
     folds = {}
     for st in stages:
-        if st.name in overrides:
+        if st.name in overrides and set(overrides[st.name]) & {"pe", "simd"}:
             o = overrides[st.name]
             pe, simd = o.get("pe", 1), o.get("simd", 1)
             check_fold(st, pe, simd, str(fold_file))
@@ -364,7 +372,10 @@ def plan(low: Lowered, target_fps: float | None = None, clock_mhz: float = 100.0
     except NotSupportedError as e:
         raise NotSupportedError(f"{low.net.path}: {e}") from None
     if target_fps is not None:
-        _feed(low, folds, budget_cycles, set(overrides), options, sb)
+        _feed(low, folds, budget_cycles, {k for k, o in overrides.items() if set(o) & {"pe", "simd"}}, options, sb)
+    for name, o in overrides.items():
+        if "ram_style" in o:
+            folds[name] = replace(folds[name], ram_style=o["ram_style"])
     cyc = block_cycles(low, folds, sb)
     if stream_bits is None:
         worst = max(cyc.values())

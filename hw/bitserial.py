@@ -38,6 +38,12 @@ from bitplane.core.intmath import signed_bits
 
 
 
+#: Weight-memory styles (FINN's ``ram_style``): the synthesis tool's choice, block RAM, or
+#: distributed (LUT) RAM; set per layer in a fold file (gen.plan) and written as the memory's
+#: ``ram_style`` attribute, which yosys (xc7, ECP5) honours.
+RAM_STYLES = ("auto", "block", "distributed")
+
+
 def xnor_compatible(w_coefs, w_offset, a_coefs, a_offset) -> bool:
     """The XNOR/popcount fast path applies: one weight and one activation plane, both +-1
     (coefficient 2, offset -1 on both sides: ``w*a = 2*xnor(bw, ba) - 1``)."""
@@ -65,6 +71,7 @@ class EngineConfig:
     init_thresholds: tuple = ()   # [rows][T]
     init_dirs: tuple = ()         # [rows][T] (1: acc >= thr counts, 0: acc <= thr counts)
     init_consts: tuple = ()       # [rows] K values
+    weight_ram_style: str = "auto"  # weight memory: "auto" (the synthesis tool's choice), "block", "distributed"
 
     def __post_init__(self):
         R, N = self.rows, self.cols
@@ -78,6 +85,8 @@ class EngineConfig:
             raise ValueError("w_offset must have one entry per row")
         if self.xnor and not xnor_compatible(self.w_coefs, self.w_offset, self.a_coefs, self.a_offset):
             raise ValueError("the XNOR path needs +-1 weights and activations (c=[2], o=-1 on both sides)")
+        if self.weight_ram_style not in RAM_STYLES:
+            raise ValueError(f"weight_ram_style must be one of {', '.join(RAM_STYLES)}, not {self.weight_ram_style!r}")
         if self.init_thresholds and not self.xnor and len(self.init_consts) != R:
             raise ValueError("power-on thresholds need the row constants (init_consts): K is folded into them")
         # Raw mode outputs the low ``raw_width`` bits of the exact dot product. The engine's
@@ -154,23 +163,31 @@ class EngineConfig:
         return signed_bits(lo - 1, hi + 1)
 
     @property
+    def weights_inner(self) -> bool:
+        """Issue the weight planes inside the activation planes (Horner order for two weight
+        planes under more than two activation planes, e.g. W2 x 8-bit input codes)."""
+        return self._horner_bases() and self.w_planes == 2 and self.a_planes > 2
+
+    def _horner_bases(self) -> bool:
+        if self.xnor or any(len(set(col)) != 1 for col in self.w_coefs):
+            return False
+        g, h = self.w_coefs[0][0], self.a_coefs[0]
+        return g > 0 and h > 0 and all(col[0] == g << i for i, col in enumerate(self.w_coefs)) \
+            and all(c == h << j for j, c in enumerate(self.a_coefs)) and (g * h) & (g * h - 1) == 0
+
+    @property
     def horner_shift(self):
         """Shift-accumulate over planes (Horner order) applies: every weight plane coefficient is
         ``g * 2^i`` on every row and every activation plane coefficient ``h * 2^j`` (``g, h > 0``,
         ``g*h`` a power of two: DoReFa, BWN, unsigned activations), and the plane pairs, issued
-        from the top planes down, have an exponent ``i + j`` that never rises (``Pw = 1`` or
-        ``Pa <= 2``). Then the accumulator doubles where ``i + j`` falls and adds each popcount as
-        it is: no coefficient multiplexer. Returns ``log2(g*h)`` (the result's shift), or None."""
-        if self.xnor or not (self.w_planes == 1 or self.a_planes <= 2):
+        from the top planes down, have an exponent ``i + j`` that never rises (the inner plane loop
+        has at most two planes or the outer one a single plane: ``Pw = 1``, ``Pa <= 2``, or two
+        weight planes issued inside the activation planes, :attr:`weights_inner`). Then the
+        accumulator doubles where ``i + j`` falls and adds each popcount as it is: no
+        coefficient multiplexer. Returns ``log2(g*h)`` (the result's shift), or None."""
+        if not self._horner_bases() or not (self.w_planes == 1 or self.a_planes <= 2 or self.weights_inner):
             return None
-        if any(len(set(col)) != 1 for col in self.w_coefs):
-            return None
-        g, h = self.w_coefs[0][0], self.a_coefs[0]
-        if g <= 0 or h <= 0 or any(col[0] != g << i for i, col in enumerate(self.w_coefs)) \
-                or any(c != h << j for j, c in enumerate(self.a_coefs)):
-            return None
-        gh = g * h
-        return gh.bit_length() - 1 if gh & (gh - 1) == 0 else None
+        return (self.w_coefs[0][0] * self.a_coefs[0]).bit_length() - 1
 
     @property
     def weight_entries(self) -> int:
@@ -410,12 +427,12 @@ class BitSerialMVTU(wiring.Component):
         NF, SF, T = c.nf, c.sf, c.n_thresholds
         words = c.memory_words
 
-        def memory(shape, entries, init):
+        def memory(shape, entries, init, style="auto"):
             # (depth >= 2 keeps address ports at least one bit wide)
-            return Memory(shape=shape, depth=max(2, entries), init=init,
-                          attrs={"ram_style": "logic"} if entries == 1 else None)
+            attrs = {"ram_style": "logic"} if entries == 1 else {"ram_style": style} if style != "auto" else None
+            return Memory(shape=shape, depth=max(2, entries), init=init, attrs=attrs)
         winit = [d for _, d in pack_weights(c, c.init_weights)] if c.init_weights else []
-        m.submodules.wmem = wmem = memory(words["weights"], c.weight_entries, winit)
+        m.submodules.wmem = wmem = memory(words["weights"], c.weight_entries, winit, c.weight_ram_style)
         tinit = [d for _, d in pack_thresholds(c, c.init_thresholds, c.init_dirs, c.init_consts)] \
             if c.init_thresholds and T else []
         m.submodules.tmem = tmem = memory(words["thresholds"], NF, tinit)
@@ -475,19 +492,30 @@ class BitSerialMVTU(wiring.Component):
         wa = Signal(range(max(2, c.weight_entries)))
         wa0 = Signal.like(wa)
         ra = Signal(range(2 * SF))
+        # the plane loops: activation planes inside weight planes, or (weights_inner) the reverse;
+        # the weights are read again from wa0 whenever a sweep of them ends before the row fold's
+        # last activation plane
+        w_in = c.weights_inner
+        (inner, last_in, n_in), (outer, last_out, n_out) = ((i, last_i, Pw), (j, last_j, Pa)) if w_in else \
+            ((j, last_j, Pa), (i, last_i, Pw))
+        sweep_end = last_sf & last_i if w_in else last_sf
         with m.If(issue):
             m.d.sync += [sf.eq(Mux(last_sf, 0, sf + 1)), wa.eq(wa + 1), ra.eq(ra + 1)]
             with m.If(last_sf):
-                m.d.sync += [j.eq(Mux(last_j, 0, j + 1)), ra.eq(Mux(rbank, SF, 0))]
-                with m.If(last_j):
-                    m.d.sync += [i.eq(Mux(last_i, 0, i + 1)), wa0.eq(wa + 1)]
-                    with m.If(last_i):
+                m.d.sync += [inner.eq(Mux(last_in, 0, inner + 1)), ra.eq(Mux(rbank, SF, 0))]
+                with m.If(last_in):
+                    m.d.sync += outer.eq(Mux(last_out, 0, outer + 1))
+                    with m.If(last_out):
                         m.d.sync += nf.eq(Mux(last_nf, 0, nf + 1))
                         with m.If(last_nf):
-                            m.d.sync += [rbank.eq(~rbank), wa.eq(0), wa0.eq(0), ra.eq(Mux(rbank, 0, SF))]
                             m.d.comb += clr_full.eq(Mux(rbank, 0b10, 0b01))
+            with m.If(sweep_end):
+                with m.If(last_j):
+                    m.d.sync += wa0.eq(wa + 1)
                 with m.Else():
                     m.d.sync += wa.eq(wa0)
+            with m.If(last_sf & last_i & last_j & last_nf):
+                m.d.sync += [rbank.eq(~rbank), wa.eq(0), wa0.eq(0), ra.eq(Mux(rbank, 0, SF))]
         # the weight address is registered once more (wa1): the weight word arrives one stage
         # after the activation word, in the stage where the activation plane is selected, and
         # the memory output register is the only register on it (no plane multiplexer)
@@ -505,9 +533,10 @@ class BitSerialMVTU(wiring.Component):
         nf1, i1, j1 = Signal.like(nf), Signal.like(i), Signal.like(j)
         first1, last1, sa1, sa_first1, sa_last1, dbl1 = Signal(), Signal(), Signal(), Signal(), Signal(), Signal()
         # exponent of the pair issued: (Pw-1-i) + (Pa-1-j); it falls by one from the previous
-        # sweep at each new activation plane, and at a new weight plane when Pa = 1 (Pa = 2:
-        # unchanged there; Pa > 2 only with Pw = 1, :attr:`EngineConfig.horner_shift`)
-        down = (i != 0) if Pa == 1 else (j != 0)
+        # sweep at each step of the inner plane loop, and at a step of the outer one when the
+        # inner loop has one plane (two: unchanged there; more: not Horner,
+        # :attr:`EngineConfig.horner_shift`)
+        down = (outer != 0) if n_in == 1 else (inner != 0)
         with m.If(advance):
             m.d.sync += [v1.eq(issue), nf1.eq(nf), i1.eq(i), j1.eq(j),
                          first1.eq((sf == 0) & (i == 0) & (j == 0)),

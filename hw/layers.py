@@ -66,6 +66,7 @@ class LoadableMemory:
     entries: int
     width: int
     port: str
+    style: str = "auto"      # hw.bitserial.RAM_STYLES: how the memory is built (block, distributed, tool's choice)
 
     @property
     def bits(self) -> int:
@@ -246,7 +247,7 @@ class _EngineBlock(BlockParams):
     def memories(self) -> tuple[LoadableMemory, ...]:
         e, t = self.engine, self.thresholds
         words = e.memory_words
-        mems = [LoadableMemory(wimg.MEM_WEIGHTS, e.weight_entries, words["weights"], "w_wr")]
+        mems = [LoadableMemory(wimg.MEM_WEIGHTS, e.weight_entries, words["weights"], "w_wr", e.weight_ram_style)]
         if t is not None:
             mems.append(LoadableMemory.thresholds(t))
         elif e.n_thresholds:
@@ -271,7 +272,7 @@ class _EngineBlock(BlockParams):
         e, t = self.engine, self.thresholds
         return {"pe": e.pe, "simd": e.simd, "in_lanes": self.in_lanes, "w_planes": e.w_planes,
                 "a_planes": e.a_planes, "thresholds": t.n_thresholds if t is not None else e.n_thresholds,
-                "acc_pool": t is not None, "xnor": e.xnor, "raw": e.raw}
+                "acc_pool": t is not None, "xnor": e.xnor, "raw": e.raw, "weight_ram_style": e.weight_ram_style}
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ def test_fit_rows_against_the_plan(tmp_path):
     rows = {r["device"]: r for r in fit(low, p)}
     assert set(rows) == set(DEVICES)
     mems = devices.block_memories(low, p["folds"])
-    assert sum(w * n for _, w, n in mems) == rows["xc7z020"]["memory_bits"]
+    assert sum(w * n for _, w, n, _ in mems) == rows["xc7z020"]["memory_bits"]
     # the planner's total memory bits are the memories tiled here
     assert rows["xc7z020"]["memory_bits"] == p["memory_bits"]
     assert rows["ecp5-85k"]["luts"] >= devices.LUT4_PER_LUT6 * p["luts"]

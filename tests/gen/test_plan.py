@@ -53,10 +53,39 @@ def test_fold_file_overrides_and_validation(cnv, tmp_path):
     for text, msg in (("conv0: {pe: 3, simd: 1}\n", "PE=3 must divide the 64"),
                       ("conv1: {pe: 1, simd: 5}\n", "SIMD=5 must divide the 64 input channels"),
                       ("convX: {pe: 1}\n", "not a conv/dense layer"),
-                      ("conv0: [1, 2]\n", "expected {pe: int, simd: int}")):
+                      ("conv0: [1, 2]\n", "expected {pe: int, simd: int, ram_style")):
         f.write_text(text)
         with pytest.raises(PlanError, match=msg.replace("{", r"\{").replace("}", r"\}")):
             plan(cnv, fold_file=f)
+
+
+def test_fold_file_ram_style_builds_the_weight_memory_so(cnv, tmp_path):
+    """``ram_style`` in a fold file (FINN's name) keeps the planner's fold for a layer given
+    no pe/simd, reaches the engine's weight memory as its ``ram_style`` attribute, moves the
+    memory between LUT RAM and block RAM in the device fit, and is validated."""
+    from bitplane.gen.devices import fit
+    from bitplane.hw.bitserial import BitSerialMVTU
+    from bitplane.gen.hwmap import layer_params
+    from tests.support.verilog import component_verilog
+    f = tmp_path / "fold.yaml"
+    auto = plan(cnv, target_fps=9000)
+    f.write_text("conv1: {ram_style: block}\n")
+    blk = plan(cnv, target_fps=9000, fold_file=f)
+    a1, b1 = (next(x for x in p["folds"] if x.stage == "conv1") for p in (auto, blk))
+    assert (b1.pe, b1.simd, b1.source, b1.ram_style) == (a1.pe, a1.simd, a1.source, "block")
+    assert a1.ram_style == "auto"
+    # conv1's weight memory is shallow (auto: LUT RAM); as block RAM it costs RAMB36 and no LUTs
+    ra, rb = ({r["device"]: r for r in fit(cnv, p)}["xc7z020"] for p in (auto, blk))
+    assert rb["bram"] > ra["bram"] and rb["luts"] < ra["luts"]
+    st = next(s for s in cnv.stages if s.name == "conv1")
+    eng = layer_params(st, b1.pe, b1.simd, 1, init=False, ram_style="block").engine
+    assert eng.weight_ram_style == "block"
+    assert 'ram_style = "block"' in component_verilog(BitSerialMVTU(eng), "mvtu")
+    for text, msg in (("conv1: {ram_style: bram}\n", "ram_style must be one of auto, block, distributed"),
+                      ("conv1: {}\n", "expected {pe: int, simd: int, ram_style")):
+        f.write_text(text)
+        with pytest.raises(PlanError, match=msg.replace("{", r"\{").replace("}", r"\}")):
+            plan(cnv, target_fps=9000, fold_file=f)
 
 
 def test_unreachable_target_is_a_clear_error(cnv, capsys):

@@ -37,6 +37,9 @@ def run_mvtu(cfg, wcodes, thr, dirs, vectors, seed=0, gap=0.3, stall=0.3, load=T
 CASES = [
     # R, N, PE, SIMD, (weights, bits), (acts, bits), T
     (4, 12, 2, 4, ("dorefa", 2), ("uact", 2), 3),
+    # Horner with the two weight planes inside the activation planes (EngineConfig.weights_inner)
+    (4, 12, 2, 4, ("dorefa", 2), ("uact", 3), 7),
+    (4, 8, 4, 8, ("dorefa", 2), ("uact", 5), 0),
     (6, 9, 3, 3, ("bwn", 1), ("uact", 1), 1),
     (4, 8, 4, 8, ("ttq", 2), ("uact", 2), 3),          # PE = R, SIMD = N
     (4, 10, 1, 2, ("lq", 2), ("lqact", 2), 3),
