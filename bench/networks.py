@@ -49,13 +49,19 @@ from bitplane.sim.accel import simulate  # noqa: E402
 DEFAULT_NETS = "tfc-w1a1:20000,tfc-w2a2:10000,cnv-w1a1:1000,cnv-w2a2:500"
 
 
-def parse_nets(text: str) -> list[tuple[str, float, bool]]:
-    """``NAME:TARGET_FPS[:xc7],...`` -> [(name, target fps, run ECP5)]."""
+def parse_nets(text: str) -> list[tuple[str, float, bool, str | None]]:
+    """``NAME:TARGET_FPS[:xc7][:fold=FILE],...`` -> [(name, target fps, run ECP5, fold file or None)]
+    (``fold=FILE``: a fold file, relative to the repository, e.g. per-layer ``ram_style``)."""
     out = []
     for item in text.split(","):
         parts = item.strip().split(":")
+        fold = None
+        if len(parts) > 2 and parts[-1].startswith("fold="):
+            fold = parts.pop()[len("fold="):]
+            if not (ROOT / fold).is_file():
+                raise ValueError(f"--nets entry {item!r}: no fold file {fold}")
         if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "xc7"):
-            raise ValueError(f"--nets entry {item!r}: expected NAME:TARGET_FPS or NAME:TARGET_FPS:xc7")
+            raise ValueError(f"--nets entry {item!r}: expected NAME:TARGET_FPS[:xc7][:fold=FILE]")
         if not (ROOT / "examples" / f"{parts[0]}.yaml").exists():
             raise ValueError(f"--nets entry {item!r}: no examples/{parts[0]}.yaml")
         try:
@@ -64,14 +70,15 @@ def parse_nets(text: str) -> list[tuple[str, float, bool]]:
             raise ValueError(f"--nets entry {item!r}: target {parts[1]!r} is not a number") from None
         if fps <= 0:
             raise ValueError(f"--nets entry {item!r}: target must be > 0 frames/s")
-        out.append((parts[0], fps, len(parts) == 2))
+        out.append((parts[0], fps, len(parts) == 2, fold))
     return out
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nets", default=DEFAULT_NETS,
-                    help="NAME:TARGET_FPS[:xc7],... (:xc7 = no ECP5 for that one; default: %(default)s)")
+                    help="NAME:TARGET_FPS[:xc7][:fold=FILE],... (:xc7 = no ECP5 for that one; fold=FILE: a fold "
+                         "file, e.g. ram_style per layer; default: %(default)s)")
     ap.add_argument("--frames", type=int, default=8, help="frames for the native simulation")
     ap.add_argument("--cocotb-frames", type=int, default=2, help="frames for the cocotb simulation (0: skip)")
     ap.add_argument("--no-ecp5", action="store_true", help="skip ECP5 place and route (slow)")
@@ -108,17 +115,18 @@ def main(argv=None):
     rows = []
     build = ROOT / "build" / "bench"
     build.mkdir(parents=True, exist_ok=True)
-    for name, fps, want_ecp5 in nets:
+    for name, fps, want_ecp5, fold in nets:
         net = load_network(ROOT / "examples" / f"{name}.yaml")
-        out = build / f"{name}-{fps:g}"
+        out = build / (f"{name}-{fps:g}" + (f"-{Path(fold).stem}" if fold else ""))
         t0 = time.perf_counter()
         # weights loaded at run time, as deployed (same logic and BRAM as embedded weights)
-        m = compile_network(net, out, target_fps=fps, embed_weights=False, progress=quiet)
+        m = compile_network(net, out, target_fps=fps, embed_weights=False, progress=quiet,
+                            fold_file=ROOT / fold if fold else None)
         t_compile = time.perf_counter() - t0
         rng = np.random.default_rng(0)
         x = rng.integers(0, 1 << net.input_bits, (args.frames, *net.input_shape)).astype(np.uint8)
         row = {"network": name, "target_fps": float(fps), "compile_s": round(t_compile, 1),
-               "planned_cycles": m["cycles_per_frame"], "bottleneck": m["bottleneck"]}
+               "planned_cycles": m["cycles_per_frame"], "bottleneck": m["bottleneck"], "fold_file": fold}
         if args.no_sim:
             cpf = m["cycles_per_frame"]
             row.update(simulated_cycles=None, fps_100mhz=100e6 / cpf)
@@ -159,13 +167,15 @@ def main(argv=None):
 
         def f(k, fmt):
             return format(row[k], fmt) if row.get(k) is not None else "-"
-        print(f"{name:<10} {fps:>6g} {row['compile_s']:>9.1f} {m['cycles_per_frame']:>9,} "
+        print(f"{name + ('*' if fold else ''):<10} {fps:>6g} {row['compile_s']:>9.1f} {m['cycles_per_frame']:>9,} "
               f"{f('simulated_cycles', '>9,.0f')} "
               f"{m['bottleneck']:>10} {row['fps_100mhz']:>8,.0f} {f('native_cycles_per_s', '>10,.0f')} "
               f"{f('cocotb_cycles_per_s', '>10,.0f')} {f('xc7_lut6', '>8,')} {f('xc7_ff', '>7,')} "
               f"{f('xc7_bram36', '>6')} {f('fps_per_klut_100mhz', '>8.1f')} {f('ecp5_lut4', '>9,')} "
               f"{f('fmax_mhz', '>6.1f')} {f('fps_fmax', '>8,.0f')}"
               + (f"  ECP5: {row['ecp5_error']}" if row.get("ecp5_error") else ""), flush=True)
+    if any(fold for *_, fold in nets):
+        print("# *: with its fold file (" + ", ".join(f"{n}: {fo}" for n, _, _, fo in nets if fo) + ")")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return rows

@@ -34,7 +34,9 @@ FINN = [
 # FINN's frame rates at 100 MHz: bitplane folded for the same rates, LUT6 sites from the
 # out-of-context estimate, frames/s from the planned cycles/frame (--no-sim: the LFC and the
 # CNVs at these rates take long to simulate here; the RTL suite checks planned == simulated)
-EQUAL_THROUGHPUT = "cnv-w1a1:9150:xc7,cnv-w2a2:2580:xc7,lfc-w1a1:356633:xc7"
+# the last entry: CNV-W1A1 again with conv1's shallow, wide weight memory in block RAM (a fold file's ram_style)
+EQUAL_THROUGHPUT = ("cnv-w1a1:9150:xc7,cnv-w2a2:2580:xc7,lfc-w1a1:356633:xc7,"
+                    "cnv-w1a1:9150:xc7:fold=bench/folds/cnv-w1a1-conv1-bram.yaml")
 BISMO_LUT_PER_BINOP = 0.9          # BISMO (Umuroglu et al., FPL 2018): ~0.9 LUT per binary op per cycle
 BISMO_TOPS = 6.5                   # binary TOPS on PYNQ-Z1
 
@@ -199,7 +201,8 @@ def main(argv=None):
             continue
         ops = _binops_per_frame(r["network"]) / (r["simulated_cycles"] or r["planned_cycles"])
         L.append(f"| bitplane {r['network']} (target {r['target_fps']:,.0f} fps"
-                 f"{', planned cycles' if r['simulated_cycles'] is None else ''}) | {r['fps_100mhz']:,.0f} | "
+                 f"{', planned cycles' if r['simulated_cycles'] is None else ''}"
+                 f"{', fold file `' + r['fold_file'] + '`' if r.get('fold_file') else ''}) | {r['fps_100mhz']:,.0f} | "
                  f"{r['xc7_lut6']:,} | {r['fps_100mhz'] / r['xc7_lut6'] * 1e3:,.1f} | {ops:,.0f} | "
                  f"{ops / r['xc7_lut6']:.3f} |")
     best = min((lut / (pe * s) for w, a, pe, s, lut, *_ in e_rows if w == a == 1), default=None)

@@ -6,16 +6,20 @@ from bench.networks import DEFAULT_NETS, parse_nets
 
 def test_default_nets_parse():
     nets = parse_nets(DEFAULT_NETS)
-    assert ("cnv-w1a1", 1000.0, True) in nets and ("tfc-w1a1", 20000.0, True) in nets
-    assert parse_nets("cnv-w1a1:9000:xc7") == [("cnv-w1a1", 9000.0, False)]
-    assert len({(n, f) for n, f, _ in nets}) == len(nets)
+    assert ("cnv-w1a1", 1000.0, True, None) in nets and ("tfc-w1a1", 20000.0, True, None) in nets
+    assert parse_nets("cnv-w1a1:9000:xc7") == [("cnv-w1a1", 9000.0, False, None)]
+    assert parse_nets("cnv-w1a1:9000:xc7:fold=bench/folds/cnv-w1a1-conv1-bram.yaml") == \
+        [("cnv-w1a1", 9000.0, False, "bench/folds/cnv-w1a1-conv1-bram.yaml")]
+    assert len({(n, f) for n, f, _, _ in nets}) == len(nets)
 
 
 @pytest.mark.parametrize("bad, msg", [("tfc-w1a1", "expected NAME:TARGET_FPS"),
                                       ("tfc-w1a1:1000:ecp5", "expected NAME:TARGET_FPS"),
                                       ("nosuch:1000", "no examples/nosuch.yaml"),
                                       ("tfc-w1a1:fast", "'fast' is not a number"),
-                                      ("tfc-w1a1:0", "must be > 0")])
+                                      ("tfc-w1a1:0", "must be > 0"),
+                                      ("tfc-w1a1:1000:xc7:fold=nosuch.yaml", "no fold file nosuch.yaml"),
+                                      ("tfc-w1a1:fold=a.yaml", "is not a number")])
 def test_bad_entries_name_the_entry(bad, msg):
     with pytest.raises(ValueError, match=msg) as e:
         parse_nets(f"tfc-w2a2:100,{bad}")
@@ -25,5 +29,5 @@ def test_bad_entries_name_the_entry(bad, msg):
 def test_equal_throughput_rows_are_finns_rates():
     from bench.report import EQUAL_THROUGHPUT, FINN
     nets = parse_nets(EQUAL_THROUGHPUT)
-    assert {(n, f) for n, f, _ in nets} == {(r["network"], float(r["fps"])) for r in FINN}
-    assert not any(ecp5 for *_, ecp5 in nets)
+    assert {(n, f) for n, f, _, _ in nets} == {(r["network"], float(r["fps"])) for r in FINN}
+    assert not any(ecp5 for _, _, ecp5, _ in nets)
