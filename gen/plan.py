@@ -315,9 +315,10 @@ def plan(low: Lowered, target_fps: float | None = None, clock_mhz: float = 100.0
                                 f"(layers: {', '.join(sorted(names))})")
     if target_fps is not None and lut_budget is not None:
         raise PlanError("give either --target-fps or --lut-budget, not both")
+    fixed = {k for k, o in overrides.items() if set(o) & {"pe", "simd"}}     # layers whose fold is given
     folds = {}
     for st in stages:
-        if st.name in overrides and set(overrides[st.name]) & {"pe", "simd"}:
+        if st.name in fixed:
             o = overrides[st.name]
             pe, simd = o.get("pe", 1), o.get("simd", 1)
             check_fold(st, pe, simd, str(fold_file))
@@ -372,7 +373,7 @@ def plan(low: Lowered, target_fps: float | None = None, clock_mhz: float = 100.0
     except NotSupportedError as e:
         raise NotSupportedError(f"{low.net.path}: {e}") from None
     if target_fps is not None:
-        _feed(low, folds, budget_cycles, {k for k, o in overrides.items() if set(o) & {"pe", "simd"}}, options, sb)
+        _feed(low, folds, budget_cycles, fixed, options, sb)
     for name, o in overrides.items():
         if "ram_style" in o:
             folds[name] = replace(folds[name], ram_style=o["ram_style"])

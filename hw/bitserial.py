@@ -185,7 +185,8 @@ class EngineConfig:
         weight planes issued inside the activation planes, :attr:`weights_inner`). Then the
         accumulator doubles where ``i + j`` falls and adds each popcount as it is: no
         coefficient multiplexer. Returns ``log2(g*h)`` (the result's shift), or None."""
-        if not self._horner_bases() or not (self.w_planes == 1 or self.a_planes <= 2 or self.weights_inner):
+        # (Pw = 2 with Pa > 2 is the weights_inner order)
+        if not self._horner_bases() or not (self.w_planes <= 2 or self.a_planes <= 2):
             return None
         return (self.w_coefs[0][0] * self.a_coefs[0]).bit_length() - 1
 
@@ -496,8 +497,8 @@ class BitSerialMVTU(wiring.Component):
         # the weights are read again from wa0 whenever a sweep of them ends before the row fold's
         # last activation plane
         w_in = c.weights_inner
-        (inner, last_in, n_in), (outer, last_out, n_out) = ((i, last_i, Pw), (j, last_j, Pa)) if w_in else \
-            ((j, last_j, Pa), (i, last_i, Pw))
+        (inner, last_in, n_in), (outer, last_out) = ((i, last_i, Pw), (j, last_j)) if w_in else \
+            ((j, last_j, Pa), (i, last_i))
         sweep_end = last_sf & last_i if w_in else last_sf
         with m.If(issue):
             m.d.sync += [sf.eq(Mux(last_sf, 0, sf + 1)), wa.eq(wa + 1), ra.eq(ra + 1)]
@@ -631,9 +632,10 @@ class BitSerialMVTU(wiring.Component):
         with m.If(advance):
             m.d.sync += sprod3.eq(Array([pa2 * v for v in ca_vals])[j2])
         uniform = all(len(set(col)) == 1 for col in c.w_coefs)
+        plain = c.xnor or c.horner_shift is not None      # the popcount as it is, no coefficient table
         prod3 = []
         for pe in range(PE):
-            if c.xnor or c.horner_shift is not None:
+            if plain:
                 pr = Signal(ceil_log2(SIMD + 1), name=f"prod{pe}")
                 with m.If(advance):
                     m.d.sync += pr.eq(p2[pe])
