@@ -18,7 +18,9 @@ For each example network at a planner target (frames/s at 100 MHz):
   fits, with frames/s at that Fmax.
 
 A ``:xc7`` suffix on an entry skips ECP5 for it (the CNV networks at FINN's frame rates take
-hours of wasm place and route; their LUT count is what the FINN comparison needs). Builds go
+hours of wasm place and route; their LUT count is what the FINN comparison needs) and compiles
+it for the xc7z020 (``--device xc7z020``: compressor-tree popcounts, ``hw.popcount``); the
+other entries are compiled generic (adder-tree popcounts), the same Verilog for both targets. Builds go
 to ``build/bench/NAME-TARGET``; synthesis results are cached under ``build/synth``.
 ``--no-sim`` skips the simulations (frames/s then from the planned cycles, which the RTL
 suite checks equal to the simulated ones) for designs too large to simulate here quickly.
@@ -121,7 +123,7 @@ def main(argv=None):
         t0 = time.perf_counter()
         # weights loaded at run time, as deployed (same logic and BRAM as embedded weights)
         m = compile_network(net, out, target_fps=fps, embed_weights=False, progress=quiet,
-                            fold_file=ROOT / fold if fold else None)
+                            fold_file=ROOT / fold if fold else None, device=None if want_ecp5 else "xc7z020")
         t_compile = time.perf_counter() - t0
         rng = np.random.default_rng(0)
         x = rng.integers(0, 1 << net.input_bits, (args.frames, *net.input_shape)).astype(np.uint8)

@@ -87,15 +87,16 @@ def inspect(net) -> dict:
 
 
 def plan(net, target_fps: float | None = None, clock_mhz: float = 100.0, lut_budget: int | None = None,
-         fold_file=None, stream_bits: int | None = None) -> dict:
-    """The folding plan (:func:`bitplane.gen.plan.plan`) of a network for one goal, with
+         fold_file=None, stream_bits: int | None = None, device: str | None = None) -> dict:
+    """The folding plan (:func:`bitplane.gen.plan.plan`) of a network for one goal (``device``:
+    as for :func:`compile`), with
     ``stages``: the names of the planned stages (folded layers and pools) in pipeline order, and
     ``fit``: the on-chip fit per device (:func:`bitplane.gen.devices.fit`)."""
     from bitplane.gen.plan import plan as _plan  # lazy: Amaranth (hw cycle formulas), off the host-only path
-    from bitplane.gen.devices import fit  # lazy: with the planner
+    from bitplane.gen.devices import fit, popcount_style  # lazy: with the planner
     low = lower(load(net))
     p = _plan(low, target_fps=target_fps, clock_mhz=clock_mhz, lut_budget=lut_budget, fold_file=fold_file,
-              stream_bits=stream_bits)
+              stream_bits=stream_bits, popcount=popcount_style(device))
     p["fit"] = fit(low, p)
     folds = {f.stage for f in p["folds"]}
     p["stages"] = [s.name for s in low.stages if s.name in folds or s.name in p["pools"]]
@@ -104,13 +105,14 @@ def plan(net, target_fps: float | None = None, clock_mhz: float = 100.0, lut_bud
 
 def compile(net, output, target_fps: float | None = None, clock_mhz: float = 100.0,  # noqa: A001 (the verb)
             lut_budget: int | None = None, fold_file=None, embed_weights: bool = True,
-            progress=None, stream_bits: int | None = None) -> Design:
+            progress=None, stream_bits: int | None = None, device: str | None = None) -> Design:
     """Compile a network into the folder ``output`` (Verilog, weight image, manifest, test
-    vectors); nothing is written unless everything checks out."""
+    vectors); nothing is written unless everything checks out. ``device`` (``bitplane plan``'s
+    fit table names it, e.g. ``xc7z020``): build the logic for that device's LUT size."""
     from bitplane.gen.compile import compile_network  # lazy: Amaranth, off the host-only path (bitplane run)
     compile_network(load(net), Path(output), target_fps=target_fps, clock_mhz=clock_mhz,
                     lut_budget=lut_budget, fold_file=fold_file, embed_weights=embed_weights,
-                    progress=progress or (lambda msg: None), stream_bits=stream_bits)
+                    progress=progress or (lambda msg: None), stream_bits=stream_bits, device=device)
     return Design(output)
 
 

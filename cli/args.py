@@ -35,6 +35,9 @@ def add_folding(p) -> None:
     g.add_argument("--lut-budget", type=positive_int, help="total LUTs to spend")
     p.add_argument("--clock-mhz", type=positive, default=100.0)
     p.add_argument("--fold", help="YAML fold file {layer: {pe: P, simd: S}} overriding the planner")
+    p.add_argument("--device", help="build the logic for this device's LUT size (a name from the plan's fit table: "
+                                    "xc7z020, xczu7ev, xcu250, ecp5-85k; 6-input LUTs get compressor-tree popcounts, "
+                                    "about a third fewer LUTs per lane); default: generic adder trees")
 
 
 def err(msg: str) -> None:

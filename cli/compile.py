@@ -22,7 +22,8 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     m = api.compile(api.load(args.spec), args.output, target_fps=args.target_fps, clock_mhz=args.clock_mhz,
                     lut_budget=args.lut_budget, fold_file=args.fold, embed_weights=not args.no_embed_weights,
-                    progress=err, stream_bits=args.stream_bits).manifest
+                    progress=err, stream_bits=args.stream_bits,
+                    device=args.device).manifest
     print(f"{m['name']}: {m['cycles_per_frame']:,} cycles/frame (bottleneck {m['bottleneck']}) -> "
           f"{m['frames_per_second']:,.1f} frames/s at {m['clock_mhz']:g} MHz; weight image "
           f"{m['weights']['words']:,} words, checksum 0x{m['weights']['checksum']:08X}")

@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     net = api.load(args.spec)
     p = api.plan(net, target_fps=args.target_fps, clock_mhz=args.clock_mhz, lut_budget=args.lut_budget,
-                 fold_file=args.fold)
+                 fold_file=args.fold, device=args.device)
     order = p.pop("stages")
     if args.json:
         print(json.dumps(dict(p, folds=[f.__dict__ for f in p["folds"]]), indent=2))
@@ -28,7 +28,8 @@ def run(args) -> int:
     goal = (f"target {args.target_fps:g} frames/s" if args.target_fps else
             f"LUT budget {args.lut_budget:,}" if args.lut_budget else "smallest folding")
     print(f"{net.name}: plan for {goal} at {args.clock_mhz:g} MHz"
-          + (f", fold file {args.fold}" if args.fold else ""))
+          + (f", fold file {args.fold}" if args.fold else "")
+          + (f", logic for {args.device} ({p['folds'][0].popcount} popcounts)" if args.device and p["folds"] else ""))
     hdr = f"{'layer':<10} {'PE':>5} {'SIMD':>5} {'engine cyc':>11} {'cycles/frame':>13} {'est. LUTs':>10} " \
           f"{'weight bits':>12} {'thr bits':>9}  source"
     print(hdr)

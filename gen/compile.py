@@ -27,6 +27,7 @@ from bitplane.core.environment import package_versions
 from bitplane.core.errors import BitplaneError, NotSupportedError
 from bitplane.core.fileio import check_replaceable, manifest_names_format, replace_folder
 from bitplane.gen import hwmap
+from bitplane.gen.devices import popcount_style
 from bitplane.hw.dag import check_graph, linear_inputs
 from bitplane.hw.top import Accelerator, TopParams, fifo_depths, loadable_memories, memory_sections, top_cycles
 from .golden import Golden
@@ -90,11 +91,14 @@ def _sha(path: Path) -> str:
 
 
 def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float = 100.0, lut_budget=None,
-                    fold_file=None, embed_weights: bool = True, progress=print, stream_bits: int | None = None) -> dict:
+                    fold_file=None, embed_weights: bool = True, progress=print, stream_bits: int | None = None,
+                    device: str | None = None) -> dict:
     """Compile ``net`` into the folder ``out`` (replaced atomically). Returns the manifest.
 
     ``stream_bits``: the AXI4-Stream ``tdata`` width (32..512, multiples of 8); ``None`` lets
-    the planner pick the narrowest that feeds the first block at the plan's rate."""
+    the planner pick the narrowest that feeds the first block at the plan's rate. ``device``
+    (a :data:`bitplane.gen.devices.DEVICES` name): the logic is built for its LUT size (6-input
+    LUTs: compressor-tree popcounts, ``hw.popcount``); ``None``: generic (adder trees)."""
     from amaranth.back import verilog
     import math
     if isinstance(clock_mhz, bool) or not isinstance(clock_mhz, (int, float)) or not (
@@ -105,7 +109,7 @@ def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float =
     golden = Golden(net)
     low = golden.lowered
     pr = plan(low, target_fps=target_fps, clock_mhz=clock_mhz, lut_budget=lut_budget, fold_file=fold_file,
-              stream_bits=stream_bits)
+              stream_bits=stream_bits, popcount=popcount_style(device))
     ident = json.dumps([net.spec_hash, [(f.stage, f.pe, f.simd) for f in pr["folds"]], embed_weights,
                         MANIFEST_VERSION, regmap.REGMAP_VERSION, regmap.STREAM_VERSION, pr["stream_bits"]])
     build_id = int(hashlib.sha256(ident.encode()).hexdigest()[:8], 16)
@@ -153,7 +157,7 @@ def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float =
         "spec": {"path": str(net.path), "sha256": net.spec_hash},
         "build_id": build_id, "embedded_weights": embed_weights, "tools": _versions(),
         "clock_mhz": clock_mhz,
-        "plan": {"target_fps": target_fps, "lut_budget": lut_budget,
+        "plan": {"target_fps": target_fps, "lut_budget": lut_budget, "device": device,
                  "fold_file": str(fold_file) if fold_file else None, "estimated_luts": pr["luts"]},
         "regmap": regmap.regmap_dict(),
         "streams": {

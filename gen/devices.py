@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from bitplane.core.errors import NotSupportedError
+from bitplane.core.errors import InputError, NotSupportedError
 from .plan import _memories, memory_bits
 
 
@@ -72,6 +72,16 @@ RAMB18_SHAPES = ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 163
 DP16KD_SHAPES = ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))
 URAM_SHAPE = (72, 4096)
 URAM_PER_RAMB36 = 8          # bits of one UltraRAM (288 Kb) / one RAMB36 (36 Kb)
+
+
+def popcount_style(device: str | None) -> str:
+    """The engines' popcount build (``hw.bitserial.POPCOUNT_STYLES``) for a device: ``lut6``
+    (compressor trees) on 6-input-LUT parts, ``adder`` on 4-input-LUT parts and without one."""
+    if device is None:
+        return "adder"
+    if device not in DEVICES:
+        raise InputError(f"unknown device {device!r} (known: {', '.join(DEVICES)})")
+    return "lut6" if DEVICES[device].lut_inputs == 6 else "adder"
 
 
 def tiles(width: int, depth: int, shapes) -> int:

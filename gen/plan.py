@@ -11,9 +11,12 @@ Goals:
   whose cycles/frame meet ``clock / fps``;
 * ``lut_budget``: starting from the smallest folds, the bottleneck stage is widened step
   by step (cheapest step that lowers its cycles) while the total estimate fits;
-* a fold file (YAML ``{layer: {pe: P, simd: S, ram_style: S}}``) overrides any stage: ``pe``
-  and ``simd`` fix its fold (1 when one of them is missing), ``ram_style`` (FINN's name: ``auto``,
-  ``block``, ``distributed``) says how its weight memory is built, whatever fold it gets.
+* a fold file (YAML ``{layer: {pe: P, simd: S, ram_style: S, popcount: C}}``) overrides any
+  stage: ``pe`` and ``simd`` fix its fold (1 when one of them is missing), ``ram_style`` (FINN's
+  name: ``auto``, ``block``, ``distributed``) says how its weight memory is built, ``popcount``
+  (``adder``, ``lut6``: ``hw.bitserial.POPCOUNT_STYLES``) how its popcounts are, whatever fold
+  it gets. ``popcount`` defaults to the plan's (``bitplane compile --device``: ``lut6`` for a
+  6-input-LUT device).
 
 Constraints: ``PE`` divides ``R``; for a conv ``SIMD`` divides the input channels or is a
 multiple of them covering whole kernel positions (:func:`simd_options`); for a dense layer
@@ -36,7 +39,7 @@ from bitplane.core.errors import BitplaneError, NotSupportedError
 from bitplane.core import weightimage as wimg
 from bitplane.core.packing import AXIS_IN_BITS, STREAM_BITS_MAX, check_stream_bits
 from bitplane.core.yamlio import load_yaml
-from bitplane.hw.bitserial import RAM_STYLES, mvtu_cycles
+from bitplane.hw.bitserial import POPCOUNT_STYLES, RAM_STYLES, mvtu_cycles
 from bitplane.hw.layers import MAX_WORD_BITS
 from .hwmap import first_lanes, group_stages, layer_params, network_blocks
 from .graph import LoweredGraph
@@ -130,6 +133,7 @@ class Fold:
     source: str = "planner"
     block_cycles: int = 0     # the whole block (engine, window, input, pools): set by plan()
     ram_style: str = "auto"   # weight memory (hw.bitserial.RAM_STYLES): from a fold file
+    popcount: str = "adder"   # popcount build (hw.bitserial.POPCOUNT_STYLES): the plan's, or a fold file's
 
 
 def check_fold(st: MatmulStage, pe: int, simd: int, where: str):
@@ -175,10 +179,14 @@ def load_fold_file(path) -> dict:
     if not isinstance(doc, dict):
         raise PlanError(f"{path}: expected a mapping {{layer: {{pe: P, simd: S}}}}")
     for k, v in doc.items():
-        if not isinstance(v, dict) or not v or set(v) - {"pe", "simd", "ram_style"} or not all(
-                isinstance(x, int) and not isinstance(x, bool) for n, x in v.items() if n != "ram_style"):
+        if not isinstance(v, dict) or not v or set(v) - {"pe", "simd", "ram_style", "popcount"} or not all(
+                isinstance(x, int) and not isinstance(x, bool) for n, x in v.items() if n in ("pe", "simd")):
             raise PlanError(f"{path}: layer '{k}': expected {{pe: int, simd: int, ram_style: "
-                            f"{'|'.join(RAM_STYLES)}}} (each optional), got {v!r}")
+                            f"{'|'.join(RAM_STYLES)}, popcount: {'|'.join(POPCOUNT_STYLES)}}} (each optional), "
+                            f"got {v!r}")
+        if "popcount" in v and v["popcount"] not in POPCOUNT_STYLES:
+            raise PlanError(f"{path}: layer '{k}': popcount must be one of {', '.join(POPCOUNT_STYLES)}, "
+                            f"got {v['popcount']!r}")
         if "ram_style" in v and v["ram_style"] not in RAM_STYLES:
             raise PlanError(f"{path}: layer '{k}': ram_style must be one of {', '.join(RAM_STYLES)}, "
                             f"got {v['ram_style']!r}")
@@ -292,12 +300,15 @@ STREAM_WIDTHS = (32, 64, 128, 256, 512)       # the widths the planner chooses f
 
 
 def plan(low: Lowered, target_fps: float | None = None, clock_mhz: float = 100.0,
-         lut_budget: int | None = None, fold_file=None, stream_bits: int | None = None) -> dict:
+         lut_budget: int | None = None, fold_file=None, stream_bits: int | None = None,
+         popcount: str = "adder") -> dict:
     """Choose a fold per matmul stage; return ``{"folds": [...], "bottleneck": ..., ...}``.
 
     ``stream_bits``: the AXI4-Stream width (32..512, multiples of 8); ``None`` plans with the
     widest and then picks the narrowest of :data:`STREAM_WIDTHS` that feeds the first block as
-    fast as the plan's slowest block runs (``"stream_bits"`` in the result)."""
+    fast as the plan's slowest block runs (``"stream_bits"`` in the result). ``popcount``: how
+    every engine's popcounts are built (``hw.bitserial.POPCOUNT_STYLES``) unless the fold file
+    says otherwise for a layer."""
     if stream_bits is not None:
         try:
             check_stream_bits(stream_bits)
@@ -315,6 +326,8 @@ def plan(low: Lowered, target_fps: float | None = None, clock_mhz: float = 100.0
                                 f"(layers: {', '.join(sorted(names))})")
     if target_fps is not None and lut_budget is not None:
         raise PlanError("give either --target-fps or --lut-budget, not both")
+    if popcount not in POPCOUNT_STYLES:
+        raise PlanError(f"popcount must be one of {', '.join(POPCOUNT_STYLES)}, got {popcount!r}")
     fixed = {k for k, o in overrides.items() if set(o) & {"pe", "simd"}}     # layers whose fold is given
     folds = {}
     for st in stages:
@@ -374,9 +387,10 @@ def plan(low: Lowered, target_fps: float | None = None, clock_mhz: float = 100.0
         raise NotSupportedError(f"{low.net.path}: {e}") from None
     if target_fps is not None:
         _feed(low, folds, budget_cycles, fixed, options, sb)
-    for name, o in overrides.items():
-        if "ram_style" in o:
-            folds[name] = replace(folds[name], ram_style=o["ram_style"])
+    for name in folds:
+        o = overrides.get(name, {})
+        folds[name] = replace(folds[name], ram_style=o.get("ram_style", "auto"),
+                              popcount=o.get("popcount", popcount))
     cyc = block_cycles(low, folds, sb)
     if stream_bits is None:
         worst = max(cyc.values())

@@ -34,6 +34,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from bitplane.core.intmath import signed_bits
+from .popcount import CompressorPopcount, popcount_latency
 
 
 
@@ -42,6 +43,12 @@ from bitplane.core.intmath import signed_bits
 #: distributed (LUT) RAM; set per layer in a fold file (gen.plan) and written as the memory's
 #: ``ram_style`` attribute, which yosys (xc7, ECP5) honours.
 RAM_STYLES = ("auto", "block", "distributed")
+#: How the per-PE popcounts are built: ``adder`` a balanced adder tree of 8-lane chunks (any
+#: device; the smaller choice on 4-input-LUT devices such as ECP5), ``lut6`` a registered tree of
+#: 6-input-LUT compressors (:mod:`bitplane.hw.popcount`; about 1.4 instead of 2.1 LUT6 per lane
+#: on Xilinx 7-series/UltraScale, a few more cycles of latency). ``bitplane compile --device``
+#: picks it from the device's LUT size.
+POPCOUNT_STYLES = ("adder", "lut6")
 
 
 def xnor_compatible(w_coefs, w_offset, a_coefs, a_offset) -> bool:
@@ -72,6 +79,7 @@ class EngineConfig:
     init_dirs: tuple = ()         # [rows][T] (1: acc >= thr counts, 0: acc <= thr counts)
     init_consts: tuple = ()       # [rows] K values
     weight_ram_style: str = "auto"  # weight memory: "auto" (the synthesis tool's choice), "block", "distributed"
+    popcount: str = "adder"         # POPCOUNT_STYLES
 
     def __post_init__(self):
         R, N = self.rows, self.cols
@@ -87,6 +95,8 @@ class EngineConfig:
             raise ValueError("the XNOR path needs +-1 weights and activations (c=[2], o=-1 on both sides)")
         if self.weight_ram_style not in RAM_STYLES:
             raise ValueError(f"weight_ram_style must be one of {', '.join(RAM_STYLES)}, not {self.weight_ram_style!r}")
+        if self.popcount not in POPCOUNT_STYLES:
+            raise ValueError(f"popcount must be one of {', '.join(POPCOUNT_STYLES)}, not {self.popcount!r}")
         if self.init_thresholds and not self.xnor and len(self.init_consts) != R:
             raise ValueError("power-on thresholds need the row constants (init_consts): K is folded into them")
         # Raw mode outputs the low ``raw_width`` bits of the exact dot product. The engine's
@@ -214,7 +224,21 @@ def engine_cycles(cfg: EngineConfig) -> int:
     return mvtu_cycles(cfg.rows, cfg.cols, cfg.pe, cfg.simd, cfg.w_planes, cfg.a_planes)
 
 
-ENGINE_LATENCY = 11   # cycles from the last issue of a row fold to its output word
+ENGINE_LATENCY = 11   # cycles from the last issue of a row fold to its output word (adder popcounts)
+
+
+def popcount_stages(cfg: EngineConfig) -> int:
+    """Pipeline stages of the engine's popcounts: 2 for the adder tree (chunk counts, their sum),
+    the longer :func:`~bitplane.hw.popcount.popcount_latency` of the lane matches and of the
+    activation plane (``S_a``) for ``lut6``."""
+    if cfg.popcount == "adder":
+        return 2
+    return max(popcount_latency(cfg.simd, "xnor" if cfg.xnor else "and"), popcount_latency(cfg.simd, "ones"))
+
+
+def engine_latency(cfg: EngineConfig) -> int:
+    """Cycles from the last issue of a row fold to its output word."""
+    return ENGINE_LATENCY - 2 + popcount_stages(cfg)
 
 
 def row_constants(cfg: EngineConfig, codes) -> list[int]:
@@ -372,7 +396,7 @@ class BitSerialMVTU(wiring.Component):
     Timing: one (weight plane, activation plane) pair per cycle; a vector takes
     :func:`engine_cycles` cycles and vectors follow each other without bubbles when the
     next one has arrived. Latency from the last input word to the first output word of a
-    row fold is at most ``(N/SIMD)`` plus :data:`ENGINE_LATENCY` cycles.
+    row fold is at most ``(N/SIMD)`` plus :func:`engine_latency` cycles.
 
     Backpressure: ``out`` not ready freezes the whole compute pipeline (no data is lost);
     ``act`` is ready while a buffer bank is free.
@@ -409,8 +433,11 @@ class BitSerialMVTU(wiring.Component):
         ctl, wrp, arp = self._issue(m, advance, full, clr_full, mems)
         delay = self._delayer(m, advance)
         a_sel, w_sel, ctl = self._plane_select(m, advance, delay, ctl, wrp, arp)
-        part_a, part_w, ctl = self._chunk_popcounts(m, advance, delay, ctl, a_sel, w_sel)
-        pa2, p2, ctl = self._popcount_sums(m, advance, delay, ctl, part_a, part_w)
+        if self.cfg.popcount == "lut6":
+            pa2, p2, ctl = self._compressor_popcounts(m, advance, delay, ctl, a_sel, w_sel)
+        else:
+            part_a, part_w, ctl = self._chunk_popcounts(m, advance, delay, ctl, a_sel, w_sel)
+            pa2, p2, ctl = self._popcount_sums(m, advance, delay, ctl, part_a, part_w)
         sprod3, prod3, ctl3 = self._coefficients(m, advance, ctl, pa2, p2)
         res4, s4, v4, nf4, k4, t6 = self._accumulate(m, advance, ctl, ctl3, sprod3, prod3, mems)
         dots, v6 = self._dot_products(m, advance, res4, s4, v4, nf4, k4)
@@ -573,8 +600,9 @@ class BitSerialMVTU(wiring.Component):
         a_planes = [Cat(*[aword[l * Pa + p] for l in range(SIMD)]) for p in reversed(range(Pa))]   # issue order
         a_sel = Signal(SIMD)
         w_sel = [Signal(SIMD, name=f"wplane{pe}") for pe in range(PE)]
+        self._a_sel_next = Array(a_planes)[j1]
         with m.If(advance):
-            m.d.sync += a_sel.eq(Array(a_planes)[j1])
+            m.d.sync += a_sel.eq(self._a_sel_next)
             for pe in range(PE):
                 m.d.sync += w_sel[pe].eq(wrp.data[pe * SIMD:(pe + 1) * SIMD])
         return a_sel, w_sel, delay(ctl1, "b")
@@ -600,6 +628,27 @@ class BitSerialMVTU(wiring.Component):
                 for (lo, hi), pw_ in zip(chunks, part_w[pe]):
                     m.d.sync += pw_.eq(_popcount([match[pe][l] for l in range(lo, hi)]))
         return part_a, part_w, delay(ctl, "c")
+
+    def _compressor_popcounts(self, m, advance, delay, ctl, a_sel, w_sel):
+        """S1b..: the popcounts as registered trees of 6-input-LUT compressors
+        (:class:`~bitplane.hw.popcount.CompressorPopcount`, ``popcount = "lut6"``), all
+        :func:`popcount_stages` long. Their carry LUTs read ``a_copy``, the selected activation
+        plane registered a second time (reset to ones, so yosys keeps both registers)."""
+        c = self.cfg
+        L = popcount_stages(c)
+        a_copy = Signal(c.simd, init=(1 << c.simd) - 1, name="a_copy")
+        with m.If(advance):
+            m.d.sync += a_copy.eq(self._a_sel_next)
+        m.submodules.pop_a = pop_a = CompressorPopcount(c.simd, "ones", latency=L)
+        m.d.comb += [pop_a.a.eq(a_sel), pop_a.en.eq(advance)]
+        p2 = []
+        for pe in range(c.pe):
+            m.submodules[f"pop{pe}"] = pop = CompressorPopcount(c.simd, "xnor" if c.xnor else "and", latency=L)
+            m.d.comb += [pop.a.eq(a_sel), pop.a_copy.eq(a_copy), pop.w.eq(w_sel[pe]), pop.en.eq(advance)]
+            p2.append(pop.count)
+        for k in range(L):
+            ctl = delay(ctl, f"p{k}")
+        return pop_a.count, p2, ctl
 
     def _popcount_sums(self, m, advance, delay, ctl, part_a, part_w):
         """S1c: the chunk counts summed per PE (and for the activation plane)."""

@@ -45,7 +45,7 @@ from amaranth.utils import ceil_log2
 from bitplane.core import weightimage as wimg
 from bitplane.core.intmath import window_out
 
-from .bitserial import (ENGINE_LATENCY, BitSerialMVTU, EngineConfig, ThresholdParams, ThresholdUnit, engine_cycles,
+from .bitserial import (BitSerialMVTU, EngineConfig, ThresholdParams, ThresholdUnit, engine_cycles, engine_latency,
                         pack_constants, pack_thresholds, pack_weights)
 from .stream_blocks import CodeLUT, Pool, SlidingWindow, WidthConverter, pool_cycles, window_cycles, window_need
 
@@ -213,12 +213,12 @@ class _EngineBlock(BlockParams):
     thresholds = None
 
     def lag(self) -> int:
-        """:meth:`BlockParams.lag` with the engine's pipeline (``ENGINE_LATENCY``) on top: the
+        """:meth:`BlockParams.lag` with the engine's pipeline (:func:`~bitplane.hw.bitserial.engine_latency`) on top: the
         window (or width converter) streams pixel ``p``'s vector into the engine's free bank
         while the engine computes pixel ``p - 1``, then the engine computes it, and its last
-        row fold leaves ``ENGINE_LATENCY`` cycles after its last issue (then a pool, table or
+        row fold leaves ``engine_latency`` cycles after its last issue (then a pool, table or
         threshold register)."""
-        return 2 * self.pixel_cycles() + ENGINE_LATENCY + REGISTER_LAG
+        return 2 * self.pixel_cycles() + engine_latency(self.engine) + REGISTER_LAG
 
     @property
     def in_bits(self) -> int:
@@ -272,7 +272,8 @@ class _EngineBlock(BlockParams):
         e, t = self.engine, self.thresholds
         return {"pe": e.pe, "simd": e.simd, "in_lanes": self.in_lanes, "w_planes": e.w_planes,
                 "a_planes": e.a_planes, "thresholds": t.n_thresholds if t is not None else e.n_thresholds,
-                "acc_pool": t is not None, "xnor": e.xnor, "raw": e.raw, "weight_ram_style": e.weight_ram_style}
+                "acc_pool": t is not None, "xnor": e.xnor, "raw": e.raw, "weight_ram_style": e.weight_ram_style,
+                "popcount": e.popcount}
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,23 @@ def test_example_network_bit_exact_and_on_plan(name, tmp_path):
     assert np.array_equal(logits.reshape(len(ty), -1).argmax(1), ref.reshape(len(ty), -1).argmax(1))
 
 
+@pytest.mark.parametrize("name,fps", [("tfc-w1a1", 20000), ("lenet-w2a2", 1500), ("lenet-lq-w2a2", 1500)])
+def test_compiled_for_a_6_input_lut_device_bit_exact_and_on_plan(name, fps, tmp_path):
+    """``--device xc7z020``: every engine's popcounts are compressor trees (``hw.popcount``;
+    XNOR path on TFC-W1A1, AND path with Horner accumulation on LeNet W2A2, coefficient tables
+    on LQ-Nets); same outputs and cycles/frame as the plan, under gaps and backpressure."""
+    net = load_network(ROOT / "examples" / f"{name}.yaml")
+    m = compile_network(net, tmp_path / "out", target_fps=fps, progress=lambda s: None, device="xc7z020")
+    engines = [r for r in m["layers"] if "popcount" in r]
+    assert engines and all(r["popcount"] == "lut6" for r in engines) and m["plan"]["device"] == "xc7z020"
+    x = _inputs(net, 8)
+    y, _ = simulate(tmp_path / "out", x, gap_pct=20, stall_pct=30, seed=4)
+    assert np.array_equal(y, Golden(net).run_int(x))
+    y2, st2 = simulate(tmp_path / "out", x[:5])
+    assert np.array_equal(y2, y[:5])
+    assert abs(st2["cycles_per_frame"] - m["cycles_per_frame"]) <= 0.05 * m["cycles_per_frame"], st2
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name,fps", [("cnv-w1a1", 1000), ("cnv-w2a2", 500), ("svhn-dorefa-w1a2", 1000)])
 def test_large_example_bit_exact(name, fps, tmp_path):
@@ -109,7 +126,8 @@ def test_random_networks_random_folds(plan, data, tmp_path_factory):
     for s in low.stages:
         if isinstance(s, MatmulStage):
             pe = data.draw(st.sampled_from([d for d in range(1, s.out_channels + 1) if s.out_channels % d == 0]))
-            folds[s.name] = {"pe": pe, "simd": data.draw(st.sampled_from(simd_options(s)))}
+            folds[s.name] = {"pe": pe, "simd": data.draw(st.sampled_from(simd_options(s))),
+                             "popcount": data.draw(st.sampled_from(["adder", "lut6"]))}
     (tmp / "fold.yaml").write_text(json.dumps(folds))
     try:
         compile_network(net, tmp / "out", fold_file=tmp / "fold.yaml", progress=lambda s: None)

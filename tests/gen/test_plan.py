@@ -268,3 +268,24 @@ def test_finn_lfc_plans_at_finns_frame_rate():
     assert p["cycles_per_frame"] <= 100e6 / 356633
     assert [f.stage for f in p["folds"]] == ["fc0", "fc1", "fc2", "fc3"]
     assert p["pools"]["pre"] == 784 // 4 and p["stream_bits"] == 32
+
+
+def test_device_chooses_popcounts_and_a_fold_file_overrides_per_layer(cnv, tmp_path, capsys):
+    """``--device``: compressor-tree popcounts on 6-input-LUT parts, adder trees on ECP5 and by
+    default; a fold file's ``popcount`` wins for its layer; an unknown device or style is a
+    one-line error before anything is written."""
+    from bitplane.gen.devices import popcount_style
+    assert [popcount_style(d) for d in (None, "xc7z020", "xcu250", "ecp5-85k")] == ["adder", "lut6", "lut6", "adder"]
+    f = tmp_path / "fold.yaml"
+    f.write_text("conv1: {popcount: adder}\n")
+    p = plan(cnv, target_fps=2000, fold_file=f, popcount="lut6")
+    assert {x.stage: x.popcount for x in p["folds"]}["conv1"] == "adder"
+    assert {x.popcount for x in p["folds"] if x.stage != "conv1"} == {"lut6"}
+    assert {x.popcount for x in plan(cnv, target_fps=2000)["folds"]} == {"adder"}
+    f.write_text("conv1: {popcount: lut4}\n")
+    with pytest.raises(PlanError, match="popcount must be one of adder, lut6"):
+        plan(cnv, target_fps=2000, fold_file=f)
+    out = tmp_path / "out"
+    assert main(["compile", str(EX / "tfc-w1a1.yaml"), "-o", str(out), "--device", "xc7z7"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown device 'xc7z7'" in err and "Traceback" not in err and not out.exists()

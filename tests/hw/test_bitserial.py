@@ -53,27 +53,32 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("popcount", ["adder", "lut6"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[4][0]}{c[4][1]}-{c[5][0]}{c[5][1]}-R{c[0]}N{c[1]}P{c[2]}S{c[3]}")
-def test_mvtu_matches_reference(case):
+def test_mvtu_matches_reference(case, popcount):
     R, N, pe, simd, (wk, wb), (ak, ab), T = case
     rng = np.random.default_rng(R * 100 + N)
     cfg, wcodes, thr, dirs, vectors = make_case(rng, R, N, pe, simd, wk, wb, ak, ab, T)
+    cfg = EngineConfig(**{**cfg.__dict__, "popcount": popcount})
     out, _ = run_mvtu(cfg, wcodes, thr, dirs, vectors, seed=len(case))
     assert np.array_equal(out, mvtu_reference(cfg, wcodes, thr, dirs, vectors))
 
 
-@pytest.mark.parametrize("simd", [8, 16])
-def test_xnor_path_and_power_on_init(simd):
+@pytest.mark.parametrize("simd,popcount", [(8, "adder"), (16, "adder"), (16, "lut6")])
+def test_xnor_path_and_power_on_init(simd, popcount):
     rng = np.random.default_rng(7)
     cfg, wcodes, thr, dirs, vectors = make_case(rng, 4, 16, 2, simd, "sign", 1, "signact", 1, 1, xnor=True)
+    cfg = EngineConfig(**{**cfg.__dict__, "popcount": popcount})
     out, _ = run_mvtu(cfg, wcodes, thr, dirs, vectors, load=False)
     assert np.array_equal(out, mvtu_reference(cfg, wcodes, thr, dirs, vectors))
 
 
-def test_cycles_per_vector_without_stalls():
+@pytest.mark.parametrize("popcount", ["adder", "lut6"])
+def test_cycles_per_vector_without_stalls(popcount):
     rng = np.random.default_rng(3)
     n = 12
     cfg, wcodes, thr, dirs, vectors = make_case(rng, 8, 16, 2, 4, "dorefa", 2, "uact", 2, 3, vectors=n)
+    cfg = EngineConfig(**{**cfg.__dict__, "popcount": popcount})
     out, stamps = run_mvtu(cfg, wcodes, thr, dirs, vectors, gap=0, stall=0)
     assert np.array_equal(out, mvtu_reference(cfg, wcodes, thr, dirs, vectors))
     per_vec = engine_cycles(cfg)                       # (8/2)(16/4)*2*2 = 64
