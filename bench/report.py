@@ -4,9 +4,10 @@
 
 Runs ``bench/golden.py`` (golden-model speed), ``bench/engines.py`` (per (W, A) engine
 LUT6/binary op and ECP5 Fmax), ``bench/shard.py`` (demo-net RTL simulation sharded over 1 and 2
-local Dask workers) and ``bench/networks.py`` (per network cycles/frame,
+local Dask workers), ``bench/networks.py`` (per network cycles/frame,
 frames/s, LUTs, BRAM, simulation speed, compile time; synthesis results are cached in
-``build/synth``), then writes the report: every figure with the date, the machine, the tool
+``build/synth``) and ``bench/pareto.py`` (FINN's networks at 0.25-4x FINN's rate: LUT vs
+frames/s per network and the highest rate that fits an xc7z020), then writes the report: every figure with the date, the machine, the tool
 versions and the command that reproduces it, and the comparison with the published FINN
 and BISMO anchors. ``--quick`` skips ECP5 place and route and the CNV networks.
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import engines, golden, networks, shard  # noqa: E402
+from bench import engines, golden, networks, pareto, shard  # noqa: E402
 from bitplane.core.environment import machine  # noqa: E402
 from bitplane.synth.flow import tool_versions  # noqa: E402
 
@@ -34,9 +35,10 @@ FINN = [
 # FINN's frame rates at 100 MHz: bitplane folded for the same rates, LUT6 sites from the
 # out-of-context estimate, frames/s from the planned cycles/frame (--no-sim: the LFC and the
 # CNVs at these rates take long to simulate here; the RTL suite checks planned == simulated)
-# the last entry: CNV-W1A1 again with conv1's shallow, wide weight memory in block RAM (a fold file's ram_style)
+# (:xc7 entries are compiled for the xc7z020: compressor popcounts, spare block RAM for shallow weight memories)
+# the last entry: CNV-W1A1 again with conv1's shallow, wide weight memory kept in LUT RAM (a fold file's ram_style)
 EQUAL_THROUGHPUT = ("cnv-w1a1:9150:xc7,cnv-w2a2:2580:xc7,lfc-w1a1:356633:xc7,"
-                    "cnv-w1a1:9150:xc7:fold=bench/folds/cnv-w1a1-conv1-bram.yaml")
+                    "cnv-w1a1:9150:xc7:fold=bench/folds/cnv-w1a1-conv1-lutram.yaml")
 BISMO_LUT_PER_BINOP = 0.9          # BISMO (Umuroglu et al., FPL 2018): ~0.9 LUT per binary op per cycle
 BISMO_TOPS = 6.5                   # binary TOPS on PYNQ-Z1
 
@@ -103,6 +105,9 @@ def main(argv=None):
                          "on 2 cores; by default they get yosys synth_xilinx only)")
     ap.add_argument("--no-equal", action="store_true",
                     help="skip the equal-throughput rows (FINN's frame rates; three out-of-context syntheses)")
+    ap.add_argument("--no-pareto", action="store_true",
+                    help="skip the LUT vs frames/s sweep of FINN's networks (bench/pareto.py: 15 out-of-context "
+                         "syntheses, about an hour cold on 2 cores)")
     ap.add_argument("--out", default=str(ROOT / "bench"))
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -122,6 +127,8 @@ def main(argv=None):
     n_rows = networks.main(net_args)
     eq_args = ["--nets", EQUAL_THROUGHPUT, "--no-sim", "--no-ecp5", "--cocotb-frames", "0"]
     eq_rows = [] if args.quick or args.no_equal else networks.main(eq_args)
+    p_rows = [] if args.quick or args.no_pareto else pareto.main(
+        ["--jobs", "2", "--plot", str(out / "pareto.png")])
     sh = shard.main(["--frames", "200" if args.quick else "2000"])
     pics = _plots(e_rows, n_rows, out)
     date, mach, tools = time.strftime("%Y-%m-%d"), machine(), tool_versions()
@@ -205,6 +212,27 @@ def main(argv=None):
                  f"{', fold file `' + r['fold_file'] + '`' if r.get('fold_file') else ''}) | {r['fps_100mhz']:,.0f} | "
                  f"{r['xc7_lut6']:,} | {r['fps_100mhz'] / r['xc7_lut6'] * 1e3:,.1f} | {ops:,.0f} | "
                  f"{ops / r['xc7_lut6']:.3f} |")
+    if p_rows:
+        L += ["", f"**LUT vs frames/s and the highest rate that fits an xc7z020** (`python bench/pareto.py --jobs 2`): "
+              f"each network compiled for the xc7z020 at {pareto.DEFAULT_FACTORS.replace(',', ', ')} x FINN's rate, "
+              "out-of-context LUT6 sites and BRAM36; fits = within the part's 53,200 LUTs and 140 RAMB36.", "",
+              "| network | x FINN's rate | frames/s @100 MHz | LUT6 | FF | BRAM36 | frames/s per kLUT | fits xc7z020 |",
+              "|---|---|---|---|---|---|---|---|"]
+        for r in p_rows:
+            if "unreachable" in r:
+                L.append(f"| {r['network']} | {r['factor']:g} | cannot be planned | | | | | |")
+                continue
+            L.append(f"| {r['network']} | {r['factor']:g} | {r['fps_100mhz']:,.0f} | {r['xc7_lut6']:,} | "
+                     f"{r['xc7_ff']:,} | {r['xc7_bram36']} | {r['fps_100mhz'] / r['xc7_lut6'] * 1e3:,.1f} | "
+                     f"{'yes' if r['fits'] else 'no'} |")
+        L.append("")
+        for name in dict.fromkeys(r["network"] for r in p_rows):
+            ok = [r for r in p_rows if r["network"] == name and r.get("fits")]
+            b = max(ok, key=lambda r: r["fps_100mhz"]) if ok else None
+            L.append(f"* {name}: highest sampled rate that fits: "
+                     + (f"{b['fps_100mhz']:,.0f} frames/s ({b['factor']:g} x FINN's), {b['xc7_lut6']:,} LUT6, "
+                        f"{b['xc7_bram36']} BRAM36" if b else "none of the samples"))
+        L += ["", "![pareto](pareto.png)"]
     best = min((lut / (pe * s) for w, a, pe, s, lut, *_ in e_rows if w == a == 1), default=None)
     L += ["",
           f"BISMO: {BISMO_TOPS} binary TOPS on PYNQ-Z1 at about {BISMO_LUT_PER_BINOP} LUT per binary op per "

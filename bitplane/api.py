@@ -92,11 +92,10 @@ def plan(net, target_fps: float | None = None, clock_mhz: float = 100.0, lut_bud
     as for :func:`compile`), with
     ``stages``: the names of the planned stages (folded layers and pools) in pipeline order, and
     ``fit``: the on-chip fit per device (:func:`bitplane.gen.devices.fit`)."""
-    from bitplane.gen.plan import plan as _plan  # lazy: Amaranth (hw cycle formulas), off the host-only path
-    from bitplane.gen.devices import fit, popcount_style  # lazy: with the planner
+    from bitplane.gen.devices import fit, plan_for_device  # lazy: Amaranth (hw cycle formulas), off the host path
     low = lower(load(net))
-    p = _plan(low, target_fps=target_fps, clock_mhz=clock_mhz, lut_budget=lut_budget, fold_file=fold_file,
-              stream_bits=stream_bits, popcount=popcount_style(device))
+    p = plan_for_device(low, device, target_fps=target_fps, clock_mhz=clock_mhz, lut_budget=lut_budget,
+                        fold_file=fold_file, stream_bits=stream_bits)
     p["fit"] = fit(low, p)
     folds = {f.stage for f in p["folds"]}
     p["stages"] = [s.name for s in low.stages if s.name in folds or s.name in p["pools"]]

@@ -27,11 +27,10 @@ from bitplane.core.environment import package_versions
 from bitplane.core.errors import BitplaneError, NotSupportedError
 from bitplane.core.fileio import check_replaceable, manifest_names_format, replace_folder
 from bitplane.gen import hwmap
-from bitplane.gen.devices import popcount_style
+from bitplane.gen.devices import plan_for_device
 from bitplane.hw.dag import check_graph, linear_inputs
 from bitplane.hw.top import Accelerator, TopParams, fifo_depths, loadable_memories, memory_sections, top_cycles
 from .golden import Golden
-from .plan import plan
 from .spec import Network
 
 from bitplane.core.manifest import MANIFEST_FORMAT, MANIFEST_VERSION, load_manifest, manifest_json  # noqa: F401
@@ -108,8 +107,11 @@ def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float =
     t0 = time.perf_counter()
     golden = Golden(net)
     low = golden.lowered
-    pr = plan(low, target_fps=target_fps, clock_mhz=clock_mhz, lut_budget=lut_budget, fold_file=fold_file,
-              stream_bits=stream_bits, popcount=popcount_style(device))
+    pr = plan_for_device(low, device, target_fps=target_fps, clock_mhz=clock_mhz, lut_budget=lut_budget,
+                         fold_file=fold_file, stream_bits=stream_bits)
+    if pr["block_ram_moved"]:
+        progress(f"{device}: weights of {', '.join(pr['block_ram_moved'])} in block RAM instead of LUT RAM "
+                 f"(spare block RAM; a fold file's ram_style: distributed keeps a layer in LUT RAM)")
     ident = json.dumps([net.spec_hash, [(f.stage, f.pe, f.simd) for f in pr["folds"]], embed_weights,
                         MANIFEST_VERSION, regmap.REGMAP_VERSION, regmap.STREAM_VERSION, pr["stream_bits"]])
     build_id = int(hashlib.sha256(ident.encode()).hexdigest()[:8], 16)

@@ -29,8 +29,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from bitplane.core import weightimage as wimg
 from bitplane.core.errors import InputError, NotSupportedError
-from .plan import _memories, memory_bits
+from .plan import _memories, load_fold_file, memory_bits
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,20 @@ RAMB18_SHAPES = ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 163
 DP16KD_SHAPES = ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))
 URAM_SHAPE = (72, 4096)
 URAM_PER_RAMB36 = 8          # bits of one UltraRAM (288 Kb) / one RAMB36 (36 Kb)
+
+
+def plan_for_device(low, device: str | None, **kw) -> dict:
+    """:func:`bitplane.gen.plan.plan` (keywords ``kw``) with the choices a device makes:
+    popcounts for its LUT size (:func:`popcount_style`) and weight memories moved from LUT RAM to
+    its spare block RAM (:func:`choose_ram_styles`; ``"block_ram_moved"`` lists the layers)."""
+    from .plan import plan
+    p = plan(low, popcount=popcount_style(device), **kw)
+    p["block_ram_moved"] = []
+    if device is not None:
+        ff = kw.get("fold_file")
+        keep = {k for k, v in load_fold_file(ff).items() if "ram_style" in v} if ff is not None else set()
+        p["block_ram_moved"] = choose_ram_styles(low, p, device, keep)
+    return p
 
 
 def popcount_style(device: str | None) -> str:
@@ -139,6 +154,48 @@ def fit(low, p: dict, devices=None) -> list[dict]:
                      "bram_kind": d.bram_kind, "uram": uram, "uram_budget": d.uram, "fits": fits,
                      "memory_bits": int(sum(w * n for _, w, n, _ in mems)), "source": d.source})
     return rows
+
+
+#: Share of a device's block RAM that :func:`choose_ram_styles` may fill (the rest is left to
+#: FIFOs, a shell and the estimate's rounding).
+AUTO_BRAM_SHARE = 0.9
+
+
+def choose_ram_styles(low, p: dict, device: str, keep=()) -> list[str]:
+    """For ``device``: weight memories the synthesis tool would put in LUT RAM (``auto`` style,
+    2..``LUTRAM_DEPTH`` words) go to block RAM, the largest LUT saving per block RAM first,
+    while the plan's block RAM stays within :data:`AUTO_BRAM_SHARE` of the device's. Layers in
+    ``keep`` (a fold file's own ``ram_style``) are left alone. ``p["folds"]`` is updated;
+    returns the layers moved."""
+    from dataclasses import replace
+    d = DEVICES[device]
+    st_of = {s.name: s for s in low.stages}
+    per_lut = 16 if d.lut_inputs == 4 else 64
+    cands = []
+    for k, f in enumerate(p["folds"]):
+        if f.ram_style != "auto" or f.stage in keep:
+            continue
+        try:
+            mems = _memories(st_of[f.stage], f.pe, f.simd, "auto")
+        except NotSupportedError:
+            continue
+        ws = [m for m in mems if m.kind == wimg.MEM_WEIGHTS and 1 < m.entries <= LUTRAM_DEPTH]
+        if not ws:
+            continue
+        luts = sum(m.width * math.ceil(m.entries / per_lut) for m in ws)
+        shapes = DP16KD_SHAPES if d.lut_inputs == 4 else RAMB36_SHAPES
+        bram = sum(tiles(m.width, m.entries, shapes) for m in ws)
+        cands.append((luts / max(bram, 1), k))
+    moved = []
+    for _, k in sorted(cands, reverse=True):
+        old = p["folds"][k]
+        p["folds"][k] = replace(old, ram_style="block")
+        row = fit(low, p, [device])[0]
+        if row["bram"] <= AUTO_BRAM_SHARE * d.bram and row["uram"] <= d.uram:
+            moved.append(old.stage)
+        else:
+            p["folds"][k] = old
+    return moved
 
 
 def format_fit(rows: list[dict]) -> str:

@@ -8,8 +8,8 @@ def test_default_nets_parse():
     nets = parse_nets(DEFAULT_NETS)
     assert ("cnv-w1a1", 1000.0, True, None) in nets and ("tfc-w1a1", 20000.0, True, None) in nets
     assert parse_nets("cnv-w1a1:9000:xc7") == [("cnv-w1a1", 9000.0, False, None)]
-    assert parse_nets("cnv-w1a1:9000:xc7:fold=bench/folds/cnv-w1a1-conv1-bram.yaml") == \
-        [("cnv-w1a1", 9000.0, False, "bench/folds/cnv-w1a1-conv1-bram.yaml")]
+    assert parse_nets("cnv-w1a1:9000:xc7:fold=bench/folds/cnv-w1a1-conv1-lutram.yaml") == \
+        [("cnv-w1a1", 9000.0, False, "bench/folds/cnv-w1a1-conv1-lutram.yaml")]
     assert len({(n, f) for n, f, _, _ in nets}) == len(nets)
 
 
@@ -31,3 +31,11 @@ def test_equal_throughput_rows_are_finns_rates():
     nets = parse_nets(EQUAL_THROUGHPUT)
     assert {(n, f) for n, f, _, _ in nets} == {(r["network"], float(r["fps"])) for r in FINN}
     assert not any(ecp5 for _, _, ecp5, _ in nets)
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    """bench/pareto.py: a point stays when no other has at most its LUTs and at least its frames/s."""
+    from bench.pareto import pareto_front
+    pts = [(10, 5.0), (20, 4.0), (30, 9.0), (5, 1.0), (30, 9.0), (30, 8.0), (40, 9.0)]
+    assert pareto_front(pts) == [(5, 1.0), (10, 5.0), (30, 9.0)]
+    assert pareto_front([]) == []

@@ -289,3 +289,22 @@ def test_device_chooses_popcounts_and_a_fold_file_overrides_per_layer(cnv, tmp_p
     assert main(["compile", str(EX / "tfc-w1a1.yaml"), "-o", str(out), "--device", "xc7z7"]) == 1
     err = capsys.readouterr().err
     assert "unknown device 'xc7z7'" in err and "Traceback" not in err and not out.exists()
+
+
+def test_device_moves_lut_ram_weights_into_spare_block_ram(cnv, tmp_path):
+    """With a device, shallow weight memories (LUT RAM under ``auto``) go to spare block RAM,
+    most LUTs saved per block RAM first, within AUTO_BRAM_SHARE of the device; a fold file's
+    own ``ram_style`` is kept; a device whose block RAM is already short gets nothing moved."""
+    from bitplane.gen.devices import AUTO_BRAM_SHARE, DEVICES, fit, plan_for_device
+    base = plan(cnv, target_fps=9000)
+    p = plan_for_device(cnv, "xc7z020", target_fps=9000)
+    assert p["block_ram_moved"] == ["conv1"]               # 12 x 3,072 bits: LUT RAM under auto
+    assert {f.stage: f.ram_style for f in p["folds"]}["conv1"] == "block"
+    before, after = (fit(cnv, q, ["xc7z020"])[0] for q in (base, p))
+    assert after["luts"] < before["luts"] and before["bram"] < after["bram"] <= AUTO_BRAM_SHARE * DEVICES["xc7z020"].bram
+    f = tmp_path / "fold.yaml"
+    f.write_text("conv1: {ram_style: distributed}\n")
+    kept = plan_for_device(cnv, "xc7z020", target_fps=9000, fold_file=f)
+    assert kept["block_ram_moved"] == [] and {x.stage: x.ram_style for x in kept["folds"]}["conv1"] == "distributed"
+    assert plan_for_device(cnv, "ecp5-85k", target_fps=9000)["block_ram_moved"] == []   # DP16KD already short
+    assert plan_for_device(cnv, None, target_fps=9000)["block_ram_moved"] == []
