@@ -124,7 +124,10 @@ def synthesize(design, target: str, clock_mhz: float = 100.0, top: str | None = 
     path = Path(design)
     if path.is_dir():
         vfile = path / "accelerator.v"
-        top = top or load_manifest(path)["top"]
+        man = load_manifest(path)
+        top = top or man["top"]
+        if note := device_note(man, target):
+            (progress or (lambda msg: None))(note)
     elif path.suffix == ".v" and path.exists():
         vfile = path
         if not top:
@@ -138,6 +141,23 @@ def synthesize(design, target: str, clock_mhz: float = 100.0, top: str | None = 
     else:
         rep = flow.synthesize(text, top, target, clock_mhz, progress=progress or (lambda msg: None))
     return dict(rep, top=top)
+
+
+def device_note(manifest: dict, target: str) -> str | None:
+    """A hint when a compiled folder's popcounts do not suit the synthesis ``target``'s LUT size
+    (``bitplane compile --device``), else None."""
+    pops = {r["popcount"] for r in manifest.get("layers", []) if "popcount" in r}
+    if not pops or target not in flow.TARGETS:
+        return None
+    six = flow.TARGETS[target].family == "xilinx"
+    dev = (manifest.get("plan") or {}).get("device")
+    if "lut6" in pops and not six:
+        return (f"note: compiled for {dev or 'a 6-input-LUT device'} (compressor-tree popcounts, larger on "
+                f"4-input LUTs); for {target} compile with --device ecp5-85k or without --device")
+    if six and pops == {"adder"}:
+        return ("note: compiled without --device (adder-tree popcounts); compile with --device xc7z020 (or the "
+                "part's family) for compressor-tree popcounts, about a third fewer LUTs per lane on 6-input LUTs")
+    return None
 
 
 @dataclass

@@ -66,3 +66,15 @@ def test_api_plan_compile_simulate(tmp_path):
     for k in ("cycles_per_frame", "latency_cycles", "stream_cycles"):
         assert st0[k] == stb[k], k
     assert st0["regs"]["FRAMES_OUT"] == 4 and st0["regs"]["ERROR"] == 0
+
+
+def test_synthesis_hints_at_the_device_the_popcounts_suit():
+    """``bitplane synth`` notes a compiled folder whose popcounts do not suit the target's LUT
+    size: compressor trees (--device xc7z020) on ECP5, adder trees (no --device) on Xilinx."""
+    from bitplane.api import device_note
+    lut6 = {"plan": {"device": "xc7z020"}, "layers": [{"popcount": "lut6"}, {"kind": "pool"}]}
+    adder = {"plan": {"device": None}, "layers": [{"popcount": "adder"}]}
+    assert "--device ecp5-85k" in device_note(lut6, "ecp5-85k")
+    assert device_note(lut6, "xc7z020") is None and device_note(adder, "ecp5-85k") is None
+    assert "--device xc7z020" in device_note(adder, "xc7z020")
+    assert device_note({"layers": [{"kind": "pool"}]}, "xc7z020") is None       # no engine: nothing to say
