@@ -243,7 +243,9 @@ def main(argv=None):
           ""]
     # hand-measured sections (one-off runs too slow for make bench), kept across regenerations
     for extra in sorted(Path(__file__).with_name("measured").glob("*.md")):
-        L += [extra.read_text().rstrip(), ""]
+        text = extra.read_text().rstrip()
+        if text.splitlines()[0] not in L:           # a section this run already wrote (e.g. the Dask shard)
+            L += [text, ""]
     L += ["## Reproduce",
           "",
           "```sh",

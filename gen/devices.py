@@ -177,7 +177,7 @@ def choose_ram_styles(low, p: dict, device: str, keep=()) -> list[str]:
             continue
         try:
             mems = _memories(st_of[f.stage], f.pe, f.simd, "auto")
-        except NotSupportedError:
+        except (NotSupportedError, ValueError):     # no hardware block at this fold: nothing to move
             continue
         ws = [m for m in mems if m.kind == wimg.MEM_WEIGHTS and 1 < m.entries <= LUTRAM_DEPTH]
         if not ws:

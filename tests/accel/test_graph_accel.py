@@ -34,13 +34,16 @@ def _run(net, folder, m, frames=6, seed=0):
     return st
 
 
-def test_resnet_identity_and_projection_shortcuts_and_global_pool(tmp_path):
+@pytest.mark.parametrize("device", [None, "xc7z020"])
+def test_resnet_identity_and_projection_shortcuts_and_global_pool(tmp_path, device):
     """Stem, a block with an identity shortcut (add of a float accumulator and codes, 16 guard
-    bits), a block with a projection shortcut (1x1/2 conv), global average pool, dense."""
+    bits), a block with a projection shortcut (1x1/2 conv), global average pool, dense; also
+    compiled for the xc7z020 (compressor-tree popcounts: longer engine latency, same DAG rate)."""
     net = load_network(write_net(tmp_path, resnet_spec()))
     kinds = {type(s).__name__ for s in Golden(net).lowered.stages}
     assert {"AddStage", "ThresholdStage", "AvgPoolStage"} <= kinds
-    m = compile_network(net, tmp_path / "out", target_fps=20000, progress=lambda s: None)
+    m = compile_network(net, tmp_path / "out", target_fps=20000, progress=lambda s: None, device=device)
+    assert {r["popcount"] for r in m["layers"] if "popcount" in r} == {"lut6" if device else "adder"}
     rows = {r["name"]: r for r in m["layers"]}
     assert rows["b1add"]["inputs"] == ["b1c2", "stem"] and rows["b2add"]["inputs"] == ["b2c2", "b2sc"]
     # the identity shortcut's FIFO holds the long branch's lead: b1c2's first pixel of row oy
