@@ -27,11 +27,11 @@ The figures are the planner's first-order model, not a synthesis result.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bitplane.core import weightimage as wimg
 from bitplane.core.errors import InputError, NotSupportedError
-from .plan import _memories, load_fold_file, memory_bits
+from .plan import _memories, load_fold_file, memory_bits, plan
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,6 @@ def plan_for_device(low, device: str | None, **kw) -> dict:
     """:func:`bitplane.gen.plan.plan` (keywords ``kw``) with the choices a device makes:
     popcounts for its LUT size (:func:`popcount_style`) and weight memories moved from LUT RAM to
     its spare block RAM (:func:`choose_ram_styles`; ``"block_ram_moved"`` lists the layers)."""
-    from .plan import plan
     p = plan(low, popcount=popcount_style(device), **kw)
     p["block_ram_moved"] = []
     if device is not None:
@@ -167,7 +166,6 @@ def choose_ram_styles(low, p: dict, device: str, keep=()) -> list[str]:
     while the plan's block RAM stays within :data:`AUTO_BRAM_SHARE` of the device's. Layers in
     ``keep`` (a fold file's own ``ram_style``) are left alone. ``p["folds"]`` is updated;
     returns the layers moved."""
-    from dataclasses import replace
     d = DEVICES[device]
     st_of = {s.name: s for s in low.stages}
     per_lut = 16 if d.lut_inputs == 4 else 64

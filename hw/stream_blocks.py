@@ -206,9 +206,17 @@ class SlidingWindow(wiring.Component):
 
         ahead = Signal(2)
         m.d.comb += ahead.eq(w_frame - r_frame)
-        lo_needed = Signal(signed(y0.shape().width))
-        hi_needed = Signal(signed(y0.shape().width))
-        m.d.comb += [lo_needed.eq(Mux(y0 < 0, 0, y0)), hi_needed.eq(y0 + K - 1)]
+        # the rows output row oy needs, max(y0, 0) .. min(y0 + K - 1, H - 1), are registers set
+        # with y0 (the add and the clip stay off the path from the writer's row to `issue`)
+        lo_needed = Signal(signed(y0.shape().width), init=max(-t, 0))
+        hi_c = Signal(signed(y0.shape().width), init=min(-t + K - 1, H - 1))
+
+        def needed_rows(y0_next):
+            """The assignments of ``lo_needed`` and ``hi_c`` for output row top ``y0_next``."""
+            if isinstance(y0_next, int):
+                return [lo_needed.eq(max(y0_next, 0)), hi_c.eq(min(y0_next + K - 1, H - 1))]
+            return [lo_needed.eq(Mux(y0_next < 0, 0, y0_next)),
+                    hi_c.eq(Mux(y0_next + K - 1 > H - 1, H - 1, y0_next + K - 1))]
 
         # writer may write row w_row if that global row is < lo_needed + RB
         can_write = Signal()
@@ -233,10 +241,8 @@ class SlidingWindow(wiring.Component):
             with m.Else():
                 m.d.sync += w_pos.eq(w_pos + 1)
 
-        # reader may emit output row oy when rows up to hi_needed (clipped to H-1) are complete
+        # reader may emit output row oy when rows up to hi_c (y0 + K - 1 clipped to H - 1) are complete
         avail = Signal()
-        hi_c = Signal(signed(y0.shape().width))
-        m.d.comb += hi_c.eq(Mux(hi_needed > H - 1, H - 1, hi_needed))
         # ahead == 3: the reader finished its frame before the writer did (trailing rows unused)
         m.d.comb += avail.eq((ahead == 1) | (ahead == 2) | ((ahead == 0) & (w_row > hi_c)))
         advance = Signal()
@@ -289,12 +295,14 @@ class SlidingWindow(wiring.Component):
                         m.d.sync += [ox.eq(0), x0.eq(-l), c_x0.eq(-l * CW), col.eq(-l * CW)]
                         with m.If(oy == self.OH - 1):
                             # next frame: row 0 of the next frame sits H slots further
+                            m.d.sync += needed_rows(-t)
                             m.d.sync += [oy.eq(0), y0.eq(-t), r_frame.eq(r_frame + 1),
                                          r_base.eq(mod_add(r_base, H)), slot_y0.eq(mod_add(r_base, H - t)),
                                          a_base.eq(ring_add(a_base, H * WC)),
                                          a_y0.eq(ring_add(a_base, (H - t) * WC)),
                                          a_row.eq(ring_add(a_base, (H - t) * WC))]
                         with m.Else():
+                            m.d.sync += needed_rows(y0 + s)
                             m.d.sync += [oy.eq(oy + 1), y0.eq(y0 + s), slot_y0.eq(mod_add(slot_y0, s)),
                                          a_y0.eq(ring_add(a_y0, s * WC)), a_row.eq(ring_add(a_y0, s * WC))]
                     with m.Else():
