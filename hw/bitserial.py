@@ -454,9 +454,9 @@ class BitSerialMVTU(wiring.Component):
         m.d.comb += advance.eq(~self.out.valid | self.out.ready)
         ctl, wrp, arp = self._issue(m, advance, full, clr_full, mems)
         delay = self._delayer(m, advance)
-        a_sel, w_sel, ctl = self._plane_select(m, advance, delay, ctl, wrp, arp)
+        a_sel, a_next, w_sel, ctl = self._plane_select(m, advance, delay, ctl, wrp, arp)
         if self.cfg.popcount == "lut6":
-            pa2, p2, ctl = self._compressor_popcounts(m, advance, delay, ctl, a_sel, w_sel)
+            pa2, p2, ctl = self._compressor_popcounts(m, advance, delay, ctl, a_sel, a_next, w_sel)
         else:
             part_a, part_w, ctl = self._chunk_popcounts(m, advance, delay, ctl, a_sel, w_sel)
             pa2, p2, ctl = self._popcount_sums(m, advance, delay, ctl, part_a, part_w)
@@ -611,7 +611,9 @@ class BitSerialMVTU(wiring.Component):
         """S1: activation memory data registered (block RAM outputs are slow: ECP5 DP16KD
         clock-to-out ~5.8 ns, and yosys does not use its output register, so nothing but a
         register follows them); S1a: activation plane ``j`` selected and registered, and the
-        weight word (plane ``i`` by address, read one stage later) registered as it is."""
+        weight word (plane ``i`` by address, read one stage later) registered as it is. Returns the
+        registered plane, the selection it registers (for a second register), the weight planes and
+        the control signals one stage on."""
         c = self.cfg
         PE, SIMD, Pa = c.pe, c.simd, c.a_planes
         aword = Signal.like(arp.data, name="aword")
@@ -622,12 +624,12 @@ class BitSerialMVTU(wiring.Component):
         a_planes = [Cat(*[aword[l * Pa + p] for l in range(SIMD)]) for p in reversed(range(Pa))]   # issue order
         a_sel = Signal(SIMD)
         w_sel = [Signal(SIMD, name=f"wplane{pe}") for pe in range(PE)]
-        self._a_sel_next = Array(a_planes)[j1]
+        a_next = Array(a_planes)[j1]
         with m.If(advance):
-            m.d.sync += a_sel.eq(self._a_sel_next)
+            m.d.sync += a_sel.eq(a_next)
             for pe in range(PE):
                 m.d.sync += w_sel[pe].eq(wrp.data[pe * SIMD:(pe + 1) * SIMD])
-        return a_sel, w_sel, delay(ctl1, "b")
+        return a_sel, a_next, w_sel, delay(ctl1, "b")
 
     def _chunk_popcounts(self, m, advance, delay, ctl, a_sel, w_sel):
         """S1b: AND (XNOR on the +-1 path) of the selected planes, popcounts of 8-bit chunks;
@@ -651,7 +653,7 @@ class BitSerialMVTU(wiring.Component):
                     m.d.sync += pw_.eq(_popcount([match[pe][l] for l in range(lo, hi)]))
         return part_a, part_w, delay(ctl, "c")
 
-    def _compressor_popcounts(self, m, advance, delay, ctl, a_sel, w_sel):
+    def _compressor_popcounts(self, m, advance, delay, ctl, a_sel, a_next, w_sel):
         """S1b..: the popcounts as registered trees of 6-input-LUT compressors
         (:class:`~bitplane.hw.popcount.CompressorPopcount`, ``popcount = "lut6"``), all
         :func:`popcount_stages` long. Their carry LUTs read ``a_copy``, the selected activation
@@ -660,7 +662,7 @@ class BitSerialMVTU(wiring.Component):
         L = popcount_stages(c)
         a_copy = Signal(c.simd, init=(1 << c.simd) - 1, name="a_copy")
         with m.If(advance):
-            m.d.sync += a_copy.eq(self._a_sel_next)
+            m.d.sync += a_copy.eq(a_next)
         m.submodules.pop_a = pop_a = CompressorPopcount(c.simd, "ones", latency=L)
         m.d.comb += [pop_a.a.eq(a_sel), pop_a.en.eq(advance)]
         p2 = []
