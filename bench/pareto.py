@@ -7,7 +7,7 @@ Each network is compiled for ``--device`` (``bitplane compile --device``: its po
 block-RAM choices) at ``factor x`` its reference rate (FINN's frames/s at 100 MHz) for every
 factor, then estimated by the out-of-context ``synth_xilinx`` of :mod:`bench.networks` (LUT6
 sites, FF, BRAM36; cached in ``build/synth``). A rate the planner cannot reach (memory word
-limit) is listed as such. ``fits`` = LUT6 sites and BRAM36 within the device's data-sheet
+limit) is listed as such, and the highest rate the planner says it can reach is tried instead. ``fits`` = LUT6 sites and BRAM36 within the device's data-sheet
 budget (``gen.devices.DEVICES``); the highest fitting rate of each network is printed, and the
 plot has one panel per network: bitplane's points with their Pareto front, FINN's point and the
 device's LUT budget.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -46,24 +47,39 @@ def pareto_front(points):
     return front
 
 
+def _reachable(message: str) -> float | None:
+    """The frames/s at 100 MHz a planner error says the network's slowest layer allows at its widest
+    fold ("... it needs N cycles/frame"), slightly below, or None."""
+    m = re.search(r"it needs (\d+) cycles/frame", message)
+    return 0.999 * 100e6 / int(m.group(1)) if m else None
+
+
 def sweep(nets, factors, device: str, jobs: int) -> list[dict]:
+    """Every network at every factor of its reference rate. A rate the planner cannot reach is
+    listed, and replaced once by the highest rate the error says is reachable (the network's
+    fastest folding: a point of the curve too)."""
     dev = DEVICES[device]
     rows = []
     for name, ref in nets:
+        tried = set()
         for k in factors:
             fps = ref * k
-            row = {"network": name, "factor": k, "target_fps": fps, "device": device}
-            try:
-                r = networks.main(["--nets", f"{name}:{fps:g}:xc7", "--no-sim", "--no-ecp5", "--cocotb-frames", "0",
-                                   "--jobs", str(jobs)])[0]
-            except PlanError as e:
-                row["unreachable"] = str(e)
+            while fps is not None and fps not in tried:
+                tried.add(fps)
+                row = {"network": name, "factor": fps / ref, "target_fps": fps, "device": device}
+                try:
+                    r = networks.main(["--nets", f"{name}:{fps:g}:xc7", "--no-sim", "--no-ecp5", "--cocotb-frames",
+                                       "0", "--jobs", str(jobs)])[0]
+                except PlanError as e:
+                    row["unreachable"] = str(e)
+                    rows.append(row)
+                    print(f"# {name} at {fps:,.0f} frames/s: {e}", flush=True)
+                    fps = _reachable(str(e))
+                    continue
+                row.update({k2: r[k2] for k2 in ("fps_100mhz", "xc7_lut6", "xc7_ff", "xc7_bram36", "planned_cycles")})
+                row["fits"] = r["xc7_lut6"] <= dev.luts and r["xc7_bram36"] <= dev.bram
                 rows.append(row)
-                print(f"# {name} at {fps:,.0f} frames/s: {e}", flush=True)
-                continue
-            row.update({k2: r[k2] for k2 in ("fps_100mhz", "xc7_lut6", "xc7_ff", "xc7_bram36", "planned_cycles")})
-            row["fits"] = r["xc7_lut6"] <= dev.luts and r["xc7_bram36"] <= dev.bram
-            rows.append(row)
+                break
     return rows
 
 

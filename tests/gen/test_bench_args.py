@@ -39,3 +39,11 @@ def test_pareto_front_keeps_only_undominated_points():
     pts = [(10, 5.0), (20, 4.0), (30, 9.0), (5, 1.0), (30, 9.0), (30, 8.0), (40, 9.0)]
     assert pareto_front(pts) == [(5, 1.0), (10, 5.0), (30, 9.0)]
     assert pareto_front([]) == []
+
+
+def test_pareto_retries_at_the_rate_the_planner_says_is_reachable():
+    from bench.pareto import _reachable
+    msg = ("layer 'conv0' cannot reach 18300 frames/s at 100 MHz: at its widest fold (PE=64, SIMD=27; memory "
+           "words at most 32,768 bits) it needs 7200 cycles/frame (> 5464); lower the target or raise the clock")
+    assert 13_860 < _reachable(msg) < 100e6 / 7200
+    assert _reachable("LUT budget 100 is too small") is None
