@@ -342,28 +342,6 @@ def pack_constants(cfg: EngineConfig, consts) -> list[tuple[int, int]]:
     return out
 
 
-def _pow2(v: int) -> bool:
-    return v != 0 and abs(v) & (abs(v) - 1) == 0
-
-
-def _const_product(x, v: int):
-    """``x * v`` for a constant ``v``; a negative power of two as the negation of a shift.
-    (Amaranth writes ``x * -2^k`` as a multiply by the constant's two's-complement bit pattern,
-    which yosys does not recognise as a shift and maps to a DSP block.)"""
-    return -(x * -v) if v < 0 and _pow2(v) else x * v
-
-
-def _table_product(x, vals: list, idx):
-    """``x * vals[idx]`` for a table of constants: a multiplexer of constant multiples; when
-    negative powers of two are among them, a multiplexer of the magnitudes' shifts and one
-    conditional negation after it (rather than one DSP-mapped product per negative entry)."""
-    if all(v >= 0 or not _pow2(v) for v in vals):
-        return Array([x * v for v in vals])[idx]
-    mag = Array([x * abs(v) if _pow2(v) else x * v for v in vals])[idx]
-    neg = Array([Const(int(v < 0 and _pow2(v)), 1) for v in vals])[idx]
-    return Mux(neg, -mag, mag)
-
-
 def _popcount(bits: list):
     """Balanced adder tree over single bits."""
     level = [b for b in bits]
@@ -703,7 +681,7 @@ class BitSerialMVTU(wiring.Component):
         ca_vals = list(reversed(c.a_coefs))
         sprod3 = Signal(signed(signed_bits(min(0, min(ca_vals) * SIMD), max(0, max(ca_vals) * SIMD))))
         with m.If(advance):
-            m.d.sync += sprod3.eq(_table_product(pa2, ca_vals, j2))
+            m.d.sync += sprod3.eq(Array([pa2 * v for v in ca_vals])[j2])
         uniform = all(len(set(col)) == 1 for col in c.w_coefs)
         plain = c.xnor or c.horner_shift is not None      # the popcount as it is, no coefficient table
         prod3 = []
@@ -721,7 +699,7 @@ class BitSerialMVTU(wiring.Component):
                 pr = Signal(signed(signed_bits(min(0, min(vals) * SIMD), max(0, max(vals) * SIMD))), name=f"prod{pe}")
                 idx = (i2 * Pa + j2) if uniform else ((nf2 * Pw + i2) * Pa + j2)
                 if uniform or len(vals) <= 16:
-                    term = _table_product(p2[pe], vals, idx)
+                    term = Array([p2[pe] * v for v in vals])[idx]
                 else:               # per-row coefficients of many row folds: one multiplier
                     cw = signed_bits(min(vals + [0]), max(vals + [0]))
                     term = Array([Const(v, signed(cw)) for v in vals])[idx] * p2[pe]
@@ -808,7 +786,7 @@ class BitSerialMVTU(wiring.Component):
                 if not any(offs):
                     prod = 0
                 elif len(set(offs)) == 1:
-                    prod = _const_product(s4, offs[0])
+                    prod = s4 * offs[0]
                 else:
                     ow_tab = Array([Const(o, signed(signed_bits(min(offs + [0]), max(offs + [0])))) for o in offs])
                     prod = ow_tab[nf4] * s4

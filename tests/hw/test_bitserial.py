@@ -118,36 +118,3 @@ def test_folded_thresholds_decide_as_the_dot_product(xnor):
             want = dot >= thr[r, t] if dirs[r, t] else dot <= thr[r, t]
             got = x >= folded[r, t] if dirs[r, t] else x <= folded[r, t]
             assert np.array_equal(got, want), (r, t)
-
-
-def test_constant_products_without_multipliers_by_wrapped_constants():
-    """_table_product / _const_product equal x * v for every entry, negative powers of two
-    included (built as a shift and a negation), and leave no multiply by a negative constant
-    in the Verilog (yosys would map it to a DSP block)."""
-    import re
-    from amaranth import Module, Signal, signed
-    from amaranth.back import verilog
-    from amaranth.sim import Simulator
-    from bitplane.hw.bitserial import _const_product, _table_product
-    vals = [1, -2, 4, -128, 3, -3, 0, 64]
-    m = Module()
-    x, idx = Signal(8), Signal(range(len(vals)))
-    t = Signal(signed(20))
-    c = [Signal(signed(20), name=f"c{k}") for k in range(len(vals))]
-    m.d.comb += [t.eq(_table_product(x, vals, idx))] + [ck.eq(_const_product(x, v)) for ck, v in zip(c, vals)]
-    text = verilog.convert(m, ports=[x, idx, t, *c], emit_src=False)
-    consts = [(int(w), int(h, 16)) for w, h in re.findall(r"\* (?:\$signed\()?(\d+)'h([0-9a-f]+)", text)]
-    assert consts and all(bin(h).count("1") <= 1 or h in (3, (1 << w) - 3) for w, h in consts), consts
-    got = []
-
-    async def bench(ctx):
-        for xv in (0, 1, 7, 200, 255):
-            for k in range(len(vals)):
-                ctx.set(x, xv)
-                ctx.set(idx, k)
-                got.append((ctx.get(t), [ctx.get(ck) for ck in c]))
-    sim = Simulator(m)
-    sim.add_testbench(bench)
-    sim.run()
-    want = [(xv * vals[k], [xv * v for v in vals]) for xv in (0, 1, 7, 200, 255) for k in range(len(vals))]
-    assert got == want
