@@ -50,8 +50,8 @@ def pareto_front(points):
 def _reachable(message: str) -> float | None:
     """The frames/s at 100 MHz a planner error says the network's slowest layer allows at its widest
     fold ("... it needs N cycles/frame"), slightly below, or None."""
-    m = re.search(r"it needs (\d+) cycles/frame", message)
-    return 0.999 * 100e6 / int(m.group(1)) if m else None
+    m = re.search(r"needs ([\d,]+) cycles/frame", message)
+    return 0.999 * 100e6 / int(m.group(1).replace(",", "")) if m else None
 
 
 def sweep(nets, factors, device: str, jobs: int) -> list[dict]:

@@ -47,3 +47,5 @@ def test_pareto_retries_at_the_rate_the_planner_says_is_reachable():
            "words at most 32,768 bits) it needs 7200 cycles/frame (> 5464); lower the target or raise the clock")
     assert 13_860 < _reachable(msg) < 100e6 / 7200
     assert _reachable("LUT budget 100 is too small") is None
+    assert 12_330 < _reachable("layer 'conv0' cannot reach the target: its block needs 8,100 cycles/frame (> 7286) "
+                               "streaming its input") < 100e6 / 8100
