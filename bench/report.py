@@ -253,6 +253,7 @@ def main(argv=None):
           "python bench/report.py --quick   # no ECP5 place and route, TFC only (minutes)",
           "python bench/report.py --cnv-ecp5   # also ECP5 place and route of the CNVs (hours cold)",
           "python bench/report.py --no-ecp5    # no ECP5 at all: LUT/FF/BRAM from synth_xilinx only",
+          "python bench/pareto.py --jobs 2    # LUT vs frames/s of FINN's networks at 0.25-4x FINN's rate (about an hour cold)",
           "```", ""]
     (out / "REPORT.md").write_text("\n".join(L))
     print(f"wrote {out / 'REPORT.md'} and {', '.join(pics)}")
