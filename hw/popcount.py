@@ -51,29 +51,36 @@ def _lut(inputs: list, table: int):
     return Const(table, 1 << len(inputs)).bit_select(Cat(*inputs), 1)
 
 
-def _level_plan(heights: dict[int, int]) -> dict[int, int]:
-    """Column heights after one compressor level (see the module docstring)."""
-    out: dict[int, int] = {}
-    for col, h in heights.items():
-        full, rest = divmod(h, 6)
-        for b in range(3):
-            out[col + b] = out.get(col + b, 0) + full
-        if rest >= 3:
-            for b in range(rest.bit_length()):
-                out[col + b] = out.get(col + b, 0) + 1
-            rest = 0
-        out[col] = out.get(col, 0) + rest
-    return {k: v for k, v in out.items() if v}
-
-
-def _level0_heights(n: int, kind: str) -> dict[int, int]:
+def _level0(n: int, kind: str, counter) -> dict[int, list]:
+    """Level 0 as a heap ``{bit weight: [outputs]}``: lanes in groups of 3 (``a``/``w`` pairs) or
+    6 (``ones``); ``counter(lanes, bit)`` makes output bit ``bit`` of a group's count."""
     g = 6 if kind == "ones" else 3
-    heights: dict[int, int] = {}
+    heap: dict[int, list] = {}
     for lo in range(0, n, g):
-        k = min(g, n - lo)
-        for b in range(k.bit_length()):
-            heights[b] = heights.get(b, 0) + 1
-    return heights
+        lanes = range(lo, min(n, lo + g))
+        for b in range(len(lanes).bit_length()):
+            heap.setdefault(b, []).append(counter(lanes, b))
+    return heap
+
+
+def _compress(heap: dict[int, list], counter, carry) -> dict[int, list]:
+    """One compressor level (module docstring): per column, groups of 6 bits through 6:3
+    counters, a remainder of 3-5 through one counter, fewer bits passed on; ``counter(group,
+    bit)`` makes output bit ``bit`` of a group's count, ``carry(x)`` passes ``x`` on."""
+    new: dict[int, list] = {}
+    for col in sorted(heap):
+        bits = heap[col]
+        full = len(bits) // 6 * 6
+        groups = [bits[i:i + 6] for i in range(0, full, 6)]
+        rest = bits[full:]
+        if len(rest) >= 3:
+            groups.append(rest)
+            rest = []
+        for g in groups:
+            for b in range(len(g).bit_length()):
+                new.setdefault(col + b, []).append(counter(g, b))
+        new.setdefault(col, []).extend(carry(x) for x in rest)
+    return {k: v for k, v in new.items() if v}
 
 
 def popcount_latency(n: int, kind: str) -> int:
@@ -83,9 +90,9 @@ def popcount_latency(n: int, kind: str) -> int:
         raise ValueError(f"popcount kind must be one of {KINDS}, got {kind!r}")
     if n < 1:
         raise ValueError("a popcount needs at least one lane")
-    heights, levels = _level0_heights(n, kind), 0
-    while max(heights.values()) > 2:
-        heights = _level_plan(heights)
+    heap, levels = _level0(n, kind, lambda lanes, b: None), 0      # the same schedule, no logic
+    while max(len(v) for v in heap.values()) > 2:
+        heap = _compress(heap, lambda g, b: None, lambda x: None)
         levels += 1
     return 2 + levels
 
@@ -133,37 +140,19 @@ class CompressorPopcount(wiring.Component):
                 m.d.sync += r.eq(expr)
             return r
 
-        heap: dict[int, list] = {}
-        if kind == "ones":
-            for lo in range(0, n, 6):
-                bits = [self.a[l] for l in range(lo, min(n, lo + 6))]
-                for b in range(len(bits).bit_length()):
-                    heap.setdefault(b, []).append(reg(_lut(bits, _count_table(len(bits), b, False, kind)), "l0_"))
-        else:
-            for lo in range(0, n, 3):
-                lanes = range(lo, min(n, lo + 3))
-                k = len(lanes)
-                for b, src in ((0, self.a), (1, self.a_copy))[:k.bit_length()]:
-                    ins = [x for l in lanes for x in (src[l], self.w[l])]
-                    heap.setdefault(b, []).append(reg(_lut(ins, _count_table(2 * k, b, True, kind)), "l0_"))
-        level = 0
+        def first(lanes, b):
+            if kind == "ones":
+                return reg(_lut([self.a[l] for l in lanes], _count_table(len(lanes), b, False, kind)), "l0_")
+            src = self.a if b == 0 else self.a_copy
+            ins = [x for l in lanes for x in (src[l], self.w[l])]
+            return reg(_lut(ins, _count_table(2 * len(lanes), b, True, kind)), "l0_")
+
+        heap, level = _level0(n, kind, first), 0
         while max(len(v) for v in heap.values()) > 2:
             level += 1
-            new: dict[int, list] = {}
-            for col in sorted(heap):
-                bits = heap[col]
-                full = len(bits) // 6 * 6
-                groups = [bits[i:i + 6] for i in range(0, full, 6)]
-                rest = bits[full:]
-                if len(rest) >= 3:
-                    groups.append(rest)
-                    rest = []
-                for g in groups:
-                    for b in range(len(g).bit_length()):
-                        new.setdefault(col + b, []).append(reg(_lut(g, _count_table(len(g), b, False, kind)),
-                                                               f"l{level}_"))
-                new.setdefault(col, []).extend(reg(x, f"l{level}_") for x in rest)
-            heap = {k: v for k, v in new.items() if v}
+            tag = f"l{level}_"
+            heap = _compress(heap, lambda g, b: reg(_lut(g, _count_table(len(g), b, False, kind)), tag),
+                             lambda x: reg(x, tag))
         rows = [0, 0]
         for col, bits in heap.items():
             for r, x in enumerate(bits):
