@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 
 from bitplane.core import weightimage as wimg
 from bitplane.core.errors import InputError, NotSupportedError
-from .plan import _memories, load_fold_file, memory_bits, plan
+from .plan import _memories, memory_bits, plan
 
 
 @dataclass(frozen=True)
@@ -80,11 +80,7 @@ def plan_for_device(low, device: str | None, **kw) -> dict:
     popcounts for its LUT size (:func:`popcount_style`) and weight memories moved from LUT RAM to
     its spare block RAM (:func:`choose_ram_styles`; ``"block_ram_moved"`` lists the layers)."""
     p = plan(low, popcount=popcount_style(device), **kw)
-    p["block_ram_moved"] = []
-    if device is not None:
-        ff = kw.get("fold_file")
-        keep = {k for k, v in load_fold_file(ff).items() if "ram_style" in v} if ff is not None else set()
-        p["block_ram_moved"] = choose_ram_styles(low, p, device, keep)
+    p["block_ram_moved"] = [] if device is None else choose_ram_styles(low, p, device, p["ram_style_given"])
     return p
 
 
@@ -101,6 +97,17 @@ def popcount_style(device: str | None) -> str:
 def tiles(width: int, depth: int, shapes) -> int:
     """Primitives holding a ``width`` x ``depth`` memory in the best of ``shapes``."""
     return min(math.ceil(width / w) * math.ceil(depth / d) for w, d in shapes)
+
+
+def lutram_luts(width: int, depth: int, lut4: bool) -> int:
+    """LUTs a ``width`` x ``depth`` memory takes as distributed RAM (16 or 64 words per LUT)."""
+    return width * math.ceil(depth / (16 if lut4 else 64))
+
+
+def block_rams(width: int, depth: int, lut4: bool) -> float:
+    """Block RAMs (DP16KD, or RAMB36 counting a RAMB18 as half) a ``width`` x ``depth`` memory takes."""
+    return (tiles(width, depth, DP16KD_SHAPES) if lut4 else
+            min(tiles(width, depth, RAMB36_SHAPES), tiles(width, depth, RAMB18_SHAPES) / 2))
 
 
 def block_memories(low, folds) -> list:
@@ -135,10 +142,9 @@ def fit(low, p: dict, devices=None) -> list[dict]:
             if n == 1:                  # one word: registers (hw.bitserial), no RAM
                 continue
             if style == "distributed" or (style == "auto" and n <= LUTRAM_DEPTH):
-                luts += w * math.ceil(n / (16 if lut4 else 64))
+                luts += lutram_luts(w, n, lut4)
                 continue
-            b = (tiles(w, n, DP16KD_SHAPES) if lut4 else
-                 min(tiles(w, n, RAMB36_SHAPES), tiles(w, n, RAMB18_SHAPES) / 2))
+            b = block_rams(w, n, lut4)
             bram += b
             if d.uram:
                 u = tiles(w, n, (URAM_SHAPE,))
@@ -167,8 +173,8 @@ def choose_ram_styles(low, p: dict, device: str, keep=()) -> list[str]:
     ``keep`` (a fold file's own ``ram_style``) are left alone. ``p["folds"]`` is updated;
     returns the layers moved."""
     d = DEVICES[device]
+    lut4 = d.lut_inputs == 4
     st_of = {s.name: s for s in low.stages}
-    per_lut = 16 if d.lut_inputs == 4 else 64
     cands = []
     for k, f in enumerate(p["folds"]):
         if f.ram_style != "auto" or f.stage in keep:
@@ -180,9 +186,8 @@ def choose_ram_styles(low, p: dict, device: str, keep=()) -> list[str]:
         ws = [m for m in mems if m.kind == wimg.MEM_WEIGHTS and 1 < m.entries <= LUTRAM_DEPTH]
         if not ws:
             continue
-        luts = sum(m.width * math.ceil(m.entries / per_lut) for m in ws)
-        shapes = DP16KD_SHAPES if d.lut_inputs == 4 else RAMB36_SHAPES
-        bram = sum(tiles(m.width, m.entries, shapes) for m in ws)
+        luts = sum(lutram_luts(m.width, m.entries, lut4) for m in ws)
+        bram = sum(block_rams(m.width, m.entries, lut4) for m in ws)
         cands.append((luts / max(bram, 1), k))
     moved = []
     for _, k in sorted(cands, reverse=True):

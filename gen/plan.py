@@ -184,12 +184,9 @@ def load_fold_file(path) -> dict:
             raise PlanError(f"{path}: layer '{k}': expected {{pe: int, simd: int, ram_style: "
                             f"{'|'.join(RAM_STYLES)}, popcount: {'|'.join(POPCOUNT_STYLES)}}} (each optional), "
                             f"got {v!r}")
-        if "popcount" in v and v["popcount"] not in POPCOUNT_STYLES:
-            raise PlanError(f"{path}: layer '{k}': popcount must be one of {', '.join(POPCOUNT_STYLES)}, "
-                            f"got {v['popcount']!r}")
-        if "ram_style" in v and v["ram_style"] not in RAM_STYLES:
-            raise PlanError(f"{path}: layer '{k}': ram_style must be one of {', '.join(RAM_STYLES)}, "
-                            f"got {v['ram_style']!r}")
+        for key, choices in (("popcount", POPCOUNT_STYLES), ("ram_style", RAM_STYLES)):
+            if key in v and v[key] not in choices:
+                raise PlanError(f"{path}: layer '{k}': {key} must be one of {', '.join(choices)}, got {v[key]!r}")
     return doc
 
 
@@ -407,4 +404,5 @@ def plan(low: Lowered, target_fps: float | None = None, clock_mhz: float = 100.0
         "fps": clock_mhz * 1e6 / worst,
         "luts": sum(f.luts for f in ordered),
         "memory_bits": sum(f.weight_bits + f.threshold_bits + f.constant_bits for f in ordered),
+        "ram_style_given": sorted(k for k, o in overrides.items() if "ram_style" in o),   # by the fold file
     }
