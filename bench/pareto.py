@@ -83,6 +83,12 @@ def sweep(nets, factors, device: str, jobs: int) -> list[dict]:
     return rows
 
 
+def best_fitting(rows, name: str) -> dict | None:
+    """The fastest row of network ``name`` that fits the device, or None."""
+    ok = [r for r in rows if r["network"] == name and r.get("fits")]
+    return max(ok, key=lambda r: r["fps_100mhz"]) if ok else None
+
+
 def plot(rows, out: Path, device: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -136,8 +142,7 @@ def main(argv=None):
         print(f"  {r['network']:<10} {r['factor']:>6g} {r['target_fps']:>9,.0f} {r['fps_100mhz']:>9,.0f} "
               f"{r['xc7_lut6']:>7,} {r['xc7_ff']:>7,} {r['xc7_bram36']:>6}  {'yes' if r['fits'] else 'no'}")
     for name, _ in nets:
-        ok = [r for r in rows if r["network"] == name and r.get("fits")]
-        best = max(ok, key=lambda r: r["fps_100mhz"]) if ok else None
+        best = best_fitting(rows, name)
         print(f"# {name}: highest sampled rate that fits {args.device}: "
               + (f"{best['fps_100mhz']:,.0f} frames/s ({best['xc7_lut6']:,} LUT6, {best['xc7_bram36']} BRAM36)"
                  if best else "none"))

@@ -227,8 +227,7 @@ def main(argv=None):
                      f"{'yes' if r['fits'] else 'no'} |")
         L.append("")
         for name in dict.fromkeys(r["network"] for r in p_rows):
-            ok = [r for r in p_rows if r["network"] == name and r.get("fits")]
-            b = max(ok, key=lambda r: r["fps_100mhz"]) if ok else None
+            b = pareto.best_fitting(p_rows, name)
             L.append(f"* {name}: highest sampled rate that fits: "
                      + (f"{b['fps_100mhz']:,.0f} frames/s ({b['factor']:g} x FINN's), {b['xc7_lut6']:,} LUT6, "
                         f"{b['xc7_bram36']} BRAM36" if b else "none of the samples"))
