@@ -112,6 +112,9 @@ def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float =
     if pr["block_ram_moved"]:
         progress(f"{device}: weights of {', '.join(pr['block_ram_moved'])} in block RAM instead of LUT RAM "
                  f"(spare block RAM; a fold file's ram_style: distributed keeps a layer in LUT RAM)")
+    if pr["lut_ram_moved"]:
+        progress(f"{device}: weights of {', '.join(pr['lut_ram_moved'])} in LUT RAM instead of block RAM "
+                 f"(the plan needs more block RAM than the device has; a fold file's ram_style: block keeps a layer)")
     ident = json.dumps([net.spec_hash, [(f.stage, f.pe, f.simd) for f in pr["folds"]], embed_weights,
                         MANIFEST_VERSION, regmap.REGMAP_VERSION, regmap.STREAM_VERSION, pr["stream_bits"]])
     build_id = int(hashlib.sha256(ident.encode()).hexdigest()[:8], 16)

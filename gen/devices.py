@@ -77,10 +77,13 @@ URAM_PER_RAMB36 = 8          # bits of one UltraRAM (288 Kb) / one RAMB36 (36 Kb
 
 def plan_for_device(low, device: str | None, **kw) -> dict:
     """:func:`bitplane.gen.plan.plan` (keywords ``kw``) with the choices a device makes:
-    popcounts for its LUT size (:func:`popcount_style`) and weight memories moved from LUT RAM to
-    its spare block RAM (:func:`choose_ram_styles`; ``"block_ram_moved"`` lists the layers)."""
+    popcounts for its LUT size (:func:`popcount_style`), weight memories moved from LUT RAM to
+    its spare block RAM (:func:`choose_ram_styles`; ``"block_ram_moved"`` lists the layers) or,
+    when the plan needs more block RAM than the device has, from block RAM to LUT RAM
+    (:func:`relieve_block_ram`; ``"lut_ram_moved"``)."""
     p = plan(low, popcount=popcount_style(device), **kw)
     p["block_ram_moved"] = [] if device is None else choose_ram_styles(low, p, device, p["ram_style_given"])
+    p["lut_ram_moved"] = [] if device is None else relieve_block_ram(low, p, device, p["ram_style_given"])
     return p
 
 
@@ -198,6 +201,67 @@ def choose_ram_styles(low, p: dict, device: str, keep=()) -> list[str]:
             moved.append(old.stage)
         else:
             p["folds"][k] = old
+    return moved
+
+
+#: Share of a device's LUTs the planner's estimate may reach when :func:`relieve_block_ram` moves
+#: weights into LUT RAM: the estimate leaves out windows, FIFOs and plumbing, and synthesis
+#: comes out at about twice it for FINN's networks (bench/measured/equal-throughput.md).
+RELIEF_LUT_SHARE = 0.5
+
+
+def relieve_block_ram(low, p: dict, device: str, keep=()) -> list[str]:
+    """For ``device``, when the plan needs more block RAM than the device has: the weight
+    memories of whole layers go from block RAM to LUT RAM (``distributed``), the fewest LUTs per
+    freed block RAM first, until the block RAM is within :data:`AUTO_BRAM_SHARE` of the device's,
+    while the planner's LUT estimate stays within :data:`RELIEF_LUT_SHARE` of its LUTs. A wide,
+    shallow weight memory (many PE x SIMD bits per cycle, few words) uses a block RAM's ports but
+    not its depth -- FINN's LFC-W1A1 at its published rate needs 162 RAMB36 of an xc7z020's 140.
+    If block RAM still exceeds the device after every move allowed, nothing is moved (the fit
+    table then says it does not fit). Layers in ``keep`` (a fold file's ``ram_style``) are left
+    alone. ``p["folds"]`` is updated; returns the layers moved."""
+    d = DEVICES[device]
+    lut4 = d.lut_inputs == 4
+    if fit(low, p, [device])[0]["bram"] <= d.bram:
+        return []
+    st_of = {s.name: s for s in low.stages}
+    cands = []
+    for k, f in enumerate(p["folds"]):
+        if f.stage in keep or f.ram_style == "distributed":
+            continue
+        try:
+            mems = _memories(st_of[f.stage], f.pe, f.simd, f.ram_style)
+        except (NotSupportedError, ValueError):     # no hardware block at this fold: nothing to move
+            continue
+        ws = [m for m in mems if m.kind == wimg.MEM_WEIGHTS and m.entries > 1
+              and (f.ram_style == "block" or m.entries > LUTRAM_DEPTH)]
+        if ws:
+            luts = sum(lutram_luts(m.width, m.entries, lut4) for m in ws)
+            bram = sum(block_rams(m.width, m.entries, lut4) for m in ws)
+            cands.append((luts / bram, k))
+    before = list(p["folds"])
+    moved = []
+    for _, k in sorted(cands):
+        p["folds"][k] = replace(p["folds"][k], ram_style="distributed")
+        row = fit(low, p, [device])[0]
+        if row["luts"] > RELIEF_LUT_SHARE * d.luts:
+            p["folds"][k] = before[k]
+            break
+        moved.append(before[k].stage)
+        if row["bram"] <= AUTO_BRAM_SHARE * d.bram:
+            break
+    if fit(low, p, [device])[0]["bram"] > d.bram:
+        p["folds"][:] = before
+        return []
+    # a layer moved early may not be needed once a larger one has moved: move it back
+    index = {f.stage: k for k, f in enumerate(before)}
+    for stage in list(moved):
+        k = index[stage]
+        p["folds"][k] = before[k]
+        if fit(low, p, [device])[0]["bram"] <= AUTO_BRAM_SHARE * d.bram:
+            moved.remove(stage)
+        else:
+            p["folds"][k] = replace(before[k], ram_style="distributed")
     return moved
 
 

@@ -308,3 +308,27 @@ def test_device_moves_lut_ram_weights_into_spare_block_ram(cnv, tmp_path):
     assert kept["block_ram_moved"] == [] and {x.stage: x.ram_style for x in kept["folds"]}["conv1"] == "distributed"
     assert plan_for_device(cnv, "ecp5-85k", target_fps=9000)["block_ram_moved"] == []   # DP16KD already short
     assert plan_for_device(cnv, None, target_fps=9000)["block_ram_moved"] == []
+
+
+def test_device_moves_block_ram_weights_to_lut_ram_when_block_ram_is_short(tmp_path):
+    """FINN's LFC-W1A1 at its published rate: three 784/1024-bit x 256-word weight memories per
+    layer use 72-bit block RAM ports at half depth, 162 RAMB36 of an xc7z020's 140. With the
+    device the layer freeing the most block RAM per LUT goes to LUT RAM (fc0: 44 RAMB36 for
+    784 x 4 x 256 / 64 LUT6) and the plan fits; a layer moved first but not needed after
+    (fc3) is moved back; a fold file's ram_style is kept, and when the rest cannot bring the
+    block RAM under the device's, nothing is moved."""
+    from bitplane.gen.devices import AUTO_BRAM_SHARE, DEVICES, fit, plan_for_device
+    low = lower(load_network(EX / "lfc-w1a1.yaml"))
+    base = plan(low, target_fps=356633)
+    assert fit(low, base, ["xc7z020"])[0]["bram"] == 162
+    p = plan_for_device(low, "xc7z020", target_fps=356633)
+    assert p["lut_ram_moved"] == ["fc0"] and p["block_ram_moved"] == []
+    assert [f.ram_style for f in p["folds"]] == ["distributed", "auto", "auto", "auto"]
+    row = fit(low, p, ["xc7z020"])[0]
+    assert row["fits"] and row["bram"] == 162 - 4 * 11 <= AUTO_BRAM_SHARE * DEVICES["xc7z020"].bram
+    assert row["luts"] == fit(low, base, ["xc7z020"])[0]["luts"] + 784 * 4 * 256 // 64
+    f = tmp_path / "fold.yaml"
+    f.write_text("fc0: {ram_style: block}\nfc1: {ram_style: block}\nfc2: {ram_style: block}\n")
+    kept = plan_for_device(low, "xc7z020", target_fps=356633, fold_file=f)
+    assert kept["lut_ram_moved"] == [] and not fit(low, kept, ["xc7z020"])[0]["fits"]
+    assert plan_for_device(low, None, target_fps=356633)["lut_ram_moved"] == []
