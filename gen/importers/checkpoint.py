@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -726,7 +727,10 @@ def load_state_dict(path) -> dict:
     torch = _optional_module("torch", "importing a PyTorch state_dict")
     path = _input_file(path)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():     # torch 2.13 warns of pickle protocols its safe loader may not read;
+            # the outcome is reported in one line below (the bad-input standard), not as a warning first
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any failure of the safe loader means "not loadable as data"
         raise SpecError(path, f"not a PyTorch checkpoint of plain tensors (read with torch.load "
                               f"weights_only=True; nothing in it is ever executed): {_torch_load_reason(e)}") from None
