@@ -29,12 +29,13 @@ from types import SimpleNamespace
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from bitplane.core.intmath import signed_bits
+from .memory import block_memory
 from .popcount import CompressorPopcount, popcount_latency
+from .stream_blocks import RegisterSlice
 
 
 
@@ -224,7 +225,7 @@ def engine_cycles(cfg: EngineConfig) -> int:
     return mvtu_cycles(cfg.rows, cfg.cols, cfg.pe, cfg.simd, cfg.w_planes, cfg.a_planes)
 
 
-ENGINE_LATENCY = 11   # cycles from the last issue of a row fold to its output word (adder popcounts)
+ENGINE_LATENCY = 12   # cycles from the last issue of a row fold to its output word (adder popcounts)
 
 
 def popcount_stages(cfg: EngineConfig) -> int:
@@ -355,6 +356,36 @@ def _popcount(bits: list):
     return level[0]
 
 
+def _signed_table(m: Module, advance, pop, vals, idx, simd: int, name: str, neg=None):
+    """Register ``pop * vals[idx]`` for constant coefficients ``vals`` as a magnitude (a
+    multiplexer of ``pop * |v|``, shifts for powers of two) and a sign bit (``neg``: pass another
+    table's sign register to share it when the signs depend on ``idx`` only). The sign is applied
+    by the accumulator's adder (:func:`_accumulate_term`): a product by a negative constant
+    written as such is a multiply by its two's-complement pattern, which yosys maps to DSP blocks
+    (the demo's critical path on ECP5)."""
+    mag = Signal(max(1, ceil_log2(max(abs(v) for v in vals) * simd + 1)), name=name)
+    with m.If(advance):
+        m.d.sync += mag.eq(Array([pop * abs(v) for v in vals])[idx])
+        if neg is None and any(v < 0 for v in vals):
+            neg = Signal(name=f"{name}_neg")
+            m.d.sync += neg.eq(Array([Const(int(v < 0), 1) for v in vals])[idx])
+    return SimpleNamespace(mag=mag, neg=neg)
+
+
+def _accumulate_term(base, term, width: int):
+    """``base + term`` for a registered product (a :func:`_signed_table` pair or a signed or
+    unsigned signal), ``width`` bits signed; a negative table entry is subtracted in the same
+    carry chain: ``(2 base + 1 + 2 (mag ^ neg) + neg) >> 1``."""
+    if not isinstance(term, SimpleNamespace):
+        return base + term
+    if term.neg is None:
+        return base + term.mag
+    mag, neg = term.mag, term.neg
+    assert len(mag) < width
+    flipped = Cat(*(mag[b] ^ neg for b in range(len(mag))), neg.replicate(width - len(mag)))
+    return (Cat(Const(1, 1), base[:width]) + Cat(neg, flipped))[1:width + 1].as_signed()
+
+
 def _threshold_code(m: Module, advance, x, tdata, pe: int, T: int, width: int, lut, out_bits: int):
     """Threshold stage of lane ``pe`` (MVTU and :class:`ThresholdUnit`): ``x`` compared with the
     lane's ``T`` thresholds in ``tdata`` (:func:`pack_threshold_words` layout), registered while
@@ -398,7 +429,9 @@ class BitSerialMVTU(wiring.Component):
     next one has arrived. Latency from the last input word to the first output word of a
     row fold is at most ``(N/SIMD)`` plus :func:`engine_latency` cycles.
 
-    Backpressure: ``out`` not ready freezes the whole compute pipeline (no data is lost);
+    Backpressure: ``out`` not ready freezes the whole compute pipeline (no data is lost)
+    once the output's register slice (:class:`~bitplane.hw.stream_blocks.RegisterSlice`) holds a
+    word: the pipeline's clock enables come from registers, not from the consumer's ready;
     ``act`` is ready while a buffer bank is free.
     """
 
@@ -428,8 +461,12 @@ class BitSerialMVTU(wiring.Component):
         m = Module()
         mems = self._memories(m)
         full, clr_full = self._input_buffer(m, mems.abuf)
+        # the output leaves through a register slice: `advance` (every stage's clock enable) is
+        # computed from registers here, not from the consumer's ready
+        m.submodules.out_slice = out_slice = RegisterSlice(len(self.out.payload))
+        wiring.connect(m, out_slice.o, wiring.flipped(self.out))
         advance = Signal()
-        m.d.comb += advance.eq(~self.out.valid | self.out.ready)
+        m.d.comb += advance.eq(~out_slice.i.valid | out_slice.i.ready)
         ctl, wrp, arp = self._issue(m, advance, full, clr_full, mems)
         delay = self._delayer(m, advance)
         a_sel, a_next, w_sel, ctl = self._plane_select(m, advance, delay, ctl, wrp, arp)
@@ -441,7 +478,7 @@ class BitSerialMVTU(wiring.Component):
         sprod3, prod3, ctl3 = self._coefficients(m, advance, ctl, pa2, p2)
         res4, s4, v4, nf4, k4, t6 = self._accumulate(m, advance, ctl, ctl3, sprod3, prod3, mems)
         dots, v6 = self._dot_products(m, advance, res4, s4, v4, nf4, k4)
-        self._output(m, advance, delay, dots, v6, t6)
+        self._output(m, advance, delay, dots, v6, t6, out_slice.i)
         return m
 
     def _memories(self, m):
@@ -458,7 +495,7 @@ class BitSerialMVTU(wiring.Component):
         def memory(shape, entries, init, style="auto"):
             # (depth >= 2 keeps address ports at least one bit wide)
             attrs = {"ram_style": "logic"} if entries == 1 else {"ram_style": style} if style != "auto" else None
-            return Memory(shape=shape, depth=max(2, entries), init=init, attrs=attrs)
+            return block_memory(shape, max(2, entries), init, attrs)
         winit = [d for _, d in pack_weights(c, c.init_weights)] if c.init_weights else []
         m.submodules.wmem = wmem = memory(words["weights"], c.weight_entries, winit, c.weight_ram_style)
         tinit = [d for _, d in pack_thresholds(c, c.init_thresholds, c.init_dirs, c.init_consts)] \
@@ -470,7 +507,7 @@ class BitSerialMVTU(wiring.Component):
             kinit = [d for _, d in pack_constants(c, c.init_consts)] if c.init_consts else []
             m.submodules.kmem = kmem = memory(words["constants"], NF, kinit)
             pairs.append((kmem, self.k_wr))
-        m.submodules.abuf = abuf = Memory(shape=c.simd * c.a_planes, depth=2 * SF, init=[])
+        m.submodules.abuf = abuf = block_memory(c.simd * c.a_planes, 2 * SF)
         for mem, port in pairs:
             wp = mem.write_port()
             m.d.comb += [wp.addr.eq(port.payload.addr), wp.data.eq(port.payload.data), wp.en.eq(port.valid)]
@@ -513,7 +550,16 @@ class BitSerialMVTU(wiring.Component):
         m.d.comb += run.eq(full.bit_select(rbank, 1))
         issue = Signal()
         m.d.comb += issue.eq(run & advance)
-        last_j, last_i, last_sf, last_nf = j == Pa - 1, i == Pw - 1, sf == SF - 1, nf == NF - 1
+        # each counter's "at its last value" is a register kept with it (step()), so a clock
+        # enable of the nested counters is one AND of registers, not a chain of comparators
+        last_j, last_i, last_sf, last_nf = (Signal(name=f"{nm}_last", init=int(n == 1))
+                                            for n, nm in ((Pa, "j"), (Pw, "i"), (SF, "sf"), (NF, "nf")))
+        counts = {id(j): (last_j, Pa), id(i): (last_i, Pw), id(sf): (last_sf, SF), id(nf): (last_nf, NF)}
+
+        def step(ctr):
+            """Advance ``ctr`` by one, wrapping to 0 after its last value, with its flag."""
+            last, n = counts[id(ctr)]
+            return [ctr.eq(Mux(last, 0, ctr + 1)), last.eq(Mux(last, n == 1, ctr == n - 2))]
         # memory addresses as counters (no multiplier/adder in front of the block RAMs):
         # wa = (nf*Pw + i)*SF + sf (the weight plane by address; back to the (nf, i) group's base
         # wa0 for each activation plane), ra = rbank*SF + sf
@@ -528,13 +574,13 @@ class BitSerialMVTU(wiring.Component):
             ((j, last_j, Pa), (i, last_i))
         sweep_end = last_sf & last_i if w_in else last_sf
         with m.If(issue):
-            m.d.sync += [sf.eq(Mux(last_sf, 0, sf + 1)), wa.eq(wa + 1), ra.eq(ra + 1)]
+            m.d.sync += [*step(sf), wa.eq(wa + 1), ra.eq(ra + 1)]
             with m.If(last_sf):
-                m.d.sync += [inner.eq(Mux(last_in, 0, inner + 1)), ra.eq(Mux(rbank, SF, 0))]
+                m.d.sync += [*step(inner), ra.eq(Mux(rbank, SF, 0))]
                 with m.If(last_in):
-                    m.d.sync += outer.eq(Mux(last_out, 0, outer + 1))
+                    m.d.sync += step(outer)
                     with m.If(last_out):
-                        m.d.sync += nf.eq(Mux(last_nf, 0, nf + 1))
+                        m.d.sync += step(nf)
                         with m.If(last_nf):
                             m.d.comb += clr_full.eq(Mux(rbank, 0b10, 0b01))
             with m.If(sweep_end):
@@ -587,21 +633,21 @@ class BitSerialMVTU(wiring.Component):
 
     def _plane_select(self, m, advance, delay, ctl, wrp, arp):
         """S1: activation memory data registered (block RAM outputs are slow: ECP5 DP16KD
-        clock-to-out ~5.8 ns, and yosys does not use its output register, so nothing but a
-        register follows them); S1a: activation plane ``j`` selected and registered, and the
+        clock-to-out ~5.8 ns without its output register, so nothing but a register follows them,
+        with no reset so that ``synth.ecp5_outreg`` can move it into the block RAM); S1a: activation plane ``j`` selected and registered, and the
         weight word (plane ``i`` by address, read one stage later) registered as it is. Returns the
         registered plane, the selection it registers (for a second register), the weight planes and
         the control signals one stage on."""
         c = self.cfg
         PE, SIMD, Pa = c.pe, c.simd, c.a_planes
-        aword = Signal.like(arp.data, name="aword")
+        aword = Signal.like(arp.data, name="aword", reset_less=True)
         with m.If(advance):
             m.d.sync += aword.eq(arp.data)
         ctl1 = delay(ctl, "r")
         j1 = ctl1[3]
         a_planes = [Cat(*[aword[l * Pa + p] for l in range(SIMD)]) for p in reversed(range(Pa))]   # issue order
         a_sel = Signal(SIMD)
-        w_sel = [Signal(SIMD, name=f"wplane{pe}") for pe in range(PE)]
+        w_sel = [Signal(SIMD, name=f"wplane{pe}", reset_less=True) for pe in range(PE)]
         a_next = Array(a_planes)[j1]
         with m.If(advance):
             m.d.sync += a_sel.eq(a_next)
@@ -679,9 +725,7 @@ class BitSerialMVTU(wiring.Component):
             m.d.sync += [v3.eq(v2), nf3.eq(nf2), first3.eq(first2), last3.eq(last2), sa3.eq(sa2),
                          sa_first3.eq(sa_first2), sa_last3.eq(sa_last2), dbl3.eq(dbl2)]
         ca_vals = list(reversed(c.a_coefs))
-        sprod3 = Signal(signed(signed_bits(min(0, min(ca_vals) * SIMD), max(0, max(ca_vals) * SIMD))))
-        with m.If(advance):
-            m.d.sync += sprod3.eq(Array([pa2 * v for v in ca_vals])[j2])
+        sprod3 = _signed_table(m, advance, pa2, ca_vals, j2, SIMD, "sprod")
         uniform = all(len(set(col)) == 1 for col in c.w_coefs)
         plain = c.xnor or c.horner_shift is not None      # the popcount as it is, no coefficient table
         prod3 = []
@@ -696,15 +740,16 @@ class BitSerialMVTU(wiring.Component):
                     for ii in reversed(range(Pw)):
                         for jj in reversed(range(Pa)):
                             vals.append(c.w_coefs[ii][f * PE + pe] * c.a_coefs[jj])
-                pr = Signal(signed(signed_bits(min(0, min(vals) * SIMD), max(0, max(vals) * SIMD))), name=f"prod{pe}")
                 idx = (i2 * Pa + j2) if uniform else ((nf2 * Pw + i2) * Pa + j2)
                 if uniform or len(vals) <= 16:
-                    term = Array([p2[pe] * v for v in vals])[idx]
+                    pr = _signed_table(m, advance, p2[pe], vals, idx, SIMD, f"prod{pe}",
+                                       neg=prod3[0].neg if uniform and pe else None)
                 else:               # per-row coefficients of many row folds: one multiplier
+                    pr = Signal(signed(signed_bits(min(0, min(vals) * SIMD), max(0, max(vals) * SIMD))),
+                                name=f"prod{pe}")
                     cw = signed_bits(min(vals + [0]), max(vals + [0]))
-                    term = Array([Const(v, signed(cw)) for v in vals])[idx] * p2[pe]
-                with m.If(advance):
-                    m.d.sync += pr.eq(term)
+                    with m.If(advance):
+                        m.d.sync += pr.eq(Array([Const(v, signed(cw)) for v in vals])[idx] * p2[pe])
             prod3.append(pr)
         return sprod3, prod3, SimpleNamespace(v=v3, nf=nf3, first=first3, last=last3, sa=sa3, sa_first=sa_first3,
                                               sa_last=sa_last3, nf2=nf2, dbl=dbl3)
@@ -723,7 +768,7 @@ class BitSerialMVTU(wiring.Component):
         v4 = Signal()
         nf4 = Signal.like(k.nf)
         sa_next = Signal(signed(FW))
-        m.d.comb += sa_next.eq(Mux(k.sa_first, 0, sa) + sprod3)
+        m.d.comb += sa_next.eq(_accumulate_term(Mux(k.sa_first, 0, sa), sprod3, FW))
         trp = mems.tmem.read_port()
         # K (raw mode) is read for row fold nf2 (data in S3, registered into S4), thresholds for
         # nf4 (data in S5, registered into S6, compared with the dot product of S6): no arithmetic
@@ -732,21 +777,21 @@ class BitSerialMVTU(wiring.Component):
         # changes every cycle, so an address one stage late reads the previous fold's thresholds.
         one = c.nf == 1              # one-word memories: constant address (registers)
         m.d.comb += [trp.addr.eq(0 if one else nf4), trp.en.eq(advance)]
-        t6 = Signal.like(trp.data)
+        t6 = Signal.like(trp.data, reset_less=True)
         with m.If(advance):
             m.d.sync += t6.eq(trp.data)
         k4 = None
         if mems.kmem is not None:
             krp = mems.kmem.read_port()
             m.d.comb += [krp.addr.eq(0 if one else k.nf2), krp.en.eq(advance)]
-            k4 = Signal.like(krp.data)
+            k4 = Signal.like(krp.data, reset_less=True)
             with m.If(advance):
                 m.d.sync += k4.eq(krp.data)
         sh = c.horner_shift
         for pe in range(c.pe):
             nxt = Signal(signed(AW), name=f"accn{pe}")
             prev = acc[pe] if sh is None else Mux(k.dbl, acc[pe] << 1, acc[pe])
-            m.d.comb += nxt.eq(Mux(k.first, 0, prev) + prod3[pe])
+            m.d.comb += nxt.eq(_accumulate_term(Mux(k.first, 0, prev), prod3[pe], AW))
             with m.If(advance & k.v):
                 m.d.sync += acc[pe].eq(nxt)
                 with m.If(k.last):
@@ -800,7 +845,7 @@ class BitSerialMVTU(wiring.Component):
             m.d.sync += [v5.eq(v4), v6.eq(v5)]
         return dots, v6
 
-    def _output(self, m, advance, delay, dots, v6, t6):
+    def _output(self, m, advance, delay, dots, v6, t6, out):
         """S6: threshold compares (registered); S7: level count -> code (or the raw dot
         product) -> the output register."""
         c = self.cfg
@@ -817,9 +862,9 @@ class BitSerialMVTU(wiring.Component):
                                             c.out_lut or range(c.n_levels), c.out_bits))
         v7 = delay([v6], "7")[0]
         with m.If(advance):
-            m.d.sync += self.out.valid.eq(v7)
+            m.d.sync += out.valid.eq(v7)
             with m.If(v7):
-                m.d.sync += self.out.payload.eq(Cat(*outs))
+                m.d.sync += out.payload.eq(Cat(*outs))
 
 
 @dataclass(frozen=True)
@@ -898,7 +943,7 @@ class ThresholdUnit(wiring.Component):
         p = self.p
         PE, T, TW, B = p.pe, p.n_thresholds, p.width, p.in_bits
         tinit = [d for _, d in p.init_words()] if p.init_thresholds else []
-        m.submodules.tmem = tmem = Memory(shape=p.memory_word, depth=max(2, p.nf), init=tinit)
+        m.submodules.tmem = tmem = block_memory(p.memory_word, max(2, p.nf), tinit)
         wp = tmem.write_port()
         m.d.comb += [wp.addr.eq(self.t_wr.payload.addr), wp.data.eq(self.t_wr.payload.data),
                      wp.en.eq(self.t_wr.valid)]

@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from bitplane.core.intmath import window_out
+from .memory import block_memory
 
 
 class StreamFIFO(wiring.Component):
@@ -34,6 +34,36 @@ class StreamFIFO(wiring.Component):
         m.submodules.q = q = fifo.SyncFIFOBuffered(width=self.width, depth=self.depth)
         m.d.comb += [q.w_data.eq(self.i.payload), q.w_en.eq(self.i.valid), self.i.ready.eq(q.w_rdy),
                      self.o.payload.eq(q.r_data), self.o.valid.eq(q.r_rdy), q.r_en.eq(self.o.ready)]
+        return m
+
+
+class RegisterSlice(wiring.Component):
+    """A stream register with a registered ``ready`` (AXI's register slice, a skid buffer).
+
+    Ports: ``i`` In(stream of ``width``), ``o`` Out(stream of ``width``).
+    Latency 1 cycle, one word per cycle in steady state. ``i.ready`` is a register (low only
+    while the second, skid, register holds a word that ``o`` could not take), so the
+    producer's stall logic does not wait on the consumer's ready through this block: it cuts a
+    backpressure path that would otherwise run from the consumer's state to every clock enable
+    of the producer's pipeline. Backpressure on ``o`` never loses data.
+    """
+
+    def __init__(self, width: int):
+        self.width = width
+        super().__init__({"i": In(stream.Signature(width)), "o": Out(stream.Signature(width))})
+
+    def elaborate(self, platform):
+        m = Module()
+        skid_valid = Signal()
+        skid = Signal(self.width, reset_less=True)
+        m.d.comb += self.i.ready.eq(~skid_valid)
+        with m.If(~self.o.valid | self.o.ready):        # the output register is free or taken
+            with m.If(skid_valid):
+                m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(skid), skid_valid.eq(0)]
+            with m.Else():
+                m.d.sync += [self.o.valid.eq(self.i.valid), self.o.payload.eq(self.i.payload)]
+        with m.Elif(self.i.valid & ~skid_valid):
+            m.d.sync += [skid_valid.eq(1), skid.eq(self.i.payload)]
         return m
 
 
@@ -136,7 +166,9 @@ class SlidingWindow(wiring.Component):
     the block RAM. Throughput: one output word per cycle when the
     rows it needs have arrived (:func:`window_cycles` per frame); input is accepted while a
     row slot is free. Latency: the first output word follows the last input word it needs by
-    2 cycles. Backpressure on ``o`` freezes the read side; the write side keeps filling free
+    3 cycles (the block RAM read, then a register with no reset: nothing but a register follows
+    the memory, and on ECP5 it becomes the block RAM's output register, ``synth.ecp5_outreg``).
+    Backpressure on ``o`` freezes the read side; the write side keeps filling free
     slots.
     """
 
@@ -172,7 +204,7 @@ class SlidingWindow(wiring.Component):
         t, _, l, _ = self.pads
         WC = W * CW                                     # words per row
         RING = RB * WC                                  # words in the circular line buffer
-        m.submodules.mem = mem = Memory(shape=self.lanes * self.bits, depth=max(2, RING), init=[])
+        m.submodules.mem = mem = block_memory(self.lanes * self.bits, max(2, RING))
         # Every memory address is a register advanced by adds (no multiplier in front of the
         # block RAM): the write address counts 0 .. RING-1 around the ring; the read address is
         # a row base (the slot of row y0 + kh, times WC) plus a column offset x*CW + ch that
@@ -245,8 +277,10 @@ class SlidingWindow(wiring.Component):
         avail = Signal()
         # ahead == 3: the reader finished its frame before the writer did (trailing rows unused)
         m.d.comb += avail.eq((ahead == 1) | (ahead == 2) | ((ahead == 0) & (w_row > hi_c)))
-        advance = Signal()
-        m.d.comb += advance.eq(~self.o.valid | self.o.ready)
+        # two output stages: the block RAM's data (v1) and a register after it (the output), so
+        # nothing but the register follows the memory (its clock-to-out is long on ECP5)
+        advance, out_advance, v1 = Signal(), Signal(), Signal()
+        m.d.comb += [out_advance.eq(~self.o.valid | self.o.ready), advance.eq(~v1 | out_advance)]
         issue = Signal()
         m.d.comb += issue.eq(avail & advance)
 
@@ -264,22 +298,29 @@ class SlidingWindow(wiring.Component):
             c_r, a_r = self._mirror(m, x, y, col, ch, slot_y0, kh)
             m.d.comb += [rp.addr.eq((a_r + c_r)[:aw]), rp.en.eq(advance)]
         pad1 = Signal()
-        v1 = Signal()
         with m.If(advance):
             m.d.sync += [v1.eq(issue), pad1.eq(~inside if self.pad_mode == "constant" else 0)]
         ob, sh, B = self.bits + self.out_shift, self.out_shift, self.bits
-        word = rp.data if not sh else Cat(*[Cat(Const(0, sh), rp.data[j * B:(j + 1) * B]) for j in range(self.lanes)])
-        if self.pad_codes:                  # the chunk's channels' codes: the chunk index one cycle late
-            ch1 = Signal.like(ch)
+        # the memory's data into a register of its own (no reset, no logic in front: on ECP5
+        # synth.ecp5_outreg moves it into the block RAM's output register), the padding after it
+        data2 = Signal.like(rp.data, reset_less=True)
+        v2, pad2 = Signal(), Signal()
+        with m.If(out_advance):
+            m.d.sync += [v2.eq(v1), pad2.eq(pad1), data2.eq(rp.data)]
+        word = data2 if not sh else Cat(*[Cat(Const(0, sh), data2[j * B:(j + 1) * B]) for j in range(self.lanes)])
+        if self.pad_codes:                  # the chunk's channels' codes: the chunk index two cycles late
+            ch1, ch2 = Signal.like(ch), Signal.like(ch)
             with m.If(advance):
                 m.d.sync += ch1.eq(ch)
+            with m.If(out_advance):
+                m.d.sync += ch2.eq(ch1)
             words = [Cat(*[Const(self.pad_codes[k * self.lanes + j], ob) for j in range(self.lanes)])
                      for k in range(CW)]
-            padword = Array(words)[ch1] if CW > 1 else words[0]
+            padword = Array(words)[ch2] if CW > 1 else words[0]
         else:
             padword = Cat(*[Const(self.pad_code, ob) for _ in range(self.lanes)])
-        m.d.comb += [self.o.valid.eq(v1), self.o.payload.data.eq(Mux(pad1, padword, word)),
-                     self.o.payload.pad.eq(pad1)]
+        m.d.comb += [self.o.valid.eq(v2), self.o.payload.data.eq(Mux(pad2, padword, word)),
+                     self.o.payload.pad.eq(pad2)]
 
         # reader counters
         def mod_add(a, k):
@@ -367,8 +408,8 @@ class Pool(wiring.Component):
 
     Ports: ``i`` In(stream of ``lanes*bits``), ``o`` Out(stream of ``lanes*bits``), HWC order.
     Built from a :class:`SlidingWindow` and a reducer with one accumulator word per channel
-    chunk. Throughput: one window word per cycle (:func:`pool_cycles`); latency 3 cycles
-    after the last word of a window; backpressure on ``o`` stalls the reducer and the window.
+    chunk. Throughput: one window word per cycle (:func:`pool_cycles`); latency 4 cycles
+    after the last input word of a window; backpressure on ``o`` stalls the reducer and the window.
     """
 
     def __init__(self, channels, height, width, kernel, stride, pads, bits, lanes, signed=False, maximize=None,
