@@ -143,8 +143,10 @@ class WeightLoader(wiring.Component):
         of the frame is then dropped (and still counted and checksummed, the zero padding of
         its last beat included).
 
-    Throughput: one word per cycle (``i.ready`` on a beat's last word); never stalls a beat
-    longer than its words. Latency: a memory entry is written one cycle after its last word.
+    Throughput: one word per two cycles (the first registers the word's comparisons with the
+    magic, end and section-header words; ``i.ready`` on a beat's last word): an image is
+    loaded once, and no 32-bit compare stands before the FSM's clock enables. Latency: a memory
+    entry is written one cycle after its last word is taken.
     """
 
     def __init__(self, beat_bits: int, sections, max_count: int = wimg.MAX_COUNT):
@@ -179,9 +181,31 @@ class WeightLoader(wiring.Component):
         word = self.i.payload.data[:32] if n == 1 else self.i.payload.data.word_select(widx, 32)
         beat_end = (widx == n - 1) if n > 1 else 1
         last = self.i.payload.last & beat_end          # the frame's last word
+        # every word takes two cycles: in the first its comparisons with the constants the
+        # FSM looks for are registered (flag()), in the second it is taken, so no 32-bit
+        # compare lies between the word and the FSM's clock enables (an image is loaded once)
+        consts = [wimg.IMAGE_MAGIC, wimg.END_WORD]
+        for lay, kind, entries, width in secs:
+            wpe = wimg.words_per_entry(width)
+            for j, (_, count) in enumerate(wimg.chunks(entries, width, self.max_count)):
+                consts.append(wimg.header(lay, kind | (wimg.MEM_CONTINUE if j else 0), count * wpe))
+        consts = list(dict.fromkeys(consts))
+        flags = Signal(len(consts))
+        phase = Signal()
+
+        def flag(const):
+            """The registered ``word == const`` of the word being taken."""
+            return flags[consts.index(const)]
+
+        with m.If(loading & self.i.valid):
+            m.d.sync += phase.eq(~phase)
+        with m.If(~loading):
+            m.d.sync += phase.eq(0)
+        with m.If(~phase):
+            m.d.sync += flags.eq(Cat(*[word == c for c in consts]))
         accept = Signal()
         finish = Signal()                              # end word in the last beat: rest is padding
-        m.d.comb += [accept.eq(loading & self.i.valid), self.i.ready.eq(loading & (beat_end | finish))]
+        m.d.comb += [accept.eq(loading & self.i.valid & phase), self.i.ready.eq(loading & phase & (beat_end | finish))]
         if n > 1:
             with m.If(accept):
                 m.d.sync += widx.eq(Mux(beat_end | finish, 0, widx + 1))
@@ -206,7 +230,7 @@ class WeightLoader(wiring.Component):
         with m.FSM(name="loader"):
             with m.State("MAGIC"):
                 with m.If(accept):
-                    with m.If(last | (word != wimg.IMAGE_MAGIC)):
+                    with m.If(last | ~flag(wimg.IMAGE_MAGIC)):
                         m.d.comb += err.eq(1)
                         with m.If(~last):
                             m.next = "DROP"
@@ -215,7 +239,7 @@ class WeightLoader(wiring.Component):
                         m.next = "HEADER"
             with m.State("HEADER"):
                 with m.If(accept):
-                    with m.If(word == wimg.END_WORD):
+                    with m.If(flag(wimg.END_WORD)):
                         m.next = "MAGIC"
                         with m.If(~self.i.payload.last):
                             m.d.comb += err.eq(1)
@@ -229,12 +253,12 @@ class WeightLoader(wiring.Component):
                             wpe = wimg.words_per_entry(width)
                             for j, (first, count) in enumerate(wimg.chunks(entries, width, self.max_count)):
                                 if j == 0:
-                                    with m.If(word == wimg.header(lay, kind, count * wpe)):
+                                    with m.If(flag(wimg.header(lay, kind, count * wpe))):
                                         m.d.comb += hit.eq(1)
                                         m.d.sync += [sel.eq(k), addr.eq(0)]
                                 else:          # right after the previous chunk of the same memory
                                     h = wimg.header(lay, kind | wimg.MEM_CONTINUE, count * wpe)
-                                    with m.If((word == h) & (sel == k) & (addr == first)):
+                                    with m.If(flag(h) & (sel == k) & (addr == first)):
                                         m.d.comb += hit.eq(1)
                         m.d.sync += [left.eq(word[:20]), wi.eq(0)]
                         with m.If(hit & ~last):

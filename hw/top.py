@@ -47,7 +47,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth import Const, Module, Mux, ResetInserter, Signal
+from amaranth import Cat, Const, Module, Mux, ResetInserter, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -59,6 +59,7 @@ from .axil import AXILiteRegisters
 from .dag import Dag, block_name, chain_depth, edge_fifo_depths, linear_inputs
 from .framing import InputFramer, OutputFramer, WeightLoader
 from .layers import LoadableMemory
+from .stream_blocks import RegisterSlice
 
 
 CORE, DAG = "core", "dag"       # submodule names: Accelerator -> Core -> Dag -> blocks
@@ -205,14 +206,19 @@ class Core(wiring.Component):
         m.submodules.loader = ld = WeightLoader(sb, memory_sections(p))
         m.submodules.out_framer = of = OutputFramer(out.result_width, out.out_lanes, p.out_words, depths[-1], sb)
 
-        # s_axis: to the weight loader while loading, else to the input framer
+        # s_axis through a register slice (its tready is a register: the input FIFO's level and
+        # the framer's state stay off the path to the port), then to the weight loader while
+        # loading, else to the input framer
+        m.submodules.in_slice = sl = RegisterSlice(sb + 1)
+        m.d.comb += [sl.i.payload.eq(Cat(self.s_axis_tdata, self.s_axis_tlast)), sl.i.valid.eq(self.s_axis_tvalid),
+                     self.s_axis_tready.eq(sl.i.ready)]
         loading = ld.loading
         m.d.comb += [ld.load.eq(self.load), ld.idle.eq(fr.idle), ld.clear.eq(self.clear_checksum),
                      fr.hold.eq(ld.pending), self.loading.eq(loading)]
         for s in (fr.i, ld.i):
-            m.d.comb += [s.payload.data.eq(self.s_axis_tdata), s.payload.last.eq(self.s_axis_tlast)]
-        m.d.comb += [fr.i.valid.eq(self.s_axis_tvalid & ~loading), ld.i.valid.eq(self.s_axis_tvalid & loading),
-                     self.s_axis_tready.eq(Mux(loading, ld.i.ready, fr.i.ready))]
+            m.d.comb += [s.payload.data.eq(sl.o.payload[:sb]), s.payload.last.eq(sl.o.payload[sb])]
+        m.d.comb += [fr.i.valid.eq(sl.o.valid & ~loading), ld.i.valid.eq(sl.o.valid & loading),
+                     sl.o.ready.eq(Mux(loading, ld.i.ready, fr.i.ready))]
         wiring.connect(m, fr.o, dag.i)
         for k, (kb, _, mem) in enumerate(loadable_memories(p)):
             port = dag.mem_port(kb, mem.port)
@@ -225,13 +231,16 @@ class Core(wiring.Component):
                      self.m_axis_tvalid.eq(of.o.valid), of.o.ready.eq(self.m_axis_tready)]
 
         # ------------------------------------------------------------ counters and status
-        frame_done, frame_out = fr.frame_done, of.frame_done
+        # the framers' pulses registered before the counters (their adders stay off the stream
+        # handshakes' paths); `busy` covers a pulse still in its register
+        frame_done, frame_out = Signal(), Signal()
+        m.d.sync += [frame_done.eq(fr.frame_done), frame_out.eq(of.frame_done)]
         err = Signal(3)                  # FRAMING, OVERFLOW, WEIGHT_FORMAT (ABORTED is set by the top)
         m.d.comb += [err[E["FRAMING"]].eq(fr.framing_error), err[E["WEIGHT_FORMAT"]].eq(ld.format_error),
                      self.checksum.eq(ld.checksum), self.words.eq(ld.words)]
         inflight = Signal(32)
         m.d.sync += inflight.eq(inflight + frame_done - frame_out)
-        m.d.comb += self.busy.eq((inflight != 0) | ~fr.idle)
+        m.d.comb += self.busy.eq((inflight != 0) | ~fr.idle | frame_done)
         m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.If(frame_done):
             m.d.sync += self.frames_in.eq(self.frames_in + 1)
@@ -263,7 +272,8 @@ class Accelerator(wiring.Component):
     ============================== ===== ==================================================
 
     Throughput: :func:`top_cycles` per frame in steady state (frames back to back); latency:
-    the sum of the blocks' fill latencies. See the module docstring for framing, weight
+    the sum of the blocks' fill latencies, plus one cycle for ``s_axis``'s register slice
+    (``s_axis_tready`` is a register). See the module docstring for framing, weight
     loading, FIFO sizing and reset behaviour.
     """
 
