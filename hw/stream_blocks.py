@@ -238,24 +238,31 @@ class SlidingWindow(wiring.Component):
 
         ahead = Signal(2)
         m.d.comb += ahead.eq(w_frame - r_frame)
-        # the rows output row oy needs, max(y0, 0) .. min(y0 + K - 1, H - 1), are registers set
-        # with y0 (the add and the clip stay off the path from the writer's row to `issue`)
-        lo_needed = Signal(signed(y0.shape().width), init=max(-t, 0))
-        hi_c = Signal(signed(y0.shape().width), init=min(-t + K - 1, H - 1))
+        # the rows output row oy needs, lo_needed = max(y0, 0) .. min(y0 + K - 1, H - 1), are
+        # registers set with y0: the last as hi_c, the first as the writer's limits lim =
+        # lo_needed + RB (same frame) and lim_next = lo_needed + RB - H (the writer a frame ahead),
+        # so the adds and clips stay off the paths from the rows to `issue` and to `i.ready`
+        yw = y0.shape().width + 1
+        hi_c = Signal(signed(yw), init=min(-t + K - 1, H - 1))
+        lim = Signal(signed(yw), init=max(-t, 0) + RB)
+        lim_next = Signal(signed(yw), init=max(-t, 0) + RB - H)
 
         def needed_rows(y0_next):
-            """The assignments of ``lo_needed`` and ``hi_c`` for output row top ``y0_next``."""
+            """The assignments of ``hi_c`` and the writer's limits for output row top ``y0_next``
+            (``lo_needed = max(y0_next, 0)``)."""
             if isinstance(y0_next, int):
-                return [lo_needed.eq(max(y0_next, 0)), hi_c.eq(min(y0_next + K - 1, H - 1))]
-            return [lo_needed.eq(Mux(y0_next < 0, 0, y0_next)),
-                    hi_c.eq(Mux(y0_next + K - 1 > H - 1, H - 1, y0_next + K - 1))]
+                lo = max(y0_next, 0)
+                return [hi_c.eq(min(y0_next + K - 1, H - 1)), lim.eq(lo + RB), lim_next.eq(lo + RB - H)]
+            lo = Mux(y0_next < 0, 0, y0_next)
+            return [hi_c.eq(Mux(y0_next + K - 1 > H - 1, H - 1, y0_next + K - 1)),
+                    lim.eq(lo + RB), lim_next.eq(lo + RB - H)]
 
         # writer may write row w_row if that global row is < lo_needed + RB
         can_write = Signal()
         with m.If(ahead == 0):
-            m.d.comb += can_write.eq((w_row < H) & (w_row < lo_needed + RB))
+            m.d.comb += can_write.eq((w_row < H) & (w_row < lim))
         with m.Elif(ahead == 1):
-            m.d.comb += can_write.eq(w_row + H < lo_needed + RB)
+            m.d.comb += can_write.eq(w_row < lim_next)
         with m.Elif(ahead == 3):
             # the reader already moved on to the next frame: these trailing rows are never needed
             m.d.comb += can_write.eq(1)
