@@ -241,21 +241,32 @@ class SlidingWindow(wiring.Component):
         # the rows output row oy needs, lo_needed = max(y0, 0) .. min(y0 + K - 1, H - 1), are
         # registers set with y0: the last as hi_c, the first as the writer's limits lim =
         # lo_needed + RB (same frame) and lim_next = lo_needed + RB - H (the writer a frame ahead),
-        # so the adds and clips stay off the paths from the rows to `issue` and to `i.ready`
-        yw = y0.shape().width + 1
-        hi_c = Signal(signed(yw), init=min(-t + K - 1, H - 1))
-        lim = Signal(signed(yw), init=max(-t, 0) + RB)
-        lim_next = Signal(signed(yw), init=max(-t, 0) + RB - H)
+        # so the adds and clips stay off the paths from the rows to `issue` and to `i.ready`.
+        # Their unclipped values (y0 + K - 1, y0 + RB, y0 + RB - H) are registers too, stepped by
+        # s per output row, so a step is one add and a clip decided by comparing y0 with a constant.
+        yw = y0.shape().width + 2
+        regs = {}
+        for nm, off, lo in (("hi_c", K - 1, None), ("lim", RB, RB), ("lim_next", RB - H, RB - H)):
+            first = min(-t + off, H - 1) if lo is None else max(-t + off, lo)      # at y0 = -t
+            regs[nm] = (Signal(signed(yw), name=nm, init=first), Signal(signed(yw), name=f"{nm}_u", init=-t + off),
+                        off, lo)
+        hi_c, lim, lim_next = (regs[nm][0] for nm in ("hi_c", "lim", "lim_next"))
 
-        def needed_rows(y0_next):
-            """The assignments of ``hi_c`` and the writer's limits for output row top ``y0_next``
-            (``lo_needed = max(y0_next, 0)``)."""
-            if isinstance(y0_next, int):
-                lo = max(y0_next, 0)
-                return [hi_c.eq(min(y0_next + K - 1, H - 1)), lim.eq(lo + RB), lim_next.eq(lo + RB - H)]
-            lo = Mux(y0_next < 0, 0, y0_next)
-            return [hi_c.eq(Mux(y0_next + K - 1 > H - 1, H - 1, y0_next + K - 1)),
-                    lim.eq(lo + RB), lim_next.eq(lo + RB - H)]
+        def rows_at(y0_now: int):
+            """The assignments of the registers above for output row top ``y0_now`` (a constant)."""
+            out = []
+            for r, u, off, lo in regs.values():
+                val = y0_now + off
+                out += [r.eq(min(val, H - 1) if lo is None else max(val, lo)), u.eq(val)]
+            return out
+
+        def rows_step():
+            """The assignments for the next output row (``y0 + s``)."""
+            out = []
+            for r, u, off, lo in regs.values():
+                clip = (y0 > H - K - s) if lo is None else (y0 < -s)
+                out += [r.eq(Mux(clip, H - 1 if lo is None else lo, u + s)), u.eq(u + s)]
+            return out
 
         # writer may write row w_row if that global row is < lo_needed + RB
         can_write = Signal()
@@ -343,14 +354,14 @@ class SlidingWindow(wiring.Component):
                         m.d.sync += [ox.eq(0), x0.eq(-l), c_x0.eq(-l * CW), col.eq(-l * CW)]
                         with m.If(oy == self.OH - 1):
                             # next frame: row 0 of the next frame sits H slots further
-                            m.d.sync += needed_rows(-t)
+                            m.d.sync += rows_at(-t)
                             m.d.sync += [oy.eq(0), y0.eq(-t), r_frame.eq(r_frame + 1),
                                          r_base.eq(mod_add(r_base, H)), slot_y0.eq(mod_add(r_base, H - t)),
                                          a_base.eq(ring_add(a_base, H * WC)),
                                          a_y0.eq(ring_add(a_base, (H - t) * WC)),
                                          a_row.eq(ring_add(a_base, (H - t) * WC))]
                         with m.Else():
-                            m.d.sync += needed_rows(y0 + s)
+                            m.d.sync += rows_step()
                             m.d.sync += [oy.eq(oy + 1), y0.eq(y0 + s), slot_y0.eq(mod_add(slot_y0, s)),
                                          a_y0.eq(ring_add(a_y0, s * WC)), a_row.eq(ring_add(a_y0, s * WC))]
                     with m.Else():
