@@ -218,9 +218,7 @@ class SlidingWindow(wiring.Component):
         # ---------------- writer: global row bookkeeping via (frame parity, row in frame)
         w_row, w_pos = Signal(range(H + 1)), Signal(range(max(WC, 2)))   # row in frame, word in row
         w_addr = Signal(range(max(RING, 2)))            # = slot * WC + w_pos
-        w_frame = Signal(2)
         # ---------------- reader state
-        r_frame = Signal(2)
         oy, ox = Signal(range(max(self.OH, 2))), Signal(range(max(self.OW, 2)))
         kh, kw, ch = Signal(range(max(K, 2))), Signal(range(max(K, 2))), Signal(range(max(CW, 2)))
         y0 = Signal(signed(ceil_log2(H + K + s + t + 2) + 2), init=-t)        # oy*s - t
@@ -236,8 +234,11 @@ class SlidingWindow(wiring.Component):
         c_x0 = Signal(signed(cw_bits), init=-l * CW)    # x0 * CW
         col = Signal(signed(cw_bits), init=-l * CW)     # (x0 + kw) * CW + ch
 
-        ahead = Signal(2)
-        m.d.comb += ahead.eq(w_frame - r_frame)
+        # ahead: frames the writer is ahead of the reader (mod 4; w_next/r_next: the writer/the
+        # reader moves on to its next frame this cycle), a register of its own, so no
+        # subtraction of frame counters precedes the writer's and reader's tests
+        ahead, w_next, r_next = Signal(2), Signal(), Signal()
+        m.d.sync += ahead.eq(ahead + w_next - r_next)
         # the rows output row oy needs, lo_needed = max(y0, 0) .. min(y0 + K - 1, H - 1), are
         # registers set with y0: the last as hi_c, the first as the writer's limits lim =
         # lo_needed + RB (same frame) and lim_next = lo_needed + RB - H (the writer a frame ahead),
@@ -285,7 +286,8 @@ class SlidingWindow(wiring.Component):
             with m.If(w_pos == WC - 1):
                 m.d.sync += w_pos.eq(0)
                 with m.If(w_row == H - 1):
-                    m.d.sync += [w_row.eq(0), w_frame.eq(w_frame + 1)]
+                    m.d.sync += w_row.eq(0)
+                    m.d.comb += w_next.eq(1)
                 with m.Else():
                     m.d.sync += w_row.eq(w_row + 1)
             with m.Else():
@@ -355,7 +357,8 @@ class SlidingWindow(wiring.Component):
                         with m.If(oy == self.OH - 1):
                             # next frame: row 0 of the next frame sits H slots further
                             m.d.sync += rows_at(-t)
-                            m.d.sync += [oy.eq(0), y0.eq(-t), r_frame.eq(r_frame + 1),
+                            m.d.comb += r_next.eq(1)
+                            m.d.sync += [oy.eq(0), y0.eq(-t),
                                          r_base.eq(mod_add(r_base, H)), slot_y0.eq(mod_add(r_base, H - t)),
                                          a_base.eq(ring_add(a_base, H * WC)),
                                          a_y0.eq(ring_add(a_base, (H - t) * WC)),
