@@ -201,23 +201,30 @@ class WeightLoader(wiring.Component):
             m.d.sync += phase.eq(~phase)
         with m.If(~loading):
             m.d.sync += phase.eq(0)
+        # a continuation header counts only right after the previous chunk of its memory: that
+        # test is registered with the word's flag (sel and addr change only when a word is taken)
+        cont = {}
+        for k, (lay, kind, entries, width) in enumerate(secs):
+            wpe = wimg.words_per_entry(width)
+            for j, (first, count) in enumerate(wimg.chunks(entries, width, self.max_count)):
+                if j:                   # (chunks of one size share their header word)
+                    h = wimg.header(lay, kind | wimg.MEM_CONTINUE, count * wpe)
+                    cont[h] = cont.get(h, 0) | ((sel == k) & (addr == first))
+        wpe_last = Signal(range(max(2, self.max_wpe)))   # the section's words per entry - 1, set with sel
+        last_r, entry_done, left_one = Signal(), Signal(), Signal()
         with m.If(~phase):
-            m.d.sync += flags.eq(Cat(*[word == c for c in consts]))
+            m.d.sync += [flags.eq(Cat(*[(word == c) & cont.get(c, 1) for c in consts])),
+                         last_r.eq(last), entry_done.eq(wi == wpe_last), left_one.eq(left == 1)]
         accept = Signal()
         finish = Signal()                              # end word in the last beat: rest is padding
         m.d.comb += [accept.eq(loading & self.i.valid & phase), self.i.ready.eq(loading & phase & (beat_end | finish))]
         if n > 1:
             with m.If(accept):
                 m.d.sync += widx.eq(Mux(beat_end | finish, 0, widx + 1))
-        sel_wpe_last = Signal(range(max(2, self.max_wpe)))
-        m.d.comb += sel_wpe_last.eq(0)
-        for k, s in enumerate(secs):
-            with m.If(sel == k):
-                m.d.comb += sel_wpe_last.eq(wimg.words_per_entry(s[3]) - 1)
         m.d.sync += wr.eq(0)
         m.d.comb += [self.wr.valid.eq(wr), self.wr.payload.sel.eq(sel), self.wr.payload.addr.eq(wr_addr),
                      self.wr.payload.data.eq(asm)]
-        with m.If(accept & (last | finish)):
+        with m.If(accept & (last_r | finish)):
             m.d.sync += loading.eq(0)
         crc = Signal(32, init=wimg.CRC32_INIT)           # CRC-32 state; the register reads ~crc (zlib)
         crc_next = Cat(*[_xor([crc[j] for j in ss] + [word[j] for j in ws]) for ss, ws in wimg.crc32_word_taps()])
@@ -230,9 +237,9 @@ class WeightLoader(wiring.Component):
         with m.FSM(name="loader"):
             with m.State("MAGIC"):
                 with m.If(accept):
-                    with m.If(last | ~flag(wimg.IMAGE_MAGIC)):
+                    with m.If(last_r | ~flag(wimg.IMAGE_MAGIC)):
                         m.d.comb += err.eq(1)
-                        with m.If(~last):
+                        with m.If(~last_r):
                             m.next = "DROP"
                     with m.Else():
                         m.d.sync += addr.eq(0)         # no continuation of an earlier image
@@ -255,33 +262,33 @@ class WeightLoader(wiring.Component):
                                 if j == 0:
                                     with m.If(flag(wimg.header(lay, kind, count * wpe))):
                                         m.d.comb += hit.eq(1)
-                                        m.d.sync += [sel.eq(k), addr.eq(0)]
+                                        m.d.sync += [sel.eq(k), addr.eq(0), wpe_last.eq(wpe - 1)]
                                 else:          # right after the previous chunk of the same memory
                                     h = wimg.header(lay, kind | wimg.MEM_CONTINUE, count * wpe)
-                                    with m.If(flag(h) & (sel == k) & (addr == first)):
+                                    with m.If(flag(h)):             # (sel, addr tested with it)
                                         m.d.comb += hit.eq(1)
                         m.d.sync += [left.eq(word[:20]), wi.eq(0)]
-                        with m.If(hit & ~last):
+                        with m.If(hit & ~last_r):
                             m.next = "PAYLOAD"
                         with m.Else():
                             m.d.comb += err.eq(1)
                             m.next = "DROP"
-                            with m.If(last):
+                            with m.If(last_r):
                                 m.next = "MAGIC"
             with m.State("PAYLOAD"):
                 with m.If(accept):
                     m.d.sync += [asm.word_select(wi, 32).eq(word), left.eq(left - 1)]
-                    with m.If(wi == sel_wpe_last):
+                    with m.If(entry_done):
                         m.d.sync += [wi.eq(0), wr.eq(1), wr_addr.eq(addr), addr.eq(addr + 1)]
                     with m.Else():
                         m.d.sync += wi.eq(wi + 1)
-                    with m.If(last):
+                    with m.If(last_r):
                         m.d.comb += err.eq(1)
                         m.next = "MAGIC"
-                    with m.Elif(left == 1):
+                    with m.Elif(left_one):
                         m.next = "HEADER"
             with m.State("DROP"):
-                with m.If(accept & last):
+                with m.If(accept & last_r):
                     m.next = "MAGIC"
         return m
 

@@ -211,6 +211,9 @@ def test_framing_errors_soft_reset_and_bad_weights_recover(tiny):
         {"op": "read", "reg": ERR, "key": "err_weights"}, {"op": "write", "reg": ERR, "value": clear_all},
         {"op": "write", "reg": CTRL, "value": _f("CTRL", "CLEAR_CHECKSUM") | _f("CTRL", "LOAD_WEIGHTS")},
         {"op": "send", "beats": image, "last": [len(image) - 1]},
+        # the checksum covers a word once the loader has taken it, a few cycles after s_axis did
+        # (host/driver.py polls WEIGHT_WORDS and STATUS.WEIGHTS_LOADING first)
+        {"op": "wait", "cycles": 20},
         {"op": "read", "reg": _r("WEIGHT_CHECKSUM"), "key": "checksum"},
         {"op": "read", "reg": ERR, "key": "err_final"},
         {"op": "send", "beats": beats[1], "last": [B - 1]}, {"op": "frames", "n": 7},
