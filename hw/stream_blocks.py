@@ -210,10 +210,12 @@ class SlidingWindow(wiring.Component):
         # a row base (the slot of row y0 + kh, times WC) plus a column offset x*CW + ch that
         # steps by 1 through a kernel row (kw, ch) and jumps by s*CW per output column.
 
-        def ring_add(a, k):
-            """``(a + k) mod RING`` for an address ``a`` < RING and a constant ``k``."""
-            k %= RING
-            return Mux(a + k >= RING, a + k - RING, a + k)
+        def ring_add(a, k, n=None):
+            """``(a + k) mod n`` (default ``RING``) for ``a`` < n and a constant ``k``: the wrap test
+            compares ``a`` with a constant, beside the two adds (not after one of them)."""
+            n = RING if n is None else n
+            k %= n
+            return Mux(a >= n - k, a + (k - n), a + k)
 
         # ---------------- writer: global row bookkeeping via (frame parity, row in frame)
         w_row, w_pos = Signal(range(H + 1)), Signal(range(max(WC, 2)))   # row in frame, word in row
@@ -344,8 +346,7 @@ class SlidingWindow(wiring.Component):
 
         # reader counters
         def mod_add(a, k):
-            k %= RB
-            return Mux(a + k >= RB, a + k - RB, a + k)
+            return ring_add(a, k, RB)
 
         with m.If(issue):
             with m.If((ch == CW - 1) & (kw == K - 1)):  # end of a kernel row
