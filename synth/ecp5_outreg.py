@@ -40,9 +40,11 @@ def _width36(cell: dict) -> bool:
 
 
 def _ff_ok(ff: dict, clk) -> bool:
-    """A flip-flop the output register can replace: plain clock, no set/reset, reset value 0."""
+    """A flip-flop the output register can replace: plain clock, plain (or no) clock enable, no
+    set/reset, reset value 0."""
     p, c = ff["parameters"], ff["connections"]
     return (ff["type"] == "TRELLIS_FF" and p.get("CLKMUX", "CLK").strip() == "CLK"
+            and p.get("CEMUX", "CE").strip() in ("CE", "1")
             and p.get("REGSET", "RESET").strip() == "RESET" and c.get("CLK") == clk
             and c.get("LSR", [_ZERO]) == [_ZERO] and p.get("LSRMUX", "LSR").strip() == "LSR")
 
