@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bitplane.core import regmap
 from bitplane.core.errors import BitplaneError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,7 +107,9 @@ class NativeSim:
                     "--read-regs", str(tmp / "read.txt"), "--parent-pid", str(os.getpid())]
             if weights is not None:
                 np.asarray(weights, dtype=np.uint64).tofile(tmp / "w.bin")
-                args += ["--weights", str(tmp / "w.bin")]
+                status = regmap.by_name("STATUS")
+                loading = 1 << next(f.lsb for f in status.fields if f.name == "WEIGHTS_LOADING")
+                args += ["--weights", str(tmp / "w.bin"), "--wait-clear", f"{status.offset}:{loading}"]
             if max_cycles:
                 args += ["--max-cycles", str(max_cycles)]
             if fst:

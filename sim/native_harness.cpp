@@ -5,7 +5,11 @@
 //
 //   harness --regs REGS --in IN --in-frame-words N --out OUT --out-frame-words M --frames F
 //           [--weights W] [--seed S] [--gap-pct P] [--stall-pct Q] [--max-cycles C]
-//           [--read-regs R] [--fst FILE] [--parent-pid PID]
+//           [--read-regs R] [--fst FILE] [--parent-pid PID] [--wait-clear OFF:MASK]
+//
+// --wait-clear: after the weights, read register OFF until (value & MASK) == 0 before the
+// frames (the weight loader takes the image's last words after s_axis did; host/driver.py
+// waits the same way, so the frames' timing is the same in both).
 //
 // REGS: text lines "w OFFSET VALUE" (AXI4-Lite writes before streaming, hex or decimal).
 // IN / W / OUT: beats of the s_axis / m_axis tdata width (any width up to 512 bits), each as
@@ -271,7 +275,7 @@ int main(int argc, char** argv) {
             break;
         }
     }
-    std::string regs, in, out_path, weights, read_regs, fst;
+    std::string regs, in, out_path, weights, read_regs, fst, wait_clear;
     uint64_t in_fw = 0, out_fw = 0, frames = 0, max_cycles = 2000000000ULL, seed = 1;
     int gap = 0, stall = 0;
     for (int a = 1; a + 1 < argc; a += 2) {
@@ -281,6 +285,7 @@ int main(int argc, char** argv) {
         else if (k == "--out") out_path = v;
         else if (k == "--weights") weights = v;
         else if (k == "--read-regs") read_regs = v;
+        else if (k == "--wait-clear") wait_clear = v;
         else if (k == "--fst") fst = v;
         else if (k == "--in-frame-words") in_fw = std::stoull(v);
         else if (k == "--out-frame-words") out_fw = std::stoull(v);
@@ -346,6 +351,17 @@ int main(int argc, char** argv) {
         if (!stream(w, w.size() / IN_LIMBS, dummy, 0, 0, nullptr, rng, 0, 0, max_cycles)) {
             fprintf(stderr, "harness: timeout while loading weights\n");
             return 4;
+        }
+        if (!wait_clear.empty()) {
+            size_t colon = wait_clear.find(':');
+            uint32_t off = std::stoul(wait_clear.substr(0, colon), nullptr, 0);
+            uint32_t mask = std::stoul(wait_clear.substr(colon + 1), nullptr, 0);
+            while (axil_read(off) & mask) {
+                if (cycle - t0 > max_cycles) {
+                    fprintf(stderr, "harness: timeout while the weight loader finishes\n");
+                    return 4;
+                }
+            }
         }
         t_weights = cycle - t0;
     }

@@ -317,7 +317,7 @@ def test_xdma_stand_in_end_to_end_traffic_matches_the_rtl(tiny, tmp_path, monkey
         for off, val in writes[:3]:
             sim.write_reg(off, val)
         sim.send(image)
-        sim.run_cycles(len(image) // 4 + 100)
+        sim.run_cycles(2 * (len(image) // 4) + 100)      # the weight loader takes a word every two cycles
         assert sim.read_reg(_r("WEIGHT_CHECKSUM")) == m["weights"]["checksum"]
         for k in range(len(x)):
             sim.send(frames[k * len(frames) // len(x):(k + 1) * len(frames) // len(x)])
