@@ -169,6 +169,28 @@ def fit(low, p: dict, devices=None) -> list[dict]:
 AUTO_BRAM_SHARE = 0.9
 
 
+def _weight_memory_costs(low, p: dict, d: Device, keep, fold_ok, memory_ok) -> list:
+    """``[(fold index, LUTs, block RAMs), ...]`` of the weight memories (more than one word,
+    ``memory_ok(fold, memory)``) of the planned folds that ``fold_ok`` admits and ``keep`` does
+    not name, as LUT RAM and as block RAM on device ``d``: what :func:`choose_ram_styles` and
+    :func:`relieve_block_ram` weigh before moving a layer's weights."""
+    lut4 = d.lut_inputs == 4
+    st_of = {s.name: s for s in low.stages}
+    out = []
+    for k, f in enumerate(p["folds"]):
+        if f.stage in keep or not fold_ok(f):
+            continue
+        try:
+            mems = _memories(st_of[f.stage], f.pe, f.simd, f.ram_style)
+        except (NotSupportedError, ValueError):     # no hardware block at this fold: nothing to move
+            continue
+        ws = [m for m in mems if m.kind == wimg.MEM_WEIGHTS and m.entries > 1 and memory_ok(f, m)]
+        if ws:
+            out.append((k, sum(lutram_luts(m.width, m.entries, lut4) for m in ws),
+                        sum(block_rams(m.width, m.entries, lut4) for m in ws)))
+    return out
+
+
 def choose_ram_styles(low, p: dict, device: str, keep=()) -> list[str]:
     """For ``device``: weight memories the synthesis tool would put in LUT RAM (``auto`` style,
     2..``LUTRAM_DEPTH`` words) go to block RAM, the largest LUT saving per block RAM first,
@@ -176,22 +198,8 @@ def choose_ram_styles(low, p: dict, device: str, keep=()) -> list[str]:
     ``keep`` (a fold file's own ``ram_style``) are left alone. ``p["folds"]`` is updated;
     returns the layers moved."""
     d = DEVICES[device]
-    lut4 = d.lut_inputs == 4
-    st_of = {s.name: s for s in low.stages}
-    cands = []
-    for k, f in enumerate(p["folds"]):
-        if f.ram_style != "auto" or f.stage in keep:
-            continue
-        try:
-            mems = _memories(st_of[f.stage], f.pe, f.simd, "auto")
-        except (NotSupportedError, ValueError):     # no hardware block at this fold: nothing to move
-            continue
-        ws = [m for m in mems if m.kind == wimg.MEM_WEIGHTS and 1 < m.entries <= LUTRAM_DEPTH]
-        if not ws:
-            continue
-        luts = sum(lutram_luts(m.width, m.entries, lut4) for m in ws)
-        bram = sum(block_rams(m.width, m.entries, lut4) for m in ws)
-        cands.append((luts / max(bram, 1), k))
+    cands = [(luts / max(bram, 1), k) for k, luts, bram in _weight_memory_costs(
+        low, p, d, keep, lambda f: f.ram_style == "auto", lambda f, m: m.entries <= LUTRAM_DEPTH)]
     moved = []
     for _, k in sorted(cands, reverse=True):
         old = p["folds"][k]
@@ -221,24 +229,11 @@ def relieve_block_ram(low, p: dict, device: str, keep=()) -> list[str]:
     table then says it does not fit). Layers in ``keep`` (a fold file's ``ram_style``) are left
     alone. ``p["folds"]`` is updated; returns the layers moved."""
     d = DEVICES[device]
-    lut4 = d.lut_inputs == 4
     if fit(low, p, [device])[0]["bram"] <= d.bram:
         return []
-    st_of = {s.name: s for s in low.stages}
-    cands = []
-    for k, f in enumerate(p["folds"]):
-        if f.stage in keep or f.ram_style == "distributed":
-            continue
-        try:
-            mems = _memories(st_of[f.stage], f.pe, f.simd, f.ram_style)
-        except (NotSupportedError, ValueError):     # no hardware block at this fold: nothing to move
-            continue
-        ws = [m for m in mems if m.kind == wimg.MEM_WEIGHTS and m.entries > 1
-              and (f.ram_style == "block" or m.entries > LUTRAM_DEPTH)]
-        if ws:
-            luts = sum(lutram_luts(m.width, m.entries, lut4) for m in ws)
-            bram = sum(block_rams(m.width, m.entries, lut4) for m in ws)
-            cands.append((luts / bram, k))
+    cands = [(luts / bram, k) for k, luts, bram in _weight_memory_costs(
+        low, p, d, keep, lambda f: f.ram_style != "distributed",
+        lambda f, m: f.ram_style == "block" or m.entries > LUTRAM_DEPTH)]
     before = list(p["folds"])
     moved = []
     for _, k in sorted(cands):

@@ -184,12 +184,13 @@ class WeightLoader(wiring.Component):
         # every word takes two cycles: in the first its comparisons with the constants the
         # FSM looks for are registered (flag()), in the second it is taken, so no 32-bit
         # compare lies between the word and the FSM's clock enables (an image is loaded once)
-        consts = [wimg.IMAGE_MAGIC, wimg.END_WORD]
-        for lay, kind, entries, width in secs:
+        # (section, chunk, first entry, header word) of every section header the image may hold
+        chunk_headers = []
+        for k, (lay, kind, entries, width) in enumerate(secs):
             wpe = wimg.words_per_entry(width)
-            for j, (_, count) in enumerate(wimg.chunks(entries, width, self.max_count)):
-                consts.append(wimg.header(lay, kind | (wimg.MEM_CONTINUE if j else 0), count * wpe))
-        consts = list(dict.fromkeys(consts))
+            for j, (first, count) in enumerate(wimg.chunks(entries, width, self.max_count)):
+                chunk_headers.append((k, j, first, wimg.header(lay, kind | (wimg.MEM_CONTINUE if j else 0), count * wpe)))
+        consts = list(dict.fromkeys([wimg.IMAGE_MAGIC, wimg.END_WORD] + [h for *_, h in chunk_headers]))
         flags = Signal(len(consts))
         phase = Signal()
 
@@ -204,12 +205,9 @@ class WeightLoader(wiring.Component):
         # a continuation header counts only right after the previous chunk of its memory: that
         # test is registered with the word's flag (sel and addr change only when a word is taken)
         cont = {}
-        for k, (lay, kind, entries, width) in enumerate(secs):
-            wpe = wimg.words_per_entry(width)
-            for j, (first, count) in enumerate(wimg.chunks(entries, width, self.max_count)):
-                if j:                   # (chunks of one size share their header word)
-                    h = wimg.header(lay, kind | wimg.MEM_CONTINUE, count * wpe)
-                    cont[h] = cont.get(h, 0) | ((sel == k) & (addr == first))
+        for k, j, first, h in chunk_headers:
+            if j:                       # (chunks of one size share their header word)
+                cont[h] = cont.get(h, 0) | ((sel == k) & (addr == first))
         wpe_last = Signal(range(max(2, self.max_wpe)))   # the section's words per entry - 1, set with sel
         last_r, entry_done, left_one = Signal(), Signal(), Signal()
         with m.If(~phase):
@@ -256,17 +254,12 @@ class WeightLoader(wiring.Component):
                                 m.d.comb += finish.eq(1)
                     with m.Else():
                         hit = Signal()
-                        for k, (lay, kind, entries, width) in enumerate(secs):
-                            wpe = wimg.words_per_entry(width)
-                            for j, (first, count) in enumerate(wimg.chunks(entries, width, self.max_count)):
+                        for k, j, _, h in chunk_headers:
+                            with m.If(flag(h)):     # a continuation: sel and addr tested with it
+                                m.d.comb += hit.eq(1)
                                 if j == 0:
-                                    with m.If(flag(wimg.header(lay, kind, count * wpe))):
-                                        m.d.comb += hit.eq(1)
-                                        m.d.sync += [sel.eq(k), addr.eq(0), wpe_last.eq(wpe - 1)]
-                                else:          # right after the previous chunk of the same memory
-                                    h = wimg.header(lay, kind | wimg.MEM_CONTINUE, count * wpe)
-                                    with m.If(flag(h)):             # (sel, addr tested with it)
-                                        m.d.comb += hit.eq(1)
+                                    m.d.sync += [sel.eq(k), addr.eq(0),
+                                                 wpe_last.eq(wimg.words_per_entry(secs[k][3]) - 1)]
                         m.d.sync += [left.eq(word[:20]), wi.eq(0)]
                         with m.If(hit & ~last_r):
                             m.next = "PAYLOAD"

@@ -107,9 +107,8 @@ class NativeSim:
                     "--read-regs", str(tmp / "read.txt"), "--parent-pid", str(os.getpid())]
             if weights is not None:
                 np.asarray(weights, dtype=np.uint64).tofile(tmp / "w.bin")
-                status = regmap.by_name("STATUS")
-                loading = 1 << next(f.lsb for f in status.fields if f.name == "WEIGHTS_LOADING")
-                args += ["--weights", str(tmp / "w.bin"), "--wait-clear", f"{status.offset}:{loading}"]
+                loading = f"{regmap.offset('STATUS')}:{regmap.mask('STATUS', 'WEIGHTS_LOADING')}"
+                args += ["--weights", str(tmp / "w.bin"), "--wait-clear", loading]
             if max_cycles:
                 args += ["--max-cycles", str(max_cycles)]
             if fst:

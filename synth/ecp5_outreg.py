@@ -57,6 +57,18 @@ def _ff_enable(ff: dict):
     return ce[0]
 
 
+def _flip_flops(used, sinks, cells, clk, port_nets):
+    """``[(output pin, flip-flop)]`` when every used data output (``(pin, net)``) drives exactly
+    one flip-flop input the output register can replace (:func:`_ff_ok`) and nothing else; else None."""
+    plan = []
+    for pin, b in used:
+        s = sinks[b]
+        if len(s) != 1 or s[0][1] != "DI" or b in port_nets or not _ff_ok(cells[s[0][0]], clk):
+            return None
+        plan.append((pin, s[0][0]))
+    return plan
+
+
 def absorb_output_registers(netlist: dict) -> dict:
     """Move qualifying flip-flops into DP16KD output registers (module docstring), in place.
     Returns ``{"ports": moved read ports, "flip_flops": removed, "skipped": read ports left}``."""
@@ -88,29 +100,19 @@ def absorb_output_registers(netlist: dict) -> dict:
             used = [(pin, b) for pin, b in outs if sinks.get(b)]
             if not used:
                 continue
-            plan, enables = [], set()
-            for pin, b in used:
-                s = sinks[b]
-                if len(s) != 1 or s[0][1] != "DI" or b in port_nets or not _ff_ok(cells[s[0][0]], clk):
-                    break
-                plan.append((pin, s[0][0]))
-                enables.add(json_bit(_ff_enable(cells[s[0][0]])))
-            else:
-                if len(enables) == 1:
-                    ce = enables.pop()
-                    for p in group:
-                        cell["parameters"][f"REGMODE_{p}"] = "OUTREG"
-                        con[f"OCE{p}"] = [ce]
-                    for pin, ffname in plan:
-                        con[pin] = list(cells[ffname]["connections"]["Q"])
-                        del cells[ffname]
-                    moved += 1
-                    removed += len(plan)
-                    continue
-            skipped += 1
+            plan = _flip_flops(used, sinks, cells, clk, port_nets)
+            enables = {_ff_enable(cells[ff]) for _, ff in plan or ()}
+            if plan is None or len(enables) != 1:
+                skipped += 1
+                continue
+            ce = enables.pop()
+            for p in group:
+                cell["parameters"][f"REGMODE_{p}"] = "OUTREG"
+                con[f"OCE{p}"] = [ce]
+            for pin, ffname in plan:
+                con[pin] = list(cells[ffname]["connections"]["Q"])
+                del cells[ffname]
+            moved += 1
+            removed += len(plan)
     return {"ports": moved, "flip_flops": removed, "skipped": skipped}
 
-
-def json_bit(b):
-    """A netlist bit as yosys' JSON writes it: a net number or a constant string."""
-    return b if isinstance(b, int) else str(b)
