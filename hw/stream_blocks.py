@@ -165,7 +165,7 @@ class SlidingWindow(wiring.Component):
     register + a column register stepping by 1 through a kernel row), no multiplier in front of
     the block RAM. Throughput: one output word per cycle when the
     rows it needs have arrived (:func:`window_cycles` per frame); input is accepted while a
-    row slot is free. Latency: the first output word follows the last input word it needs by
+    row slot is free (``i.ready`` is a register: a slot the reader frees is offered a cycle later). Latency: the first output word follows the last input word it needs by
     3 cycles (the block RAM read, then a register with no reset: nothing but a register follows
     the memory, and on ECP5 it becomes the block RAM's output register, ``synth.ecp5_outreg``).
     Backpressure on ``o`` freezes the read side; the write side keeps filling free
@@ -271,27 +271,26 @@ class SlidingWindow(wiring.Component):
                 out += [r.eq(Mux(clip, H - 1 if lo is None else lo, u + s)), u.eq(u + s)]
             return out
 
-        # writer may write row w_row if that global row is < lo_needed + RB
-        can_write = Signal()
-        with m.If(ahead == 0):
-            m.d.comb += can_write.eq((w_row < H) & (w_row < lim))
-        with m.Elif(ahead == 1):
-            m.d.comb += can_write.eq(w_row < lim_next)
-        with m.Elif(ahead == 3):
-            # the reader already moved on to the next frame: these trailing rows are never needed
-            m.d.comb += can_write.eq(1)
-        m.d.comb += self.i.ready.eq(can_write)
+        # writer may write row w_row if that global row is < lo_needed + RB. i.ready is a register:
+        # the test of the writer's state after this cycle against the reader's state of this
+        # cycle. Only the writer's own row ends can make the test false; the reader's moves only
+        # make it true (its limits grow, ahead falls), so a test one reader move late is safe and
+        # at worst admits the next word a cycle later.
+        def can_write(row, ahd):
+            return Mux(ahd == 0, (row < H) & (row < lim), Mux(ahd == 1, row < lim_next, ahd == 3))
+        ready = Signal(init=1)
+        m.d.comb += self.i.ready.eq(ready)
+        wrote = self.i.valid & ready
+        row_end = wrote & (w_pos == WC - 1)
+        m.d.comb += w_next.eq(row_end & (w_row == H - 1))
+        w_row_n = Mux(row_end, Mux(w_row == H - 1, 0, w_row + 1), w_row)
+        m.d.sync += ready.eq(can_write(w_row_n, (ahead + w_next)[:2]))
         wp = mem.write_port()
-        m.d.comb += [wp.addr.eq(w_addr), wp.data.eq(self.i.payload), wp.en.eq(self.i.valid & self.i.ready)]
-        with m.If(self.i.valid & self.i.ready):
+        m.d.comb += [wp.addr.eq(w_addr), wp.data.eq(self.i.payload), wp.en.eq(wrote)]
+        with m.If(wrote):
             m.d.sync += w_addr.eq(Mux(w_addr == RING - 1, 0, w_addr + 1))
             with m.If(w_pos == WC - 1):
-                m.d.sync += w_pos.eq(0)
-                with m.If(w_row == H - 1):
-                    m.d.sync += w_row.eq(0)
-                    m.d.comb += w_next.eq(1)
-                with m.Else():
-                    m.d.sync += w_row.eq(w_row + 1)
+                m.d.sync += [w_pos.eq(0), w_row.eq(w_row_n)]
             with m.Else():
                 m.d.sync += w_pos.eq(w_pos + 1)
 
