@@ -82,8 +82,10 @@ class InputFramer(wiring.Component):
         i, o = self.i, self.o
         word = i.payload.data[:wb] if n == 1 else i.payload.data.word_select(widx, wb)
         beat_end = (widx == n - 1) if n > 1 else 1
-        frame_end = count == B - 1
-        m.d.comb += self.idle.eq((count == 0) & ~fill & ~drop)
+        # "count is 0" and "count is B - 1" are registers kept with the count, so i.ready and
+        # idle (which the top's input slice and the weight loader wait on) compare nothing
+        first, frame_end = Signal(init=1), Signal(init=int(B == 1))
+        m.d.comb += self.idle.eq(first & ~fill & ~drop)
         with m.If(self.hold & self.idle):
             m.d.comb += i.ready.eq(0)
         with m.Elif(fill):
@@ -96,7 +98,7 @@ class InputFramer(wiring.Component):
             m.d.comb += [o.valid.eq(i.valid), o.payload.eq(word), i.ready.eq(o.ready & (beat_end | frame_end))]
         with m.If(o.valid & o.ready):
             with m.If(frame_end):
-                m.d.sync += [count.eq(0), fill.eq(0)]
+                m.d.sync += [count.eq(0), first.eq(1), frame_end.eq(B == 1), fill.eq(0)]
                 if n > 1:
                     m.d.sync += widx.eq(0)
                 m.d.comb += self.frame_done.eq(1)
@@ -104,7 +106,7 @@ class InputFramer(wiring.Component):
                     m.d.sync += drop.eq(1)
                     m.d.comb += self.framing_error.eq(1)
             with m.Else():
-                m.d.sync += count.eq(count + 1)
+                m.d.sync += [count.eq(count + 1), first.eq(0), frame_end.eq(count == B - 2)]
                 if n > 1:
                     with m.If(~fill):
                         m.d.sync += widx.eq(Mux(beat_end, 0, widx + 1))
