@@ -182,24 +182,40 @@ class EngineConfig:
     def _horner_bases(self) -> bool:
         if self.xnor or any(len(set(col)) != 1 for col in self.w_coefs):
             return False
-        g, h = self.w_coefs[0][0], self.a_coefs[0]
-        return g > 0 and h > 0 and all(col[0] == g << i for i, col in enumerate(self.w_coefs)) \
-            and all(c == h << j for j, c in enumerate(self.a_coefs)) and (g * h) & (g * h - 1) == 0
+        g, h = abs(self.w_coefs[0][0]), abs(self.a_coefs[0])
+        return g > 0 and h > 0 and all(abs(col[0]) == g << i for i, col in enumerate(self.w_coefs)) \
+            and all(abs(c) == h << j for j, c in enumerate(self.a_coefs)) and (g * h) & (g * h - 1) == 0
 
     @property
     def horner_shift(self):
         """Shift-accumulate over planes (Horner order) applies: every weight plane coefficient is
-        ``g * 2^i`` on every row and every activation plane coefficient ``h * 2^j`` (``g, h > 0``,
-        ``g*h`` a power of two: DoReFa, BWN, unsigned activations), and the plane pairs, issued
-        from the top planes down, have an exponent ``i + j`` that never rises (the inner plane loop
-        has at most two planes or the outer one a single plane: ``Pw = 1``, ``Pa <= 2``, or two
-        weight planes issued inside the activation planes, :attr:`weights_inner`). Then the
-        accumulator doubles where ``i + j`` falls and adds each popcount as it is: no
-        coefficient multiplexer. Returns ``log2(g*h)`` (the result's shift), or None."""
-        # (Pw = 2 with Pa > 2 is the weights_inner order)
-        if not self._horner_bases() or not (self.w_planes <= 2 or self.a_planes <= 2):
+        ``+-g * 2^i`` on every row and every activation plane coefficient ``+-h * 2^j`` (``g, h >
+        0``, ``g*h`` a power of two: DoReFa, BWN, unsigned activations, and two's-complement codes
+        whose top plane is negative). The plane pairs are issued from the top planes down; the
+        accumulator doubles where the exponent ``i + j`` falls and adds or subtracts each popcount
+        as it is (the sign of the pair's coefficient): no coefficient multiplexer. Returns
+        ``log2(g*h)`` (the result's shift), or None. :attr:`horner_levels` says how."""
+        if not self._horner_bases():
             return None
-        return (self.w_coefs[0][0] * self.a_coefs[0]).bit_length() - 1
+        return (abs(self.w_coefs[0][0]) * abs(self.a_coefs[0])).bit_length() - 1
+
+    @property
+    def horner_levels(self) -> int:
+        """0: no Horner mode (a coefficient multiplexer); 1: one accumulator (the exponent of the
+        issued pairs never rises: ``Pw = 1``, ``Pa <= 2``, or two weight planes issued inside
+        the activation planes, :attr:`weights_inner`); 2: more planes on both sides, an inner
+        accumulator over the activation planes of a weight plane and an outer one that doubles
+        per weight plane and adds or subtracts the inner sum (one pipeline stage more,
+        :func:`engine_latency`)."""
+        if self.horner_shift is None:
+            return 0
+        return 1 if self.w_planes == 1 or self.a_planes <= 2 or self.weights_inner else 2
+
+    def plane_signs(self) -> tuple[tuple[bool, ...], tuple[bool, ...]]:
+        """Whether each weight plane's and each activation plane's coefficient is negative, in
+        issue order (top plane first; Horner mode: one sign per plane)."""
+        return (tuple(self.w_coefs[p][0] < 0 for p in reversed(range(self.w_planes))),
+                tuple(self.a_coefs[p] < 0 for p in reversed(range(self.a_planes))))
 
     @property
     def weight_entries(self) -> int:
@@ -238,8 +254,9 @@ def popcount_stages(cfg: EngineConfig) -> int:
 
 
 def engine_latency(cfg: EngineConfig) -> int:
-    """Cycles from the last issue of a row fold to its output word."""
-    return ENGINE_LATENCY - 2 + popcount_stages(cfg)
+    """Cycles from the last issue of a row fold to its output word (one more for the outer
+    accumulator of two-level Horner mode, :attr:`EngineConfig.horner_levels`)."""
+    return ENGINE_LATENCY - 2 + popcount_stages(cfg) + (cfg.horner_levels == 2)
 
 
 def row_constants(cfg: EngineConfig, codes) -> list[int]:
@@ -375,14 +392,16 @@ def _signed_table(m: Module, advance, pop, vals, idx, simd: int, name: str, neg=
 def _accumulate_term(base, term, width: int):
     """``base + term`` for a registered product (a :func:`_signed_table` pair or a signed or
     unsigned signal), ``width`` bits signed; a negative table entry is subtracted in the same
-    carry chain: ``(2 base + 1 + 2 (mag ^ neg) + neg) >> 1``."""
+    carry chain: ``(2 base + 1 + 2 (mag ^ neg) + neg) >> 1`` (``mag`` unsigned, or signed and
+    sign-extended)."""
     if not isinstance(term, SimpleNamespace):
         return base + term
     if term.neg is None:
         return base + term.mag
     mag, neg = term.mag, term.neg
-    assert len(mag) < width
-    flipped = Cat(*(mag[b] ^ neg for b in range(len(mag))), neg.replicate(width - len(mag)))
+    top = mag[-1] if mag.shape().signed else Const(0, 1)      # sign-extended or zero-extended
+    assert len(mag) < width or (mag.shape().signed and len(mag) == width)
+    flipped = Cat(*(mag[b] ^ neg for b in range(len(mag))), (top ^ neg).replicate(width - len(mag)))
     return (Cat(Const(1, 1), base[:width]) + Cat(neg, flipped))[1:width + 1].as_signed()
 
 
@@ -602,24 +621,28 @@ class BitSerialMVTU(wiring.Component):
                      arp.addr.eq(ra), arp.en.eq(advance)]
 
         # control pipeline S1 (aligned with the memory read data); dbl: the Horner accumulator
-        # doubles (a new column-fold sweep whose plane exponent i + j is one lower)
+        # doubles (a new column-fold sweep whose plane exponent i + j is one lower); two-level
+        # Horner: first/dbl refer to the inner (activation-plane) accumulator, which restarts at
+        # each weight plane, and iend marks a weight plane's last issue
         v1 = Signal()
         nf1, i1, j1 = Signal.like(nf), Signal.like(i), Signal.like(j)
-        first1, last1, sa1, sa_first1, sa_last1, dbl1 = Signal(), Signal(), Signal(), Signal(), Signal(), Signal()
+        first1, last1, sa1, sa_first1, sa_last1, dbl1, iend1 = (Signal() for _ in range(7))
         # exponent of the pair issued: (Pw-1-i) + (Pa-1-j); it falls by one from the previous
         # sweep at each step of the inner plane loop, and at a step of the outer one when the
-        # inner loop has one plane (two: unchanged there; more: not Horner,
-        # :attr:`EngineConfig.horner_shift`)
-        down = (outer != 0) if n_in == 1 else (inner != 0)
+        # inner loop has one plane (two: unchanged there; more: two-level Horner or none,
+        # :attr:`EngineConfig.horner_levels`)
+        two = c.horner_levels == 2
+        down = (j != 0) if two else (outer != 0) if n_in == 1 else (inner != 0)
         with m.If(advance):
             m.d.sync += [v1.eq(issue), nf1.eq(nf), i1.eq(i), j1.eq(j),
-                         first1.eq((sf == 0) & (i == 0) & (j == 0)),
+                         first1.eq((sf == 0) & (j == 0) & (1 if two else i == 0)),
                          last1.eq(last_sf & last_i & last_j),
                          sa1.eq((nf == 0) & (i == 0)),
                          sa_first1.eq((nf == 0) & (sf == 0) & (i == 0) & (j == 0)),
                          sa_last1.eq((nf == 0) & last_sf & (i == 0) & last_j),
-                         dbl1.eq((sf == 0) & down)]
-        return [v1, nf1, i1, j1, first1, last1, sa1, sa_first1, sa_last1, dbl1], wrp, arp
+                         dbl1.eq((sf == 0) & down),
+                         iend1.eq(last_sf & last_j)]
+        return [v1, nf1, i1, j1, first1, last1, sa1, sa_first1, sa_last1, dbl1, iend1], wrp, arp
 
     @staticmethod
     def _delayer(m, advance):
@@ -718,12 +741,28 @@ class BitSerialMVTU(wiring.Component):
         the top)."""
         c = self.cfg
         PE, SIMD, Pw, Pa, NF = c.pe, c.simd, c.w_planes, c.a_planes, c.nf
-        v2, nf2, i2, j2, first2, last2, sa2, sa_first2, sa_last2, dbl2 = ctl
+        v2, nf2, i2, j2, first2, last2, sa2, sa_first2, sa_last2, dbl2, iend2 = ctl
         v3, nf3 = Signal(), Signal.like(nf2)
-        first3, last3, sa3, sa_first3, sa_last3, dbl3 = Signal(), Signal(), Signal(), Signal(), Signal(), Signal()
+        first3, last3, sa3, sa_first3, sa_last3, dbl3, iend3, ofirst3 = (Signal() for _ in range(8))
         with m.If(advance):
             m.d.sync += [v3.eq(v2), nf3.eq(nf2), first3.eq(first2), last3.eq(last2), sa3.eq(sa2),
-                         sa_first3.eq(sa_first2), sa_last3.eq(sa_last2), dbl3.eq(dbl2)]
+                         sa_first3.eq(sa_first2), sa_last3.eq(sa_last2), dbl3.eq(dbl2), iend3.eq(iend2),
+                         ofirst3.eq(i2 == 0)]
+        # Horner mode: the sign of each issued pair's coefficient (one register shared by the PEs;
+        # two-level: the activation plane's sign here, the weight plane's for the outer sum)
+        levels = c.horner_levels
+        ws, as_ = c.plane_signs()
+        term_neg, outer_neg = None, None
+        if levels:
+            negs = [ws[ii] ^ as_[jj] if levels == 1 else as_[jj] for ii in range(Pw) for jj in range(Pa)]
+            if any(negs):
+                term_neg = Signal(name="term_neg")
+                with m.If(advance):
+                    m.d.sync += term_neg.eq(Array([Const(int(v), 1) for v in negs])[i2 * Pa + j2])
+            if levels == 2 and any(ws):
+                outer_neg = Signal(name="outer_neg")
+                with m.If(advance):
+                    m.d.sync += outer_neg.eq(Array([Const(int(v), 1) for v in ws])[i2])
         ca_vals = list(reversed(c.a_coefs))
         sprod3 = _signed_table(m, advance, pa2, ca_vals, j2, SIMD, "sprod")
         uniform = all(len(set(col)) == 1 for col in c.w_coefs)
@@ -734,6 +773,8 @@ class BitSerialMVTU(wiring.Component):
                 pr = Signal(ceil_log2(SIMD + 1), name=f"prod{pe}")
                 with m.If(advance):
                     m.d.sync += pr.eq(p2[pe])
+                if term_neg is not None:
+                    pr = SimpleNamespace(mag=pr, neg=term_neg)
             else:
                 vals = []
                 for f in range(NF if not uniform else 1):
@@ -752,7 +793,8 @@ class BitSerialMVTU(wiring.Component):
                         m.d.sync += pr.eq(Array([Const(v, signed(cw)) for v in vals])[idx] * p2[pe])
             prod3.append(pr)
         return sprod3, prod3, SimpleNamespace(v=v3, nf=nf3, first=first3, last=last3, sa=sa3, sa_first=sa_first3,
-                                              sa_last=sa_last3, nf2=nf2, dbl=dbl3)
+                                              sa_last=sa_last3, nf2=nf2, dbl=dbl3, iend=iend3, ofirst=ofirst3,
+                                              outer_neg=outer_neg)
 
     def _accumulate(self, m, advance, ctl, ctl3, sprod3, prod3, mems):
         """S3: per-PE accumulators over a row fold (``res`` on its last pair; in Horner mode the
@@ -769,33 +811,19 @@ class BitSerialMVTU(wiring.Component):
         nf4 = Signal.like(k.nf)
         sa_next = Signal(signed(FW))
         m.d.comb += sa_next.eq(_accumulate_term(Mux(k.sa_first, 0, sa), sprod3, FW))
-        trp = mems.tmem.read_port()
-        # K (raw mode) is read for row fold nf2 (data in S3, registered into S4), thresholds for
-        # nf4 (data in S5, registered into S6, compared with the dot product of S6): no arithmetic
-        # right after a block RAM output. The address must be the fold whose dot product is in
-        # flight, one stage per cycle: with one cycle per row fold (SF = Pw = Pa = 1) the fold
-        # changes every cycle, so an address one stage late reads the previous fold's thresholds.
-        one = c.nf == 1              # one-word memories: constant address (registers)
-        m.d.comb += [trp.addr.eq(0 if one else nf4), trp.en.eq(advance)]
-        t6 = Signal.like(trp.data, reset_less=True)
-        with m.If(advance):
-            m.d.sync += t6.eq(trp.data)
-        k4 = None
-        if mems.kmem is not None:
-            krp = mems.kmem.read_port()
-            m.d.comb += [krp.addr.eq(0 if one else k.nf2), krp.en.eq(advance)]
-            k4 = Signal.like(krp.data, reset_less=True)
-            with m.If(advance):
-                m.d.sync += k4.eq(krp.data)
         sh = c.horner_shift
+        two = c.horner_levels == 2
+        # two-level Horner: `acc` is the inner sum of a weight plane (restarting at each), `done`
+        # its value at the plane's last issue, `outer` the sum over the weight planes, doubled per
+        # plane, `done` added or subtracted (the plane's sign) one stage later (S3b)
         for pe in range(c.pe):
             nxt = Signal(signed(AW), name=f"accn{pe}")
             prev = acc[pe] if sh is None else Mux(k.dbl, acc[pe] << 1, acc[pe])
             m.d.comb += nxt.eq(_accumulate_term(Mux(k.first, 0, prev), prod3[pe], AW))
             with m.If(advance & k.v):
                 m.d.sync += acc[pe].eq(nxt)
-                with m.If(k.last):
-                    m.d.sync += res4[pe].eq(nxt if not sh else nxt << sh)
+                with m.If(k.iend if two else k.last):
+                    m.d.sync += res4[pe].eq(nxt if not sh or two else nxt << sh)
         with m.If(advance):
             m.d.sync += [v4.eq(k.v & k.last), nf4.eq(k.nf)]
             with m.If(k.v & k.sa):
@@ -804,6 +832,47 @@ class BitSerialMVTU(wiring.Component):
                     m.d.sync += sa_final.eq(sa_next)
             with m.If(k.v & k.last):
                 m.d.sync += s4.eq(Mux(k.v & k.sa_last, sa_next, sa_final))
+        k_nf = k.nf2                  # the row fold whose K is read (data registered with res4)
+        if two:
+            dv, dfirst, dneg = Signal(), Signal(), Signal()
+            with m.If(advance):
+                m.d.sync += [dv.eq(k.v & k.iend), dfirst.eq(k.ofirst), dneg.eq(k.outer_neg if k.outer_neg is not None
+                                                                                else 0)]
+            outer = [Signal(signed(AW), name=f"outer{pe}") for pe in range(c.pe)]
+            res_o = [Signal(signed(AW), name=f"reso{pe}") for pe in range(c.pe)]
+            for pe in range(c.pe):
+                onxt = Signal(signed(AW), name=f"outern{pe}")
+                term = res4[pe] if k.outer_neg is None else SimpleNamespace(mag=res4[pe], neg=dneg)
+                m.d.comb += onxt.eq(_accumulate_term(Mux(dfirst, 0, outer[pe] << 1), term, AW))
+                with m.If(advance & dv):
+                    m.d.sync += outer[pe].eq(onxt)
+                    with m.If(v4):
+                        m.d.sync += res_o[pe].eq(onxt << sh)
+            # everything that travels with the result one stage later: valid, row fold, S_a
+            v4b, nf4b, s4b = Signal(), Signal.like(nf4), Signal.like(s4)
+            k_nf = Signal.like(k.nf2)
+            with m.If(advance):
+                m.d.sync += [v4b.eq(v4), nf4b.eq(nf4), s4b.eq(s4), k_nf.eq(k.nf2)]
+            res4, v4, nf4, s4 = res_o, v4b, nf4b, s4b
+        trp = mems.tmem.read_port()
+        # K (raw mode) is read for row fold nf2 (data in S3, registered into S4), thresholds for
+        # nf4 (data in S5, registered into S6, compared with the dot product of S6): no arithmetic
+        # right after a block RAM output. The address must be the fold whose dot product is in
+        # flight, one stage per cycle: with one cycle per row fold (SF = Pw = Pa = 1) the fold
+        # changes every cycle, so an address one stage late reads the previous fold's thresholds.
+        # (Two-level Horner: all of these one stage later.)
+        one = c.nf == 1              # one-word memories: constant address (registers)
+        m.d.comb += [trp.addr.eq(0 if one else nf4), trp.en.eq(advance)]
+        t6 = Signal.like(trp.data, reset_less=True)
+        with m.If(advance):
+            m.d.sync += t6.eq(trp.data)
+        k4 = None
+        if mems.kmem is not None:
+            krp = mems.kmem.read_port()
+            m.d.comb += [krp.addr.eq(0 if one else k_nf), krp.en.eq(advance)]
+            k4 = Signal.like(krp.data, reset_less=True)
+            with m.If(advance):
+                m.d.sync += k4.eq(krp.data)
         return res4, s4, v4, nf4, k4, t6
 
     def _dot_products(self, m, advance, res4, s4, v4, nf4, k4):

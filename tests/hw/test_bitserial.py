@@ -46,6 +46,13 @@ CASES = [
     (3, 6, 1, 3, ("int", 4), ("uact", 3), 0),          # raw output
     (2, 5, 2, 5, ("int", 8), ("uact", 8), 0),
     (4, 16, 2, 8, ("sign", 1), ("signact", 1), 1),     # +-1 both sides, general path
+    # Horner mode with negative planes (EngineConfig.horner_levels): two levels (an inner sum
+    # per weight plane, then the weight planes, the top one subtracted), with thresholds, with
+    # signed activations, one level with signed activations, weights inside signed activations
+    (4, 12, 2, 4, ("int", 3), ("uact", 3), 3),
+    (4, 8, 2, 4, ("int", 4), ("sintact", 3), 0),
+    (4, 8, 2, 4, ("dorefa", 3), ("sintact", 2), 3),
+    (4, 12, 2, 4, ("int", 2), ("sintact", 4), 0),
     # one cycle per row fold (SF = Pw = Pa = 1, NF > 1): the fold changes every cycle, so the
     # threshold read must follow the dot product stage by stage (regression: CNV at 9,000 fps)
     (4, 16, 2, 16, ("bwn", 1), ("uact", 1), 1),

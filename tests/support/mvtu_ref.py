@@ -55,6 +55,8 @@ def quantizer_bases(kind: str, bits: int, rows: int, rng):
         return [[1 << i] * rows for i in range(k - 1)] + [[-(1 << (k - 1))] * rows], [0] * rows
     if kind == "uact":                            # dorefa/uint activations
         return [1 << j for j in range(k)], 0
+    if kind == "sintact":                         # two's-complement activation codes
+        return [1 << j for j in range(k - 1)] + [-(1 << (k - 1))], 0
     if kind == "signact":
         return [2], -1
     if kind == "lqact":
