@@ -38,14 +38,17 @@ class StreamFIFO(wiring.Component):
 
 
 class RegisterSlice(wiring.Component):
-    """A stream register with a registered ``ready`` (AXI's register slice, a skid buffer).
+    """A stream register with a registered ``ready`` (AXI's register slice).
 
     Ports: ``i`` In(stream of ``width``), ``o`` Out(stream of ``width``).
-    Latency 1 cycle, one word per cycle in steady state. ``i.ready`` is a register (low only
-    while the second, skid, register holds a word that ``o`` could not take), so the
-    producer's stall logic does not wait on the consumer's ready through this block: it cuts a
-    backpressure path that would otherwise run from the consumer's state to every clock enable
-    of the producer's pipeline. Backpressure on ``o`` never loses data.
+    Latency 1 cycle, one word per cycle in steady state. Two entries written in turn and read
+    in turn: ``i.ready`` is a register ("not both full"), so the producer's stall logic does
+    not wait on the consumer's ready through this block (it cuts a backpressure path that
+    would otherwise run from the consumer's state to every clock enable of the producer's
+    pipeline), and the consumer's ready reaches only the read pointer and the two flags, not
+    the entries' clock enables (an entry is written whenever the producer offers a word and
+    the slice has room). ``o`` is the entry at the read pointer. Backpressure on ``o`` never
+    loses data.
     """
 
     def __init__(self, width: int):
@@ -54,16 +57,24 @@ class RegisterSlice(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        skid_valid = Signal()
-        skid = Signal(self.width, reset_less=True)
-        m.d.comb += self.i.ready.eq(~skid_valid)
-        with m.If(~self.o.valid | self.o.ready):        # the output register is free or taken
-            with m.If(skid_valid):
-                m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(skid), skid_valid.eq(0)]
-            with m.Else():
-                m.d.sync += [self.o.valid.eq(self.i.valid), self.o.payload.eq(self.i.payload)]
-        with m.Elif(self.i.valid & ~skid_valid):
-            m.d.sync += [skid_valid.eq(1), skid.eq(self.i.payload)]
+        ent = [Signal(self.width, reset_less=True, name=f"e{k}") for k in range(2)]
+        wp, rp = Signal(), Signal()
+        count = Signal(range(3))
+        not_full, not_empty = Signal(init=1), Signal()
+        m.d.comb += [self.i.ready.eq(not_full), self.o.valid.eq(not_empty),
+                     self.o.payload.eq(Mux(rp, ent[1], ent[0]))]
+        put = self.i.valid & not_full
+        take = not_empty & self.o.ready
+        for k in range(2):
+            with m.If(put & (wp == k)):
+                m.d.sync += ent[k].eq(self.i.payload)
+        with m.If(put):
+            m.d.sync += wp.eq(~wp)
+        with m.If(take):
+            m.d.sync += rp.eq(~rp)
+        nxt = Signal(range(3))
+        m.d.comb += nxt.eq(count + put - take)
+        m.d.sync += [count.eq(nxt), not_full.eq(nxt != 2), not_empty.eq(nxt != 0)]
         return m
 
 
@@ -76,10 +87,17 @@ class WidthConverter(wiring.Component):
     """Re-packs a stream of ``lanes_in`` elements per word into ``lanes_out`` per word.
 
     Ports: ``i`` In(stream of ``lanes_in*bits``), ``o`` Out(stream of ``lanes_out*bits``).
-    Any ratio; element order is kept (lane 0 first). A buffer of ``lanes_in + lanes_out``
-    elements; ``i.ready`` when the buffer has room for a whole input word, ``o.valid`` when it
-    holds a whole output word. Full rate for integer ratios; latency 1 cycle.
-    The element count of a frame must be a multiple of ``lanes_out`` (no partial words).
+    Any ratio; element order is kept (lane 0 first). Full rate for integer ratios; latency 1
+    cycle. The element count of a frame must be a multiple of ``lanes_out`` (no partial words).
+
+    Integer ratios have no shifter: ``lanes_out = k * lanes_in`` gathers ``k`` input words in a
+    shift register and moves the whole word into the output register with the ``k``-th
+    (``i.ready`` is "not at the ``k``-th word, or the output register free or taken"); ``lanes_in
+    = k * lanes_out`` holds one input word and shifts ``lanes_out`` elements out per output word
+    (``i.ready`` is "nothing held, or the last part leaving"). Counters carry their "last" flags
+    as registers, so no compare lies between the consumer's ``ready`` and the producer's.
+    Other ratios: a buffer of ``lanes_in + lanes_out`` elements; ``i.ready`` when it has room
+    for a whole input word, ``o.valid`` when it holds a whole output word.
     """
 
     def __init__(self, bits: int, lanes_in: int, lanes_out: int):
@@ -90,11 +108,47 @@ class WidthConverter(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         b, li, lo = self.bits, self.lanes_in, self.lanes_out
+        if lo % li == 0:
+            self._gather(m, b, li, lo // li)
+        elif li % lo == 0:
+            self._scatter(m, b, lo, li // lo)
+        else:
+            self._general(m, b, li, lo)
+        return m
+
+    def _gather(self, m, b, li, k):
+        n, last = Signal(range(max(k, 2))), Signal(init=int(k == 1))
+        buf = Signal(max(1, (k - 1) * li * b), reset_less=True)        # the first k - 1 words
+        word = Cat(buf, self.i.payload) if k > 1 else self.i.payload
+        out_free = ~self.o.valid | self.o.ready
+        m.d.comb += self.i.ready.eq(~last | out_free)
+        with m.If(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(self.i.valid & self.i.ready):
+            if k > 1:
+                m.d.sync += [buf.eq(word[li * b:]), n.eq(Mux(last, 0, n + 1)), last.eq(n == k - 2)]
+            with m.If(last):
+                m.d.sync += [self.o.payload.eq(word), self.o.valid.eq(1)]
+
+    def _scatter(self, m, b, lo, k):
+        n, last = Signal(range(k)), Signal()
+        held = Signal()
+        hold = Signal(self.lanes_in * b, reset_less=True)
+        m.d.comb += [self.o.valid.eq(held), self.o.payload.eq(hold[:lo * b]),
+                     self.i.ready.eq(~held | (last & self.o.ready))]
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += [hold.eq(hold[lo * b:]), n.eq(n + 1), last.eq(n == k - 2)]
+            with m.If(last):
+                m.d.sync += held.eq(0)
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [hold.eq(self.i.payload), held.eq(1), n.eq(0), last.eq(0)]
+
+    def _general(self, m, b, li, lo):
         cap = li + lo
         buf = Signal(cap * b)
         count = Signal(range(cap + 1))
         m.d.comb += [self.o.valid.eq(count >= lo), self.o.payload.eq(buf[:lo * b]),
-                     self.i.ready.eq(count + li <= cap)]
+                     self.i.ready.eq(count <= cap - li)]
         out_fire = self.o.valid & self.o.ready
         in_fire = self.i.valid & self.i.ready
         kept = Signal(cap * b)
@@ -104,7 +158,6 @@ class WidthConverter(wiring.Component):
             m.d.sync += [buf.eq(kept | (self.i.payload << (left * b))), count.eq(left + li)]
         with m.Else():
             m.d.sync += [buf.eq(kept), count.eq(left)]
-        return m
 
 
 def window_cycles(h: int, w: int, c_words: int, k: int, stride: int, pads) -> int:
@@ -165,9 +218,12 @@ class SlidingWindow(wiring.Component):
     register + a column register stepping by 1 through a kernel row), no multiplier in front of
     the block RAM. Throughput: one output word per cycle when the
     rows it needs have arrived (:func:`window_cycles` per frame); input is accepted while a
-    row slot is free (``i.ready`` is a register: a slot the reader frees is offered a cycle later). Latency: the first output word follows the last input word it needs by
-    3 cycles (the block RAM read, then a register with no reset: nothing but a register follows
-    the memory, and on ECP5 it becomes the block RAM's output register, ``synth.ecp5_outreg``).
+    row slot is free. Both tests are registers (``i.ready``: a slot the reader frees is offered a
+    cycle later; the reader's "rows available": a row the writer completes is seen a cycle
+    later), so neither side's handshake waits on the other's counters. Latency: the first
+    output word follows the last input word it needs by 4 cycles (the row test, the block RAM
+    read, then a register with no reset: nothing but a register follows the memory, and on ECP5
+    it becomes the block RAM's output register, ``synth.ecp5_outreg``).
     Backpressure on ``o`` freezes the read side; the write side keeps filling free
     slots.
     """
@@ -249,7 +305,9 @@ class SlidingWindow(wiring.Component):
         # s per output row, so a step is one add and a clip decided by comparing y0 with a constant.
         yw = y0.shape().width + 2
         regs = {}
-        for nm, off, lo in (("hi_c", K - 1, None), ("lim", RB, RB), ("lim_next", RB - H, RB - H)):
+        # hi_nx: hi_c of the next output row (the reader's test for the row after a row end)
+        for nm, off, lo in (("hi_c", K - 1, None), ("hi_nx", K - 1 + s, None), ("lim", RB, RB),
+                            ("lim_next", RB - H, RB - H)):
             first = min(-t + off, H - 1) if lo is None else max(-t + off, lo)      # at y0 = -t
             regs[nm] = (Signal(signed(yw), name=nm, init=first), Signal(signed(yw), name=f"{nm}_u", init=-t + off),
                         off, lo)
@@ -267,7 +325,7 @@ class SlidingWindow(wiring.Component):
             """The assignments for the next output row (``y0 + s``)."""
             out = []
             for r, u, off, lo in regs.values():
-                clip = (y0 > H - K - s) if lo is None else (y0 < -s)
+                clip = (y0 > H - 1 - off - s) if lo is None else (y0 < lo - off - s)
                 out += [r.eq(Mux(clip, H - 1 if lo is None else lo, u + s)), u.eq(u + s)]
             return out
 
@@ -278,32 +336,59 @@ class SlidingWindow(wiring.Component):
         # at worst admits the next word a cycle later.
         def can_write(row, ahd):
             return Mux(ahd == 0, (row < H) & (row < lim), Mux(ahd == 1, row < lim_next, ahd == 3))
+        # the writer's next row (w_row + 1 around the frame) and its "last word of the row" and
+        # "last row of the frame" flags are registers, so both tests compare registers only and
+        # the write decides between them in one multiplexer before the ready register
+        w_row_nx = Signal(range(H + 1), init=int(H > 1))
+        pos_last, row_last = Signal(init=int(WC == 1)), Signal(init=int(H == 1))
         ready = Signal(init=1)
         m.d.comb += self.i.ready.eq(ready)
         wrote = self.i.valid & ready
-        row_end = wrote & (w_pos == WC - 1)
-        m.d.comb += w_next.eq(row_end & (w_row == H - 1))
-        w_row_n = Mux(row_end, Mux(w_row == H - 1, 0, w_row + 1), w_row)
-        m.d.sync += ready.eq(can_write(w_row_n, (ahead + w_next)[:2]))
+        row_end = wrote & pos_last
+        m.d.comb += w_next.eq(row_end & row_last)
+        adv = can_write(w_row_nx, (ahead + row_last)[:2])
+        if WC > 1:
+            # a row end is at least WC cycles after the one before, so the test for the next row
+            # can be registered a cycle early: the writer's state is the same then, the reader's
+            # one move older (safe, as above)
+            adv_r = Signal()
+            m.d.sync += adv_r.eq(adv)
+            adv = adv_r
+        m.d.sync += ready.eq(Mux(row_end, adv, can_write(w_row, ahead)))
         wp = mem.write_port()
         m.d.comb += [wp.addr.eq(w_addr), wp.data.eq(self.i.payload), wp.en.eq(wrote)]
         with m.If(wrote):
             m.d.sync += w_addr.eq(Mux(w_addr == RING - 1, 0, w_addr + 1))
-            with m.If(w_pos == WC - 1):
-                m.d.sync += [w_pos.eq(0), w_row.eq(w_row_n)]
+            with m.If(pos_last):
+                m.d.sync += [w_pos.eq(0), pos_last.eq(WC == 1), w_row.eq(w_row_nx),
+                             w_row_nx.eq(Mux(w_row_nx == H - 1, 0, w_row_nx + 1)), row_last.eq(w_row_nx == H - 1)]
             with m.Else():
-                m.d.sync += w_pos.eq(w_pos + 1)
+                m.d.sync += [w_pos.eq(w_pos + 1), pos_last.eq(w_pos == WC - 2)]
 
         # reader may emit output row oy when rows up to hi_c (y0 + K - 1 clipped to H - 1) are complete
+        # ahead == 3: the reader finished its frame before the writer did (trailing rows unused).
+        # avail is a register: the test of the reader's state after this cycle (the same row, the
+        # next row or the next frame's first row: three tests of registers, one multiplexer)
+        # against the writer's state of this cycle; the writer's moves only complete rows, so a
+        # test one writer move late is safe and at worst issues a cycle later.
+        def rows_in(ahd_is, hi):
+            return ahd_is(1) | ahd_is(2) | (ahd_is(0) & (w_row > hi))
+        hi_first = min(-t + K - 1, H - 1)
         avail = Signal()
-        # ahead == 3: the reader finished its frame before the writer did (trailing rows unused)
-        m.d.comb += avail.eq((ahead == 1) | (ahead == 2) | ((ahead == 0) & (w_row > hi_c)))
+        hi_nx = regs["hi_nx"][0]
         # two output stages: the block RAM's data (v1) and a register after it (the output), so
         # nothing but the register follows the memory (its clock-to-out is long on ECP5)
         advance, out_advance, v1 = Signal(), Signal(), Signal()
         m.d.comb += [out_advance.eq(~self.o.valid | self.o.ready), advance.eq(~v1 | out_advance)]
         issue = Signal()
         m.d.comb += issue.eq(avail & advance)
+        row_end = Signal()
+        m.d.comb += row_end.eq((ch == CW - 1) & (kw == K - 1) & (kh == K - 1) & (ox == self.OW - 1))
+        same = rows_in(lambda a: ahead == a, hi_c)
+        m.d.sync += avail.eq(Mux(issue & row_end,
+                                 Mux(oy == self.OH - 1, rows_in(lambda a: ahead == (a + 1) % 4, hi_first),
+                                     rows_in(lambda a: ahead == a, hi_nx)),
+                                 same))
 
         y = Signal(signed(y0.shape().width))
         x = Signal(signed(x0.shape().width))

@@ -32,7 +32,7 @@ def test_register_slice_keeps_order_and_rate(gap, stall):
 
 def test_register_slice_ready_is_a_register():
     """``i.ready`` does not follow ``o.ready`` within a cycle: it drops one cycle after a word
-    could not leave, and rises one cycle after the skid register is emptied."""
+    could not leave (both entries full), and rises one cycle after an entry is read."""
     from amaranth.sim import Simulator
     dut = RegisterSlice(4)
     seen = []
@@ -53,7 +53,7 @@ def test_register_slice_ready_is_a_register():
     assert seen == [1, 1, 1, 0, 0, 1]
 
 
-@pytest.mark.parametrize("li,lo", [(1, 4), (4, 1), (3, 2), (2, 3), (2, 6), (5, 5)])
+@pytest.mark.parametrize("li,lo", [(1, 4), (4, 1), (3, 2), (2, 3), (2, 6), (5, 5), (8, 2), (6, 3), (1, 2), (2, 1)])
 def test_width_converter(li, lo):
     rng = np.random.default_rng(li * 10 + lo)
     n = 2 * li * lo * 3
@@ -67,6 +67,13 @@ def test_width_converter_full_rate():
     got, stamps = run_stream(WidthConverter(4, 1, 4), pack_words(el, 4, 1), 64, gap=0, stall=0)
     assert np.array_equal(unpack_words(got, 4, 4), el)
     assert stamps[-1] - stamps[0] <= 4 * 63 + 2
+
+
+def test_width_converter_scatter_full_rate():
+    el = np.arange(256) % 16
+    got, stamps = run_stream(WidthConverter(4, 4, 1), pack_words(el, 4, 4), 256, gap=0, stall=0)
+    assert np.array_equal(unpack_words(got, 4, 1), el)
+    assert stamps[-1] - stamps[0] == 255
 
 
 WINDOW_CASES = [
