@@ -271,8 +271,13 @@ class WeightLoader(wiring.Component):
                             with m.If(last_r):
                                 m.next = "MAGIC"
             with m.State("PAYLOAD"):
+                # the word goes into its slot whenever one is offered in the taking phase, taken
+                # or not (a word not taken is overwritten by the one taken there later): the
+                # wide assembly register's enables depend on registers only, not on `valid`
+                with m.If(phase):
+                    m.d.sync += asm.word_select(wi, 32).eq(word)
                 with m.If(accept):
-                    m.d.sync += [asm.word_select(wi, 32).eq(word), left.eq(left - 1)]
+                    m.d.sync += left.eq(left - 1)
                     with m.If(entry_done):
                         m.d.sync += [wi.eq(0), wr.eq(1), wr_addr.eq(addr), addr.eq(addr + 1)]
                     with m.Else():
