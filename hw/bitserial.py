@@ -495,7 +495,7 @@ class BitSerialMVTU(wiring.Component):
             part_a, part_w, ctl = self._chunk_popcounts(m, advance, delay, ctl, a_sel, w_sel)
             pa2, p2, ctl = self._popcount_sums(m, advance, delay, ctl, part_a, part_w)
         sprod3, prod3, ctl3 = self._coefficients(m, advance, ctl, pa2, p2)
-        res4, s4, v4, nf4, k4, t6 = self._accumulate(m, advance, ctl, ctl3, sprod3, prod3, mems)
+        res4, s4, v4, nf4, k4, t6 = self._accumulate(m, advance, delay, ctl3, sprod3, prod3, mems)
         dots, v6 = self._dot_products(m, advance, res4, s4, v4, nf4, k4)
         self._output(m, advance, delay, dots, v6, t6, out_slice.i)
         return m
@@ -796,7 +796,7 @@ class BitSerialMVTU(wiring.Component):
                                               sa_last=sa_last3, nf2=nf2, dbl=dbl3, iend=iend3, ofirst=ofirst3,
                                               outer_neg=outer_neg)
 
-    def _accumulate(self, m, advance, ctl, ctl3, sprod3, prod3, mems):
+    def _accumulate(self, m, advance, delay, ctl3, sprod3, prod3, mems):
         """S3: per-PE accumulators over a row fold (``res`` on its last pair; in Horner mode the
         accumulator doubles where the plane exponent falls and ``res`` is shifted by
         ``log2(g*h)``) and the activation-sum S_a of the vector; the K and threshold memory reads,
@@ -813,9 +813,9 @@ class BitSerialMVTU(wiring.Component):
         m.d.comb += sa_next.eq(_accumulate_term(Mux(k.sa_first, 0, sa), sprod3, FW))
         sh = c.horner_shift
         two = c.horner_levels == 2
-        # two-level Horner: `acc` is the inner sum of a weight plane (restarting at each), `done`
+        # two-level Horner: `acc` is the inner sum of a weight plane (restarting at each), `res4`
         # its value at the plane's last issue, `outer` the sum over the weight planes, doubled per
-        # plane, `done` added or subtracted (the plane's sign) one stage later (S3b)
+        # plane, `res4` added or subtracted (the plane's sign) one stage later (S3b)
         for pe in range(c.pe):
             nxt = Signal(signed(AW), name=f"accn{pe}")
             prev = acc[pe] if sh is None else Mux(k.dbl, acc[pe] << 1, acc[pe])
@@ -834,26 +834,24 @@ class BitSerialMVTU(wiring.Component):
                 m.d.sync += s4.eq(Mux(k.v & k.sa_last, sa_next, sa_final))
         k_nf = k.nf2                  # the row fold whose K is read (data registered with res4)
         if two:
-            dv, dfirst, dneg = Signal(), Signal(), Signal()
+            dv, dfirst = Signal(), Signal()
             with m.If(advance):
-                m.d.sync += [dv.eq(k.v & k.iend), dfirst.eq(k.ofirst), dneg.eq(k.outer_neg if k.outer_neg is not None
-                                                                                else 0)]
+                m.d.sync += [dv.eq(k.v & k.iend), dfirst.eq(k.ofirst)]
+            dneg = None if k.outer_neg is None else delay([k.outer_neg], "b")[0]
             outer = [Signal(signed(AW), name=f"outer{pe}") for pe in range(c.pe)]
             res_o = [Signal(signed(AW), name=f"reso{pe}") for pe in range(c.pe)]
             for pe in range(c.pe):
                 onxt = Signal(signed(AW), name=f"outern{pe}")
-                term = res4[pe] if k.outer_neg is None else SimpleNamespace(mag=res4[pe], neg=dneg)
+                term = res4[pe] if dneg is None else SimpleNamespace(mag=res4[pe], neg=dneg)
                 m.d.comb += onxt.eq(_accumulate_term(Mux(dfirst, 0, outer[pe] << 1), term, AW))
                 with m.If(advance & dv):
                     m.d.sync += outer[pe].eq(onxt)
                     with m.If(v4):
                         m.d.sync += res_o[pe].eq(onxt << sh)
-            # everything that travels with the result one stage later: valid, row fold, S_a
-            v4b, nf4b, s4b = Signal(), Signal.like(nf4), Signal.like(s4)
-            k_nf = Signal.like(k.nf2)
-            with m.If(advance):
-                m.d.sync += [v4b.eq(v4), nf4b.eq(nf4), s4b.eq(s4), k_nf.eq(k.nf2)]
-            res4, v4, nf4, s4 = res_o, v4b, nf4b, s4b
+            # everything that travels with the result one stage later: valid, row fold, S_a, and
+            # the row fold whose K is read
+            v4, nf4, s4, k_nf = delay([v4, nf4, s4, k.nf2], "b")
+            res4 = res_o
         trp = mems.tmem.read_port()
         # K (raw mode) is read for row fold nf2 (data in S3, registered into S4), thresholds for
         # nf4 (data in S5, registered into S6, compared with the dot product of S6): no arithmetic
