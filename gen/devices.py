@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 
 from bitplane.core import weightimage as wimg
 from bitplane.core.errors import InputError, NotSupportedError
+from bitplane.hw.memory import LUTRAM_DEPTH, in_lut_ram
 from .plan import _memories, memory_bits, plan
 
 
@@ -64,8 +65,6 @@ DEVICES = {d.name: d for d in (
 
 #: ECP5 LUT4 per planner LUT6 (bench/REPORT.md: 2.4-3.3 for the same engines and networks).
 LUT4_PER_LUT6 = 3
-#: Memories at most this deep go to LUT RAM.
-LUTRAM_DEPTH = 64
 # (width, depth) aspect ratios: Xilinx UG473/UG573 (RAMB36 incl. 72-bit simple dual port,
 # URAM 4K x 72); Lattice TN1264 (DP16KD incl. the 36-bit pseudo-dual-port PDPW16KD).
 RAMB36_SHAPES = ((72, 512), (36, 1024), (18, 2048), (9, 4096), (4, 8192), (2, 16384), (1, 32768))
@@ -77,11 +76,12 @@ URAM_PER_RAMB36 = 8          # bits of one UltraRAM (288 Kb) / one RAMB36 (36 Kb
 
 def plan_for_device(low, device: str | None, **kw) -> dict:
     """:func:`bitplane.gen.plan.plan` (keywords ``kw``) with the choices a device makes:
-    popcounts for its LUT size (:func:`popcount_style`), weight memories moved from LUT RAM to
+    popcounts for its LUT size (:func:`popcount_style`), loadable memories on one address where
+    its LUT RAM has single-port primitives (:func:`single_port_lutram`), weight memories moved from LUT RAM to
     its spare block RAM (:func:`choose_ram_styles`; ``"block_ram_moved"`` lists the layers) or,
     when the plan needs more block RAM than the device has, from block RAM to LUT RAM
     (:func:`relieve_block_ram`; ``"lut_ram_moved"``)."""
-    p = plan(low, popcount=popcount_style(device), **kw)
+    p = plan(low, popcount=popcount_style(device), shared_address=single_port_lutram(device), **kw)
     p["block_ram_moved"] = [] if device is None else choose_ram_styles(low, p, device, p["ram_style_given"])
     p["lut_ram_moved"] = [] if device is None else relieve_block_ram(low, p, device, p["ram_style_given"])
     return p
@@ -95,6 +95,17 @@ def popcount_style(device: str | None) -> str:
     if device not in DEVICES:
         raise InputError(f"unknown device {device!r} (known: {', '.join(DEVICES)})")
     return "lut6" if DEVICES[device].lut_inputs == 6 else "adder"
+
+
+def single_port_lutram(device: str | None) -> bool:
+    """The engines' loadable memories share one read/write address (``hw.memory.loadable_ports``)
+    on a device whose LUT RAM has single-port primitives (Xilinx: RAM64X1S .. RAM256X1S, the
+    :func:`lutram_luts` cost); not on ECP5 (dual-port TRELLIS_DPR16X4 only) nor without one."""
+    if device is None:
+        return False
+    if device not in DEVICES:
+        raise InputError(f"unknown device {device!r} (known: {', '.join(DEVICES)})")
+    return DEVICES[device].bram_kind == "RAMB36"
 
 
 def tiles(width: int, depth: int, shapes) -> int:
@@ -144,7 +155,7 @@ def fit(low, p: dict, devices=None) -> list[dict]:
         for _, w, n, style in mems:
             if n == 1:                  # one word: registers (hw.bitserial), no RAM
                 continue
-            if style == "distributed" or (style == "auto" and n <= LUTRAM_DEPTH):
+            if in_lut_ram(style, n):
                 luts += lutram_luts(w, n, lut4)
                 continue
             b = block_rams(w, n, lut4)

@@ -134,6 +134,7 @@ class Fold:
     block_cycles: int = 0     # the whole block (engine, window, input, pools): set by plan()
     ram_style: str = "auto"   # weight memory (hw.bitserial.RAM_STYLES): from a fold file
     popcount: str = "adder"   # popcount build (hw.bitserial.POPCOUNT_STYLES): the plan's, or a fold file's
+    shared_address: bool = False  # loadable memories on one address (hw.memory.loadable_ports): the plan's
 
 
 def check_fold(st: MatmulStage, pe: int, simd: int, where: str):
@@ -298,14 +299,15 @@ STREAM_WIDTHS = (32, 64, 128, 256, 512)       # the widths the planner chooses f
 
 def plan(low: Lowered, target_fps: float | None = None, clock_mhz: float = 100.0,
          lut_budget: int | None = None, fold_file=None, stream_bits: int | None = None,
-         popcount: str = "adder") -> dict:
+         popcount: str = "adder", shared_address: bool = False) -> dict:
     """Choose a fold per matmul stage; return ``{"folds": [...], "bottleneck": ..., ...}``.
 
     ``stream_bits``: the AXI4-Stream width (32..512, multiples of 8); ``None`` plans with the
     widest and then picks the narrowest of :data:`STREAM_WIDTHS` that feeds the first block as
     fast as the plan's slowest block runs (``"stream_bits"`` in the result). ``popcount``: how
     every engine's popcounts are built (``hw.bitserial.POPCOUNT_STYLES``) unless the fold file
-    says otherwise for a layer."""
+    says otherwise for a layer; ``shared_address``: every engine's loadable memories are read and
+    written at one address (``hw.memory.loadable_ports``: single-port LUT RAM on Xilinx)."""
     if stream_bits is not None:
         try:
             check_stream_bits(stream_bits)
@@ -387,7 +389,7 @@ def plan(low: Lowered, target_fps: float | None = None, clock_mhz: float = 100.0
     for name in folds:
         o = overrides.get(name, {})
         folds[name] = replace(folds[name], ram_style=o.get("ram_style", "auto"),
-                              popcount=o.get("popcount", popcount))
+                              popcount=o.get("popcount", popcount), shared_address=shared_address)
     cyc = block_cycles(low, folds, sb)
     if stream_bits is None:
         worst = max(cyc.values())

@@ -33,7 +33,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from bitplane.core.intmath import signed_bits
-from .memory import block_memory
+from .memory import block_memory, in_lut_ram, loadable_ports
 from .popcount import CompressorPopcount, popcount_latency
 from .stream_blocks import RegisterSlice
 
@@ -81,6 +81,7 @@ class EngineConfig:
     init_consts: tuple = ()       # [rows] K values
     weight_ram_style: str = "auto"  # weight memory: "auto" (the synthesis tool's choice), "block", "distributed"
     popcount: str = "adder"         # POPCOUNT_STYLES
+    shared_address: bool = False    # loadable memories read and written at one address (hw.memory.loadable_ports)
 
     def __post_init__(self):
         R, N = self.rows, self.cols
@@ -506,7 +507,10 @@ class BitSerialMVTU(wiring.Component):
 
         A memory of one word (e.g. every row in one fold: ``NF = 1``) is read at the constant
         address 0 and marked ``ram_style = "logic"``: plain registers, where yosys would
-        otherwise build a two-word distributed RAM (0.67 LUT6 per bit on xc7)."""
+        otherwise build a two-word distributed RAM (0.67 LUT6 per bit on xc7). With
+        :attr:`EngineConfig.shared_address` those in LUT RAM (:func:`hw.memory.in_lut_ram`) are
+        read and written at one address (:func:`hw.memory.loadable_ports`: single-port LUT RAM
+        on Xilinx)."""
         c = self.cfg
         NF, SF, T = c.nf, c.sf, c.n_thresholds
         words = c.memory_words
@@ -527,10 +531,16 @@ class BitSerialMVTU(wiring.Component):
             m.submodules.kmem = kmem = memory(words["constants"], NF, kinit)
             pairs.append((kmem, self.k_wr))
         m.submodules.abuf = abuf = block_memory(c.simd * c.a_planes, 2 * SF)
-        for mem, port in pairs:
-            wp = mem.write_port()
-            m.d.comb += [wp.addr.eq(port.payload.addr), wp.data.eq(port.payload.data), wp.en.eq(port.valid)]
-        return SimpleNamespace(wmem=wmem, tmem=tmem, kmem=kmem, abuf=abuf)
+        ports = dict(pairs)
+        lut_ram = {wmem: in_lut_ram(c.weight_ram_style, c.weight_entries), tmem: in_lut_ram("auto", NF),
+                   **({kmem: in_lut_ram("auto", NF)} if kmem is not None else {})}
+
+        def read(mem, addr, en):
+            # the loadable memory's write port and a read port: one address for both
+            # (EngineConfig.shared_address) where the memory is LUT RAM (single-port LUT RAM on
+            # Xilinx; in block RAM the multiplexer would cost LUTs and save none)
+            return loadable_ports(m, mem, ports[mem], addr, en, c.shared_address and lut_ram[mem])
+        return SimpleNamespace(wmem=wmem, tmem=tmem, kmem=kmem, abuf=abuf, read=read)
 
     def _input_buffer(self, m, abuf):
         """``act`` words into the free bank; ``full`` per bank, ``clr_full`` pulses (from S0)
@@ -615,10 +625,9 @@ class BitSerialMVTU(wiring.Component):
         wa1 = Signal.like(wa)
         with m.If(advance):
             m.d.sync += wa1.eq(wa)
-        wrp = mems.wmem.read_port()
+        wrp = mems.read(mems.wmem, wa1 if c.weight_entries > 1 else 0, advance)
         arp = mems.abuf.read_port()
-        m.d.comb += [wrp.addr.eq(wa1 if c.weight_entries > 1 else 0), wrp.en.eq(advance),
-                     arp.addr.eq(ra), arp.en.eq(advance)]
+        m.d.comb += [arp.addr.eq(ra), arp.en.eq(advance)]
 
         # control pipeline S1 (aligned with the memory read data); dbl: the Horner accumulator
         # doubles (a new column-fold sweep whose plane exponent i + j is one lower); two-level
@@ -852,7 +861,6 @@ class BitSerialMVTU(wiring.Component):
             # the row fold whose K is read
             v4, nf4, s4, k_nf = delay([v4, nf4, s4, k.nf2], "b")
             res4 = res_o
-        trp = mems.tmem.read_port()
         # K (raw mode) is read for row fold nf2 (data in S3, registered into S4), thresholds for
         # nf4 (data in S5, registered into S6, compared with the dot product of S6): no arithmetic
         # right after a block RAM output. The address must be the fold whose dot product is in
@@ -860,14 +868,13 @@ class BitSerialMVTU(wiring.Component):
         # changes every cycle, so an address one stage late reads the previous fold's thresholds.
         # (Two-level Horner: all of these one stage later.)
         one = c.nf == 1              # one-word memories: constant address (registers)
-        m.d.comb += [trp.addr.eq(0 if one else nf4), trp.en.eq(advance)]
+        trp = mems.read(mems.tmem, 0 if one else nf4, advance)
         t6 = Signal.like(trp.data, reset_less=True)
         with m.If(advance):
             m.d.sync += t6.eq(trp.data)
         k4 = None
         if mems.kmem is not None:
-            krp = mems.kmem.read_port()
-            m.d.comb += [krp.addr.eq(0 if one else k_nf), krp.en.eq(advance)]
+            krp = mems.read(mems.kmem, 0 if one else k_nf, advance)
             k4 = Signal.like(krp.data, reset_less=True)
             with m.If(advance):
                 m.d.sync += k4.eq(krp.data)

@@ -58,11 +58,14 @@ def test_example_network_bit_exact_and_on_plan(name, tmp_path):
 def test_compiled_for_a_6_input_lut_device_bit_exact_and_on_plan(name, fps, tmp_path):
     """``--device xc7z020``: every engine's popcounts are compressor trees (``hw.popcount``;
     XNOR path on TFC-W1A1, AND path with Horner accumulation on LeNet W2A2, coefficient tables
-    on LQ-Nets); same outputs and cycles/frame as the plan, under gaps and backpressure."""
+    on LQ-Nets) and its loadable memories share one read/write address (``hw.memory.
+    loadable_ports``; the weights arrive through s_axis); same outputs and cycles/frame as the
+    plan, under gaps and backpressure."""
     net = load_network(ROOT / "examples" / f"{name}.yaml")
     m = compile_network(net, tmp_path / "out", target_fps=fps, progress=lambda s: None, device="xc7z020")
     engines = [r for r in m["layers"] if "popcount" in r]
-    assert engines and all(r["popcount"] == "lut6" for r in engines) and m["plan"]["device"] == "xc7z020"
+    assert engines and all(r["popcount"] == "lut6" and r["shared_address"] for r in engines)
+    assert m["plan"]["device"] == "xc7z020"
     x = _inputs(net, 8)
     y, _ = simulate(tmp_path / "out", x, gap_pct=20, stall_pct=30, seed=4)
     assert np.array_equal(y, Golden(net).run_int(x))

@@ -5,11 +5,15 @@ import numpy as np
 import pytest
 
 from bitplane.gen import devices
-from bitplane.gen.devices import DEVICES, RAMB36_SHAPES, DP16KD_SHAPES, fit, fit_text, tiles
+from bitplane.gen.devices import DEVICES, RAMB36_SHAPES, DP16KD_SHAPES, fit, fit_text, plan_for_device, tiles
 from bitplane.gen.lower import lower
 from bitplane.gen.plan import plan
 from bitplane.gen.spec import load_network
+from bitplane.hw.bitserial import BitSerialMVTU, EngineConfig
+from bitplane.synth.flow import synthesize, xilinx_summary
 from tests.support.graphnets import DQ2, write_net
+from tests.support.mvtu_ref import make_case
+from tests.support.verilog import component_verilog
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,3 +74,25 @@ def test_block_ram_estimate_matches_synthesis(name, fps, measured):
     low = lower(net)
     row = {r["device"]: r for r in fit(low, plan(low, target_fps=fps))}["xc7z020"]
     assert abs(row["bram"] - measured) <= 0.1 * measured, row
+
+
+def test_shared_address_memories_map_to_single_port_lut_ram(tmp_path):
+    """--device xc7z020 gives every engine one read/write address on its loadable memories
+    (ECP5 and no device: two), and yosys then builds the weight and threshold memories from
+    single-port LUT RAM (RAM64X1S: 1 LUT6 per 64 x 1 bits) instead of RAM64M (4 LUT6 per 64 x 3)."""
+    low = lower(load_network(ROOT / "examples" / "tfc-w1a1.yaml"))
+    for dev, shared in (("xc7z020", True), ("ecp5-85k", False), (None, False)):
+        assert {f.shared_address for f in plan_for_device(low, dev, target_fps=20000)["folds"]} == {shared}
+    cfg = make_case(np.random.default_rng(1), 16, 64, 2, 8, "sign", 1, "signact", 1, 1, xnor=True)[0]
+    cells = {}
+    for shared in (False, True):
+        c = EngineConfig(**{**cfg.__dict__, "weight_ram_style": "distributed", "shared_address": shared})
+        assert c.weight_entries == 64
+        rep = synthesize(component_verilog(BitSerialMVTU(c), "mvtu"), "mvtu", "xc7z020", cache_dir=tmp_path,
+                         progress=lambda m: None, bitstream=False)
+        cells[shared] = rep["cells"]
+    lutram = lambda cs: {k: v for k, v in cs.items() if k.startswith(("RAM32", "RAM64"))}  # noqa: E731
+    # the 64 x 16 weight memory: six RAM64M (three columns each) apart, sixteen RAM64X1S shared
+    assert lutram(cells[False]).get("RAM64M") == 6 and "RAM64X1S" not in cells[False], lutram(cells[False])
+    assert lutram(cells[True]).get("RAM64X1S") == 16 and "RAM64M" not in cells[True], lutram(cells[True])
+    assert xilinx_summary(cells[True])["LUTRAM_LUT6"] < xilinx_summary(cells[False])["LUTRAM_LUT6"]

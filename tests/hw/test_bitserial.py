@@ -71,6 +71,20 @@ def test_mvtu_matches_reference(case, popcount):
     assert np.array_equal(out, mvtu_reference(cfg, wcodes, thr, dirs, vectors))
 
 
+@pytest.mark.parametrize("case", [CASES[i] for i in (0, 2, 6, 9, 14)],
+                         ids=lambda c: f"{c[4][0]}{c[4][1]}-{c[5][0]}{c[5][1]}-R{c[0]}N{c[1]}P{c[2]}S{c[3]}")
+def test_shared_address_memories(case):
+    """Loadable memories read and written at one address (hw.memory.loadable_ports): loaded
+    through w_wr/k_wr/t_wr, then vectors under gaps and backpressure (thresholds, raw mode with
+    its K memory, several weight planes, two-level Horner)."""
+    R, N, pe, simd, (wk, wb), (ak, ab), T = case
+    rng = np.random.default_rng(R * 100 + N + 1)
+    cfg, wcodes, thr, dirs, vectors = make_case(rng, R, N, pe, simd, wk, wb, ak, ab, T)
+    cfg = EngineConfig(**{**cfg.__dict__, "shared_address": True, "weight_ram_style": "distributed"})
+    out, _ = run_mvtu(cfg, wcodes, thr, dirs, vectors, seed=3)
+    assert np.array_equal(out, mvtu_reference(cfg, wcodes, thr, dirs, vectors))
+
+
 @pytest.mark.parametrize("simd,popcount", [(8, "adder"), (16, "adder"), (16, "lut6")])
 def test_xnor_path_and_power_on_init(simd, popcount):
     rng = np.random.default_rng(7)
