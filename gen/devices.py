@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 
 from bitplane.core import weightimage as wimg
 from bitplane.core.errors import InputError, NotSupportedError
-from bitplane.hw.memory import LUTRAM_DEPTH, in_lut_ram
+from bitplane.hw.memory import BLOCK_RAM_18K_SHAPES, LUTRAM_DEPTH, in_lut_ram
 from .plan import _memories, memory_bits, plan
 
 
@@ -68,8 +68,7 @@ LUT4_PER_LUT6 = 3
 # (width, depth) aspect ratios: Xilinx UG473/UG573 (RAMB36 incl. 72-bit simple dual port,
 # URAM 4K x 72); Lattice TN1264 (DP16KD incl. the 36-bit pseudo-dual-port PDPW16KD).
 RAMB36_SHAPES = ((72, 512), (36, 1024), (18, 2048), (9, 4096), (4, 8192), (2, 16384), (1, 32768))
-RAMB18_SHAPES = ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))   # half a RAMB36 each
-DP16KD_SHAPES = ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))
+RAMB18_SHAPES = DP16KD_SHAPES = BLOCK_RAM_18K_SHAPES          # a RAMB18 is half a RAMB36
 URAM_SHAPE = (72, 4096)
 URAM_PER_RAMB36 = 8          # bits of one UltraRAM (288 Kb) / one RAMB36 (36 Kb)
 

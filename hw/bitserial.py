@@ -33,7 +33,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from bitplane.core.intmath import signed_bits
-from .memory import block_memory, in_lut_ram, loadable_ports
+from .memory import block_memory, block_tiles, in_lut_ram, loadable_ports, tiled_read
 from .popcount import CompressorPopcount, popcount_latency
 from .stream_blocks import RegisterSlice
 
@@ -50,6 +50,8 @@ RAM_STYLES = ("auto", "block", "distributed")
 #: on Xilinx 7-series/UltraScale, a few more cycles of latency). ``bitplane compile --device``
 #: picks it from the device's LUT size.
 POPCOUNT_STYLES = ("adder", "lut6")
+#: PEs fed by one register of the selected activation plane (adder popcounts; more PEs get copies).
+ACT_FANOUT = 4
 
 
 def xnor_compatible(w_coefs, w_offset, a_coefs, a_offset) -> bool:
@@ -493,7 +495,7 @@ class BitSerialMVTU(wiring.Component):
         if self.cfg.popcount == "lut6":
             pa2, p2, ctl = self._compressor_popcounts(m, advance, delay, ctl, a_sel, a_next, w_sel)
         else:
-            part_a, part_w, ctl = self._chunk_popcounts(m, advance, delay, ctl, a_sel, w_sel)
+            part_a, part_w, ctl = self._chunk_popcounts(m, advance, delay, ctl, a_sel, a_next, w_sel)
             pa2, p2, ctl = self._popcount_sums(m, advance, delay, ctl, part_a, part_w)
         sprod3, prod3, ctl3 = self._coefficients(m, advance, ctl, pa2, p2)
         res4, s4, v4, nf4, k4, t6 = self._accumulate(m, advance, delay, ctl3, sprod3, prod3, mems)
@@ -507,7 +509,9 @@ class BitSerialMVTU(wiring.Component):
 
         A memory of one word (e.g. every row in one fold: ``NF = 1``) is read at the constant
         address 0 and marked ``ram_style = "logic"``: plain registers, where yosys would
-        otherwise build a two-word distributed RAM (0.67 LUT6 per bit on xc7). With
+        otherwise build a two-word distributed RAM (0.67 LUT6 per bit on xc7). A weight memory
+        in block RAM deeper than 512 words is built as tiles of one 18-Kbit block RAM each
+        (:func:`hw.memory.block_tiles`, :func:`hw.memory.tiled_read`). With
         :attr:`EngineConfig.shared_address` those in LUT RAM (:func:`hw.memory.in_lut_ram`) are
         read and written at one address (:func:`hw.memory.loadable_ports`: single-port LUT RAM
         on Xilinx)."""
@@ -520,7 +524,24 @@ class BitSerialMVTU(wiring.Component):
             attrs = {"ram_style": "logic"} if entries == 1 else {"ram_style": style} if style != "auto" else None
             return block_memory(shape, max(2, entries), init, attrs)
         winit = [d for _, d in pack_weights(c, c.init_weights)] if c.init_weights else []
-        m.submodules.wmem = wmem = memory(words["weights"], c.weight_entries, winit, c.weight_ram_style)
+        # a deep block-RAM weight memory as tiles of one block RAM each (hw.memory.block_tiles),
+        # read one stage earlier (at wa, not wa1) and each bank registered before its multiplexer
+        ww, we = words["weights"], c.weight_entries
+        cw, bd = (ww, we) if in_lut_ram(c.weight_ram_style, we) or we == 1 else block_tiles(ww, we)
+        wtiled = (cw, bd) != (ww, we)
+        wmem = "weight tiles" if wtiled else memory(ww, we, winit, c.weight_ram_style)     # (a key only when tiled)
+        wcols = [(lo, min(ww, lo + cw)) for lo in range(0, ww, cw)]
+        wtiles = []
+        if wtiled:
+            for b in range(0, we, bd):
+                words_b = winit[b:b + bd]
+                row = [memory(hi - lo, min(bd, we - b), [(d >> lo) & ((1 << (hi - lo)) - 1) for d in words_b],
+                              c.weight_ram_style) for lo, hi in wcols]
+                for k, t in enumerate(row):
+                    m.submodules[f"wmem_b{b // bd}_c{k}"] = t
+                wtiles.append(row)
+        else:
+            m.submodules.wmem = wmem
         tinit = [d for _, d in pack_thresholds(c, c.init_thresholds, c.init_dirs, c.init_consts)] \
             if c.init_thresholds and T else []
         m.submodules.tmem = tmem = memory(words["thresholds"], NF, tinit)
@@ -538,9 +559,12 @@ class BitSerialMVTU(wiring.Component):
         def read(mem, addr, en):
             # the loadable memory's write port and a read port: one address for both
             # (EngineConfig.shared_address) where the memory is LUT RAM (single-port LUT RAM on
-            # Xilinx; in block RAM the multiplexer would cost LUTs and save none)
+            # Xilinx; in block RAM the multiplexer would cost LUTs and save none). A tiled weight
+            # memory: its tiles' ports, the read data two registers after the address.
+            if mem is wmem and wtiled:
+                return SimpleNamespace(data=tiled_read(m, wtiles, self.w_wr, addr, en, bd, wcols))
             return loadable_ports(m, mem, ports[mem], addr, en, c.shared_address and lut_ram[mem])
-        return SimpleNamespace(wmem=wmem, tmem=tmem, kmem=kmem, abuf=abuf, read=read)
+        return SimpleNamespace(wmem=wmem, wtiled=wtiled, tmem=tmem, kmem=kmem, abuf=abuf, read=read)
 
     def _input_buffer(self, m, abuf):
         """``act`` words into the free bank; ``full`` per bank, ``clr_full`` pulses (from S0)
@@ -625,7 +649,8 @@ class BitSerialMVTU(wiring.Component):
         wa1 = Signal.like(wa)
         with m.If(advance):
             m.d.sync += wa1.eq(wa)
-        wrp = mems.read(mems.wmem, wa1 if c.weight_entries > 1 else 0, advance)
+        # (a tiled weight memory registers its banks' read data instead: read at wa)
+        wrp = mems.read(mems.wmem, wa if mems.wtiled else wa1 if c.weight_entries > 1 else 0, advance)
         arp = mems.abuf.read_port()
         m.d.comb += [arp.addr.eq(ra), arp.en.eq(advance)]
 
@@ -687,11 +712,17 @@ class BitSerialMVTU(wiring.Component):
                 m.d.sync += w_sel[pe].eq(wrp.data[pe * SIMD:(pe + 1) * SIMD])
         return a_sel, a_next, w_sel, delay(ctl1, "b")
 
-    def _chunk_popcounts(self, m, advance, delay, ctl, a_sel, w_sel):
+    def _chunk_popcounts(self, m, advance, delay, ctl, a_sel, a_next, w_sel):
         """S1b: AND (XNOR on the +-1 path) of the selected planes, popcounts of 8-bit chunks;
-        the activation plane's own popcount for S_a."""
+        the activation plane's own popcount for S_a. The selected plane is registered once per
+        :data:`ACT_FANOUT` PEs (copies kept apart with yosys' ``keep``, which ``opt_merge``
+        honours): one register driving every PE was the demo's ECP5 critical path."""
         c = self.cfg
         CH = 8
+        a_pe = [a_sel] + [Signal(c.simd, name=f"a_sel{k}", attrs={"keep": 1})
+                          for k in range(1, -(-c.pe // ACT_FANOUT))]
+        with m.If(advance):
+            m.d.sync += [a.eq(a_next) for a in a_pe[1:]]
         chunks = [(lo, min(c.simd, lo + CH)) for lo in range(0, c.simd, CH)]
         part_a = [Signal(range(hi - lo + 1), name=f"popa_{lo}") for lo, hi in chunks]
         part_w = [[Signal(range(hi - lo + 1), name=f"pop{pe}_{lo}") for lo, hi in chunks] for pe in range(c.pe)]
@@ -700,7 +731,8 @@ class BitSerialMVTU(wiring.Component):
         # yosys' 4 GB can hold)
         match = [Signal(c.simd, name=f"match{pe}") for pe in range(c.pe)]
         for pe in range(c.pe):
-            m.d.comb += match[pe].eq(~(w_sel[pe] ^ a_sel) if c.xnor else (w_sel[pe] & a_sel))
+            a = a_pe[pe // ACT_FANOUT]
+            m.d.comb += match[pe].eq(~(w_sel[pe] ^ a) if c.xnor else (w_sel[pe] & a))
         with m.If(advance):
             for (lo, hi), pa in zip(chunks, part_a):
                 m.d.sync += pa.eq(_popcount([a_sel[l] for l in range(lo, hi)]))

@@ -1,5 +1,5 @@
 """The memories of bitplane's blocks: :func:`block_memory`, and the ports of a run-time loadable
-memory: :func:`loadable_ports`.
+memory: :func:`loadable_ports`, or of one built as block-RAM tiles: :func:`block_tiles`, :func:`tiled_read`.
 
 Every memory of a block is written and read at different addresses in any one cycle (a sliding
 window's line buffer writes a row slot no output row needs; the MVTU's activation buffer
@@ -14,7 +14,7 @@ then cannot become the block RAM's output register (:mod:`bitplane.synth.ecp5_ou
 """
 from __future__ import annotations
 
-from amaranth import Mux, Signal
+from amaranth import Array, Cat, Mux, Signal
 from amaranth.lib.memory import Memory
 
 
@@ -33,6 +33,54 @@ def block_memory(shape, depth: int, init=(), attrs=None) -> Memory:
     """An ``amaranth.lib.memory.Memory`` whose read/write collisions are don't-care (module
     docstring); ``attrs`` are added (e.g. ``ram_style``)."""
     return Memory(shape=shape, depth=depth, init=list(init), attrs={"no_rw_check": 1, **(attrs or {})})
+
+
+#: The (width, depth) shapes of an 18-Kbit block RAM: ECP5 DP16KD (Lattice TN1264, incl. the
+#: 36-bit pseudo-dual-port PDPW16KD) and Xilinx RAMB18 (UG473; a RAMB36 is two).
+BLOCK_RAM_18K_SHAPES = ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))
+
+
+def block_tiles(width: int, depth: int) -> tuple[int, int]:
+    """``(column width, bank depth)`` to build a ``width`` x ``depth`` block-RAM memory from, each
+    tile one 18-Kbit block RAM: the shape taking the fewest block RAMs, of those the fewest banks
+    in depth (``(width, depth)`` itself, one tile, at most 512 words deep). Built so (rather than
+    left to yosys, which cascades in depth behind a read multiplexer), every tile's read data can
+    go straight into a register, the block RAM's own output register on ECP5 (the DP16KD's
+    clock-to-out is 5.8 ns without it): a 4-bit, 31,360-word memory is four 1-bit columns in two
+    16,384-word banks."""
+    if depth <= BLOCK_RAM_18K_SHAPES[0][1]:
+        return width, depth
+    cost = {(sw, sd): -(-width // sw) * -(-depth // sd) for sw, sd in BLOCK_RAM_18K_SHAPES}
+    sw, sd = min(cost, key=lambda k: (cost[k], -(-depth // k[1]), -k[0]))
+    return min(sw, width), min(sd, depth)
+
+
+def tiled_read(m, tiles, wr, addr, en, bank_depth: int, columns):
+    """Write and read ports of a memory built as ``tiles[bank][column]`` (:func:`block_tiles`),
+    fed by the stream ``wr`` (``{addr, data}``) and read at ``addr`` with enable ``en``; returns
+    the read data, two registers after the address (like a memory read followed by a register):
+    each bank's read data registered as it is, then the bank selected by the address's high bits
+    (registered twice)."""
+    lb = max(0, (bank_depth - 1).bit_length()) if len(tiles) > 1 else None
+    banks = []
+    for b, row in enumerate(tiles):
+        parts = []
+        for mem, (lo, hi) in zip(row, columns):
+            wp, rp = mem.write_port(), mem.read_port()
+            hit = wr.valid if lb is None else wr.valid & (wr.payload.addr[lb:] == b)
+            m.d.comb += [wp.addr.eq(wr.payload.addr), wp.data.eq(wr.payload.data[lo:hi]), wp.en.eq(hit),
+                         rp.addr.eq(addr), rp.en.eq(en)]
+            parts.append(rp.data)
+        q = Signal(columns[-1][1], name=f"bank{b}_q", reset_less=True)
+        with m.If(en):
+            m.d.sync += q.eq(Cat(*parts))
+        banks.append(q)
+    if lb is None:
+        return banks[0]
+    sel1, sel2 = (Signal(range(len(tiles)), name=f"bank_sel{k}") for k in (1, 2))
+    with m.If(en):
+        m.d.sync += [sel1.eq(addr[lb:]), sel2.eq(sel1)]
+    return Array(banks)[sel2]
 
 
 def loadable_ports(m, mem: Memory, wr, addr, en, shared: bool = False):

@@ -4,7 +4,9 @@ import pytest
 
 from bitplane.hw.bitserial import (BitSerialMVTU, EngineConfig, engine_cycles, pack_constants, pack_thresholds,
                           pack_weights, row_constants)
+from bitplane.hw.memory import block_tiles
 from tests.support.mvtu_ref import act_words, make_case, mvtu_reference, out_lanes
+from tests.support.verilog import component_verilog
 from tests.support.streams import run_stream
 
 
@@ -57,6 +59,9 @@ CASES = [
     # threshold read must follow the dot product stage by stage (regression: CNV at 9,000 fps)
     (4, 16, 2, 16, ("bwn", 1), ("uact", 1), 1),
     (6, 12, 2, 12, ("sign", 1), ("signact", 1), 1),
+    # more PEs than one register of the selected activation plane feeds (ACT_FANOUT): copies
+    (9, 8, 9, 4, ("dorefa", 2), ("uact", 2), 3),
+    (10, 16, 10, 8, ("sign", 1), ("signact", 1), 1),
 ]
 
 
@@ -82,6 +87,32 @@ def test_shared_address_memories(case):
     cfg, wcodes, thr, dirs, vectors = make_case(rng, R, N, pe, simd, wk, wb, ak, ab, T)
     cfg = EngineConfig(**{**cfg.__dict__, "shared_address": True, "weight_ram_style": "distributed"})
     out, _ = run_mvtu(cfg, wcodes, thr, dirs, vectors, seed=3)
+    assert np.array_equal(out, mvtu_reference(cfg, wcodes, thr, dirs, vectors))
+
+
+def test_block_tiles_one_block_ram_each():
+    # 4 bits x 31,360 words (the demo's fc0): 1-bit columns in 16,384-word banks, not 4,096 x 4
+    # cascaded eight deep; 4 x 7,840: two 8,192 x 2 columns, one bank
+    assert block_tiles(4, 31360) == (1, 16384)
+    assert block_tiles(4, 7840) == (2, 7840)
+    assert block_tiles(20, 1100) == (9, 1100)
+    assert block_tiles(36, 4096) == (9, 2048)           # eight block RAMs in every shape: fewest banks
+    assert block_tiles(3136, 256) == (3136, 256) and block_tiles(9, 2000) == (9, 2000)
+
+
+@pytest.mark.parametrize("rows,cols,pe,simd,tiles", [(20, 550, 4, 5, ["b0_c0", "b0_c1", "b0_c2"]),
+                                                     (8, 2304, 2, 2, ["b0_c0", "b1_c0", "b2_c0"])])
+@pytest.mark.parametrize("load", [True, False])
+def test_deep_weight_memory_in_tiles(rows, cols, pe, simd, tiles, load):
+    """A weight memory deeper than 512 words as tiles of one block RAM each: 20 bits x 1,100
+    words in three column slices; 4 bits x 18,432 words in 4-bit x 8,192 banks (the bank
+    multiplexer after registers); loaded through w_wr or initialised at power-on, under gaps and
+    backpressure."""
+    rng = np.random.default_rng(11)
+    cfg, wcodes, thr, dirs, vectors = make_case(rng, rows, cols, pe, simd, "dorefa", 2, "uact", 2, 3, vectors=2)
+    v = component_verilog(BitSerialMVTU(cfg), "mvtu")
+    assert all(f"wmem_{t}" in v for t in tiles) and "wmem_b3" not in v and "wmem_b0_c3" not in v
+    out, _ = run_mvtu(cfg, wcodes, thr, dirs, vectors, seed=5, gap=0.1, stall=0.1, load=load)
     assert np.array_equal(out, mvtu_reference(cfg, wcodes, thr, dirs, vectors))
 
 
