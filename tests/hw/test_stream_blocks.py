@@ -124,6 +124,9 @@ POOL_CASES = [
     (4, 7, 5, 2, 2, "same", 2, False),
     (3, 5, 5, 3, 2, "same", 3, True),
     (2, 6, 5, 3, 1, "valid", 2, True),
+    # three and five channel words: the accumulator ring and its directions rotate in one sense
+    (6, 5, 5, 2, 1, "valid", 2, False),
+    (5, 4, 4, 3, 1, "same", 1, True),
 ]
 
 
