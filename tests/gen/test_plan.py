@@ -194,6 +194,15 @@ def _built_memories(top):
         for sub, name, _ in frag.subfragments:
             walk(sub, f"{path}/{name}" if path else str(name))
     walk(Fragment.get(top, None), "")
+    # a tiled weight memory (hw.memory.block_tiles: wmem_b<bank>_c<column>) counts as the one it builds
+    tiles = {}
+    for (k, name), wd in list(out.items()):
+        head, _, tile = name.rpartition("/")
+        if tile.startswith("wmem_b"):
+            b, c = (int(v) for v in tile[6:].split("_c"))
+            tiles.setdefault((k, f"{head}/wmem"), {})[(b, c)] = out.pop((k, name))
+    for key, t in tiles.items():
+        out[key] = (sum(w for (b, _), (w, _) in t.items() if b == 0), sum(d for (_, c), (_, d) in t.items() if c == 0))
     return out
 
 
