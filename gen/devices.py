@@ -76,8 +76,8 @@ URAM_PER_RAMB36 = 8          # bits of one UltraRAM (288 Kb) / one RAMB36 (36 Kb
 def plan_for_device(low, device: str | None, **kw) -> dict:
     """:func:`bitplane.gen.plan.plan` (keywords ``kw``) with the choices a device makes:
     popcounts for its LUT size (:func:`popcount_style`), loadable memories on one address where
-    its LUT RAM has single-port primitives (:func:`single_port_lutram`), weight memories moved from LUT RAM to
-    its spare block RAM (:func:`choose_ram_styles`; ``"block_ram_moved"`` lists the layers) or,
+    its LUT RAM has single-port primitives (:func:`single_port_lutram`), weight memories moved
+    from LUT RAM to its spare block RAM (:func:`choose_ram_styles`; ``"block_ram_moved"`` lists the layers) or,
     when the plan needs more block RAM than the device has, from block RAM to LUT RAM
     (:func:`relieve_block_ram`; ``"lut_ram_moved"``)."""
     p = plan(low, popcount=popcount_style(device), shared_address=single_port_lutram(device), **kw)
@@ -89,22 +89,20 @@ def plan_for_device(low, device: str | None, **kw) -> dict:
 def popcount_style(device: str | None) -> str:
     """The engines' popcount build (``hw.bitserial.POPCOUNT_STYLES``) for a device: ``lut6``
     (compressor trees) on 6-input-LUT parts, ``adder`` on 4-input-LUT parts and without one."""
-    if device is None:
-        return "adder"
-    if device not in DEVICES:
-        raise InputError(f"unknown device {device!r} (known: {', '.join(DEVICES)})")
-    return "lut6" if DEVICES[device].lut_inputs == 6 else "adder"
+    return "adder" if device is None else "lut6" if _device(device).lut_inputs == 6 else "adder"
 
 
 def single_port_lutram(device: str | None) -> bool:
     """The engines' loadable memories share one read/write address (``hw.memory.loadable_ports``)
     on a device whose LUT RAM has single-port primitives (Xilinx: RAM64X1S .. RAM256X1S, the
     :func:`lutram_luts` cost); not on ECP5 (dual-port TRELLIS_DPR16X4 only) nor without one."""
-    if device is None:
-        return False
-    if device not in DEVICES:
-        raise InputError(f"unknown device {device!r} (known: {', '.join(DEVICES)})")
-    return DEVICES[device].bram_kind == "RAMB36"
+    return device is not None and _device(device).bram_kind == "RAMB36"
+
+
+def _device(name: str) -> Device:
+    if name not in DEVICES:
+        raise InputError(f"unknown device {name!r} (known: {', '.join(DEVICES)})")
+    return DEVICES[name]
 
 
 def tiles(width: int, depth: int, shapes) -> int:
