@@ -527,7 +527,8 @@ class BitSerialMVTU(wiring.Component):
         # a deep block-RAM weight memory as tiles of one block RAM each (hw.memory.block_tiles),
         # read one stage earlier (at wa, not wa1) and each bank registered before its multiplexer
         ww, we = words["weights"], c.weight_entries
-        cw, bd = (ww, we) if in_lut_ram(c.weight_ram_style, we) or we == 1 else block_tiles(ww, we)
+        w_lut = in_lut_ram(c.weight_ram_style, we)
+        cw, bd = (ww, we) if w_lut or we == 1 else block_tiles(ww, we)
         wtiled = (cw, bd) != (ww, we)
         wmem = "weight tiles" if wtiled else memory(ww, we, winit, c.weight_ram_style)     # (a key only when tiled)
         wcols = [(lo, min(ww, lo + cw)) for lo in range(0, ww, cw)]
@@ -553,7 +554,7 @@ class BitSerialMVTU(wiring.Component):
             pairs.append((kmem, self.k_wr))
         m.submodules.abuf = abuf = block_memory(c.simd * c.a_planes, 2 * SF)
         ports = dict(pairs)
-        lut_ram = {wmem: in_lut_ram(c.weight_ram_style, c.weight_entries), tmem: in_lut_ram("auto", NF),
+        lut_ram = {wmem: w_lut, tmem: in_lut_ram("auto", NF),
                    **({kmem: in_lut_ram("auto", NF)} if kmem is not None else {})}
 
         def read(mem, addr, en):
