@@ -116,11 +116,15 @@ def compile(net, output, target_fps: float | None = None, clock_mhz: float = 100
 
 
 def synthesize(design, target: str, clock_mhz: float = 100.0, top: str | None = None, progress=None,
-               ooc: bool = False, cache_dir=None, jobs: int = 1) -> dict:
+               ooc: bool = False, cache_dir=None, jobs: int = 1, speed_grade: int | None = None,
+               seed: int = 1) -> dict:
     """Open synthesis (``bitplane synth``) of a compiled folder or of a Verilog file (then ``top``
     names its top module): resources and Fmax for ``target``, and the ``top`` synthesised.
+    ``speed_grade`` (ECP5: 6, 7, 8) and ``seed`` (nextpnr's) shape place and route.
     ``ooc``: the out-of-context resource estimate instead (:mod:`bitplane.synth.ooc`: each
     distinct block once, cached in ``cache_dir``, ``jobs`` runs at a time; no timing)."""
+    if ooc and (speed_grade is not None or seed != 1):
+        raise InputError("a speed grade or a nextpnr seed shapes place and route; --ooc runs synthesis only")
     path = Path(design)
     if path.is_dir():
         vfile = path / "accelerator.v"
@@ -139,7 +143,8 @@ def synthesize(design, target: str, clock_mhz: float = 100.0, top: str | None = 
         from bitplane.synth.ooc import ooc_synthesize  # lazy: imports amaranth (hw.top)
         rep = ooc_synthesize(text, top, target, cache_dir=cache_dir, progress=progress, jobs=jobs)
     else:
-        rep = flow.synthesize(text, top, target, clock_mhz, progress=progress or (lambda msg: None))
+        rep = flow.synthesize(text, top, target, clock_mhz, progress=progress or (lambda msg: None),
+                              speed_grade=speed_grade, seed=seed)
     return dict(rep, top=top)
 
 

@@ -18,6 +18,11 @@ def add_parser(sub) -> None:
     p.add_argument("design", help="compiled folder (bitplane compile -o) or a Verilog file")
     p.add_argument("--target", required=True, choices=list(TARGETS))
     p.add_argument("--clock-mhz", type=positive, default=100.0)
+    p.add_argument("--speed-grade", type=int, choices=(6, 7, 8),
+                   help="ECP5 speed grade for place and route (default 6, the slowest)")
+    p.add_argument("--seed", type=positive_int, default=1,
+                   help="nextpnr's placement seed (default %(default)s); Fmax varies with it, so compare designs "
+                        "over a few seeds")
     p.add_argument("--top", help="top module (default: from the manifest)")
     p.add_argument("--json", help="also write the full report here")
     p.add_argument("--ooc", action="store_true",
@@ -33,14 +38,16 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     t0 = time.perf_counter()
     rep = api.synthesize(args.design, args.target, args.clock_mhz, top=args.top, ooc=args.ooc,
-                         cache_dir=args.cache_dir, jobs=args.jobs,
+                         cache_dir=args.cache_dir, jobs=args.jobs, speed_grade=args.speed_grade, seed=args.seed,
                          progress=lambda m: print(f"[{time.perf_counter() - t0:6.1f} s] {m}", file=sys.stderr))
     if args.json:
         write_file(Path(args.json), lambda f: f.write(json.dumps(rep, indent=2).encode()))
     if args.ooc:
         return _print_ooc(rep)
+    pnr = f", speed grade {rep['speed_grade']}" if rep.get("speed_grade") else ""
+    pnr += f", nextpnr seed {rep['seed']}" if rep.get("seed") else ""
     print(f"{rep['top']} on {args.target} ({TARGETS[args.target].family}), "
-          f"target clock {args.clock_mhz:g} MHz{' (cached)' if rep.get('cached') else ''}")
+          f"target clock {args.clock_mhz:g} MHz{pnr}{' (cached)' if rep.get('cached') else ''}")
     if "resources" in rep:
         r = rep["resources"]
         pct = rep.get("utilisation_pct", {})

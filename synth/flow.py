@@ -25,7 +25,8 @@ demo LeNet's ``fc0``) takes most of a synthesis run. Before synthesis every such
 rewritten as ``$readmemh`` of a hex file holding the same words (:func:`memory_init_files`),
 which yosys loads as whole memory contents: the same design, read in seconds.
 
-Results are cached by a hash of the Verilog, the target, the clock and the tool versions.
+Results are cached by a hash of the Verilog, the target, the clock, the speed grade, nextpnr's seed
+and the tool versions.
 """
 from __future__ import annotations
 
@@ -247,10 +248,11 @@ def parse_nextpnr_log(text: str) -> dict:
 
 def synthesize(verilog: str, top: str, target: str, clock_mhz: float = 100.0, cache_dir=None,
                progress=print, timeout: float | None = 3600, bitstream: bool = True,
-               speed_grade: int | None = None, blackboxes=(), place: bool = True) -> dict:
+               speed_grade: int | None = None, blackboxes=(), place: bool = True, seed: int = 1) -> dict:
     """Run the open flow for ``target``; return a report dict (see module docstring).
 
-    ``speed_grade`` (ECP5 only: 6, 7 or 8; nextpnr's default is 6, the slowest);
+    ``speed_grade`` (ECP5 only: 6, 7 or 8; nextpnr's default is 6, the slowest); ``seed``: nextpnr's
+    random seed (placement varies with it, and with it the Fmax: compare designs over several seeds);
     ``blackboxes``: module names synthesized as black boxes (not counted); ``place=False``:
     ECP5/iCE40 synthesis only (``cells`` and ``resources``, no place and route, no timing).
     """
@@ -262,12 +264,15 @@ def synthesize(verilog: str, top: str, target: str, clock_mhz: float = 100.0, ca
             raise SynthError(f"speed grade {speed_grade} is not available for {target} (ECP5: 6, 7, 8)")
         t = Target(t.name, t.family, t.pnr_args + ("--speed", str(speed_grade)), t.xilinx_family, t.resources)
     synth_only = not place and t.family != "xilinx"
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 1:
+        raise SynthError(f"nextpnr seed must be a positive integer, not {seed!r}")
     if synth_only and t.family != "ecp5":
         raise SynthError(f"synthesis-only cell counts are not available for {target} (xilinx parts, ecp5)")
     blackboxes = tuple(sorted(blackboxes))
     versions = tool_versions()
     key = hashlib.sha256(json.dumps([verilog, top, target, clock_mhz, versions, bitstream]
                                     + ([speed_grade] if speed_grade else [])
+                                    + ([["seed", seed]] if seed != 1 else [])
                                     + ([["blackboxes", *blackboxes]] if blackboxes else [])
                                     + (["synth-only"] if synth_only else [])
                                     + (["ecp5-outreg"] if t.family == "ecp5" and not synth_only else [])
@@ -284,9 +289,10 @@ def synthesize(verilog: str, top: str, target: str, clock_mhz: float = 100.0, ca
     cache_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache_dir))
     try:
-        rep = _flow(verilog, top, t, clock_mhz, work, progress, timeout, bitstream, blackboxes, synth_only)
+        rep = _flow(verilog, top, t, clock_mhz, work, progress, timeout, bitstream, blackboxes, synth_only, seed)
         rep.update(target=target, top=top, clock_mhz=clock_mhz, tools=versions, cached=False,
                    speed_grade=speed_grade or (6 if t.family == "ecp5" else None),
+                   seed=seed if t.family != "xilinx" and not synth_only else None,
                    date=time.strftime("%Y-%m-%d %H:%M"))
         (work / "report.json").write_text(json.dumps(rep, indent=2))
         if out.exists():
@@ -359,7 +365,7 @@ def _blackbox_cmd(blackboxes) -> str:
 
 
 def _flow(verilog, top, t: Target, clock_mhz, work: Path, progress, timeout, bitstream, blackboxes=(),
-          synth_only=False):
+          synth_only=False, seed=1):
     log = work / "flow.log"
     rep = {"times_s": {}, "cpu_s": {}}
     bb = _blackbox_cmd(blackboxes)
@@ -399,9 +405,10 @@ def _flow(verilog, top, t: Target, clock_mhz, work: Path, progress, timeout, bit
     pnr = _tool(f"yowasp-nextpnr-{t.family}")
     pnr_log = work / "nextpnr.log"
     args = [pnr, *t.pnr_args, "--json", "design.json", "--freq", str(clock_mhz), "--report", "pnr.json",
-            "--timing-allow-fail", "--seed", "1", "--log", "nextpnr.log"]
+            "--timing-allow-fail", "--seed", str(seed), "--log", "nextpnr.log"]
     args += ["--textcfg", "design.config"] if t.family == "ecp5" else ["--asc", "design.asc",
                                                                         "--pcf-allow-unconstrained"]
+    rep["pnr_args"] = [str(a) for a in args[1:]]
     rep["times_s"]["pnr"] = _run(args, work, log, progress, f"nextpnr-{t.family} place and route", timeout,
                                  rep["cpu_s"], "pnr")
     pnr_rep = json.loads((work / "pnr.json").read_text())

@@ -104,6 +104,29 @@ def test_ecp5_place_and_route_matches_nextpnr_log(regs_v, tmp_path):
     assert again["cached"] and again["fmax_mhz"] == rep["fmax_mhz"]
 
 
+def test_speed_grade_and_seed_reach_nextpnr(regs_v, tmp_path, capsys):
+    """`bitplane synth --speed-grade 8 --seed 3`: nextpnr runs with them, the report and the summary
+    line name them, and the result is cached apart from the default (grade 6, seed 1) run."""
+    args = ["synth", str(regs_v), "--top", "regs", "--target", "ecp5-85k", "--clock-mhz", "50",
+            "--cache-dir", str(tmp_path / "c")]
+    assert main(args + ["--speed-grade", "8", "--seed", "3", "--json", str(tmp_path / "a.json")]) == 0
+    a = json.loads((tmp_path / "a.json").read_text())
+    assert (a["speed_grade"], a["seed"], a["cached"]) == (8, 3, False)
+    pa = a["pnr_args"]
+    assert pa[pa.index("--seed") + 1] == "3" and pa[pa.index("--speed") + 1] == "8"
+    assert "speed grade 8, nextpnr seed 3" in capsys.readouterr().out
+    assert main(args + ["--json", str(tmp_path / "b.json")]) == 0
+    b = json.loads((tmp_path / "b.json").read_text())
+    assert (b["speed_grade"], b["seed"], b["cached"]) == (6, 1, False) and "--speed" not in b["pnr_args"]
+    assert b["pnr_args"][b["pnr_args"].index("--seed") + 1] == "1"
+    capsys.readouterr()
+    # place-and-route options where there is none: one line, exit 1
+    assert main(args + ["--ooc", "--seed", "2"]) == 1
+    assert "--ooc runs synthesis only" in capsys.readouterr().err
+    assert main(["synth", str(regs_v), "--top", "regs", "--target", "xc7z020", "--speed-grade", "7"]) == 1
+    assert "speed grade 7 is not available for xc7z020" in capsys.readouterr().err
+
+
 def test_log_parser():
     text = ("Info: Device utilisation:\nInfo: \t          TRELLIS_FF:      32/  83640     0%\n"
             "Info: Max frequency for clock 'clk': 123.45 MHz (PASS at 100.00 MHz)\n")
