@@ -538,20 +538,33 @@ class Pool(wiring.Component):
         lo, hi = (-(1 << (b - 1)), (1 << (b - 1)) - 1) if self.signed else (0, (1 << b) - 1)
         acc = Array([Signal(L * b, name=f"acc{c}") for c in range(CW)])
         pos = Signal(range(max(K * K, 2)))
+        first = Signal(init=1)          # pos == 0: the window's first word
+        last = Signal(init=K * K == 1)  # pos == K*K - 1
         ch = Signal(range(max(CW, 2)))
         advance = Signal()
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready), win.o.ready.eq(advance)]
         fire = win.o.valid & advance
         d, pad = win.o.payload.data, win.o.payload.pad
-        cur = acc[ch]
+        # the current chunk's accumulator and directions are registers, read a word ahead: ``cur``
+        # is acc[ch] (with two or more chunks the chunk written now is never the next one), so no
+        # multiplexer by the channel count lies between the registers and the compare
+        dirs = [sum(int(self.maximize[c * L + lane]) << lane for lane in range(L)) for c in range(CW)]
+        if CW == 1:
+            cur, mxs = acc[0], Const(dirs[0], L)
+        else:
+            ch1 = Signal(range(CW), init=1)  # the chunk after ch
+            cur = Signal(L * b, name="cur")
+            mxs = Signal(L, init=dirs[0], name="dirs")
+            dtab = Array(Const(v, L) for v in dirs)
+            with m.If(fire):
+                m.d.sync += [cur.eq(acc[ch1]), mxs.eq(dtab[ch1]), ch1.eq(Mux(ch1 == CW - 1, 0, ch1 + 1))]
         new = []
         for lane in range(L):
-            flags = Array([Const(int(self.maximize[c * L + lane]), 1) for c in range(CW)])
-            mx = flags[ch]
+            mx = mxs[lane]
             a = cur[lane * b:(lane + 1) * b].as_signed() if self.signed else cur[lane * b:(lane + 1) * b]
             x = d[lane * b:(lane + 1) * b].as_signed() if self.signed else d[lane * b:(lane + 1) * b]
             ident = Mux(mx, Const(lo, shape), Const(hi, shape))
-            base = Mux(pos == 0, ident, a)
+            base = Mux(first, ident, a)
             best = Mux(mx, Mux(x > base, x, base), Mux(x < base, x, base))
             v = Signal(shape, name=f"red{lane}")
             m.d.comb += v.eq(Mux(pad, base, best))
@@ -560,12 +573,13 @@ class Pool(wiring.Component):
         with m.If(fire):
             m.d.sync += acc[ch].eq(newword)
             with m.If(ch == CW - 1):
-                m.d.sync += [ch.eq(0), pos.eq(Mux(pos == K * K - 1, 0, pos + 1))]
+                m.d.sync += [ch.eq(0), pos.eq(Mux(last, 0, pos + 1)), first.eq(last),
+                             last.eq(Mux(last, K * K == 1, pos == K * K - 2))]
             with m.Else():
                 m.d.sync += ch.eq(ch + 1)
         with m.If(advance):
-            m.d.sync += self.o.valid.eq(fire & (pos == K * K - 1))
-            with m.If(fire & (pos == K * K - 1)):
+            m.d.sync += self.o.valid.eq(fire & last)
+            with m.If(fire & last):
                 m.d.sync += self.o.payload.eq(newword)
         return m
 

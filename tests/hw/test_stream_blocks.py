@@ -127,6 +127,9 @@ POOL_CASES = [
     # three and five channel words: the accumulator ring and its directions rotate in one sense
     (6, 5, 5, 2, 1, "valid", 2, False),
     (5, 4, 4, 3, 1, "same", 1, True),
+    # a 1 x 1 window: every word is a window's first and last (the registered first/last flags)
+    (3, 4, 4, 1, 1, "valid", 1, False),
+    (4, 5, 4, 1, 2, "valid", 4, True),
 ]
 
 
