@@ -7,6 +7,8 @@ order, each pixel's channels in chunks of ``lanes`` elements per word, lane ``l`
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, stream, wiring
@@ -83,12 +85,18 @@ def width_converter_cycles(words_in: int, lanes_in: int, lanes_out: int) -> int:
     return max(words_in, -(-words_in * lanes_in // lanes_out))
 
 
+# A width converter with a non-integer ratio gathers to the least common multiple of the two
+# widths and scatters from it when that is at most this many times the sum of the two (about the
+# flip-flops of the shifting buffer it replaces, without its shifter).
+LCM_LIMIT = 4
+
+
 class WidthConverter(wiring.Component):
     """Re-packs a stream of ``lanes_in`` elements per word into ``lanes_out`` per word.
 
     Ports: ``i`` In(stream of ``lanes_in*bits``), ``o`` Out(stream of ``lanes_out*bits``).
-    Any ratio; element order is kept (lane 0 first). Full rate for integer ratios; latency 1
-    cycle. The element count of a frame must be a multiple of ``lanes_out`` (no partial words).
+    Any ratio; element order is kept (lane 0 first). Full rate for integer ratios and the
+    gather-scatter pairs below; latency 1 cycle (2 for a pair). The element count of a frame must be a multiple of ``lanes_out`` (no partial words).
 
     Integer ratios have no shifter: ``lanes_out = k * lanes_in`` gathers ``k`` input words in a
     shift register and moves the whole word into the output register with the ``k``-th
@@ -96,8 +104,11 @@ class WidthConverter(wiring.Component):
     = k * lanes_out`` holds one input word and shifts ``lanes_out`` elements out per output word
     (``i.ready`` is "nothing held, or the last part leaving"). Counters carry their "last" flags
     as registers, so no compare lies between the consumer's ``ready`` and the producer's.
-    Other ratios: a buffer of ``lanes_in + lanes_out`` elements; ``i.ready`` when it has room
-    for a whole input word, ``o.valid`` when it holds a whole output word.
+    Other ratios, when the least common multiple ``L`` of the two is at most
+    :data:`LCM_LIMIT` times ``lanes_in + lanes_out``: a gather to ``L`` lanes and a scatter from
+    it (both of the above, no shifter; full rate on the busier side, latency 2). Beyond that: a
+    buffer of ``lanes_in + lanes_out`` elements written at a variable shift; ``i.ready`` when it
+    has room for a whole input word, ``o.valid`` when it holds a whole output word.
     """
 
     def __init__(self, bits: int, lanes_in: int, lanes_out: int):
@@ -112,6 +123,12 @@ class WidthConverter(wiring.Component):
             self._gather(m, b, li, lo // li)
         elif li % lo == 0:
             self._scatter(m, b, lo, li // lo)
+        elif (lcm := math.lcm(li, lo)) <= LCM_LIMIT * (li + lo):
+            m.submodules.gather = g = WidthConverter(b, li, lcm)
+            m.submodules.scatter = sc = WidthConverter(b, lcm, lo)
+            wiring.connect(m, wiring.flipped(self.i), g.i)
+            wiring.connect(m, g.o, sc.i)
+            wiring.connect(m, sc.o, wiring.flipped(self.o))
         else:
             self._general(m, b, li, lo)
         return m

@@ -1,6 +1,8 @@
 """Stream blocks (amaranth.sim): FIFO, width converter, sliding window, pool, code LUT,
 against NumPy references with random input gaps and output backpressure."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -8,7 +10,7 @@ from bitplane.gen import nn
 from bitplane.gen.spec import window_geometry
 from bitplane.core.packing import pack_words, unpack_words
 from bitplane.hw.lint_waivers import lint
-from bitplane.hw.stream_blocks import (CodeLUT, Pool, RegisterSlice, SlidingWindow, StreamFIFO, WidthConverter,
+from bitplane.hw.stream_blocks import (LCM_LIMIT, CodeLUT, Pool, RegisterSlice, SlidingWindow, StreamFIFO, WidthConverter,
                                        window_cycles)
 from tests.support.stream_ref import feature_words, window_words
 from tests.support.streams import run_stream
@@ -53,7 +55,10 @@ def test_register_slice_ready_is_a_register():
     assert seen == [1, 1, 1, 0, 0, 1]
 
 
-@pytest.mark.parametrize("li,lo", [(1, 4), (4, 1), (3, 2), (2, 3), (2, 6), (5, 5), (8, 2), (6, 3), (1, 2), (2, 1)])
+# (3, 2), (2, 3), (4, 6), (6, 4): a gather to the lcm and a scatter; (13, 11), (11, 13): lcm 143 is
+# past LCM_LIMIT, the shifting buffer
+@pytest.mark.parametrize("li,lo", [(1, 4), (4, 1), (3, 2), (2, 3), (2, 6), (5, 5), (8, 2), (6, 3), (1, 2), (2, 1),
+                                   (4, 6), (6, 4), (13, 11), (11, 13)])
 def test_width_converter(li, lo):
     rng = np.random.default_rng(li * 10 + lo)
     n = 2 * li * lo * 3
@@ -67,6 +72,16 @@ def test_width_converter_full_rate():
     got, stamps = run_stream(WidthConverter(4, 1, 4), pack_words(el, 4, 1), 64, gap=0, stall=0)
     assert np.array_equal(unpack_words(got, 4, 4), el)
     assert stamps[-1] - stamps[0] <= 4 * 63 + 2
+
+
+@pytest.mark.parametrize("li,lo", [(4, 6), (6, 4)])
+def test_width_converter_pair_full_rate(li, lo):
+    """A non-integer ratio through the lcm (12 lanes): one word per cycle on the busier side."""
+    assert math.lcm(li, lo) <= LCM_LIMIT * (li + lo)
+    el = np.arange(240) % 16
+    got, stamps = run_stream(WidthConverter(4, li, lo), pack_words(el, 4, li), 240 // lo, gap=0, stall=0)
+    assert np.array_equal(unpack_words(got, 4, lo), el)
+    assert stamps[-1] - stamps[0] <= max(240 // li, 240 // lo) + 1
 
 
 def test_width_converter_scatter_full_rate():
