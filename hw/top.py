@@ -220,10 +220,22 @@ class Core(wiring.Component):
         m.d.comb += [fr.i.valid.eq(sl.o.valid & ~loading), ld.i.valid.eq(sl.o.valid & loading),
                      sl.o.ready.eq(Mux(loading, ld.i.ready, fr.i.ready))]
         wiring.connect(m, fr.o, dag.i)
+        # the loader's write bus reaches memories all over the device: registered once per block
+        # (entries are written one cycle later), each block's copy kept apart (yosys' opt_merge
+        # would make them one register again), so no route from the loader ends in logic
+        by_block = {}
         for k, (kb, _, mem) in enumerate(loadable_memories(p)):
-            port = dag.mem_port(kb, mem.port)
-            m.d.comb += [port.valid.eq(ld.wr.valid & (ld.wr.payload.sel == k)),
-                         port.payload.addr.eq(ld.wr.payload.addr), port.payload.data.eq(ld.wr.payload.data[:mem.width])]
+            by_block.setdefault(kb, []).append((k, mem))
+        for kb, mems in by_block.items():
+            addr = Signal.like(ld.wr.payload.addr, name=f"wr{kb}_addr", attrs={"keep": 1})
+            wdata = Signal(max(mem.width for _, mem in mems), name=f"wr{kb}_data", attrs={"keep": 1})
+            m.d.sync += [addr.eq(ld.wr.payload.addr), wdata.eq(ld.wr.payload.data[:len(wdata)])]
+            for k, mem in mems:
+                valid = Signal(name=f"wr{kb}_valid{mem.port}")
+                m.d.sync += valid.eq(ld.wr.valid & (ld.wr.payload.sel == k))
+                port = dag.mem_port(kb, mem.port)
+                m.d.comb += [port.valid.eq(valid), port.payload.addr.eq(addr),
+                             port.payload.data.eq(wdata[:mem.width])]
 
         # m_axis
         wiring.connect(m, dag.o, of.i)
