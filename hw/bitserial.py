@@ -410,15 +410,19 @@ def _accumulate_term(base, term, width: int):
 
 def _threshold_code(m: Module, advance, x, tdata, pe: int, T: int, width: int, lut, out_bits: int):
     """Threshold stage of lane ``pe`` (MVTU and :class:`ThresholdUnit`): ``x`` compared with the
-    lane's ``T`` thresholds in ``tdata`` (:func:`pack_threshold_words` layout), registered while
-    ``advance``; then, combinationally, the level count mapped through ``lut`` to a code."""
+    lane's ``T`` thresholds in ``tdata`` (:func:`pack_threshold_words` layout), ``>=`` and ``<=``
+    registered while ``advance``; then, combinationally, the direction's choice of the two, the
+    level count and its code through ``lut``."""
     hits = Signal(max(1, T), name=f"hits{pe}")
     for t in range(T):
         base = (pe * T + t) * (width + 1)
         thr = tdata[base:base + width].as_signed()
-        d = tdata[base + width]
+        # both comparisons registered (a carry chain each, nothing after them), the direction
+        # picks one after the registers
+        ge, le, d = Signal(name=f"ge{pe}_{t}"), Signal(name=f"le{pe}_{t}"), Signal(name=f"dir{pe}_{t}")
         with m.If(advance):
-            m.d.sync += hits[t].eq(Mux(d, x >= thr, x <= thr))
+            m.d.sync += [ge.eq(x >= thr), le.eq(x <= thr), d.eq(tdata[base + width])]
+        m.d.comb += hits[t].eq(Mux(d, ge, le))
     level = Signal(range(T + 1), name=f"level{pe}")
     m.d.comb += level.eq(_popcount([hits[t] for t in range(T)]))
     table = list(lut) + [0] * (T + 1 - len(lut))
