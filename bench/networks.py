@@ -162,7 +162,8 @@ def main(argv=None):
                 e = synthesize(v, m["top"], "ecp5-85k", clock_mhz=100.0, progress=quiet,
                                cache_dir=ROOT / "build" / "synth", bitstream=False, speed_grade=8)
                 row.update(ecp5_lut4=e["utilisation"].get("TRELLIS_COMB", {}).get("used"),
-                           fmax_mhz=e["fmax_mhz"], fps_fmax=e["fmax_mhz"] * 1e6 / cpf)
+                           fmax_mhz=e["fmax_mhz"], fps_fmax=e["fmax_mhz"] * 1e6 / cpf,
+                           ecp5_critical_path=e.get("critical_path"))
             except SynthError as err:
                 row["ecp5_error"] = [ln for ln in str(err).splitlines() if ln.strip()][-1].strip()
         rows.append(row)
@@ -175,7 +176,9 @@ def main(argv=None):
               f"{f('cocotb_cycles_per_s', '>10,.0f')} {f('xc7_lut6', '>8,')} {f('xc7_ff', '>7,')} "
               f"{f('xc7_bram36', '>6')} {f('fps_per_klut_100mhz', '>8.1f')} {f('ecp5_lut4', '>9,')} "
               f"{f('fmax_mhz', '>6.1f')} {f('fps_fmax', '>8,.0f')}"
-              + (f"  ECP5: {row['ecp5_error']}" if row.get("ecp5_error") else ""), flush=True)
+              + (f"  ECP5: {row['ecp5_error']}" if row.get("ecp5_error") else "")
+              + (f"  critical path {cp['ns']:.2f} ns: {cp['from']} -> {cp['to']}"
+                 if (cp := row.get("ecp5_critical_path")) else ""), flush=True)
     if any(fold for *_, fold in nets):
         print("# *: with its fold file (" + ", ".join(f"{n}: {fo}" for n, _, _, fo in nets if fo) + ")")
     if args.json:

@@ -39,6 +39,14 @@ FINN = [
 # the last entry: CNV-W1A1 again with conv1's shallow, wide weight memory kept in LUT RAM (a fold file's ram_style)
 EQUAL_THROUGHPUT = ("cnv-w1a1:9150:xc7,cnv-w2a2:2580:xc7,lfc-w1a1:356633:xc7,"
                     "cnv-w1a1:9150:xc7:fold=bench/folds/cnv-w1a1-conv1-lutram.yaml")
+def critical_path_text(cp: dict | None) -> str:
+    """A nextpnr critical path (``synth.flow.parse_critical_path``) in one table cell."""
+    if not cp:
+        return "-"
+    return (f"{cp['ns']:.2f} ns, {cp['levels']} levels, {cp['routing_ns']:.2f} ns routing: "
+            f"`{cp['from']}` -> `{cp['to']}`")
+
+
 BISMO_LUT_PER_BINOP = 0.9          # BISMO (Umuroglu et al., FPL 2018): ~0.9 LUT per binary op per cycle
 BISMO_TOPS = 6.5                   # binary TOPS on PYNQ-Z1
 
@@ -170,8 +178,9 @@ def main(argv=None):
           "LUT6/FF/BRAM36 from yosys `synth_xilinx` (xc7), Fmax from nextpnr-ecp5 (85k, grade 8).",
           "",
           "| network | target fps | compile s | planned cyc/frame | simulated | bottleneck | fps @100 MHz | "
-          "native sim cyc/s | cocotb sim cyc/s | LUT6 | FF | BRAM36 | ECP5 LUT4 | ECP5 Fmax | fps @Fmax |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+          "native sim cyc/s | cocotb sim cyc/s | LUT6 | FF | BRAM36 | ECP5 LUT4 | ECP5 Fmax | fps @Fmax | "
+          "ECP5 critical path |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def f(r, k, fmt):
         return format(r[k], fmt) if r.get(k) is not None else "-"
@@ -180,8 +189,9 @@ def main(argv=None):
                  f"{f(r, 'simulated_cycles', ',.0f')} | {r['bottleneck']} | {r['fps_100mhz']:,.0f} | "
                  f"{f(r, 'native_cycles_per_s', ',.0f')} | {f(r, 'cocotb_cycles_per_s', ',.0f')} | "
                  f"{f(r, 'xc7_lut6', ',')} | {f(r, 'xc7_ff', ',')} | {f(r, 'xc7_bram36', '')} | "
-                 + ("not run (`:xc7`) | | |" if r.get("ecp5_skipped") else
-                    f"{f(r, 'ecp5_lut4', ',')} | {f(r, 'fmax_mhz', '.1f')} | {f(r, 'fps_fmax', ',.0f')} |")
+                 + ("not run (`:xc7`) | | | |" if r.get("ecp5_skipped") else
+                    f"{f(r, 'ecp5_lut4', ',')} | {f(r, 'fmax_mhz', '.1f')} | {f(r, 'fps_fmax', ',.0f')} | "
+                    f"{critical_path_text(r.get('ecp5_critical_path'))} |")
                  + (f" ECP5: {r['ecp5_error']}" if r.get("ecp5_error") else ""))
     if "networks.png" in pics:
         L += ["", "![networks](networks.png)"]

@@ -61,6 +61,9 @@ def run(args) -> int:
         print(f"  Fmax {rep['fmax_mhz']:.1f} MHz (nextpnr; I/O wrapper adds {rep['wrapper']['input_bits']} "
               f"FFs), fits: {'yes' if rep['fits'] else 'NO'}"
               + (f", bitstream {Path(rep['dir']) / rep['bitstream']}" if rep.get("bitstream") else ""))
+        if cp := rep.get("critical_path"):
+            print(f"  critical path {cp['ns']:.2f} ns ({cp['levels']} logic levels, {cp['routing_ns']:.2f} ns routing): "
+                  f"{cp['from']} -> {cp['to']}")
     return 0
 
 

@@ -246,6 +246,46 @@ def parse_nextpnr_log(text: str) -> dict:
     return {"fmax": fmax, "utilisation": util}
 
 
+_PATH_STEP = re.compile(r"^Info:\s+(clk-to-q|routing|logic|setup)\s+([\d.]+)\s+([\d.]+)\s+(?:Source|Net)\s+(\S+)", re.M)
+_CELL_TAIL = re.compile(r"(_TRELLIS_|_LUT4_|_CCU2C|\$CCU2|_PFUMX|_L6MUX|_DP16KD|_SB_|\$nextpnr).*$")
+
+
+def cell_name(name: str) -> str:
+    """A netlist cell or pin name from a nextpnr timing report, as the design names it: the pin
+    and the suffixes techmapping added dropped (``bp_dut.core.dag.block1.pool.win.adv_r_TRELLIS_FF_Q.M``
+    -> ``dag.block1.pool.win.adv_r``)."""
+    base = name.rsplit(".", 1)[0] if "." in name else name
+    base = _CELL_TAIL.sub("", base)
+    for prefix in ("bp_dut.core.", "bp_dut."):
+        if base.startswith(prefix):
+            return base[len(prefix):]
+    return base
+
+
+def parse_critical_path(text: str) -> dict | None:
+    """The first clock's critical path of a nextpnr log: ``{"ns", "logic_ns", "routing_ns",
+    "levels", "from", "to"}`` (``levels``: logic steps entered through routing, so a carry
+    chain's own hops count once;
+    ``from``/``to``: :func:`cell_name` of its first and last cell), or None without one."""
+    start = text.find("Info: Critical path report for clock")
+    if start < 0:
+        return None
+    end = text.find("Info: Critical path report for", start + 10)
+    steps = _PATH_STEP.findall(text[start:end if end > 0 else len(text)])
+    if not steps:
+        return None
+    logic = sum(float(c) for kind, c, *_ in steps if kind != "routing")
+    routing = sum(float(c) for kind, c, *_ in steps if kind == "routing")
+    levels, routed = 0, False
+    for kind, curr, _, _ in steps:
+        if kind == "logic":
+            levels += routed
+        routed = kind == "routing" and float(curr) > 0
+    cells = [n for kind, _, _, n in steps if kind != "routing"]
+    return {"ns": float(steps[-1][2]), "logic_ns": round(logic, 2), "routing_ns": round(routing, 2),
+            "levels": levels, "from": cell_name(cells[0]), "to": cell_name(cells[-1])}
+
+
 def synthesize(verilog: str, top: str, target: str, clock_mhz: float = 100.0, cache_dir=None,
                progress=print, timeout: float | None = 3600, bitstream: bool = True,
                speed_grade: int | None = None, blackboxes=(), place: bool = True, seed: int = 1) -> dict:
@@ -414,8 +454,9 @@ def _flow(verilog, top, t: Target, clock_mhz, work: Path, progress, timeout, bit
     pnr_rep = json.loads((work / "pnr.json").read_text())
     fmax = {k: v["achieved"] for k, v in pnr_rep.get("fmax", {}).items()}
     util = {k: {"used": v["used"], "available": v["available"]} for k, v in pnr_rep["utilization"].items()}
+    log_text = pnr_log.read_text(errors="replace")
     rep.update(fmax_mhz=min(fmax.values()) if fmax else None, fmax_per_clock=fmax, utilisation=util,
-               wrapper=winfo, log_check=parse_nextpnr_log(pnr_log.read_text(errors="replace")))
+               wrapper=winfo, log_check=parse_nextpnr_log(log_text), critical_path=parse_critical_path(log_text))
     rep["fits"] = all(v["used"] <= v["available"] for v in util.values())
     if bitstream and rep["fits"]:
         if t.family == "ecp5":

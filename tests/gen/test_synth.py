@@ -7,7 +7,8 @@ import pytest
 from amaranth.back import verilog
 
 from bitplane.cli.main import main
-from bitplane.synth.flow import MAX_CHAIN, _tool, io_wrapper, parse_nextpnr_log, synthesize, top_ports
+from bitplane.synth.flow import (MAX_CHAIN, _tool, io_wrapper, parse_critical_path, parse_nextpnr_log, synthesize,
+                                 top_ports)
 from bitplane.hw.axil import AXILiteRegisters
 
 
@@ -100,6 +101,10 @@ def test_ecp5_place_and_route_matches_nextpnr_log(regs_v, tmp_path):
     for k, (used, avail) in log["utilisation"].items():
         assert rep["utilisation"][k] == {"used": used, "available": avail}
     assert rep["utilisation"]["TRELLIS_FF"]["used"] >= 200
+    # the critical path is the one nextpnr's Fmax comes from
+    cp = rep["critical_path"]
+    assert abs(cp["ns"] - 1000 / rep["fmax_mhz"]) < 0.02 and abs(cp["logic_ns"] + cp["routing_ns"] - cp["ns"]) < 0.03
+    assert cp["levels"] >= 1 and cp["from"] and cp["to"]
     again = synthesize(regs_v.read_text(), "regs", "ecp5-85k", 50, cache_dir=tmp_path, progress=lambda m: None)
     assert again["cached"] and again["fmax_mhz"] == rep["fmax_mhz"]
 
@@ -125,6 +130,33 @@ def test_speed_grade_and_seed_reach_nextpnr(regs_v, tmp_path, capsys):
     assert "--ooc runs synthesis only" in capsys.readouterr().err
     assert main(["synth", str(regs_v), "--top", "regs", "--target", "xc7z020", "--speed-grade", "7"]) == 1
     assert "speed grade 7 is not available for xc7z020" in capsys.readouterr().err
+
+
+PATH_LOG = """Info: Max frequency for clock '$glbnet$clk': 125.63 MHz (PASS at 100.00 MHz)
+Info: Critical path report for clock '$glbnet$clk' (posedge -> posedge):
+Info:       type curr  total name
+Info:   clk-to-q  0.52  0.52 Source bp_dut.core.dag.block1.win.w_row_TRELLIS_FF_Q_3.Q
+Info:    routing  1.58  2.10 Net x[1] (11,29) -> (8,28)
+Info:                          Sink c1$CCU2_COMB1.A
+Info:      logic  0.45  2.55 Source c1$CCU2_COMB1.FCO
+Info:    routing  0.00  2.55 Net c1$CIN (8,28) -> (8,28)
+Info:      logic  0.44  2.99 Source c2$CCU2_COMB0.F
+Info:    routing  0.73  3.72 Net y (9,28) -> (10,29)
+Info:      logic  0.24  3.96 Source bp_dut.core.dag.block1.win.adv_LUT4_Z.F
+Info:    routing  0.37  4.33 Net z (11,29) -> (11,29)
+Info:      setup  0.00  4.33 Source bp_dut.core.dag.block1.win.adv_r_TRELLIS_FF_Q.M
+Info: Critical path report for cross-domain path '<async>' -> '<async>':
+Info:      logic  9.99  9.99 Source elsewhere.F
+"""
+
+
+def test_critical_path_parser():
+    """Totals of one clock's path, logic levels entered through routing (a carry chain's own hop
+    does not count again), the end cells by their design names; nothing without a report."""
+    cp = parse_critical_path(PATH_LOG)
+    assert cp == {"ns": 4.33, "logic_ns": 1.65, "routing_ns": 2.68, "levels": 2,
+                  "from": "dag.block1.win.w_row", "to": "dag.block1.win.adv_r"}
+    assert parse_critical_path("Info: Max frequency for clock 'clk': 1 MHz\n") is None
 
 
 def test_log_parser():
