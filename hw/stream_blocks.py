@@ -363,14 +363,28 @@ class SlidingWindow(wiring.Component):
         wrote = self.i.valid & ready
         row_end = wrote & pos_last
         m.d.comb += w_next.eq(row_end & row_last)
-        adv = can_write(w_row_nx, (ahead + row_last)[:2])
-        if WC > 1:
+        ahd_nx = (ahead + row_last)[:2]
+        if WC > 2:
+            # rows of three or more words: the test's parts registered from one snapshot (the
+            # next row's three compares and the frames ahead), the test of them registered
+            # again: two cycles old at the row end, when the writer's state is still the one
+            # of the snapshot and the reader's at most two moves older (safe, as above)
+            snap = [Signal(name=f"adv_{n}") for n in ("h", "lim", "limn")]
+            ahd_s = Signal(2)
+            m.d.sync += [snap[0].eq(w_row_nx < H), snap[1].eq(w_row_nx < lim), snap[2].eq(w_row_nx < lim_next),
+                         ahd_s.eq(ahd_nx)]
+            adv_r = Signal()
+            m.d.sync += adv_r.eq(Mux(ahd_s == 0, snap[0] & snap[1], Mux(ahd_s == 1, snap[2], ahd_s == 3)))
+            adv = adv_r
+        elif WC > 1:
             # a row end is at least WC cycles after the one before, so the test for the next row
             # can be registered a cycle early: the writer's state is the same then, the reader's
             # one move older (safe, as above)
             adv_r = Signal()
-            m.d.sync += adv_r.eq(adv)
+            m.d.sync += adv_r.eq(can_write(w_row_nx, ahd_nx))
             adv = adv_r
+        else:
+            adv = can_write(w_row_nx, ahd_nx)
         m.d.sync += ready.eq(Mux(row_end, adv, can_write(w_row, ahead)))
         wp = mem.write_port()
         m.d.comb += [wp.addr.eq(w_addr), wp.data.eq(self.i.payload), wp.en.eq(wrote)]
