@@ -244,15 +244,28 @@ def engine_cycles(cfg: EngineConfig) -> int:
     return mvtu_cycles(cfg.rows, cfg.cols, cfg.pe, cfg.simd, cfg.w_planes, cfg.a_planes)
 
 
-ENGINE_LATENCY = 12   # cycles from the last issue of a row fold to its output word (adder popcounts)
+ENGINE_LATENCY = 12   # cycles from the last issue of a row fold to its output word, with two popcount stages
+
+
+POP_CHUNK = 4   # lanes per chunk popcount of the adder tree (AND/XNOR pairs, one add: two logic levels)
+POP_FANIN = 4   # chunk counts added per registered stage of the adder tree (two adder levels)
+
+
+def sum_stages(n: int) -> int:
+    """Registered stages that add ``n`` chunk counts, :data:`POP_FANIN` at a time (at least one)."""
+    k = 1
+    while POP_FANIN ** k < n:
+        k += 1
+    return k
 
 
 def popcount_stages(cfg: EngineConfig) -> int:
-    """Pipeline stages of the engine's popcounts: 2 for the adder tree (chunk counts, their sum),
-    the longer :func:`~bitplane.hw.popcount.popcount_latency` of the lane matches and of the
-    activation plane (``S_a``) for ``lut6``."""
+    """Pipeline stages of the engine's popcounts: for the adder tree the chunk counts of
+    :data:`POP_CHUNK` lanes, then :func:`sum_stages` of their sums; for ``lut6`` the longer
+    :func:`~bitplane.hw.popcount.popcount_latency` of the lane matches and of the activation
+    plane (``S_a``)."""
     if cfg.popcount == "adder":
-        return 2
+        return 1 + sum_stages(-(-cfg.simd // POP_CHUNK))
     return max(popcount_latency(cfg.simd, "xnor" if cfg.xnor else "and"), popcount_latency(cfg.simd, "ones"))
 
 
@@ -718,12 +731,12 @@ class BitSerialMVTU(wiring.Component):
         return a_sel, a_next, w_sel, delay(ctl1, "b")
 
     def _chunk_popcounts(self, m, advance, delay, ctl, a_sel, a_next, w_sel):
-        """S1b: AND (XNOR on the +-1 path) of the selected planes, popcounts of 8-bit chunks;
+        """S1b: AND (XNOR on the +-1 path) of the selected planes, popcounts of :data:`POP_CHUNK`-lane chunks;
         the activation plane's own popcount for S_a. The selected plane is registered once per
         :data:`ACT_FANOUT` PEs (copies kept apart with yosys' ``keep``, which ``opt_merge``
         honours): one register driving every PE was the demo's ECP5 critical path."""
         c = self.cfg
-        CH = 8
+        CH = POP_CHUNK
         a_pe = [a_sel] + [Signal(c.simd, name=f"a_sel{k}", attrs={"keep": 1})
                           for k in range(1, -(-c.pe // ACT_FANOUT))]
         with m.If(advance):
@@ -768,16 +781,26 @@ class BitSerialMVTU(wiring.Component):
         return pop_a.count, p2, ctl
 
     def _popcount_sums(self, m, advance, delay, ctl, part_a, part_w):
-        """S1c: the chunk counts summed per PE (and for the activation plane)."""
+        """S1c..: the chunk counts summed per PE (and for the activation plane), :data:`POP_FANIN`
+        at a time per registered stage (:func:`sum_stages`)."""
         c = self.cfg
         pw = ceil_log2(c.simd + 1)
-        p2 = [Signal(pw, name=f"pop{pe}") for pe in range(c.pe)]
-        pa2 = Signal(pw)
-        with m.If(advance):
-            m.d.sync += pa2.eq(_popcount(part_a))
-            for pe in range(c.pe):
-                m.d.sync += p2[pe].eq(_popcount(part_w[pe]))
-        return pa2, p2, delay(ctl, "2")
+        for k in range(sum_stages(len(part_a))):
+            last = len(part_a) <= POP_FANIN
+
+            def add(parts, name):
+                out = []
+                for g in range(0, len(parts), POP_FANIN):
+                    grp = parts[g:g + POP_FANIN]
+                    r = Signal(pw if last else range(sum(1 << len(p) for p in grp)), name=f"{name}_s{k}_{g}")
+                    with m.If(advance):
+                        m.d.sync += r.eq(_popcount(grp))
+                    out.append(r)
+                return out
+            part_a = add(part_a, "popa")
+            part_w = [add(pw_, f"pop{pe}") for pe, pw_ in enumerate(part_w)]
+            ctl = delay(ctl, f"2{k}")
+        return part_a[0], [pw_[0] for pw_ in part_w], ctl
 
     def _coefficients(self, m, advance, ctl, pa2, p2):
         """S2: plane coefficient x popcount per PE (constant coefficient tables: a mux of
