@@ -58,7 +58,7 @@ def run(args) -> int:
         for k, v in rep["utilisation"].items():
             if v["used"]:
                 print(f"  {k:<14} {v['used']:>8,} / {v['available']:,}")
-        print(f"  Fmax {rep['fmax_mhz']:.1f} MHz (nextpnr; I/O wrapper adds {rep['wrapper']['input_bits']} "
+        print(f"  Fmax {rep['fmax_mhz']:.1f} MHz (nextpnr; I/O wrapper adds {rep['wrapper']['input_bits'] + rep['wrapper'].get('fold_ffs', 1)} "
               f"FFs), fits: {'yes' if rep['fits'] else 'NO'}"
               + (f", bitstream {Path(rep['dir']) / rep['bitstream']}" if rep.get("bitstream") else ""))
         if cp := rep.get("critical_path"):

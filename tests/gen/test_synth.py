@@ -30,6 +30,11 @@ def test_ports_and_wrapper(regs_v):
     wrapped, top, info = io_wrapper(v, "regs")
     assert top == "bp_wrap" and "module bp_wrap" in wrapped
     assert info["input_bits"] == sum(wd for d, n, wd in ports if d == "input" and n != "clk")
+    # the outputs' XOR fold: registered levels of at most 4 bits per register (32-bit rdata and
+    # the rest: no single register reads more than 4 wrapper or output bits)
+    nout = sum(wd for d, n, wd in ports if d == "output")
+    assert info["output_bits"] == nout and info["fold_ffs"] > nout // 4
+    assert max(len(re.findall(r"\]", ln.split("<=")[1])) for ln in wrapped.splitlines() if "bp_x" in ln and "<=" in ln) == 1
 
 
 def test_wrapper_shift_registers_are_short():
@@ -38,7 +43,7 @@ def test_wrapper_shift_registers_are_short():
     v = "module wide(clk, a, b, y);\n  input clk;\n  input [2999:0] a;\n  input [399:0] b;\n  output y;\n" \
         "  assign y = ^{a, b};\nendmodule\n"
     wrapped, top, info = io_wrapper(v, "wide")
-    assert info == {"input_bits": 3400, "input_pins": 14, "output_bits": 1}
+    assert info == {"input_bits": 3400, "input_pins": 14, "output_bits": 1, "fold_ffs": 1}
     segs = re.findall(r"bp_sr\[(\d+):(\d+)\] <= \{bp_sr\[\d+:\d+\], bp_sin\[(\d+)\]\}", wrapped)
     assert [int(k) for *_, k in segs] == list(range(14))
     spans = [(int(lo), int(hi)) for hi, lo, _ in segs]
