@@ -44,7 +44,7 @@ from .stream_blocks import RegisterSlice
 #: distributed (LUT) RAM; set per layer in a fold file (gen.plan) and written as the memory's
 #: ``ram_style`` attribute, which yosys (xc7, ECP5) honours.
 RAM_STYLES = ("auto", "block", "distributed")
-#: How the per-PE popcounts are built: ``adder`` a balanced adder tree of 8-lane chunks (any
+#: How the per-PE popcounts are built: ``adder`` a balanced adder tree of 4-lane chunks (any
 #: device; the smaller choice on 4-input-LUT devices such as ECP5), ``lut6`` a registered tree of
 #: 6-input-LUT compressors (:mod:`bitplane.hw.popcount`; about 1.4 instead of 2.1 LUT6 per lane
 #: on Xilinx 7-series/UltraScale, a few more cycles of latency). ``bitplane compile --device``

@@ -3,7 +3,7 @@
 The bit-serial engine counts, per PE and cycle, how many of ``N`` lanes match (XNOR of a
 weight and an activation bit on the +-1 path, AND otherwise), and how many activation bits
 are set (``S_a``). As a balanced adder tree that costs about 2 LUT6 per lane in yosys
-``synth_xilinx`` whatever its shape (measured in issue #17: adder trees of 8-lane chunks,
+``synth_xilinx`` whatever its shape (measured in issue #17: adder trees of 8-lane chunks (now 4),
 kept 6:3 counters without registers): ABC maps across the tree and shares each lane's XNOR
 between several LUTs. :class:`CompressorPopcount` builds it so that every LUT has at most six
 inputs that are register outputs and exactly one output that a register takes:
