@@ -328,6 +328,7 @@ def synthesize(verilog: str, top: str, target: str, clock_mhz: float = 100.0, ca
                                     + ([["blackboxes", *blackboxes]] if blackboxes else [])
                                     + (["synth-only"] if synth_only else [])
                                     + (["ecp5-outreg"] if t.family == "ecp5" and not synth_only else [])
+                                    + (["io-fold-tree"] if t.family != "xilinx" and not synth_only else [])
                                     ).encode()).hexdigest()
     cache_dir = Path(cache_dir or Path(tempfile.gettempdir()) / "bitplane-synth")
     out = cache_dir / key[:16]
