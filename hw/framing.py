@@ -177,6 +177,7 @@ class WeightLoader(wiring.Component):
         sel = Signal(range(max(2, len(secs))))
         left = Signal(20)
         wi = Signal(range(max(2, self.max_wpe)))
+        wsel = Signal(self.max_wpe, init=1)              # wi one-hot: the assembly slots' enables
         addr = Signal(range(max(2, max(s[2] for s in secs))))
         wr, wr_addr = Signal(), Signal.like(addr)
         widx = Signal(range(max(2, n)))
@@ -233,6 +234,14 @@ class WeightLoader(wiring.Component):
             m.d.sync += [crc.eq(crc_next), self.words.eq(self.words + 1)]
         with m.If(self.clear):
             m.d.sync += [crc.eq(wimg.CRC32_INIT), self.words.eq(0)]
+        # the word goes into its slot whenever one is offered in the taking phase, in any state,
+        # taken or not: an entry is written only after its words have filled slots 0..wpe-1 in
+        # the payload, so a header or an untaken word left in a slot is overwritten first. Each
+        # slot's enable is then an AND of two registers (`phase`, the one-hot `wsel`), nothing
+        # of the FSM's state before the wide assembly register's clock enables
+        for k in range(self.max_wpe):
+            with m.If(phase & wsel[k]):
+                m.d.sync += asm[32 * k:32 * (k + 1)].eq(word)
         err = self.format_error
         with m.FSM(name="loader"):
             with m.State("MAGIC"):
@@ -262,7 +271,7 @@ class WeightLoader(wiring.Component):
                                 if j == 0:
                                     m.d.sync += [sel.eq(k), addr.eq(0),
                                                  wpe_last.eq(wimg.words_per_entry(secs[k][3]) - 1)]
-                        m.d.sync += [left.eq(word[:20]), wi.eq(0)]
+                        m.d.sync += [left.eq(word[:20]), wi.eq(0), wsel.eq(1)]
                         with m.If(hit & ~last_r):
                             m.next = "PAYLOAD"
                         with m.Else():
@@ -271,17 +280,12 @@ class WeightLoader(wiring.Component):
                             with m.If(last_r):
                                 m.next = "MAGIC"
             with m.State("PAYLOAD"):
-                # the word goes into its slot whenever one is offered in the taking phase, taken
-                # or not (a word not taken is overwritten by the one taken there later): the
-                # wide assembly register's enables depend on registers only, not on `valid`
-                with m.If(phase):
-                    m.d.sync += asm.word_select(wi, 32).eq(word)
                 with m.If(accept):
                     m.d.sync += left.eq(left - 1)
                     with m.If(entry_done):
-                        m.d.sync += [wi.eq(0), wr.eq(1), wr_addr.eq(addr), addr.eq(addr + 1)]
+                        m.d.sync += [wi.eq(0), wsel.eq(1), wr.eq(1), wr_addr.eq(addr), addr.eq(addr + 1)]
                     with m.Else():
-                        m.d.sync += wi.eq(wi + 1)
+                        m.d.sync += [wi.eq(wi + 1), wsel.eq(wsel << 1)]
                     with m.If(last_r):
                         m.d.comb += err.eq(1)
                         m.next = "MAGIC"
