@@ -96,7 +96,8 @@ class WidthConverter(wiring.Component):
 
     Ports: ``i`` In(stream of ``lanes_in*bits``), ``o`` Out(stream of ``lanes_out*bits``).
     Any ratio; element order is kept (lane 0 first). Full rate for integer ratios and the
-    gather-scatter pairs below; latency 1 cycle (2 for a pair). The element count of a frame must be a multiple of ``lanes_out`` (no partial words).
+    gather-scatter pairs below; latency 1 cycle (2 for a pair). The element count of a frame
+    must be a multiple of ``lanes_out`` (no partial words).
 
     Integer ratios have no shifter: ``lanes_out = k * lanes_in`` gathers ``k`` input words in a
     shift register and moves the whole word into the output register with the ``k``-th
@@ -351,8 +352,14 @@ class SlidingWindow(wiring.Component):
         # cycle. Only the writer's own row ends can make the test false; the reader's moves only
         # make it true (its limits grow, ahead falls), so a test one reader move late is safe and
         # at worst admits the next word a cycle later.
-        def can_write(row, ahd):
-            return Mux(ahd == 0, (row < H) & (row < lim), Mux(ahd == 1, row < lim_next, ahd == 3))
+        def row_tests(row):
+            """The writer's compares of ``row``: in the frame, below the limit of the reader's
+            frame, below the limit when the writer is a frame ahead."""
+            return [row < H, row < lim, row < lim_next]
+
+        def can_write(tests, ahd):
+            in_frame, below, below_next = tests
+            return Mux(ahd == 0, in_frame & below, Mux(ahd == 1, below_next, ahd == 3))
         # the writer's next row (w_row + 1 around the frame) and its "last word of the row" and
         # "last row of the frame" flags are registers, so both tests compare registers only and
         # the write decides between them in one multiplexer before the ready register
@@ -371,21 +378,20 @@ class SlidingWindow(wiring.Component):
             # of the snapshot and the reader's at most two moves older (safe, as above)
             snap = [Signal(name=f"adv_{n}") for n in ("h", "lim", "limn")]
             ahd_s = Signal(2)
-            m.d.sync += [snap[0].eq(w_row_nx < H), snap[1].eq(w_row_nx < lim), snap[2].eq(w_row_nx < lim_next),
-                         ahd_s.eq(ahd_nx)]
+            m.d.sync += [*(r.eq(t) for r, t in zip(snap, row_tests(w_row_nx))), ahd_s.eq(ahd_nx)]
             adv_r = Signal()
-            m.d.sync += adv_r.eq(Mux(ahd_s == 0, snap[0] & snap[1], Mux(ahd_s == 1, snap[2], ahd_s == 3)))
+            m.d.sync += adv_r.eq(can_write(snap, ahd_s))
             adv = adv_r
         elif WC > 1:
             # a row end is at least WC cycles after the one before, so the test for the next row
             # can be registered a cycle early: the writer's state is the same then, the reader's
             # one move older (safe, as above)
             adv_r = Signal()
-            m.d.sync += adv_r.eq(can_write(w_row_nx, ahd_nx))
+            m.d.sync += adv_r.eq(can_write(row_tests(w_row_nx), ahd_nx))
             adv = adv_r
         else:
-            adv = can_write(w_row_nx, ahd_nx)
-        m.d.sync += ready.eq(Mux(row_end, adv, can_write(w_row, ahead)))
+            adv = can_write(row_tests(w_row_nx), ahd_nx)
+        m.d.sync += ready.eq(Mux(row_end, adv, can_write(row_tests(w_row), ahead)))
         wp = mem.write_port()
         m.d.comb += [wp.addr.eq(w_addr), wp.data.eq(self.i.payload), wp.en.eq(wrote)]
         with m.If(wrote):
