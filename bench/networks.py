@@ -42,7 +42,7 @@ from bitplane.core.environment import machine  # noqa: E402
 from bitplane.gen.compile import compile_network  # noqa: E402
 from bitplane.gen.golden import Golden  # noqa: E402
 from bitplane.gen.spec import load_network  # noqa: E402
-from bitplane.synth.flow import SynthError, synthesize, tool_versions  # noqa: E402
+from bitplane.synth.flow import SynthError, critical_path_text, synthesize, tool_versions  # noqa: E402
 from bitplane.synth.ooc import ooc_synthesize  # noqa: E402
 from bitplane.sim.accel import simulate  # noqa: E402
 
@@ -177,8 +177,8 @@ def main(argv=None):
               f"{f('xc7_bram36', '>6')} {f('fps_per_klut_100mhz', '>8.1f')} {f('ecp5_lut4', '>9,')} "
               f"{f('fmax_mhz', '>6.1f')} {f('fps_fmax', '>8,.0f')}"
               + (f"  ECP5: {row['ecp5_error']}" if row.get("ecp5_error") else "")
-              + (f"  critical path {cp['ns']:.2f} ns: {cp['from']} -> {cp['to']}"
-                 if (cp := row.get("ecp5_critical_path")) else ""), flush=True)
+              + (f"  critical path {critical_path_text(row['ecp5_critical_path'])}"
+                 if row.get("ecp5_critical_path") else ""), flush=True)
     if any(fold for *_, fold in nets):
         print("# *: with its fold file (" + ", ".join(f"{n}: {fo}" for n, _, _, fo in nets if fo) + ")")
     if args.json:

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import engines, golden, networks, pareto, shard  # noqa: E402
 from bitplane.core.environment import machine  # noqa: E402
-from bitplane.synth.flow import tool_versions  # noqa: E402
+from bitplane.synth.flow import critical_path_text, tool_versions  # noqa: E402
 
 # Published anchors (FINN / BNN-PYNQ on PYNQ-Z1 at 100 MHz, Vivado post-synthesis LUTs; BISMO)
 FINN = [
@@ -39,14 +39,6 @@ FINN = [
 # the last entry: CNV-W1A1 again with conv1's shallow, wide weight memory kept in LUT RAM (a fold file's ram_style)
 EQUAL_THROUGHPUT = ("cnv-w1a1:9150:xc7,cnv-w2a2:2580:xc7,lfc-w1a1:356633:xc7,"
                     "cnv-w1a1:9150:xc7:fold=bench/folds/cnv-w1a1-conv1-lutram.yaml")
-def critical_path_text(cp: dict | None) -> str:
-    """A nextpnr critical path (``synth.flow.parse_critical_path``) in one table cell."""
-    if not cp:
-        return "-"
-    return (f"{cp['ns']:.2f} ns, {cp['levels']} levels, {cp['routing_ns']:.2f} ns routing: "
-            f"`{cp['from']}` -> `{cp['to']}`")
-
-
 BISMO_LUT_PER_BINOP = 0.9          # BISMO (Umuroglu et al., FPL 2018): ~0.9 LUT per binary op per cycle
 BISMO_TOPS = 6.5                   # binary TOPS on PYNQ-Z1
 

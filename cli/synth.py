@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bitplane import api
 from bitplane.core.fileio import write_file
-from bitplane.synth.flow import TARGETS
+from bitplane.synth.flow import TARGETS, critical_path_text
 
 from .args import positive, positive_int
 
@@ -61,9 +61,8 @@ def run(args) -> int:
         print(f"  Fmax {rep['fmax_mhz']:.1f} MHz (nextpnr; I/O wrapper adds {rep['wrapper']['input_bits'] + rep['wrapper'].get('fold_ffs', 1)} "
               f"FFs), fits: {'yes' if rep['fits'] else 'NO'}"
               + (f", bitstream {Path(rep['dir']) / rep['bitstream']}" if rep.get("bitstream") else ""))
-        if cp := rep.get("critical_path"):
-            print(f"  critical path {cp['ns']:.2f} ns ({cp['levels']} logic levels, {cp['routing_ns']:.2f} ns routing): "
-                  f"{cp['from']} -> {cp['to']}")
+        if rep.get("critical_path"):
+            print(f"  critical path {critical_path_text(rep['critical_path'])}")
     return 0
 
 

@@ -138,8 +138,8 @@ def io_wrapper(verilog: str, top: str, clock: str = "clk") -> tuple[str, str, di
     # the outputs XOR-folded by a tree of registers, 4 bits per LUT4 and level, so the fold is
     # never a design's critical path (a fold in one stage was the demo's, 8.01 ns, at one seed)
     nout = sum(w for _, w in outs)
-    level, k, tree_ffs = "{" + ", ".join(f"bp_o_{n}" for n, _ in reversed(outs)) + "}" if outs else "1'b0", 0, 0
-    n = max(nout, 1)
+    level = "{" + ", ".join(f"bp_o_{n}" for n, _ in reversed(outs)) + "}" if outs else "1'b0"
+    n, k, tree_ffs = max(nout, 1), 0, 0
     while n > 4:
         m = -(-n // 4)
         lines.append(f"  reg [{m - 1}:0] bp_x{k};")
@@ -296,6 +296,14 @@ def parse_critical_path(text: str) -> dict | None:
     cells = [n for kind, _, _, n in steps if kind != "routing"]
     return {"ns": float(steps[-1][2]), "logic_ns": round(logic, 2), "routing_ns": round(routing, 2),
             "levels": levels, "from": cell_name(cells[0]), "to": cell_name(cells[-1])}
+
+
+def critical_path_text(cp: dict | None) -> str:
+    """A :func:`parse_critical_path` result in one line (``bitplane synth``, the benchmarks)."""
+    if not cp:
+        return "-"
+    return (f"{cp['ns']:.2f} ns ({cp['levels']} logic levels, {cp['routing_ns']:.2f} ns routing): "
+            f"{cp['from']} -> {cp['to']}")
 
 
 def synthesize(verilog: str, top: str, target: str, clock_mhz: float = 100.0, cache_dir=None,
