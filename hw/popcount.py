@@ -13,15 +13,17 @@ inputs that are register outputs and exactly one output that a register takes:
   same activation bits (``a`` and ``a_copy`` are different signals, so no XNOR can be shared
   between the two LUTs); for ``ones`` (a popcount of ``a`` alone) each group of 6 bits gives a
   3-bit count (a 6:3 counter);
-* levels 1...: per bit weight (column), groups of 6 bits through 6:3 counters, a remainder of
-  3-5 bits through a 3:2 / 4:3 / 5:3 counter, fewer bits passed on; each level registered,
-  until no column holds more than 2 bits;
+* levels 1...: per bit weight (column), from the lowest, carry-chain compressors of up to 7
+  bits of a column, each taking one bit of each of the next two columns too while both hold 3
+  or more (:func:`_compress`): 3 LUT6 and a CARRY4 for 9 bits -> 4 (a 6:3 LUT counter takes 3
+  LUT6 for 6 -> 3); fewer than 3 bits passed on; each level registered, until no column holds
+  more than 2 bits;
 * last: the two rows added (a carry chain) into ``count``.
 
-About 1.35-1.4 LUT6 per lane for 192-1,024 XNOR lanes (2.1 as an adder tree), for about one
-more flip-flop per lane. On 4-input-LUT devices (ECP5) a 6-input function costs several LUT4s
-and the adder tree is smaller: the engine uses this only when compiled for a 6-input-LUT device
-(``EngineConfig.popcount``).
+About 1.26-1.28 LUT6 per lane for 27-1,024 lanes (1.35-1.4 with 6:3 LUT counters, 2.1 as an
+adder tree), for about one more flip-flop per lane. On 4-input-LUT devices (ECP5) a 6-input
+function costs several LUT4s and the adder tree is smaller: the engine uses this only when
+compiled for a 6-input-LUT device (``EngineConfig.popcount``).
 """
 from __future__ import annotations
 
@@ -63,24 +65,37 @@ def _level0(n: int, kind: str, counter) -> dict[int, list]:
     return heap
 
 
-def _compress(heap: dict[int, list], counter, carry) -> dict[int, list]:
-    """One compressor level (module docstring): per column, groups of 6 bits through 6:3
-    counters, a remainder of 3-5 through one counter, fewer bits passed on; ``counter(group,
-    bit)`` makes output bit ``bit`` of a group's count, ``carry(x)`` passes ``x`` on."""
+#: Bits of one column a compressor of :func:`_compress` takes: ``X`` counts up to 5 of them
+#: (each of its bits a 5-input function), a 6th is ``Y``'s bit 0 and a 7th the carry-in.
+GPC_BITS = 7
+
+
+def _compress(heap: dict[int, list], gpc, carry) -> dict[int, list]:
+    """One compressor level (module docstring): per column, from the lowest, groups of up to
+    :data:`GPC_BITS` of its bits (at least 3) through a carry-chain compressor, each taking
+    one bit of each of the next two columns too while both of those still hold 3 bits or more
+    (they are compressed anyway, and 7 + 2 + 4 -> 4 bits removes one bit more than 7 -> 3 for
+    the same three LUTs); ``gpc(col_bits, next1, next2)`` returns the output bits from the
+    column up. Fewer than 3 bits are passed on (``carry(x)``)."""
+    heap = {k: list(v) for k, v in heap.items()}
     new: dict[int, list] = {}
-    for col in sorted(heap):
-        bits = heap[col]
-        full = len(bits) // 6 * 6
-        groups = [bits[i:i + 6] for i in range(0, full, 6)]
-        rest = bits[full:]
-        if len(rest) >= 3:
-            groups.append(rest)
-            rest = []
-        for g in groups:
-            for b in range(len(g).bit_length()):
-                new.setdefault(col + b, []).append(counter(g, b))
-        new.setdefault(col, []).extend(carry(x) for x in rest)
+    for col in range(min(heap), max(heap) + 1):
+        bits = heap.get(col, [])
+        while len(bits) >= 3:
+            g = bits[:GPC_BITS]
+            del bits[:GPC_BITS]
+            y1 = y2 = None
+            if len(heap.get(col + 1, [])) >= 3 and len(heap.get(col + 2, [])) >= 3:
+                y1, y2 = heap[col + 1].pop(), heap[col + 2].pop()
+            for b, x in enumerate(gpc(g, y1, y2)):
+                new.setdefault(col + b, []).append(x)
+        new.setdefault(col, []).extend(carry(x) for x in bits)
     return {k: v for k, v in new.items() if v}
+
+
+def gpc_width(n0: int, y1: bool, y2: bool) -> int:
+    """Output bits of a compressor of ``n0`` column bits and optional bits of the next two columns."""
+    return (n0 + 2 * y1 + 4 * y2).bit_length()
 
 
 def popcount_latency(n: int, kind: str) -> int:
@@ -90,9 +105,11 @@ def popcount_latency(n: int, kind: str) -> int:
         raise ValueError(f"popcount kind must be one of {KINDS}, got {kind!r}")
     if n < 1:
         raise ValueError("a popcount needs at least one lane")
-    heap, levels = _level0(n, kind, lambda lanes, b: None), 0      # the same schedule, no logic
+    bit = object()                      # the same schedule, placeholders for the bits (no logic)
+    heap, levels = _level0(n, kind, lambda lanes, b: bit), 0
     while max(len(v) for v in heap.values()) > 2:
-        heap = _compress(heap, lambda g, b: None, lambda x: None)
+        heap = _compress(heap, lambda g, y1, y2: [bit] * gpc_width(len(g), y1 is not None, y2 is not None),
+                         lambda x: bit)
         levels += 1
     return 2 + levels
 
@@ -147,12 +164,27 @@ class CompressorPopcount(wiring.Component):
             ins = [x for l in lanes for x in (src[l], self.w[l])]
             return reg(_lut(ins, _count_table(2 * len(lanes), b, True, kind)), "l0_")
 
+        def gpc(g, y1, y2, tag):
+            # X (the count of up to 5 column bits, each bit a 5-input function) + Y (a 6th column
+            # bit, one bit of each of the next two columns) + the 7th column bit as carry-in: on
+            # xc7 every sum bit's LUT takes X's bit's 5 inputs and Y's bit (6 inputs), Y goes
+            # straight to the carry chain's DI and the carry-in to CYINIT (yosys infers this from
+            # the add, Y the first operand): 3 LUT6 and a CARRY4 for 7 + 1 + 1 bits -> 4
+            xs, rest = g[:5], g[5:]
+            X = Cat(*[_lut(xs, _count_table(len(xs), b, False, "ones")) for b in range(len(xs).bit_length())])
+            Y = Cat(rest[0] if rest else Const(0, 1), y1 if y1 is not None else Const(0, 1),
+                    y2 if y2 is not None else Const(0, 1))
+            ci = rest[1] if len(rest) > 1 else Const(0, 1)
+            w = gpc_width(len(g), y1 is not None, y2 is not None)
+            total = Signal(w, name=f"{tag}g{serial[0]}")
+            m.d.comb += total.eq(Y + X + ci)
+            return [reg(total[b], tag) for b in range(w)]
+
         heap, level = _level0(n, kind, first), 0
         while max(len(v) for v in heap.values()) > 2:
             level += 1
             tag = f"l{level}_"
-            heap = _compress(heap, lambda g, b: reg(_lut(g, _count_table(len(g), b, False, kind)), tag),
-                             lambda x: reg(x, tag))
+            heap = _compress(heap, lambda g, y1, y2: gpc(g, y1, y2, tag), lambda x: reg(x, tag))
         rows = [0, 0]
         for col, bits in heap.items():
             for r, x in enumerate(bits):
