@@ -16,26 +16,67 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from bitplane.core.intmath import window_out
-from .memory import block_memory
+from .memory import LUTRAM_DEPTH, block_memory
 
 
 class StreamFIFO(wiring.Component):
     """First-in first-out buffer between two streams.
 
     Ports: ``i`` In(stream of ``width``), ``o`` Out(stream of ``width``).
-    Latency 1 cycle; one transfer per cycle on both sides in steady state; ``i.ready`` is
-    low only when ``depth`` words are held. Backpressure on ``o`` never loses data.
+    One transfer per cycle on both sides in steady state; ``i.ready`` is low only when
+    ``depth`` words are held. Backpressure on ``o`` never loses data.
+
+    Up to :data:`~bitplane.hw.memory.LUTRAM_DEPTH` words (LUT RAM or registers): amaranth's
+    ``SyncFIFOBuffered``, latency 1 cycle (a word taken at one clock edge is offered after the
+    next). Deeper (a block RAM): the memory's read data goes into a plain register (no reset,
+    no logic in front: the block RAM's own output register on ECP5,
+    :mod:`bitplane.synth.ecp5_outreg`; a DP16KD read without it has a 5.8 ns clock-to-out,
+    CNV-W1A1's critical path at grade 6), and ``o`` is that register: ``depth - 2`` words in
+    the memory, one in its read latch, one in the register; latency 2 cycles.
     """
 
     def __init__(self, width: int, depth: int):
         self.width, self.depth = width, depth
         super().__init__({"i": In(stream.Signature(width)), "o": Out(stream.Signature(width))})
 
+    @property
+    def registered(self) -> bool:
+        """The read data is registered after the memory (a block-RAM deep FIFO)."""
+        return self.depth > LUTRAM_DEPTH
+
     def elaborate(self, platform):
         m = Module()
-        m.submodules.q = q = fifo.SyncFIFOBuffered(width=self.width, depth=self.depth)
-        m.d.comb += [q.w_data.eq(self.i.payload), q.w_en.eq(self.i.valid), self.i.ready.eq(q.w_rdy),
-                     self.o.payload.eq(q.r_data), self.o.valid.eq(q.r_rdy), q.r_en.eq(self.o.ready)]
+        if not self.registered:
+            m.submodules.q = q = fifo.SyncFIFOBuffered(width=self.width, depth=self.depth)
+            m.d.comb += [q.w_data.eq(self.i.payload), q.w_en.eq(self.i.valid), self.i.ready.eq(q.w_rdy),
+                         self.o.payload.eq(q.r_data), self.o.valid.eq(q.r_rdy), q.r_en.eq(self.o.ready)]
+            return m
+        n = self.depth - 2
+        m.submodules.storage = mem = block_memory(self.width, n)
+        wp, rp = mem.write_port(), mem.read_port()
+        produce, consume = Signal(range(n)), Signal(range(n))
+        level = Signal(range(n + 1))
+        latched, held = Signal(), Signal()      # a word in the read latch / in the output register
+        out = Signal(self.width, reset_less=True)
+        load = latched & (~held | self.o.ready)          # read latch -> output register
+        read = (level != 0) & (~latched | load)          # memory -> read latch
+        put = self.i.valid & self.i.ready
+        m.d.comb += [self.i.ready.eq(level != n), self.o.valid.eq(held), self.o.payload.eq(out),
+                     wp.addr.eq(produce), wp.data.eq(self.i.payload), wp.en.eq(put),
+                     rp.addr.eq(consume), rp.en.eq(read)]
+        with m.If(put):
+            m.d.sync += produce.eq(Mux(produce == n - 1, 0, produce + 1))
+        with m.If(read):
+            m.d.sync += consume.eq(Mux(consume == n - 1, 0, consume + 1))
+        m.d.sync += level.eq(level + put - read)
+        with m.If(read):
+            m.d.sync += latched.eq(1)
+        with m.Elif(load):
+            m.d.sync += latched.eq(0)
+        with m.If(load):
+            m.d.sync += [out.eq(rp.data), held.eq(1)]
+        with m.Elif(self.o.ready):
+            m.d.sync += held.eq(0)
         return m
 
 
@@ -419,11 +460,20 @@ class SlidingWindow(wiring.Component):
         m.d.comb += [out_advance.eq(~self.o.valid | self.o.ready), advance.eq(~v1 | out_advance)]
         issue = Signal()
         m.d.comb += issue.eq(avail & advance)
+        # each reader counter's "at its last value" is a register stepped with it, so the
+        # enables of the nested counters and address bases are ANDs of registers, not chains of
+        # comparators (CNV-W1A1's ECP5 path ran from ch through five levels to a_base)
+        ch_l, kw_l, kh_l, ox_l, oy_l = (Signal(name=f"{nm}_last", init=int(n == 1)) for nm, n in
+                                        (("ch", CW), ("kw", K), ("kh", K), ("ox", self.OW), ("oy", self.OH)))
+
+        def step(ctr, last, n):
+            """``ctr`` + 1, wrapping to 0 after ``n - 1``, with its flag."""
+            return [ctr.eq(Mux(last, 0, ctr + 1)), last.eq(Mux(last, n == 1, ctr == n - 2))]
         row_end = Signal()
-        m.d.comb += row_end.eq((ch == CW - 1) & (kw == K - 1) & (kh == K - 1) & (ox == self.OW - 1))
+        m.d.comb += row_end.eq(ch_l & kw_l & kh_l & ox_l)
         same = rows_in(lambda a: ahead == a, hi_c)
         m.d.sync += avail.eq(Mux(issue & row_end,
-                                 Mux(oy == self.OH - 1, rows_in(lambda a: ahead == (a + 1) % 4, hi_first),
+                                 Mux(oy_l, rows_in(lambda a: ahead == (a + 1) % 4, hi_first),
                                      rows_in(lambda a: ahead == a, hi_nx)),
                                  same))
 
@@ -470,36 +520,35 @@ class SlidingWindow(wiring.Component):
             return ring_add(a, k, RB)
 
         with m.If(issue):
-            with m.If((ch == CW - 1) & (kw == K - 1)):  # end of a kernel row
-                m.d.sync += [ch.eq(0), kw.eq(0)]
-                with m.If(kh == K - 1):
-                    m.d.sync += kh.eq(0)
-                    with m.If(ox == self.OW - 1):
-                        m.d.sync += [ox.eq(0), x0.eq(-l), c_x0.eq(-l * CW), col.eq(-l * CW)]
-                        with m.If(oy == self.OH - 1):
+            m.d.sync += step(ch, ch_l, CW)
+            with m.If(ch_l):
+                m.d.sync += step(kw, kw_l, K)
+            with m.If(ch_l & kw_l):  # end of a kernel row
+                m.d.sync += step(kh, kh_l, K)
+                with m.If(kh_l):
+                    m.d.sync += step(ox, ox_l, self.OW)
+                    with m.If(ox_l):
+                        m.d.sync += [x0.eq(-l), c_x0.eq(-l * CW), col.eq(-l * CW), *step(oy, oy_l, self.OH)]
+                        with m.If(oy_l):
                             # next frame: row 0 of the next frame sits H slots further
                             m.d.sync += rows_at(-t)
                             m.d.comb += r_next.eq(1)
-                            m.d.sync += [oy.eq(0), y0.eq(-t),
+                            m.d.sync += [y0.eq(-t),
                                          r_base.eq(mod_add(r_base, H)), slot_y0.eq(mod_add(r_base, H - t)),
                                          a_base.eq(ring_add(a_base, H * WC)),
                                          a_y0.eq(ring_add(a_base, (H - t) * WC)),
                                          a_row.eq(ring_add(a_base, (H - t) * WC))]
                         with m.Else():
                             m.d.sync += rows_step()
-                            m.d.sync += [oy.eq(oy + 1), y0.eq(y0 + s), slot_y0.eq(mod_add(slot_y0, s)),
+                            m.d.sync += [y0.eq(y0 + s), slot_y0.eq(mod_add(slot_y0, s)),
                                          a_y0.eq(ring_add(a_y0, s * WC)), a_row.eq(ring_add(a_y0, s * WC))]
                     with m.Else():
-                        m.d.sync += [ox.eq(ox + 1), x0.eq(x0 + s), c_x0.eq(c_x0 + s * CW),
+                        m.d.sync += [x0.eq(x0 + s), c_x0.eq(c_x0 + s * CW),
                                      col.eq(c_x0 + s * CW), a_row.eq(a_y0)]
                 with m.Else():
-                    m.d.sync += [kh.eq(kh + 1), col.eq(c_x0), a_row.eq(ring_add(a_row, WC))]
+                    m.d.sync += [col.eq(c_x0), a_row.eq(ring_add(a_row, WC))]
             with m.Else():
                 m.d.sync += col.eq(col + 1)
-                with m.If(ch == CW - 1):
-                    m.d.sync += [ch.eq(0), kw.eq(kw + 1)]
-                with m.Else():
-                    m.d.sync += ch.eq(ch + 1)
         return m
 
     def _mirror(self, m, x, y, col, ch, slot_y0, kh):

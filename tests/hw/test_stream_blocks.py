@@ -17,10 +17,62 @@ from tests.support.streams import run_stream
 from tests.support.verilog import component_verilog
 
 
-def test_fifo_keeps_order_under_backpressure():
-    words = list(range(1, 200))
-    got, _ = run_stream(StreamFIFO(16, 4), words, len(words), gap=0.4, stall=0.5)
+@pytest.mark.parametrize("depth", [4, 70, 128])
+def test_fifo_keeps_order_under_backpressure(depth):
+    words = list(range(1, 400))
+    got, _ = run_stream(StreamFIFO(16, depth), words, len(words), gap=0.4, stall=0.5)
     assert got == words
+
+
+@pytest.mark.parametrize("depth,latency", [(4, 1), (64, 1), (65, 2), (128, 2)])
+def test_fifo_capacity_latency_and_rate(depth, latency):
+    """With ``o`` stalled the FIFO takes exactly ``depth`` words; a word entering an empty FIFO
+    is offered ``latency`` cycles after the one it was taken in (2 once the read data is registered after a block RAM:
+    ``StreamFIFO.registered``); then, ``o`` always ready, one word per cycle."""
+    from amaranth.sim import Simulator
+    dut = StreamFIFO(12, depth)
+    assert dut.registered == (depth > 64)
+    seen = {}
+
+    async def bench(ctx):
+        ctx.set(dut.i.payload, 5)
+        ctx.set(dut.i.valid, 1)
+        await ctx.tick()
+        ctx.set(dut.i.valid, 0)
+        for k in range(1, 6):
+            await ctx.tick()
+            if ctx.get(dut.o.valid):
+                seen["latency"] = k
+                break
+        ctx.set(dut.o.ready, 1)
+        await ctx.tick()
+        ctx.set(dut.o.ready, 0)
+        taken = 0
+        for n in range(depth + 10):
+            ctx.set(dut.i.payload, n)
+            ctx.set(dut.i.valid, 1)
+            if ctx.get(dut.i.ready):
+                taken += 1
+            await ctx.tick()
+        ctx.set(dut.i.valid, 0)
+        seen["taken"] = taken
+        ctx.set(dut.o.ready, 1)
+        out, cycles = [], 0
+        while len(out) < taken:
+            if ctx.get(dut.o.valid):
+                out.append(ctx.get(dut.o.payload))
+            await ctx.tick()
+            cycles += 1
+        seen["out"], seen["cycles"] = out, cycles
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen["latency"] == latency
+    assert seen["taken"] == depth
+    assert seen["out"] == list(range(depth))
+    assert seen["cycles"] == depth
 
 
 @pytest.mark.parametrize("gap,stall", [(0.0, 0.0), (0.4, 0.5), (0.0, 0.7)])
@@ -173,7 +225,8 @@ def test_code_lut():
 
 
 @pytest.mark.parametrize("comp,name", [
-    (lambda: StreamFIFO(8, 4), "fifo"), (lambda: WidthConverter(2, 3, 2), "wconv"),
+    (lambda: StreamFIFO(8, 4), "fifo"), (lambda: StreamFIFO(8, 100), "fifo_bram"),
+    (lambda: WidthConverter(2, 3, 2), "wconv"),
     (lambda: RegisterSlice(5), "slice"),
     (lambda: SlidingWindow(4, 7, 5, 3, 2, (1, 1, 1, 1), 2, 2), "window"),
     (lambda: Pool(4, 6, 6, 2, 2, (0, 0, 0, 0), 4, 2, signed=True, maximize=[1, 0, 1, 0]), "pool"),
