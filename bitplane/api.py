@@ -122,7 +122,8 @@ def synthesize(design, target: str, clock_mhz: float = 100.0, top: str | None = 
     names its top module): resources and Fmax for ``target``, and the ``top`` synthesised.
     ``speed_grade`` (ECP5: 6, 7, 8) and ``seed`` (nextpnr's) shape place and route.
     ``ooc``: the out-of-context resource estimate instead (:mod:`bitplane.synth.ooc`: each
-    distinct block once, cached in ``cache_dir``, ``jobs`` runs at a time; no timing)."""
+    distinct block once, ``jobs`` runs at a time; no timing). Results are cached in ``cache_dir``
+    (default: ``synth.flow``'s, or the out-of-context estimate's)."""
     if ooc and (speed_grade is not None or seed != 1):
         raise InputError("a speed grade or a nextpnr seed shapes place and route; --ooc runs synthesis only")
     path = Path(design)
@@ -144,7 +145,7 @@ def synthesize(design, target: str, clock_mhz: float = 100.0, top: str | None = 
         rep = ooc_synthesize(text, top, target, cache_dir=cache_dir, progress=progress, jobs=jobs)
     else:
         rep = flow.synthesize(text, top, target, clock_mhz, progress=progress or (lambda msg: None),
-                              speed_grade=speed_grade, seed=seed)
+                              cache_dir=cache_dir, speed_grade=speed_grade, seed=seed)
     return dict(rep, top=top)
 
 

@@ -28,8 +28,8 @@ def add_parser(sub) -> None:
     p.add_argument("--ooc", action="store_true",
                    help="out-of-context resource estimate: each distinct block synthesized once (cached), plus "
                         "the top's glue; synthesis only (no timing). xilinx parts and ECP5")
-    p.add_argument("--cache-dir", help="cache of --ooc synthesis results (default: the user cache folder, "
-                                       "bitplane/synth)")
+    p.add_argument("--cache-dir", help="cache of synthesis results (default: the system temporary folder's "
+                                       "bitplane-synth; with --ooc the user cache folder's bitplane/synth)")
     p.add_argument("--jobs", type=positive_int, default=1,
                    help="--ooc: synthesis runs at a time (one core each; default %(default)s)")
     p.set_defaults(fn=run)
