@@ -5,6 +5,7 @@ import json
 
 from bitplane import api
 from bitplane.gen.devices import fit_text
+from bitplane.gen.plan import weight_memory_text
 
 from .args import add_folding
 
@@ -44,7 +45,7 @@ def run(args) -> int:
         f = folds[name]
         print(f"{f.stage:<10} {f.pe:>5} {f.simd:>5} {f.cycles:>11,} {f.block_cycles:>13,} {f.luts:>10,} "
               f"{f.weight_bits:>12,} {f.threshold_bits:>9,}  {f.source}"
-              f"{f', weights in {f.ram_style} RAM' if f.ram_style != 'auto' else ''}{mark}")
+              f"{', ' + weight_memory_text(f) if weight_memory_text(f) else ''}{mark}")
     print("(cycles/frame: the whole block, with its sliding window / input stream at the producer's PE lanes)")
     print(f"pipeline: {p['cycles_per_frame']:,} cycles/frame -> {p['fps']:,.1f} frames/s at "
           f"{args.clock_mhz:g} MHz; about {p['luts']:,} LUTs, {p['memory_bits']:,} memory bits")

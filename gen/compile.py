@@ -28,6 +28,7 @@ from bitplane.core.errors import BitplaneError, NotSupportedError
 from bitplane.core.fileio import check_replaceable, manifest_names_format, replace_folder
 from bitplane.gen import hwmap
 from bitplane.gen.devices import plan_for_device
+from bitplane.gen.plan import weight_memory_text
 from bitplane.hw.dag import check_graph, linear_inputs
 from bitplane.hw.top import Accelerator, TopParams, fifo_depths, loadable_memories, memory_sections, top_cycles
 from .golden import Golden
@@ -113,8 +114,10 @@ def compile_network(net: Network, out: Path, target_fps=None, clock_mhz: float =
         progress(f"{device}: weights of {', '.join(pr['block_ram_moved'])} in block RAM instead of LUT RAM "
                  f"(spare block RAM; a fold file's ram_style: distributed keeps a layer in LUT RAM)")
     if pr["lut_ram_moved"]:
-        progress(f"{device}: weights of {', '.join(pr['lut_ram_moved'])} in LUT RAM instead of block RAM "
-                 f"(the plan needs more block RAM than the device has; a fold file's ram_style: block keeps a layer)")
+        texts = {f.stage: weight_memory_text(f) for f in pr["folds"]}
+        progress(f"{device}: the plan needs more block RAM than the device has: "
+                 f"{'; '.join(f'{k}: {texts[k]}' for k in pr['lut_ram_moved'])} "
+                 f"(a fold file's ram_style: block keeps a layer in block RAM)")
     ident = json.dumps([net.spec_hash, [(f.stage, f.pe, f.simd) for f in pr["folds"]], embed_weights,
                         MANIFEST_VERSION, regmap.REGMAP_VERSION, regmap.STREAM_VERSION, pr["stream_bits"]])
     build_id = int(hashlib.sha256(ident.encode()).hexdigest()[:8], 16)

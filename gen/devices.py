@@ -122,19 +122,22 @@ def block_rams(width: int, depth: int, lut4: bool) -> float:
 
 
 def block_memories(low, folds) -> list:
-    """``[(stage, width, entries, style), ...]``: every run-time memory of the planned blocks
-    (``style``: ``hw.bitserial.RAM_STYLES``, the fold's ``ram_style`` for weight memories)."""
+    """``[(stage, width, entries, style, lutram_bits), ...]``: every run-time memory of the
+    planned blocks (``style``: ``hw.bitserial.RAM_STYLES``, the fold's ``ram_style`` for weight
+    memories; ``lutram_bits``: the top bits of a split weight memory's words in LUT RAM,
+    ``hw.bitserial.EngineConfig.split_weights``)."""
     st_of = {s.name: s for s in low.stages}
     out = []
     for f in folds:
         st = st_of[f.stage]
         try:
-            out += [(f.stage, int(m.width), int(m.entries), m.style) for m in _memories(st, f.pe, f.simd, f.ram_style)]
+            out += [(f.stage, int(m.width), int(m.entries), m.style, m.lutram_bits)
+                    for m in _memories(st, f.pe, f.simd, f.ram_style, f.lutram_bits)]
         except NotSupportedError:      # no hardware block yet: the planner's totals as one memory
             m = memory_bits(st, f.pe, f.simd)
             bits = m["weights"] + m["thresholds"] + m["constants"]
             w = max(1, m["word"])
-            out.append((f.stage, w, math.ceil(bits / w), "auto"))
+            out.append((f.stage, w, math.ceil(bits / w), "auto", 0))
     return out
 
 
@@ -149,12 +152,15 @@ def fit(low, p: dict, devices=None) -> list[dict]:
         luts = p["luts"] * (LUT4_PER_LUT6 if lut4 else 1)
         bram = uram = 0
         movable = []                    # (block RAMs freed per UltraRAM, block RAMs, UltraRAMs)
-        for _, w, n, style in mems:
+        for _, w, n, style, lut_bits in mems:
             if n == 1:                  # one word: registers (hw.bitserial), no RAM
                 continue
             if in_lut_ram(style, n):
                 luts += lutram_luts(w, n, lut4)
                 continue
+            if lut_bits:                # split by columns: the top bits in LUT RAM
+                luts += lutram_luts(lut_bits, n, lut4)
+                w -= lut_bits
             b = block_rams(w, n, lut4)
             bram += b
             if d.uram:
@@ -168,7 +174,7 @@ def fit(low, p: dict, devices=None) -> list[dict]:
         rows.append({"device": d.name, "board": d.board, "luts": int(luts), "lut_budget": d.luts,
                      "lut_kind": "LUT4" if lut4 else "LUT6", "bram": bram, "bram_budget": d.bram,
                      "bram_kind": d.bram_kind, "uram": uram, "uram_budget": d.uram, "fits": fits,
-                     "memory_bits": int(sum(w * n for _, w, n, _ in mems)), "source": d.source})
+                     "memory_bits": int(sum(m[1] * m[2] for m in mems)), "source": d.source})
     return rows
 
 
@@ -265,7 +271,36 @@ def relieve_block_ram(low, p: dict, device: str, keep=()) -> list[str]:
             moved.remove(stage)
         else:
             p["folds"][k] = replace(before[k], ram_style="distributed")
+    for stage in moved:
+        _split_back(low, p, d, index[stage])
     return moved
+
+
+#: Column granularity of a split weight memory's block-RAM part: the 36-bit port of an 18-Kbit
+#: block RAM (a RAMB18, half a RAMB36's 72; an ECP5 DP16KD).
+SPLIT_COLUMN = BLOCK_RAM_18K_SHAPES[0][0]
+
+
+def _split_back(low, p: dict, d: Device, k: int):
+    """Fold ``k``'s weights, moved to LUT RAM by :func:`relieve_block_ram`: as many of each word's
+    bits as the block RAM left under :data:`AUTO_BRAM_SHARE` of the device's holds go back to
+    block RAM (``lutram_bits``, whole :data:`SPLIT_COLUMN`-bit columns), when its weight memory
+    can be split (one block RAM deep: ``hw.bitserial.EngineConfig.split_weights``)."""
+    f = p["folds"][k]
+    st = {s.name: s for s in low.stages}[f.stage]
+    ws = [m for m in _memories(st, f.pe, f.simd, f.ram_style) if m.kind == wimg.MEM_WEIGHTS]
+    if not ws or not all(2 <= m.entries <= BLOCK_RAM_18K_SHAPES[0][1] for m in ws):
+        return
+    ww, n, copies = ws[0].width, ws[0].entries, len(ws)
+    spare = AUTO_BRAM_SHARE * d.bram - fit(low, p, [d.name])[0]["bram"]
+    lut4 = d.lut_inputs == 4
+    for cols in range((ww - 1) // SPLIT_COLUMN, 0, -1):
+        if copies * block_rams(cols * SPLIT_COLUMN, n, lut4) <= spare:
+            p["folds"][k] = replace(f, ram_style="block", lutram_bits=ww - cols * SPLIT_COLUMN)
+            if fit(low, p, [d.name])[0]["bram"] <= AUTO_BRAM_SHARE * d.bram:
+                return
+            p["folds"][k] = f
+            return
 
 
 def format_fit(rows: list[dict]) -> str:

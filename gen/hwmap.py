@@ -108,12 +108,13 @@ def is_xnor(stage: MatmulStage) -> bool:
 
 def engine_config(stage: MatmulStage, pe: int, simd: int, pooled: bool = False, init: bool = True,
                   raw_width: int | None = None, ram_style: str = "auto", popcount: str = "adder",
-                  shared_address: bool = False):
+                  shared_address: bool = False, lutram_bits: int = 0):
     """The :class:`hw.bitserial.EngineConfig` of a stage (memories initialised from its weights);
     a raw stage emits ``raw_width``-bit accumulators (default: 32 or 64, the network output's);
     ``ram_style``: how its weight memory is built (``hw.bitserial.RAM_STYLES``); ``popcount``: how
     its popcounts are (``hw.bitserial.POPCOUNT_STYLES``); ``shared_address``: its loadable
-    memories' read and write ports share one address (``hw.memory.loadable_ports``)."""
+    memories' read and write ports share one address (``hw.memory.loadable_ports``);
+    ``lutram_bits``: the weight word's top bits in LUT RAM (``EngineConfig.split_weights``)."""
     wb, ab = stage.wq.int_basis, stage.in_act.int_basis
     codes = weight_codes(stage) if init else None          # sizing a fold needs only the shape
     R, N = codes.shape if init else weight_matrix_shape(stage)
@@ -122,7 +123,7 @@ def engine_config(stage: MatmulStage, pe: int, simd: int, pooled: bool = False, 
                 w_offset=tuple(int(v) for v in np.asarray(wb.offset)),
                 a_coefs=tuple(int(v) for v in np.asarray(ab.coefs)), a_offset=int(ab.offset),
                 xnor=is_xnor(stage), weight_ram_style=ram_style, popcount=popcount,
-                shared_address=shared_address)
+                shared_address=shared_address, weight_lutram_bits=lutram_bits)
     if stage.raw:
         if stage.acc_bits > 64:
             raise NotSupportedError(f"layer '{stage.name}': raw accumulators need {stage.acc_bits} bits, more "
@@ -257,7 +258,8 @@ def block_params(stage, in_lanes: int, fold=None, init: bool = True):
         return input_threshold_params(stage, in_lanes, stage.in_act.planes, init=init)
     if isinstance(stage, MatmulStage) and stage.groups == 1:
         return layer_params(stage, fold.pe, fold.simd, in_lanes, init=init, ram_style=fold.ram_style,
-                            popcount=fold.popcount, shared_address=fold.shared_address)
+                            popcount=fold.popcount, shared_address=fold.shared_address,
+                            lutram_bits=fold.lutram_bits)
     if isinstance(stage, CodePoolStage):
         return code_pool_params(stage, in_lanes)
     raise NotSupportedError(f"layer '{stage.name}': a {stage.kind} stage maps to several blocks "
@@ -426,7 +428,7 @@ def network_blocks(low, folds: dict, init: bool = True, stream_bits: int = AXIS_
             parts = group_stages(st)
             if len(parts) == 1:
                 b = layer_params(st, f.pe, f.simd, s["lanes"], init=init, raw_width=raw_w, ram_style=f.ram_style,
-                                 popcount=f.popcount, shared_address=f.shared_address)
+                                 popcount=f.popcount, shared_address=f.shared_address, lutram_bits=f.lutram_bits)
                 idx = B.add(b, [s["idx"]], st, st.name)
             else:
                 cg = int(st.in_shape[0]) // st.groups
@@ -437,7 +439,7 @@ def network_blocks(low, folds: dict, init: bool = True, stream_bits: int = AXIS_
                     k = B.add(sl, [s["idx"]], st, f"{st.name}/slice{g}")
                     b = layer_params(sub, f.pe, f.simd, s["lanes"], init=init, raw_width=raw_w,
                                      ram_style=f.ram_style, popcount=f.popcount,
-                                     shared_address=f.shared_address)
+                                     shared_address=f.shared_address, lutram_bits=f.lutram_bits)
                     outs.append(B.add(b, [k], st, f"{st.name}/g{g}"))
                 ob = B.blocks[outs[0]]
                 cat = ConcatParams(tuple(p.out_channels for p in parts), px(st.out_shape), ob.out_lanes,
@@ -520,7 +522,7 @@ def network_blocks(low, folds: dict, init: bool = True, stream_bits: int = AXIS_
 
 def layer_params(stage: MatmulStage, pe: int, simd: int, in_lanes: int, init: bool = True,
                  raw_width: int | None = None, ram_style: str = "auto", popcount: str = "adder",
-                 shared_address: bool = False):
+                 shared_address: bool = False, lutram_bits: int = 0):
     """``ConvParams``/``DenseParams`` of a stage for ``hw.layers`` (``init``: memories hold the
     stage's weights at power-on; otherwise they must be loaded at run time).
 
@@ -533,7 +535,7 @@ def layer_params(stage: MatmulStage, pe: int, simd: int, in_lanes: int, init: bo
                                 f"supported by the hardware blocks")
     pooled = stage.pool is not None
     eng = engine_config(stage, pe, simd, pooled=pooled, init=init, raw_width=raw_width, ram_style=ram_style,
-                        popcount=popcount, shared_address=shared_address)
+                        popcount=popcount, shared_address=shared_address, lutram_bits=lutram_bits)
     thr = None
     if acc_pool:
         eng = EngineConfig(**{**eng.__dict__, "n_thresholds": 0, "levels": 0, "out_lut": (),

@@ -97,10 +97,11 @@ def estimate_luts(st: MatmulStage, pe: int, simd: int) -> int:
     return getattr(st, "groups", 1) * int(pe * simd + pe * (2 * acc + T * ((acc + 1) // 2) + 4) + 60)
 
 
-def _memories(st: MatmulStage, pe: int, simd: int, ram_style: str = "auto"):
+def _memories(st: MatmulStage, pe: int, simd: int, ram_style: str = "auto", lutram_bits: int = 0):
     """The run-time memories of the stage's block at this fold (the hardware's own widths and styles)."""
     return [m for _ in range(getattr(st, "groups", 1))
-            for m in layer_params(unit(st), pe, simd, 1, init=False, ram_style=ram_style).memories()]
+            for m in layer_params(unit(st), pe, simd, 1, init=False, ram_style=ram_style,
+                                  lutram_bits=lutram_bits).memories()]
 
 
 def memory_bits(st: MatmulStage, pe: int, simd: int) -> dict:
@@ -135,6 +136,16 @@ class Fold:
     ram_style: str = "auto"   # weight memory (hw.bitserial.RAM_STYLES): from a fold file
     popcount: str = "adder"   # popcount build (hw.bitserial.POPCOUNT_STYLES): the plan's, or a fold file's
     shared_address: bool = False  # loadable memories on one address (hw.memory.loadable_ports): the plan's
+    lutram_bits: int = 0      # weight word's top bits in LUT RAM beside block RAM (gen.devices.relieve_block_ram)
+
+
+def weight_memory_text(f: Fold) -> str:
+    """Where a fold's weights live, as ``bitplane plan`` and ``bitplane compile`` say it ("" for
+    the synthesis tool's choice)."""
+    if f.lutram_bits:
+        return (f"weights in block RAM but the top {f.lutram_bits:,} of each {f.pe * f.simd:,}-bit word "
+                f"in distributed RAM")
+    return f"weights in {f.ram_style} RAM" if f.ram_style != "auto" else ""
 
 
 def check_fold(st: MatmulStage, pe: int, simd: int, where: str):

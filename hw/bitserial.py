@@ -33,7 +33,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from bitplane.core.intmath import signed_bits
-from .memory import block_memory, block_tiles, in_lut_ram, loadable_ports, tiled_read
+from .memory import BLOCK_RAM_18K_SHAPES, block_memory, block_tiles, in_lut_ram, loadable_ports, tiled_read
 from .popcount import CompressorPopcount, popcount_latency
 from .stream_blocks import RegisterSlice
 
@@ -84,6 +84,7 @@ class EngineConfig:
     weight_ram_style: str = "auto"  # weight memory: "auto" (the synthesis tool's choice), "block", "distributed"
     popcount: str = "adder"         # POPCOUNT_STYLES
     shared_address: bool = False    # loadable memories read and written at one address (hw.memory.loadable_ports)
+    weight_lutram_bits: int = 0     # the weight word's top bits in LUT RAM, the rest in block RAM (split_weights)
 
     def __post_init__(self):
         R, N = self.rows, self.cols
@@ -99,6 +100,12 @@ class EngineConfig:
             raise ValueError("the XNOR path needs +-1 weights and activations (c=[2], o=-1 on both sides)")
         if self.weight_ram_style not in RAM_STYLES:
             raise ValueError(f"weight_ram_style must be one of {', '.join(RAM_STYLES)}, not {self.weight_ram_style!r}")
+        if self.weight_lutram_bits and (self.weight_ram_style != "block" or not
+                                        0 < self.weight_lutram_bits < self.pe * self.simd or
+                                        not 1 < self.weight_entries <= BLOCK_RAM_18K_SHAPES[0][1]):
+            raise ValueError(f"weight_lutram_bits={self.weight_lutram_bits} needs weight_ram_style 'block', fewer "
+                             f"bits than the weight word ({self.pe * self.simd}) and 2..{BLOCK_RAM_18K_SHAPES[0][1]} "
+                             f"weight words (not {self.weight_entries})")
         if self.popcount not in POPCOUNT_STYLES:
             raise ValueError(f"popcount must be one of {', '.join(POPCOUNT_STYLES)}, not {self.popcount!r}")
         if self.init_thresholds and not self.xnor and len(self.init_consts) != R:
@@ -177,6 +184,16 @@ class EngineConfig:
         return signed_bits(lo - 1, hi + 1)
 
     @property
+    def horner_doubles_always(self) -> bool:
+        """Horner mode where every issue of a sum but its first doubles the accumulator: one
+        column fold (``SF = 1``) and the plane exponent falling at every step (two-level Horner's
+        inner sums, or one plane in the inner or the outer plane loop)."""
+        if self.horner_shift is None or self.sf != 1:
+            return False
+        n_in, n_out = (self.w_planes, self.a_planes) if self.weights_inner else (self.a_planes, self.w_planes)
+        return self.horner_levels == 2 or n_in == 1 or n_out == 1
+
+    @property
     def weights_inner(self) -> bool:
         """Issue the weight planes inside the activation planes (Horner order for two weight
         planes under more than two activation planes, e.g. W2 x 8-bit input codes)."""
@@ -219,6 +236,19 @@ class EngineConfig:
         issue order (top plane first; Horner mode: one sign per plane)."""
         return (tuple(self.w_coefs[p][0] < 0 for p in reversed(range(self.w_planes))),
                 tuple(self.a_coefs[p] < 0 for p in reversed(range(self.a_planes))))
+
+    @property
+    def split_weights(self) -> tuple[int, int] | None:
+        """``(block RAM bits, LUT RAM bits)`` of each weight word when the weight memory is split
+        by columns (:attr:`weight_lutram_bits`): one address reads both parts in the same cycle,
+        the low bits from block RAM, the top ``weight_lutram_bits`` from LUT RAM. A wide, shallow
+        memory uses a block RAM's port width, not its depth (72 bits a cycle from a RAMB36):
+        when a network's weight bandwidth exceeds the device's block RAM ports (FINN's LFC-W1A1
+        at its published rate), the part that does not fit goes to LUT RAM instead of the whole
+        layer (``gen.devices.relieve_block_ram``). None when not split."""
+        if not self.weight_lutram_bits:
+            return None
+        return self.pe * self.simd - self.weight_lutram_bits, self.weight_lutram_bits
 
     @property
     def weight_entries(self) -> int:
@@ -314,7 +344,14 @@ def pack_weights(cfg: EngineConfig, codes) -> list[tuple[int, int]]:
 def pack_threshold_words(rows: int, pe: int, n_thresholds: int, width: int, thr, dirs) -> list[tuple[int, int]]:
     """``[(addr, data)]`` of a threshold memory: address ``nf`` holds, per PE lane ``pe`` (row
     ``nf*PE + pe``) and threshold ``t``, a ``width``-bit two's-complement value followed by its
-    direction bit, at bit ``(pe*T + t)*(width + 1)``. Used by the MVTU and :class:`ThresholdUnit`."""
+    direction bit, at bit ``(pe*T + t)*(width + 1)``. Used by the MVTU and :class:`ThresholdUnit`.
+
+    The hardware has one comparator per threshold, ``x >= v`` (:func:`_threshold_code`): a
+    ``>=`` threshold ``t`` (direction 1) is stored as ``t``, a ``<=`` threshold (direction 0) as
+    ``t + 1``, its test being ``not (x >= t + 1)``. ``t + 1`` beyond the width's largest value
+    is stored as that value: every compared value lies below it (the widths hold the compared
+    range plus one beyond each end: :attr:`EngineConfig.threshold_width`,
+    ``gen.hwmap.threshold_width``), so ``x <= t`` holds for all of them either way."""
     T, tw = n_thresholds, width
     lo, hi = -(1 << (tw - 1)), (1 << (tw - 1)) - 1
     out = []
@@ -326,6 +363,8 @@ def pack_threshold_words(rows: int, pe: int, n_thresholds: int, width: int, thr,
                 v, d = int(thr[r][t]), int(dirs[r][t]) & 1
                 if not lo <= v <= hi:
                     raise ValueError(f"threshold {v} of row {r} does not fit {tw} bits")
+                if not d:
+                    v = min(v + 1, hi)
                 word |= ((v & ((1 << tw) - 1)) | (d << tw)) << ((p * T + t) * (tw + 1))
         out.append((nf, word))
     return out
@@ -423,19 +462,20 @@ def _accumulate_term(base, term, width: int):
 
 def _threshold_code(m: Module, advance, x, tdata, pe: int, T: int, width: int, lut, out_bits: int):
     """Threshold stage of lane ``pe`` (MVTU and :class:`ThresholdUnit`): ``x`` compared with the
-    lane's ``T`` thresholds in ``tdata`` (:func:`pack_threshold_words` layout), ``>=`` and ``<=``
-    registered while ``advance``; then, combinationally, the direction's choice of the two, the
-    level count and its code through ``lut``."""
+    lane's ``T`` thresholds in ``tdata`` (:func:`pack_threshold_words` layout), ``x >= v``
+    registered with the direction bit while ``advance``; then, combinationally, the hit (the
+    compare for a ``>=`` threshold, its negation for a ``<=`` one, stored as ``t + 1``), the level
+    count and its code through ``lut``."""
     hits = Signal(max(1, T), name=f"hits{pe}")
     for t in range(T):
         base = (pe * T + t) * (width + 1)
         thr = tdata[base:base + width].as_signed()
-        # both comparisons registered (a carry chain each, nothing after them), the direction
-        # picks one after the registers
-        ge, le, d = Signal(name=f"ge{pe}_{t}"), Signal(name=f"le{pe}_{t}"), Signal(name=f"dir{pe}_{t}")
+        # one comparison registered (a carry chain, nothing after it); the direction applied
+        # after the register
+        ge, d = Signal(name=f"ge{pe}_{t}"), Signal(name=f"dir{pe}_{t}")
         with m.If(advance):
-            m.d.sync += [ge.eq(x >= thr), le.eq(x <= thr), d.eq(tdata[base + width])]
-        m.d.comb += hits[t].eq(Mux(d, ge, le))
+            m.d.sync += [ge.eq(x >= thr), d.eq(tdata[base + width])]
+        m.d.comb += hits[t].eq(~(ge ^ d))
     level = Signal(range(T + 1), name=f"level{pe}")
     m.d.comb += level.eq(_popcount([hits[t] for t in range(T)]))
     table = list(lut) + [0] * (T + 1 - len(lut))
@@ -545,9 +585,16 @@ class BitSerialMVTU(wiring.Component):
         # read one stage earlier (at wa, not wa1) and each bank registered before its multiplexer
         ww, we = words["weights"], c.weight_entries
         w_lut = in_lut_ram(c.weight_ram_style, we)
-        cw, bd = (ww, we) if w_lut or we == 1 else block_tiles(ww, we)
+        split = c.split_weights
+        cw, bd = (ww, we) if w_lut or we == 1 or split else block_tiles(ww, we)
         wtiled = (cw, bd) != (ww, we)
-        wmem = "weight tiles" if wtiled else memory(ww, we, winit, c.weight_ram_style)     # (a key only when tiled)
+        if split:                   # (a key only) block-RAM low bits, LUT-RAM top bits, one address
+            wmem = "split weights"
+            wb = split[0]
+            m.submodules.wmem_block = wblock = memory(wb, we, [d & ((1 << wb) - 1) for d in winit], "block")
+            m.submodules.wmem_lut = wlut = memory(ww - wb, we, [d >> wb for d in winit], "distributed")
+        else:
+            wmem = "weight tiles" if wtiled else memory(ww, we, winit, c.weight_ram_style)  # (a key only when tiled)
         wcols = [(lo, min(ww, lo + cw)) for lo in range(0, ww, cw)]
         wtiles = []
         if wtiled:
@@ -558,7 +605,7 @@ class BitSerialMVTU(wiring.Component):
                 for k, t in enumerate(row):
                     m.submodules[f"wmem_b{b // bd}_c{k}"] = t
                 wtiles.append(row)
-        else:
+        elif not split:
             m.submodules.wmem = wmem
         tinit = [d for _, d in pack_thresholds(c, c.init_thresholds, c.init_dirs, c.init_consts)] \
             if c.init_thresholds and T else []
@@ -581,6 +628,13 @@ class BitSerialMVTU(wiring.Component):
             # memory: its tiles' ports, the read data two registers after the address.
             if mem is wmem and wtiled:
                 return SimpleNamespace(data=tiled_read(m, wtiles, self.w_wr, addr, en, bd, wcols))
+            if mem is wmem and split:
+                wr = self.w_wr
+                parts = [SimpleNamespace(valid=wr.valid, payload=SimpleNamespace(addr=wr.payload.addr, data=d))
+                         for d in (wr.payload.data[:wb], wr.payload.data[wb:])]
+                rb = loadable_ports(m, wblock, parts[0], addr, en)
+                rl = loadable_ports(m, wlut, parts[1], addr, en, c.shared_address)
+                return SimpleNamespace(data=Cat(rb.data, rl.data))
             return loadable_ports(m, mem, ports[mem], addr, en, c.shared_address and lut_ram[mem])
         return SimpleNamespace(wmem=wmem, wtiled=wtiled, tmem=tmem, kmem=kmem, abuf=abuf, read=read)
 
@@ -674,11 +728,11 @@ class BitSerialMVTU(wiring.Component):
 
         # control pipeline S1 (aligned with the memory read data); dbl: the Horner accumulator
         # doubles (a new column-fold sweep whose plane exponent i + j is one lower); two-level
-        # Horner: first/dbl refer to the inner (activation-plane) accumulator, which restarts at
+        # Horner: dbl refers to the inner (activation-plane) accumulator, which restarts at
         # each weight plane, and iend marks a weight plane's last issue
         v1 = Signal()
         nf1, i1, j1 = Signal.like(nf), Signal.like(i), Signal.like(j)
-        first1, last1, sa1, sa_first1, sa_last1, dbl1, iend1 = (Signal() for _ in range(7))
+        last1, sa1, sa_first1, sa_last1, dbl1, iend1 = (Signal() for _ in range(6))
         # exponent of the pair issued: (Pw-1-i) + (Pa-1-j); it falls by one from the previous
         # sweep at each step of the inner plane loop, and at a step of the outer one when the
         # inner loop has one plane (two: unchanged there; more: two-level Horner or none,
@@ -687,14 +741,13 @@ class BitSerialMVTU(wiring.Component):
         down = (j != 0) if two else (outer != 0) if n_in == 1 else (inner != 0)
         with m.If(advance):
             m.d.sync += [v1.eq(issue), nf1.eq(nf), i1.eq(i), j1.eq(j),
-                         first1.eq((sf == 0) & (j == 0) & (1 if two else i == 0)),
                          last1.eq(last_sf & last_i & last_j),
                          sa1.eq((nf == 0) & (i == 0)),
                          sa_first1.eq((nf == 0) & (sf == 0) & (i == 0) & (j == 0)),
                          sa_last1.eq((nf == 0) & last_sf & (i == 0) & last_j),
                          dbl1.eq((sf == 0) & down),
                          iend1.eq(last_sf & last_j)]
-        return [v1, nf1, i1, j1, first1, last1, sa1, sa_first1, sa_last1, dbl1, iend1], wrp, arp
+        return [v1, nf1, i1, j1, last1, sa1, sa_first1, sa_last1, dbl1, iend1], wrp, arp
 
     @staticmethod
     def _delayer(m, advance):
@@ -810,13 +863,12 @@ class BitSerialMVTU(wiring.Component):
         the top)."""
         c = self.cfg
         PE, SIMD, Pw, Pa, NF = c.pe, c.simd, c.w_planes, c.a_planes, c.nf
-        v2, nf2, i2, j2, first2, last2, sa2, sa_first2, sa_last2, dbl2, iend2 = ctl
+        v2, nf2, i2, j2, last2, sa2, sa_first2, sa_last2, dbl2, iend2 = ctl
         v3, nf3 = Signal(), Signal.like(nf2)
-        first3, last3, sa3, sa_first3, sa_last3, dbl3, iend3, ofirst3 = (Signal() for _ in range(8))
+        last3, sa3, sa_first3, sa_last3, dbl3, iend3 = (Signal() for _ in range(6))
         with m.If(advance):
-            m.d.sync += [v3.eq(v2), nf3.eq(nf2), first3.eq(first2), last3.eq(last2), sa3.eq(sa2),
-                         sa_first3.eq(sa_first2), sa_last3.eq(sa_last2), dbl3.eq(dbl2), iend3.eq(iend2),
-                         ofirst3.eq(i2 == 0)]
+            m.d.sync += [v3.eq(v2), nf3.eq(nf2), last3.eq(last2), sa3.eq(sa2),
+                         sa_first3.eq(sa_first2), sa_last3.eq(sa_last2), dbl3.eq(dbl2), iend3.eq(iend2)]
         # Horner mode: the sign of each issued pair's coefficient (one register shared by the PEs;
         # two-level: the activation plane's sign here, the weight plane's for the outer sum)
         levels = c.horner_levels
@@ -861,8 +913,8 @@ class BitSerialMVTU(wiring.Component):
                     with m.If(advance):
                         m.d.sync += pr.eq(Array([Const(v, signed(cw)) for v in vals])[idx] * p2[pe])
             prod3.append(pr)
-        return sprod3, prod3, SimpleNamespace(v=v3, nf=nf3, first=first3, last=last3, sa=sa3, sa_first=sa_first3,
-                                              sa_last=sa_last3, nf2=nf2, dbl=dbl3, iend=iend3, ofirst=ofirst3,
+        return sprod3, prod3, SimpleNamespace(v=v3, nf=nf3, last=last3, sa=sa3, sa_first=sa_first3,
+                                              sa_last=sa_last3, nf2=nf2, dbl=dbl3, iend=iend3,
                                               outer_neg=outer_neg)
 
     def _accumulate(self, m, advance, delay, ctl3, sprod3, prod3, mems):
@@ -873,7 +925,7 @@ class BitSerialMVTU(wiring.Component):
         c = self.cfg
         AW, FW = c.acc_width, c.final_width
         k = ctl3
-        acc = [Signal(signed(AW), name=f"acc{pe}") for pe in range(c.pe)]
+        acc = [Signal(signed(AW), name=f"acc{pe}", reset_less=True) for pe in range(c.pe)]
         res4 = [Signal(signed(AW), name=f"res{pe}") for pe in range(c.pe)]
         sa, sa_final, s4 = Signal(signed(FW)), Signal(signed(FW)), Signal(signed(FW))
         v4 = Signal()
@@ -885,14 +937,29 @@ class BitSerialMVTU(wiring.Component):
         # two-level Horner: `acc` is the inner sum of a weight plane (restarting at each), `res4`
         # its value at the plane's last issue, `outer` the sum over the weight planes, doubled per
         # plane, `res4` added or subtracted (the plane's sign) one stage later (S3b)
+        # the accumulator is cleared at a sum's last issue and in the cycle after any reset
+        # (`fresh`: reset to 1, whether by the domain's reset or by a reset the block is wrapped
+        # in, e.g. the top's SOFT_RESET; no vector is in flight then), both through one shared
+        # signal on its flip-flops' synchronous reset (the accumulator itself has no reset:
+        # yosys does not merge a second reset into it), so no "first" multiplexer stands before
+        # the adder: on xc7 that made every bit a LUT; without it the bits above the term's are
+        # the carry chain alone. In Horner mode the doubling is unconditional when every issue
+        # but a sum's first doubles (:attr:`EngineConfig.horner_doubles_always`; 0 doubled is 0).
+        end = k.iend if two else k.last
+        fresh, clear = Signal(init=1), Signal()
+        m.d.sync += fresh.eq(0)
+        m.d.comb += clear.eq((advance & k.v & end) | fresh)
         for pe in range(c.pe):
             nxt = Signal(signed(AW), name=f"accn{pe}")
-            prev = acc[pe] if sh is None else Mux(k.dbl, acc[pe] << 1, acc[pe])
-            m.d.comb += nxt.eq(_accumulate_term(Mux(k.first, 0, prev), prod3[pe], AW))
-            with m.If(advance & k.v):
+            prev = acc[pe] if sh is None else acc[pe] << 1 if c.horner_doubles_always else \
+                Mux(k.dbl, acc[pe] << 1, acc[pe])
+            m.d.comb += nxt.eq(_accumulate_term(prev, prod3[pe], AW))
+            with m.If(clear):
+                m.d.sync += acc[pe].eq(0)
+            with m.Elif(advance & k.v):
                 m.d.sync += acc[pe].eq(nxt)
-                with m.If(k.iend if two else k.last):
-                    m.d.sync += res4[pe].eq(nxt if not sh or two else nxt << sh)
+            with m.If(advance & k.v & end):
+                m.d.sync += res4[pe].eq(nxt if not sh or two else nxt << sh)
         with m.If(advance):
             m.d.sync += [v4.eq(k.v & k.last), nf4.eq(k.nf)]
             with m.If(k.v & k.sa):
@@ -903,20 +970,23 @@ class BitSerialMVTU(wiring.Component):
                 m.d.sync += s4.eq(Mux(k.v & k.sa_last, sa_next, sa_final))
         k_nf = k.nf2                  # the row fold whose K is read (data registered with res4)
         if two:
-            dv, dfirst = Signal(), Signal()
+            dv, oclear = Signal(), Signal()
             with m.If(advance):
-                m.d.sync += [dv.eq(k.v & k.iend), dfirst.eq(k.ofirst)]
+                m.d.sync += dv.eq(k.v & k.iend)
+            m.d.comb += oclear.eq((advance & dv & v4) | fresh)
             dneg = None if k.outer_neg is None else delay([k.outer_neg], "b")[0]
-            outer = [Signal(signed(AW), name=f"outer{pe}") for pe in range(c.pe)]
+            outer = [Signal(signed(AW), name=f"outer{pe}", reset_less=True) for pe in range(c.pe)]
             res_o = [Signal(signed(AW), name=f"reso{pe}") for pe in range(c.pe)]
             for pe in range(c.pe):
                 onxt = Signal(signed(AW), name=f"outern{pe}")
                 term = res4[pe] if dneg is None else SimpleNamespace(mag=res4[pe], neg=dneg)
-                m.d.comb += onxt.eq(_accumulate_term(Mux(dfirst, 0, outer[pe] << 1), term, AW))
-                with m.If(advance & dv):
+                m.d.comb += onxt.eq(_accumulate_term(outer[pe] << 1, term, AW))
+                with m.If(oclear):                  # at the row's end and by the reset, as acc
+                    m.d.sync += outer[pe].eq(0)
+                with m.Elif(advance & dv):
                     m.d.sync += outer[pe].eq(onxt)
-                    with m.If(v4):
-                        m.d.sync += res_o[pe].eq(onxt << sh)
+                with m.If(advance & dv & v4):
+                    m.d.sync += res_o[pe].eq(onxt << sh)
             # everything that travels with the result one stage later: valid, row fold, S_a, and
             # the row fold whose K is read
             v4, nf4, s4, k_nf = delay([v4, nf4, s4, k.nf2], "b")

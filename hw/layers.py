@@ -67,6 +67,7 @@ class LoadableMemory:
     width: int
     port: str
     style: str = "auto"      # hw.bitserial.RAM_STYLES: how the memory is built (block, distributed, tool's choice)
+    lutram_bits: int = 0     # style "block" split by columns: the word's top bits in LUT RAM (EngineConfig.split_weights)
 
     @property
     def bits(self) -> int:
@@ -247,7 +248,8 @@ class _EngineBlock(BlockParams):
     def memories(self) -> tuple[LoadableMemory, ...]:
         e, t = self.engine, self.thresholds
         words = e.memory_words
-        mems = [LoadableMemory(wimg.MEM_WEIGHTS, e.weight_entries, words["weights"], "w_wr", e.weight_ram_style)]
+        mems = [LoadableMemory(wimg.MEM_WEIGHTS, e.weight_entries, words["weights"], "w_wr", e.weight_ram_style,
+                               e.weight_lutram_bits)]
         if t is not None:
             mems.append(LoadableMemory.thresholds(t))
         elif e.n_thresholds:
@@ -273,7 +275,7 @@ class _EngineBlock(BlockParams):
         return {"pe": e.pe, "simd": e.simd, "in_lanes": self.in_lanes, "w_planes": e.w_planes,
                 "a_planes": e.a_planes, "thresholds": t.n_thresholds if t is not None else e.n_thresholds,
                 "acc_pool": t is not None, "xnor": e.xnor, "raw": e.raw, "weight_ram_style": e.weight_ram_style,
-                "popcount": e.popcount, "shared_address": e.shared_address}
+                "weight_lutram_bits": e.weight_lutram_bits, "popcount": e.popcount, "shared_address": e.shared_address}
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ def test_fit_rows_against_the_plan(tmp_path):
     rows = {r["device"]: r for r in fit(low, p)}
     assert set(rows) == set(DEVICES)
     mems = devices.block_memories(low, p["folds"])
-    assert sum(w * n for _, w, n, _ in mems) == rows["xc7z020"]["memory_bits"]
+    assert sum(m[1] * m[2] for m in mems) == rows["xc7z020"]["memory_bits"]
     # the planner's total memory bits are the memories tiled here
     assert rows["xc7z020"]["memory_bits"] == p["memory_bits"]
     assert rows["ecp5-85k"]["luts"] >= devices.LUT4_PER_LUT6 * p["luts"]
@@ -96,3 +96,22 @@ def test_shared_address_memories_map_to_single_port_lut_ram(tmp_path):
     assert lutram(cells[False]).get("RAM64M") == 6 and "RAM64X1S" not in cells[False], lutram(cells[False])
     assert lutram(cells[True]).get("RAM64X1S") == 16 and "RAM64M" not in cells[True], lutram(cells[True])
     assert xilinx_summary(cells[True])["LUTRAM_LUT6"] < xilinx_summary(cells[False])["LUTRAM_LUT6"]
+
+
+
+def test_split_weight_memory_maps_to_block_and_lut_ram(tmp_path):
+    """A weight memory split by columns (EngineConfig.split_weights, what relieve_block_ram
+    chooses for FINN's LFC-W1A1 fc0): yosys builds the low 72 bits of the 64-deep, 128-bit words
+    in block RAM and the top 56 in single-port LUT RAM (RAM64X1S, one per bit), as fit() counts
+    them."""
+    cfg = make_case(np.random.default_rng(1), 128, 64, 2, 64, "sign", 1, "signact", 1, 1, xnor=True)[0]
+    c = EngineConfig(**{**cfg.__dict__, "weight_ram_style": "block", "weight_lutram_bits": 56,
+                        "shared_address": True})
+    assert c.weight_entries == 64 and c.split_weights == (72, 56)
+    rep = synthesize(component_verilog(BitSerialMVTU(c), "mvtu"), "mvtu", "xc7z020", cache_dir=tmp_path,
+                     progress=lambda m: None, bitstream=False)
+    cells = rep["cells"]
+    # block RAM: the 72-bit part alone, one RAMB36 in its 72-bit simple-dual-port mode
+    assert cells.get("RAMB36E1", 0) == devices.block_rams(72, 64, False) == 1 and "RAMB18E1" not in cells, cells
+    # LUT RAM: 56 weight bits plus the 64-deep threshold memory, one RAM64X1S per bit
+    assert cells.get("RAM64X1S") == 56 + c.memory_words["thresholds"], cells

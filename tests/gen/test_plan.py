@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from bitplane.cli.main import main
+from bitplane.gen import hwmap
 from bitplane.gen.lower import lower
 from bitplane.gen.plan import PlanError, plan, simd_options, stage_cycles
 from bitplane.gen.spec import load_network
@@ -324,7 +325,9 @@ def test_device_moves_block_ram_weights_to_lut_ram_when_block_ram_is_short(tmp_p
     layer use 72-bit block RAM ports at half depth, 162 RAMB36 of an xc7z020's 140. With the
     device the layer freeing the most block RAM per LUT goes to LUT RAM (fc0: 44 RAMB36 for
     784 x 4 x 256 / 64 LUT6) and the plan fits; a layer moved first but not needed after
-    (fc3) is moved back; a fold file's ram_style is kept, and when the rest cannot bring the
+    (fc3) is moved back; the moved layer's words are then split, as many 36-bit columns back in
+    block RAM as fit under AUTO_BRAM_SHARE (16 columns = 8 RAMB36; the top 2,560 bits of each
+    word in LUT RAM); a fold file's ram_style is kept, and when the rest cannot bring the
     block RAM under the device's, nothing is moved."""
     from bitplane.gen.devices import AUTO_BRAM_SHARE, DEVICES, fit, plan_for_device
     low = lower(load_network(EX / "lfc-w1a1.yaml"))
@@ -332,10 +335,14 @@ def test_device_moves_block_ram_weights_to_lut_ram_when_block_ram_is_short(tmp_p
     assert fit(low, base, ["xc7z020"])[0]["bram"] == 162
     p = plan_for_device(low, "xc7z020", target_fps=356633)
     assert p["lut_ram_moved"] == ["fc0"] and p["block_ram_moved"] == []
-    assert [f.ram_style for f in p["folds"]] == ["distributed", "auto", "auto", "auto"]
+    assert [f.ram_style for f in p["folds"]] == ["block", "auto", "auto", "auto"]
+    assert [f.lutram_bits for f in p["folds"]] == [3136 - 16 * 36, 0, 0, 0]
     row = fit(low, p, ["xc7z020"])[0]
-    assert row["fits"] and row["bram"] == 162 - 4 * 11 <= AUTO_BRAM_SHARE * DEVICES["xc7z020"].bram
-    assert row["luts"] == fit(low, base, ["xc7z020"])[0]["luts"] + 784 * 4 * 256 // 64
+    assert row["fits"] and row["bram"] == 162 - 4 * 11 + 8 == AUTO_BRAM_SHARE * DEVICES["xc7z020"].bram
+    assert row["luts"] == fit(low, base, ["xc7z020"])[0]["luts"] + 2560 * 256 // 64
+    # the split hardware: fc0's engine with its weight word split so
+    eng = hwmap.block_params(low.stages[1], 4, p["folds"][0]).engine
+    assert eng.split_weights == (576, 2560) and eng.weight_ram_style == "block"
     f = tmp_path / "fold.yaml"
     f.write_text("fc0: {ram_style: block}\nfc1: {ram_style: block}\nfc2: {ram_style: block}\n")
     kept = plan_for_device(low, "xc7z020", target_fps=356633, fold_file=f)

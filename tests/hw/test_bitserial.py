@@ -62,7 +62,22 @@ CASES = [
     # more PEs than one register of the selected activation plane feeds (ACT_FANOUT): copies
     (9, 8, 9, 4, ("dorefa", 2), ("uact", 2), 3),
     (10, 16, 10, 8, ("sign", 1), ("signact", 1), 1),
+    # one column fold and 8 activation planes under 1-bit weights (CNV's conv0): the Horner
+    # accumulator doubles at every issue but the first (EngineConfig.horner_doubles_always)
+    (4, 9, 2, 9, ("bwn", 1), ("uact", 8), 1),
 ]
+
+
+def test_horner_doubles_always_cases():
+    """Which CASES have an unconditional doubling (no multiplexer before the accumulator)."""
+    rng = np.random.default_rng(0)
+    got = []
+    for R, N, pe, simd, (wk, wb), (ak, ab), T in CASES:
+        cfg = make_case(rng, R, N, pe, simd, wk, wb, ak, ab, T)[0]
+        got.append(cfg.horner_doubles_always)
+    assert got[-1] and got[CASES.index((4, 16, 2, 16, ("bwn", 1), ("uact", 1), 1))]
+    assert not got[0] and not got[1]          # column folds (SF = 3)
+    assert 2 <= sum(got) < len(CASES)
 
 
 @pytest.mark.parametrize("popcount", ["adder", "lut6"])
@@ -88,6 +103,100 @@ def test_shared_address_memories(case):
     cfg = EngineConfig(**{**cfg.__dict__, "shared_address": True, "weight_ram_style": "distributed"})
     out, _ = run_mvtu(cfg, wcodes, thr, dirs, vectors, seed=3)
     assert np.array_equal(out, mvtu_reference(cfg, wcodes, thr, dirs, vectors))
+
+
+@pytest.mark.parametrize("case,lut_bits,shared", [(CASES[0], 3, False), (CASES[8], 5, True), (CASES[6], 1, True)],
+                         ids=["dorefa2-uact2", "sign-signact-shared", "raw-int4-shared"])
+@pytest.mark.parametrize("load", [True, False])
+def test_split_weight_memory(case, lut_bits, shared, load):
+    """A weight memory split by columns (EngineConfig.split_weights): the low bits in block RAM,
+    the top ``lut_bits`` in LUT RAM (on one read/write address with ``shared``), read at one
+    address; loaded through w_wr or initialised at power-on, under gaps and backpressure."""
+    R, N, pe, simd, (wk, wb), (ak, ab), T = case
+    rng = np.random.default_rng(R * 100 + N + 7)
+    cfg, wcodes, thr, dirs, vectors = make_case(rng, R, N, pe, simd, wk, wb, ak, ab, T)
+    cfg = EngineConfig(**{**cfg.__dict__, "weight_ram_style": "block", "weight_lutram_bits": lut_bits,
+                          "shared_address": shared})
+    assert cfg.split_weights == (pe * simd - lut_bits, lut_bits)
+    v = component_verilog(BitSerialMVTU(cfg), "mvtu")
+    assert "wmem_block" in v and "wmem_lut" in v
+    out, _ = run_mvtu(cfg, wcodes, thr, dirs, vectors, seed=9, load=load)
+    assert np.array_equal(out, mvtu_reference(cfg, wcodes, thr, dirs, vectors))
+
+
+def test_split_weight_memory_needs_block_style_and_one_block_ram_deep():
+    cfg = make_case(np.random.default_rng(0), 4, 12, 2, 4, "dorefa", 2, "uact", 2, 3)[0]
+    for bad in ({"weight_lutram_bits": 2}, {"weight_ram_style": "block", "weight_lutram_bits": 8},
+                {"weight_ram_style": "distributed", "weight_lutram_bits": 2}):
+        with pytest.raises(ValueError, match="weight_lutram_bits"):
+            EngineConfig(**{**cfg.__dict__, **bad})
+    deep = make_case(np.random.default_rng(0), 8, 2304, 2, 2, "dorefa", 2, "uact", 2, 3)[0]
+    with pytest.raises(ValueError, match="weight words"):
+        EngineConfig(**{**deep.__dict__, "weight_ram_style": "block", "weight_lutram_bits": 1})
+
+
+@pytest.mark.parametrize("case", [(4, 9, 2, 9, ("bwn", 1), ("uact", 8), 1), (2, 5, 2, 5, ("int", 8), ("uact", 8), 0),
+                                  (4, 12, 2, 4, ("dorefa", 2), ("uact", 2), 3), (6, 12, 2, 12, ("sign", 1), ("signact", 1), 1)],
+                         ids=["horner", "two-level-raw", "folds", "xnor"])
+def test_reset_mid_vector_then_exact(case):
+    """A reset wrapped around the engine (the top's SOFT_RESET: amaranth ResetInserter) while a
+    vector is being accumulated, at every cycle of its issue: the next vectors are exact. The
+    accumulators have no reset of their own (they are cleared at a sum's end and in the cycle
+    after any reset: BitSerialMVTU._accumulate)."""
+    from amaranth import ResetInserter, Signal
+    from amaranth.sim import Simulator
+    R, N, pe, simd, (wk, wb), (ak, ab), T = case
+    rng = np.random.default_rng(R * 10 + N)
+    cfg, wcodes, thr, dirs, vectors = make_case(rng, R, N, pe, simd, wk, wb, ak, ab, T, vectors=3)
+    consts = row_constants(cfg, wcodes)
+    cfg = EngineConfig(**{**cfg.__dict__, "init_weights": tuple(map(tuple, wcodes.tolist())),
+                          "init_thresholds": tuple(map(tuple, thr)), "init_dirs": tuple(map(tuple, dirs)),
+                          "init_consts": tuple(consts)})
+    want = mvtu_reference(cfg, wcodes, thr, dirs, vectors[1:])
+    junk = act_words(cfg, vectors[:1])
+    words = act_words(cfg, vectors[1:])
+    for at in range(1, engine_cycles(cfg) + 2, 3):
+        mvtu = BitSerialMVTU(cfg)
+        soft = Signal()
+        dut = ResetInserter({"sync": soft})(mvtu)
+        got = []
+
+        async def bench(ctx):
+            ctx.set(mvtu.out.ready, 1)
+            for w in junk:                           # a vector, then the reset while it is summed
+                ctx.set(mvtu.act.payload, w)
+                ctx.set(mvtu.act.valid, 1)
+                await ctx.tick().until(mvtu.act.ready)
+            ctx.set(mvtu.act.valid, 0)
+            for _ in range(at):
+                await ctx.tick()
+            ctx.set(soft, 1)
+            await ctx.tick()
+            ctx.set(soft, 0)
+            for w in words:
+                ctx.set(mvtu.act.payload, w)
+                ctx.set(mvtu.act.valid, 1)
+                await ctx.tick().until(mvtu.act.ready)
+            ctx.set(mvtu.act.valid, 0)
+            for _ in range(50 * engine_cycles(cfg) * len(vectors)):
+                if len(got) == 2 * cfg.nf:
+                    break
+                await ctx.tick()
+
+        async def sink(ctx):
+            async for clk, _, valid, payload, rst in ctx.tick().sample(mvtu.out.valid, mvtu.out.payload, soft):
+                if rst:
+                    got.clear()
+                elif valid:
+                    got.append(int(payload))
+
+        sim = Simulator(dut)
+        sim.add_clock(1e-8)
+        sim.add_testbench(bench)
+        sim.add_process(sink)
+        sim.run_until(1e-8 * (200 + 60 * engine_cycles(cfg) * len(vectors)))
+        got = [w for w in got]
+        assert np.array_equal(out_lanes(cfg, got[-2 * cfg.nf:]), want), at
 
 
 def test_block_tiles_one_block_ram_each():
@@ -147,8 +256,10 @@ def test_cycles_per_vector_without_stalls(popcount):
 @pytest.mark.parametrize("xnor", [False, True])
 def test_folded_thresholds_decide_as_the_dot_product(xnor):
     """fold_thresholds: every compared value in range decides like its dot product, for
-    thresholds inside, at the ends of and far outside the dot product's range."""
-    from bitplane.hw.bitserial import fold_thresholds
+    thresholds inside, at the ends of and far outside the dot product's range; and so does
+    the hardware's one comparator per threshold on the packed memory (``x >= v``, negated for
+    a ``<=`` threshold, stored as ``t + 1``: pack_thresholds)."""
+    from bitplane.hw.bitserial import fold_thresholds, pack_thresholds
     rng = np.random.default_rng(5)
     if xnor:
         cfg = make_case(rng, 4, 13, 2, 13, "sign", 1, "signact", 1, 1, xnor=True)[0]
@@ -170,3 +281,17 @@ def test_folded_thresholds_decide_as_the_dot_product(xnor):
             want = dot >= thr[r, t] if dirs[r, t] else dot <= thr[r, t]
             got = x >= folded[r, t] if dirs[r, t] else x <= folded[r, t]
             assert np.array_equal(got, want), (r, t)
+    tw = cfg.threshold_width
+    words = dict(pack_thresholds(cfg, thr, dirs, consts))
+    for r in range(cfg.rows):
+        word = words[r // cfg.pe]
+        dot = 2 * x - cfg.cols if xnor else x + consts[r]
+        for t in range(T):
+            field = word >> (((r % cfg.pe) * T + t) * (tw + 1))
+            v = field & ((1 << tw) - 1)
+            v -= (v >> (tw - 1)) << tw
+            d = (field >> tw) & 1
+            assert d == dirs[r, t]
+            hw = (x >= v) == bool(d)
+            want = dot >= thr[r, t] if dirs[r, t] else dot <= thr[r, t]
+            assert np.array_equal(hw, want), (r, t, v, d)
