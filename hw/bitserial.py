@@ -865,10 +865,12 @@ class BitSerialMVTU(wiring.Component):
         PE, SIMD, Pw, Pa, NF = c.pe, c.simd, c.w_planes, c.a_planes, c.nf
         v2, nf2, i2, j2, last2, sa2, sa_first2, sa_last2, dbl2, iend2 = ctl
         v3, nf3 = Signal(), Signal.like(nf2)
-        last3, sa3, sa_first3, sa_last3, dbl3, iend3 = (Signal() for _ in range(6))
+        last3, sa3, sa_first3, sa_last3, dbl3, iend3, vend3 = (Signal() for _ in range(7))
         with m.If(advance):
             m.d.sync += [v3.eq(v2), nf3.eq(nf2), last3.eq(last2), sa3.eq(sa2),
-                         sa_first3.eq(sa_first2), sa_last3.eq(sa_last2), dbl3.eq(dbl2), iend3.eq(iend2)]
+                         sa_first3.eq(sa_first2), sa_last3.eq(sa_last2), dbl3.eq(dbl2), iend3.eq(iend2),
+                         # a sum's last issue (valid): the accumulators' clear (_accumulate)
+                         vend3.eq(v2 & (iend2 if c.horner_levels == 2 else last2))]
         # Horner mode: the sign of each issued pair's coefficient (one register shared by the PEs;
         # two-level: the activation plane's sign here, the weight plane's for the outer sum)
         levels = c.horner_levels
@@ -914,7 +916,7 @@ class BitSerialMVTU(wiring.Component):
                         m.d.sync += pr.eq(Array([Const(v, signed(cw)) for v in vals])[idx] * p2[pe])
             prod3.append(pr)
         return sprod3, prod3, SimpleNamespace(v=v3, nf=nf3, last=last3, sa=sa3, sa_first=sa_first3,
-                                              sa_last=sa_last3, nf2=nf2, dbl=dbl3, iend=iend3,
+                                              sa_last=sa_last3, nf2=nf2, dbl=dbl3, iend=iend3, vend=vend3,
                                               outer_neg=outer_neg)
 
     def _accumulate(self, m, advance, delay, ctl3, sprod3, prod3, mems):
@@ -945,10 +947,12 @@ class BitSerialMVTU(wiring.Component):
         # the adder: on xc7 that made every bit a LUT; without it the bits above the term's are
         # the carry chain alone. In Horner mode the doubling is unconditional when every issue
         # but a sum's first doubles (:attr:`EngineConfig.horner_doubles_always`; 0 doubled is 0).
-        end = k.iend if two else k.last
+        # The clear is one LUT of registers (`vend`: valid and last, registered together; the
+        # two registers `advance` is made of; `fresh`): with `advance & v & end` computed in
+        # steps it was the demo's ECP5 path, the output slice's ready to the accumulators.
         fresh, clear = Signal(init=1), Signal()
         m.d.sync += fresh.eq(0)
-        m.d.comb += clear.eq((advance & k.v & end) | fresh)
+        m.d.comb += clear.eq((advance & k.vend) | fresh)
         for pe in range(c.pe):
             nxt = Signal(signed(AW), name=f"accn{pe}")
             prev = acc[pe] if sh is None else acc[pe] << 1 if c.horner_doubles_always else \
@@ -958,7 +962,7 @@ class BitSerialMVTU(wiring.Component):
                 m.d.sync += acc[pe].eq(0)
             with m.Elif(advance & k.v):
                 m.d.sync += acc[pe].eq(nxt)
-            with m.If(advance & k.v & end):
+            with m.If(advance & k.vend):
                 m.d.sync += res4[pe].eq(nxt if not sh or two else nxt << sh)
         with m.If(advance):
             m.d.sync += [v4.eq(k.v & k.last), nf4.eq(k.nf)]
@@ -973,7 +977,8 @@ class BitSerialMVTU(wiring.Component):
             dv, oclear = Signal(), Signal()
             with m.If(advance):
                 m.d.sync += dv.eq(k.v & k.iend)
-            m.d.comb += oclear.eq((advance & dv & v4) | fresh)
+            # (a row's last issue is its last weight plane's last: v4 implies dv)
+            m.d.comb += oclear.eq((advance & v4) | fresh)
             dneg = None if k.outer_neg is None else delay([k.outer_neg], "b")[0]
             outer = [Signal(signed(AW), name=f"outer{pe}", reset_less=True) for pe in range(c.pe)]
             res_o = [Signal(signed(AW), name=f"reso{pe}") for pe in range(c.pe)]
@@ -985,7 +990,7 @@ class BitSerialMVTU(wiring.Component):
                     m.d.sync += outer[pe].eq(0)
                 with m.Elif(advance & dv):
                     m.d.sync += outer[pe].eq(onxt)
-                with m.If(advance & dv & v4):
+                with m.If(advance & v4):
                     m.d.sync += res_o[pe].eq(onxt << sh)
             # everything that travels with the result one stage later: valid, row fold, S_a, and
             # the row fold whose K is read
