@@ -240,8 +240,10 @@ def relieve_block_ram(low, p: dict, device: str, keep=()) -> list[str]:
     shallow weight memory (many PE x SIMD bits per cycle, few words) uses a block RAM's ports but
     not its depth -- FINN's LFC-W1A1 at its published rate needs 162 RAMB36 of an xc7z020's 140.
     If block RAM still exceeds the device after every move allowed, nothing is moved (the fit
-    table then says it does not fit). Layers in ``keep`` (a fold file's ``ram_style``) are left
-    alone. ``p["folds"]`` is updated; returns the layers moved."""
+    table then says it does not fit). Then each moved layer's words are split by columns
+    (:func:`_split_back`): what the block RAM left under the share holds goes back to it, the top
+    bits stay in LUT RAM. Layers in ``keep`` (a fold file's ``ram_style``) are left
+    alone. ``p["folds"]`` is updated; returns the layers moved (wholly or split)."""
     d = DEVICES[device]
     if fit(low, p, [device])[0]["bram"] <= d.bram:
         return []
