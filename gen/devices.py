@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 
 from bitplane.core import weightimage as wimg
 from bitplane.core.errors import InputError, NotSupportedError
-from bitplane.hw.memory import BLOCK_RAM_18K_SHAPES, LUTRAM_DEPTH, in_lut_ram
+from bitplane.hw.memory import BLOCK_RAM_18K_SHAPES, LUTRAM_DEPTH, in_lut_ram, splittable
 from .plan import _memories, memory_bits, plan
 
 
@@ -291,7 +291,7 @@ def _split_back(low, p: dict, d: Device, k: int):
     f = p["folds"][k]
     st = {s.name: s for s in low.stages}[f.stage]
     ws = [m for m in _memories(st, f.pe, f.simd, f.ram_style) if m.kind == wimg.MEM_WEIGHTS]
-    if not ws or not all(2 <= m.entries <= BLOCK_RAM_18K_SHAPES[0][1] for m in ws):
+    if not ws or not all(splittable(m.entries) for m in ws):
         return
     ww, n, copies = ws[0].width, ws[0].entries, len(ws)
     spare = AUTO_BRAM_SHARE * d.bram - fit(low, p, [d.name])[0]["bram"]

@@ -33,9 +33,10 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from bitplane.core.intmath import signed_bits
-from .memory import BLOCK_RAM_18K_SHAPES, block_memory, block_tiles, in_lut_ram, loadable_ports, tiled_read
+from .memory import (BLOCK_RAM_18K_SHAPES, block_memory, block_tiles, in_lut_ram, loadable_ports, splittable,
+                     tiled_read)
 from .popcount import CompressorPopcount, popcount_latency
-from .stream_blocks import RegisterSlice
+from .stream_blocks import RegisterSlice, counter_step
 
 
 
@@ -102,7 +103,7 @@ class EngineConfig:
             raise ValueError(f"weight_ram_style must be one of {', '.join(RAM_STYLES)}, not {self.weight_ram_style!r}")
         if self.weight_lutram_bits and (self.weight_ram_style != "block" or not
                                         0 < self.weight_lutram_bits < self.pe * self.simd or
-                                        not 1 < self.weight_entries <= BLOCK_RAM_18K_SHAPES[0][1]):
+                                        not splittable(self.weight_entries)):
             raise ValueError(f"weight_lutram_bits={self.weight_lutram_bits} needs weight_ram_style 'block', fewer "
                              f"bits than the weight word ({self.pe * self.simd}) and 2..{BLOCK_RAM_18K_SHAPES[0][1]} "
                              f"weight words (not {self.weight_entries})")
@@ -675,16 +676,13 @@ class BitSerialMVTU(wiring.Component):
         m.d.comb += run.eq(full.bit_select(rbank, 1))
         issue = Signal()
         m.d.comb += issue.eq(run & advance)
-        # each counter's "at its last value" is a register kept with it (step()), so a clock
-        # enable of the nested counters is one AND of registers, not a chain of comparators
+        # each counter's "at its last value" is a register kept with it (counter_step)
         last_j, last_i, last_sf, last_nf = (Signal(name=f"{nm}_last", init=int(n == 1))
                                             for n, nm in ((Pa, "j"), (Pw, "i"), (SF, "sf"), (NF, "nf")))
         counts = {id(j): (last_j, Pa), id(i): (last_i, Pw), id(sf): (last_sf, SF), id(nf): (last_nf, NF)}
 
         def step(ctr):
-            """Advance ``ctr`` by one, wrapping to 0 after its last value, with its flag."""
-            last, n = counts[id(ctr)]
-            return [ctr.eq(Mux(last, 0, ctr + 1)), last.eq(Mux(last, n == 1, ctr == n - 2))]
+            return counter_step(ctr, *counts[id(ctr)])
         # memory addresses as counters (no multiplier/adder in front of the block RAMs):
         # wa = (nf*Pw + i)*SF + sf (the weight plane by address; back to the (nf, i) group's base
         # wa0 for each activation plane), ra = rbank*SF + sf

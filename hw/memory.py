@@ -40,6 +40,13 @@ def block_memory(shape, depth: int, init=(), attrs=None) -> Memory:
 BLOCK_RAM_18K_SHAPES = ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))
 
 
+def splittable(entries: int) -> bool:
+    """A memory of ``entries`` words can be split by columns between block RAM and LUT RAM
+    (``hw.bitserial.EngineConfig.split_weights``): more than one word (one word is registers)
+    and one block RAM deep (deeper ones are tiles: :func:`block_tiles`)."""
+    return 1 < entries <= BLOCK_RAM_18K_SHAPES[0][1]
+
+
 def block_tiles(width: int, depth: int) -> tuple[int, int]:
     """``(column width, bank depth)`` to build a ``width`` x ``depth`` block-RAM memory from, each
     tile one 18-Kbit block RAM: the shape taking the fewest block RAMs, of those the fewest banks

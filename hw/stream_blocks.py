@@ -19,6 +19,14 @@ from bitplane.core.intmath import window_out
 from .memory import LUTRAM_DEPTH, block_memory
 
 
+def counter_step(ctr, last, n: int) -> list:
+    """Statements advancing counter ``ctr`` of ``n`` values by one, wrapping to 0 after ``n - 1``,
+    and its flag ``last`` ("at ``n - 1``", a register kept with it, initialised to ``n == 1``), so
+    that the enables of nested counters are ANDs of registers, not chains of comparators (the
+    MVTU's issue counters, the sliding window's reader)."""
+    return [ctr.eq(Mux(last, 0, ctr + 1)), last.eq(Mux(last, n == 1, ctr == n - 2))]
+
+
 class StreamFIFO(wiring.Component):
     """First-in first-out buffer between two streams.
 
@@ -466,9 +474,6 @@ class SlidingWindow(wiring.Component):
         ch_l, kw_l, kh_l, ox_l, oy_l = (Signal(name=f"{nm}_last", init=int(n == 1)) for nm, n in
                                         (("ch", CW), ("kw", K), ("kh", K), ("ox", self.OW), ("oy", self.OH)))
 
-        def step(ctr, last, n):
-            """``ctr`` + 1, wrapping to 0 after ``n - 1``, with its flag."""
-            return [ctr.eq(Mux(last, 0, ctr + 1)), last.eq(Mux(last, n == 1, ctr == n - 2))]
         row_end = Signal()
         m.d.comb += row_end.eq(ch_l & kw_l & kh_l & ox_l)
         same = rows_in(lambda a: ahead == a, hi_c)
@@ -520,15 +525,15 @@ class SlidingWindow(wiring.Component):
             return ring_add(a, k, RB)
 
         with m.If(issue):
-            m.d.sync += step(ch, ch_l, CW)
+            m.d.sync += counter_step(ch, ch_l, CW)
             with m.If(ch_l):
-                m.d.sync += step(kw, kw_l, K)
+                m.d.sync += counter_step(kw, kw_l, K)
             with m.If(ch_l & kw_l):  # end of a kernel row
-                m.d.sync += step(kh, kh_l, K)
+                m.d.sync += counter_step(kh, kh_l, K)
                 with m.If(kh_l):
-                    m.d.sync += step(ox, ox_l, self.OW)
+                    m.d.sync += counter_step(ox, ox_l, self.OW)
                     with m.If(ox_l):
-                        m.d.sync += [x0.eq(-l), c_x0.eq(-l * CW), col.eq(-l * CW), *step(oy, oy_l, self.OH)]
+                        m.d.sync += [x0.eq(-l), c_x0.eq(-l * CW), col.eq(-l * CW), *counter_step(oy, oy_l, self.OH)]
                         with m.If(oy_l):
                             # next frame: row 0 of the next frame sits H slots further
                             m.d.sync += rows_at(-t)
