@@ -36,7 +36,7 @@ from bitplane.core.intmath import signed_bits
 from .memory import (BLOCK_RAM_18K_SHAPES, block_memory, block_tiles, in_lut_ram, loadable_ports, splittable,
                      tiled_read)
 from .popcount import CompressorPopcount, popcount_latency
-from .stream_blocks import RegisterSlice, counter_step
+from .stream_blocks import StreamFIFO, counter_step
 
 
 
@@ -300,6 +300,15 @@ def popcount_stages(cfg: EngineConfig) -> int:
     return max(popcount_latency(cfg.simd, "xnor" if cfg.xnor else "and"), popcount_latency(cfg.simd, "ones"))
 
 
+def output_credits(cfg: EngineConfig) -> int:
+    """Words of the engine's output FIFO (its credits): enough for the row folds issued during a
+    credit's round trip (its fold's last issue, :func:`engine_latency` cycles to the output
+    register, one into the FIFO, taken: ``engine_latency + 2`` cycles), so that a consumer
+    always ready never sees a gap (one fewer does: tests/hw/test_bitserial.py)."""
+    per_fold = cfg.sf * cfg.w_planes * cfg.a_planes
+    return max(2, -(-(engine_latency(cfg) + 1) // per_fold) + 1)
+
+
 def engine_latency(cfg: EngineConfig) -> int:
     """Cycles from the last issue of a row fold to its output word (one more for the outer
     accumulator of two-level Horner mode, :attr:`EngineConfig.horner_levels`)."""
@@ -429,7 +438,7 @@ def _popcount(bits: list):
     return level[0]
 
 
-def _signed_table(m: Module, advance, pop, vals, idx, simd: int, name: str, neg=None):
+def _signed_table(m: Module, pop, vals, idx, simd: int, name: str, neg=None):
     """Register ``pop * vals[idx]`` for constant coefficients ``vals`` as a magnitude (a
     multiplexer of ``pop * |v|``, shifts for powers of two) and a sign bit (``neg``: pass another
     table's sign register to share it when the signs depend on ``idx`` only). The sign is applied
@@ -437,11 +446,10 @@ def _signed_table(m: Module, advance, pop, vals, idx, simd: int, name: str, neg=
     written as such is a multiply by its two's-complement pattern, which yosys maps to DSP blocks
     (the demo's critical path on ECP5)."""
     mag = Signal(max(1, ceil_log2(max(abs(v) for v in vals) * simd + 1)), name=name)
-    with m.If(advance):
-        m.d.sync += mag.eq(Array([pop * abs(v) for v in vals])[idx])
-        if neg is None and any(v < 0 for v in vals):
-            neg = Signal(name=f"{name}_neg")
-            m.d.sync += neg.eq(Array([Const(int(v < 0), 1) for v in vals])[idx])
+    m.d.sync += mag.eq(Array([pop * abs(v) for v in vals])[idx])
+    if neg is None and any(v < 0 for v in vals):
+        neg = Signal(name=f"{name}_neg")
+        m.d.sync += neg.eq(Array([Const(int(v < 0), 1) for v in vals])[idx])
     return SimpleNamespace(mag=mag, neg=neg)
 
 
@@ -461,10 +469,10 @@ def _accumulate_term(base, term, width: int):
     return (Cat(Const(1, 1), base[:width]) + Cat(neg, flipped))[1:width + 1].as_signed()
 
 
-def _threshold_code(m: Module, advance, x, tdata, pe: int, T: int, width: int, lut, out_bits: int):
+def _threshold_code(m: Module, x, tdata, pe: int, T: int, width: int, lut, out_bits: int, en=None):
     """Threshold stage of lane ``pe`` (MVTU and :class:`ThresholdUnit`): ``x`` compared with the
     lane's ``T`` thresholds in ``tdata`` (:func:`pack_threshold_words` layout), ``x >= v``
-    registered with the direction bit while ``advance``; then, combinationally, the hit (the
+    registered with the direction bit (while ``en``, if given); then, combinationally, the hit (the
     compare for a ``>=`` threshold, its negation for a ``<=`` one, stored as ``t + 1``), the level
     count and its code through ``lut``."""
     hits = Signal(max(1, T), name=f"hits{pe}")
@@ -474,7 +482,7 @@ def _threshold_code(m: Module, advance, x, tdata, pe: int, T: int, width: int, l
         # one comparison registered (a carry chain, nothing after it); the direction applied
         # after the register
         ge, d = Signal(name=f"ge{pe}_{t}"), Signal(name=f"dir{pe}_{t}")
-        with m.If(advance):
+        with m.If(en if en is not None else Const(1)):
             m.d.sync += [ge.eq(x >= thr), d.eq(tdata[base + width])]
         m.d.comb += hits[t].eq(~(ge ^ d))
     level = Signal(range(T + 1), name=f"level{pe}")
@@ -509,9 +517,11 @@ class BitSerialMVTU(wiring.Component):
     next one has arrived. Latency from the last input word to the first output word of a
     row fold is at most ``(N/SIMD)`` plus :func:`engine_latency` cycles.
 
-    Backpressure: ``out`` not ready freezes the whole compute pipeline (no data is lost)
-    once the output's register slice (:class:`~bitplane.hw.stream_blocks.RegisterSlice`) holds a
-    word: the pipeline's clock enables come from registers, not from the consumer's ready;
+    Backpressure: the compute pipeline never stops (no clock enables). Its words go into an
+    output FIFO of :func:`output_credits` words, and a row fold is issued only while a word of
+    the FIFO is free for it (counting the folds in flight): ``out`` not ready stops the issue
+    once the FIFO's words are all spoken for, and no data is lost. The consumer's ``ready``
+    reaches the FIFO's read side and the credit count only, whose "room" flag is a register.
     ``act`` is ready while a buffer bank is free.
     """
 
@@ -534,31 +544,29 @@ class BitSerialMVTU(wiring.Component):
     # S0 issue (counters, memory addresses), S1 memory data registered, S1a plane select,
     # S1b AND/XNOR + chunk popcounts, S1c popcount sums, S2 coefficient x popcount,
     # S3 accumulate (and the activation sum S_a), S4/S5 + row constant K and offset x S_a,
-    # S6/S7 thresholds -> code -> output register. Each stage is one method below; ``advance``
-    # (output register free or taken) moves every stage at once.
+    # S6/S7 thresholds -> code -> output register -> output FIFO. Each stage is one method
+    # below; every stage moves at every cycle (the issue waits for a credit instead).
 
     def elaborate(self, platform):
         m = Module()
         mems = self._memories(m)
         full, clr_full = self._input_buffer(m, mems.abuf)
-        # the output leaves through a register slice: `advance` (every stage's clock enable) is
-        # computed from registers here, not from the consumer's ready
-        m.submodules.out_slice = out_slice = RegisterSlice(len(self.out.payload))
-        wiring.connect(m, out_slice.o, wiring.flipped(self.out))
-        advance = Signal()
-        m.d.comb += advance.eq(~out_slice.i.valid | out_slice.i.ready)
-        ctl, wrp, arp = self._issue(m, advance, full, clr_full, mems)
-        delay = self._delayer(m, advance)
-        a_sel, a_next, w_sel, ctl = self._plane_select(m, advance, delay, ctl, wrp, arp)
+        # the output leaves through a FIFO with a credit for every word it can hold: a row fold is
+        # issued only with a credit in hand, so the pipeline never stops (no clock enables)
+        m.submodules.out_fifo = q = StreamFIFO(len(self.out.payload), output_credits(self.cfg))
+        wiring.connect(m, q.o, wiring.flipped(self.out))
+        ctl, wrp, arp = self._issue(m, full, clr_full, mems, q)
+        delay = self._delayer(m)
+        a_sel, a_next, w_sel, ctl = self._plane_select(m, delay, ctl, wrp, arp)
         if self.cfg.popcount == "lut6":
-            pa2, p2, ctl = self._compressor_popcounts(m, advance, delay, ctl, a_sel, a_next, w_sel)
+            pa2, p2, ctl = self._compressor_popcounts(m, delay, ctl, a_sel, a_next, w_sel)
         else:
-            part_a, part_w, ctl = self._chunk_popcounts(m, advance, delay, ctl, a_sel, a_next, w_sel)
-            pa2, p2, ctl = self._popcount_sums(m, advance, delay, ctl, part_a, part_w)
-        sprod3, prod3, ctl3 = self._coefficients(m, advance, ctl, pa2, p2)
-        res4, s4, v4, nf4, k4, t6 = self._accumulate(m, advance, delay, ctl3, sprod3, prod3, mems)
-        dots, v6 = self._dot_products(m, advance, res4, s4, v4, nf4, k4)
-        self._output(m, advance, delay, dots, v6, t6, out_slice.i)
+            part_a, part_w, ctl = self._chunk_popcounts(m, delay, ctl, a_sel, a_next, w_sel)
+            pa2, p2, ctl = self._popcount_sums(m, delay, ctl, part_a, part_w)
+        sprod3, prod3, ctl3 = self._coefficients(m, ctl, pa2, p2)
+        res4, s4, v4, nf4, k4, t6 = self._accumulate(m, delay, ctl3, sprod3, prod3, mems)
+        dots, v6 = self._dot_products(m, res4, s4, v4, nf4, k4)
+        self._output(m, delay, dots, v6, t6, q.i)
         return m
 
     def _memories(self, m):
@@ -622,7 +630,7 @@ class BitSerialMVTU(wiring.Component):
         lut_ram = {wmem: w_lut, tmem: in_lut_ram("auto", NF),
                    **({kmem: in_lut_ram("auto", NF)} if kmem is not None else {})}
 
-        def read(mem, addr, en):
+        def read(mem, addr, en=Const(1)):
             # the loadable memory's write port and a read port: one address for both
             # (EngineConfig.shared_address) where the memory is LUT RAM (single-port LUT RAM on
             # Xilinx; in block RAM the multiplexer would cost LUTs and save none). A tiled weight
@@ -662,7 +670,7 @@ class BitSerialMVTU(wiring.Component):
         m.d.sync += full.eq((full | set_full) & ~clr_full)
         return full, clr_full
 
-    def _issue(self, m, advance, full, clr_full, mems):
+    def _issue(self, m, full, clr_full, mems, q):
         """S0: the (row fold, weight plane, activation plane, column fold) counters, column fold
         innermost and planes from the top (``i``, ``j`` count issue steps: plane ``Pw-1-i``,
         ``Pa-1-j``), the weight and activation memory addresses as counters, and the S1
@@ -675,10 +683,18 @@ class BitSerialMVTU(wiring.Component):
         run = Signal()
         m.d.comb += run.eq(full.bit_select(rbank, 1))
         issue = Signal()
-        m.d.comb += issue.eq(run & advance)
         # each counter's "at its last value" is a register kept with it (counter_step)
         last_j, last_i, last_sf, last_nf = (Signal(name=f"{nm}_last", init=int(n == 1))
                                             for n, nm in ((Pa, "j"), (Pw, "i"), (SF, "sf"), (NF, "nf")))
+        # credits: row folds issued whose output word has not left the FIFO; `room` (a register)
+        # says one more fits
+        cap = output_credits(c)
+        owed = Signal(range(cap + 1))
+        room = Signal(init=1)
+        owed_next = Signal.like(owed)
+        m.d.comb += [issue.eq(run & room),
+                     owed_next.eq(owed + (issue & last_sf & last_i & last_j) - (q.o.valid & q.o.ready))]
+        m.d.sync += [owed.eq(owed_next), room.eq(owed_next < cap)]
         counts = {id(j): (last_j, Pa), id(i): (last_i, Pw), id(sf): (last_sf, SF), id(nf): (last_nf, NF)}
 
         def step(ctr):
@@ -717,12 +733,11 @@ class BitSerialMVTU(wiring.Component):
         # after the activation word, in the stage where the activation plane is selected, and
         # the memory output register is the only register on it (no plane multiplexer)
         wa1 = Signal.like(wa)
-        with m.If(advance):
-            m.d.sync += wa1.eq(wa)
+        m.d.sync += wa1.eq(wa)
         # (a tiled weight memory registers its banks' read data instead: read at wa)
-        wrp = mems.read(mems.wmem, wa if mems.wtiled else wa1 if c.weight_entries > 1 else 0, advance)
+        wrp = mems.read(mems.wmem, wa if mems.wtiled else wa1 if c.weight_entries > 1 else 0)
         arp = mems.abuf.read_port()
-        m.d.comb += [arp.addr.eq(ra), arp.en.eq(advance)]
+        m.d.comb += arp.addr.eq(ra)
 
         # control pipeline S1 (aligned with the memory read data); dbl: the Horner accumulator
         # doubles (a new column-fold sweep whose plane exponent i + j is one lower); two-level
@@ -737,27 +752,25 @@ class BitSerialMVTU(wiring.Component):
         # :attr:`EngineConfig.horner_levels`)
         two = c.horner_levels == 2
         down = (j != 0) if two else (outer != 0) if n_in == 1 else (inner != 0)
-        with m.If(advance):
-            m.d.sync += [v1.eq(issue), nf1.eq(nf), i1.eq(i), j1.eq(j),
-                         last1.eq(last_sf & last_i & last_j),
-                         sa1.eq((nf == 0) & (i == 0)),
-                         sa_first1.eq((nf == 0) & (sf == 0) & (i == 0) & (j == 0)),
-                         sa_last1.eq((nf == 0) & last_sf & (i == 0) & last_j),
-                         dbl1.eq((sf == 0) & down),
-                         iend1.eq(last_sf & last_j)]
+        m.d.sync += [v1.eq(issue), nf1.eq(nf), i1.eq(i), j1.eq(j),
+                     last1.eq(last_sf & last_i & last_j),
+                     sa1.eq((nf == 0) & (i == 0)),
+                     sa_first1.eq((nf == 0) & (sf == 0) & (i == 0) & (j == 0)),
+                     sa_last1.eq((nf == 0) & last_sf & (i == 0) & last_j),
+                     dbl1.eq((sf == 0) & down),
+                     iend1.eq(last_sf & last_j)]
         return [v1, nf1, i1, j1, last1, sa1, sa_first1, sa_last1, dbl1, iend1], wrp, arp
 
     @staticmethod
-    def _delayer(m, advance):
+    def _delayer(m):
         def delay(sigs, tag):
-            """Control signals one stage later (held while stalled)."""
+            """Control signals one stage later."""
             out = [Signal.like(x, name=f"{x.name}_{tag}") for x in sigs]
-            with m.If(advance):
-                m.d.sync += [o.eq(x) for o, x in zip(out, sigs)]
+            m.d.sync += [o.eq(x) for o, x in zip(out, sigs)]
             return out
         return delay
 
-    def _plane_select(self, m, advance, delay, ctl, wrp, arp):
+    def _plane_select(self, m, delay, ctl, wrp, arp):
         """S1: activation memory data registered (block RAM outputs are slow: ECP5 DP16KD
         clock-to-out ~5.8 ns without its output register, so nothing but a register follows them,
         with no reset so that ``synth.ecp5_outreg`` can move it into the block RAM); S1a: activation plane ``j`` selected and registered, and the
@@ -767,21 +780,19 @@ class BitSerialMVTU(wiring.Component):
         c = self.cfg
         PE, SIMD, Pa = c.pe, c.simd, c.a_planes
         aword = Signal.like(arp.data, name="aword", reset_less=True)
-        with m.If(advance):
-            m.d.sync += aword.eq(arp.data)
+        m.d.sync += aword.eq(arp.data)
         ctl1 = delay(ctl, "r")
         j1 = ctl1[3]
         a_planes = [Cat(*[aword[l * Pa + p] for l in range(SIMD)]) for p in reversed(range(Pa))]   # issue order
         a_sel = Signal(SIMD)
         w_sel = [Signal(SIMD, name=f"wplane{pe}", reset_less=True) for pe in range(PE)]
         a_next = Array(a_planes)[j1]
-        with m.If(advance):
-            m.d.sync += a_sel.eq(a_next)
-            for pe in range(PE):
-                m.d.sync += w_sel[pe].eq(wrp.data[pe * SIMD:(pe + 1) * SIMD])
+        m.d.sync += a_sel.eq(a_next)
+        for pe in range(PE):
+            m.d.sync += w_sel[pe].eq(wrp.data[pe * SIMD:(pe + 1) * SIMD])
         return a_sel, a_next, w_sel, delay(ctl1, "b")
 
-    def _chunk_popcounts(self, m, advance, delay, ctl, a_sel, a_next, w_sel):
+    def _chunk_popcounts(self, m, delay, ctl, a_sel, a_next, w_sel):
         """S1b: AND (XNOR on the +-1 path) of the selected planes, popcounts of :data:`POP_CHUNK`-lane chunks;
         the activation plane's own popcount for S_a. The selected plane is registered once per
         :data:`ACT_FANOUT` PEs (copies kept apart with yosys' ``keep``, which ``opt_merge``
@@ -790,8 +801,7 @@ class BitSerialMVTU(wiring.Component):
         CH = POP_CHUNK
         a_pe = [a_sel] + [Signal(c.simd, name=f"a_sel{k}", attrs={"keep": 1})
                           for k in range(1, -(-c.pe // ACT_FANOUT))]
-        with m.If(advance):
-            m.d.sync += [a.eq(a_next) for a in a_pe[1:]]
+        m.d.sync += [a.eq(a_next) for a in a_pe[1:]]
         chunks = [(lo, min(c.simd, lo + CH)) for lo in range(0, c.simd, CH)]
         part_a = [Signal(range(hi - lo + 1), name=f"popa_{lo}") for lo, hi in chunks]
         part_w = [[Signal(range(hi - lo + 1), name=f"pop{pe}_{lo}") for lo, hi in chunks] for pe in range(c.pe)]
@@ -802,15 +812,14 @@ class BitSerialMVTU(wiring.Component):
         for pe in range(c.pe):
             a = a_pe[pe // ACT_FANOUT]
             m.d.comb += match[pe].eq(~(w_sel[pe] ^ a) if c.xnor else (w_sel[pe] & a))
-        with m.If(advance):
-            for (lo, hi), pa in zip(chunks, part_a):
-                m.d.sync += pa.eq(_popcount([a_sel[l] for l in range(lo, hi)]))
-            for pe in range(c.pe):
-                for (lo, hi), pw_ in zip(chunks, part_w[pe]):
-                    m.d.sync += pw_.eq(_popcount([match[pe][l] for l in range(lo, hi)]))
+        for (lo, hi), pa in zip(chunks, part_a):
+            m.d.sync += pa.eq(_popcount([a_sel[l] for l in range(lo, hi)]))
+        for pe in range(c.pe):
+            for (lo, hi), pw_ in zip(chunks, part_w[pe]):
+                m.d.sync += pw_.eq(_popcount([match[pe][l] for l in range(lo, hi)]))
         return part_a, part_w, delay(ctl, "c")
 
-    def _compressor_popcounts(self, m, advance, delay, ctl, a_sel, a_next, w_sel):
+    def _compressor_popcounts(self, m, delay, ctl, a_sel, a_next, w_sel):
         """S1b..: the popcounts as registered trees of 6-input-LUT compressors
         (:class:`~bitplane.hw.popcount.CompressorPopcount`, ``popcount = "lut6"``), all
         :func:`popcount_stages` long. Their carry LUTs read ``a_copy``, the selected activation
@@ -818,20 +827,19 @@ class BitSerialMVTU(wiring.Component):
         c = self.cfg
         L = popcount_stages(c)
         a_copy = Signal(c.simd, init=(1 << c.simd) - 1, name="a_copy")
-        with m.If(advance):
-            m.d.sync += a_copy.eq(a_next)
+        m.d.sync += a_copy.eq(a_next)
         m.submodules.pop_a = pop_a = CompressorPopcount(c.simd, "ones", latency=L)
-        m.d.comb += [pop_a.a.eq(a_sel), pop_a.en.eq(advance)]
+        m.d.comb += [pop_a.a.eq(a_sel), ]
         p2 = []
         for pe in range(c.pe):
             m.submodules[f"pop{pe}"] = pop = CompressorPopcount(c.simd, "xnor" if c.xnor else "and", latency=L)
-            m.d.comb += [pop.a.eq(a_sel), pop.a_copy.eq(a_copy), pop.w.eq(w_sel[pe]), pop.en.eq(advance)]
+            m.d.comb += [pop.a.eq(a_sel), pop.a_copy.eq(a_copy), pop.w.eq(w_sel[pe])]
             p2.append(pop.count)
         for k in range(L):
             ctl = delay(ctl, f"p{k}")
         return pop_a.count, p2, ctl
 
-    def _popcount_sums(self, m, advance, delay, ctl, part_a, part_w):
+    def _popcount_sums(self, m, delay, ctl, part_a, part_w):
         """S1c..: the chunk counts summed per PE (and for the activation plane), :data:`POP_FANIN`
         at a time per registered stage (:func:`sum_stages`)."""
         c = self.cfg
@@ -844,8 +852,7 @@ class BitSerialMVTU(wiring.Component):
                 for g in range(0, len(parts), POP_FANIN):
                     grp = parts[g:g + POP_FANIN]
                     r = Signal(pw if last else range(sum(1 << len(p) for p in grp)), name=f"{name}_s{k}_{g}")
-                    with m.If(advance):
-                        m.d.sync += r.eq(_popcount(grp))
+                    m.d.sync += r.eq(_popcount(grp))
                     out.append(r)
                 return out
             part_a = add(part_a, "popa")
@@ -853,7 +860,7 @@ class BitSerialMVTU(wiring.Component):
             ctl = delay(ctl, f"2{k}")
         return part_a[0], [pw_[0] for pw_ in part_w], ctl
 
-    def _coefficients(self, m, advance, ctl, pa2, p2):
+    def _coefficients(self, m, ctl, pa2, p2):
         """S2: plane coefficient x popcount per PE (constant coefficient tables: a mux of
         constant multiples, i.e. shifts for DoReFa/int), or the popcount as it is in Horner
         mode (:attr:`EngineConfig.horner_shift`: the accumulator applies the powers of two) and on
@@ -864,11 +871,10 @@ class BitSerialMVTU(wiring.Component):
         v2, nf2, i2, j2, last2, sa2, sa_first2, sa_last2, dbl2, iend2 = ctl
         v3, nf3 = Signal(), Signal.like(nf2)
         last3, sa3, sa_first3, sa_last3, dbl3, iend3, vend3 = (Signal() for _ in range(7))
-        with m.If(advance):
-            m.d.sync += [v3.eq(v2), nf3.eq(nf2), last3.eq(last2), sa3.eq(sa2),
-                         sa_first3.eq(sa_first2), sa_last3.eq(sa_last2), dbl3.eq(dbl2), iend3.eq(iend2),
-                         # a sum's last issue (valid): the accumulators' clear (_accumulate)
-                         vend3.eq(v2 & (iend2 if c.horner_levels == 2 else last2))]
+        m.d.sync += [v3.eq(v2), nf3.eq(nf2), last3.eq(last2), sa3.eq(sa2),
+                     sa_first3.eq(sa_first2), sa_last3.eq(sa_last2), dbl3.eq(dbl2), iend3.eq(iend2),
+                     # a sum's last issue (valid): the accumulators' clear (_accumulate)
+                     vend3.eq(v2 & (iend2 if c.horner_levels == 2 else last2))]
         # Horner mode: the sign of each issued pair's coefficient (one register shared by the PEs;
         # two-level: the activation plane's sign here, the weight plane's for the outer sum)
         levels = c.horner_levels
@@ -878,22 +884,19 @@ class BitSerialMVTU(wiring.Component):
             negs = [ws[ii] ^ as_[jj] if levels == 1 else as_[jj] for ii in range(Pw) for jj in range(Pa)]
             if any(negs):
                 term_neg = Signal(name="term_neg")
-                with m.If(advance):
-                    m.d.sync += term_neg.eq(Array([Const(int(v), 1) for v in negs])[i2 * Pa + j2])
+                m.d.sync += term_neg.eq(Array([Const(int(v), 1) for v in negs])[i2 * Pa + j2])
             if levels == 2 and any(ws):
                 outer_neg = Signal(name="outer_neg")
-                with m.If(advance):
-                    m.d.sync += outer_neg.eq(Array([Const(int(v), 1) for v in ws])[i2])
+                m.d.sync += outer_neg.eq(Array([Const(int(v), 1) for v in ws])[i2])
         ca_vals = list(reversed(c.a_coefs))
-        sprod3 = _signed_table(m, advance, pa2, ca_vals, j2, SIMD, "sprod")
+        sprod3 = _signed_table(m, pa2, ca_vals, j2, SIMD, "sprod")
         uniform = all(len(set(col)) == 1 for col in c.w_coefs)
         plain = c.xnor or c.horner_shift is not None      # the popcount as it is, no coefficient table
         prod3 = []
         for pe in range(PE):
             if plain:
                 pr = Signal(ceil_log2(SIMD + 1), name=f"prod{pe}")
-                with m.If(advance):
-                    m.d.sync += pr.eq(p2[pe])
+                m.d.sync += pr.eq(p2[pe])
                 if term_neg is not None:
                     pr = SimpleNamespace(mag=pr, neg=term_neg)
             else:
@@ -904,20 +907,19 @@ class BitSerialMVTU(wiring.Component):
                             vals.append(c.w_coefs[ii][f * PE + pe] * c.a_coefs[jj])
                 idx = (i2 * Pa + j2) if uniform else ((nf2 * Pw + i2) * Pa + j2)
                 if uniform or len(vals) <= 16:
-                    pr = _signed_table(m, advance, p2[pe], vals, idx, SIMD, f"prod{pe}",
+                    pr = _signed_table(m, p2[pe], vals, idx, SIMD, f"prod{pe}",
                                        neg=prod3[0].neg if uniform and pe else None)
                 else:               # per-row coefficients of many row folds: one multiplier
                     pr = Signal(signed(signed_bits(min(0, min(vals) * SIMD), max(0, max(vals) * SIMD))),
                                 name=f"prod{pe}")
                     cw = signed_bits(min(vals + [0]), max(vals + [0]))
-                    with m.If(advance):
-                        m.d.sync += pr.eq(Array([Const(v, signed(cw)) for v in vals])[idx] * p2[pe])
+                    m.d.sync += pr.eq(Array([Const(v, signed(cw)) for v in vals])[idx] * p2[pe])
             prod3.append(pr)
         return sprod3, prod3, SimpleNamespace(v=v3, nf=nf3, last=last3, sa=sa3, sa_first=sa_first3,
                                               sa_last=sa_last3, nf2=nf2, dbl=dbl3, iend=iend3, vend=vend3,
                                               outer_neg=outer_neg)
 
-    def _accumulate(self, m, advance, delay, ctl3, sprod3, prod3, mems):
+    def _accumulate(self, m, delay, ctl3, sprod3, prod3, mems):
         """S3: per-PE accumulators over a row fold (``res`` on its last pair; in Horner mode the
         accumulator doubles where the plane exponent falls and ``res`` is shifted by
         ``log2(g*h)``) and the activation-sum S_a of the vector; the K and threshold memory reads,
@@ -945,12 +947,11 @@ class BitSerialMVTU(wiring.Component):
         # the adder: on xc7 that made every bit a LUT; without it the bits above the term's are
         # the carry chain alone. In Horner mode the doubling is unconditional when every issue
         # but a sum's first doubles (:attr:`EngineConfig.horner_doubles_always`; 0 doubled is 0).
-        # The clear is one LUT of registers (`vend`: valid and last, registered together; the
-        # two registers `advance` is made of; `fresh`): with `advance & v & end` computed in
-        # steps it was the demo's ECP5 path, the output slice's ready to the accumulators.
+        # The clear is one LUT of two registers (`vend`: valid and last, registered together;
+        # `fresh`).
         fresh, clear = Signal(init=1), Signal()
         m.d.sync += fresh.eq(0)
-        m.d.comb += clear.eq((advance & k.vend) | fresh)
+        m.d.comb += clear.eq(k.vend | fresh)
         for pe in range(c.pe):
             nxt = Signal(signed(AW), name=f"accn{pe}")
             prev = acc[pe] if sh is None else acc[pe] << 1 if c.horner_doubles_always else \
@@ -958,25 +959,23 @@ class BitSerialMVTU(wiring.Component):
             m.d.comb += nxt.eq(_accumulate_term(prev, prod3[pe], AW))
             with m.If(clear):
                 m.d.sync += acc[pe].eq(0)
-            with m.Elif(advance & k.v):
+            with m.Elif(k.v):
                 m.d.sync += acc[pe].eq(nxt)
-            with m.If(advance & k.vend):
+            with m.If(k.vend):
                 m.d.sync += res4[pe].eq(nxt if not sh or two else nxt << sh)
-        with m.If(advance):
-            m.d.sync += [v4.eq(k.v & k.last), nf4.eq(k.nf)]
-            with m.If(k.v & k.sa):
-                m.d.sync += sa.eq(sa_next)
-                with m.If(k.sa_last):
-                    m.d.sync += sa_final.eq(sa_next)
-            with m.If(k.v & k.last):
-                m.d.sync += s4.eq(Mux(k.v & k.sa_last, sa_next, sa_final))
+        m.d.sync += [v4.eq(k.v & k.last), nf4.eq(k.nf)]
+        with m.If(k.v & k.sa):
+            m.d.sync += sa.eq(sa_next)
+            with m.If(k.sa_last):
+                m.d.sync += sa_final.eq(sa_next)
+        with m.If(k.v & k.last):
+            m.d.sync += s4.eq(Mux(k.v & k.sa_last, sa_next, sa_final))
         k_nf = k.nf2                  # the row fold whose K is read (data registered with res4)
         if two:
             dv, oclear = Signal(), Signal()
-            with m.If(advance):
-                m.d.sync += dv.eq(k.v & k.iend)
+            m.d.sync += dv.eq(k.v & k.iend)
             # (a row's last issue is its last weight plane's last: v4 implies dv)
-            m.d.comb += oclear.eq((advance & v4) | fresh)
+            m.d.comb += oclear.eq(v4 | fresh)
             dneg = None if k.outer_neg is None else delay([k.outer_neg], "b")[0]
             outer = [Signal(signed(AW), name=f"outer{pe}", reset_less=True) for pe in range(c.pe)]
             res_o = [Signal(signed(AW), name=f"reso{pe}") for pe in range(c.pe)]
@@ -986,9 +985,9 @@ class BitSerialMVTU(wiring.Component):
                 m.d.comb += onxt.eq(_accumulate_term(outer[pe] << 1, term, AW))
                 with m.If(oclear):                  # at the row's end and by the reset, as acc
                     m.d.sync += outer[pe].eq(0)
-                with m.Elif(advance & dv):
+                with m.Elif(dv):
                     m.d.sync += outer[pe].eq(onxt)
-                with m.If(advance & v4):
+                with m.If(v4):
                     m.d.sync += res_o[pe].eq(onxt << sh)
             # everything that travels with the result one stage later: valid, row fold, S_a, and
             # the row fold whose K is read
@@ -1001,19 +1000,17 @@ class BitSerialMVTU(wiring.Component):
         # changes every cycle, so an address one stage late reads the previous fold's thresholds.
         # (Two-level Horner: all of these one stage later.)
         one = c.nf == 1              # one-word memories: constant address (registers)
-        trp = mems.read(mems.tmem, 0 if one else nf4, advance)
+        trp = mems.read(mems.tmem, 0 if one else nf4)
         t6 = Signal.like(trp.data, reset_less=True)
-        with m.If(advance):
-            m.d.sync += t6.eq(trp.data)
+        m.d.sync += t6.eq(trp.data)
         k4 = None
         if mems.kmem is not None:
-            krp = mems.read(mems.kmem, 0 if one else k_nf, advance)
+            krp = mems.read(mems.kmem, 0 if one else k_nf)
             k4 = Signal.like(krp.data, reset_less=True)
-            with m.If(advance):
-                m.d.sync += k4.eq(krp.data)
+            m.d.sync += k4.eq(krp.data)
         return res4, s4, v4, nf4, k4, t6
 
-    def _dot_products(self, m, advance, res4, s4, v4, nf4, k4):
+    def _dot_products(self, m, res4, s4, v4, nf4, k4):
         """Raw mode, S4: ``res + K`` and ``o_w x S_a`` registered apart; S5: their sum, the exact
         dot product (XNOR path: ``2*res - N``). Threshold mode: the value the thresholds are
         compared with (:attr:`EngineConfig.compare_bounds`: ``res + o_w x S_a``, or ``res`` on the
@@ -1030,10 +1027,9 @@ class BitSerialMVTU(wiring.Component):
             so = Signal(signed(FW), name=f"so{pe}")
             offs = [c.w_offset[f * PE + pe] for f in range(NF)]
             if c.xnor:
-                with m.If(advance):
-                    m.d.sync += rk.eq(2 * res4[pe] if c.raw else res4[pe])
-                    if c.raw:
-                        m.d.sync += so.eq(-c.cols)
+                m.d.sync += rk.eq(2 * res4[pe] if c.raw else res4[pe])
+                if c.raw:
+                    m.d.sync += so.eq(-c.cols)
             else:
                 if not any(offs):
                     prod = 0
@@ -1042,17 +1038,14 @@ class BitSerialMVTU(wiring.Component):
                 else:
                     ow_tab = Array([Const(o, signed(signed_bits(min(offs + [0]), max(offs + [0])))) for o in offs])
                     prod = ow_tab[nf4] * s4
-                with m.If(advance):
-                    m.d.sync += [rk.eq(res4[pe] + k4[pe * FW:(pe + 1) * FW].as_signed() if c.raw else res4[pe]),
-                                 so.eq(prod)]
-            with m.If(advance):
-                m.d.sync += full_acc.eq(rk + so if c.raw or (not c.xnor and any(offs)) else rk)
+                m.d.sync += [rk.eq(res4[pe] + k4[pe * FW:(pe + 1) * FW].as_signed() if c.raw else res4[pe]),
+                             so.eq(prod)]
+            m.d.sync += full_acc.eq(rk + so if c.raw or (not c.xnor and any(offs)) else rk)
             dots.append(full_acc)
-        with m.If(advance):
-            m.d.sync += [v5.eq(v4), v6.eq(v5)]
+        m.d.sync += [v5.eq(v4), v6.eq(v5)]
         return dots, v6
 
-    def _output(self, m, advance, delay, dots, v6, t6, out):
+    def _output(self, m, delay, dots, v6, t6, out):
         """S6: threshold compares (registered); S7: level count -> code (or the raw dot
         product) -> the output register."""
         c = self.cfg
@@ -1061,17 +1054,15 @@ class BitSerialMVTU(wiring.Component):
             full_acc = dots[pe]
             if c.raw:
                 o = Signal(c.raw_width, name=f"raw{pe}")
-                with m.If(advance):
-                    m.d.sync += o.eq(full_acc.as_signed() if c.raw_width >= c.final_width else full_acc)
+                m.d.sync += o.eq(full_acc.as_signed() if c.raw_width >= c.final_width else full_acc)
                 outs.append(o)
             else:
-                outs.append(_threshold_code(m, advance, full_acc, t6, pe, c.n_thresholds, c.threshold_width,
+                outs.append(_threshold_code(m, full_acc, t6, pe, c.n_thresholds, c.threshold_width,
                                             c.out_lut or range(c.n_levels), c.out_bits))
         v7 = delay([v6], "7")[0]
-        with m.If(advance):
-            m.d.sync += out.valid.eq(v7)
-            with m.If(v7):
-                m.d.sync += out.payload.eq(Cat(*outs))
+        m.d.sync += out.valid.eq(v7)
+        with m.If(v7):
+            m.d.sync += out.payload.eq(Cat(*outs))
 
 
 @dataclass(frozen=True)
@@ -1169,8 +1160,8 @@ class ThresholdUnit(wiring.Component):
         with m.If(advance):
             m.d.sync += [xa.eq(self.i.payload), va.eq(self.i.valid), vb.eq(va), self.o.valid.eq(vb)]
         lane = [xa[pe * B:(pe + 1) * B] for pe in range(PE)]
-        codes = [_threshold_code(m, advance, lane[pe].as_signed() if p.in_signed else lane[pe], rp.data, pe, T, TW,
-                                 p.out_lut or range(p.levels), p.out_bits) for pe in range(PE)]
+        codes = [_threshold_code(m, lane[pe].as_signed() if p.in_signed else lane[pe], rp.data, pe, T, TW,
+                                 p.out_lut or range(p.levels), p.out_bits, en=advance) for pe in range(PE)]
         with m.If(advance):
             m.d.sync += self.o.payload.eq(Cat(*codes))
         return m

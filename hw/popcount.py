@@ -122,14 +122,13 @@ class CompressorPopcount(wiring.Component):
     ``a_copy``: In(n)   the same bits from a register of their own (``xnor``/``and`` only; a
                         flip-flop yosys cannot merge with ``a``'s, e.g. another reset value)
     ``w``: In(n)        weight bits (``xnor``/``and`` only)
-    ``en``: In(1)       every register of the tree moves only while ``en`` (the engine's
-                        ``advance``): a stall holds all stages
     ``count``: Out(range(n + 1))   the count of matching lanes (``xnor``: a == w; ``and``:
                         a & w; ``ones``: a)
 
-    Latency: ``latency`` enabled cycles (default and minimum :func:`popcount_latency`; more
-    adds plain registers at the end, to line up with another tree). Throughput one count per
-    enabled cycle; no backpressure of its own.
+    Latency: ``latency`` cycles (default and minimum :func:`popcount_latency`; more adds plain
+    registers at the end, to line up with another tree). Throughput one count per cycle; no
+    enable and no backpressure: every register moves at every clock (the engine's pipeline
+    never stops, :class:`~bitplane.hw.bitserial.BitSerialMVTU`).
     """
 
     def __init__(self, n: int, kind: str, latency: int | None = None):
@@ -140,7 +139,7 @@ class CompressorPopcount(wiring.Component):
             self._MustUse__silence = True       # never elaborated: no "created but never used" warning
             raise ValueError(f"a {n}-lane {kind} popcount needs at least {self.min_latency} cycles, "
                              f"got {self.latency}")
-        ports = {"a": In(n), "en": In(1), "count": Out(range(n + 1))}
+        ports = {"a": In(n), "count": Out(range(n + 1))}
         if kind != "ones":
             ports.update(a_copy=In(n), w=In(n))
         super().__init__(ports)
@@ -153,8 +152,7 @@ class CompressorPopcount(wiring.Component):
         def reg(expr, name):
             serial[0] += 1
             r = Signal(name=f"{name}{serial[0]}")
-            with m.If(self.en):
-                m.d.sync += r.eq(expr)
+            m.d.sync += r.eq(expr)
             return r
 
         def first(lanes, b):
@@ -190,12 +188,10 @@ class CompressorPopcount(wiring.Component):
             for r, x in enumerate(bits):
                 rows[r] = rows[r] | (x.as_unsigned() << col)
         total = Signal(range(n + 1), name="total")
-        with m.If(self.en):
-            m.d.sync += total.eq(rows[0] + rows[1])
+        m.d.sync += total.eq(rows[0] + rows[1])
         for _ in range(self.latency - self.min_latency):
             nxt = Signal.like(total)
-            with m.If(self.en):
-                m.d.sync += nxt.eq(total)
+            m.d.sync += nxt.eq(total)
             total = nxt
         m.d.comb += self.count.eq(total)
         return m

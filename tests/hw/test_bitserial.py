@@ -253,6 +253,24 @@ def test_cycles_per_vector_without_stalls(popcount):
     assert ideal / total >= 0.95 * (n - 1) / n
 
 
+@pytest.mark.parametrize("popcount", ["adder", "lut6"])
+@pytest.mark.parametrize("case", [CASES[13], CASES[14], (8, 4, 2, 4, ("bwn", 1), ("uact", 1), 0)],
+                         ids=["bwn-uact", "xnor", "raw"])
+def test_one_issue_per_row_fold_gives_one_word_per_cycle(case, popcount):
+    """With one issue per row fold (SF = Pw = Pa = 1) and a consumer always ready, the output
+    words follow each other every cycle: the output FIFO's credits (output_credits) cover the
+    round trip from an issue to its word leaving the FIFO, so they never hold the issue back."""
+    from bitplane.hw.bitserial import output_credits
+    R, N, pe, simd, (wk, wb), (ak, ab), T = case
+    rng = np.random.default_rng(11)
+    cfg, wcodes, thr, dirs, vectors = make_case(rng, R, N, pe, simd, wk, wb, ak, ab, T, vectors=8)
+    cfg = EngineConfig(**{**cfg.__dict__, "popcount": popcount})
+    assert engine_cycles(cfg) == cfg.nf and output_credits(cfg) > 2
+    out, stamps = run_mvtu(cfg, wcodes, thr, dirs, vectors, gap=0, stall=0)
+    assert np.array_equal(out, mvtu_reference(cfg, wcodes, thr, dirs, vectors))
+    assert np.all(np.diff(stamps) == 1), np.diff(stamps)
+
+
 @pytest.mark.parametrize("xnor", [False, True])
 def test_folded_thresholds_decide_as_the_dot_product(xnor):
     """fold_thresholds: every compared value in range decides like its dot product, for
