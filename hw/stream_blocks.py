@@ -350,10 +350,12 @@ class SlidingWindow(wiring.Component):
         x0 = Signal(signed(ceil_log2(W + K + s + l + 2) + 2), init=-l)        # ox*s - l
         slot0 = (-t) % RB
         slot_y0 = Signal(range(max(RB, 2)), init=slot0)   # slot of row y0 (mod RB, also for y0 < 0)
-        r_base = Signal(range(max(RB, 2)))              # slot of row 0 of the reader's frame
-        # the same three slots as addresses (slot * WC), advanced by constant adds mod RING
+        # slot of row -t of the reader's next frame (row 0 of a frame is H slots after the one
+        # before), kept ahead so that a frame end loads registers (no add in that path)
+        slot_nf = Signal(range(max(RB, 2)), init=(H - t) % RB)
+        # the same slots as addresses (slot * WC), advanced by constant adds mod RING
         a_y0 = Signal(range(max(RING, 2)), init=slot0 * WC)
-        a_base = Signal(range(max(RING, 2)))
+        a_nf = Signal(range(max(RING, 2)), init=(H - t) % RB * WC)
         a_row = Signal(range(max(RING, 2)), init=slot0 * WC)    # slot of row y0 + kh, times WC
         cw_bits = ceil_log2((W + K + s + l + 2) * CW + 1) + 2
         c_x0 = Signal(signed(cw_bits), init=-l * CW)    # x0 * CW
@@ -372,28 +374,34 @@ class SlidingWindow(wiring.Component):
         # s per output row, so a step is one add and a clip decided by comparing y0 with a constant.
         yw = y0.shape().width + 2
         regs = {}
+
+        def clips(y_top: int, off, lo):
+            """The register's step from output row top ``y_top`` (a constant) to ``y_top + s`` clips."""
+            return int(y_top + s + off > H - 1) if lo is None else int(y_top + s + off < lo)
         # hi_nx: hi_c of the next output row (the reader's test for the row after a row end)
         for nm, off, lo in (("hi_c", K - 1, None), ("hi_nx", K - 1 + s, None), ("lim", RB, RB),
                             ("lim_next", RB - H, RB - H)):
             first = min(-t + off, H - 1) if lo is None else max(-t + off, lo)      # at y0 = -t
             regs[nm] = (Signal(signed(yw), name=nm, init=first), Signal(signed(yw), name=f"{nm}_u", init=-t + off),
-                        off, lo)
+                        off, lo, Signal(name=f"{nm}_clip", init=clips(-t, off, lo)))
         hi_c, lim, lim_next = (regs[nm][0] for nm in ("hi_c", "lim", "lim_next"))
 
         def rows_at(y0_now: int):
             """The assignments of the registers above for output row top ``y0_now`` (a constant)."""
             out = []
-            for r, u, off, lo in regs.values():
+            for r, u, off, lo, clip in regs.values():
                 val = y0_now + off
-                out += [r.eq(min(val, H - 1) if lo is None else max(val, lo)), u.eq(val)]
+                out += [r.eq(min(val, H - 1) if lo is None else max(val, lo)), u.eq(val), clip.eq(clips(y0_now, off, lo))]
             return out
 
         def rows_step():
-            """The assignments for the next output row (``y0 + s``)."""
+            """The assignments for the next output row (``y0 + s``). Whether that step clips is a
+            register (``clip``, set a step ahead by comparing ``y0`` with a constant), so the step
+            is an add and a multiplexer, no compare before them."""
             out = []
-            for r, u, off, lo in regs.values():
-                clip = (y0 > H - 1 - off - s) if lo is None else (y0 < lo - off - s)
-                out += [r.eq(Mux(clip, H - 1 if lo is None else lo, u + s)), u.eq(u + s)]
+            for r, u, off, lo, clip in regs.values():
+                out += [r.eq(Mux(clip, H - 1 if lo is None else lo, u + s)), u.eq(u + s),
+                        clip.eq((y0 > H - 1 - off - 2 * s) if lo is None else (y0 < lo - off - 2 * s))]
             return out
 
         # writer may write row w_row if that global row is < lo_needed + RB. i.ready is a register:
@@ -539,10 +547,8 @@ class SlidingWindow(wiring.Component):
                             m.d.sync += rows_at(-t)
                             m.d.comb += r_next.eq(1)
                             m.d.sync += [y0.eq(-t),
-                                         r_base.eq(mod_add(r_base, H)), slot_y0.eq(mod_add(r_base, H - t)),
-                                         a_base.eq(ring_add(a_base, H * WC)),
-                                         a_y0.eq(ring_add(a_base, (H - t) * WC)),
-                                         a_row.eq(ring_add(a_base, (H - t) * WC))]
+                                         slot_nf.eq(mod_add(slot_nf, H)), slot_y0.eq(slot_nf),
+                                         a_nf.eq(ring_add(a_nf, H * WC)), a_y0.eq(a_nf), a_row.eq(a_nf)]
                         with m.Else():
                             m.d.sync += rows_step()
                             m.d.sync += [y0.eq(y0 + s), slot_y0.eq(mod_add(slot_y0, s)),
