@@ -256,6 +256,13 @@ def window_need(height: int, width: int, c_words: int, kernel: int, stride: int,
     return rows * width * c_words
 
 
+#: Words of a :class:`SlidingWindow`'s output FIFO, its credits: a credit's round trip (the issue,
+#: the block RAM read, its register, into the FIFO, offered, taken) is 5 cycles, so with 5 a
+#: consumer always ready sees a word every cycle (with 4, a gap every 5 words:
+#: tests/hw/test_stream_blocks.py).
+WINDOW_CREDITS = 5
+
+
 class SlidingWindow(wiring.Component):
     """Line-buffered K x K sliding window with stride and padding.
 
@@ -288,11 +295,12 @@ class SlidingWindow(wiring.Component):
     row slot is free. Both tests are registers (``i.ready``: a slot the reader frees is offered a
     cycle later; the reader's "rows available": a row the writer completes is seen a cycle
     later), so neither side's handshake waits on the other's counters. Latency: the first
-    output word follows the last input word it needs by 4 cycles (the row test, the block RAM
+    output word follows the last input word it needs by 5 cycles (the row test, the block RAM
     read, then a register with no reset: nothing but a register follows the memory, and on ECP5
-    it becomes the block RAM's output register, ``synth.ecp5_outreg``).
-    Backpressure on ``o`` freezes the read side; the write side keeps filling free
-    slots.
+    it becomes the block RAM's output register, ``synth.ecp5_outreg``; then an output FIFO).
+    Backpressure on ``o``: the reader issues a word only while the output FIFO has a word free
+    for it (:data:`WINDOW_CREDITS`, counting the words in flight), so its pipeline never stops
+    and nothing is lost; the write side keeps filling free slots.
     """
 
     def __init__(self, channels, height, width, kernel, stride, pads, bits, lanes, pad_code=0,
@@ -470,12 +478,18 @@ class SlidingWindow(wiring.Component):
         hi_first = min(-t + K - 1, H - 1)
         avail = Signal()
         hi_nx = regs["hi_nx"][0]
-        # two output stages: the block RAM's data (v1) and a register after it (the output), so
-        # nothing but the register follows the memory (its clock-to-out is long on ECP5)
-        advance, out_advance, v1 = Signal(), Signal(), Signal()
-        m.d.comb += [out_advance.eq(~self.o.valid | self.o.ready), advance.eq(~v1 | out_advance)]
-        issue = Signal()
-        m.d.comb += issue.eq(avail & advance)
+        # two stages that never stop: the block RAM's data (v1) and a register after it, so
+        # nothing but the register follows the memory (its clock-to-out is long on ECP5); then a
+        # FIFO of WINDOW_CREDITS words. A word is issued only with a credit (`room`, a register:
+        # words issued and not yet taken from the FIFO below its depth), so the consumer's
+        # `ready` reaches the FIFO's read side and the credit count, not the reader's counters.
+        m.submodules.out_fifo = q = StreamFIFO(self.lanes * (self.bits + self.out_shift) + 1, WINDOW_CREDITS)
+        m.d.comb += [self.o.valid.eq(q.o.valid), self.o.payload.eq(q.o.payload), q.o.ready.eq(self.o.ready)]
+        v1 = Signal()
+        issue, room = Signal(), Signal(init=1)
+        owed, owed_next = Signal(range(WINDOW_CREDITS + 1)), Signal(range(WINDOW_CREDITS + 1))
+        m.d.comb += [issue.eq(avail & room), owed_next.eq(owed + issue - (q.o.valid & q.o.ready))]
+        m.d.sync += [owed.eq(owed_next), room.eq(owed_next < WINDOW_CREDITS)]
         # each reader counter's "at its last value" is a register stepped with it, so the
         # enables of the nested counters and address bases are ANDs of registers, not chains of
         # comparators (CNV-W1A1's ECP5 path ran from ch through five levels to a_base)
@@ -499,34 +513,28 @@ class SlidingWindow(wiring.Component):
         aw = len(rp.addr)
         if self.pad_mode == "constant":
             # outside the map the address is don't-care (the word is replaced by pad_code)
-            m.d.comb += [rp.addr.eq((a_row + col)[:aw]), rp.en.eq(advance)]
+            m.d.comb += rp.addr.eq((a_row + col)[:aw])
         else:
             c_r, a_r = self._mirror(m, x, y, col, ch, slot_y0, kh)
-            m.d.comb += [rp.addr.eq((a_r + c_r)[:aw]), rp.en.eq(advance)]
+            m.d.comb += rp.addr.eq((a_r + c_r)[:aw])
         pad1 = Signal()
-        with m.If(advance):
-            m.d.sync += [v1.eq(issue), pad1.eq(~inside if self.pad_mode == "constant" else 0)]
+        m.d.sync += [v1.eq(issue), pad1.eq(~inside if self.pad_mode == "constant" else 0)]
         ob, sh, B = self.bits + self.out_shift, self.out_shift, self.bits
         # the memory's data into a register of its own (no reset, no logic in front: on ECP5
         # synth.ecp5_outreg moves it into the block RAM's output register), the padding after it
         data2 = Signal.like(rp.data, reset_less=True)
         v2, pad2 = Signal(), Signal()
-        with m.If(out_advance):
-            m.d.sync += [v2.eq(v1), pad2.eq(pad1), data2.eq(rp.data)]
+        m.d.sync += [v2.eq(v1), pad2.eq(pad1), data2.eq(rp.data)]
         word = data2 if not sh else Cat(*[Cat(Const(0, sh), data2[j * B:(j + 1) * B]) for j in range(self.lanes)])
         if self.pad_codes:                  # the chunk's channels' codes: the chunk index two cycles late
             ch1, ch2 = Signal.like(ch), Signal.like(ch)
-            with m.If(advance):
-                m.d.sync += ch1.eq(ch)
-            with m.If(out_advance):
-                m.d.sync += ch2.eq(ch1)
+            m.d.sync += [ch1.eq(ch), ch2.eq(ch1)]
             words = [Cat(*[Const(self.pad_codes[k * self.lanes + j], ob) for j in range(self.lanes)])
                      for k in range(CW)]
             padword = Array(words)[ch2] if CW > 1 else words[0]
         else:
             padword = Cat(*[Const(self.pad_code, ob) for _ in range(self.lanes)])
-        m.d.comb += [self.o.valid.eq(v2), self.o.payload.data.eq(Mux(pad2, padword, word)),
-                     self.o.payload.pad.eq(pad2)]
+        m.d.comb += [q.i.valid.eq(v2), q.i.payload.eq(Cat(Mux(pad2, padword, word), pad2))]
 
         # reader counters
         def mod_add(a, k):
