@@ -34,8 +34,8 @@ class StreamFIFO(wiring.Component):
     One transfer per cycle on both sides in steady state; ``i.ready`` is low only when
     ``depth`` words are held. Backpressure on ``o`` never loses data.
 
-    Up to :data:`~bitplane.hw.memory.LUTRAM_DEPTH` words (LUT RAM or registers): amaranth's
-    ``SyncFIFOBuffered``, latency 1 cycle (a word taken at one clock edge is offered after the
+    Two words: a :class:`RegisterSlice`. Up to :data:`~bitplane.hw.memory.LUTRAM_DEPTH` words (LUT
+    RAM or registers): amaranth's ``SyncFIFOBuffered``; both latency 1 cycle (a word taken at one clock edge is offered after the
     next). Deeper (a block RAM): the memory's read data goes into a plain register (no reset,
     no logic in front: the block RAM's own output register on ECP5,
     :mod:`bitplane.synth.ecp5_outreg`; a DP16KD read without it has a 5.8 ns clock-to-out,
@@ -54,6 +54,11 @@ class StreamFIFO(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        if self.depth == 2:         # two entries: a register slice (amaranth's FIFO of 2 has 0-bit pointers)
+            m.submodules.q = q = RegisterSlice(self.width)
+            wiring.connect(m, wiring.flipped(self.i), q.i)
+            wiring.connect(m, q.o, wiring.flipped(self.o))
+            return m
         if not self.registered:
             m.submodules.q = q = fifo.SyncFIFOBuffered(width=self.width, depth=self.depth)
             m.d.comb += [q.w_data.eq(self.i.payload), q.w_en.eq(self.i.valid), self.i.ready.eq(q.w_rdy),
@@ -496,10 +501,23 @@ class SlidingWindow(wiring.Component):
         ch_l, kw_l, kh_l, ox_l, oy_l = (Signal(name=f"{nm}_last", init=int(n == 1)) for nm, n in
                                         (("ch", CW), ("kw", K), ("kh", K), ("ox", self.OW), ("oy", self.OH)))
 
-        row_end = Signal()
-        m.d.comb += row_end.eq(ch_l & kw_l & kh_l & ox_l)
+        # the ends of the nested loops as registers too (e_kw: the next issue ends a kernel row;
+        # e_win: a window; e_row: an output row; e_frame: the frame), set from the flags' values
+        # after this cycle, so each loop's enable is `issue` and one register
+        nxt = {}
+        en = issue
+        for nm, ctr, last, n in (("ch", ch, ch_l, CW), ("kw", kw, kw_l, K), ("kh", kh, kh_l, K),
+                                 ("ox", ox, ox_l, self.OW), ("oy", oy, oy_l, self.OH)):
+            nxt[nm] = Mux(en, Mux(last, n == 1, ctr == n - 2), last)
+            en = en & last
+        e_kw, e_win, e_row, e_frame = (Signal(name=f"end_{nm}", init=int(init)) for nm, init in (
+            ("kw", CW == K == 1), ("win", CW == K == 1), ("row", CW == K == self.OW == 1),
+            ("frame", CW == K == self.OW == self.OH == 1)))
+        m.d.sync += [e_kw.eq(nxt["ch"] & nxt["kw"]), e_win.eq(nxt["ch"] & nxt["kw"] & nxt["kh"]),
+                     e_row.eq(nxt["ch"] & nxt["kw"] & nxt["kh"] & nxt["ox"]),
+                     e_frame.eq(nxt["ch"] & nxt["kw"] & nxt["kh"] & nxt["ox"] & nxt["oy"])]
         same = rows_in(lambda a: ahead == a, hi_c)
-        m.d.sync += avail.eq(Mux(issue & row_end,
+        m.d.sync += avail.eq(Mux(issue & e_row,
                                  Mux(oy_l, rows_in(lambda a: ahead == (a + 1) % 4, hi_first),
                                      rows_in(lambda a: ahead == a, hi_nx)),
                                  same))
@@ -544,13 +562,13 @@ class SlidingWindow(wiring.Component):
             m.d.sync += counter_step(ch, ch_l, CW)
             with m.If(ch_l):
                 m.d.sync += counter_step(kw, kw_l, K)
-            with m.If(ch_l & kw_l):  # end of a kernel row
+            with m.If(e_kw):  # end of a kernel row
                 m.d.sync += counter_step(kh, kh_l, K)
-                with m.If(kh_l):
+                with m.If(e_win):
                     m.d.sync += counter_step(ox, ox_l, self.OW)
-                    with m.If(ox_l):
+                    with m.If(e_row):
                         m.d.sync += [x0.eq(-l), c_x0.eq(-l * CW), col.eq(-l * CW), *counter_step(oy, oy_l, self.OH)]
-                        with m.If(oy_l):
+                        with m.If(e_frame):
                             # next frame: row 0 of the next frame sits H slots further
                             m.d.sync += rows_at(-t)
                             m.d.comb += r_next.eq(1)

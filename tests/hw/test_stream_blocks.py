@@ -17,14 +17,14 @@ from tests.support.streams import run_stream
 from tests.support.verilog import component_verilog
 
 
-@pytest.mark.parametrize("depth", [4, 70, 128])
+@pytest.mark.parametrize("depth", [2, 4, 70, 128])
 def test_fifo_keeps_order_under_backpressure(depth):
     words = list(range(1, 400))
     got, _ = run_stream(StreamFIFO(16, depth), words, len(words), gap=0.4, stall=0.5)
     assert got == words
 
 
-@pytest.mark.parametrize("depth,latency", [(4, 1), (64, 1), (65, 2), (128, 2)])
+@pytest.mark.parametrize("depth,latency", [(2, 1), (4, 1), (64, 1), (65, 2), (128, 2)])
 def test_fifo_capacity_latency_and_rate(depth, latency):
     """With ``o`` stalled the FIFO takes exactly ``depth`` words; a word entering an empty FIFO
     is offered ``latency`` cycles after the one it was taken in (2 once the read data is registered after a block RAM:
