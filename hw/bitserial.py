@@ -36,7 +36,7 @@ from bitplane.core.intmath import signed_bits
 from .memory import (BLOCK_RAM_18K_SHAPES, block_memory, block_tiles, in_lut_ram, loadable_ports, splittable,
                      tiled_read)
 from .popcount import CompressorPopcount, popcount_latency
-from .stream_blocks import StreamFIFO, counter_step
+from .stream_blocks import StreamFIFO, counter_step, credit_room
 
 
 
@@ -686,15 +686,8 @@ class BitSerialMVTU(wiring.Component):
         # each counter's "at its last value" is a register kept with it (counter_step)
         last_j, last_i, last_sf, last_nf = (Signal(name=f"{nm}_last", init=int(n == 1))
                                             for n, nm in ((Pa, "j"), (Pw, "i"), (SF, "sf"), (NF, "nf")))
-        # credits: row folds issued whose output word has not left the FIFO; `room` (a register)
-        # says one more fits
-        cap = output_credits(c)
-        owed = Signal(range(cap + 1))
-        room = Signal(init=1)
-        owed_next = Signal.like(owed)
-        m.d.comb += [issue.eq(run & room),
-                     owed_next.eq(owed + (issue & last_sf & last_i & last_j) - (q.o.valid & q.o.ready))]
-        m.d.sync += [owed.eq(owed_next), room.eq(owed_next < cap)]
+        # a row fold's last issue spends a credit of the output FIFO (stream_blocks.credit_room)
+        m.d.comb += issue.eq(run & credit_room(m, q, issue & last_sf & last_i & last_j))
         counts = {id(j): (last_j, Pa), id(i): (last_i, Pw), id(sf): (last_sf, SF), id(nf): (last_nf, NF)}
 
         def step(ctr):

@@ -27,6 +27,20 @@ def counter_step(ctr, last, n: int) -> list:
     return [ctr.eq(Mux(last, 0, ctr + 1)), last.eq(Mux(last, n == 1, ctr == n - 2))]
 
 
+def credit_room(m, fifo: "StreamFIFO", spend) -> Signal:
+    """Credit-based flow control into ``fifo`` (a :class:`StreamFIFO`) from a pipeline that never
+    stops: ``spend`` marks a cycle that commits the pipeline to one more word for the FIFO; the
+    returned ``room`` (a register) says one more may be committed: the words committed and not yet
+    taken from the FIFO are below its depth, so the FIFO never overflows. The producer gates its
+    issue with ``room``; the consumer's ``ready`` reaches only the FIFO and this count (the MVTU,
+    the sliding window)."""
+    owed, nxt = Signal(range(fifo.depth + 1), name="owed"), Signal(range(fifo.depth + 1), name="owed_next")
+    room = Signal(init=1, name="room")
+    m.d.comb += nxt.eq(owed + spend - (fifo.o.valid & fifo.o.ready))
+    m.d.sync += [owed.eq(nxt), room.eq(nxt < fifo.depth)]
+    return room
+
+
 class StreamFIFO(wiring.Component):
     """First-in first-out buffer between two streams.
 
@@ -491,10 +505,8 @@ class SlidingWindow(wiring.Component):
         m.submodules.out_fifo = q = StreamFIFO(self.lanes * (self.bits + self.out_shift) + 1, WINDOW_CREDITS)
         m.d.comb += [self.o.valid.eq(q.o.valid), self.o.payload.eq(q.o.payload), q.o.ready.eq(self.o.ready)]
         v1 = Signal()
-        issue, room = Signal(), Signal(init=1)
-        owed, owed_next = Signal(range(WINDOW_CREDITS + 1)), Signal(range(WINDOW_CREDITS + 1))
-        m.d.comb += [issue.eq(avail & room), owed_next.eq(owed + issue - (q.o.valid & q.o.ready))]
-        m.d.sync += [owed.eq(owed_next), room.eq(owed_next < WINDOW_CREDITS)]
+        issue = Signal()
+        m.d.comb += issue.eq(avail & credit_room(m, q, issue))
         # each reader counter's "at its last value" is a register stepped with it, so the
         # enables of the nested counters and address bases are ANDs of registers, not chains of
         # comparators (CNV-W1A1's ECP5 path ran from ch through five levels to a_base)
