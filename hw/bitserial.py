@@ -822,7 +822,7 @@ class BitSerialMVTU(wiring.Component):
         a_copy = Signal(c.simd, init=(1 << c.simd) - 1, name="a_copy")
         m.d.sync += a_copy.eq(a_next)
         m.submodules.pop_a = pop_a = CompressorPopcount(c.simd, "ones", latency=L)
-        m.d.comb += [pop_a.a.eq(a_sel), ]
+        m.d.comb += pop_a.a.eq(a_sel)
         p2 = []
         for pe in range(c.pe):
             m.submodules[f"pop{pe}"] = pop = CompressorPopcount(c.simd, "xnor" if c.xnor else "and", latency=L)

@@ -49,8 +49,8 @@ class StreamFIFO(wiring.Component):
     ``depth`` words are held. Backpressure on ``o`` never loses data.
 
     Two words: a :class:`RegisterSlice`. Up to :data:`~bitplane.hw.memory.LUTRAM_DEPTH` words (LUT
-    RAM or registers): amaranth's ``SyncFIFOBuffered``; both latency 1 cycle (a word taken at one clock edge is offered after the
-    next). Deeper (a block RAM): the memory's read data goes into a plain register (no reset,
+    RAM or registers): amaranth's ``SyncFIFOBuffered``. Both latency 1 cycle (a word taken at one
+    clock edge is offered after the next). Deeper (a block RAM): the memory's read data goes into a plain register (no reset,
     no logic in front: the block RAM's own output register on ECP5,
     :mod:`bitplane.synth.ecp5_outreg`; a DP16KD read without it has a 5.8 ns clock-to-out,
     CNV-W1A1's critical path at grade 6), and ``o`` is that register: ``depth - 2`` words in
@@ -418,7 +418,8 @@ class SlidingWindow(wiring.Component):
             out = []
             for r, u, off, lo, clip in regs.values():
                 val = y0_now + off
-                out += [r.eq(min(val, H - 1) if lo is None else max(val, lo)), u.eq(val), clip.eq(clips(y0_now, off, lo))]
+                out += [r.eq(min(val, H - 1) if lo is None else max(val, lo)), u.eq(val),
+                        clip.eq(clips(y0_now, off, lo))]
             return out
 
         def rows_step():
