@@ -630,21 +630,21 @@ class BitSerialMVTU(wiring.Component):
         lut_ram = {wmem: w_lut, tmem: in_lut_ram("auto", NF),
                    **({kmem: in_lut_ram("auto", NF)} if kmem is not None else {})}
 
-        def read(mem, addr, en=Const(1)):
+        def read(mem, addr):
             # the loadable memory's write port and a read port: one address for both
             # (EngineConfig.shared_address) where the memory is LUT RAM (single-port LUT RAM on
             # Xilinx; in block RAM the multiplexer would cost LUTs and save none). A tiled weight
             # memory: its tiles' ports, the read data two registers after the address.
             if mem is wmem and wtiled:
-                return SimpleNamespace(data=tiled_read(m, wtiles, self.w_wr, addr, en, bd, wcols))
+                return SimpleNamespace(data=tiled_read(m, wtiles, self.w_wr, addr, bd, wcols))
             if mem is wmem and split:
                 wr = self.w_wr
                 parts = [SimpleNamespace(valid=wr.valid, payload=SimpleNamespace(addr=wr.payload.addr, data=d))
                          for d in (wr.payload.data[:wb], wr.payload.data[wb:])]
-                rb = loadable_ports(m, wblock, parts[0], addr, en)
-                rl = loadable_ports(m, wlut, parts[1], addr, en, c.shared_address)
+                rb = loadable_ports(m, wblock, parts[0], addr)
+                rl = loadable_ports(m, wlut, parts[1], addr, c.shared_address)
                 return SimpleNamespace(data=Cat(rb.data, rl.data))
-            return loadable_ports(m, mem, ports[mem], addr, en, c.shared_address and lut_ram[mem])
+            return loadable_ports(m, mem, ports[mem], addr, c.shared_address and lut_ram[mem])
         return SimpleNamespace(wmem=wmem, wtiled=wtiled, tmem=tmem, kmem=kmem, abuf=abuf, read=read)
 
     def _input_buffer(self, m, abuf):

@@ -62,9 +62,9 @@ def block_tiles(width: int, depth: int) -> tuple[int, int]:
     return min(sw, width), min(sd, depth)
 
 
-def tiled_read(m, tiles, wr, addr, en, bank_depth: int, columns):
+def tiled_read(m, tiles, wr, addr, bank_depth: int, columns):
     """Write and read ports of a memory built as ``tiles[bank][column]`` (:func:`block_tiles`),
-    fed by the stream ``wr`` (``{addr, data}``) and read at ``addr`` with enable ``en``; returns
+    fed by the stream ``wr`` (``{addr, data}``) and read at ``addr`` every cycle; returns
     the read data, two registers after the address (like a memory read followed by a register):
     each bank's read data registered as it is, then the bank selected by the address's high bits
     (registered twice)."""
@@ -76,23 +76,21 @@ def tiled_read(m, tiles, wr, addr, en, bank_depth: int, columns):
             wp, rp = mem.write_port(), mem.read_port()
             hit = wr.valid if lb is None else wr.valid & (wr.payload.addr[lb:] == b)
             m.d.comb += [wp.addr.eq(wr.payload.addr), wp.data.eq(wr.payload.data[lo:hi]), wp.en.eq(hit),
-                         rp.addr.eq(addr), rp.en.eq(en)]
+                         rp.addr.eq(addr)]
             parts.append(rp.data)
         q = Signal(columns[-1][1], name=f"bank{b}_q", reset_less=True)
-        with m.If(en):
-            m.d.sync += q.eq(Cat(*parts))
+        m.d.sync += q.eq(Cat(*parts))
         banks.append(q)
     if lb is None:
         return banks[0]
     sel1, sel2 = (Signal(range(len(tiles)), name=f"bank_sel{k}") for k in (1, 2))
-    with m.If(en):
-        m.d.sync += [sel1.eq(addr[lb:]), sel2.eq(sel1)]
+    m.d.sync += [sel1.eq(addr[lb:]), sel2.eq(sel1)]
     return Array(banks)[sel2]
 
 
-def loadable_ports(m, mem: Memory, wr, addr, en, shared: bool = False):
+def loadable_ports(m, mem: Memory, wr, addr, shared: bool = False):
     """Write port of ``mem`` fed by the stream ``wr`` (``{addr, data}``, always ready) and a read
-    port at ``addr`` with enable ``en``; returns the read port.
+    port at ``addr``, read every cycle; returns the read port.
 
     ``shared``: both ports use one address, the write's while ``wr`` offers an entry, else
     ``addr``. Yosys maps such a memory, as Xilinx distributed RAM, to single-port primitives
@@ -108,5 +106,5 @@ def loadable_ports(m, mem: Memory, wr, addr, en, shared: bool = False):
     if shared:
         wa = ra = Signal(range(mem.depth))
         m.d.comb += wa.eq(Mux(wr.valid, wr.payload.addr, addr))
-    m.d.comb += [wp.addr.eq(wa), wp.data.eq(wr.payload.data), wp.en.eq(wr.valid), rp.addr.eq(ra), rp.en.eq(en)]
+    m.d.comb += [wp.addr.eq(wa), wp.data.eq(wr.payload.data), wp.en.eq(wr.valid), rp.addr.eq(ra)]
     return rp
