@@ -24,7 +24,12 @@ def counter_step(ctr, last, n: int) -> list:
     and its flag ``last`` ("at ``n - 1``", a register kept with it, initialised to ``n == 1``), so
     that the enables of nested counters are ANDs of registers, not chains of comparators (the
     MVTU's issue counters, the sliding window's reader)."""
-    return [ctr.eq(Mux(last, 0, ctr + 1)), last.eq(Mux(last, n == 1, ctr == n - 2))]
+    return [ctr.eq(Mux(last, 0, ctr + 1)), last.eq(last_after_step(ctr, last, n))]
+
+
+def last_after_step(ctr, last, n: int):
+    """The value of :func:`counter_step`'s flag ``last`` after a step (``n - 1`` reached)."""
+    return Mux(last, n == 1, ctr == n - 2)
 
 
 def credit_room(m, fifo: "StreamFIFO", spend) -> Signal:
@@ -521,7 +526,7 @@ class SlidingWindow(wiring.Component):
         en = issue
         for nm, ctr, last, n in (("ch", ch, ch_l, CW), ("kw", kw, kw_l, K), ("kh", kh, kh_l, K),
                                  ("ox", ox, ox_l, self.OW), ("oy", oy, oy_l, self.OH)):
-            nxt[nm] = Mux(en, Mux(last, n == 1, ctr == n - 2), last)
+            nxt[nm] = Mux(en, last_after_step(ctr, last, n), last)
             en = en & last
         e_kw, e_win, e_row, e_frame = (Signal(name=f"end_{nm}", init=int(init)) for nm, init in (
             ("kw", CW == K == 1), ("win", CW == K == 1), ("row", CW == K == self.OW == 1),
