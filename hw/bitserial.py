@@ -12,7 +12,9 @@ oa``. For each input vector the unit computes the exact dot product of every row
 ``S_a`` is accumulated once per vector (during the first row fold, with its own popcount
 tree); ``K`` depends only on the weights and is loaded with them (the compiler computes it:
 :func:`row_constants`). With ``xnor`` (both sides a single +-1 plane) the unit uses
-``acc = 2 popcount(xnor(beta^w, beta^a)) - N`` instead.
+``acc = 2 popcount(xnor(beta^w, beta^a)) - N`` instead; with weights symmetric about zero
+(:attr:`EngineConfig.bipolar`) ``2 acc = sum_i sum_j cw[i][r] ca[j] popcount(xnor(beta^w_i,
+beta^a_j)) + C[r]``: no ``S_a`` (docs/design.md section 5.2).
 
 Then either ``T`` thresholds per row with a direction bit each (``level = #{t: acc >=
 thr_t if dir_t else acc <= thr_t}``) and a level -> code table, or the raw accumulator.
@@ -148,6 +150,27 @@ class EngineConfig:
         return max(1, ceil_log2(top + 1))
 
     @property
+    def bipolar(self) -> bool:
+        """Weights symmetric about zero on every row (``ow[r] = -sum_i cw[i][r] / 2``: sign/BWN,
+        DoReFa, LQ-Nets' symmetric bases) outside the XNOR path: every plane is counted as +-1
+        against the activation planes read as +-1 too (XNOR popcounts), which leaves no
+        ``ow x S_a`` term (:func:`row_constants`): ``2 dot = Y + C[r]`` with ``Y = sum_i sum_j
+        cw[i][r] ca[j] popcount(xnor(beta^w_i, beta^a_j))``. No activation-sum popcount, no
+        offset adder per PE."""
+        return not self.xnor and all(2 * self.w_offset[r] == -sum(c[r] for c in self.w_coefs)
+                                     for r in range(self.rows))
+
+    @property
+    def counts_xnor(self) -> bool:
+        """The lane matches are XNORs (the XNOR path and :attr:`bipolar`), else ANDs."""
+        return self.xnor or self.bipolar
+
+    @property
+    def needs_sa(self) -> bool:
+        """The dot product has an ``ow x S_a`` term (the activation sum is counted)."""
+        return not self.counts_xnor and any(self.w_offset)
+
+    @property
     def acc_width(self) -> int:
         """Width holding every partial sum of the bit-serial part."""
         B = self.cols * max(sum(abs(c[r]) for c in self.w_coefs) for r in range(self.rows)) \
@@ -169,13 +192,26 @@ class EngineConfig:
     @property
     def compare_bounds(self) -> tuple[int, int]:
         """Range of the value the thresholds are compared with (threshold mode): the popcount
-        of the matches on the XNOR path (``0..N``), else the bit-serial part plus ``o_w x S_a``
-        (the row constant K and the XNOR path's ``2x - N`` are folded into the thresholds)."""
+        of the matches on the XNOR path (``0..N``), ``Y`` on the :attr:`bipolar` path, else the
+        bit-serial part plus ``o_w x S_a`` (the row constant, K or C, and the XNOR path's ``2x - N``
+        are folded into the thresholds)."""
         if self.xnor:
             return 0, self.cols
-        B = self.cols * max(sum(abs(c[r]) for c in self.w_coefs) + abs(self.w_offset[r]) for r in range(self.rows)) \
+        ow = (lambda r: 0) if self.bipolar else (lambda r: abs(self.w_offset[r]))
+        B = self.cols * max(sum(abs(c[r]) for c in self.w_coefs) + ow(r) for r in range(self.rows)) \
             * sum(abs(c) for c in self.a_coefs)
+        B >>= self.compare_shift            # (a multiple of g*h where the shift is taken out)
         return -B, B
+
+    @property
+    def compare_shift(self) -> int:
+        """Horner mode compared with thresholds and no ``S_a`` term: the accumulator is compared
+        as it is, without the result's shift ``log2(g*h)`` (:attr:`horner_shift`), which the
+        thresholds take instead (:func:`fold_thresholds`): comparators that many bits narrower,
+        and no constant zero bits under them. 0 otherwise."""
+        if self.raw or self.needs_sa or self.horner_shift is None:
+            return 0
+        return self.horner_shift
 
     @property
     def threshold_width(self) -> int:
@@ -259,9 +295,12 @@ class EngineConfig:
 
     @property
     def final_width(self) -> int:
-        """Width holding the exact dot product, any constant K and thresholds +-1."""
+        """Width holding the exact dot product, any constant K and thresholds +-1 (:attr:`bipolar`:
+        ``Y``, ``C`` and their sum ``2 dot``: ``|C| <= |Y| + 2 |dot|``)."""
         B = self.cols * max(sum(abs(c[r]) for c in self.w_coefs) + abs(self.w_offset[r]) for r in range(self.rows)) \
             * (sum(abs(c) for c in self.a_coefs) + abs(self.a_offset))
+        if self.bipolar:
+            B = (self.compare_bounds[1] << self.compare_shift) + 2 * B
         return signed_bits(-B - 1, B + 1)
 
 
@@ -293,11 +332,12 @@ def sum_stages(n: int) -> int:
 def popcount_stages(cfg: EngineConfig) -> int:
     """Pipeline stages of the engine's popcounts: for the adder tree the chunk counts of
     :data:`POP_CHUNK` lanes, then :func:`sum_stages` of their sums; for ``lut6`` the longer
-    :func:`~bitplane.hw.popcount.popcount_latency` of the lane matches and of the activation
-    plane (``S_a``)."""
+    :func:`~bitplane.hw.popcount.popcount_latency` of the lane matches and (where it is counted,
+    :attr:`EngineConfig.needs_sa`) of the activation plane (``S_a``)."""
     if cfg.popcount == "adder":
         return 1 + sum_stages(-(-cfg.simd // POP_CHUNK))
-    return max(popcount_latency(cfg.simd, "xnor" if cfg.xnor else "and"), popcount_latency(cfg.simd, "ones"))
+    return max(popcount_latency(cfg.simd, "xnor" if cfg.counts_xnor else "and"),
+               popcount_latency(cfg.simd, "ones") if cfg.needs_sa else 0)
 
 
 def output_credits(cfg: EngineConfig) -> int:
@@ -316,13 +356,26 @@ def engine_latency(cfg: EngineConfig) -> int:
 
 
 def row_constants(cfg: EngineConfig, codes) -> list[int]:
-    """K[r] = oa * sum_i cw[i][r] popcount(beta^w_i of row r) + N * ow[r] * oa."""
+    """The per-row constant the engine's sum misses: ``K[r] = oa * sum_i cw[i][r]
+    popcount(beta^w_i of row r) + N * ow[r] * oa``; on the :attr:`~EngineConfig.bipolar` path
+    ``C[r]`` with ``2 dot = Y + C[r]``.
+
+    Bipolar: with ``beta = (s + 1)/2`` (``s = +-1``) on both sides, ``popcount(beta^w & beta^a) =
+    (2 popcount(xnor) + sum s^w + sum s^a) / 4``; summed with the coefficients, the ``sum s^a``
+    part is ``(sum_i cw[i][r]) S_a / 2`` minus a constant, which cancels ``ow[r] S_a`` exactly
+    when ``ow[r] = -sum_i cw[i][r] / 2``, leaving ``C[r] = (sum ca + 2 oa) sum_i cw[i][r]
+    popcount(beta^w_i) - N (sum_i cw[i][r]) (sum ca + oa)``."""
     out = []
+    sca = sum(cfg.a_coefs)
     for r in range(cfg.rows):
         s = 0
         for i in range(cfg.w_planes):
             s += cfg.w_coefs[i][r] * sum((int(c) >> i) & 1 for c in codes[r])
-        out.append(cfg.a_offset * s + cfg.cols * cfg.w_offset[r] * cfg.a_offset)
+        if cfg.bipolar:
+            scw = sum(c[r] for c in cfg.w_coefs)
+            out.append((sca + 2 * cfg.a_offset) * s - cfg.cols * scw * (sca + cfg.a_offset))
+        else:
+            out.append(cfg.a_offset * s + cfg.cols * cfg.w_offset[r] * cfg.a_offset)
     return out
 
 
@@ -385,11 +438,13 @@ def fold_thresholds(cfg: EngineConfig, thr, dirs, consts) -> list[list[int]]:
     (:attr:`EngineConfig.compare_bounds`), the same decisions for every input:
 
     * general path, ``dot = x + K[r]``: ``dot >= t  <=>  x >= t - K[r]`` (and ``<=`` alike);
+    * bipolar path, ``2 dot = x + C[r]``: ``dot >= t  <=>  x >= 2t - C[r]`` (and ``<=`` alike);
     * XNOR path, ``dot = 2 p - N`` (``p`` the match count): ``dot >= t  <=>  p >= ceil((t + N)/2)``,
       ``dot <= t  <=>  p <= floor((t + N)/2)``;
 
-    clipped to one beyond the compared range (still "always"/"never" there), so a threshold
-    fits :attr:`EngineConfig.threshold_width` bits."""
+    divided by ``2^compare_shift`` (:attr:`EngineConfig.compare_shift`: rounded up for ``>=``,
+    down for ``<=``), and clipped to one beyond the compared range (still "always"/"never"
+    there), so a threshold fits :attr:`EngineConfig.threshold_width` bits."""
     lo, hi = cfg.compare_bounds
     out = []
     for r in range(cfg.rows):
@@ -399,8 +454,12 @@ def fold_thresholds(cfg: EngineConfig, thr, dirs, consts) -> list[list[int]]:
             if cfg.xnor:
                 u = v + cfg.cols
                 x = -(-u // 2) if up else u // 2
+            elif cfg.bipolar:
+                x = 2 * v - int(consts[r])
             else:
                 x = v - int(consts[r])
+            cs = cfg.compare_shift      # the accumulator is x / 2^cs: x >= v <=> acc >= ceil(v / 2^cs)
+            x = -(-x >> cs) if up else x >> cs
             row.append(min(max(x, lo - 1), hi + 1))
         out.append(row)
     return out
@@ -786,8 +845,9 @@ class BitSerialMVTU(wiring.Component):
         return a_sel, a_next, w_sel, delay(ctl1, "b")
 
     def _chunk_popcounts(self, m, delay, ctl, a_sel, a_next, w_sel):
-        """S1b: AND (XNOR on the +-1 path) of the selected planes, popcounts of :data:`POP_CHUNK`-lane chunks;
-        the activation plane's own popcount for S_a. The selected plane is registered once per
+        """S1b: AND (XNOR on the +-1 and bipolar paths) of the selected planes, popcounts of
+        :data:`POP_CHUNK`-lane chunks; the activation plane's own popcount for S_a (None where
+        there is no ``ow x S_a`` term: :attr:`EngineConfig.needs_sa`). The selected plane is registered once per
         :data:`ACT_FANOUT` PEs (copies kept apart with yosys' ``keep``, which ``opt_merge``
         honours): one register driving every PE was the demo's ECP5 critical path."""
         c = self.cfg
@@ -804,8 +864,10 @@ class BitSerialMVTU(wiring.Component):
         match = [Signal(c.simd, name=f"match{pe}") for pe in range(c.pe)]
         for pe in range(c.pe):
             a = a_pe[pe // ACT_FANOUT]
-            m.d.comb += match[pe].eq(~(w_sel[pe] ^ a) if c.xnor else (w_sel[pe] & a))
-        for (lo, hi), pa in zip(chunks, part_a):
+            m.d.comb += match[pe].eq(~(w_sel[pe] ^ a) if c.counts_xnor else (w_sel[pe] & a))
+        if not c.needs_sa:
+            part_a = None
+        for (lo, hi), pa in zip(chunks, part_a or []):
             m.d.sync += pa.eq(_popcount([a_sel[l] for l in range(lo, hi)]))
         for pe in range(c.pe):
             for (lo, hi), pw_ in zip(chunks, part_w[pe]):
@@ -821,24 +883,27 @@ class BitSerialMVTU(wiring.Component):
         L = popcount_stages(c)
         a_copy = Signal(c.simd, init=(1 << c.simd) - 1, name="a_copy")
         m.d.sync += a_copy.eq(a_next)
-        m.submodules.pop_a = pop_a = CompressorPopcount(c.simd, "ones", latency=L)
-        m.d.comb += pop_a.a.eq(a_sel)
+        pa2 = None
+        if c.needs_sa:
+            m.submodules.pop_a = pop_a = CompressorPopcount(c.simd, "ones", latency=L)
+            m.d.comb += pop_a.a.eq(a_sel)
+            pa2 = pop_a.count
         p2 = []
         for pe in range(c.pe):
-            m.submodules[f"pop{pe}"] = pop = CompressorPopcount(c.simd, "xnor" if c.xnor else "and", latency=L)
+            m.submodules[f"pop{pe}"] = pop = CompressorPopcount(c.simd, "xnor" if c.counts_xnor else "and", latency=L)
             m.d.comb += [pop.a.eq(a_sel), pop.a_copy.eq(a_copy), pop.w.eq(w_sel[pe])]
             p2.append(pop.count)
         for k in range(L):
             ctl = delay(ctl, f"p{k}")
-        return pop_a.count, p2, ctl
+        return pa2, p2, ctl
 
     def _popcount_sums(self, m, delay, ctl, part_a, part_w):
         """S1c..: the chunk counts summed per PE (and for the activation plane), :data:`POP_FANIN`
         at a time per registered stage (:func:`sum_stages`)."""
         c = self.cfg
         pw = ceil_log2(c.simd + 1)
-        for k in range(sum_stages(len(part_a))):
-            last = len(part_a) <= POP_FANIN
+        for k in range(sum_stages(len(part_w[0]))):
+            last = len(part_w[0]) <= POP_FANIN
 
             def add(parts, name):
                 out = []
@@ -848,10 +913,10 @@ class BitSerialMVTU(wiring.Component):
                     m.d.sync += r.eq(_popcount(grp))
                     out.append(r)
                 return out
-            part_a = add(part_a, "popa")
+            part_a = part_a and add(part_a, "popa")
             part_w = [add(pw_, f"pop{pe}") for pe, pw_ in enumerate(part_w)]
             ctl = delay(ctl, f"2{k}")
-        return part_a[0], [pw_[0] for pw_ in part_w], ctl
+        return part_a and part_a[0], [pw_[0] for pw_ in part_w], ctl
 
     def _coefficients(self, m, ctl, pa2, p2):
         """S2: plane coefficient x popcount per PE (constant coefficient tables: a mux of
@@ -882,7 +947,7 @@ class BitSerialMVTU(wiring.Component):
                 outer_neg = Signal(name="outer_neg")
                 m.d.sync += outer_neg.eq(Array([Const(int(v), 1) for v in ws])[i2])
         ca_vals = list(reversed(c.a_coefs))
-        sprod3 = _signed_table(m, pa2, ca_vals, j2, SIMD, "sprod")
+        sprod3 = None if pa2 is None else _signed_table(m, pa2, ca_vals, j2, SIMD, "sprod")
         uniform = all(len(set(col)) == 1 for col in c.w_coefs)
         plain = c.xnor or c.horner_shift is not None      # the popcount as it is, no coefficient table
         prod3 = []
@@ -922,12 +987,12 @@ class BitSerialMVTU(wiring.Component):
         k = ctl3
         acc = [Signal(signed(AW), name=f"acc{pe}", reset_less=True) for pe in range(c.pe)]
         res4 = [Signal(signed(AW), name=f"res{pe}") for pe in range(c.pe)]
-        sa, sa_final, s4 = Signal(signed(FW)), Signal(signed(FW)), Signal(signed(FW))
         v4 = Signal()
         nf4 = Signal.like(k.nf)
-        sa_next = Signal(signed(FW))
-        m.d.comb += sa_next.eq(_accumulate_term(Mux(k.sa_first, 0, sa), sprod3, FW))
-        sh = c.horner_shift
+        # Horner's shift log2(g*h) applied to the result, but not where the thresholds take it
+        # (EngineConfig.compare_shift)
+        horner = c.horner_shift is not None
+        sh = (c.horner_shift or 0) - c.compare_shift
         two = c.horner_levels == 2
         # two-level Horner: `acc` is the inner sum of a weight plane (restarting at each), `res4`
         # its value at the plane's last issue, `outer` the sum over the weight planes, doubled per
@@ -947,7 +1012,7 @@ class BitSerialMVTU(wiring.Component):
         m.d.comb += clear.eq(k.vend | fresh)
         for pe in range(c.pe):
             nxt = Signal(signed(AW), name=f"accn{pe}")
-            prev = acc[pe] if sh is None else acc[pe] << 1 if c.horner_doubles_always else \
+            prev = acc[pe] if not horner else acc[pe] << 1 if c.horner_doubles_always else \
                 Mux(k.dbl, acc[pe] << 1, acc[pe])
             m.d.comb += nxt.eq(_accumulate_term(prev, prod3[pe], AW))
             with m.If(clear):
@@ -957,12 +1022,17 @@ class BitSerialMVTU(wiring.Component):
             with m.If(k.vend):
                 m.d.sync += res4[pe].eq(nxt if not sh or two else nxt << sh)
         m.d.sync += [v4.eq(k.v & k.last), nf4.eq(k.nf)]
-        with m.If(k.v & k.sa):
-            m.d.sync += sa.eq(sa_next)
-            with m.If(k.sa_last):
-                m.d.sync += sa_final.eq(sa_next)
-        with m.If(k.v & k.last):
-            m.d.sync += s4.eq(Mux(k.v & k.sa_last, sa_next, sa_final))
+        s4 = None
+        if sprod3 is not None:          # S_a (EngineConfig.needs_sa)
+            sa, sa_final, s4 = Signal(signed(FW)), Signal(signed(FW)), Signal(signed(FW))
+            sa_next = Signal(signed(FW))
+            m.d.comb += sa_next.eq(_accumulate_term(Mux(k.sa_first, 0, sa), sprod3, FW))
+            with m.If(k.v & k.sa):
+                m.d.sync += sa.eq(sa_next)
+                with m.If(k.sa_last):
+                    m.d.sync += sa_final.eq(sa_next)
+            with m.If(k.v & k.last):
+                m.d.sync += s4.eq(Mux(k.v & k.sa_last, sa_next, sa_final))
         k_nf = k.nf2                  # the row fold whose K is read (data registered with res4)
         if two:
             dv, oclear = Signal(), Signal()
@@ -984,7 +1054,8 @@ class BitSerialMVTU(wiring.Component):
                     m.d.sync += res_o[pe].eq(onxt << sh)
             # everything that travels with the result one stage later: valid, row fold, S_a, and
             # the row fold whose K is read
-            v4, nf4, s4, k_nf = delay([v4, nf4, s4, k.nf2], "b")
+            v4, nf4, k_nf = delay([v4, nf4, k.nf2], "b")
+            s4 = s4 if s4 is None else delay([s4], "b")[0]
             res4 = res_o
         # K (raw mode) is read for row fold nf2 (data in S3, registered into S4), thresholds for
         # nf4 (data in S5, registered into S6, compared with the dot product of S6): no arithmetic
@@ -1005,10 +1076,11 @@ class BitSerialMVTU(wiring.Component):
 
     def _dot_products(self, m, res4, s4, v4, nf4, k4):
         """Raw mode, S4: ``res + K`` and ``o_w x S_a`` registered apart; S5: their sum, the exact
-        dot product (XNOR path: ``2*res - N``). Threshold mode: the value the thresholds are
-        compared with (:attr:`EngineConfig.compare_bounds`: ``res + o_w x S_a``, or ``res`` on the
-        XNOR path and when every ``o_w`` is 0), K being folded into the thresholds; the same
-        stages, one adder fewer per PE (none on the XNOR path)."""
+        dot product (XNOR path: ``2*res - N``; bipolar path: ``res + C`` in S4, halved in S5).
+        Threshold mode: the value the thresholds are compared with
+        (:attr:`EngineConfig.compare_bounds`: ``res + o_w x S_a``, or ``res`` on the XNOR and
+        bipolar paths and when every ``o_w`` is 0), K or C being folded into the thresholds; the
+        same stages, one adder fewer per PE (none on the XNOR and bipolar paths)."""
         c = self.cfg
         PE, NF = c.pe, c.nf
         FW = c.final_width if c.raw else c.threshold_width
@@ -1023,6 +1095,8 @@ class BitSerialMVTU(wiring.Component):
                 m.d.sync += rk.eq(2 * res4[pe] if c.raw else res4[pe])
                 if c.raw:
                     m.d.sync += so.eq(-c.cols)
+            elif c.bipolar:             # 2 dot = Y + C (raw: C from the constant memory)
+                m.d.sync += rk.eq(res4[pe] + k4[pe * FW:(pe + 1) * FW].as_signed() if c.raw else res4[pe])
             else:
                 if not any(offs):
                     prod = 0
@@ -1033,7 +1107,10 @@ class BitSerialMVTU(wiring.Component):
                     prod = ow_tab[nf4] * s4
                 m.d.sync += [rk.eq(res4[pe] + k4[pe * FW:(pe + 1) * FW].as_signed() if c.raw else res4[pe]),
                              so.eq(prod)]
-            m.d.sync += full_acc.eq(rk + so if c.raw or (not c.xnor and any(offs)) else rk)
+            if c.bipolar:
+                m.d.sync += full_acc.eq(rk >> 1 if c.raw else rk)      # (2 dot is even)
+            else:
+                m.d.sync += full_acc.eq(rk + so if c.raw or (not c.xnor and any(offs)) else rk)
             dots.append(full_acc)
         m.d.sync += [v5.eq(v4), v6.eq(v5)]
         return dots, v6

@@ -274,7 +274,7 @@ class _EngineBlock(BlockParams):
         e, t = self.engine, self.thresholds
         return {"pe": e.pe, "simd": e.simd, "in_lanes": self.in_lanes, "w_planes": e.w_planes,
                 "a_planes": e.a_planes, "thresholds": t.n_thresholds if t is not None else e.n_thresholds,
-                "acc_pool": t is not None, "xnor": e.xnor, "raw": e.raw, "weight_ram_style": e.weight_ram_style,
+                "acc_pool": t is not None, "xnor": e.xnor, "bipolar": e.bipolar, "raw": e.raw, "weight_ram_style": e.weight_ram_style,
                 "weight_lutram_bits": e.weight_lutram_bits, "popcount": e.popcount, "shared_address": e.shared_address}
 
 

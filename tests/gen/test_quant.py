@@ -216,6 +216,40 @@ def test_xnor_identity():
     assert bitplane_dot(q.codes[0], codes, q.int_basis, a.int_basis) == 2 * xnor - 77
 
 
+
+@pytest.mark.parametrize("t,k", list(weight_cases()))
+@pytest.mark.parametrize("act", [({"type": "dorefa", "bits": 3}, "clip01", {}), ({"type": "sign"}, "none", {}),
+                                 ({"type": "int", "bits": 4, "scale": 0.25}, "none", {}),
+                                 ({"type": "lq", "bits": 2}, "relu", {"basis": np.array([0.3, 0.5])})],
+                         ids=["dorefa3", "sign", "int4", "lq2"])
+def test_bipolar_identity(t, k, act):
+    """Weights symmetric about zero (the engine's bipolar path, hw.bitserial.EngineConfig.bipolar):
+    twice the golden formula's dot product equals ``Y + C[r]``, ``Y`` from XNOR counts of the
+    planes and ``C`` from ``row_constants``, for every weight quantizer that is symmetric and
+    activation bases of several kinds (unsigned, +-1, two's complement, LQ-Nets)."""
+    from bitplane.hw.bitserial import EngineConfig, row_constants
+    rng = np.random.default_rng(k)
+    params = {"Wp": 0.7, "Wn": 1.3} if t == "ttq" else {"basis": rng.uniform(0.01, 2, (k, 3))} if t == "lq" else {}
+    q = quantize_weights({"type": t, "bits": k}, rng.normal(size=(3, 29)), params)
+    a = ActQuant(*act)
+    wb, ab = q.int_basis, a.int_basis
+    cw, ow = np.asarray(wb.coefs, dtype=np.int64), np.asarray(wb.offset, dtype=np.int64)
+    cfg = EngineConfig(3, 29, 1, 29, tuple(tuple(int(v) for v in r) for r in cw), tuple(int(v) for v in ow),
+                       tuple(int(v) for v in ab.coefs), int(ab.offset))
+    symmetric = bool(np.all(2 * ow == -cw.sum(0)))
+    assert cfg.bipolar == symmetric and cfg.needs_sa == (not symmetric and bool(np.any(ow)))
+    assert symmetric == (t in ("sign", "dorefa", "lq")), (t, k)
+    if not symmetric:
+        return
+    C = row_constants(cfg, q.codes.tolist())
+    for _ in range(5):
+        x = rng.integers(0, 1 << len(ab.coefs), 29)
+        for r in range(3):
+            Y = sum(int(cw[i][r]) * int(ab.coefs[j]) * int(np.sum(((q.codes[r] >> i) & 1) == ((x >> j) & 1)))
+                    for i in range(cw.shape[0]) for j in range(len(ab.coefs)))
+            assert 2 * bitplane_dot(q.codes[r], x, wb, ab, channel=r) == Y + C[r]
+
+
 # --------------------------------------------------------------------------- the --bits option
 @pytest.mark.parametrize("text, kw, want", [
     ("1,2", {}, (1, 2)), (" t , 4 ", {}, ("t", 4)), ("T,4", {}, ("t", 4)), ("16,1", {}, (16, 1)),

@@ -65,7 +65,25 @@ CASES = [
     # one column fold and 8 activation planes under 1-bit weights (CNV's conv0): the Horner
     # accumulator doubles at every issue but the first (EngineConfig.horner_doubles_always)
     (4, 9, 2, 9, ("bwn", 1), ("uact", 8), 1),
+    # weights with an asymmetric zero point per row: the o_w x S_a term (EngineConfig.needs_sa;
+    # the symmetric ones above take the bipolar path): thresholds, raw, Horner over 8 planes
+    (4, 12, 2, 4, ("zp", 2), ("uact", 2), 3),
+    (3, 6, 1, 3, ("zp", 3), ("uact", 3), 0),
+    (4, 9, 2, 9, ("zp", 1), ("uact", 8), 1),
+    (4, 12, 2, 4, ("dorefa", 3), ("uact", 3), 3),      # two-level Horner, bipolar
 ]
+
+
+def test_case_paths():
+    """CASES cover each arithmetic path: XNOR (none here: the +-1 cases take the general
+    config), bipolar (symmetric weights), and the activation sum (asymmetric zero points)."""
+    rng = np.random.default_rng(0)
+    cfgs = [make_case(rng, R, N, pe, simd, wk, wb, ak, ab, T)[0] for R, N, pe, simd, (wk, wb), (ak, ab), T in CASES]
+    bip = [c for c in cfgs if c.bipolar]
+    sa = [c for c in cfgs if c.needs_sa]
+    assert {c.raw for c in bip} == {True, False} and {c.raw for c in sa} == {True, False}
+    assert any(c.horner_levels == 2 for c in bip) and any(c.horner_shift is None for c in bip)
+    assert all(not c.bipolar for c in sa) and len(sa) == 3
 
 
 def test_horner_doubles_always_cases():
@@ -75,7 +93,8 @@ def test_horner_doubles_always_cases():
     for R, N, pe, simd, (wk, wb), (ak, ab), T in CASES:
         cfg = make_case(rng, R, N, pe, simd, wk, wb, ak, ab, T)[0]
         got.append(cfg.horner_doubles_always)
-    assert got[-1] and got[CASES.index((4, 16, 2, 16, ("bwn", 1), ("uact", 1), 1))]
+    assert got[CASES.index((4, 9, 2, 9, ("bwn", 1), ("uact", 8), 1))]
+    assert got[CASES.index((4, 16, 2, 16, ("bwn", 1), ("uact", 1), 1))]
     assert not got[0] and not got[1]          # column folds (SF = 3)
     assert 2 <= sum(got) < len(CASES)
 
@@ -271,18 +290,23 @@ def test_one_issue_per_row_fold_gives_one_word_per_cycle(case, popcount):
     assert np.all(np.diff(stamps) == 1), np.diff(stamps)
 
 
-@pytest.mark.parametrize("xnor", [False, True])
-def test_folded_thresholds_decide_as_the_dot_product(xnor):
-    """fold_thresholds: every compared value in range decides like its dot product, for
-    thresholds inside, at the ends of and far outside the dot product's range; and so does
-    the hardware's one comparator per threshold on the packed memory (``x >= v``, negated for
-    a ``<=`` threshold, stored as ``t + 1``: pack_thresholds)."""
+@pytest.mark.parametrize("path", ["xnor", "bipolar", "general"])
+def test_folded_thresholds_decide_as_the_dot_product(path):
+    """fold_thresholds: every compared value in range decides like its dot product (XNOR path:
+    ``2x - N``; bipolar: ``(x + C)/2``; general: ``x + K``), for thresholds inside, at the ends of
+    and far outside the dot product's range; and so does the hardware's one comparator per
+    threshold on the packed memory (``x >= v``, negated for a ``<=`` threshold, stored as ``t + 1``:
+    pack_thresholds)."""
     from bitplane.hw.bitserial import fold_thresholds, pack_thresholds
     rng = np.random.default_rng(5)
-    if xnor:
+    if path == "xnor":
         cfg = make_case(rng, 4, 13, 2, 13, "sign", 1, "signact", 1, 1, xnor=True)[0]
     else:
         cfg = make_case(rng, 4, 6, 2, 3, "dorefa", 2, "uact", 2, 3)[0]
+        if path == "general":           # an asymmetric weight offset: not bipolar
+            cfg = EngineConfig(**{**cfg.__dict__, "w_offset": (-2,) * cfg.rows})
+    assert (cfg.xnor, cfg.bipolar) == (path == "xnor", path == "bipolar")
+    assert cfg.compare_shift == (path == "bipolar")     # (DoReFa weights: g = 2; taken out of the compare)
     lo, hi = cfg.compare_bounds
     T = 40
     consts = rng.integers(-3 * hi, 3 * hi, cfg.rows)
@@ -293,17 +317,19 @@ def test_folded_thresholds_decide_as_the_dot_product(xnor):
     folded = np.array(fold_thresholds(cfg, thr, dirs, consts))
     assert folded.min() >= lo - 1 and folded.max() <= hi + 1
     x = np.arange(lo, hi + 1)
+
+    def decides(r, t):          # the dot product's decision (bipolar: 2 dot against 2 t, exact)
+        two = 2 if path == "bipolar" else 1
+        dot = 2 * x - cfg.cols if path == "xnor" else (x << cfg.compare_shift) + consts[r]
+        return dot >= two * thr[r, t] if dirs[r, t] else dot <= two * thr[r, t]
     for r in range(cfg.rows):
-        dot = 2 * x - cfg.cols if xnor else x + consts[r]
         for t in range(T):
-            want = dot >= thr[r, t] if dirs[r, t] else dot <= thr[r, t]
             got = x >= folded[r, t] if dirs[r, t] else x <= folded[r, t]
-            assert np.array_equal(got, want), (r, t)
+            assert np.array_equal(got, decides(r, t)), (r, t)
     tw = cfg.threshold_width
     words = dict(pack_thresholds(cfg, thr, dirs, consts))
     for r in range(cfg.rows):
         word = words[r // cfg.pe]
-        dot = 2 * x - cfg.cols if xnor else x + consts[r]
         for t in range(T):
             field = word >> (((r % cfg.pe) * T + t) * (tw + 1))
             v = field & ((1 << tw) - 1)
@@ -311,5 +337,4 @@ def test_folded_thresholds_decide_as_the_dot_product(xnor):
             d = (field >> tw) & 1
             assert d == dirs[r, t]
             hw = (x >= v) == bool(d)
-            want = dot >= thr[r, t] if dirs[r, t] else dot <= thr[r, t]
-            assert np.array_equal(hw, want), (r, t, v, d)
+            assert np.array_equal(hw, decides(r, t)), (r, t, v, d)

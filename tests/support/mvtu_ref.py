@@ -53,6 +53,8 @@ def quantizer_bases(kind: str, bits: int, rows: int, rng):
         return [list(2 * v[i]) for i in range(k)], list(-v.sum(0))
     if kind == "int":
         return [[1 << i] * rows for i in range(k - 1)] + [[-(1 << (k - 1))] * rows], [0] * rows
+    if kind == "zp":                              # unsigned codes minus a zero point per row (asymmetric)
+        return [[1 << i] * rows for i in range(k)], [-int(z) for z in rng.integers(1, 1 << k, rows)]
     if kind == "uact":                            # dorefa/uint activations
         return [1 << j for j in range(k)], 0
     if kind == "sintact":                         # two's-complement activation codes
