@@ -54,7 +54,8 @@ def test_example_network_bit_exact_and_on_plan(name, tmp_path):
     assert np.array_equal(logits.reshape(len(ty), -1).argmax(1), ref.reshape(len(ty), -1).argmax(1))
 
 
-@pytest.mark.parametrize("name,fps", [("tfc-w1a1", 20000), ("lenet-w2a2", 1500), ("lenet-lq-w2a2", 1500)])
+@pytest.mark.parametrize("name,fps", [("tfc-w1a1", 20000), ("lenet-w2a2", 1500),
+                                      pytest.param("lenet-lq-w2a2", 1500, marks=pytest.mark.slow)])
 def test_compiled_for_a_6_input_lut_device_bit_exact_and_on_plan(name, fps, tmp_path):
     """``--device xc7z020``: every engine's popcounts are compressor trees (``hw.popcount``;
     XNOR path on TFC-W1A1, AND path with Horner accumulation on LeNet W2A2, coefficient tables
@@ -265,8 +266,8 @@ def test_sim_cli_rejects_unknown_engine(tiny, tmp_path):
 
 @pytest.mark.parametrize("folds,bottleneck,cycles", [
     ({"fc0": (4, 98), "fc1": (1, 4), "fc2": (1, 2), "fc3": (1, 1)}, "fc2", 2048),
-    ({"fc0": (4, 98), "fc1": (1, 2), "fc2": (2, 2), "fc3": (1, 1)}, "fc1", 2048),
-    ({"fc0": (1, 49), "fc1": (2, 4), "fc2": (2, 4), "fc3": (1, 1)}, "fc0", 8192)])
+    pytest.param({"fc0": (4, 98), "fc1": (1, 2), "fc2": (2, 2), "fc3": (1, 1)}, "fc1", 2048, marks=pytest.mark.slow),
+    pytest.param({"fc0": (1, 49), "fc1": (2, 4), "fc2": (2, 4), "fc3": (1, 1)}, "fc0", 8192, marks=pytest.mark.slow)])
 def test_planner_bottleneck_is_where_the_simulation_says(folds, bottleneck, cycles, tmp_path):
     """Moving the slow fold moves the planner's bottleneck, and the simulated period follows it."""
     net = load_network(ROOT / "examples" / "tfc-w1a1.yaml")

@@ -24,8 +24,9 @@ FC = {"name": "fcwide", "input": {"shape": [1, 6, 6], "bits": 8, "scale": 1 / 25
     {"name": "fc1", "op": "dense", "out_features": 5, "bias": True, "weight_quant": {"type": "int", "bits": 8}}]}
 
 
-@pytest.mark.parametrize("spec,bits,codes_per_beat,words_per_beat", [(TINY, 32, 8, 1), (TINY, 128, 32, 4),
-                                                                      (FC, 72, 9, 2)])
+# (the 128-bit case is the longest simulation of the suite: `make test-slow`)
+@pytest.mark.parametrize("spec,bits,codes_per_beat,words_per_beat", [
+    (TINY, 32, 8, 1), pytest.param(TINY, 128, 32, 4, marks=pytest.mark.slow), (FC, 72, 9, 2)])
 def test_rtl_is_golden_int_at_several_widths_under_backpressure(spec, bits, codes_per_beat, words_per_beat,
                                                                  tmp_path):
     net = load_network(write_network(spec, tmp_path, seed=4))

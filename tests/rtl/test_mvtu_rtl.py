@@ -10,7 +10,11 @@ from bitplane.sim.cocotb_run import run
 from tests.support.mvtu_ref import act_words, make_case, mvtu_reference, out_lanes
 from tests.support.verilog import component_verilog
 
-WA_GRID = [(w, a) for w in (1, 2, 3, 4) for a in (1, 2, 3, 4)] + [(8, 8), (1, 8), (8, 1)]
+# the default suite takes a cover of the grid (each W and each A, both Horner orders, the 8-bit
+# corners); the rest runs with `make test-slow`
+WA_DEFAULT = {(1, 2), (2, 1), (2, 2), (3, 4), (4, 3), (1, 8), (8, 1)}
+WA_GRID = [(w, a) if (w, a) in WA_DEFAULT else pytest.param(w, a, marks=pytest.mark.slow)
+           for w, a in [(w, a) for w in (1, 2, 3, 4) for a in (1, 2, 3, 4)] + [(8, 8), (1, 8), (8, 1)]]
 
 
 def wkind(w):
