@@ -129,7 +129,8 @@ class WeightLoader(wiring.Component):
 
     Ports
     -----
-    ``i``: In(:func:`beat_signature`): the image beats (offered only while ``loading``).
+    ``i``: In(:func:`beat_signature`): the image beats (offered only while ``loading``; a beat
+        once offered stays offered until ``i.ready``, as AXI4-Stream requires).
     ``load``: In(1): pulse: the next input frame is a weight image.
     ``idle``: In(1): the input framer is at a frame boundary (the switch to loading waits for it).
     ``pending``: Out(1): a load was requested and waits for ``idle``.
@@ -138,7 +139,8 @@ class WeightLoader(wiring.Component):
         transfer into section ``sel`` at ``addr`` (``data``: the widest entry; a section uses
         its low ``width`` bits); registered, one cycle after the entry's last word.
     ``checksum``: Out(32): CRC-32 (``zlib.crc32``) of every word accepted since ``clear``.
-    ``words``: Out(32): words accepted since ``clear``.  ``clear``: In(1): pulse.
+    ``words``: Out(32): words accepted since ``clear``.  ``clear``: In(1): pulse (takes effect one
+        cycle later: it is registered first).
     ``format_error``: Out(1): pulse on a bad magic, an unknown or mis-sized section header, an
         end word that is not in the last beat, a continuation section out of place, or an
         image ending inside a section; the rest
@@ -218,7 +220,9 @@ class WeightLoader(wiring.Component):
                          last_r.eq(last), entry_done.eq(wi == wpe_last), left_one.eq(left == 1)]
         accept = Signal()
         finish = Signal()                              # end word in the last beat: rest is padding
-        m.d.comb += [accept.eq(loading & self.i.valid & phase), self.i.ready.eq(loading & phase & (beat_end | finish))]
+        # (phase rises only with a word offered, which stays offered until i.ready, itself only in
+        # phase 1: so phase implies i.valid, and accept needs no input from outside the loader)
+        m.d.comb += [accept.eq(loading & phase), self.i.ready.eq(loading & phase & (beat_end | finish))]
         if n > 1:
             with m.If(accept):
                 m.d.sync += widx.eq(Mux(beat_end | finish, 0, widx + 1))
@@ -232,7 +236,10 @@ class WeightLoader(wiring.Component):
         m.d.comb += self.checksum.eq(~crc)
         with m.If(accept):
             m.d.sync += [crc.eq(crc_next), self.words.eq(self.words + 1)]
-        with m.If(self.clear):
+        # the clear pulse (the top's CTRL register, across the device) registered here first
+        clear = Signal()
+        m.d.sync += clear.eq(self.clear)
+        with m.If(clear):
             m.d.sync += [crc.eq(wimg.CRC32_INIT), self.words.eq(0)]
         # the word goes into its slot whenever one is offered in the taking phase, in any state,
         # taken or not: an entry is written only after its words have filled slots 0..wpe-1 in
