@@ -56,13 +56,13 @@ buffer of its own that holds part of the lead.
 from __future__ import annotations
 
 import numpy as np
-from amaranth import Module
+from amaranth import Module, ResetInserter
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from .graph_blocks import StreamFork, bypass_fifo_depth
-from .stream_blocks import StreamFIFO
+from .stream_blocks import StreamFIFO, local_reset
 
 INPUT = -1              # source index of the network input
 LATENCY_SLACK = 8       # words of slack per block on a branch for the FIFO and fork registers between blocks
@@ -231,7 +231,10 @@ class Dag(wiring.Component):
 
     Ports: ``i`` In(stream of ``in_bits``): the network input (HWC words); ``o`` Out(stream of
     the last block's ``out_bits``); ``m{k}_{port}`` for every run-time loadable memory of
-    block ``k`` (the block's own write port, e.g. ``m0_w_wr``). Latency: the longest path's
+    block ``k`` (the block's own write port, e.g. ``m0_w_wr``); ``soft_reset`` In(1): resets every
+    block, FIFO and fork one cycle later, through a register of its own per block (the FIFOs
+    in front of a block and a fork after it take the block's), not the memories' contents.
+    Latency: the longest path's
     block latencies plus one cycle per FIFO and fork; throughput: the slowest block's
     ``cycles()`` per frame when the depths are at least :func:`edge_fifo_depths`;
     backpressure on ``o`` propagates to ``i`` through every block.
@@ -244,7 +247,8 @@ class Dag(wiring.Component):
         self.depths = depths if depths is not None else edge_fifo_depths(self.params, self.inputs, in_pixels,
                                                                           in_words_per_pixel)
         self.blocks = [b.build() for b in self.params]
-        members = {"i": In(stream.Signature(in_bits)), "o": Out(stream.Signature(self.params[-1].out_bits))}
+        members = {"i": In(stream.Signature(in_bits)), "o": Out(stream.Signature(self.params[-1].out_bits)),
+                   "soft_reset": In(1)}
         for k, (b, comp) in enumerate(zip(self.params, self.blocks)):
             for mem in b.memories():
                 members[self.mem_port_name(k, mem.port)] = comp.signature.members[mem.port]
@@ -260,8 +264,13 @@ class Dag(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        soft = {k: local_reset(m, self.soft_reset, f"soft_reset{k}") for k in range(len(self.blocks))}
+        soft[INPUT] = soft[0]
+
+        def reset_by(k, sub):
+            return ResetInserter({"sync": soft[k]})(sub)
         for k, (b, comp) in enumerate(zip(self.params, self.blocks)):
-            m.submodules[block_name(k)] = comp
+            m.submodules[block_name(k)] = reset_by(k, comp)
             for mem in b.memories():
                 wiring.connect(m, wiring.flipped(self.mem_port(k, mem.port)), getattr(comp, mem.port))
         outs = {INPUT: wiring.flipped(self.i)}
@@ -270,12 +279,13 @@ class Dag(wiring.Component):
         for src, cons in consumers(self.inputs).items():
             taps = [outs[src]]
             if len(cons) > 1:
-                m.submodules[f"fork{'_in' if src == INPUT else src}"] = fork = StreamFork(width[src], len(cons))
+                fork = StreamFork(width[src], len(cons))
+                m.submodules[f"fork{'_in' if src == INPUT else src}"] = reset_by(src, fork)
                 wiring.connect(m, outs[src], fork.i)
                 taps = [getattr(fork, f"o{n}") for n in range(len(cons))]
             for tap, (k, j) in zip(taps, cons):
                 fifo = StreamFIFO(width[src], self.depths[(src, k, j)])
-                m.submodules[f"fifo{k}_{j}"] = fifo
+                m.submodules[f"fifo{k}_{j}"] = reset_by(k, fifo)
                 wiring.connect(m, tap, fifo.i)
                 wiring.connect(m, fifo.o, getattr(self.blocks[k], self.params[k].in_ports[j]))
         wiring.connect(m, self.blocks[-1].o, wiring.flipped(self.o))

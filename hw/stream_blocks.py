@@ -27,6 +27,16 @@ def counter_step(ctr, last, n: int) -> list:
     return [ctr.eq(Mux(last, 0, ctr + 1)), last.eq(last_after_step(ctr, last, n))]
 
 
+def local_reset(m: Module, reset, name: str) -> Signal:
+    """A registered copy of ``reset`` for one part of the design (kept apart from the other
+    copies with yosys' ``keep``, which ``opt_merge`` honours): a reset that reaches every
+    flip-flop of a large design from one register is a long route; one copy per block is
+    placed near its block. The part is reset one cycle after ``reset``."""
+    r = Signal(name=name, attrs={"keep": 1})
+    m.d.sync += r.eq(reset)
+    return r
+
+
 def last_after_step(ctr, last, n: int):
     """The value of :func:`counter_step`'s flag ``last`` after a step (``n - 1`` reached)."""
     return Mux(last, n == 1, ctr == n - 2)

@@ -41,7 +41,9 @@ power of two). The frame rate is then set by the slowest block alone
 (:func:`top_cycles`), which the tests check against the simulation.
 
 ``SOFT_RESET`` resets everything but the register file and the memories' contents (weights
-stay loaded); if a frame was in flight it sets ``ERROR.ABORTED``.
+stay loaded), one cycle after the CTRL pulse, each block and each part of the core through a
+register of its own (:func:`~hw.stream_blocks.local_reset`: no single register drives the
+reset of every flip-flop); if a frame was in flight it sets ``ERROR.ABORTED``.
 """
 from __future__ import annotations
 
@@ -59,7 +61,7 @@ from .axil import AXILiteRegisters
 from .dag import Dag, block_name, chain_depth, edge_fifo_depths, linear_inputs
 from .framing import InputFramer, OutputFramer, WeightLoader
 from .layers import LoadableMemory
-from .stream_blocks import RegisterSlice
+from .stream_blocks import RegisterSlice, local_reset
 
 
 CORE, DAG = "core", "dag"       # submodule names: Accelerator -> Core -> Dag -> blocks
@@ -179,7 +181,9 @@ class Core(wiring.Component):
     Ports: ``s_axis_*`` / ``m_axis_*`` as the top; ``load`` (pulse: the next input frame is a
     weight image), ``clear_counters``, ``clear_checksum`` (pulses); ``frames_in``,
     ``frames_out`` (32), ``cycles`` (64), ``checksum``, ``words`` (32), ``loading``,
-    ``busy`` (1), ``err`` (3: ERROR bits 2..0 to set this cycle).
+    ``busy`` (1), ``err`` (3: ERROR bits 2..0 to set this cycle); ``soft_reset`` (In(1)): resets
+    everything here one cycle later, each part through a register of its own, but the memories'
+    contents.
     """
 
     def __init__(self, p: TopParams):
@@ -190,26 +194,36 @@ class Core(wiring.Component):
             "m_axis_tlast": Out(1),
             "load": In(1), "clear_counters": In(1), "clear_checksum": In(1),
             "frames_in": Out(32), "frames_out": Out(32), "cycles": Out(64), "checksum": Out(32), "words": Out(32),
-            "loading": Out(1), "busy": Out(1), "err": Out(3),
+            "loading": Out(1), "busy": Out(1), "err": Out(3), "soft_reset": In(1),
         })
 
     def elaborate(self, platform):
-        m = Module()
+        # SOFT_RESET (``soft_reset``) reaches each part through a register of its own
+        # (hw.stream_blocks.local_reset): the DAG's blocks (hw.dag.Dag), the framers, the loader,
+        # the input slice and this module's own registers (``counters``), all one cycle later
+        top = Module()
         p = self.p
+
+        def reset_by(name, sub):
+            return ResetInserter({"sync": local_reset(top, self.soft_reset, f"soft_reset_{name}")})(sub)
         E = {f.name: f.lsb for f in regmap.by_name("ERROR").fields}
         depths = fifo_depths(p)
-        m.submodules[DAG] = dag = p.dag()          # blocks, edge FIFOs, forks (hw/dag.py)
+        top.submodules[DAG] = dag = p.dag()        # blocks, edge FIFOs, forks (hw/dag.py)
+        top.d.comb += dag.soft_reset.eq(self.soft_reset)
 
         sb = p.stream_bits
         out = p.blocks[-1]
-        m.submodules.framer = fr = InputFramer(sb, p.in_lanes * p.in_bits, p.in_words)
-        m.submodules.loader = ld = WeightLoader(sb, memory_sections(p))
-        m.submodules.out_framer = of = OutputFramer(out.result_width, out.out_lanes, p.out_words, depths[-1], sb)
-
+        fr = InputFramer(sb, p.in_lanes * p.in_bits, p.in_words)
+        ld = WeightLoader(sb, memory_sections(p))
+        of = OutputFramer(out.result_width, out.out_lanes, p.out_words, depths[-1], sb)
         # s_axis through a register slice (its tready is a register: the input FIFO's level and
         # the framer's state stay off the path to the port), then to the weight loader while
         # loading, else to the input framer
-        m.submodules.in_slice = sl = RegisterSlice(sb + 1)
+        sl = RegisterSlice(sb + 1)
+        for name, sub in (("framer", fr), ("loader", ld), ("out_framer", of), ("in_slice", sl)):
+            top.submodules[name] = reset_by(name, sub)
+        m = Module()                                # the rest: wiring, write bus, counters
+        top.submodules.counters = reset_by("counters", m)
         m.d.comb += [sl.i.payload.eq(Cat(self.s_axis_tdata, self.s_axis_tlast)), sl.i.valid.eq(self.s_axis_tvalid),
                      self.s_axis_tready.eq(sl.i.ready)]
         loading = ld.loading
@@ -265,7 +279,7 @@ class Core(wiring.Component):
         with m.If(self.clear_counters):
             m.d.sync += [self.frames_in.eq(0), self.frames_out.eq(0), self.cycles.eq(0)]
         m.d.comb += self.err.eq(err)
-        return m
+        return top
 
 
 class Accelerator(wiring.Component):
@@ -306,7 +320,8 @@ class Accelerator(wiring.Component):
         E = {f.name: f.lsb for f in regmap.by_name("ERROR").fields}
         S = {f.name: f.lsb for f in regmap.by_name("STATUS").fields}
         soft = ctrl[C["SOFT_RESET"]]
-        m.submodules[CORE] = ResetInserter({"sync": soft})(core)
+        m.submodules[CORE] = core
+        m.d.comb += core.soft_reset.eq(soft)
         for n, mem in self.signature.members.items():
             src = getattr(self, n)
             dst = getattr(regs if n.startswith("s_axil_") else core, n)
