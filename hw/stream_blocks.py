@@ -492,21 +492,10 @@ class SlidingWindow(wiring.Component):
         else:
             adv = can_write(row_tests(w_row_nx), ahd_nx)
         # within a row, the test of the writer's row registered first (`stay`; at a row end, of
-        # the row it moves to), none before `ready`'s register (the reader's state one move older
-        # still: safe, as above). With rows of two or more words the compares themselves are
-        # registered a cycle before that: those of the writer's row (`t_cur`, at a row end those
-        # of the next row) and of the next row (`t_nx`: it changes only at a row end, and two row
-        # ends are never in consecutive cycles), so only multiplexers stand before `stay`.
+        # the row it moves to): a compare and two multiplexers before a register, none before
+        # `ready`'s (the reader's state one move older still: safe, as above)
         stay = Signal()
-        if WC > 1:
-            t_cur = [Signal(name=f"t_cur_{n}") for n in ("h", "lim", "limn")]
-            t_nx = [Signal(name=f"t_nx_{n}") for n in ("h", "lim", "limn")]
-            m.d.sync += [*(r.eq(Mux(row_end, a, b)) for r, a, b in zip(t_cur, row_tests(w_row_nx), row_tests(w_row))),
-                         *(r.eq(t) for r, t in zip(t_nx, row_tests(w_row_nx)))]
-            tests_nx, tests_cur = t_nx, t_cur
-        else:
-            tests_nx, tests_cur = row_tests(w_row_nx), row_tests(w_row)
-        m.d.sync += stay.eq(Mux(row_end, can_write(tests_nx, ahd_nx), can_write(tests_cur, ahead)))
+        m.d.sync += stay.eq(Mux(row_end, can_write(row_tests(w_row_nx), ahd_nx), can_write(row_tests(w_row), ahead)))
         m.d.sync += ready.eq(Mux(row_end, adv, stay))
         wp = mem.write_port()
         m.d.comb += [wp.addr.eq(w_addr), wp.data.eq(self.i.payload), wp.en.eq(wrote)]
