@@ -28,10 +28,11 @@ def counter_step(ctr, last, n: int) -> list:
 
 
 def local_reset(m: Module, reset, name: str) -> Signal:
-    """A registered copy of ``reset`` for one part of the design (kept apart from the other
-    copies with yosys' ``keep``, which ``opt_merge`` honours): a reset that reaches every
-    flip-flop of a large design from one register is a long route; one copy per block is
-    placed near its block. The part is reset one cycle after ``reset``."""
+    """A registered copy of ``reset`` for one part of the design, one cycle after ``reset``: a
+    reset that reaches every flip-flop of a large design from one register is a long route, one
+    copy per block could be placed near its block. The copies are marked ``keep``, but yosys'
+    ECP5 flow still merges them (the demo's netlist has one flip-flop for all of them, checked
+    in the fifteenth session): keeping them apart is open."""
     r = Signal(name=name, attrs={"keep": 1})
     m.d.sync += r.eq(reset)
     return r

@@ -42,8 +42,8 @@ power of two). The frame rate is then set by the slowest block alone
 
 ``SOFT_RESET`` resets everything but the register file and the memories' contents (weights
 stay loaded), one cycle after the CTRL pulse, each block and each part of the core through a
-register of its own (:func:`~hw.stream_blocks.local_reset`: no single register drives the
-reset of every flip-flop); if a frame was in flight it sets ``ERROR.ABORTED``.
+register of its own (:func:`~hw.stream_blocks.local_reset`; yosys still merges those copies
+into one today); if a frame was in flight it sets ``ERROR.ABORTED``.
 """
 from __future__ import annotations
 
