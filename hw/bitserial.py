@@ -856,7 +856,7 @@ class BitSerialMVTU(wiring.Component):
                           for k in range(1, -(-c.pe // ACT_FANOUT))]
         m.d.sync += [a.eq(a_next) for a in a_pe[1:]]
         chunks = [(lo, min(c.simd, lo + CH)) for lo in range(0, c.simd, CH)]
-        part_a = [Signal(range(hi - lo + 1), name=f"popa_{lo}") for lo, hi in chunks]
+        part_a = [Signal(range(hi - lo + 1), name=f"popa_{lo}") for lo, hi in chunks] if c.needs_sa else None
         part_w = [[Signal(range(hi - lo + 1), name=f"pop{pe}_{lo}") for lo, hi in chunks] for pe in range(c.pe)]
         # one named signal per PE: slicing the expression itself makes the Verilog repeat the whole
         # SIMD-wide XNOR/AND for every lane (8.4 Mbit of wires for 4 x 1,024 lanes: more than wasm
@@ -865,8 +865,6 @@ class BitSerialMVTU(wiring.Component):
         for pe in range(c.pe):
             a = a_pe[pe // ACT_FANOUT]
             m.d.comb += match[pe].eq(~(w_sel[pe] ^ a) if c.counts_xnor else (w_sel[pe] & a))
-        if not c.needs_sa:
-            part_a = None
         for (lo, hi), pa in zip(chunks, part_a or []):
             m.d.sync += pa.eq(_popcount([a_sel[l] for l in range(lo, hi)]))
         for pe in range(c.pe):
@@ -1095,22 +1093,21 @@ class BitSerialMVTU(wiring.Component):
                 m.d.sync += rk.eq(2 * res4[pe] if c.raw else res4[pe])
                 if c.raw:
                     m.d.sync += so.eq(-c.cols)
-            elif c.bipolar:             # 2 dot = Y + C (raw: C from the constant memory)
+            else:                       # (bipolar: 2 dot = Y + C, raw: C from the constant memory)
                 m.d.sync += rk.eq(res4[pe] + k4[pe * FW:(pe + 1) * FW].as_signed() if c.raw else res4[pe])
+                if not c.bipolar:
+                    if not any(offs):
+                        prod = 0
+                    elif len(set(offs)) == 1:
+                        prod = s4 * offs[0]
+                    else:
+                        ow_tab = Array([Const(o, signed(signed_bits(min(offs + [0]), max(offs + [0])))) for o in offs])
+                        prod = ow_tab[nf4] * s4
+                    m.d.sync += so.eq(prod)
+            if c.bipolar and c.raw:
+                m.d.sync += full_acc.eq(rk >> 1)        # (2 dot is even)
             else:
-                if not any(offs):
-                    prod = 0
-                elif len(set(offs)) == 1:
-                    prod = s4 * offs[0]
-                else:
-                    ow_tab = Array([Const(o, signed(signed_bits(min(offs + [0]), max(offs + [0])))) for o in offs])
-                    prod = ow_tab[nf4] * s4
-                m.d.sync += [rk.eq(res4[pe] + k4[pe * FW:(pe + 1) * FW].as_signed() if c.raw else res4[pe]),
-                             so.eq(prod)]
-            if c.bipolar:
-                m.d.sync += full_acc.eq(rk >> 1 if c.raw else rk)      # (2 dot is even)
-            else:
-                m.d.sync += full_acc.eq(rk + so if c.raw or (not c.xnor and any(offs)) else rk)
+                m.d.sync += full_acc.eq(rk + so if c.raw or (not c.counts_xnor and any(offs)) else rk)
             dots.append(full_acc)
         m.d.sync += [v5.eq(v4), v6.eq(v5)]
         return dots, v6
