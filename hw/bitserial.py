@@ -848,8 +848,9 @@ class BitSerialMVTU(wiring.Component):
         """S1b: AND (XNOR on the +-1 and bipolar paths) of the selected planes, popcounts of
         :data:`POP_CHUNK`-lane chunks; the activation plane's own popcount for S_a (None where
         there is no ``ow x S_a`` term: :attr:`EngineConfig.needs_sa`). The selected plane is registered once per
-        :data:`ACT_FANOUT` PEs (copies kept apart with yosys' ``keep``, which ``opt_merge``
-        honours): one register driving every PE was the demo's ECP5 critical path."""
+        :data:`ACT_FANOUT` PEs (copies kept apart by ``keep``, which the synthesis flow carries onto
+        their flip-flops: ``synth.flow.KEEP_REGISTERS``): one register driving every PE was the
+        demo's ECP5 critical path."""
         c = self.cfg
         CH = POP_CHUNK
         a_pe = [a_sel] + [Signal(c.simd, name=f"a_sel{k}", attrs={"keep": 1})

@@ -30,9 +30,9 @@ def counter_step(ctr, last, n: int) -> list:
 def local_reset(m: Module, reset, name: str) -> Signal:
     """A registered copy of ``reset`` for one part of the design, one cycle after ``reset``: a
     reset that reaches every flip-flop of a large design from one register is a long route, one
-    copy per block could be placed near its block. The copies are marked ``keep``, but yosys'
-    ECP5 flow still merges them (the demo's netlist has one flip-flop for all of them, checked
-    in the fifteenth session): keeping them apart is open."""
+    copy per block can be placed near its block. The copies are marked ``keep``; yosys'
+    ``opt_merge`` ignores that on a wire and would make them one flip-flop again, so the
+    synthesis flow puts ``keep`` on their flip-flop cells (``synth.flow.KEEP_REGISTERS``)."""
     r = Signal(name=name, attrs={"keep": 1})
     m.d.sync += r.eq(reset)
     return r

@@ -42,14 +42,14 @@ power of two). The frame rate is then set by the slowest block alone
 
 ``SOFT_RESET`` resets everything but the register file and the memories' contents (weights
 stay loaded), one cycle after the CTRL pulse, each block and each part of the core through a
-register of its own (:func:`~hw.stream_blocks.local_reset`; yosys still merges those copies
-into one today); if a frame was in flight it sets ``ERROR.ABORTED``.
+register of its own (:func:`~hw.stream_blocks.local_reset`); if a frame was in flight it sets
+``ERROR.ABORTED``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth import Cat, Const, Module, Mux, ResetInserter, Signal
+from amaranth import Cat, Const, Module, Mux, ResetInserter, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -235,8 +235,9 @@ class Core(wiring.Component):
                      sl.o.ready.eq(Mux(loading, ld.i.ready, fr.i.ready))]
         wiring.connect(m, fr.o, dag.i)
         # the loader's write bus reaches memories all over the device: registered once per block
-        # (entries are written one cycle later), each block's copy kept apart (yosys' opt_merge
-        # would make them one register again), so no route from the loader ends in logic
+        # (entries are written one cycle later), each block's copy kept apart (`keep`, which the
+        # synthesis flow carries onto the flip-flops: synth.flow.KEEP_REGISTERS), so no route from
+        # the loader ends in logic
         by_block = {}
         for k, (kb, _, mem) in enumerate(loadable_memories(p)):
             by_block.setdefault(kb, []).append((k, mem))

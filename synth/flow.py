@@ -337,6 +337,7 @@ def synthesize(verilog: str, top: str, target: str, clock_mhz: float = 100.0, ca
                                     + (["synth-only"] if synth_only else [])
                                     + (["ecp5-outreg"] if t.family == "ecp5" and not synth_only else [])
                                     + (["io-fold-tree"] if t.family != "xilinx" and not synth_only else [])
+                                    + ["keep-registers"]
                                     ).encode()).hexdigest()
     cache_dir = Path(cache_dir or Path(tempfile.gettempdir()) / "bitplane-synth")
     out = cache_dir / key[:16]
@@ -425,11 +426,20 @@ def _blackbox_cmd(blackboxes) -> str:
     return "blackbox " + " ".join(names) + "; "
 
 
+#: Yosys commands run before ``synth_*``: a register whose wire is marked ``keep`` (the design's
+#: duplicated registers: a soft-reset copy per block, the write bus per weight memory, activation
+#: planes per PE group) gets ``keep`` on its flip-flop cell too. ``opt_merge`` merges identical
+#: cells whatever their output wires' attributes (the sixteenth session found the demo's per-block
+#: soft-reset copies merged into one flip-flop); it leaves a cell marked ``keep``. Vivado reads
+#: ``keep`` on the register's signal the same way.
+KEEP_REGISTERS = "proc; setattr -set keep 1 w:* a:keep %i %ci1 t:$*dff* %i; "
+
+
 def _flow(verilog, top, t: Target, clock_mhz, work: Path, progress, timeout, bitstream, blackboxes=(),
           synth_only=False, seed=1):
     log = work / "flow.log"
     rep = {"times_s": {}, "cpu_s": {}}
-    bb = _blackbox_cmd(blackboxes)
+    bb = _blackbox_cmd(blackboxes) + KEEP_REGISTERS
     if synth_only:
         _write_design(work, verilog)
         script = f"read_verilog design.v; {bb}synth_{t.family} -top {top}; tee -q -o stat.json stat -json"

