@@ -265,9 +265,12 @@ class Core(wiring.Component):
         err = Signal(3)                  # FRAMING, OVERFLOW, WEIGHT_FORMAT (ABORTED is set by the top)
         m.d.comb += [err[E["FRAMING"]].eq(fr.framing_error), err[E["WEIGHT_FORMAT"]].eq(ld.format_error),
                      self.checksum.eq(ld.checksum), self.words.eq(ld.words)]
-        inflight = Signal(32)
-        m.d.sync += inflight.eq(inflight + frame_done - frame_out)
-        m.d.comb += self.busy.eq((inflight != 0) | ~fr.idle | frame_done)
+        # frames in flight: the pulses' difference registered as a step of -1, 0 or +1 first, so
+        # the count is one add of a sign-extended step (one carry chain, not two in a row: the
+        # demo's ECP5 critical path at one placement); `busy` covers the step in its register
+        inflight, step = Signal(32), Signal(signed(2))
+        m.d.sync += [step.eq(frame_done - frame_out), inflight.eq(inflight + step)]
+        m.d.comb += self.busy.eq((inflight != 0) | ~fr.idle | frame_done | (step != 0))
         m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.If(frame_done):
             m.d.sync += self.frames_in.eq(self.frames_in + 1)
