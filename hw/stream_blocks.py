@@ -492,11 +492,12 @@ class SlidingWindow(wiring.Component):
             adv = adv_r
         else:
             adv = can_write(row_tests(w_row_nx), ahd_nx)
-        # within a row, the test of the writer's row registered first (`stay`; at a row end, of
-        # the row it moves to): a compare and two multiplexers before a register, none before
-        # `ready`'s (the reader's state one move older still: safe, as above)
+        # within a row, the test of the writer's row registered first (`stay`; at a row end, the
+        # next row's test `ready` takes too, so the compares of `w_row_nx` are not made twice):
+        # a compare and two multiplexers before a register, none before `ready`'s (the reader's
+        # state one move older still: safe, as above)
         stay = Signal()
-        m.d.sync += stay.eq(Mux(row_end, can_write(row_tests(w_row_nx), ahd_nx), can_write(row_tests(w_row), ahead)))
+        m.d.sync += stay.eq(Mux(row_end, adv, can_write(row_tests(w_row), ahead)))
         m.d.sync += ready.eq(Mux(row_end, adv, stay))
         wp = mem.write_port()
         m.d.comb += [wp.addr.eq(w_addr), wp.data.eq(self.i.payload), wp.en.eq(wrote)]
