@@ -560,8 +560,6 @@ class SlidingWindow(wiring.Component):
         y = Signal(signed(y0.shape().width))
         x = Signal(signed(x0.shape().width))
         m.d.comb += [y.eq(y0 + kh), x.eq(x0 + kw)]
-        inside = Signal()
-        m.d.comb += inside.eq((y >= 0) & (y < H) & (x >= 0) & (x < W))
         rp = mem.read_port()
         aw = len(rp.addr)
         if self.pad_mode == "constant":
@@ -570,14 +568,20 @@ class SlidingWindow(wiring.Component):
         else:
             c_r, a_r = self._mirror(m, x, y, col, ch, slot_y0, kh)
             m.d.comb += rp.addr.eq((a_r + c_r)[:aw])
-        pad1 = Signal()
-        m.d.sync += [v1.eq(issue), pad1.eq(~inside if self.pad_mode == "constant" else 0)]
+        # the position registered with the read (y1, x1), its "outside the map" test registered
+        # with the read data (pad2): the adds and the compares in separate stages
+        m.d.sync += v1.eq(issue)
+        outside = Const(0)
+        if self.pad_mode == "constant":
+            y1, x1 = Signal.like(y), Signal.like(x)
+            m.d.sync += [y1.eq(y), x1.eq(x)]
+            outside = ~((y1 >= 0) & (y1 < H) & (x1 >= 0) & (x1 < W))
         ob, sh, B = self.bits + self.out_shift, self.out_shift, self.bits
         # the memory's data into a register of its own (no reset, no logic in front: on ECP5
         # synth.ecp5_outreg moves it into the block RAM's output register), the padding after it
         data2 = Signal.like(rp.data, reset_less=True)
         v2, pad2 = Signal(), Signal()
-        m.d.sync += [v2.eq(v1), pad2.eq(pad1), data2.eq(rp.data)]
+        m.d.sync += [v2.eq(v1), pad2.eq(outside), data2.eq(rp.data)]
         word = data2 if not sh else Cat(*[Cat(Const(0, sh), data2[j * B:(j + 1) * B]) for j in range(self.lanes)])
         if self.pad_codes:                  # the chunk's channels' codes: the chunk index two cycles late
             ch1, ch2 = Signal.like(ch), Signal.like(ch)
