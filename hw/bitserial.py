@@ -714,27 +714,19 @@ class BitSerialMVTU(wiring.Component):
         wbank, wptr = Signal(), Signal(range(max(SF, 2)))
         wa_in = Signal(range(2 * SF))                   # = wbank*SF + wptr, counted (no multiplier)
         awp = abuf.write_port()
-        # `act.ready` ("the bank written is free") is a register of its own, set from the next
-        # values of `full` and `wbank` (the same value a cycle later than reading them): no
-        # logic between it and the producer (on ECP5 `full` -> the width converter's `o.valid`
-        # was the demo's critical path at one placement)
-        ready = Signal(init=1)
-        m.d.comb += [self.act.ready.eq(ready),
+        m.d.comb += [self.act.ready.eq(~full.bit_select(wbank, 1)),
                      awp.addr.eq(wa_in),
                      awp.data.eq(self.act.payload), awp.en.eq(self.act.valid & self.act.ready)]
         set_full = Signal(2)
         clr_full = Signal(2)
-        wbank_nx = Signal()
-        m.d.comb += wbank_nx.eq(wbank)
         with m.If(self.act.valid & self.act.ready):
             m.d.sync += wa_in.eq(Mux(wa_in == 2 * SF - 1, 0, wa_in + 1))
             with m.If(wptr == SF - 1):
-                m.d.sync += wptr.eq(0)
-                m.d.comb += [wbank_nx.eq(~wbank), set_full.eq(Mux(wbank, 0b10, 0b01))]
+                m.d.sync += [wptr.eq(0), wbank.eq(~wbank)]
+                m.d.comb += set_full.eq(Mux(wbank, 0b10, 0b01))
             with m.Else():
                 m.d.sync += wptr.eq(wptr + 1)
-        full_nx = (full | set_full) & ~clr_full
-        m.d.sync += [full.eq(full_nx), wbank.eq(wbank_nx), ready.eq(~full_nx.bit_select(wbank_nx, 1))]
+        m.d.sync += full.eq((full | set_full) & ~clr_full)
         return full, clr_full
 
     def _issue(self, m, full, clr_full, mems, q):
