@@ -17,7 +17,9 @@ reported separately.
 
 ``place=False`` stops ECP5/iCE40 after synthesis (cell counts only, :func:`ecp5_summary`), and
 ``blackboxes`` names modules kept as black boxes (their cells are not counted): the
-out-of-context estimate (:mod:`bitplane.synth.ooc`) uses both.
+out-of-context estimate (:mod:`bitplane.synth.ooc`) uses both. Every flow first gives the
+flip-flop of each wire marked ``keep`` the attribute too (:data:`KEEP_REGISTERS`), so the
+design's duplicated registers stay apart.
 
 Memory contents: the Verilog that Amaranth writes (through yosys ``write_verilog``) gives a
 memory's power-on contents as one assignment per word in an ``initial`` block. Yosys reads
@@ -430,8 +432,7 @@ def _blackbox_cmd(blackboxes) -> str:
 #: duplicated registers: a soft-reset copy per block, the write bus per weight memory, activation
 #: planes per PE group) gets ``keep`` on its flip-flop cell too. ``opt_merge`` merges identical
 #: cells whatever their output wires' attributes (the sixteenth session found the demo's per-block
-#: soft-reset copies merged into one flip-flop); it leaves a cell marked ``keep``. Vivado reads
-#: ``keep`` on the register's signal the same way.
+#: soft-reset copies merged into one flip-flop); it leaves a cell marked ``keep``.
 KEEP_REGISTERS = "proc; setattr -set keep 1 w:* a:keep %i %ci1 t:$*dff* %i; "
 
 
