@@ -798,6 +798,8 @@ class BitSerialMVTU(wiring.Component):
         v1 = Signal()
         nf1, i1, j1 = Signal.like(nf), Signal.like(i), Signal.like(j)
         last1, sa1, sa_first1, sa_last1, dbl1, iend1 = (Signal() for _ in range(6))
+        if not c.needs_sa:              # no S_a counted: its controls are constants, no registers
+            sa1 = sa_first1 = sa_last1 = Const(0)
         # exponent of the pair issued: (Pw-1-i) + (Pa-1-j); it falls by one from the previous
         # sweep at each step of the inner plane loop, and at a step of the outer one when the
         # inner loop has one plane (two: unchanged there; more: two-level Horner or none,
@@ -806,9 +808,9 @@ class BitSerialMVTU(wiring.Component):
         down = (j != 0) if two else (outer != 0) if n_in == 1 else (inner != 0)
         m.d.sync += [v1.eq(issue), nf1.eq(nf), i1.eq(i), j1.eq(j),
                      last1.eq(last_sf & last_i & last_j),
-                     sa1.eq((nf == 0) & (i == 0)),
-                     sa_first1.eq((nf == 0) & (sf == 0) & (i == 0) & (j == 0)),
-                     sa_last1.eq((nf == 0) & last_sf & (i == 0) & last_j),
+                     *([sa1.eq((nf == 0) & (i == 0)),
+                        sa_first1.eq((nf == 0) & (sf == 0) & (i == 0) & (j == 0)),
+                        sa_last1.eq((nf == 0) & last_sf & (i == 0) & last_j)] if c.needs_sa else []),
                      dbl1.eq((sf == 0) & down),
                      iend1.eq(last_sf & last_j)]
         return [v1, nf1, i1, j1, last1, sa1, sa_first1, sa_last1, dbl1, iend1], wrp, arp
@@ -816,9 +818,9 @@ class BitSerialMVTU(wiring.Component):
     @staticmethod
     def _delayer(m):
         def delay(sigs, tag):
-            """Control signals one stage later."""
-            out = [Signal.like(x, name=f"{x.name}_{tag}") for x in sigs]
-            m.d.sync += [o.eq(x) for o, x in zip(out, sigs)]
+            """Control signals one stage later (constants stay constants)."""
+            out = [x if isinstance(x, Const) else Signal.like(x, name=f"{x.name}_{tag}") for x in sigs]
+            m.d.sync += [o.eq(x) for o, x in zip(out, sigs) if o is not x]
             return out
         return delay
 
@@ -928,8 +930,11 @@ class BitSerialMVTU(wiring.Component):
         v2, nf2, i2, j2, last2, sa2, sa_first2, sa_last2, dbl2, iend2 = ctl
         v3, nf3 = Signal(), Signal.like(nf2)
         last3, sa3, sa_first3, sa_last3, dbl3, iend3, vend3 = (Signal() for _ in range(7))
-        m.d.sync += [v3.eq(v2), nf3.eq(nf2), last3.eq(last2), sa3.eq(sa2),
-                     sa_first3.eq(sa_first2), sa_last3.eq(sa_last2), dbl3.eq(dbl2), iend3.eq(iend2),
+        if not c.needs_sa:
+            sa3 = sa_first3 = sa_last3 = Const(0)
+        m.d.sync += [v3.eq(v2), nf3.eq(nf2), last3.eq(last2),
+                     *([sa3.eq(sa2), sa_first3.eq(sa_first2), sa_last3.eq(sa_last2)] if c.needs_sa else []),
+                     dbl3.eq(dbl2), iend3.eq(iend2),
                      # a sum's last issue (valid): the accumulators' clear (_accumulate)
                      vend3.eq(v2 & (iend2 if c.horner_levels == 2 else last2))]
         # Horner mode: the sign of each issued pair's coefficient (one register shared by the PEs;
