@@ -622,7 +622,7 @@ class BitSerialMVTU(wiring.Component):
         else:
             part_a, part_w, ctl = self._chunk_popcounts(m, delay, ctl, a_sel, a_next, w_sel)
             pa2, p2, ctl = self._popcount_sums(m, delay, ctl, part_a, part_w)
-        sprod3, prod3, ctl3 = self._coefficients(m, ctl, pa2, p2)
+        sprod3, prod3, ctl3 = self._coefficients(m, delay, ctl, pa2, p2)
         res4, s4, v4, nf4, k4, t6 = self._accumulate(m, delay, ctl3, sprod3, prod3, mems)
         dots, v6 = self._dot_products(m, res4, s4, v4, nf4, k4)
         self._output(m, delay, dots, v6, t6, q.i)
@@ -919,7 +919,7 @@ class BitSerialMVTU(wiring.Component):
             ctl = delay(ctl, f"2{k}")
         return part_a and part_a[0], [pw_[0] for pw_ in part_w], ctl
 
-    def _coefficients(self, m, ctl, pa2, p2):
+    def _coefficients(self, m, delay, ctl, pa2, p2):
         """S2: plane coefficient x popcount per PE (constant coefficient tables: a mux of
         constant multiples, i.e. shifts for DoReFa/int), or the popcount as it is in Horner
         mode (:attr:`EngineConfig.horner_shift`: the accumulator applies the powers of two) and on
@@ -929,12 +929,9 @@ class BitSerialMVTU(wiring.Component):
         PE, SIMD, Pw, Pa, NF = c.pe, c.simd, c.w_planes, c.a_planes, c.nf
         v2, nf2, i2, j2, last2, sa2, sa_first2, sa_last2, dbl2, iend2 = ctl
         v3, nf3 = Signal(), Signal.like(nf2)
-        last3, sa3, sa_first3, sa_last3, dbl3, iend3, vend3 = (Signal() for _ in range(7))
-        if not c.needs_sa:
-            sa3 = sa_first3 = sa_last3 = Const(0)
-        m.d.sync += [v3.eq(v2), nf3.eq(nf2), last3.eq(last2),
-                     *([sa3.eq(sa2), sa_first3.eq(sa_first2), sa_last3.eq(sa_last2)] if c.needs_sa else []),
-                     dbl3.eq(dbl2), iend3.eq(iend2),
+        last3, dbl3, iend3, vend3 = (Signal() for _ in range(4))
+        sa3, sa_first3, sa_last3 = delay([sa2, sa_first2, sa_last2], "3")     # (constants without S_a)
+        m.d.sync += [v3.eq(v2), nf3.eq(nf2), last3.eq(last2), dbl3.eq(dbl2), iend3.eq(iend2),
                      # a sum's last issue (valid): the accumulators' clear (_accumulate)
                      vend3.eq(v2 & (iend2 if c.horner_levels == 2 else last2))]
         # Horner mode: the sign of each issued pair's coefficient (one register shared by the PEs;

