@@ -288,6 +288,18 @@ class EngineConfig:
         return self.pe * self.simd - self.weight_lutram_bits, self.weight_lutram_bits
 
     @property
+    def weight_tiles(self) -> tuple[int, int] | None:
+        """``(column width, bank depth)`` of a weight memory built as tiles of one block RAM each
+        (:func:`hw.memory.block_tiles`: in block RAM, deeper than one block RAM, not split), else
+        None. A tiled memory's read data takes a register stage more (:func:`hw.memory.tiled_read`,
+        :func:`engine_latency`)."""
+        ww, we = self.memory_words["weights"], self.weight_entries
+        if in_lut_ram(self.weight_ram_style, we) or we == 1 or self.split_weights:
+            return None
+        tiles = block_tiles(ww, we)
+        return None if tiles == (ww, we) else tiles
+
+    @property
     def weight_entries(self) -> int:
         """Depth of the weight memory: one word per (row fold, column fold, weight plane), so
         the plane is selected by the address, not by a multiplexer (:func:`pack_weights`)."""
@@ -351,8 +363,9 @@ def output_credits(cfg: EngineConfig) -> int:
 
 def engine_latency(cfg: EngineConfig) -> int:
     """Cycles from the last issue of a row fold to its output word (one more for the outer
-    accumulator of two-level Horner mode, :attr:`EngineConfig.horner_levels`)."""
-    return ENGINE_LATENCY - 2 + popcount_stages(cfg) + (cfg.horner_levels == 2)
+    accumulator of two-level Horner mode, :attr:`EngineConfig.horner_levels`, and one more for
+    a weight memory in tiles, :attr:`EngineConfig.weight_tiles`)."""
+    return ENGINE_LATENCY - 2 + popcount_stages(cfg) + (cfg.horner_levels == 2) + (cfg.weight_tiles is not None)
 
 
 def row_constants(cfg: EngineConfig, codes) -> list[int]:
@@ -650,12 +663,13 @@ class BitSerialMVTU(wiring.Component):
             return block_memory(shape, max(2, entries), init, attrs)
         winit = [d for _, d in pack_weights(c, c.init_weights)] if c.init_weights else []
         # a deep block-RAM weight memory as tiles of one block RAM each (hw.memory.block_tiles),
-        # read one stage earlier (at wa, not wa1) and each bank registered before its multiplexer
+        # read one stage earlier (at wa, not wa1) and each bank registered twice before its
+        # multiplexer (the activation word and the controls a stage more: _plane_select)
         ww, we = words["weights"], c.weight_entries
         w_lut = in_lut_ram(c.weight_ram_style, we)
         split = c.split_weights
-        cw, bd = (ww, we) if w_lut or we == 1 or split else block_tiles(ww, we)
-        wtiled = (cw, bd) != (ww, we)
+        wtiled = c.weight_tiles is not None
+        cw, bd = c.weight_tiles or (ww, we)
         if split:                   # (a key only) block-RAM low bits, LUT-RAM top bits, one address
             wmem = "split weights"
             wb = split[0]
@@ -693,7 +707,7 @@ class BitSerialMVTU(wiring.Component):
             # the loadable memory's write port and a read port: one address for both
             # (EngineConfig.shared_address) where the memory is LUT RAM (single-port LUT RAM on
             # Xilinx; in block RAM the multiplexer would cost LUTs and save none). A tiled weight
-            # memory: its tiles' ports, the read data two registers after the address.
+            # memory: its tiles' ports, the read data three registers after the address.
             if mem is wmem and wtiled:
                 return SimpleNamespace(data=tiled_read(m, wtiles, self.w_wr, addr, bd, wcols))
             if mem is wmem and split:
@@ -834,7 +848,12 @@ class BitSerialMVTU(wiring.Component):
         c = self.cfg
         PE, SIMD, Pa = c.pe, c.simd, c.a_planes
         aword = Signal.like(arp.data, name="aword", reset_less=True)
-        m.d.sync += aword.eq(arp.data)
+        if c.weight_tiles:          # the tiled weight memory's word comes a stage later (tiled_read)
+            aword0 = Signal.like(arp.data, name="aword0", reset_less=True)
+            m.d.sync += [aword0.eq(arp.data), aword.eq(aword0)]
+            ctl = delay(ctl, "t")
+        else:
+            m.d.sync += aword.eq(arp.data)
         ctl1 = delay(ctl, "r")
         j1 = ctl1[3]
         a_planes = [Cat(*[aword[l * Pa + p] for l in range(SIMD)]) for p in reversed(range(Pa))]   # issue order

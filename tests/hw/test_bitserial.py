@@ -1,4 +1,6 @@
 """Bit-serial MVTU against its NumPy reference (amaranth.sim, random gaps and backpressure)."""
+import re
+
 import numpy as np
 import pytest
 
@@ -240,6 +242,8 @@ def test_deep_weight_memory_in_tiles(rows, cols, pe, simd, tiles, load):
     cfg, wcodes, thr, dirs, vectors = make_case(rng, rows, cols, pe, simd, "dorefa", 2, "uact", 2, 3, vectors=2)
     v = component_verilog(BitSerialMVTU(cfg), "mvtu")
     assert all(f"wmem_{t}" in v for t in tiles) and "wmem_b3" not in v and "wmem_b0_c3" not in v
+    # every tile's write enable is a register of its own (hw.memory.tiled_read), kept apart
+    assert all(re.search(rf"keep = 32'd1 \*\)\s*(\(\*[^)]*\)\s*)*wire tile_{t}_we;", v) for t in tiles)
     out, _ = run_mvtu(cfg, wcodes, thr, dirs, vectors, seed=5, gap=0.1, stall=0.1, load=load)
     assert np.array_equal(out, mvtu_reference(cfg, wcodes, thr, dirs, vectors))
 
@@ -273,8 +277,9 @@ def test_cycles_per_vector_without_stalls(popcount):
 
 
 @pytest.mark.parametrize("popcount", ["adder", "lut6"])
-@pytest.mark.parametrize("case", [CASES[13], CASES[14], (8, 4, 2, 4, ("bwn", 1), ("uact", 1), 0)],
-                         ids=["bwn-uact", "xnor", "raw"])
+@pytest.mark.parametrize("case", [CASES[13], CASES[14], (8, 4, 2, 4, ("bwn", 1), ("uact", 1), 0),
+                                  (4160, 9, 4, 9, ("bwn", 1), ("uact", 1), 1)],
+                         ids=["bwn-uact", "xnor", "raw", "tiles"])
 def test_one_issue_per_row_fold_gives_one_word_per_cycle(case, popcount):
     """With one issue per row fold (SF = Pw = Pa = 1) and a consumer always ready, the output
     words follow each other every cycle: the output FIFO's credits (output_credits) cover the
@@ -285,6 +290,7 @@ def test_one_issue_per_row_fold_gives_one_word_per_cycle(case, popcount):
     cfg, wcodes, thr, dirs, vectors = make_case(rng, R, N, pe, simd, wk, wb, ak, ab, T, vectors=8)
     cfg = EngineConfig(**{**cfg.__dict__, "popcount": popcount})
     assert engine_cycles(cfg) == cfg.nf and output_credits(cfg) > 2
+    assert (cfg.weight_tiles is not None) == (R > 512)     # 36 bits x 1,040 words: three 512-word banks
     out, stamps = run_mvtu(cfg, wcodes, thr, dirs, vectors, gap=0, stall=0)
     assert np.array_equal(out, mvtu_reference(cfg, wcodes, thr, dirs, vectors))
     assert np.all(np.diff(stamps) == 1), np.diff(stamps)
