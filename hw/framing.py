@@ -18,7 +18,7 @@ The beat-side ports are ``amaranth.lib.stream`` streams of ``{data, last}`` (``l
 """
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal
+from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -39,6 +39,18 @@ def _xor(bits):
     for b in bits[1:]:
         out = out ^ b
     return out
+
+
+def _or(values):
+    """OR of a list of values (0 for none)."""
+    out = Const(0)
+    for v in values:
+        out = out | v
+    return out
+
+
+#: Cycles the weight loader (:class:`WeightLoader`) takes per 32-bit image word.
+LOADER_CYCLES_PER_WORD = 3
 
 
 class InputFramer(wiring.Component):
@@ -147,9 +159,10 @@ class WeightLoader(wiring.Component):
         of the frame is then dropped (and still counted and checksummed, the zero padding of
         its last beat included).
 
-    Throughput: one word per two cycles (the first registers the word's comparisons with the
-    magic, end and section-header words; ``i.ready`` on a beat's last word): an image is
-    loaded once, and no 32-bit compare stands before the FSM's clock enables. Latency: a memory
+    Throughput: one word per :data:`LOADER_CYCLES_PER_WORD` (3) cycles (the first registers the word's comparisons with the
+    magic, end and section-header words, the second the header decode of them; ``i.ready`` on
+    a beat's last word): an image is loaded once, and no 32-bit compare and no OR of many
+    stands before the FSM's clock enables. Latency: a memory
     entry is written one cycle after its last word is taken.
     """
 
@@ -186,9 +199,12 @@ class WeightLoader(wiring.Component):
         word = self.i.payload.data[:32] if n == 1 else self.i.payload.data.word_select(widx, 32)
         beat_end = (widx == n - 1) if n > 1 else 1
         last = self.i.payload.last & beat_end          # the frame's last word
-        # every word takes two cycles: in the first its comparisons with the constants the
-        # FSM looks for are registered (flag()), in the second it is taken, so no 32-bit
-        # compare lies between the word and the FSM's clock enables (an image is loaded once)
+        # every word takes three cycles (LOADER_CYCLES_PER_WORD): in the first its comparisons with the constants the
+        # FSM looks for are registered (flag()), in the second what the FSM needs of them
+        # (a section header, its section's select and words per entry), in the third it is
+        # taken: no 32-bit compare and no wide OR of compares lies before the FSM's clock
+        # enables (an image is loaded once; with the header decode in the taking cycle, CNV-W1A1's
+        # ECP5 path ran from the flags to the address register's enable, 8.5-8.9 ns)
         # (section, chunk, first entry, header word) of every section header the image may hold
         chunk_headers = []
         for k, (lay, kind, entries, width) in enumerate(secs):
@@ -197,16 +213,16 @@ class WeightLoader(wiring.Component):
                 chunk_headers.append((k, j, first, wimg.header(lay, kind | (wimg.MEM_CONTINUE if j else 0), count * wpe)))
         consts = list(dict.fromkeys([wimg.IMAGE_MAGIC, wimg.END_WORD] + [h for *_, h in chunk_headers]))
         flags = Signal(len(consts))
-        phase = Signal()
+        phase = Signal(3, init=1)                      # one-hot: compare, decode, take
 
         def flag(const):
             """The registered ``word == const`` of the word being taken."""
             return flags[consts.index(const)]
 
         with m.If(loading & self.i.valid):
-            m.d.sync += phase.eq(~phase)
+            m.d.sync += phase.eq(phase.rotate_left(1))
         with m.If(~loading):
-            m.d.sync += phase.eq(0)
+            m.d.sync += phase.eq(1)
         # a continuation header counts only right after the previous chunk of its memory: that
         # test is registered with the word's flag (sel and addr change only when a word is taken)
         cont = {}
@@ -215,14 +231,26 @@ class WeightLoader(wiring.Component):
                 cont[h] = cont.get(h, 0) | ((sel == k) & (addr == first))
         wpe_last = Signal(range(max(2, self.max_wpe)))   # the section's words per entry - 1, set with sel
         last_r, entry_done, left_one = Signal(), Signal(), Signal()
-        with m.If(~phase):
+        with m.If(phase[0]):
             m.d.sync += [flags.eq(Cat(*[(word == c) & cont.get(c, 1) for c in consts])),
                          last_r.eq(last), entry_done.eq(wi == wpe_last), left_one.eq(left == 1)]
+        # the header decode of the flags, registered in the second cycle: a section header at
+        # all (`hdr_hit`), a section's first chunk (`hdr_first`), and that section's select and
+        # words per entry - 1 (the flags of first chunks are one-hot: their header words differ)
+        hdr_hit, hdr_first = Signal(), Signal()
+        sel_n, wpe_n = Signal.like(sel), Signal.like(wpe_last)
+        firsts = [(k, flag(h)) for k, j, _, h in chunk_headers if j == 0]
+        with m.If(phase[1]):
+            m.d.sync += [hdr_hit.eq(_or([flag(h) for *_, h in chunk_headers])),
+                         hdr_first.eq(_or([f for _, f in firsts])),
+                         sel_n.eq(_or([Mux(f, k, 0) for k, f in firsts])),
+                         wpe_n.eq(_or([Mux(f, wimg.words_per_entry(secs[k][3]) - 1, 0) for k, f in firsts]))]
         accept = Signal()
         finish = Signal()                              # end word in the last beat: rest is padding
-        # (phase rises only with a word offered, which stays offered until i.ready, itself only in
-        # phase 1: so phase implies i.valid, and accept needs no input from outside the loader)
-        m.d.comb += [accept.eq(loading & phase), self.i.ready.eq(loading & phase & (beat_end | finish))]
+        # (phase moves on only with a word offered, which stays offered until i.ready, itself only
+        # in the taking phase: so that phase implies i.valid, and accept needs no input from
+        # outside the loader)
+        m.d.comb += [accept.eq(loading & phase[2]), self.i.ready.eq(loading & phase[2] & (beat_end | finish))]
         if n > 1:
             with m.If(accept):
                 m.d.sync += widx.eq(Mux(beat_end | finish, 0, widx + 1))
@@ -247,7 +275,7 @@ class WeightLoader(wiring.Component):
         # slot's enable is then an AND of two registers (`phase`, the one-hot `wsel`), nothing
         # of the FSM's state before the wide assembly register's clock enables
         for k in range(self.max_wpe):
-            with m.If(phase & wsel[k]):
+            with m.If(phase[2] & wsel[k]):
                 m.d.sync += asm[32 * k:32 * (k + 1)].eq(word)
         err = self.format_error
         with m.FSM(name="loader"):
@@ -271,15 +299,11 @@ class WeightLoader(wiring.Component):
                             with m.Else():
                                 m.d.comb += finish.eq(1)
                     with m.Else():
-                        hit = Signal()
-                        for k, j, _, h in chunk_headers:
-                            with m.If(flag(h)):     # a continuation: sel and addr tested with it
-                                m.d.comb += hit.eq(1)
-                                if j == 0:
-                                    m.d.sync += [sel.eq(k), addr.eq(0),
-                                                 wpe_last.eq(wimg.words_per_entry(secs[k][3]) - 1)]
+                        # (a continuation's flag holds only right after the chunk before it: cont)
+                        with m.If(hdr_first):
+                            m.d.sync += [sel.eq(sel_n), addr.eq(0), wpe_last.eq(wpe_n)]
                         m.d.sync += [left.eq(word[:20]), wi.eq(0), wsel.eq(1)]
-                        with m.If(hit & ~last_r):
+                        with m.If(hdr_hit & ~last_r):
                             m.next = "PAYLOAD"
                         with m.Else():
                             m.d.comb += err.eq(1)

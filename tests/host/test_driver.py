@@ -25,6 +25,7 @@ from bitplane.core import regmap
 from bitplane.core.regmap import mask as _bit, offset as _r
 from bitplane.core import weightimage as wimg
 from bitplane.host.sim_transport import SimTransport
+from bitplane.hw.framing import LOADER_CYCLES_PER_WORD
 from tests.support.networks import EXAMPLES, ROOT, inputs as _inputs
 
 
@@ -317,7 +318,7 @@ def test_xdma_stand_in_end_to_end_traffic_matches_the_rtl(tiny, tmp_path, monkey
         for off, val in writes[:3]:
             sim.write_reg(off, val)
         sim.send(image)
-        sim.run_cycles(2 * (len(image) // 4) + 100)      # the weight loader takes a word every two cycles
+        sim.run_cycles(LOADER_CYCLES_PER_WORD * (len(image) // 4) + 100)
         assert sim.read_reg(_r("WEIGHT_CHECKSUM")) == m["weights"]["checksum"]
         for k in range(len(x)):
             sim.send(frames[k * len(frames) // len(x):(k + 1) * len(frames) // len(x)])
