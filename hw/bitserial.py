@@ -38,7 +38,7 @@ from bitplane.core.intmath import signed_bits
 from .memory import (BLOCK_RAM_18K_SHAPES, block_memory, block_tiles, in_lut_ram, loadable_ports, splittable,
                      tiled_read)
 from .popcount import CompressorPopcount, popcount_latency
-from .stream_blocks import StreamFIFO, counter_step, credit_room
+from .stream_blocks import CREDIT_RETURN, StreamFIFO, counter_step, credit_room
 
 
 
@@ -355,10 +355,11 @@ def popcount_stages(cfg: EngineConfig) -> int:
 def output_credits(cfg: EngineConfig) -> int:
     """Words of the engine's output FIFO (its credits): enough for the row folds issued during a
     credit's round trip (its fold's last issue, :func:`engine_latency` cycles to the output
-    register, one into the FIFO, taken: ``engine_latency + 2`` cycles), so that a consumer
-    always ready never sees a gap (one fewer does: tests/hw/test_bitserial.py)."""
+    register, one into the FIFO, taken, returned: ``engine_latency + 2 + CREDIT_RETURN``
+    cycles, :func:`~bitplane.hw.stream_blocks.credit_room`), so that a consumer always ready
+    never sees a gap (one fewer does: tests/hw/test_bitserial.py)."""
     per_fold = cfg.sf * cfg.w_planes * cfg.a_planes
-    return max(2, -(-(engine_latency(cfg) + 1) // per_fold) + 1)
+    return max(2, -(-(engine_latency(cfg) + 1 + CREDIT_RETURN) // per_fold) + 1)
 
 
 def engine_latency(cfg: EngineConfig) -> int:

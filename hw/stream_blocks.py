@@ -43,16 +43,25 @@ def last_after_step(ctr, last, n: int):
     return Mux(last, n == 1, ctr == n - 2)
 
 
+#: Cycles from a word taken from a credit-controlled FIFO to its credit's return (:func:`credit_room`).
+CREDIT_RETURN = 1
+
+
 def credit_room(m, fifo: "StreamFIFO", spend) -> Signal:
     """Credit-based flow control into ``fifo`` (a :class:`StreamFIFO`) from a pipeline that never
     stops: ``spend`` marks a cycle that commits the pipeline to one more word for the FIFO; the
     returned ``room`` (a register) says one more may be committed: the words committed and not yet
     taken from the FIFO are below its depth, so the FIFO never overflows. The producer gates its
-    issue with ``room``; the consumer's ``ready`` reaches only the FIFO and this count (the MVTU,
-    the sliding window)."""
+    issue with ``room``; the consumer's ``ready`` reaches only the FIFO's read side and a
+    register here: a word taken returns its credit a cycle later (:data:`CREDIT_RETURN`; the
+    consumer's ``ready`` straight into the count was CNV-W1A1's ECP5 path at one placement, from
+    an MVTU's full flag through the width converter to the window's ``room``, 9.95 ns). The
+    MVTU and the sliding window use it."""
     owed, nxt = Signal(range(fifo.depth + 1), name="owed"), Signal(range(fifo.depth + 1), name="owed_next")
     room = Signal(init=1, name="room")
-    m.d.comb += nxt.eq(owed + spend - (fifo.o.valid & fifo.o.ready))
+    taken = Signal(name="taken")
+    m.d.sync += taken.eq(fifo.o.valid & fifo.o.ready)
+    m.d.comb += nxt.eq(owed + spend - taken)
     m.d.sync += [owed.eq(nxt), room.eq(nxt < fifo.depth)]
     return room
 
@@ -292,10 +301,10 @@ def window_need(height: int, width: int, c_words: int, kernel: int, stride: int,
 
 
 #: Words of a :class:`SlidingWindow`'s output FIFO, its credits: a credit's round trip (the issue,
-#: the block RAM read, its register, into the FIFO, offered, taken) is 5 cycles, so with 5 a
-#: consumer always ready sees a word every cycle (with 4, a gap every 5 words:
-#: tests/hw/test_stream_blocks.py).
-WINDOW_CREDITS = 5
+#: the block RAM read, its register, into the FIFO, offered, taken, returned: ``5 +``
+#: :data:`CREDIT_RETURN` cycles), so that a consumer always ready sees a word every cycle (with
+#: one fewer, a gap every few words: tests/hw/test_stream_blocks.py).
+WINDOW_CREDITS = 5 + CREDIT_RETURN
 
 
 class SlidingWindow(wiring.Component):
