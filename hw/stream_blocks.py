@@ -606,32 +606,36 @@ class SlidingWindow(wiring.Component):
         def mod_add(a, k):
             return ring_add(a, k, RB)
 
+        # the loop ends tested one at a time, the widest first (e_frame implies e_row, e_row
+        # e_win, e_win e_kw: they are set together), not nested: every enable is `issue` and
+        # registers (nested, each end's enable was an AND chain after `issue`: five LUT levels
+        # from the credit `room` to a_nf's enable, CNV-W1A1's ECP5 path in block 5's pool)
         with m.If(issue):
             m.d.sync += counter_step(ch, ch_l, CW)
             with m.If(ch_l):
                 m.d.sync += counter_step(kw, kw_l, K)
             with m.If(e_kw):  # end of a kernel row
                 m.d.sync += counter_step(kh, kh_l, K)
-                with m.If(e_win):
-                    m.d.sync += counter_step(ox, ox_l, self.OW)
-                    with m.If(e_row):
-                        m.d.sync += [x0.eq(-l), c_x0.eq(-l * CW), col.eq(-l * CW), *counter_step(oy, oy_l, self.OH)]
-                        with m.If(e_frame):
-                            # next frame: row 0 of the next frame sits H slots further
-                            m.d.sync += rows_at(-t)
-                            m.d.comb += r_next.eq(1)
-                            m.d.sync += [y0.eq(-t),
-                                         slot_nf.eq(mod_add(slot_nf, H)), slot_y0.eq(slot_nf),
-                                         a_nf.eq(ring_add(a_nf, H * WC)), a_y0.eq(a_nf), a_row.eq(a_nf)]
-                        with m.Else():
-                            m.d.sync += rows_step()
-                            m.d.sync += [y0.eq(y0 + s), slot_y0.eq(mod_add(slot_y0, s)),
-                                         a_y0.eq(ring_add(a_y0, s * WC)), a_row.eq(ring_add(a_y0, s * WC))]
-                    with m.Else():
-                        m.d.sync += [x0.eq(x0 + s), c_x0.eq(c_x0 + s * CW),
-                                     col.eq(c_x0 + s * CW), a_row.eq(a_y0)]
-                with m.Else():
-                    m.d.sync += [col.eq(c_x0), a_row.eq(ring_add(a_row, WC))]
+            with m.If(e_win):
+                m.d.sync += counter_step(ox, ox_l, self.OW)
+            with m.If(e_row):
+                m.d.sync += [x0.eq(-l), c_x0.eq(-l * CW), col.eq(-l * CW), *counter_step(oy, oy_l, self.OH)]
+            with m.If(e_frame):
+                # next frame: row 0 of the next frame sits H slots further
+                m.d.sync += rows_at(-t)
+                m.d.comb += r_next.eq(1)
+                m.d.sync += [y0.eq(-t),
+                             slot_nf.eq(mod_add(slot_nf, H)), slot_y0.eq(slot_nf),
+                             a_nf.eq(ring_add(a_nf, H * WC)), a_y0.eq(a_nf), a_row.eq(a_nf)]
+            with m.Elif(e_row):
+                m.d.sync += rows_step()
+                m.d.sync += [y0.eq(y0 + s), slot_y0.eq(mod_add(slot_y0, s)),
+                             a_y0.eq(ring_add(a_y0, s * WC)), a_row.eq(ring_add(a_y0, s * WC))]
+            with m.Elif(e_win):
+                m.d.sync += [x0.eq(x0 + s), c_x0.eq(c_x0 + s * CW),
+                             col.eq(c_x0 + s * CW), a_row.eq(a_y0)]
+            with m.Elif(e_kw):
+                m.d.sync += [col.eq(c_x0), a_row.eq(ring_add(a_row, WC))]
             with m.Else():
                 m.d.sync += col.eq(col + 1)
         return m
