@@ -812,9 +812,9 @@ class BitSerialMVTU(wiring.Component):
         # each weight plane, and iend marks a weight plane's last issue
         v1 = Signal()
         nf1, i1, j1 = Signal.like(nf), Signal.like(i), Signal.like(j)
-        last1, sa1, sa_first1, sa_last1, dbl1, iend1 = (Signal() for _ in range(6))
-        if not c.needs_sa:              # no S_a counted: its controls are constants, no registers
-            sa1 = sa_first1 = sa_last1 = Const(0)
+        last1, dbl1, iend1 = (Signal() for _ in range(3))
+        # no S_a counted: its controls are constants, no registers
+        sa1, sa_first1, sa_last1 = (Signal() for _ in range(3)) if c.needs_sa else (Const(0),) * 3
         # exponent of the pair issued: (Pw-1-i) + (Pa-1-j); it falls by one from the previous
         # sweep at each step of the inner plane loop, and at a step of the outer one when the
         # inner loop has one plane (two: unchanged there; more: two-level Horner or none,
