@@ -1060,12 +1060,18 @@ class BitSerialMVTU(wiring.Component):
             m.d.sync += dv.eq(k.v & k.iend)
             # (a row's last issue is its last weight plane's last: v4 implies dv)
             m.d.comb += oclear.eq(v4 | fresh)
-            dneg = None if k.outer_neg is None else delay([k.outer_neg], "b")[0]
+            # the weight plane's sign a stage on, a copy per ACT_FANOUT PEs (kept apart, like the
+            # activation plane): one register driving every PE's add/subtract was the demo's ECP5
+            # path at two placements (block 0's outer_neg -> an outer accumulator, 6.3 ns routing)
+            dneg = None
+            if k.outer_neg is not None:
+                dneg = [Signal(name=f"outer_neg_b{g}", attrs={"keep": 1}) for g in range(-(-c.pe // ACT_FANOUT))]
+                m.d.sync += [d.eq(k.outer_neg) for d in dneg]
             outer = [Signal(signed(AW), name=f"outer{pe}", reset_less=True) for pe in range(c.pe)]
             res_o = [Signal(signed(AW), name=f"reso{pe}") for pe in range(c.pe)]
             for pe in range(c.pe):
                 onxt = Signal(signed(AW), name=f"outern{pe}")
-                term = res4[pe] if dneg is None else SimpleNamespace(mag=res4[pe], neg=dneg)
+                term = res4[pe] if dneg is None else SimpleNamespace(mag=res4[pe], neg=dneg[pe // ACT_FANOUT])
                 m.d.comb += onxt.eq(_accumulate_term(outer[pe] << 1, term, AW))
                 with m.If(oclear):                  # at the row's end and by the reset, as acc
                     m.d.sync += outer[pe].eq(0)

@@ -64,6 +64,8 @@ CASES = [
     # more PEs than one register of the selected activation plane feeds (ACT_FANOUT): copies
     (9, 8, 9, 4, ("dorefa", 2), ("uact", 2), 3),
     (10, 16, 10, 8, ("sign", 1), ("signact", 1), 1),
+    # and of the weight plane's sign for the outer sums of two-level Horner (outer_neg copies)
+    (6, 8, 6, 4, ("int", 3), ("uact", 3), 3),
     # one column fold and 8 activation planes under 1-bit weights (CNV's conv0): the Horner
     # accumulator doubles at every issue but the first (EngineConfig.horner_doubles_always)
     (4, 9, 2, 9, ("bwn", 1), ("uact", 8), 1),
