@@ -159,11 +159,11 @@ class WeightLoader(wiring.Component):
         of the frame is then dropped (and still counted and checksummed, the zero padding of
         its last beat included).
 
-    Throughput: one word per :data:`LOADER_CYCLES_PER_WORD` (3) cycles (the first registers the word's comparisons with the
-    magic, end and section-header words, the second the header decode of them; ``i.ready`` on
-    a beat's last word): an image is loaded once, and no 32-bit compare and no OR of many
-    stands before the FSM's clock enables. Latency: a memory
-    entry is written one cycle after its last word is taken.
+    Throughput: one word per :data:`LOADER_CYCLES_PER_WORD` (3) cycles (the first registers
+    the word's comparisons with the magic, end and section-header words, the second the header
+    decode of them; ``i.ready`` on a beat's last word): an image is loaded once, and no 32-bit
+    compare and no OR of many stands before the FSM's clock enables. Latency: a memory entry is
+    written one cycle after its last word is taken.
     """
 
     def __init__(self, beat_bits: int, sections, max_count: int = wimg.MAX_COUNT):
@@ -199,12 +199,12 @@ class WeightLoader(wiring.Component):
         word = self.i.payload.data[:32] if n == 1 else self.i.payload.data.word_select(widx, 32)
         beat_end = (widx == n - 1) if n > 1 else 1
         last = self.i.payload.last & beat_end          # the frame's last word
-        # every word takes three cycles (LOADER_CYCLES_PER_WORD): in the first its comparisons with the constants the
-        # FSM looks for are registered (flag()), in the second what the FSM needs of them
-        # (a section header, its section's select and words per entry), in the third it is
-        # taken: no 32-bit compare and no wide OR of compares lies before the FSM's clock
-        # enables (an image is loaded once; with the header decode in the taking cycle, CNV-W1A1's
-        # ECP5 path ran from the flags to the address register's enable, 8.5-8.9 ns)
+        # every word takes three cycles (LOADER_CYCLES_PER_WORD): in the first its comparisons
+        # with the constants the FSM looks for are registered (flag()), in the second what the
+        # FSM needs of them (a section header, its section's select and words per entry), in the
+        # third it is taken: no 32-bit compare and no wide OR of compares lies before the FSM's
+        # clock enables (an image is loaded once; with the header decode in the taking cycle,
+        # CNV-W1A1's ECP5 path ran from the flags to the address register's enable, 8.5-8.9 ns)
         # (section, chunk, first entry, header word) of every section header the image may hold
         chunk_headers = []
         for k, (lay, kind, entries, width) in enumerate(secs):

@@ -68,15 +68,15 @@ def tiled_read(m, tiles, wr, addr, bank_depth: int, columns):
     the read data, three registers after the address (like a memory read followed by two
     registers): each bank's read data registered as it is (the block RAM's own output register
     on ECP5: :mod:`bitplane.synth.ecp5_outreg`) and again in the fabric, then the bank selected
-    by the address's high bits (registered three times). A deep memory's tiles lie all over the
-    device (CNV-W1A1's on ECP5: 134 of 208 block RAMs in use): from a far tile's output
-    register straight to the bank multiplexer was 7.09 ns of routing, the critical path.
+    by the address's high bits (registered three times). A write reaches the tiles one cycle
+    after ``wr`` offers it: the address and data registered once more, and every tile's write
+    enable (its bank's address test) a register of its own, kept apart in synthesis (``keep``:
+    :data:`bitplane.synth.flow.KEEP_REGISTERS`).
 
-    A write reaches the tiles one cycle after ``wr`` offers it: the address and data registered
-    once more, and every tile's write enable (its bank's address test) a register of its own,
-    kept apart in synthesis (``keep``: :data:`bitplane.synth.flow.KEEP_REGISTERS`). A deep
-    memory's tiles lie all over the device; decoded at the tiles from one ``valid``, the enable
-    was CNV-W1A1's critical path on ECP5 (9.62 ns, 8.49 of them routing)."""
+    A deep memory's tiles lie all over the device (CNV-W1A1's on ECP5: 134 of 208 block RAMs
+    in use): with the write enables decoded at the tiles from one ``valid``, and then with a
+    far tile's output register straight into the bank multiplexer, those were CNV-W1A1's
+    critical paths on ECP5 (9.62 ns, 8.49 of them routing; 10.22 ns, 7.09 of them one net)."""
     lb = max(0, (bank_depth - 1).bit_length()) if len(tiles) > 1 else None
     wa = Signal.like(wr.payload.addr, name="tiles_wr_addr", reset_less=True)
     wd = Signal.like(wr.payload.data, name="tiles_wr_data", reset_less=True)

@@ -182,7 +182,8 @@ class Core(wiring.Component):
     weight image), ``clear_counters``, ``clear_checksum`` (pulses); ``frames_in``,
     ``frames_out`` (32), ``cycles`` (64), ``checksum``, ``words`` (32), ``loading``,
     ``busy`` (1), ``err`` (3: ERROR bits 2..0 to set, registered: a cycle after the event, and
-    not cleared by ``soft_reset``, so an event in the cycle of a reset is still reported); ``soft_reset`` (In(1)): resets
+    not cleared by ``soft_reset``, so an event in the cycle of a reset is still reported);
+    ``soft_reset`` (In(1)): resets
     everything here one cycle later, each part through a register of its own, but the memories'
     contents.
     """
