@@ -53,8 +53,21 @@ RAM_STYLES = ("auto", "block", "distributed")
 #: on Xilinx 7-series/UltraScale, a few more cycles of latency). ``bitplane compile --device``
 #: picks it from the device's LUT size.
 POPCOUNT_STYLES = ("adder", "lut6")
-#: PEs fed by one register of the selected activation plane (adder popcounts; more PEs get copies).
+#: PEs fed by one register of the selected activation plane (adder popcounts; more PEs get copies),
+#: and by one register of the outer Horner sums' sign (:func:`_pe_group_registers`).
 ACT_FANOUT = 4
+
+
+def _pe_group_registers(m, value, width: int, pe: int, name: str, first=None) -> list:
+    """``value`` registered once per :data:`ACT_FANOUT` of ``pe`` PEs (PE ``p`` reads copy ``p //
+    ACT_FANOUT``), the copies kept apart (``keep``, which the synthesis flow carries onto their
+    flip-flops: ``synth.flow.KEEP_REGISTERS``): one register driving every PE was an ECP5 critical
+    path (the activation plane, the outer sums' sign). ``first``: a register of ``value`` the
+    engine has anyway, copy 0; the others are named ``name`` and their index."""
+    start = 0 if first is None else 1
+    copies = [Signal(width, name=f"{name}{k}", attrs={"keep": 1}) for k in range(start, -(-pe // ACT_FANOUT))]
+    m.d.sync += [r.eq(value) for r in copies]
+    return ([] if first is None else [first]) + copies
 
 
 def xnor_compatible(w_coefs, w_offset, a_coefs, a_offset) -> bool:
@@ -875,9 +888,7 @@ class BitSerialMVTU(wiring.Component):
         demo's ECP5 critical path."""
         c = self.cfg
         CH = POP_CHUNK
-        a_pe = [a_sel] + [Signal(c.simd, name=f"a_sel{k}", attrs={"keep": 1})
-                          for k in range(1, -(-c.pe // ACT_FANOUT))]
-        m.d.sync += [a.eq(a_next) for a in a_pe[1:]]
+        a_pe = _pe_group_registers(m, a_next, c.simd, c.pe, "a_sel", first=a_sel)
         chunks = [(lo, min(c.simd, lo + CH)) for lo in range(0, c.simd, CH)]
         part_a = [Signal(range(hi - lo + 1), name=f"popa_{lo}") for lo, hi in chunks] if c.needs_sa else None
         part_w = [[Signal(range(hi - lo + 1), name=f"pop{pe}_{lo}") for lo, hi in chunks] for pe in range(c.pe)]
@@ -1060,13 +1071,10 @@ class BitSerialMVTU(wiring.Component):
             m.d.sync += dv.eq(k.v & k.iend)
             # (a row's last issue is its last weight plane's last: v4 implies dv)
             m.d.comb += oclear.eq(v4 | fresh)
-            # the weight plane's sign a stage on, a copy per ACT_FANOUT PEs (kept apart, like the
-            # activation plane): one register driving every PE's add/subtract was the demo's ECP5
-            # path at two placements (block 0's outer_neg -> an outer accumulator, 6.3 ns routing)
-            dneg = None
-            if k.outer_neg is not None:
-                dneg = [Signal(name=f"outer_neg_b{g}", attrs={"keep": 1}) for g in range(-(-c.pe // ACT_FANOUT))]
-                m.d.sync += [d.eq(k.outer_neg) for d in dneg]
+            # the weight plane's sign a stage on, a copy per ACT_FANOUT PEs: one register driving
+            # every PE's add/subtract was the demo's ECP5 path at two placements (block 0's
+            # outer_neg -> an outer accumulator, 6.3 ns routing)
+            dneg = None if k.outer_neg is None else _pe_group_registers(m, k.outer_neg, 1, c.pe, "outer_neg_b")
             outer = [Signal(signed(AW), name=f"outer{pe}", reset_less=True) for pe in range(c.pe)]
             res_o = [Signal(signed(AW), name=f"reso{pe}") for pe in range(c.pe)]
             for pe in range(c.pe):
