@@ -507,13 +507,23 @@ class SlidingWindow(wiring.Component):
             adv = adv_r
         else:
             adv = can_write(row_tests(w_row_nx), ahd_nx)
-        # within a row, the test of the writer's row registered first (`stay`; at a row end, the
-        # next row's test `ready` takes too, so the compares of `w_row_nx` are not made twice):
-        # a compare and two multiplexers before a register, none before `ready`'s (the reader's
-        # state one move older still: safe, as above)
-        stay = Signal()
-        m.d.sync += stay.eq(Mux(row_end, adv, can_write(row_tests(w_row), ahead)))
-        m.d.sync += ready.eq(Mux(row_end, adv, stay))
+        # within a row, the test of the writer's row in three stages: its compares (`w_tests`),
+        # the choice by the frames ahead (`stay_pre`), then `stay`, which takes the next row's
+        # test at a row end (as `ready` does, so the compares of `w_row_nx` are not made twice)
+        # and keeps its value for the two cycles after one (`keep`: `stay_pre` still tests the
+        # old row then). Each stage is a compare or a few multiplexers before a register (the
+        # demo's ECP5 path was a compare and both choices in one cycle); the tests are up to
+        # four cycles old, the reader's state older only (safe, as above)
+        # (initial values: row 0 of the first frame may be written, as in the reset state)
+        w_tests = [Signal(name=f"w_{n}", init=v) for n, v in (("h", 1), ("lim", 1), ("limn", 0))]
+        ahd_w = Signal(2)
+        stay_pre, stay = Signal(init=1, name="stay_pre"), Signal(init=1, name="stay")
+        ended, keep = Signal(name="ended"), Signal(name="keep")
+        m.d.sync += [*(r.eq(t) for r, t in zip(w_tests, row_tests(w_row))), ahd_w.eq(ahead),
+                     stay_pre.eq(can_write(w_tests, ahd_w)),
+                     ended.eq(row_end), keep.eq(row_end | ended),
+                     stay.eq(Mux(row_end, adv, Mux(keep, stay, stay_pre))),
+                     ready.eq(Mux(row_end, adv, stay))]
         wp = mem.write_port()
         m.d.comb += [wp.addr.eq(w_addr), wp.data.eq(self.i.payload), wp.en.eq(wrote)]
         with m.If(wrote):
