@@ -160,8 +160,9 @@ class WeightLoader(wiring.Component):
         its last beat included).
 
     Throughput: one word per :data:`LOADER_CYCLES_PER_WORD` (3) cycles (the first registers
-    the word's comparisons with the magic, end and section-header words, the second the header
-    decode of them; ``i.ready`` on a beat's last word): an image is loaded once, and no 32-bit
+    the word's comparisons with the magic, end and section-header words and the word itself,
+    the second the header decode of them and the word's part of the CRC; ``i.ready`` on a
+    beat's last word): an image is loaded once, and no 32-bit
     compare and no OR of many stands before the FSM's clock enables. Latency: a memory entry is
     written one cycle after its last word is taken.
     """
@@ -259,8 +260,19 @@ class WeightLoader(wiring.Component):
                      self.wr.payload.data.eq(asm)]
         with m.If(accept & (last_r | finish)):
             m.d.sync += loading.eq(0)
-        crc = Signal(32, init=wimg.CRC32_INIT)           # CRC-32 state; the register reads ~crc (zlib)
-        crc_next = Cat(*[_xor([crc[j] for j in ss] + [word[j] for j in ws]) for ss, ws in wimg.crc32_word_taps()])
+        # CRC-32 state (the register reads ~crc, as zlib). The word's own part of each next-state
+        # bit (an XOR of its taps in the word) is registered in the second cycle from the word
+        # registered in the first, so the taking cycle XORs state bits and one register: with the
+        # word's taps there too, the demo's ECP5 path ran from the input slice's read pointer
+        # through five levels of XOR (7.3 ns)
+        crc = Signal(32, init=wimg.CRC32_INIT)
+        word_r, wpart = Signal(32, reset_less=True), Signal(32, reset_less=True)
+        taps = wimg.crc32_word_taps()
+        with m.If(phase[0]):
+            m.d.sync += word_r.eq(word)
+        with m.If(phase[1]):
+            m.d.sync += wpart.eq(Cat(*[_xor([word_r[j] for j in ws] or [Const(0, 1)]) for _, ws in taps]))
+        crc_next = Cat(*[_xor([crc[j] for j in ss] + [wpart[i]]) for i, (ss, _) in enumerate(taps)])
         m.d.comb += self.checksum.eq(~crc)
         with m.If(accept):
             m.d.sync += [crc.eq(crc_next), self.words.eq(self.words + 1)]
