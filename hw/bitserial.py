@@ -740,21 +740,28 @@ class BitSerialMVTU(wiring.Component):
         SF = self.cfg.sf
         full = Signal(2)
         wbank, wptr = Signal(), Signal(range(max(SF, 2)))
+        wlast = Signal(init=int(SF == 1))              # wptr == SF - 1, a register kept with it
         wa_in = Signal(range(2 * SF))                   # = wbank*SF + wptr, counted (no multiplier)
+        # act.ready is a register: "the bank written next cycle is not full" from the next
+        # values of `full` and `wbank` (the same value the decode of the registers would give a
+        # cycle later), so the producer's width converter and FIFO see a flip-flop, not a
+        # multiplexer of the engine's flags (CNV's and TFC's ECP5 paths started there)
+        ready = Signal(init=1)
+        fire = self.act.valid & ready
         awp = abuf.write_port()
-        m.d.comb += [self.act.ready.eq(~full.bit_select(wbank, 1)),
-                     awp.addr.eq(wa_in),
-                     awp.data.eq(self.act.payload), awp.en.eq(self.act.valid & self.act.ready)]
-        set_full = Signal(2)
-        clr_full = Signal(2)
-        with m.If(self.act.valid & self.act.ready):
+        m.d.comb += [self.act.ready.eq(ready), awp.addr.eq(wa_in),
+                     awp.data.eq(self.act.payload), awp.en.eq(fire)]
+        set_full, clr_full, full_nx = Signal(2), Signal(2), Signal(2)
+        wend = fire & wlast
+        with m.If(fire):
             m.d.sync += wa_in.eq(Mux(wa_in == 2 * SF - 1, 0, wa_in + 1))
-            with m.If(wptr == SF - 1):
-                m.d.sync += [wptr.eq(0), wbank.eq(~wbank)]
+            with m.If(wlast):
+                m.d.sync += [wptr.eq(0), wlast.eq(SF == 1), wbank.eq(~wbank)]
                 m.d.comb += set_full.eq(Mux(wbank, 0b10, 0b01))
             with m.Else():
-                m.d.sync += wptr.eq(wptr + 1)
-        m.d.sync += full.eq((full | set_full) & ~clr_full)
+                m.d.sync += [wptr.eq(wptr + 1), wlast.eq(wptr == SF - 2)]
+        m.d.comb += full_nx.eq((full | set_full) & ~clr_full)
+        m.d.sync += [full.eq(full_nx), ready.eq(~full_nx.bit_select(wbank ^ wend, 1))]
         return full, clr_full
 
     def _issue(self, m, full, clr_full, mems, q):
