@@ -54,7 +54,8 @@ RAM_STYLES = ("auto", "block", "distributed")
 #: picks it from the device's LUT size.
 POPCOUNT_STYLES = ("adder", "lut6")
 #: PEs fed by one register of the selected activation plane (adder popcounts; more PEs get copies),
-#: and by one register of the outer Horner sums' sign (:func:`_pe_group_registers`).
+#: and by one register of each sign a Horner term or a coefficient table applies (the pair's,
+#: the outer sums'; :func:`_pe_group_registers`).
 ACT_FANOUT = 4
 
 
@@ -62,7 +63,7 @@ def _pe_group_registers(m, value, width: int, pe: int, name: str, first=None) ->
     """``value`` registered once per :data:`ACT_FANOUT` of ``pe`` PEs (PE ``p`` reads copy ``p //
     ACT_FANOUT``), the copies kept apart (``keep``, which the synthesis flow carries onto their
     flip-flops: ``synth.flow.KEEP_REGISTERS``): one register driving every PE was an ECP5 critical
-    path (the activation plane, the outer sums' sign). ``first``: a register of ``value`` the
+    path (the activation plane, the terms' and the outer sums' signs). ``first``: a register of ``value`` the
     engine has anyway, copy 0; the others are named ``name`` and their index."""
     start = 0 if first is None else 1
     copies = [Signal(width, name=f"{name}{k}", attrs={"keep": 1}) for k in range(start, -(-pe // ACT_FANOUT))]
@@ -972,16 +973,18 @@ class BitSerialMVTU(wiring.Component):
         m.d.sync += [v3.eq(v2), nf3.eq(nf2), last3.eq(last2), dbl3.eq(dbl2), iend3.eq(iend2),
                      # a sum's last issue (valid): the accumulators' clear (_accumulate)
                      vend3.eq(v2 & (iend2 if c.horner_levels == 2 else last2))]
-        # Horner mode: the sign of each issued pair's coefficient (one register shared by the PEs;
-        # two-level: the activation plane's sign here, the weight plane's for the outer sum)
+        # Horner mode: the sign of each issued pair's coefficient (a register per ACT_FANOUT PEs,
+        # _pe_group_registers: one register driving every PE's accumulator was the demo's ECP5
+        # path, 3.7 ns of routing; two-level: the activation plane's sign here, the weight
+        # plane's for the outer sum)
         levels = c.horner_levels
         ws, as_ = c.plane_signs()
         term_neg, outer_neg = None, None
         if levels:
             negs = [ws[ii] ^ as_[jj] if levels == 1 else as_[jj] for ii in range(Pw) for jj in range(Pa)]
             if any(negs):
-                term_neg = Signal(name="term_neg")
-                m.d.sync += term_neg.eq(Array([Const(int(v), 1) for v in negs])[i2 * Pa + j2])
+                term_neg = _pe_group_registers(m, Array([Const(int(v), 1) for v in negs])[i2 * Pa + j2], 1, PE,
+                                               "term_neg")
             if levels == 2 and any(ws):
                 outer_neg = Signal(name="outer_neg")
                 m.d.sync += outer_neg.eq(Array([Const(int(v), 1) for v in ws])[i2])
@@ -990,12 +993,18 @@ class BitSerialMVTU(wiring.Component):
         uniform = all(len(set(col)) == 1 for col in c.w_coefs)
         plain = c.xnor or c.horner_shift is not None      # the popcount as it is, no coefficient table
         prod3 = []
+        uneg = None          # uniform tables: the sign depends on the issue only, a copy per ACT_FANOUT PEs
+        if not plain and uniform:
+            u_vals = [c.w_coefs[ii][0] * c.a_coefs[jj] for ii in reversed(range(Pw)) for jj in reversed(range(Pa))]
+            if any(v < 0 for v in u_vals):
+                uneg = _pe_group_registers(m, Array([Const(int(v < 0), 1) for v in u_vals])[i2 * Pa + j2], 1, PE,
+                                           "prod_neg")
         for pe in range(PE):
             if plain:
                 pr = Signal(ceil_log2(SIMD + 1), name=f"prod{pe}")
                 m.d.sync += pr.eq(p2[pe])
                 if term_neg is not None:
-                    pr = SimpleNamespace(mag=pr, neg=term_neg)
+                    pr = SimpleNamespace(mag=pr, neg=term_neg[pe // ACT_FANOUT])
             else:
                 vals = []
                 for f in range(NF if not uniform else 1):
@@ -1005,7 +1014,7 @@ class BitSerialMVTU(wiring.Component):
                 idx = (i2 * Pa + j2) if uniform else ((nf2 * Pw + i2) * Pa + j2)
                 if uniform or len(vals) <= 16:
                     pr = _signed_table(m, p2[pe], vals, idx, SIMD, f"prod{pe}",
-                                       neg=prod3[0].neg if uniform and pe else None)
+                                       neg=None if uneg is None else uneg[pe // ACT_FANOUT])
                 else:               # per-row coefficients of many row folds: one multiplier
                     pr = Signal(signed(signed_bits(min(0, min(vals) * SIMD), max(0, max(vals) * SIMD))),
                                 name=f"prod{pe}")

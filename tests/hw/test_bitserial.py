@@ -66,6 +66,9 @@ CASES = [
     (10, 16, 10, 8, ("sign", 1), ("signact", 1), 1),
     # and of the weight plane's sign for the outer sums of two-level Horner (outer_neg copies)
     (6, 8, 6, 4, ("int", 3), ("uact", 3), 3),
+    # and of the terms' signs (signed activations' top plane; a ternary table's negative entries)
+    (6, 8, 6, 4, ("dorefa", 3), ("sintact", 2), 3),
+    (6, 8, 6, 8, ("ttq", 2), ("uact", 2), 3),
     # one column fold and 8 activation planes under 1-bit weights (CNV's conv0): the Horner
     # accumulator doubles at every issue but the first (EngineConfig.horner_doubles_always)
     (4, 9, 2, 9, ("bwn", 1), ("uact", 8), 1),
@@ -88,6 +91,19 @@ def test_case_paths():
     assert {c.raw for c in bip} == {True, False} and {c.raw for c in sa} == {True, False}
     assert any(c.horner_levels == 2 for c in bip) and any(c.horner_shift is None for c in bip)
     assert all(not c.bipolar for c in sa) and len(sa) == 3
+
+
+@pytest.mark.parametrize("case,copies", [((6, 8, 6, 4, ("int", 3), ("uact", 3), 3), "outer_neg_b"),
+                                         ((6, 8, 6, 4, ("dorefa", 3), ("sintact", 2), 3), "term_neg"),
+                                         ((6, 8, 6, 8, ("ttq", 2), ("uact", 2), 3), "prod_neg")])
+def test_sign_registers_per_pe_group(case, copies):
+    """Six PEs: the sign register each kind of term applies comes in two kept copies (one per
+    ACT_FANOUT PEs, hw.bitserial._pe_group_registers), not one register driving every PE."""
+    R, N, pe, simd, (wk, wb), (ak, ab), T = case
+    cfg = make_case(np.random.default_rng(1), R, N, pe, simd, wk, wb, ak, ab, T)[0]
+    v = component_verilog(BitSerialMVTU(cfg), "mvtu")
+    assert all(re.search(rf"keep = 32'd1 \*\)\s*(\(\*[^)]*\)\s*)*reg {copies}{k} ", v) for k in (0, 1))
+    assert f"{copies}2" not in v
 
 
 def test_horner_doubles_always_cases():
