@@ -50,7 +50,7 @@ def _or(values):
 
 
 #: Cycles the weight loader (:class:`WeightLoader`) takes per 32-bit image word.
-LOADER_CYCLES_PER_WORD = 3
+LOADER_CYCLES_PER_WORD = 4
 
 
 class InputFramer(wiring.Component):
@@ -159,11 +159,11 @@ class WeightLoader(wiring.Component):
         of the frame is then dropped (and still counted and checksummed, the zero padding of
         its last beat included).
 
-    Throughput: one word per :data:`LOADER_CYCLES_PER_WORD` (3) cycles (the first registers
-    the word's comparisons with the magic, end and section-header words and the word itself,
-    the second the header decode of them and the word's part of the CRC; ``i.ready`` on a
-    beat's last word): an image is loaded once, and no 32-bit
-    compare and no OR of many stands before the FSM's clock enables. Latency: a memory entry is
+    Throughput: one word per :data:`LOADER_CYCLES_PER_WORD` (4) cycles (the first registers
+    the word, the second its comparisons with the magic, end and section-header words and its
+    part of the CRC in 4-bit pieces, the third the header decode of them and the CRC part; ``i.ready`` on a beat's last word):
+    an image is loaded once, and no 32-bit compare and no OR of many stands before the FSM's
+    clock enables. Latency: a memory entry is
     written one cycle after its last word is taken.
     """
 
@@ -200,12 +200,14 @@ class WeightLoader(wiring.Component):
         word = self.i.payload.data[:32] if n == 1 else self.i.payload.data.word_select(widx, 32)
         beat_end = (widx == n - 1) if n > 1 else 1
         last = self.i.payload.last & beat_end          # the frame's last word
-        # every word takes three cycles (LOADER_CYCLES_PER_WORD): in the first its comparisons
-        # with the constants the FSM looks for are registered (flag()), in the second what the
-        # FSM needs of them (a section header, its section's select and words per entry), in the
-        # third it is taken: no 32-bit compare and no wide OR of compares lies before the FSM's
-        # clock enables (an image is loaded once; with the header decode in the taking cycle,
-        # CNV-W1A1's ECP5 path ran from the flags to the address register's enable, 8.5-8.9 ns)
+        # every word takes four cycles (LOADER_CYCLES_PER_WORD): in the first it is registered
+        # (`word_r`; the input slice's multiplexer before the 32-bit compares was the demo's ECP5
+        # path, 7.0 ns), in the second its comparisons with the constants the FSM looks for
+        # (flag()), in the third what the FSM needs of them (a section header, its section's
+        # select and words per entry), in the fourth it is taken: no 32-bit compare and no wide
+        # OR of compares lies before the FSM's clock enables (an image is loaded once; with the
+        # header decode in the taking cycle, CNV-W1A1's ECP5 path ran from the flags to the
+        # address register's enable, 8.5-8.9 ns)
         # (section, chunk, first entry, header word) of every section header the image may hold
         chunk_headers = []
         for k, (lay, kind, entries, width) in enumerate(secs):
@@ -214,7 +216,8 @@ class WeightLoader(wiring.Component):
                 chunk_headers.append((k, j, first, wimg.header(lay, kind | (wimg.MEM_CONTINUE if j else 0), count * wpe)))
         consts = list(dict.fromkeys([wimg.IMAGE_MAGIC, wimg.END_WORD] + [h for *_, h in chunk_headers]))
         flags = Signal(len(consts))
-        phase = Signal(3, init=1)                      # one-hot: compare, decode, take
+        phase = Signal(4, init=1)                      # one-hot: register, compare, decode, take
+        word_r = Signal(32, reset_less=True)
 
         def flag(const):
             """The registered ``word == const`` of the word being taken."""
@@ -233,15 +236,16 @@ class WeightLoader(wiring.Component):
         wpe_last = Signal(range(max(2, self.max_wpe)))   # the section's words per entry - 1, set with sel
         last_r, entry_done, left_one = Signal(), Signal(), Signal()
         with m.If(phase[0]):
-            m.d.sync += [flags.eq(Cat(*[(word == c) & cont.get(c, 1) for c in consts])),
-                         last_r.eq(last), entry_done.eq(wi == wpe_last), left_one.eq(left == 1)]
-        # the header decode of the flags, registered in the second cycle: a section header at
+            m.d.sync += [word_r.eq(word), last_r.eq(last), entry_done.eq(wi == wpe_last), left_one.eq(left == 1)]
+        with m.If(phase[1]):
+            m.d.sync += flags.eq(Cat(*[(word_r == c) & cont.get(c, 1) for c in consts]))
+        # the header decode of the flags, registered in the third cycle: a section header at
         # all (`hdr_hit`), a section's first chunk (`hdr_first`), and that section's select and
         # words per entry - 1 (the flags of first chunks are one-hot: their header words differ)
         hdr_hit, hdr_first = Signal(), Signal()
         sel_n, wpe_n = Signal.like(sel), Signal.like(wpe_last)
         firsts = [(k, flag(h)) for k, j, _, h in chunk_headers if j == 0]
-        with m.If(phase[1]):
+        with m.If(phase[2]):
             m.d.sync += [hdr_hit.eq(_or([flag(h) for *_, h in chunk_headers])),
                          hdr_first.eq(_or([f for _, f in firsts])),
                          sel_n.eq(_or([Mux(f, k, 0) for k, f in firsts])),
@@ -251,7 +255,7 @@ class WeightLoader(wiring.Component):
         # (phase moves on only with a word offered, which stays offered until i.ready, itself only
         # in the taking phase: so that phase implies i.valid, and accept needs no input from
         # outside the loader)
-        m.d.comb += [accept.eq(loading & phase[2]), self.i.ready.eq(loading & phase[2] & (beat_end | finish))]
+        m.d.comb += [accept.eq(loading & phase[3]), self.i.ready.eq(loading & phase[3] & (beat_end | finish))]
         if n > 1:
             with m.If(accept):
                 m.d.sync += widx.eq(Mux(beat_end | finish, 0, widx + 1))
@@ -261,17 +265,21 @@ class WeightLoader(wiring.Component):
         with m.If(accept & (last_r | finish)):
             m.d.sync += loading.eq(0)
         # CRC-32 state (the register reads ~crc, as zlib). The word's own part of each next-state
-        # bit (an XOR of its taps in the word) is registered in the second cycle from the word
-        # registered in the first, so the taking cycle XORs state bits and one register: with the
-        # word's taps there too, the demo's ECP5 path ran from the input slice's read pointer
-        # through five levels of XOR (7.3 ns)
+        # bit (an XOR of its 12-17 taps in the word) is registered in two steps, XORs of up to 4
+        # of the registered word's bits in the second cycle and of those in the third, so the
+        # taking cycle XORs state bits and one register: with the word's taps there too, the
+        # demo's ECP5 path ran from the input slice's read pointer through five levels of XOR
+        # (7.3 ns), with them in one cycle from the registered word through five levels (7.0 ns)
         crc = Signal(32, init=wimg.CRC32_INIT)
-        word_r, wpart = Signal(32, reset_less=True), Signal(32, reset_less=True)
         taps = wimg.crc32_word_taps()
-        with m.If(phase[0]):
-            m.d.sync += word_r.eq(word)
+        quads = [[ws[q:q + 4] for q in range(0, len(ws), 4)] or [[]] for _, ws in taps]
+        wquad = [[Signal(name=f"crc_w{i}_{q}", reset_less=True) for q in range(len(qs))] for i, qs in enumerate(quads)]
+        wpart = Signal(32, reset_less=True)
         with m.If(phase[1]):
-            m.d.sync += wpart.eq(Cat(*[_xor([word_r[j] for j in ws] or [Const(0, 1)]) for _, ws in taps]))
+            m.d.sync += [r.eq(_xor([word_r[j] for j in bits] or [Const(0, 1)]))
+                         for rs, qs in zip(wquad, quads) for r, bits in zip(rs, qs)]
+        with m.If(phase[2]):
+            m.d.sync += wpart.eq(Cat(*[_xor(rs) for rs in wquad]))
         crc_next = Cat(*[_xor([crc[j] for j in ss] + [wpart[i]]) for i, (ss, _) in enumerate(taps)])
         m.d.comb += self.checksum.eq(~crc)
         with m.If(accept):
@@ -287,8 +295,8 @@ class WeightLoader(wiring.Component):
         # slot's enable is then an AND of two registers (`phase`, the one-hot `wsel`), nothing
         # of the FSM's state before the wide assembly register's clock enables
         for k in range(self.max_wpe):
-            with m.If(phase[2] & wsel[k]):
-                m.d.sync += asm[32 * k:32 * (k + 1)].eq(word)
+            with m.If(phase[3] & wsel[k]):
+                m.d.sync += asm[32 * k:32 * (k + 1)].eq(word_r)
         err = self.format_error
         with m.FSM(name="loader"):
             with m.State("MAGIC"):
@@ -314,7 +322,7 @@ class WeightLoader(wiring.Component):
                         # (a continuation's flag holds only right after the chunk before it: cont)
                         with m.If(hdr_first):
                             m.d.sync += [sel.eq(sel_n), addr.eq(0), wpe_last.eq(wpe_n)]
-                        m.d.sync += [left.eq(word[:20]), wi.eq(0), wsel.eq(1)]
+                        m.d.sync += [left.eq(word_r[:20]), wi.eq(0), wsel.eq(1)]
                         with m.If(hdr_hit & ~last_r):
                             m.next = "PAYLOAD"
                         with m.Else():
