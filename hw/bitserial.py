@@ -747,8 +747,11 @@ class BitSerialMVTU(wiring.Component):
         # values of `full` and `wbank` (the same value the decode of the registers would give a
         # cycle later), so the producer's width converter and FIFO see a flip-flop, not a
         # multiplexer of the engine's flags (CNV's and TFC's ECP5 paths started there)
-        ready = Signal(init=1)
-        fire = self.act.valid & ready
+        # (two kept copies: the port's drives the producer's logic, possibly far and wide, the
+        # other only this buffer's own next-state logic, so that stays local: with one register,
+        # TFC's ECP5 path ran from it to the converter's side and back, 6.8 ns of routing)
+        ready, ready_own = (Signal(init=1, name=nm, attrs={"keep": 1}) for nm in ("ready", "ready_own"))
+        fire = self.act.valid & ready_own
         awp = abuf.write_port()
         m.d.comb += [self.act.ready.eq(ready), awp.addr.eq(wa_in),
                      awp.data.eq(self.act.payload), awp.en.eq(fire)]
@@ -762,7 +765,8 @@ class BitSerialMVTU(wiring.Component):
             with m.Else():
                 m.d.sync += [wptr.eq(wptr + 1), wlast.eq(wptr == SF - 2)]
         m.d.comb += full_nx.eq((full | set_full) & ~clr_full)
-        m.d.sync += [full.eq(full_nx), ready.eq(~full_nx.bit_select(wbank ^ wend, 1))]
+        ready_nx = ~full_nx.bit_select(wbank ^ wend, 1)
+        m.d.sync += [full.eq(full_nx), ready.eq(ready_nx), ready_own.eq(ready_nx)]
         return full, clr_full
 
     def _issue(self, m, full, clr_full, mems, q):
