@@ -577,10 +577,20 @@ class SlidingWindow(wiring.Component):
                      e_row.eq(nxt["ch"] & nxt["kw"] & nxt["kh"] & nxt["ox"]),
                      e_frame.eq(nxt["ch"] & nxt["kw"] & nxt["kh"] & nxt["ox"] & nxt["oy"])]
         same = rows_in(lambda a: ahead == a, hi_c)
-        m.d.sync += avail.eq(Mux(issue & e_row,
-                                 Mux(oy_l, rows_in(lambda a: ahead == (a + 1) % 4, hi_first),
-                                     rows_in(lambda a: ahead == a, hi_nx)),
-                                 same))
+        t_first, t_next = rows_in(lambda a: ahead == (a + 1) % 4, hi_first), rows_in(lambda a: ahead == a, hi_nx)
+        if self.OW * K * K * CW > 1:
+            # rows of two or more issues: the three tests registered first (the compares of the
+            # writer's row with the reader's limits and both choices in one cycle were the
+            # demo's ECP5 path at one placement, 7.4 ns). At a row end the limits of this cycle
+            # are those of the cycle before (the row before ended at least two cycles earlier);
+            # in the cycle after one, `same` still tests the old row, so avail keeps the value
+            # the row end gave it (a cycle late at worst: safe, as above)
+            a_first, a_next, a_same = (Signal(name=f"avail_{nm}") for nm in ("first", "next", "same"))
+            a_end = Signal(name="avail_end")
+            m.d.sync += [a_first.eq(t_first), a_next.eq(t_next), a_same.eq(same), a_end.eq(issue & e_row),
+                         avail.eq(Mux(issue & e_row, Mux(oy_l, a_first, a_next), Mux(a_end, avail, a_same)))]
+        else:
+            m.d.sync += avail.eq(Mux(issue & e_row, Mux(oy_l, t_first, t_next), same))
 
         y = Signal(signed(y0.shape().width))
         x = Signal(signed(x0.shape().width))
