@@ -136,6 +136,33 @@ def test_width_converter_pair_full_rate(li, lo):
     assert stamps[-1] - stamps[0] <= max(240 // li, 240 // lo) + 1
 
 
+@pytest.mark.parametrize("li,lo", [(4, 6), (6, 4), (4, 98)])
+def test_width_converter_banks_ready_is_a_register(li, lo):
+    """The two-bank converter's ``i.ready`` and ``o.valid`` do not follow the consumer's
+    ``ready`` within a cycle (registers: the producer's and consumer's paths stay apart)."""
+    from amaranth.sim import Simulator
+    dut = WidthConverter(2, li, lo)
+    seen = []
+
+    async def bench(ctx):
+        rng = np.random.default_rng(li)
+        for _ in range(60):
+            ctx.set(dut.i.valid, int(rng.random() < 0.7))
+            ctx.set(dut.i.payload, int(rng.integers(0, 1 << (2 * li))))
+            both = []
+            for r in (0, 1):
+                ctx.set(dut.o.ready, r)
+                both.append((ctx.get(dut.i.ready), ctx.get(dut.o.valid)))
+            seen.append(both[0] == both[1])
+            ctx.set(dut.o.ready, int(rng.random() < 0.5))
+            await ctx.tick()
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert all(seen)
+
+
 def test_width_converter_scatter_full_rate():
     el = np.arange(256) % 16
     got, stamps = run_stream(WidthConverter(4, 4, 1), pack_words(el, 4, 4), 256, gap=0, stall=0)
