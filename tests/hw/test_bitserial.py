@@ -294,6 +294,22 @@ def test_cycles_per_vector_without_stalls(popcount):
     assert ideal / total >= 0.95 * (n - 1) / n
 
 
+@pytest.mark.parametrize("rows,sf", [(2, 1), (2, 2), (2, 4), (4, 1), (4, 2), (6, 1)])
+def test_short_passes_keep_the_input_rate(rows, sf):
+    """One plane each and one to three row folds: the engine's pass over a vector takes NF*SF
+    cycles, the vector's words SF to arrive. With one row fold a bank's release must reach the
+    input's ``ready`` in the same cycle, or every vector costs a cycle more; it is seen a cycle
+    late only where the pass leaves a cycle to spare (NF*SF - SF >= 1)."""
+    rng = np.random.default_rng(rows * 10 + sf)
+    n = 16
+    cfg, wcodes, thr, dirs, vectors = make_case(rng, rows, 4 * sf, 2, 4, "bwn", 1, "uact", 1, 1, vectors=n)
+    assert cfg.sf == sf and engine_cycles(cfg) == cfg.nf * sf
+    out, stamps = run_mvtu(cfg, wcodes, thr, dirs, vectors, gap=0, stall=0)
+    assert np.array_equal(out, mvtu_reference(cfg, wcodes, thr, dirs, vectors))
+    last = stamps[cfg.nf - 1::cfg.nf]          # each vector's last output word
+    assert last[-1] - last[n // 2] == (n - 1 - n // 2) * engine_cycles(cfg)
+
+
 @pytest.mark.parametrize("popcount", ["adder", "lut6"])
 @pytest.mark.parametrize("case", [CASES[13], CASES[14], (8, 4, 2, 4, ("bwn", 1), ("uact", 1), 0),
                                   (4160, 9, 4, 9, ("bwn", 1), ("uact", 1), 1)],
