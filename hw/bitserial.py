@@ -57,6 +57,9 @@ POPCOUNT_STYLES = ("adder", "lut6")
 #: and by one register of each sign a Horner term or a coefficient table applies (the pair's,
 #: the outer sums'; :func:`_pe_group_registers`).
 ACT_FANOUT = 4
+#: Lanes whose activation-plane multiplexers one register of the plane index drives (more lanes
+#: get copies; :meth:`BitSerialMVTU._plane_select`).
+SEL_FANOUT = 16
 
 
 def _pe_group_registers(m, value, width: int, pe: int, name: str, first=None) -> list:
@@ -886,11 +889,19 @@ class BitSerialMVTU(wiring.Component):
         else:
             m.d.sync += aword.eq(arp.data)
         ctl1 = delay(ctl, "r")
-        j1 = ctl1[3]
         a_planes = [Cat(*[aword[l * Pa + p] for l in range(SIMD)]) for p in reversed(range(Pa))]   # issue order
         a_sel = Signal(SIMD)
         w_sel = [Signal(SIMD, name=f"wplane{pe}", reset_less=True) for pe in range(PE)]
-        a_next = Array(a_planes)[j1]
+        # the plane index (j1) as a kept register per SEL_FANOUT lanes, each choosing its lanes'
+        # plane: one register into every lane's multiplexer was TFC's ECP5 path (98 lanes x 8
+        # planes, 1.6 + 1.9 ns of routing in its first two hops)
+        groups = [(lo, min(SIMD, lo + SEL_FANOUT)) for lo in range(0, SIMD, SEL_FANOUT)]
+        if Pa > 1 and len(groups) > 1:
+            j_copies = [Signal.like(ctl1[3], name=f"j_sel{k}", attrs={"keep": 1}) for k in range(len(groups))]
+            m.d.sync += [r.eq(ctl[3]) for r in j_copies]
+            a_next = Cat(*(Array([pl[lo:hi] for pl in a_planes])[jc] for (lo, hi), jc in zip(groups, j_copies)))
+        else:
+            a_next = Array(a_planes)[ctl1[3]]
         m.d.sync += a_sel.eq(a_next)
         for pe in range(PE):
             m.d.sync += w_sel[pe].eq(wrp.data[pe * SIMD:(pe + 1) * SIMD])

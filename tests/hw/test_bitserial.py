@@ -69,6 +69,8 @@ CASES = [
     # and of the terms' signs (signed activations' top plane; a ternary table's negative entries)
     (6, 8, 6, 4, ("dorefa", 3), ("sintact", 2), 3),
     (6, 8, 6, 8, ("ttq", 2), ("uact", 2), 3),
+    # more lanes than one register of the activation plane index drives (SEL_FANOUT): copies
+    (2, 40, 2, 20, ("bwn", 1), ("uact", 3), 1),
     # one column fold and 8 activation planes under 1-bit weights (CNV's conv0): the Horner
     # accumulator doubles at every issue but the first (EngineConfig.horner_doubles_always)
     (4, 9, 2, 9, ("bwn", 1), ("uact", 8), 1),
@@ -95,14 +97,16 @@ def test_case_paths():
 
 @pytest.mark.parametrize("case,copies", [((6, 8, 6, 4, ("int", 3), ("uact", 3), 3), "outer_neg_b"),
                                          ((6, 8, 6, 4, ("dorefa", 3), ("sintact", 2), 3), "term_neg"),
-                                         ((6, 8, 6, 8, ("ttq", 2), ("uact", 2), 3), "prod_neg")])
-def test_sign_registers_per_pe_group(case, copies):
+                                         ((6, 8, 6, 8, ("ttq", 2), ("uact", 2), 3), "prod_neg"),
+                                         ((2, 40, 2, 20, ("bwn", 1), ("uact", 3), 1), "j_sel")])
+def test_kept_register_copies(case, copies):
     """Six PEs: the sign register each kind of term applies comes in two kept copies (one per
-    ACT_FANOUT PEs, hw.bitserial._pe_group_registers), not one register driving every PE."""
+    ACT_FANOUT PEs, hw.bitserial._pe_group_registers), not one register driving every PE; 20
+    lanes: the activation plane index in two (one per SEL_FANOUT lanes)."""
     R, N, pe, simd, (wk, wb), (ak, ab), T = case
     cfg = make_case(np.random.default_rng(1), R, N, pe, simd, wk, wb, ak, ab, T)[0]
     v = component_verilog(BitSerialMVTU(cfg), "mvtu")
-    assert all(re.search(rf"keep = 32'd1 \*\)\s*(\(\*[^)]*\)\s*)*reg {copies}{k} ", v) for k in (0, 1))
+    assert all(re.search(rf"keep = 32'd1 \*\)\s*(\(\*[^)]*\)\s*)*reg (\[\d+:0\] )?{copies}{k} ", v) for k in (0, 1))
     assert f"{copies}2" not in v
 
 
