@@ -53,25 +53,28 @@ RAM_STYLES = ("auto", "block", "distributed")
 #: on Xilinx 7-series/UltraScale, a few more cycles of latency). ``bitplane compile --device``
 #: picks it from the device's LUT size.
 POPCOUNT_STYLES = ("adder", "lut6")
-#: PEs fed by one register of the selected activation plane (adder popcounts; more PEs get copies),
-#: and by one register of each sign a Horner term or a coefficient table applies (the pair's,
-#: the outer sums'; :func:`_pe_group_registers`).
+#: PEs fed by one register of the selected activation plane (adder popcounts; more PEs get
+#: copies, :func:`_pe_group_registers`). The 1-bit sign registers a Horner term, a coefficient
+#: table or the outer sums apply come one per PE.
 ACT_FANOUT = 4
 #: Lanes whose activation-plane multiplexers one register of the plane index drives (more lanes
 #: get copies; :meth:`BitSerialMVTU._plane_select`).
 SEL_FANOUT = 16
 
 
-def _pe_group_registers(m, value, width: int, pe: int, name: str, first=None) -> list:
-    """``value`` registered once per :data:`ACT_FANOUT` of ``pe`` PEs (PE ``p`` reads copy ``p //
-    ACT_FANOUT``), the copies kept apart (``keep``, which the synthesis flow carries onto their
-    flip-flops: ``synth.flow.KEEP_REGISTERS``): one register driving every PE was an ECP5 critical
-    path (the activation plane, the terms' and the outer sums' signs). ``first``: a register of ``value`` the
-    engine has anyway, copy 0; the others are named ``name`` and their index."""
+def _pe_group_registers(m, value, width: int, pe: int, name: str, first=None,
+                        per: int = ACT_FANOUT) -> list:
+    """``value`` registered once per ``per`` of ``pe`` PEs, the copies kept apart (``keep``, which
+    the synthesis flow carries onto their flip-flops: ``synth.flow.KEEP_REGISTERS``): one
+    register driving every PE was an ECP5 critical path (the activation plane, the terms' and
+    the outer sums' signs; a sign copy shared by four PEs still was, placed 3.7 ns of routing
+    from one of them). Returns PE ``p``'s register at index ``p``. ``first``: a register of
+    ``value`` the engine has anyway, copy 0; the others are named ``name`` and their index."""
     start = 0 if first is None else 1
-    copies = [Signal(width, name=f"{name}{k}", attrs={"keep": 1}) for k in range(start, -(-pe // ACT_FANOUT))]
+    copies = [Signal(width, name=f"{name}{k}", attrs={"keep": 1}) for k in range(start, -(-pe // per))]
     m.d.sync += [r.eq(value) for r in copies]
-    return ([] if first is None else [first]) + copies
+    regs = ([] if first is None else [first]) + copies
+    return [regs[p // per] for p in range(pe)]
 
 
 def xnor_compatible(w_coefs, w_offset, a_coefs, a_offset) -> bool:
@@ -925,7 +928,7 @@ class BitSerialMVTU(wiring.Component):
         # yosys' 4 GB can hold)
         match = [Signal(c.simd, name=f"match{pe}") for pe in range(c.pe)]
         for pe in range(c.pe):
-            a = a_pe[pe // ACT_FANOUT]
+            a = a_pe[pe]
             m.d.comb += match[pe].eq(~(w_sel[pe] ^ a) if c.counts_xnor else (w_sel[pe] & a))
         for (lo, hi), pa in zip(chunks, part_a or []):
             m.d.sync += pa.eq(_popcount([a_sel[l] for l in range(lo, hi)]))
@@ -993,7 +996,7 @@ class BitSerialMVTU(wiring.Component):
         m.d.sync += [v3.eq(v2), nf3.eq(nf2), last3.eq(last2), dbl3.eq(dbl2), iend3.eq(iend2),
                      # a sum's last issue (valid): the accumulators' clear (_accumulate)
                      vend3.eq(v2 & (iend2 if c.horner_levels == 2 else last2))]
-        # Horner mode: the sign of each issued pair's coefficient (a register per ACT_FANOUT PEs,
+        # Horner mode: the sign of each issued pair's coefficient (a register per PE,
         # _pe_group_registers: one register driving every PE's accumulator was the demo's ECP5
         # path, 3.7 ns of routing; two-level: the activation plane's sign here, the weight
         # plane's for the outer sum)
@@ -1004,7 +1007,7 @@ class BitSerialMVTU(wiring.Component):
             negs = [ws[ii] ^ as_[jj] if levels == 1 else as_[jj] for ii in range(Pw) for jj in range(Pa)]
             if any(negs):
                 term_neg = _pe_group_registers(m, Array([Const(int(v), 1) for v in negs])[i2 * Pa + j2], 1, PE,
-                                               "term_neg")
+                                               "term_neg", per=1)
             if levels == 2 and any(ws):
                 outer_neg = Signal(name="outer_neg")
                 m.d.sync += outer_neg.eq(Array([Const(int(v), 1) for v in ws])[i2])
@@ -1013,18 +1016,18 @@ class BitSerialMVTU(wiring.Component):
         uniform = all(len(set(col)) == 1 for col in c.w_coefs)
         plain = c.xnor or c.horner_shift is not None      # the popcount as it is, no coefficient table
         prod3 = []
-        uneg = None          # uniform tables: the sign depends on the issue only, a copy per ACT_FANOUT PEs
+        uneg = None          # uniform tables: the sign depends on the issue only, a copy per PE
         if not plain and uniform:
             u_vals = [c.w_coefs[ii][0] * c.a_coefs[jj] for ii in reversed(range(Pw)) for jj in reversed(range(Pa))]
             if any(v < 0 for v in u_vals):
                 uneg = _pe_group_registers(m, Array([Const(int(v < 0), 1) for v in u_vals])[i2 * Pa + j2], 1, PE,
-                                           "prod_neg")
+                                           "prod_neg", per=1)
         for pe in range(PE):
             if plain:
                 pr = Signal(ceil_log2(SIMD + 1), name=f"prod{pe}")
                 m.d.sync += pr.eq(p2[pe])
                 if term_neg is not None:
-                    pr = SimpleNamespace(mag=pr, neg=term_neg[pe // ACT_FANOUT])
+                    pr = SimpleNamespace(mag=pr, neg=term_neg[pe])
             else:
                 vals = []
                 for f in range(NF if not uniform else 1):
@@ -1034,7 +1037,7 @@ class BitSerialMVTU(wiring.Component):
                 idx = (i2 * Pa + j2) if uniform else ((nf2 * Pw + i2) * Pa + j2)
                 if uniform or len(vals) <= 16:
                     pr = _signed_table(m, p2[pe], vals, idx, SIMD, f"prod{pe}",
-                                       neg=None if uneg is None else uneg[pe // ACT_FANOUT])
+                                       neg=None if uneg is None else uneg[pe])
                 else:               # per-row coefficients of many row folds: one multiplier
                     pr = Signal(signed(signed_bits(min(0, min(vals) * SIMD), max(0, max(vals) * SIMD))),
                                 name=f"prod{pe}")
@@ -1107,15 +1110,15 @@ class BitSerialMVTU(wiring.Component):
             m.d.sync += dv.eq(k.v & k.iend)
             # (a row's last issue is its last weight plane's last: v4 implies dv)
             m.d.comb += oclear.eq(v4 | fresh)
-            # the weight plane's sign a stage on, a copy per ACT_FANOUT PEs: one register driving
+            # the weight plane's sign a stage on, a copy per PE: one register driving
             # every PE's add/subtract was the demo's ECP5 path at two placements (block 0's
             # outer_neg -> an outer accumulator, 6.3 ns routing)
-            dneg = None if k.outer_neg is None else _pe_group_registers(m, k.outer_neg, 1, c.pe, "outer_neg_b")
+            dneg = None if k.outer_neg is None else _pe_group_registers(m, k.outer_neg, 1, c.pe, "outer_neg_b", per=1)
             outer = [Signal(signed(AW), name=f"outer{pe}", reset_less=True) for pe in range(c.pe)]
             res_o = [Signal(signed(AW), name=f"reso{pe}") for pe in range(c.pe)]
             for pe in range(c.pe):
                 onxt = Signal(signed(AW), name=f"outern{pe}")
-                term = res4[pe] if dneg is None else SimpleNamespace(mag=res4[pe], neg=dneg[pe // ACT_FANOUT])
+                term = res4[pe] if dneg is None else SimpleNamespace(mag=res4[pe], neg=dneg[pe])
                 m.d.comb += onxt.eq(_accumulate_term(outer[pe] << 1, term, AW))
                 with m.If(oclear):                  # at the row's end and by the reset, as acc
                     m.d.sync += outer[pe].eq(0)

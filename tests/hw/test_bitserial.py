@@ -95,19 +95,23 @@ def test_case_paths():
     assert all(not c.bipolar for c in sa) and len(sa) == 3
 
 
-@pytest.mark.parametrize("case,copies", [((6, 8, 6, 4, ("int", 3), ("uact", 3), 3), "outer_neg_b"),
-                                         ((6, 8, 6, 4, ("dorefa", 3), ("sintact", 2), 3), "term_neg"),
-                                         ((6, 8, 6, 8, ("ttq", 2), ("uact", 2), 3), "prod_neg"),
-                                         ((2, 40, 2, 20, ("bwn", 1), ("uact", 3), 1), "j_sel")])
-def test_kept_register_copies(case, copies):
-    """Six PEs: the sign register each kind of term applies comes in two kept copies (one per
-    ACT_FANOUT PEs, hw.bitserial._pe_group_registers), not one register driving every PE; 20
-    lanes: the activation plane index in two (one per SEL_FANOUT lanes)."""
+@pytest.mark.parametrize("case,copies,n", [((6, 8, 6, 4, ("int", 3), ("uact", 3), 3), "outer_neg_b", 6),
+                                           ((6, 8, 6, 4, ("dorefa", 3), ("sintact", 2), 3), "term_neg", 6),
+                                           ((6, 8, 6, 8, ("ttq", 2), ("uact", 2), 3), "prod_neg", 6),
+                                           ((6, 8, 6, 4, ("dorefa", 3), ("sintact", 2), 3), "a_sel", 2),
+                                           ((2, 40, 2, 20, ("bwn", 1), ("uact", 3), 1), "j_sel", 2)])
+def test_kept_register_copies(case, copies, n):
+    """Kept register copies instead of one register driving many loads: six PEs, a sign
+    register per PE for each kind of term (hw.bitserial._pe_group_registers) and the selected
+    activation plane once per ACT_FANOUT PEs (a_sel itself and a_sel1); 20 lanes, the plane index
+    once per SEL_FANOUT lanes."""
     R, N, pe, simd, (wk, wb), (ak, ab), T = case
     cfg = make_case(np.random.default_rng(1), R, N, pe, simd, wk, wb, ak, ab, T)[0]
     v = component_verilog(BitSerialMVTU(cfg), "mvtu")
-    assert all(re.search(rf"keep = 32'd1 \*\)\s*(\(\*[^)]*\)\s*)*reg (\[\d+:0\] )?{copies}{k} ", v) for k in (0, 1))
-    assert f"{copies}2" not in v
+    first = 1 if copies == "a_sel" else 0
+    assert all(re.search(rf"keep = 32'd1 \*\)\s*(\(\*[^)]*\)\s*)*reg (\[\d+:0\] )?{copies}{k} ", v)
+               for k in range(first, n))
+    assert f"{copies}{n} " not in v and f"{copies}{n};" not in v
 
 
 def test_horner_doubles_always_cases():
