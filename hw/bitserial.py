@@ -38,7 +38,7 @@ from bitplane.core.intmath import signed_bits
 from .memory import (BLOCK_RAM_18K_SHAPES, block_memory, block_tiles, in_lut_ram, loadable_ports, splittable,
                      tiled_read)
 from .popcount import CompressorPopcount, popcount_latency
-from .stream_blocks import CREDIT_RETURN, StreamFIFO, counter_step, credit_room
+from .stream_blocks import CREDIT_RETURN, StreamFIFO, counter_step, credit_room, last_after_step
 
 
 
@@ -796,8 +796,14 @@ class BitSerialMVTU(wiring.Component):
         # each counter's "at its last value" is a register kept with it (counter_step)
         last_j, last_i, last_sf, last_nf = (Signal(name=f"{nm}_last", init=int(n == 1))
                                             for n, nm in ((Pa, "j"), (Pw, "i"), (SF, "sf"), (NF, "nf")))
+        # "the next issue ends a row fold" and "... ends the vector" as registers too, set from the
+        # flags' values after this cycle, so the credit's spend and the bank's release are
+        # `issue` and one register (with the four flags ANDed after `issue`, the demo's ECP5 path
+        # at one placement ran sf_last -> room -> ... -> full, four levels, 7.1 ns)
+        fold_end = Signal(name="fold_end", init=int(SF == Pw == Pa == 1))
+        vec_end = Signal(name="vec_end", init=int(SF == Pw == Pa == NF == 1))
         # a row fold's last issue spends a credit of the output FIFO (stream_blocks.credit_room)
-        m.d.comb += issue.eq(run & credit_room(m, q, issue & last_sf & last_i & last_j))
+        m.d.comb += issue.eq(run & credit_room(m, q, issue & fold_end))
         counts = {id(j): (last_j, Pa), id(i): (last_i, Pw), id(sf): (last_sf, SF), id(nf): (last_nf, NF)}
 
         def step(ctr):
@@ -815,6 +821,14 @@ class BitSerialMVTU(wiring.Component):
         (inner, last_in, n_in), (outer, last_out) = ((i, last_i, Pw), (j, last_j)) if w_in else \
             ((j, last_j, Pa), (i, last_i))
         sweep_end = last_sf & last_i if w_in else last_sf
+        nxt, en = {}, issue
+        for ctr in (sf, inner, outer, nf):                  # innermost first
+            last, n = counts[id(ctr)]
+            nxt[id(ctr)] = Mux(en, last_after_step(ctr, last, n), last)
+            en = en & last
+        fold_nx = nxt[id(sf)] & nxt[id(i)] & nxt[id(j)]
+        m.d.sync += [fold_end.eq(fold_nx), vec_end.eq(fold_nx & nxt[id(nf)])]
+        m.d.comb += clr_full.eq(Mux(issue & vec_end, Mux(rbank, 0b10, 0b01), 0))
         with m.If(issue):
             m.d.sync += [*step(sf), wa.eq(wa + 1), ra.eq(ra + 1)]
             with m.If(last_sf):
@@ -823,14 +837,12 @@ class BitSerialMVTU(wiring.Component):
                     m.d.sync += step(outer)
                     with m.If(last_out):
                         m.d.sync += step(nf)
-                        with m.If(last_nf):
-                            m.d.comb += clr_full.eq(Mux(rbank, 0b10, 0b01))
             with m.If(sweep_end):
                 with m.If(last_j):
                     m.d.sync += wa0.eq(wa + 1)
                 with m.Else():
                     m.d.sync += wa.eq(wa0)
-            with m.If(last_sf & last_i & last_j & last_nf):
+            with m.If(vec_end):
                 m.d.sync += [rbank.eq(~rbank), wa.eq(0), wa0.eq(0), ra.eq(Mux(rbank, 0, SF))]
         # the weight address is registered once more (wa1): the weight word arrives one stage
         # after the activation word, in the stage where the activation plane is selected, and
