@@ -136,10 +136,11 @@ def test_width_converter_pair_full_rate(li, lo):
     assert stamps[-1] - stamps[0] <= max(240 // li, 240 // lo) + 1
 
 
-@pytest.mark.parametrize("li,lo", [(4, 6), (6, 4), (4, 98)])
-def test_width_converter_banks_ready_is_a_register(li, lo):
-    """The two-bank converter's ``i.ready`` and ``o.valid`` do not follow the consumer's
-    ``ready`` within a cycle (registers: the producer's and consumer's paths stay apart)."""
+@pytest.mark.parametrize("li,lo", [(4, 6), (6, 4), (4, 98), (1, 4), (4, 8)])
+def test_width_converter_ready_is_a_register(li, lo):
+    """The two-bank converter's and the gather's ``i.ready`` and ``o.valid`` do not follow the
+    consumer's ``ready`` within a cycle (registers: the producer's and consumer's paths stay
+    apart)."""
     from amaranth.sim import Simulator
     dut = WidthConverter(2, li, lo)
     seen = []
