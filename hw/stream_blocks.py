@@ -243,8 +243,8 @@ class WidthConverter(wiring.Component):
         # demo's ECP5 path at one placement ran from the valid through the window FIFO's read
         # back to the valid (7.3 ns, 6.0 routing)
         # (k = 1, a plain register: i.ready is "empty or taken", else it would halve the rate)
-        rdy = Signal(init=1)
-        m.d.comb += self.i.ready.eq(rdy if k > 1 else ~self.o.valid | self.o.ready)
+        rdy = Signal(init=1, name="rdy") if k > 1 else ~self.o.valid | self.o.ready
+        m.d.comb += self.i.ready.eq(rdy)
         fire = self.i.valid & self.i.ready
         valid_nx = Mux(fire & last, 1, self.o.valid & ~self.o.ready)
         m.d.sync += self.o.valid.eq(valid_nx)
