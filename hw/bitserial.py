@@ -38,7 +38,7 @@ from bitplane.core.intmath import signed_bits
 from .memory import (BLOCK_RAM_18K_SHAPES, block_memory, block_tiles, in_lut_ram, loadable_ports, splittable,
                      tiled_read)
 from .popcount import CompressorPopcount, popcount_latency
-from .stream_blocks import CREDIT_RETURN, StreamFIFO, counter_step, credit_room, last_after_step
+from .stream_blocks import CREDIT_RETURN, StreamFIFO, counter_step, credit_room, nested_lasts_after
 
 
 
@@ -64,7 +64,8 @@ SEL_FANOUT = 16
 
 def _pe_group_registers(m, value, width: int, pe: int, name: str, first=None,
                         per: int = ACT_FANOUT) -> list:
-    """``value`` registered once per ``per`` of ``pe`` PEs, the copies kept apart (``keep``, which
+    """``value`` registered once per ``per`` of ``pe`` PEs (or lanes: the plane index per
+    :data:`SEL_FANOUT`), the copies kept apart (``keep``, which
     the synthesis flow carries onto their flip-flops: ``synth.flow.KEEP_REGISTERS``): one
     register driving every PE was an ECP5 critical path (the activation plane, the terms' and
     the outer sums' signs; a sign copy shared by four PEs still was, placed 3.7 ns of routing
@@ -821,13 +822,10 @@ class BitSerialMVTU(wiring.Component):
         (inner, last_in, n_in), (outer, last_out) = ((i, last_i, Pw), (j, last_j)) if w_in else \
             ((j, last_j, Pa), (i, last_i))
         sweep_end = last_sf & last_i if w_in else last_sf
-        nxt, en = {}, issue
-        for ctr in (sf, inner, outer, nf):                  # innermost first
-            last, n = counts[id(ctr)]
-            nxt[id(ctr)] = Mux(en, last_after_step(ctr, last, n), last)
-            en = en & last
-        fold_nx = nxt[id(sf)] & nxt[id(i)] & nxt[id(j)]
-        m.d.sync += [fold_end.eq(fold_nx), vec_end.eq(fold_nx & nxt[id(nf)])]
+        sf_nx, in_nx, out_nx, nf_nx = nested_lasts_after(issue, [(ctr, *counts[id(ctr)])
+                                                                 for ctr in (sf, inner, outer, nf)])
+        fold_nx = sf_nx & in_nx & out_nx
+        m.d.sync += [fold_end.eq(fold_nx), vec_end.eq(fold_nx & nf_nx)]
         m.d.comb += clr_full.eq(Mux(issue & vec_end, Mux(rbank, 0b10, 0b01), 0))
         with m.If(issue):
             m.d.sync += [*step(sf), wa.eq(wa + 1), ra.eq(ra + 1)]
@@ -912,9 +910,8 @@ class BitSerialMVTU(wiring.Component):
         # planes, 1.6 + 1.9 ns of routing in its first two hops)
         groups = [(lo, min(SIMD, lo + SEL_FANOUT)) for lo in range(0, SIMD, SEL_FANOUT)]
         if Pa > 1 and len(groups) > 1:
-            j_copies = [Signal.like(ctl1[3], name=f"j_sel{k}", attrs={"keep": 1}) for k in range(len(groups))]
-            m.d.sync += [r.eq(ctl[3]) for r in j_copies]
-            a_next = Cat(*(Array([pl[lo:hi] for pl in a_planes])[jc] for (lo, hi), jc in zip(groups, j_copies)))
+            j_lane = _pe_group_registers(m, ctl[3], len(ctl1[3]), SIMD, "j_sel", per=SEL_FANOUT)
+            a_next = Cat(*(Array([pl[lo:hi] for pl in a_planes])[j_lane[lo]] for lo, hi in groups))
         else:
             a_next = Array(a_planes)[ctl1[3]]
         m.d.sync += a_sel.eq(a_next)

@@ -43,6 +43,17 @@ def last_after_step(ctr, last, n: int):
     return Mux(last, n == 1, ctr == n - 2)
 
 
+def nested_lasts_after(en, counters) -> list:
+    """The ``last`` flags after this cycle of nested counters ``(ctr, last, n)``, innermost first:
+    the innermost steps with ``en``, each other one when all inside it are at their last values
+    (for registers of loop ends set a cycle ahead: the sliding window's reader, the MVTU's issue)."""
+    out = []
+    for ctr, last, n in counters:
+        out.append(Mux(en, last_after_step(ctr, last, n), last))
+        en = en & last
+    return out
+
+
 #: Cycles from a word taken from a credit-controlled FIFO to its credit's return (:func:`credit_room`).
 CREDIT_RETURN = 1
 
@@ -612,18 +623,13 @@ class SlidingWindow(wiring.Component):
         # the ends of the nested loops as registers too (e_kw: the next issue ends a kernel row;
         # e_win: a window; e_row: an output row; e_frame: the frame), set from the flags' values
         # after this cycle, so each loop's enable is `issue` and one register
-        nxt = {}
-        en = issue
-        for nm, ctr, last, n in (("ch", ch, ch_l, CW), ("kw", kw, kw_l, K), ("kh", kh, kh_l, K),
-                                 ("ox", ox, ox_l, self.OW), ("oy", oy, oy_l, self.OH)):
-            nxt[nm] = Mux(en, last_after_step(ctr, last, n), last)
-            en = en & last
+        n_ch, n_kw, n_kh, n_ox, n_oy = nested_lasts_after(issue, ((ch, ch_l, CW), (kw, kw_l, K), (kh, kh_l, K),
+                                                                 (ox, ox_l, self.OW), (oy, oy_l, self.OH)))
         e_kw, e_win, e_row, e_frame = (Signal(name=f"end_{nm}", init=int(init)) for nm, init in (
             ("kw", CW == K == 1), ("win", CW == K == 1), ("row", CW == K == self.OW == 1),
             ("frame", CW == K == self.OW == self.OH == 1)))
-        m.d.sync += [e_kw.eq(nxt["ch"] & nxt["kw"]), e_win.eq(nxt["ch"] & nxt["kw"] & nxt["kh"]),
-                     e_row.eq(nxt["ch"] & nxt["kw"] & nxt["kh"] & nxt["ox"]),
-                     e_frame.eq(nxt["ch"] & nxt["kw"] & nxt["kh"] & nxt["ox"] & nxt["oy"])]
+        m.d.sync += [e_kw.eq(n_ch & n_kw), e_win.eq(n_ch & n_kw & n_kh), e_row.eq(n_ch & n_kw & n_kh & n_ox),
+                     e_frame.eq(n_ch & n_kw & n_kh & n_ox & n_oy)]
         same = rows_in(lambda a: ahead == a, hi_c)
         t_first, t_next = rows_in(lambda a: ahead == (a + 1) % 4, hi_first), rows_in(lambda a: ahead == a, hi_nx)
         if self.OW * K * K * CW > 1:
