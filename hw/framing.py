@@ -161,10 +161,10 @@ class WeightLoader(wiring.Component):
 
     Throughput: one word per :data:`LOADER_CYCLES_PER_WORD` (4) cycles (the first registers
     the word, the second its comparisons with the magic, end and section-header words and its
-    part of the CRC in 4-bit pieces, the third the header decode of them and the CRC part; ``i.ready`` on a beat's last word):
-    an image is loaded once, and no 32-bit compare and no OR of many stands before the FSM's
-    clock enables. Latency: a memory entry is
-    written one cycle after its last word is taken.
+    part of the CRC in 4-bit pieces, the third the header decode of them and the CRC part;
+    ``i.ready`` on a beat's last word): an image is loaded once, and no 32-bit compare and no
+    OR of many stands before the FSM's clock enables. Latency: a memory entry is written one
+    cycle after its last word is taken.
     """
 
     def __init__(self, beat_bits: int, sections, max_count: int = wimg.MAX_COUNT):
