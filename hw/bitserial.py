@@ -70,9 +70,11 @@ def _pe_group_registers(m, value, width: int, pe: int, name: str, first=None,
     register driving every PE was an ECP5 critical path (the activation plane, the terms' and
     the outer sums' signs; a sign copy shared by four PEs still was, placed 3.7 ns of routing
     from one of them). Returns PE ``p``'s register at index ``p``. ``first``: a register of
-    ``value`` the engine has anyway, copy 0; the others are named ``name`` and their index."""
+    ``value`` the engine has anyway, copy 0; the others are named ``name`` and their index and
+    have no reset (every use is data beside a valid flag: planes, plane indices, signs)."""
     start = 0 if first is None else 1
-    copies = [Signal(width, name=f"{name}{k}", attrs={"keep": 1}) for k in range(start, -(-pe // per))]
+    copies = [Signal(width, name=f"{name}{k}", attrs={"keep": 1}, reset_less=True)
+              for k in range(start, -(-pe // per))]
     m.d.sync += [r.eq(value) for r in copies]
     regs = ([] if first is None else [first]) + copies
     return [regs[p // per] for p in range(pe)]
@@ -539,10 +541,10 @@ def _signed_table(m: Module, pop, vals, idx, simd: int, name: str, neg=None):
     by the accumulator's adder (:func:`_accumulate_term`): a product by a negative constant
     written as such is a multiply by its two's-complement pattern, which yosys maps to DSP blocks
     (the demo's critical path on ECP5)."""
-    mag = Signal(max(1, ceil_log2(max(abs(v) for v in vals) * simd + 1)), name=name)
+    mag = Signal(max(1, ceil_log2(max(abs(v) for v in vals) * simd + 1)), name=name, reset_less=True)
     m.d.sync += mag.eq(Array([pop * abs(v) for v in vals])[idx])
     if neg is None and any(v < 0 for v in vals):
-        neg = Signal(name=f"{name}_neg")
+        neg = Signal(name=f"{name}_neg", reset_less=True)
         m.d.sync += neg.eq(Array([Const(int(v < 0), 1) for v in vals])[idx])
     return SimpleNamespace(mag=mag, neg=neg)
 
@@ -575,7 +577,7 @@ def _threshold_code(m: Module, x, tdata, pe: int, T: int, width: int, lut, out_b
         thr = tdata[base:base + width].as_signed()
         # one comparison registered (a carry chain, nothing after it); the direction applied
         # after the register
-        ge, d = Signal(name=f"ge{pe}_{t}"), Signal(name=f"dir{pe}_{t}")
+        ge, d = Signal(name=f"ge{pe}_{t}", reset_less=True), Signal(name=f"dir{pe}_{t}", reset_less=True)
         with m.If(en if en is not None else Const(1)):
             m.d.sync += [ge.eq(x >= thr), d.eq(tdata[base + width])]
         m.d.comb += hits[t].eq(~(ge ^ d))
@@ -903,7 +905,7 @@ class BitSerialMVTU(wiring.Component):
             m.d.sync += aword.eq(arp.data)
         ctl1 = delay(ctl, "r")
         a_planes = [Cat(*[aword[l * Pa + p] for l in range(SIMD)]) for p in reversed(range(Pa))]   # issue order
-        a_sel = Signal(SIMD)
+        a_sel = Signal(SIMD, reset_less=True)
         w_sel = [Signal(SIMD, name=f"wplane{pe}", reset_less=True) for pe in range(PE)]
         # the plane index (j1) as a kept register per SEL_FANOUT lanes, each choosing its lanes'
         # plane: one register into every lane's multiplexer was TFC's ECP5 path (98 lanes x 8
@@ -930,8 +932,10 @@ class BitSerialMVTU(wiring.Component):
         CH = POP_CHUNK
         a_pe = _pe_group_registers(m, a_next, c.simd, c.pe, "a_sel", first=a_sel)
         chunks = [(lo, min(c.simd, lo + CH)) for lo in range(0, c.simd, CH)]
-        part_a = [Signal(range(hi - lo + 1), name=f"popa_{lo}") for lo, hi in chunks] if c.needs_sa else None
-        part_w = [[Signal(range(hi - lo + 1), name=f"pop{pe}_{lo}") for lo, hi in chunks] for pe in range(c.pe)]
+        part_a = [Signal(range(hi - lo + 1), name=f"popa_{lo}", reset_less=True)
+                  for lo, hi in chunks] if c.needs_sa else None
+        part_w = [[Signal(range(hi - lo + 1), name=f"pop{pe}_{lo}", reset_less=True) for lo, hi in chunks]
+                  for pe in range(c.pe)]
         # one named signal per PE: slicing the expression itself makes the Verilog repeat the whole
         # SIMD-wide XNOR/AND for every lane (8.4 Mbit of wires for 4 x 1,024 lanes: more than wasm
         # yosys' 4 GB can hold)
@@ -981,7 +985,8 @@ class BitSerialMVTU(wiring.Component):
                 out = []
                 for g in range(0, len(parts), POP_FANIN):
                     grp = parts[g:g + POP_FANIN]
-                    r = Signal(pw if last else range(sum(1 << len(p) for p in grp)), name=f"{name}_s{k}_{g}")
+                    r = Signal(pw if last else range(sum(1 << len(p) for p in grp)), name=f"{name}_s{k}_{g}",
+                               reset_less=True)
                     m.d.sync += r.eq(_popcount(grp))
                     out.append(r)
                 return out
@@ -1018,7 +1023,7 @@ class BitSerialMVTU(wiring.Component):
                 term_neg = _pe_group_registers(m, Array([Const(int(v), 1) for v in negs])[i2 * Pa + j2], 1, PE,
                                                "term_neg", per=1)
             if levels == 2 and any(ws):
-                outer_neg = Signal(name="outer_neg")
+                outer_neg = Signal(name="outer_neg", reset_less=True)
                 m.d.sync += outer_neg.eq(Array([Const(int(v), 1) for v in ws])[i2])
         ca_vals = list(reversed(c.a_coefs))
         sprod3 = None if pa2 is None else _signed_table(m, pa2, ca_vals, j2, SIMD, "sprod")
@@ -1033,7 +1038,7 @@ class BitSerialMVTU(wiring.Component):
                                            "prod_neg", per=1)
         for pe in range(PE):
             if plain:
-                pr = Signal(ceil_log2(SIMD + 1), name=f"prod{pe}")
+                pr = Signal(ceil_log2(SIMD + 1), name=f"prod{pe}", reset_less=True)
                 m.d.sync += pr.eq(p2[pe])
                 if term_neg is not None:
                     pr = SimpleNamespace(mag=pr, neg=term_neg[pe])
@@ -1049,7 +1054,7 @@ class BitSerialMVTU(wiring.Component):
                                        neg=None if uneg is None else uneg[pe])
                 else:               # per-row coefficients of many row folds: one multiplier
                     pr = Signal(signed(signed_bits(min(0, min(vals) * SIMD), max(0, max(vals) * SIMD))),
-                                name=f"prod{pe}")
+                                name=f"prod{pe}", reset_less=True)
                     cw = signed_bits(min(vals + [0]), max(vals + [0]))
                     m.d.sync += pr.eq(Array([Const(v, signed(cw)) for v in vals])[idx] * p2[pe])
             prod3.append(pr)
@@ -1066,7 +1071,7 @@ class BitSerialMVTU(wiring.Component):
         AW, FW = c.acc_width, c.final_width
         k = ctl3
         acc = [Signal(signed(AW), name=f"acc{pe}", reset_less=True) for pe in range(c.pe)]
-        res4 = [Signal(signed(AW), name=f"res{pe}") for pe in range(c.pe)]
+        res4 = [Signal(signed(AW), name=f"res{pe}", reset_less=True) for pe in range(c.pe)]
         v4 = Signal()
         nf4 = Signal.like(k.nf)
         # Horner's shift log2(g*h) applied to the result, but not where the thresholds take it
@@ -1124,7 +1129,7 @@ class BitSerialMVTU(wiring.Component):
             # outer_neg -> an outer accumulator, 6.3 ns routing)
             dneg = None if k.outer_neg is None else _pe_group_registers(m, k.outer_neg, 1, c.pe, "outer_neg_b", per=1)
             outer = [Signal(signed(AW), name=f"outer{pe}", reset_less=True) for pe in range(c.pe)]
-            res_o = [Signal(signed(AW), name=f"reso{pe}") for pe in range(c.pe)]
+            res_o = [Signal(signed(AW), name=f"reso{pe}", reset_less=True) for pe in range(c.pe)]
             for pe in range(c.pe):
                 onxt = Signal(signed(AW), name=f"outern{pe}")
                 term = res4[pe] if dneg is None else SimpleNamespace(mag=res4[pe], neg=dneg[pe])
@@ -1170,9 +1175,9 @@ class BitSerialMVTU(wiring.Component):
         v5, v6 = Signal(), Signal()
         dots = []
         for pe in range(PE):
-            full_acc = Signal(signed(FW), name=f"dot{pe}")
-            rk = Signal(signed(FW), name=f"rk{pe}")
-            so = Signal(signed(FW), name=f"so{pe}")
+            full_acc = Signal(signed(FW), name=f"dot{pe}", reset_less=True)
+            rk = Signal(signed(FW), name=f"rk{pe}", reset_less=True)
+            so = Signal(signed(FW), name=f"so{pe}", reset_less=True)
             offs = [c.w_offset[f * PE + pe] for f in range(NF)]
             if c.xnor:
                 m.d.sync += rk.eq(2 * res4[pe] if c.raw else res4[pe])
@@ -1205,16 +1210,18 @@ class BitSerialMVTU(wiring.Component):
         for pe in range(c.pe):
             full_acc = dots[pe]
             if c.raw:
-                o = Signal(c.raw_width, name=f"raw{pe}")
+                o = Signal(c.raw_width, name=f"raw{pe}", reset_less=True)
                 m.d.sync += o.eq(full_acc.as_signed() if c.raw_width >= c.final_width else full_acc)
                 outs.append(o)
             else:
                 outs.append(_threshold_code(m, full_acc, t6, pe, c.n_thresholds, c.threshold_width,
                                             c.out_lut or range(c.n_levels), c.out_bits))
         v7 = delay([v6], "7")[0]
+        word = Signal.like(out.payload, name="out_word", reset_less=True)
         m.d.sync += out.valid.eq(v7)
+        m.d.comb += out.payload.eq(word)
         with m.If(v7):
-            m.d.sync += out.payload.eq(Cat(*outs))
+            m.d.sync += word.eq(Cat(*outs))
 
 
 @dataclass(frozen=True)

@@ -151,7 +151,7 @@ class CompressorPopcount(wiring.Component):
 
         def reg(expr, name):
             serial[0] += 1
-            r = Signal(name=f"{name}{serial[0]}")
+            r = Signal(name=f"{name}{serial[0]}", reset_less=True)
             m.d.sync += r.eq(expr)
             return r
 
@@ -187,10 +187,10 @@ class CompressorPopcount(wiring.Component):
         for col, bits in heap.items():
             for r, x in enumerate(bits):
                 rows[r] = rows[r] | (x.as_unsigned() << col)
-        total = Signal(range(n + 1), name="total")
+        total = Signal(range(n + 1), name="total", reset_less=True)
         m.d.sync += total.eq(rows[0] + rows[1])
         for _ in range(self.latency - self.min_latency):
-            nxt = Signal.like(total)
+            nxt = Signal.like(total, reset_less=True)
             m.d.sync += nxt.eq(total)
             total = nxt
         m.d.comb += self.count.eq(total)

@@ -244,8 +244,8 @@ class Core(wiring.Component):
         for k, (kb, _, mem) in enumerate(loadable_memories(p)):
             by_block.setdefault(kb, []).append((k, mem))
         for kb, mems in by_block.items():
-            addr = Signal.like(ld.wr.payload.addr, name=f"wr{kb}_addr", attrs={"keep": 1})
-            wdata = Signal(max(mem.width for _, mem in mems), name=f"wr{kb}_data", attrs={"keep": 1})
+            addr = Signal.like(ld.wr.payload.addr, name=f"wr{kb}_addr", attrs={"keep": 1}, reset_less=True)
+            wdata = Signal(max(mem.width for _, mem in mems), name=f"wr{kb}_data", attrs={"keep": 1}, reset_less=True)
             m.d.sync += [addr.eq(ld.wr.payload.addr), wdata.eq(ld.wr.payload.data[:len(wdata)])]
             for k, mem in mems:
                 valid = Signal(name=f"wr{kb}_valid{mem.port}")

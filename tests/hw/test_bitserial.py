@@ -183,20 +183,24 @@ def test_split_weight_memory_needs_block_style_and_one_block_ram_deep():
 
 
 @pytest.mark.parametrize("case", [(4, 9, 2, 9, ("bwn", 1), ("uact", 8), 1), (2, 5, 2, 5, ("int", 8), ("uact", 8), 0),
-                                  (4, 12, 2, 4, ("dorefa", 2), ("uact", 2), 3), (6, 12, 2, 12, ("sign", 1), ("signact", 1), 1)],
-                         ids=["horner", "two-level-raw", "folds", "xnor"])
+                                  (4, 12, 2, 4, ("dorefa", 2), ("uact", 2), 3), (6, 12, 2, 12, ("sign", 1), ("signact", 1), 1),
+                                  (4, 24, 2, 12, ("dorefa", 2), ("uact", 2), 3, "lut6"),
+                                  (6, 24, 2, 24, ("sign", 1), ("signact", 1), 1, "lut6")],
+                         ids=["horner", "two-level-raw", "folds", "xnor", "folds-compressors", "xnor-compressors"])
 def test_reset_mid_vector_then_exact(case):
     """A reset wrapped around the engine (the top's SOFT_RESET: amaranth ResetInserter) while a
     vector is being accumulated, at every cycle of its issue: the next vectors are exact. The
     accumulators have no reset of their own (they are cleared at a sum's end and in the cycle
-    after any reset: BitSerialMVTU._accumulate)."""
+    after any reset: BitSerialMVTU._accumulate), nor has any register that carries data beside a
+    valid flag (popcount stages, products, sums, compares, the output word)."""
     from amaranth import ResetInserter, Signal
     from amaranth.sim import Simulator
-    R, N, pe, simd, (wk, wb), (ak, ab), T = case
+    R, N, pe, simd, (wk, wb), (ak, ab), T, *popcount = case
     rng = np.random.default_rng(R * 10 + N)
     cfg, wcodes, thr, dirs, vectors = make_case(rng, R, N, pe, simd, wk, wb, ak, ab, T, vectors=3)
     consts = row_constants(cfg, wcodes)
-    cfg = EngineConfig(**{**cfg.__dict__, "init_weights": tuple(map(tuple, wcodes.tolist())),
+    cfg = EngineConfig(**{**cfg.__dict__, "popcount": popcount[0] if popcount else cfg.popcount,
+                          "init_weights": tuple(map(tuple, wcodes.tolist())),
                           "init_thresholds": tuple(map(tuple, thr)), "init_dirs": tuple(map(tuple, dirs)),
                           "init_consts": tuple(consts)})
     want = mvtu_reference(cfg, wcodes, thr, dirs, vectors[1:])
