@@ -12,6 +12,7 @@ import math
 import numpy as np
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
@@ -77,6 +78,23 @@ def credit_room(m, fifo: "StreamFIFO", spend) -> Signal:
     return room
 
 
+def _level_flags(m, n: int, put, read, notfull, nonempty):
+    """A FIFO memory's level (``n`` words at most) and its ``notfull`` and ``nonempty`` flags
+    (registers the caller made, reset to 1 and 0), each next value chosen by this cycle's
+    ``put`` and ``read`` among values computed from the level register alone (``level + 1``,
+    ``level - 1``, the compares with ``n - 1`` and 1): the producer's valid and the consumer's
+    ready reach the flip-flops through the LUTs of ``put``/``read`` and the choice, not through
+    ``level + put - read`` and a compare after it (edge FIFOs' flags were ECP5 paths of TFC and
+    CNV-W1A1, 4-5 levels)."""
+    level = Signal(range(n + 1), name="level")
+    up, down = put & ~read, read & ~put
+    at_top, at_one = Signal(name="at_top"), Signal(name="at_one")
+    m.d.comb += [at_top.eq(level == n - 1), at_one.eq(level == 1)]
+    m.d.sync += [level.eq(Mux(up, level + 1, Mux(down, level - 1, level))),
+                 notfull.eq(Mux(up, ~at_top, Mux(down, 1, notfull))),
+                 nonempty.eq(Mux(up, 1, Mux(down, ~at_one, nonempty)))]
+
+
 class StreamFIFO(wiring.Component):
     """First-in first-out buffer between two streams.
 
@@ -85,8 +103,9 @@ class StreamFIFO(wiring.Component):
     ``depth`` words are held. Backpressure on ``o`` never loses data.
 
     Two words: a :class:`RegisterSlice`. Up to :data:`~bitplane.hw.memory.LUTRAM_DEPTH` words (LUT
-    RAM or registers): amaranth's ``SyncFIFOBuffered``. Both latency 1 cycle (a word taken at one
-    clock edge is offered after the next). Deeper (a block RAM): the memory's read data goes into a plain register (no reset,
+    RAM or registers): amaranth's ``SyncFIFOBuffered``'s design with its flags as registers
+    (:meth:`_lutram`). Both latency 1 cycle (a word taken at one clock edge is offered after the
+    next). Deeper (a block RAM): the memory's read data goes into a plain register (no reset,
     no logic in front: the block RAM's own output register on ECP5,
     :mod:`bitplane.synth.ecp5_outreg`; a DP16KD read without it has a 5.8 ns clock-to-out,
     CNV-W1A1's critical path at grade 6), and ``o`` is that register: ``depth - 2`` words in
@@ -109,26 +128,29 @@ class StreamFIFO(wiring.Component):
             wiring.connect(m, wiring.flipped(self.i), q.i)
             wiring.connect(m, q.o, wiring.flipped(self.o))
             return m
-        if not self.registered:
+        if self.depth < 3:
             m.submodules.q = q = fifo.SyncFIFOBuffered(width=self.width, depth=self.depth)
             m.d.comb += [q.w_data.eq(self.i.payload), q.w_en.eq(self.i.valid), self.i.ready.eq(q.w_rdy),
                          self.o.payload.eq(q.r_data), self.o.valid.eq(q.r_rdy), q.r_en.eq(self.o.ready)]
+            return m
+        if not self.registered:
+            self._lutram(m)
             return m
         n = self.depth - 2
         m.submodules.storage = mem = block_memory(self.width, n)
         wp, rp = mem.write_port(), mem.read_port()
         produce, consume = Signal(range(n)), Signal(range(n))
-        level, level_nx = Signal(range(n + 1)), Signal(range(n + 1))
         # "not empty" and "not full" as registers set with the level (not compares after it):
         # the block RAM's read enable is then one LUT after registers and the consumer's ready
         # (a deep FIFO's block RAM may sit far across the device from its control: CNV-W1A1's
         # ECP5 path at one placement, the level's compare -> the read enable, 6.35 ns of routing)
-        nonempty, notfull = Signal(), Signal(init=1)
         latched, held = Signal(), Signal()      # a word in the read latch / in the output register
         out = Signal(self.width, reset_less=True)
+        notfull, nonempty = Signal(init=1), Signal()
         load = latched & (~held | self.o.ready)          # read latch -> output register
         read = nonempty & (~latched | load)              # memory -> read latch
         put = self.i.valid & notfull
+        _level_flags(m, n, put, read, notfull, nonempty)
         m.d.comb += [self.i.ready.eq(notfull), self.o.valid.eq(held), self.o.payload.eq(out),
                      wp.addr.eq(produce), wp.data.eq(self.i.payload), wp.en.eq(put),
                      rp.addr.eq(consume), rp.en.eq(read)]
@@ -136,8 +158,6 @@ class StreamFIFO(wiring.Component):
             m.d.sync += produce.eq(Mux(produce == n - 1, 0, produce + 1))
         with m.If(read):
             m.d.sync += consume.eq(Mux(consume == n - 1, 0, consume + 1))
-        m.d.comb += level_nx.eq(level + put - read)
-        m.d.sync += [level.eq(level_nx), nonempty.eq(level_nx != 0), notfull.eq(level_nx != n)]
         with m.If(read):
             m.d.sync += latched.eq(1)
         with m.Elif(load):
@@ -147,6 +167,38 @@ class StreamFIFO(wiring.Component):
         with m.Elif(self.o.ready):
             m.d.sync += held.eq(0)
         return m
+
+
+    def _lutram(self, m):
+        """``depth - 1`` words in LUT RAM and one in the read port's register, as amaranth's
+        ``SyncFIFOBuffered`` (the same cycles: a word written is offered two edges later, one
+        word in and one out per cycle), but with the memory's "not full" (``i.ready``) and "not
+        empty" flags as registers whose next values are chosen by this cycle's write and read
+        from compares of the level register, and the level's next value chosen from ``level +
+        1`` and ``level - 1`` the same way: the producer's valid and the consumer's ready reach
+        flip-flops through two LUTs, not through the level's adder and a compare after it (with
+        SyncFIFOBuffered, ``i.ready`` a compare of the level: TFC's ECP5 path ran from an
+        engine's output FIFO's valid through the edge FIFO's write into its level, 4 levels)."""
+        n = self.depth - 1
+        mem = m.submodules.storage = Memory(shape=self.width, depth=n, init=[])
+        wp, rp = mem.write_port(), mem.read_port(domain="sync")
+        produce, consume = Signal(range(n)), Signal(range(n))
+        notfull, nonempty = Signal(init=1), Signal()
+        held = Signal()                                  # a word in the read port's register
+        put = self.i.valid & notfull
+        read = nonempty & (~held | self.o.ready)         # memory -> the read register
+        _level_flags(m, n, put, read, notfull, nonempty)
+        m.d.comb += [self.i.ready.eq(notfull), self.o.valid.eq(held), self.o.payload.eq(rp.data),
+                     wp.addr.eq(produce), wp.data.eq(self.i.payload), wp.en.eq(put),
+                     rp.addr.eq(consume), rp.en.eq(read)]
+        with m.If(put):
+            m.d.sync += produce.eq(Mux(produce == n - 1, 0, produce + 1))
+        with m.If(read):
+            m.d.sync += consume.eq(Mux(consume == n - 1, 0, consume + 1))
+        with m.If(read):
+            m.d.sync += held.eq(1)
+        with m.Elif(self.o.ready):
+            m.d.sync += held.eq(0)
 
 
 class RegisterSlice(wiring.Component):
@@ -255,7 +307,8 @@ class WidthConverter(wiring.Component):
         # back to the valid (7.3 ns, 6.0 routing)
         # (k = 1, a plain register: i.ready is "empty or taken", else it would halve the rate)
         rdy = Signal(init=1, name="rdy") if k > 1 else ~self.o.valid | self.o.ready
-        m.d.comb += self.i.ready.eq(rdy)
+        out = Signal.like(self.o.payload, name="out", reset_less=True)
+        m.d.comb += [self.i.ready.eq(rdy), self.o.payload.eq(out)]
         fire = self.i.valid & self.i.ready
         valid_nx = Mux(fire & last, 1, self.o.valid & ~self.o.ready)
         m.d.sync += self.o.valid.eq(valid_nx)
@@ -265,7 +318,7 @@ class WidthConverter(wiring.Component):
             if k > 1:
                 m.d.sync += [buf.eq(word[li * b:]), n.eq(Mux(last, 0, n + 1)), last.eq(n == k - 2)]
             with m.If(last):
-                m.d.sync += self.o.payload.eq(word)
+                m.d.sync += out.eq(word)
 
     def _scatter(self, m, b, lo, k):
         n, last = Signal(range(k)), Signal()
@@ -316,8 +369,18 @@ class WidthConverter(wiring.Component):
             m.d.sync += rb.eq(~rb)
             m.d.comb += clr_full.eq(Mux(rb, 0b10, 0b01))
         m.d.comb += full_nx.eq((full | set_full) & ~clr_full)
-        m.d.sync += [full.eq(full_nx), i_rdy.eq(~full_nx.bit_select(wb ^ w_end, 1)),
-                     o_vld.eq(full_nx.bit_select(rb ^ r_end, 1))]
+        # the next i.ready for both outcomes of this cycle's write, then chosen by w_end: the
+        # producer's valid reaches the register through two LUTs (put, the choice), not through
+        # the full flags' next state (TFC's ECP5 path: the edge FIFO's read -> put -> the write
+        # slot -> set_full -> i.ready, 5 levels, 8.6 ns); likewise o.valid by r_end
+        clr_wb, clr_nb = r_end & (rb == wb), r_end & (rb != wb)
+        rdy_stay = ~(full.bit_select(wb, 1) & ~clr_wb)       # no bank ends: the same bank next
+        rdy_next = ~(full.bit_select(~wb, 1) & ~clr_nb)      # this word ends the bank: the other
+        set_rb, set_nb = w_end & (wb == rb), w_end & (wb != rb)
+        vld_stay = full.bit_select(rb, 1) | set_rb
+        vld_next = full.bit_select(~rb, 1) | set_nb
+        m.d.sync += [full.eq(full_nx), i_rdy.eq(Mux(w_end, rdy_next, rdy_stay)),
+                     o_vld.eq(Mux(r_end, vld_next, vld_stay))]
 
     def _general(self, m, b, li, lo):
         cap = li + lo
@@ -791,7 +854,10 @@ class Pool(wiring.Component):
         b, L, K, CW = self.bits, self.lanes, self.K, self.win.CW
         shape = signed(b) if self.signed else b
         lo, hi = (-(1 << (b - 1)), (1 << (b - 1)) - 1) if self.signed else (0, (1 << b) - 1)
-        acc = Array([Signal(L * b, name=f"acc{c}") for c in range(CW)])
+        # the chunks' accumulators in a ring shifted by one at every word: the current chunk's is
+        # always ring[0] (no multiplexer by the chunk index: a word-ahead read of acc[ch] through
+        # one was the demo's ECP5 path at one placement, `ch1` -> `cur`, 5 levels)
+        ring = [Signal(L * b, name=f"acc{c}", reset_less=True) for c in range(CW)]
         pos = Signal(range(max(K * K, 2)))
         first = Signal(init=1)          # pos == 0: the window's first word
         last = Signal(init=K * K == 1)  # pos == K*K - 1
@@ -800,19 +866,17 @@ class Pool(wiring.Component):
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready), win.o.ready.eq(advance)]
         fire = win.o.valid & advance
         d, pad = win.o.payload.data, win.o.payload.pad
-        # the current chunk's accumulator and directions are registers, read a word ahead: ``cur``
-        # is acc[ch] (with two or more chunks the chunk written now is never the next one), so no
-        # multiplexer by the channel count lies between the registers and the compare
+        # the current chunk's directions a register read a word ahead (the chunk after ch)
         dirs = [sum(int(self.maximize[c * L + lane]) << lane for lane in range(L)) for c in range(CW)]
+        cur = ring[0]
         if CW == 1:
-            cur, mxs = acc[0], Const(dirs[0], L)
+            mxs = Const(dirs[0], L)
         else:
             ch1 = Signal(range(CW), init=1)  # the chunk after ch
-            cur = Signal(L * b, name="cur")
             mxs = Signal(L, init=dirs[0], name="dirs")
             dtab = Array(Const(v, L) for v in dirs)
             with m.If(fire):
-                m.d.sync += [cur.eq(acc[ch1]), mxs.eq(dtab[ch1]), ch1.eq(Mux(ch1 == CW - 1, 0, ch1 + 1))]
+                m.d.sync += [mxs.eq(dtab[ch1]), ch1.eq(Mux(ch1 == CW - 1, 0, ch1 + 1))]
         new = []
         for lane in range(L):
             mx = mxs[lane]
@@ -826,7 +890,7 @@ class Pool(wiring.Component):
             new.append(v)
         newword = Cat(*new)
         with m.If(fire):
-            m.d.sync += acc[ch].eq(newword)
+            m.d.sync += [r.eq(nxt) for r, nxt in zip(ring, ring[1:] + [newword])]
             with m.If(ch == CW - 1):
                 m.d.sync += [ch.eq(0), pos.eq(Mux(last, 0, pos + 1)), first.eq(last),
                              last.eq(Mux(last, K * K == 1, pos == K * K - 2))]
