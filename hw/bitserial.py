@@ -323,6 +323,18 @@ class EngineConfig:
         return None if tiles == (ww, we) else tiles
 
     @property
+    def weights_in_block_ram(self) -> bool:
+        """The weight memory (or its low bits, :attr:`split_weights`) is block RAM: its read data
+        is registered twice, once as it leaves the memory (the block RAM's own output register
+        on ECP5, :mod:`bitplane.synth.ecp5_outreg`; :func:`hw.memory.tiled_read` for tiles) and
+        once in the fabric, near the PEs, so the route from a block RAM column to the PEs ends
+        in a flip-flop (CNV-W1A1's ECP5 path: conv1's weight DP16KD output register -> the
+        popcount, 3.6 ns of routing across 45 rows, 8.1 ns); one cycle of latency more
+        (:func:`engine_latency`)."""
+        we = self.weight_entries
+        return we > 1 and not in_lut_ram(self.weight_ram_style, we)
+
+    @property
     def weight_entries(self) -> int:
         """Depth of the weight memory: one word per (row fold, column fold, weight plane), so
         the plane is selected by the address, not by a multiplexer (:func:`pack_weights`)."""
@@ -388,8 +400,8 @@ def output_credits(cfg: EngineConfig) -> int:
 def engine_latency(cfg: EngineConfig) -> int:
     """Cycles from the last issue of a row fold to its output word (one more for the outer
     accumulator of two-level Horner mode, :attr:`EngineConfig.horner_levels`, and one more for
-    a weight memory in tiles, :attr:`EngineConfig.weight_tiles`)."""
-    return ENGINE_LATENCY - 2 + popcount_stages(cfg) + (cfg.horner_levels == 2) + (cfg.weight_tiles is not None)
+    a weight memory in block RAM, :attr:`EngineConfig.weights_in_block_ram`)."""
+    return ENGINE_LATENCY - 2 + popcount_stages(cfg) + (cfg.horner_levels == 2) + cfg.weights_in_block_ram
 
 
 def row_constants(cfg: EngineConfig, codes) -> list[int]:
@@ -897,10 +909,14 @@ class BitSerialMVTU(wiring.Component):
         c = self.cfg
         PE, SIMD, Pa = c.pe, c.simd, c.a_planes
         aword = Signal.like(arp.data, name="aword", reset_less=True)
-        if c.weight_tiles:          # the tiled weight memory's word comes a stage later (tiled_read)
+        wdata = wrp.data
+        if c.weights_in_block_ram:  # the weight word comes a stage later (EngineConfig.weights_in_block_ram)
             aword0 = Signal.like(arp.data, name="aword0", reset_less=True)
             m.d.sync += [aword0.eq(arp.data), aword.eq(aword0)]
             ctl = delay(ctl, "t")
+            if not c.weight_tiles:  # (tiled_read registers twice itself)
+                wdata = Signal.like(wrp.data, name="wword", reset_less=True)
+                m.d.sync += wdata.eq(wrp.data)
         else:
             m.d.sync += aword.eq(arp.data)
         ctl1 = delay(ctl, "r")
@@ -918,7 +934,7 @@ class BitSerialMVTU(wiring.Component):
             a_next = Array(a_planes)[ctl1[3]]
         m.d.sync += a_sel.eq(a_next)
         for pe in range(PE):
-            m.d.sync += w_sel[pe].eq(wrp.data[pe * SIMD:(pe + 1) * SIMD])
+            m.d.sync += w_sel[pe].eq(wdata[pe * SIMD:(pe + 1) * SIMD])
         return a_sel, a_next, w_sel, delay(ctl1, "b")
 
     def _chunk_popcounts(self, m, delay, ctl, a_sel, a_next, w_sel):

@@ -324,8 +324,8 @@ def test_short_passes_keep_the_input_rate(rows, sf):
 
 @pytest.mark.parametrize("popcount", ["adder", "lut6"])
 @pytest.mark.parametrize("case", [CASES[13], CASES[14], (8, 4, 2, 4, ("bwn", 1), ("uact", 1), 0),
-                                  (4160, 9, 4, 9, ("bwn", 1), ("uact", 1), 1)],
-                         ids=["bwn-uact", "xnor", "raw", "tiles"])
+                                  (4160, 9, 4, 9, ("bwn", 1), ("uact", 1), 1), (400, 9, 4, 9, ("bwn", 1), ("uact", 1), 1)],
+                         ids=["bwn-uact", "xnor", "raw", "tiles", "block"])
 def test_one_issue_per_row_fold_gives_one_word_per_cycle(case, popcount):
     """With one issue per row fold (SF = Pw = Pa = 1) and a consumer always ready, the output
     words follow each other every cycle: the output FIFO's credits (output_credits) cover the
@@ -337,6 +337,7 @@ def test_one_issue_per_row_fold_gives_one_word_per_cycle(case, popcount):
     cfg = EngineConfig(**{**cfg.__dict__, "popcount": popcount})
     assert engine_cycles(cfg) == cfg.nf and output_credits(cfg) > 2
     assert (cfg.weight_tiles is not None) == (R > 512)     # 36 bits x 1,040 words: three 512-word banks
+    assert cfg.weights_in_block_ram == (R >= 400)          # 100 words: one block RAM, its read registered twice
     out, stamps = run_mvtu(cfg, wcodes, thr, dirs, vectors, gap=0, stall=0)
     assert np.array_equal(out, mvtu_reference(cfg, wcodes, thr, dirs, vectors))
     assert np.all(np.diff(stamps) == 1), np.diff(stamps)
