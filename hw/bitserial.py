@@ -329,8 +329,10 @@ class EngineConfig:
         on ECP5, :mod:`bitplane.synth.ecp5_outreg`; :func:`hw.memory.tiled_read` for tiles) and
         once in the fabric, near the PEs, so the route from a block RAM column to the PEs ends
         in a flip-flop (CNV-W1A1's ECP5 path: conv1's weight DP16KD output register -> the
-        popcount, 3.6 ns of routing across 45 rows, 8.1 ns); one cycle of latency more
-        (:func:`engine_latency`)."""
+        popcount, 3.6 ns of routing across 45 rows, 8.1 ns). It is read a stage earlier for
+        that, so the latency stays (a tiled memory's three registers take a stage more:
+        :func:`engine_latency`); delaying the activation word instead put three registers in a
+        row after the activation buffer, which yosys maps to SRL16E on the xc7 (a LUT each)."""
         we = self.weight_entries
         return we > 1 and not in_lut_ram(self.weight_ram_style, we)
 
@@ -400,8 +402,8 @@ def output_credits(cfg: EngineConfig) -> int:
 def engine_latency(cfg: EngineConfig) -> int:
     """Cycles from the last issue of a row fold to its output word (one more for the outer
     accumulator of two-level Horner mode, :attr:`EngineConfig.horner_levels`, and one more for
-    a weight memory in block RAM, :attr:`EngineConfig.weights_in_block_ram`)."""
-    return ENGINE_LATENCY - 2 + popcount_stages(cfg) + (cfg.horner_levels == 2) + cfg.weights_in_block_ram
+    a weight memory in tiles, :attr:`EngineConfig.weight_tiles`)."""
+    return ENGINE_LATENCY - 2 + popcount_stages(cfg) + (cfg.horner_levels == 2) + (cfg.weight_tiles is not None)
 
 
 def row_constants(cfg: EngineConfig, codes) -> list[int]:
@@ -861,8 +863,9 @@ class BitSerialMVTU(wiring.Component):
         # the memory output register is the only register on it (no plane multiplexer)
         wa1 = Signal.like(wa)
         m.d.sync += wa1.eq(wa)
-        # (a tiled weight memory registers its banks' read data instead: read at wa)
-        wrp = mems.read(mems.wmem, wa if mems.wtiled else wa1 if c.weight_entries > 1 else 0)
+        # (a weight memory in block RAM registers its read data once more instead: read at wa,
+        # EngineConfig.weights_in_block_ram)
+        wrp = mems.read(mems.wmem, wa if c.weights_in_block_ram else wa1 if c.weight_entries > 1 else 0)
         arp = mems.abuf.read_port()
         m.d.comb += arp.addr.eq(ra)
 
@@ -909,16 +912,16 @@ class BitSerialMVTU(wiring.Component):
         c = self.cfg
         PE, SIMD, Pa = c.pe, c.simd, c.a_planes
         aword = Signal.like(arp.data, name="aword", reset_less=True)
-        wdata = wrp.data
-        if c.weights_in_block_ram:  # the weight word comes a stage later (EngineConfig.weights_in_block_ram)
+        if c.weight_tiles:          # the tiled weight memory's word comes a stage later (tiled_read)
             aword0 = Signal.like(arp.data, name="aword0", reset_less=True)
             m.d.sync += [aword0.eq(arp.data), aword.eq(aword0)]
             ctl = delay(ctl, "t")
-            if not c.weight_tiles:  # (tiled_read registers twice itself)
-                wdata = Signal.like(wrp.data, name="wword", reset_less=True)
-                m.d.sync += wdata.eq(wrp.data)
         else:
             m.d.sync += aword.eq(arp.data)
+        wdata = wrp.data
+        if c.weights_in_block_ram and not c.weight_tiles:   # read a stage earlier, registered again
+            wdata = Signal.like(wrp.data, name="wword", reset_less=True)
+            m.d.sync += wdata.eq(wrp.data)
         ctl1 = delay(ctl, "r")
         a_planes = [Cat(*[aword[l * Pa + p] for l in range(SIMD)]) for p in reversed(range(Pa))]   # issue order
         a_sel = Signal(SIMD, reset_less=True)
