@@ -302,15 +302,22 @@ class WeightLoader(wiring.Component):
             with m.If(phase[3] & wsel[k]):
                 m.d.sync += asm[32 * k:32 * (k + 1)].eq(word_r)
         err = self.format_error
-        with m.FSM(name="loader"):
+        # the address's next value chosen in the third cycle (from the flags, the state and
+        # entry_done, all set by then) and loaded when the word is taken: its clock enable is
+        # `accept` alone (with the choice in the taking cycle, the state and the flags before the
+        # address register's enable were the demo's ECP5 path at three placements, 3-4 levels
+        # and 6 ns of routing)
+        addr_nx = Signal.like(addr, name="addr_next")
+        with m.If(accept):
+            m.d.sync += addr.eq(addr_nx)
+        with m.FSM(name="loader") as fsm:
             with m.State("MAGIC"):
                 with m.If(accept):
                     with m.If(last_r | ~flag(wimg.IMAGE_MAGIC)):
                         m.d.comb += err.eq(1)
                         with m.If(~last_r):
                             m.next = "DROP"
-                    with m.Else():
-                        m.d.sync += addr.eq(0)         # no continuation of an earlier image
+                    with m.Else():                     # (addr_nx: 0, no continuation of an earlier image)
                         m.next = "HEADER"
             with m.State("HEADER"):
                 with m.If(accept):
@@ -325,7 +332,7 @@ class WeightLoader(wiring.Component):
                     with m.Else():
                         # (a continuation's flag holds only right after the chunk before it: cont)
                         with m.If(hdr_first):
-                            m.d.sync += [sel.eq(sel_n), addr.eq(0), wpe_last.eq(wpe_n)]
+                            m.d.sync += [sel.eq(sel_n), wpe_last.eq(wpe_n)]     # (addr_nx: 0)
                         m.d.sync += [left.eq(word_r[:20]), wi.eq(0), wsel.eq(1)]
                         with m.If(hdr_hit & ~last_r):
                             m.next = "PAYLOAD"
@@ -338,7 +345,7 @@ class WeightLoader(wiring.Component):
                 with m.If(accept):
                     m.d.sync += left.eq(left - 1)
                     with m.If(entry_done):
-                        m.d.sync += [wi.eq(0), wsel.eq(1), wr.eq(1), wr_addr.eq(addr), addr.eq(addr + 1)]
+                        m.d.sync += [wi.eq(0), wsel.eq(1), wr.eq(1), wr_addr.eq(addr)]      # (addr_nx: + 1)
                     with m.Else():
                         m.d.sync += [wi.eq(wi + 1), wsel.eq(wsel << 1)]
                     with m.If(last_r):
@@ -349,6 +356,14 @@ class WeightLoader(wiring.Component):
             with m.State("DROP"):
                 with m.If(accept & last_r):
                     m.next = "MAGIC"
+        with m.If(phase[2]):
+            m.d.sync += addr_nx.eq(addr)
+            with m.If(fsm.ongoing("MAGIC") & ~last_r & flag(wimg.IMAGE_MAGIC)):
+                m.d.sync += addr_nx.eq(0)
+            with m.If(fsm.ongoing("HEADER") & ~flag(wimg.END_WORD) & _or([f for _, f in firsts])):
+                m.d.sync += addr_nx.eq(0)
+            with m.If(fsm.ongoing("PAYLOAD") & entry_done):
+                m.d.sync += addr_nx.eq(addr + 1)
         return m
 
 
