@@ -149,9 +149,13 @@ class CompressorPopcount(wiring.Component):
         n, kind = self.n, self.kind
         serial = [0]
 
+        # the stages' registers keep their reset (unlike the engine's other data registers):
+        # bits that pass a level uncompressed are registers in a row, which yosys packs into
+        # shift-register LUTs (SRL16E, a LUT6 site each) on the xc7 when they have no reset
+        # (256 in CNV-W1A1's conv0); flip-flops cost no LUT
         def reg(expr, name):
             serial[0] += 1
-            r = Signal(name=f"{name}{serial[0]}", reset_less=True)
+            r = Signal(name=f"{name}{serial[0]}")
             m.d.sync += r.eq(expr)
             return r
 
@@ -187,10 +191,10 @@ class CompressorPopcount(wiring.Component):
         for col, bits in heap.items():
             for r, x in enumerate(bits):
                 rows[r] = rows[r] | (x.as_unsigned() << col)
-        total = Signal(range(n + 1), name="total", reset_less=True)
+        total = Signal(range(n + 1), name="total")
         m.d.sync += total.eq(rows[0] + rows[1])
         for _ in range(self.latency - self.min_latency):
-            nxt = Signal.like(total, reset_less=True)
+            nxt = Signal.like(total)
             m.d.sync += nxt.eq(total)
             total = nxt
         m.d.comb += self.count.eq(total)
