@@ -168,7 +168,6 @@ class StreamFIFO(wiring.Component):
             m.d.sync += held.eq(0)
         return m
 
-
     def _lutram(self, m):
         """``depth - 1`` words in LUT RAM and one in the read port's register, as amaranth's
         ``SyncFIFOBuffered`` (the same cycles: a word written is offered two edges later, one
@@ -194,9 +193,7 @@ class StreamFIFO(wiring.Component):
         with m.If(put):
             m.d.sync += produce.eq(Mux(produce == n - 1, 0, produce + 1))
         with m.If(read):
-            m.d.sync += consume.eq(Mux(consume == n - 1, 0, consume + 1))
-        with m.If(read):
-            m.d.sync += held.eq(1)
+            m.d.sync += [consume.eq(Mux(consume == n - 1, 0, consume + 1)), held.eq(1)]
         with m.Elif(self.o.ready):
             m.d.sync += held.eq(0)
 
