@@ -50,7 +50,7 @@ def _or(values):
 
 
 #: Cycles the weight loader (:class:`WeightLoader`) takes per 32-bit image word.
-LOADER_CYCLES_PER_WORD = 4
+LOADER_CYCLES_PER_WORD = 5
 
 
 class InputFramer(wiring.Component):
@@ -159,11 +159,12 @@ class WeightLoader(wiring.Component):
         of the frame is then dropped (and still counted and checksummed, the zero padding of
         its last beat included).
 
-    Throughput: one word per :data:`LOADER_CYCLES_PER_WORD` (4) cycles (the first registers
+    Throughput: one word per :data:`LOADER_CYCLES_PER_WORD` (5) cycles (the first registers
     the word, the second its comparisons with the magic, end and section-header words and its
-    part of the CRC in 4-bit pieces, the third the header decode of them and the CRC part;
-    ``i.ready`` on a beat's last word): an image is loaded once, and no 32-bit compare and no
-    OR of many stands before the FSM's clock enables. Latency: a memory entry is written one
+    part of the CRC in 4-bit pieces, the third the header decode of them and the CRC part, the
+    fourth the FSM's decision: next state, error, which registers to load, next address; the
+    fifth takes the word, ``i.ready`` on a beat's last word): an image is loaded once, and
+    every clock enable of the taking cycle is ``accept`` AND one register. Latency: a memory entry is written one
     cycle after its last word is taken.
     """
 
@@ -200,14 +201,14 @@ class WeightLoader(wiring.Component):
         word = self.i.payload.data[:32] if n == 1 else self.i.payload.data.word_select(widx, 32)
         beat_end = (widx == n - 1) if n > 1 else 1
         last = self.i.payload.last & beat_end          # the frame's last word
-        # every word takes four cycles (LOADER_CYCLES_PER_WORD): in the first it is registered
+        # every word takes five cycles (LOADER_CYCLES_PER_WORD): in the first it is registered
         # (`word_r`; the input slice's multiplexer before the 32-bit compares was the demo's ECP5
         # path, 7.0 ns), in the second its comparisons with the constants the FSM looks for
         # (flag()), in the third what the FSM needs of them (a section header, its section's
-        # select and words per entry), in the fourth it is taken: no 32-bit compare and no wide
-        # OR of compares lies before the FSM's clock enables (an image is loaded once; with the
-        # header decode in the taking cycle, CNV-W1A1's ECP5 path ran from the flags to the
-        # address register's enable, 8.5-8.9 ns)
+        # select and words per entry), in the fourth the FSM's decision, in the fifth it is taken:
+        # no 32-bit compare and no wide OR of compares lies before the FSM's clock enables (an
+        # image is loaded once; with the header decode in the taking cycle, CNV-W1A1's ECP5 path
+        # ran from the flags to the address register's enable, 8.5-8.9 ns)
         # (section, chunk, first entry, header word) of every section header the image may hold
         chunk_headers = []
         for k, (lay, kind, entries, width) in enumerate(secs):
@@ -216,7 +217,7 @@ class WeightLoader(wiring.Component):
                 chunk_headers.append((k, j, first, wimg.header(lay, kind | (wimg.MEM_CONTINUE if j else 0), count * wpe)))
         consts = list(dict.fromkeys([wimg.IMAGE_MAGIC, wimg.END_WORD] + [h for *_, h in chunk_headers]))
         flags = Signal(len(consts))
-        phase = Signal(4, init=1)                      # one-hot: register, compare, decode, take
+        phase = Signal(LOADER_CYCLES_PER_WORD, init=1)  # one-hot: register, compare, decode, decide, take
         word_r = Signal(32, reset_less=True)
 
         def flag(const):
@@ -259,15 +260,13 @@ class WeightLoader(wiring.Component):
         # (phase moves on only with a word offered, which stays offered until i.ready, itself only
         # in the taking phase: so that phase implies i.valid, and accept needs no input from
         # outside the loader)
-        m.d.comb += [accept.eq(loading & phase[3]), self.i.ready.eq(loading & phase[3] & (beat_end | finish))]
+        m.d.comb += [accept.eq(loading & phase[4]), self.i.ready.eq(loading & phase[4] & (beat_end | finish))]
         if n > 1:
             with m.If(accept):
                 m.d.sync += widx.eq(Mux(beat_end | finish, 0, widx + 1))
         m.d.sync += wr.eq(0)
         m.d.comb += [self.wr.valid.eq(wr), self.wr.payload.sel.eq(sel), self.wr.payload.addr.eq(wr_addr),
                      self.wr.payload.data.eq(asm)]
-        with m.If(accept & (last_r | finish)):
-            m.d.sync += loading.eq(0)
         # CRC-32 state (the register reads ~crc, as zlib). The word's own part of each next-state
         # bit (an XOR of its 12-17 taps in the word) is registered in two steps, XORs of up to 4
         # of the registered word's bits in the second cycle and of those in the third, so the
@@ -284,13 +283,20 @@ class WeightLoader(wiring.Component):
                          for rs, qs in zip(wquad, quads) for r, bits in zip(rs, qs)]
         with m.If(phase[2]):
             m.d.sync += wpart.eq(Cat(*[_xor(rs) for rs in wquad]))
-        crc_next = Cat(*[_xor([crc[j] for j in ss] + [wpart[i]]) for i, (ss, _) in enumerate(taps)])
+        # the state's part likewise, registered every cycle (the state changes only when a word is
+        # taken, at most every fifth cycle, or by `clear`: in the cycle after a clear the part of
+        # CRC32_INIT, a constant, stands in): the taking cycle XORs two registers per bit (with
+        # the state's taps there, up to 17, the demo's ECP5 path was `crc` -> `crc`, 4 levels)
+        spart, cleared = Signal(32, reset_less=True), Signal()
+        m.d.sync += spart.eq(Cat(*[_xor([crc[j] for j in ss] or [Const(0, 1)]) for ss, _ in taps]))
+        init_part = [sum((wimg.CRC32_INIT >> j) & 1 for j in ss) & 1 for ss, _ in taps]
+        crc_next = Cat(*[Mux(cleared, init_part[i], spart[i]) ^ wpart[i] for i in range(len(taps))])
         m.d.comb += self.checksum.eq(~crc)
         with m.If(accept):
             m.d.sync += [crc.eq(crc_next), self.words.eq(self.words + 1)]
         # the clear pulse (the top's CTRL register, across the device) registered here first
         clear = Signal()
-        m.d.sync += clear.eq(self.clear)
+        m.d.sync += [clear.eq(self.clear), cleared.eq(clear)]
         with m.If(clear):
             m.d.sync += [crc.eq(wimg.CRC32_INIT), self.words.eq(0)]
         # the word goes into its slot whenever one is offered in the taking phase, in any state,
@@ -299,71 +305,55 @@ class WeightLoader(wiring.Component):
         # slot's enable is then an AND of two registers (`phase`, the one-hot `wsel`), nothing
         # of the FSM's state before the wide assembly register's clock enables
         for k in range(self.max_wpe):
-            with m.If(phase[3] & wsel[k]):
+            with m.If(phase[4] & wsel[k]):
                 m.d.sync += asm[32 * k:32 * (k + 1)].eq(word_r)
         err = self.format_error
-        # the address's next value chosen in the third cycle (from the flags, the state and
-        # entry_done, all set by then) and loaded when the word is taken: its clock enable is
-        # `accept` alone (with the choice in the taking cycle, the state and the flags before the
-        # address register's enable were the demo's ECP5 path at three placements, 3-4 levels
-        # and 6 ns of routing)
-        addr_nx = Signal.like(addr, name="addr_next")
+        # the FSM's decision for the word (next state, error, end of image, which registers the
+        # taking cycle loads, the address's next value) is registered in the fourth cycle, from the
+        # state, the flags and their decode, all set by then; the taking cycle only loads it: every
+        # clock enable there is `accept` AND one decision register (with the decision in the taking
+        # cycle, the flags -> the FSM's state and the state -> the address's enable were the demo's
+        # ECP5 path at five placements, 3-4 levels and 6-6.6 ns of routing)
+        st = Signal(4, init=1)                         # one-hot state: MAGIC, HEADER, PAYLOAD, DROP
+        MAGIC, HEADER, PAYLOAD, DROP = st[0], st[1], st[2], st[3]
+        st_nx = Signal(4, reset_less=True)
+        err_nx, fin_nx, stop_nx = Signal(reset_less=True), Signal(reset_less=True), Signal(reset_less=True)
+        do_sel, do_hdr, do_pay, do_entry = (Signal(reset_less=True, name=nm)
+                                            for nm in ("do_sel", "do_hdr", "do_pay", "do_entry"))
+        addr_nx = Signal.like(addr, name="addr_next", reset_less=True)
+        is_end, is_magic = flag(wimg.END_WORD), flag(wimg.IMAGE_MAGIC)
+        to_magic, to_header, to_payload, to_drop = 1, 2, 4, 8
+        # the next state (as a one-hot constant) and whether the word is a format error
+        bad_hdr = ~hdr_hit | last_r
+        end_err = ~self.i.payload.last                 # an end word not in the last beat
+        nxt = Mux(MAGIC, Mux(last_r, to_magic, Mux(is_magic, to_header, to_drop)), 0) \
+            | Mux(HEADER, Mux(is_end, Mux(end_err, to_drop, to_magic),
+                              Mux(bad_hdr, Mux(last_r, to_magic, to_drop), to_payload)), 0) \
+            | Mux(PAYLOAD, Mux(last_r, to_magic, Mux(left_one, to_header, to_payload)), 0) \
+            | Mux(DROP, Mux(last_r, to_magic, to_drop), 0)
+        bad = (MAGIC & (last_r | ~is_magic)) | (HEADER & Mux(is_end, end_err, bad_hdr)) | (PAYLOAD & last_r)
+        fin = (HEADER & is_end & ~end_err) if n > 1 else Const(0)
+        with m.If(phase[3]):
+            m.d.sync += [st_nx.eq(nxt), err_nx.eq(bad), fin_nx.eq(fin), stop_nx.eq(last_r | fin),
+                         do_sel.eq(HEADER & ~is_end & hdr_first), do_hdr.eq(HEADER & ~is_end),
+                         do_pay.eq(PAYLOAD), do_entry.eq(PAYLOAD & entry_done),
+                         addr_nx.eq(Mux((MAGIC & ~last_r & is_magic) | (HEADER & ~is_end & hdr_first), 0,
+                                        Mux(PAYLOAD & entry_done, addr + 1, addr)))]
+        m.d.comb += [finish.eq(fin_nx), err.eq(accept & err_nx)]
         with m.If(accept):
-            m.d.sync += addr.eq(addr_nx)
-        with m.FSM(name="loader") as fsm:
-            with m.State("MAGIC"):
-                with m.If(accept):
-                    with m.If(last_r | ~flag(wimg.IMAGE_MAGIC)):
-                        m.d.comb += err.eq(1)
-                        with m.If(~last_r):
-                            m.next = "DROP"
-                    with m.Else():                     # (addr_nx: 0, no continuation of an earlier image)
-                        m.next = "HEADER"
-            with m.State("HEADER"):
-                with m.If(accept):
-                    with m.If(flag(wimg.END_WORD)):
-                        m.next = "MAGIC"
-                        with m.If(~self.i.payload.last):
-                            m.d.comb += err.eq(1)
-                            m.next = "DROP"
-                        if n > 1:
-                            with m.Else():
-                                m.d.comb += finish.eq(1)
-                    with m.Else():
-                        # (a continuation's flag holds only right after the chunk before it: cont)
-                        with m.If(hdr_first):
-                            m.d.sync += [sel.eq(sel_n), wpe_last.eq(wpe_n)]     # (addr_nx: 0)
-                        m.d.sync += [left.eq(word_r[:20]), wi.eq(0), wsel.eq(1)]
-                        with m.If(hdr_hit & ~last_r):
-                            m.next = "PAYLOAD"
-                        with m.Else():
-                            m.d.comb += err.eq(1)
-                            m.next = "DROP"
-                            with m.If(last_r):
-                                m.next = "MAGIC"
-            with m.State("PAYLOAD"):
-                with m.If(accept):
-                    m.d.sync += left.eq(left - 1)
-                    with m.If(entry_done):
-                        m.d.sync += [wi.eq(0), wsel.eq(1), wr.eq(1), wr_addr.eq(addr)]      # (addr_nx: + 1)
-                    with m.Else():
-                        m.d.sync += [wi.eq(wi + 1), wsel.eq(wsel << 1)]
-                    with m.If(last_r):
-                        m.d.comb += err.eq(1)
-                        m.next = "MAGIC"
-                    with m.Elif(left_one):
-                        m.next = "HEADER"
-            with m.State("DROP"):
-                with m.If(accept & last_r):
-                    m.next = "MAGIC"
-        with m.If(phase[2]):
-            m.d.sync += addr_nx.eq(addr)
-            with m.If(fsm.ongoing("MAGIC") & ~last_r & flag(wimg.IMAGE_MAGIC)):
-                m.d.sync += addr_nx.eq(0)
-            with m.If(fsm.ongoing("HEADER") & ~flag(wimg.END_WORD) & _or([f for _, f in firsts])):
-                m.d.sync += addr_nx.eq(0)
-            with m.If(fsm.ongoing("PAYLOAD") & entry_done):
-                m.d.sync += addr_nx.eq(addr + 1)
+            m.d.sync += [st.eq(st_nx), addr.eq(addr_nx)]
+            with m.If(stop_nx):
+                m.d.sync += loading.eq(0)
+            with m.If(do_sel):
+                m.d.sync += [sel.eq(sel_n), wpe_last.eq(wpe_n)]
+            with m.If(do_hdr):
+                m.d.sync += [left.eq(word_r[:20]), wi.eq(0), wsel.eq(1)]
+            with m.If(do_pay):
+                m.d.sync += left.eq(left - 1)
+                with m.If(do_entry):
+                    m.d.sync += [wi.eq(0), wsel.eq(1), wr.eq(1), wr_addr.eq(addr)]
+                with m.Else():
+                    m.d.sync += [wi.eq(wi + 1), wsel.eq(wsel << 1)]
         return m
 
 

@@ -10,7 +10,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from bitplane.core import weightimage as wimg
-from bitplane.hw.framing import InputFramer, OutputFramer, WeightLoader
+from bitplane.hw.framing import LOADER_CYCLES_PER_WORD, InputFramer, OutputFramer, WeightLoader
 
 
 def _beats(words, word_bits, n):
@@ -157,9 +157,10 @@ def _image(rng, max_count=wimg.MAX_COUNT):
     return data, wimg.pack_image([(lay, kind, d, w) for (lay, kind, _, w), d in zip(SECTIONS, data)], max_count)
 
 
-def _load(beat_bits, frames, seed, max_count=wimg.MAX_COUNT):
+def _load(beat_bits, frames, seed, max_count=wimg.MAX_COUNT, clear_at=None, gap=0.3):
     """Stream weight-image frames (lists of 32-bit words) into a WeightLoader; returns the
-    writes (sel, addr, data), format-error pulses, checksum, words."""
+    writes (sel, addr, data), format-error pulses, checksum, words. ``clear_at``: pulse
+    ``clear`` in that cycle of the first frame's stream; ``gap``: the source's chance of an idle cycle."""
     rng = random.Random(seed)
     n = beat_bits // 32
     dut = WeightLoader(beat_bits, SECTIONS, max_count)
@@ -178,8 +179,11 @@ def _load(beat_bits, frames, seed, max_count=wimg.MAX_COUNT):
             ctx.set(dut.load, 0)
             while not ctx.get(dut.loading):
                 await ctx.tick()
-            src = _Source(dut.i, [(d, int(k == len(fb) - 1)) for k, d in enumerate(fb)], rng, 0.3, put)
+            src = _Source(dut.i, [(d, int(k == len(fb) - 1)) for k, d in enumerate(fb)], rng, gap, put)
+            cycle = 0
             while not src.done:
+                ctx.set(dut.clear, cycle == clear_at)
+                cycle += 1
                 src.drive(ctx)
                 if ctx.get(dut.wr.valid):
                     writes.append((ctx.get(dut.wr.payload.sel), ctx.get(dut.wr.payload.addr),
@@ -188,6 +192,7 @@ def _load(beat_bits, frames, seed, max_count=wimg.MAX_COUNT):
                 src.sample(ctx)
                 await ctx.tick()
             ctx.set(dut.i.valid, 0)
+            ctx.set(dut.clear, 0)
             for _ in range(2):
                 if ctx.get(dut.wr.valid):
                     writes.append((ctx.get(dut.wr.payload.sel), ctx.get(dut.wr.payload.addr),
@@ -213,6 +218,18 @@ def test_weight_loader_writes_every_entry(beat_bits):
     assert [(s, a, v & ((1 << SECTIONS[s][3]) - 1)) for s, a, v in writes] == want
     assert errs == 0
     assert regs == {"checksum": _crc([image]), "words": len(image)}
+
+
+@pytest.mark.parametrize("clear_at", range(30, 30 + LOADER_CYCLES_PER_WORD))
+def test_weight_loader_checksum_cleared_mid_image(clear_at):
+    """A clear at each of a word's five cycles (a source never idle: a word taken every fifth
+    cycle): the checksum and the word count restart together (the CRC's registered state part
+    stands in for the state only when no clear came in between)."""
+    rng = random.Random(7)
+    data, image = _image(rng)
+    writes, errs, regs = _load(32, [image], seed=clear_at, clear_at=clear_at, gap=0)
+    assert errs == 0 and 0 < regs["words"] < len(image)
+    assert regs["checksum"] == _crc([image[len(image) - regs["words"]:]])
 
 
 @pytest.mark.parametrize("beat_bits", [32, 128])
