@@ -63,7 +63,7 @@ SEL_FANOUT = 16
 
 
 def _pe_group_registers(m, value, width: int, pe: int, name: str, first=None,
-                        per: int = ACT_FANOUT) -> list:
+                        per: int = ACT_FANOUT, init=None) -> list:
     """``value`` registered once per ``per`` of ``pe`` PEs (or lanes: the plane index per
     :data:`SEL_FANOUT`), the copies kept apart (``keep``, which
     the synthesis flow carries onto their flip-flops: ``synth.flow.KEEP_REGISTERS``): one
@@ -71,9 +71,10 @@ def _pe_group_registers(m, value, width: int, pe: int, name: str, first=None,
     the outer sums' signs; a sign copy shared by four PEs still was, placed 3.7 ns of routing
     from one of them). Returns PE ``p``'s register at index ``p``. ``first``: a register of
     ``value`` the engine has anyway, copy 0; the others are named ``name`` and their index and
-    have no reset (every use is data beside a valid flag: planes, plane indices, signs)."""
+    have no reset (every use is data beside a valid flag: planes, plane indices, signs), or,
+    with ``init``, reset to it (control: the accumulators' clear)."""
     start = 0 if first is None else 1
-    copies = [Signal(width, name=f"{name}{k}", attrs={"keep": 1}, reset_less=True)
+    copies = [Signal(width, name=f"{name}{k}", attrs={"keep": 1}, reset_less=init is None, init=init or 0)
               for k in range(start, -(-pe // per))]
     m.d.sync += [r.eq(value) for r in copies]
     regs = ([] if first is None else [first]) + copies
@@ -1024,11 +1025,13 @@ class BitSerialMVTU(wiring.Component):
         PE, SIMD, Pw, Pa, NF = c.pe, c.simd, c.w_planes, c.a_planes, c.nf
         v2, nf2, i2, j2, last2, sa2, sa_first2, sa_last2, dbl2, iend2 = ctl
         v3, nf3 = Signal(), Signal.like(nf2)
-        last3, dbl3, iend3, vend3 = (Signal() for _ in range(4))
+        last3, dbl3, iend3 = (Signal() for _ in range(3))
         sa3, sa_first3, sa_last3 = delay([sa2, sa_first2, sa_last2], "3")     # (constants without S_a)
-        m.d.sync += [v3.eq(v2), nf3.eq(nf2), last3.eq(last2), dbl3.eq(dbl2), iend3.eq(iend2),
-                     # a sum's last issue (valid): the accumulators' clear (_accumulate)
-                     vend3.eq(v2 & (iend2 if c.horner_levels == 2 else last2))]
+        m.d.sync += [v3.eq(v2), nf3.eq(nf2), last3.eq(last2), dbl3.eq(dbl2), iend3.eq(iend2)]
+        # a sum's last issue (valid), or the cycle after a reset (the copies reset to 1): the
+        # accumulators' clear (_accumulate), a copy per ACT_FANOUT PEs (one net to every bit of
+        # every PE's accumulator was the demo's ECP5 path, 5.4 ns of routing)
+        vend3 = _pe_group_registers(m, v2 & (iend2 if c.horner_levels == 2 else last2), 1, PE, "acc_clear", init=1)
         # Horner mode: the sign of each issued pair's coefficient (a register per PE,
         # _pe_group_registers: one register driving every PE's accumulator was the demo's ECP5
         # path, 3.7 ns of routing; two-level: the activation plane's sign here, the weight
@@ -1102,28 +1105,26 @@ class BitSerialMVTU(wiring.Component):
         # its value at the plane's last issue, `outer` the sum over the weight planes, doubled per
         # plane, `res4` added or subtracted (the plane's sign) one stage later (S3b)
         # the accumulator is cleared at a sum's last issue and in the cycle after any reset
-        # (`fresh`: reset to 1, whether by the domain's reset or by a reset the block is wrapped
-        # in, e.g. the top's SOFT_RESET; no vector is in flight then), both through one shared
-        # signal on its flip-flops' synchronous reset (the accumulator itself has no reset:
+        # (`vend`: its copies reset to 1, whether by the domain's reset or by a reset the block is
+        # wrapped in, e.g. the top's SOFT_RESET; no vector is in flight then), through a register
+        # on its flip-flops' synchronous reset (the accumulator itself has no reset:
         # yosys does not merge a second reset into it), so no "first" multiplexer stands before
         # the adder: on xc7 that made every bit a LUT; without it the bits above the term's are
         # the carry chain alone. In Horner mode the doubling is unconditional when every issue
         # but a sum's first doubles (:attr:`EngineConfig.horner_doubles_always`; 0 doubled is 0).
-        # The clear is one LUT of two registers (`vend`: valid and last, registered together;
-        # `fresh`).
-        fresh, clear = Signal(init=1), Signal()
-        m.d.sync += fresh.eq(0)
-        m.d.comb += clear.eq(k.vend | fresh)
+        # The clear is a register (`vend`: valid and last, registered together), a copy per
+        # ACT_FANOUT PEs; `res` is loaded by it too (also in the cycle after a reset, harmless:
+        # nothing is in flight then, and `v4` is low).
         for pe in range(c.pe):
             nxt = Signal(signed(AW), name=f"accn{pe}")
             prev = acc[pe] if not horner else acc[pe] << 1 if c.horner_doubles_always else \
                 Mux(k.dbl, acc[pe] << 1, acc[pe])
             m.d.comb += nxt.eq(_accumulate_term(prev, prod3[pe], AW))
-            with m.If(clear):
+            with m.If(k.vend[pe]):
                 m.d.sync += acc[pe].eq(0)
             with m.Elif(k.v):
                 m.d.sync += acc[pe].eq(nxt)
-            with m.If(k.vend):
+            with m.If(k.vend[pe]):
                 m.d.sync += res4[pe].eq(nxt if not sh or two else nxt << sh)
         m.d.sync += [v4.eq(k.v & k.last), nf4.eq(k.nf)]
         s4 = None
@@ -1139,10 +1140,11 @@ class BitSerialMVTU(wiring.Component):
                 m.d.sync += s4.eq(Mux(k.v & k.sa_last, sa_next, sa_final))
         k_nf = k.nf2                  # the row fold whose K is read (data registered with res4)
         if two:
-            dv, oclear = Signal(), Signal()
+            dv = Signal()
             m.d.sync += dv.eq(k.v & k.iend)
-            # (a row's last issue is its last weight plane's last: v4 implies dv)
-            m.d.comb += oclear.eq(v4 | fresh)
+            # (a row's last issue is its last weight plane's last: v4 implies dv); the outer sums'
+            # clear: v4 or the cycle after a reset, a copy per ACT_FANOUT PEs as `vend`
+            oclear = _pe_group_registers(m, k.v & k.last, 1, c.pe, "outer_clear", init=1)
             # the weight plane's sign a stage on, a copy per PE: one register driving
             # every PE's add/subtract was the demo's ECP5 path at two placements (block 0's
             # outer_neg -> an outer accumulator, 6.3 ns routing)
@@ -1153,7 +1155,7 @@ class BitSerialMVTU(wiring.Component):
                 onxt = Signal(signed(AW), name=f"outern{pe}")
                 term = res4[pe] if dneg is None else SimpleNamespace(mag=res4[pe], neg=dneg[pe])
                 m.d.comb += onxt.eq(_accumulate_term(outer[pe] << 1, term, AW))
-                with m.If(oclear):                  # at the row's end and by the reset, as acc
+                with m.If(oclear[pe]):              # at the row's end and by the reset, as acc
                     m.d.sync += outer[pe].eq(0)
                 with m.Elif(dv):
                     m.d.sync += outer[pe].eq(onxt)
