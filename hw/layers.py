@@ -50,7 +50,7 @@ from .bitserial import (BitSerialMVTU, EngineConfig, ThresholdParams, ThresholdU
 from .stream_blocks import CodeLUT, Pool, SlidingWindow, WidthConverter, pool_cycles, window_cycles, window_need
 
 
-REGISTER_LAG = 11   # cycles of register stages a block adds to a pixel's way (windows, FIFO reads, output registers)
+REGISTER_LAG = 12   # cycles of register stages a block adds to a pixel's way (windows, FIFO reads, output registers)
 
 
 # Widest memory word a block may have. Amaranth's netlist caps a memory word below 65,536 bits;

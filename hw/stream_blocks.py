@@ -426,10 +426,10 @@ def window_need(height: int, width: int, c_words: int, kernel: int, stride: int,
 
 
 #: Words of a :class:`SlidingWindow`'s output FIFO, its credits: a credit's round trip (the issue,
-#: the block RAM read, its register, into the FIFO, offered, taken, returned: ``5 +``
-#: :data:`CREDIT_RETURN` cycles), so that a consumer always ready sees a word every cycle (with
-#: one fewer, a gap every few words: tests/hw/test_stream_blocks.py).
-WINDOW_CREDITS = 5 + CREDIT_RETURN
+#: the read address register, the block RAM read, its register, into the FIFO, offered, taken,
+#: returned: ``6 +`` :data:`CREDIT_RETURN` cycles), so that a consumer always ready sees a word
+#: every cycle (with one fewer, a gap every few words: tests/hw/test_stream_blocks.py).
+WINDOW_CREDITS = 6 + CREDIT_RETURN
 
 
 class SlidingWindow(wiring.Component):
@@ -464,8 +464,8 @@ class SlidingWindow(wiring.Component):
     row slot is free. Both tests are registers (``i.ready``: a slot the reader frees is offered a
     cycle later; the reader's "rows available": a row the writer completes is seen a cycle
     later), so neither side's handshake waits on the other's counters. Latency: the first
-    output word follows the last input word it needs by 5 cycles (the row test, the block RAM
-    read, then a register with no reset: nothing but a register follows the memory, and on ECP5
+    output word follows the last input word it needs by 6 cycles (the row test, the read
+    address register, the block RAM read, then a register with no reset: nothing but a register follows the memory, and on ECP5
     it becomes the block RAM's output register, ``synth.ecp5_outreg``; then an output FIFO).
     Backpressure on ``o``: the reader issues a word only while the output FIFO has a word free
     for it (:data:`WINDOW_CREDITS`, counting the words in flight), so its pipeline never stops
@@ -664,8 +664,9 @@ class SlidingWindow(wiring.Component):
         hi_first = min(-t + K - 1, H - 1)
         avail = Signal()
         hi_nx = regs["hi_nx"][0]
-        # two stages that never stop: the block RAM's data (v1) and a register after it, so
-        # nothing but the register follows the memory (its clock-to-out is long on ECP5); then a
+        # three stages that never stop: the read address (v0), the block RAM's data (v1) and a
+        # register after it, so nothing but the register follows the memory (its clock-to-out is
+        # long on ECP5) and nothing but a register precedes it; then a
         # FIFO of WINDOW_CREDITS words. A word is issued only with a credit (`room`, a register:
         # words issued and not yet taken from the FIFO below its depth), so the consumer's
         # `ready` reaches the FIFO's read side and the credit count, not the reader's counters.
@@ -711,19 +712,27 @@ class SlidingWindow(wiring.Component):
         m.d.comb += [y.eq(y0 + kh), x.eq(x0 + kw)]
         rp = mem.read_port()
         aw = len(rp.addr)
+        # the read address a register of its own (the add of the row base and the column in
+        # front of the block RAM's address was CNV-W1A1's ECP5 path: block 7's `col` -> a DP16KD
+        # address, 6.7 ns of routing, CNV's block RAMs spread over the die)
+        raddr = Signal(aw, name="rd_addr", reset_less=True)
+        m.d.comb += rp.addr.eq(raddr)
         if self.pad_mode == "constant":
             # outside the map the address is don't-care (the word is replaced by pad_code)
-            m.d.comb += rp.addr.eq((a_row + col)[:aw])
+            m.d.sync += raddr.eq((a_row + col)[:aw])
         else:
             c_r, a_r = self._mirror(m, x, y, col, ch, slot_y0, kh)
-            m.d.comb += rp.addr.eq((a_r + c_r)[:aw])
-        # the position registered with the read (y1, x1), its "outside the map" test registered
-        # with the read data (pad2): the adds and the compares in separate stages
-        m.d.sync += v1.eq(issue)
+            m.d.sync += raddr.eq((a_r + c_r)[:aw])
+        # the position registered with the address (y0r, x0r) and with the read (y1, x1), its
+        # "outside the map" test registered with the read data (pad2): the adds and the compares
+        # in separate stages
+        v0 = Signal()
+        m.d.sync += [v0.eq(issue), v1.eq(v0)]
         outside = Const(0)
         if self.pad_mode == "constant":
-            y1, x1 = Signal.like(y), Signal.like(x)
-            m.d.sync += [y1.eq(y), x1.eq(x)]
+            y0r, x0r = Signal.like(y, reset_less=True), Signal.like(x, reset_less=True)
+            y1, x1 = Signal.like(y, reset_less=True), Signal.like(x, reset_less=True)
+            m.d.sync += [y0r.eq(y), x0r.eq(x), y1.eq(y0r), x1.eq(x0r)]
             outside = ~((y1 >= 0) & (y1 < H) & (x1 >= 0) & (x1 < W))
         ob, sh, B = self.bits + self.out_shift, self.out_shift, self.bits
         # the memory's data into a register of its own (no reset, no logic in front: on ECP5
@@ -732,9 +741,9 @@ class SlidingWindow(wiring.Component):
         v2, pad2 = Signal(), Signal()
         m.d.sync += [v2.eq(v1), pad2.eq(outside), data2.eq(rp.data)]
         word = data2 if not sh else Cat(*[Cat(Const(0, sh), data2[j * B:(j + 1) * B]) for j in range(self.lanes)])
-        if self.pad_codes:                  # the chunk's channels' codes: the chunk index two cycles late
-            ch1, ch2 = Signal.like(ch), Signal.like(ch)
-            m.d.sync += [ch1.eq(ch), ch2.eq(ch1)]
+        if self.pad_codes:                  # the chunk's channels' codes: the chunk index three cycles late
+            ch0, ch1, ch2 = (Signal.like(ch, reset_less=True) for _ in range(3))
+            m.d.sync += [ch0.eq(ch), ch1.eq(ch0), ch2.eq(ch1)]
             words = [Cat(*[Const(self.pad_codes[k * self.lanes + j], ob) for j in range(self.lanes)])
                      for k in range(CW)]
             padword = Array(words)[ch2] if CW > 1 else words[0]

@@ -45,16 +45,16 @@ def test_bypass_depth_is_the_window_lead_plus_slack():
     the shortcut's pixels before the row's first: the shortcut is 2W*C words behind (the
     lead). The slack follows the schedule at the DAG's rate: the pool (540 cycles/frame, the
     slowest) takes a word each 540/60 = 9 cycles, so row oy+1 is complete at cycle
-    90*(oy+2); the pool emits the row's first pixel 2*18 + 11 = 47 cycles later (its lag:
-    two pixel periods of 18 cycles plus REGISTER_LAG registers), the add 2*2 + 11 = 15 after
-    that: by then the fork has delivered ceil((90*(oy+2) + 62) / 9) = 10*(oy+2) + 7 words, of which
-    the add has taken 10*oy: 27 words, plus 8 for the registers between and the fork's one."""
+    90*(oy+2); the pool emits the row's first pixel 2*18 + 12 = 48 cycles later (its lag:
+    two pixel periods of 18 cycles plus REGISTER_LAG registers), the add 2*2 + 12 = 16 after
+    that: by then the fork has delivered ceil((90*(oy+2) + 64) / 9) = 10*(oy+2) + 8 words, of which
+    the add has taken 10*oy: 28 words, plus 8 for the registers between and the fork's one."""
     blocks, inputs = _residual()
     lead = bypass_depths(blocks, inputs, H * W, C, slack=False)
     assert lead == {(INPUT, 1, 1): 2 * W * C + 1, (INPUT, 0, 0): C + 1}
     full = bypass_depths(blocks, inputs, H * W, C)
-    assert REGISTER_LAG == 11 and [b.lag() for b in blocks] == [47, 15]
-    assert full[(INPUT, 1, 1)] == 2 * W * C + 7 + 8 + 1
+    assert REGISTER_LAG == 12 and [b.lag() for b in blocks] == [48, 16]
+    assert full[(INPUT, 1, 1)] == 2 * W * C + 8 + 8 + 1
     d = edge_fifo_depths(blocks, inputs, H * W, C)
     assert d[(INPUT, 1, 1)] == full[(INPUT, 1, 1)] and d[(0, 1, 0)] == 4
 
