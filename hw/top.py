@@ -175,6 +175,20 @@ def memory_sections(p: TopParams) -> list[tuple[int, int, int, int]]:
     return [(layer, mem.kind, mem.entries, mem.width) for _, layer, mem in loadable_memories(p)]
 
 
+def event_counter(m: Module, count: Signal, step, clear):
+    """``count`` (a register) plus one at each ``step``, 0 at ``clear`` (which wins). Returns
+    "this step wraps ``count`` to 0" (``step`` and the increment's carry out: no compare of the
+    count with all ones, whose AND tree before the ERROR register was the demo's ECP5 path at
+    grade 8 once the loader's was gone)."""
+    nx = Signal(len(count) + 1, name=f"{count.name}_inc")
+    m.d.comb += nx.eq(count + 1)
+    with m.If(clear):
+        m.d.sync += count.eq(0)
+    with m.Elif(step):
+        m.d.sync += count.eq(nx[:len(count)])
+    return step & nx[-1]
+
+
 class Core(wiring.Component):
     """Everything of :class:`Accelerator` but the register file (so SOFT_RESET can reset it).
 
@@ -274,16 +288,11 @@ class Core(wiring.Component):
         m.d.sync += [step.eq(frame_done - frame_out), inflight.eq(inflight + step)]
         m.d.comb += self.busy.eq((inflight != 0) | ~fr.idle | frame_done | (step != 0))
         m.d.sync += self.cycles.eq(self.cycles + 1)
-        with m.If(frame_done):
-            m.d.sync += self.frames_in.eq(self.frames_in + 1)
-            with m.If(self.frames_in == 0xFFFF_FFFF):
-                m.d.comb += err[E["OVERFLOW"]].eq(1)
-        with m.If(frame_out):
-            m.d.sync += self.frames_out.eq(self.frames_out + 1)
-            with m.If(self.frames_out == 0xFFFF_FFFF):
-                m.d.comb += err[E["OVERFLOW"]].eq(1)
+        wrap_in = event_counter(m, self.frames_in, frame_done, self.clear_counters)
+        wrap_out = event_counter(m, self.frames_out, frame_out, self.clear_counters)
+        m.d.comb += err[E["OVERFLOW"]].eq(wrap_in | wrap_out)
         with m.If(self.clear_counters):
-            m.d.sync += [self.frames_in.eq(0), self.frames_out.eq(0), self.cycles.eq(0)]
+            m.d.sync += self.cycles.eq(0)
         # the events registered before the ERROR register (the loader's format test through its
         # FSM into ERROR was the demo's ECP5 path at one placement, 7.17 ns)
         err_r = Signal(3, reset_less=True)
