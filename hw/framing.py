@@ -309,36 +309,51 @@ class WeightLoader(wiring.Component):
                 m.d.sync += asm[32 * k:32 * (k + 1)].eq(word_r)
         err = self.format_error
         # the FSM's decision for the word (next state, error, end of image, which registers the
-        # taking cycle loads, the address's next value) is registered in the fourth cycle, from the
-        # state, the flags and their decode, all set by then; the taking cycle only loads it: every
-        # clock enable there is `accept` AND one decision register (with the decision in the taking
-        # cycle, the flags -> the FSM's state and the state -> the address's enable were the demo's
-        # ECP5 path at five placements, 3-4 levels and 6-6.6 ns of routing)
+        # taking cycle loads, the address's next value) is registered in the fourth cycle, from
+        # terms of the state, the flags and `last` registered in the third (beside the header
+        # decode) and that decode: no output of either cycle has more than two LUT levels. The
+        # taking cycle only loads it: every clock enable there is `accept` AND one decision
+        # register (with the decision in the taking cycle, the flags -> the FSM's state and the
+        # state -> the address's enable were the demo's ECP5 path at five placements, 3-4 levels
+        # and 6-6.6 ns of routing; with it in one cycle, the flags -> `addr_next`, 3 levels)
         st = Signal(4, init=1)                         # one-hot state: MAGIC, HEADER, PAYLOAD, DROP
         MAGIC, HEADER, PAYLOAD, DROP = st[0], st[1], st[2], st[3]
+        is_end, is_magic = flag(wimg.END_WORD), flag(wimg.IMAGE_MAGIC)
+        end_ok = self.i.payload.last                   # (an end word not in the last beat is an error)
+        terms = {                                      # the third cycle's terms
+            "m_ok": MAGIC & ~last_r & is_magic,        # a good magic: on to HEADER, address 0
+            "h_go": HEADER & ~is_end,                  # a section header (good or not)
+            "h_go_nl": HEADER & ~is_end & ~last_r,     # ... not the image's last word
+            "h_end_ok": HEADER & is_end & end_ok,      # the end word in the last beat
+            "p_inc": PAYLOAD & entry_done,             # an entry complete: written, address + 1
+            "p_hdr": PAYLOAD & ~last_r & left_one,     # the section's last word: on to HEADER
+            "p_stay": PAYLOAD & ~last_r & ~left_one,
+            # on to DROP whatever the decode says (a bad magic, an end word not in the last beat,
+            # a dropped word not the last) and an error whatever it says
+            "drop_a": (MAGIC & ~last_r & ~is_magic) | (HEADER & is_end & ~end_ok) | (DROP & ~last_r),
+            "err_a": (MAGIC & (last_r | ~is_magic)) | (HEADER & is_end & ~end_ok) | (HEADER & ~is_end & last_r)
+                     | (PAYLOAD & last_r),
+        }
+        t = {k: Signal(name=f"dec_{k}", reset_less=True) for k in terms}
+        addr_inc = Signal.like(addr, name="addr_inc", reset_less=True)
+        with m.If(phase[2]):
+            m.d.sync += [t[k].eq(v) for k, v in terms.items()] + [addr_inc.eq(addr + 1)]
+        # the fourth cycle: the decision (a header word with no section's header flag is an error)
         st_nx = Signal(4, reset_less=True)
         err_nx, fin_nx, stop_nx = Signal(reset_less=True), Signal(reset_less=True), Signal(reset_less=True)
         do_sel, do_hdr, do_pay, do_entry = (Signal(reset_less=True, name=nm)
                                             for nm in ("do_sel", "do_hdr", "do_pay", "do_entry"))
         addr_nx = Signal.like(addr, name="addr_next", reset_less=True)
-        is_end, is_magic = flag(wimg.END_WORD), flag(wimg.IMAGE_MAGIC)
-        to_magic, to_header, to_payload, to_drop = 1, 2, 4, 8
-        # the next state (as a one-hot constant) and whether the word is a format error
-        bad_hdr = ~hdr_hit | last_r
-        end_err = ~self.i.payload.last                 # an end word not in the last beat
-        nxt = Mux(MAGIC, Mux(last_r, to_magic, Mux(is_magic, to_header, to_drop)), 0) \
-            | Mux(HEADER, Mux(is_end, Mux(end_err, to_drop, to_magic),
-                              Mux(bad_hdr, Mux(last_r, to_magic, to_drop), to_payload)), 0) \
-            | Mux(PAYLOAD, Mux(last_r, to_magic, Mux(left_one, to_header, to_payload)), 0) \
-            | Mux(DROP, Mux(last_r, to_magic, to_drop), 0)
-        bad = (MAGIC & (last_r | ~is_magic)) | (HEADER & Mux(is_end, end_err, bad_hdr)) | (PAYLOAD & last_r)
-        fin = (HEADER & is_end & ~end_err) if n > 1 else Const(0)
+        no_hdr = t["h_go_nl"] & ~hdr_hit
+        fin = t["h_end_ok"] if n > 1 else Const(0)     # (with one word a beat, last_r says it)
+        zero = t["m_ok"] | (t["h_go"] & hdr_first)
         with m.If(phase[3]):
-            m.d.sync += [st_nx.eq(nxt), err_nx.eq(bad), fin_nx.eq(fin), stop_nx.eq(last_r | fin),
-                         do_sel.eq(HEADER & ~is_end & hdr_first), do_hdr.eq(HEADER & ~is_end),
-                         do_pay.eq(PAYLOAD), do_entry.eq(PAYLOAD & entry_done),
-                         addr_nx.eq(Mux((MAGIC & ~last_r & is_magic) | (HEADER & ~is_end & hdr_first), 0,
-                                        Mux(PAYLOAD & entry_done, addr + 1, addr)))]
+            m.d.sync += [st_nx.eq(Cat(last_r | t["h_end_ok"], t["m_ok"] | t["p_hdr"],
+                                      (t["h_go_nl"] & hdr_hit) | t["p_stay"], t["drop_a"] | no_hdr)),
+                         err_nx.eq(t["err_a"] | no_hdr), fin_nx.eq(fin), stop_nx.eq(last_r | fin),
+                         do_sel.eq(t["h_go"] & hdr_first), do_hdr.eq(t["h_go"]),
+                         do_pay.eq(PAYLOAD), do_entry.eq(t["p_inc"]),
+                         addr_nx.eq(Mux(zero, 0, Mux(t["p_inc"], addr_inc, addr)))]
         m.d.comb += [finish.eq(fin_nx), err.eq(accept & err_nx)]
         with m.If(accept):
             m.d.sync += [st.eq(st_nx), addr.eq(addr_nx)]

@@ -251,6 +251,27 @@ def test_weight_loader_refuses_bad_images_and_recovers(beat_bits):
     assert regs == {"checksum": _crc(seen), "words": sum(map(len, seen))}
 
 
+@pytest.mark.parametrize("beat_bits", [32, 128])
+def test_weight_loader_refuses_short_and_overlong_frames(beat_bits):
+    """The FSM's other error exits: a frame of the magic alone, one ending on a section header,
+    and an end word followed by more beats (then dropped to the frame's end); a good image loads
+    after them."""
+    rng = random.Random(11)
+    data, image = _image(rng)
+    n = beat_bits // 32
+    magic_only = image[:1]
+    ends_on_header = image[:2]
+    overlong = image + [0] * (2 * n)
+    frames = [magic_only, ends_on_header, overlong, image]
+    writes, errs, regs = _load(beat_bits, frames, seed=5)
+    assert errs == 3
+    good = [(k, a, v) for k, d in enumerate(data) for a, v in enumerate(d)]
+    got = [(s, a, v & ((1 << SECTIONS[s][3]) - 1)) for s, a, v in writes]
+    assert got[-len(good):] == good
+    seen = [f + [0] * (-len(f) % n) for f in frames[:3]] + [image]
+    assert regs == {"checksum": _crc(seen), "words": sum(map(len, seen))}
+
+
 def _sections(image):
     """(start, end) word indices of each section of an image, header included."""
     out, i = [], 1
