@@ -768,25 +768,33 @@ class SlidingWindow(wiring.Component):
             with m.If(e_win):
                 m.d.sync += counter_step(ox, ox_l, self.OW)
             with m.If(e_row):
-                m.d.sync += [x0.eq(-l), c_x0.eq(-l * CW), col.eq(-l * CW), *counter_step(oy, oy_l, self.OH)]
+                m.d.sync += [col.eq(-l * CW), *counter_step(oy, oy_l, self.OH)]
             with m.If(e_frame):
                 # next frame: row 0 of the next frame sits H slots further
                 m.d.sync += rows_at(-t)
                 m.d.comb += r_next.eq(1)
-                m.d.sync += [y0.eq(-t),
-                             slot_nf.eq(mod_add(slot_nf, H)), slot_y0.eq(slot_nf),
-                             a_nf.eq(ring_add(a_nf, H * WC)), a_y0.eq(a_nf), a_row.eq(a_nf)]
+                m.d.sync += [slot_nf.eq(mod_add(slot_nf, H)), a_nf.eq(ring_add(a_nf, H * WC))]
             with m.Elif(e_row):
                 m.d.sync += rows_step()
-                m.d.sync += [y0.eq(y0 + s), slot_y0.eq(mod_add(slot_y0, s)),
-                             a_y0.eq(ring_add(a_y0, s * WC)), a_row.eq(ring_add(a_y0, s * WC))]
             with m.Elif(e_win):
-                m.d.sync += [x0.eq(x0 + s), c_x0.eq(c_x0 + s * CW),
-                             col.eq(c_x0 + s * CW), a_row.eq(a_y0)]
+                m.d.sync += col.eq(c_x0 + s * CW)
             with m.Elif(e_kw):
-                m.d.sync += [col.eq(c_x0), a_row.eq(ring_add(a_row, WC))]
+                m.d.sync += col.eq(c_x0)
             with m.Else():
                 m.d.sync += col.eq(col + 1)
+        # the address bases, each loaded by `issue` AND the one end register that covers all
+        # the ends that change it (e_frame implies e_row, e_row e_win, e_win e_kw), the others
+        # choosing the value: with them in the chain above, yosys made each clock enable the
+        # OR of the ends after `issue`, three LUT levels (the demo's ECP5 path at one placement,
+        # block 1's pool `avail` -> `a_row`, 5.0 ns of routing)
+        with m.If(issue & e_kw):      # the row of y0 + kh: a kernel row's end
+            m.d.sync += a_row.eq(Mux(e_frame, a_nf, Mux(e_row, ring_add(a_y0, s * WC),
+                                                         Mux(e_win, a_y0, ring_add(a_row, WC)))))
+        with m.If(issue & e_win):     # the window's column: a window's end
+            m.d.sync += [x0.eq(Mux(e_row, -l, x0 + s)), c_x0.eq(Mux(e_row, -l * CW, c_x0 + s * CW))]
+        with m.If(issue & e_row):     # the window's row: an output row's end
+            m.d.sync += [y0.eq(Mux(e_frame, -t, y0 + s)), slot_y0.eq(Mux(e_frame, slot_nf, mod_add(slot_y0, s))),
+                         a_y0.eq(Mux(e_frame, a_nf, ring_add(a_y0, s * WC)))]
         return m
 
     def _mirror(self, m, x, y, col, ch, slot_y0, kh):
