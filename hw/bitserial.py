@@ -843,6 +843,13 @@ class BitSerialMVTU(wiring.Component):
                                                                  for ctr in (sf, inner, outer, nf)])
         fold_nx = sf_nx & in_nx & out_nx
         m.d.sync += [fold_end.eq(fold_nx), vec_end.eq(fold_nx & nf_nx)]
+        # "the next issue ends a weight sweep at the last activation plane" (wa0 loads then; a
+        # vector's end implies it) a register too, so wa0's clock enable is `issue` and it (with
+        # the flags ANDed after `issue`, the demo's ECP5 path at one placement ran from the
+        # bank's `full` through three levels to wa0's enable)
+        i_nx, j_nx = (in_nx, out_nx) if w_in else (out_nx, in_nx)
+        wa0_ld = Signal(name="wa0_load", init=int(SF == 1 and Pa == 1 and (Pw == 1 or not w_in)))
+        m.d.sync += wa0_ld.eq((sf_nx & i_nx if w_in else sf_nx) & j_nx)
         m.d.comb += clr_full.eq(Mux(issue & vec_end, Mux(rbank, 0b10, 0b01), 0))
         with m.If(issue):
             m.d.sync += [*step(sf), wa.eq(wa + 1), ra.eq(ra + 1)]
@@ -852,13 +859,12 @@ class BitSerialMVTU(wiring.Component):
                     m.d.sync += step(outer)
                     with m.If(last_out):
                         m.d.sync += step(nf)
-            with m.If(sweep_end):
-                with m.If(last_j):
-                    m.d.sync += wa0.eq(wa + 1)
-                with m.Else():
-                    m.d.sync += wa.eq(wa0)
+            with m.If(sweep_end & ~last_j):
+                m.d.sync += wa.eq(wa0)
             with m.If(vec_end):
-                m.d.sync += [rbank.eq(~rbank), wa.eq(0), wa0.eq(0), ra.eq(Mux(rbank, 0, SF))]
+                m.d.sync += [rbank.eq(~rbank), wa.eq(0), ra.eq(Mux(rbank, 0, SF))]
+        with m.If(issue & wa0_ld):
+            m.d.sync += wa0.eq(Mux(vec_end, 0, wa + 1))
         # the weight address is registered once more (wa1): the weight word arrives one stage
         # after the activation word, in the stage where the activation plane is selected, and
         # the memory output register is the only register on it (no plane multiplexer)
