@@ -35,8 +35,8 @@ class AXILiteRegisters(wiring.Component):
     ============================== ===== ==================================================
 
     Behaviour: one write and one read outstanding. AW and W are accepted in either order
-    (each held until the other arrives); the write takes effect in the cycle both are held
-    and ``bvalid`` rises the next cycle. A read returns ``rvalid`` the cycle after the AR
+    (each held until the other arrives); the write takes effect in the cycle after both are
+    held (the register's select registered first), and ``bvalid`` rises with the new value. A read returns ``rvalid`` the cycle after the AR
     handshake (latency 1). Both responses hold under backpressure (``bready``/``rready``
     low) and block further requests of their kind until accepted. Reading ``X_LO``
     captures ``X_HI`` so the pair reads as one consistent 64-bit value. A hardware set and
@@ -76,7 +76,7 @@ class AXILiteRegisters(wiring.Component):
 
         # ---------------------------------------------------------------- write channel
         aw_held, w_held = Signal(), Signal()
-        w_data = Signal(DATA_BITS)
+        w_data = Signal(DATA_BITS)                     # the data under its strobes
         m.d.comb += [
             self.s_axil_awready.eq(~aw_held & ~self.s_axil_bvalid),
             self.s_axil_wready.eq(~w_held & ~self.s_axil_bvalid),
@@ -90,34 +90,40 @@ class AXILiteRegisters(wiring.Component):
             m.d.sync += aw_held.eq(1)
             m.d.sync += [aw_hit[r.name].eq(self.s_axil_awaddr[2:] == r.offset >> 2) for r in regs]
         mask = Signal(DATA_BITS)
+        strobes = Cat(*[self.s_axil_wstrb[i].replicate(8) for i in range(DATA_BITS // 8)])
         with m.If(self.s_axil_wvalid & self.s_axil_wready):
-            m.d.sync += [w_held.eq(1), w_data.eq(self.s_axil_wdata),
-                         mask.eq(Cat(*[self.s_axil_wstrb[i].replicate(8) for i in range(DATA_BITS // 8)]))]
+            m.d.sync += [w_held.eq(1), w_data.eq(self.s_axil_wdata & strobes), mask.eq(strobes)]
         with m.If(self.s_axil_bvalid & self.s_axil_bready):
             m.d.sync += self.s_axil_bvalid.eq(0)
 
+        # the write in two cycles: `do_write` (both held, no response pending) registers each
+        # register's select (`go_<name>`, its address hit) and blocks itself; in the next the
+        # registers take the data and `bvalid` rises, so a read issued on the response sees the
+        # new value. Each bit's enable is then one register of its own, not the held flags and the
+        # address hit ANDed in the write's cycle (regs.w_held -> the w1c ERROR register, 5 levels,
+        # the demo's ECP5 path at grade 8 at one placement)
+        go = Signal()
         do_write = Signal()
-        m.d.comb += do_write.eq(aw_held & w_held & ~self.s_axil_bvalid)
-        hit_w = Signal()
-        m.d.comb += hit_w.eq(Cat(*aw_hit.values()).any())
-        with m.If(do_write):
+        m.d.comb += do_write.eq(aw_held & w_held & ~self.s_axil_bvalid & ~go)
+        go_r = {r.name: Signal(name=f"go_{r.name.lower()}") for r in regs}
+        m.d.sync += [go.eq(do_write)] + [go_r[r.name].eq(do_write & aw_hit[r.name]) for r in regs]
+        with m.If(go):
             m.d.sync += [aw_held.eq(0), w_held.eq(0), self.s_axil_bvalid.eq(1),
-                         self.s_axil_bresp.eq(Mux(hit_w, OKAY, DECERR))]
+                         self.s_axil_bresp.eq(Mux(Cat(*go_r.values()).any(), OKAY, DECERR))]
 
         for r in regs:
             if r.access == "ro":
                 continue
-            sel = Signal(name=f"wsel_{r.name.lower()}")
-            m.d.comb += sel.eq(do_write & aw_hit[r.name])
+            sel = go_r[r.name]
             port = self.port(r.name)
             if r.access == "rw":
                 with m.If(sel):
-                    m.d.sync += port.eq((port & ~mask) | (w_data & mask))
+                    m.d.sync += port.eq((port & ~mask) | w_data)
             elif r.access == "w1c":
-                clr = Mux(sel, w_data & mask, 0)
+                clr = Mux(sel, w_data, 0)
                 m.d.sync += port.eq((port & ~clr) | self.port(r.name, "_set"))
             elif r.access == "pulse":
-                m.d.sync += port.eq(Mux(sel, w_data & mask, 0))
+                m.d.sync += port.eq(Mux(sel, w_data, 0))
 
         # ---------------------------------------------------------------- read channel
         m.d.comb += self.s_axil_arready.eq(~self.s_axil_rvalid)
