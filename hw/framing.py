@@ -50,7 +50,7 @@ def _or(values):
 
 
 #: Cycles the weight loader (:class:`WeightLoader`) takes per 32-bit image word.
-LOADER_CYCLES_PER_WORD = 5
+LOADER_CYCLES_PER_WORD = 6
 
 
 class InputFramer(wiring.Component):
@@ -159,12 +159,13 @@ class WeightLoader(wiring.Component):
         of the frame is then dropped (and still counted and checksummed, the zero padding of
         its last beat included).
 
-    Throughput: one word per :data:`LOADER_CYCLES_PER_WORD` (5) cycles (the first registers
-    the word, the second its comparisons with the magic, end and section-header words and its
-    part of the CRC in 4-bit pieces, the third the header decode of them and the CRC part, the
-    fourth the FSM's decision: next state, error, which registers to load, next address; the
-    fifth takes the word, ``i.ready`` on a beat's last word): an image is loaded once, and
-    every clock enable of the taking cycle is ``accept`` AND one register. Latency: a memory entry is written one
+    Throughput: one word per :data:`LOADER_CYCLES_PER_WORD` (6) cycles (the first registers
+    the word, the second its comparisons with the magic, end and section-header words by
+    16-bit halves and its part of the CRC in 4-bit pieces, the third the whole compares and
+    the CRC part, the fourth their header decode and the decision's terms, the fifth the FSM's
+    decision: next state, error, which registers to load, next address; the sixth takes the
+    word, ``i.ready`` on a beat's last word): an image is loaded once, no cycle has more than
+    three LUT levels, and every clock enable of the taking cycle is ``accept`` AND one register. Latency: a memory entry is written one
     cycle after its last word is taken.
     """
 
@@ -201,11 +202,11 @@ class WeightLoader(wiring.Component):
         word = self.i.payload.data[:32] if n == 1 else self.i.payload.data.word_select(widx, 32)
         beat_end = (widx == n - 1) if n > 1 else 1
         last = self.i.payload.last & beat_end          # the frame's last word
-        # every word takes five cycles (LOADER_CYCLES_PER_WORD): in the first it is registered
+        # every word takes six cycles (LOADER_CYCLES_PER_WORD): in the first it is registered
         # (`word_r`; the input slice's multiplexer before the 32-bit compares was the demo's ECP5
-        # path, 7.0 ns), in the second its comparisons with the constants the FSM looks for
-        # (flag()), in the third what the FSM needs of them (a section header, its section's
-        # select and words per entry), in the fourth the FSM's decision, in the fifth it is taken:
+        # path, 7.0 ns), in the second and third its comparisons with the constants the FSM looks
+        # for (flag()), in the fourth what the FSM needs of them (a section header, its section's
+        # select and words per entry), in the fifth the FSM's decision, in the sixth it is taken:
         # no 32-bit compare and no wide OR of compares lies before the FSM's clock enables (an
         # image is loaded once; with the header decode in the taking cycle, CNV-W1A1's ECP5 path
         # ran from the flags to the address register's enable, 8.5-8.9 ns)
@@ -217,7 +218,7 @@ class WeightLoader(wiring.Component):
                 chunk_headers.append((k, j, first, wimg.header(lay, kind | (wimg.MEM_CONTINUE if j else 0), count * wpe)))
         consts = list(dict.fromkeys([wimg.IMAGE_MAGIC, wimg.END_WORD] + [h for *_, h in chunk_headers]))
         flags = Signal(len(consts))
-        phase = Signal(LOADER_CYCLES_PER_WORD, init=1)  # one-hot: register, compare, decode, decide, take
+        phase = Signal(LOADER_CYCLES_PER_WORD, init=1)  # one-hot: register, compare x2, decode, decide, take
         word_r = Signal(32, reset_less=True)
 
         def flag(const):
@@ -242,15 +243,23 @@ class WeightLoader(wiring.Component):
         with m.If(phase[0]):
             m.d.sync += [word_r.eq(word), last_r.eq(last), entry_done.eq(wi == wpe_last), left_one.eq(left == 1)]
             m.d.sync += [cont[h].eq(v) for h, v in cont_now.items()]
+        # the compares in two steps: each 16-bit half with the constant's (two LUT levels), then
+        # the halves and the continuation test ANDed (one; in one step, 4 levels: the demo's ECP5
+        # path at one placement, `word_r` -> `flags`, 7.1 ns)
+        halves = Signal(2 * len(consts), reset_less=True)
         with m.If(phase[1]):
-            m.d.sync += flags.eq(Cat(*[(word_r == c) & cont.get(c, 1) for c in consts]))
-        # the header decode of the flags, registered in the third cycle: a section header at
+            m.d.sync += halves.eq(Cat(*[(word_r[16 * h:16 * (h + 1)] == (c >> 16 * h) & 0xFFFF)
+                                        for c in consts for h in range(2)]))
+        with m.If(phase[2]):
+            m.d.sync += flags.eq(Cat(*[halves[2 * k] & halves[2 * k + 1] & cont.get(c, 1)
+                                       for k, c in enumerate(consts)]))
+        # the header decode of the flags, registered in the fourth cycle: a section header at
         # all (`hdr_hit`), a section's first chunk (`hdr_first`), and that section's select and
         # words per entry - 1 (the flags of first chunks are one-hot: their header words differ)
         hdr_hit, hdr_first = Signal(), Signal()
         sel_n, wpe_n = Signal.like(sel), Signal.like(wpe_last)
         firsts = [(k, flag(h)) for k, j, _, h in chunk_headers if j == 0]
-        with m.If(phase[2]):
+        with m.If(phase[3]):
             m.d.sync += [hdr_hit.eq(_or([flag(h) for *_, h in chunk_headers])),
                          hdr_first.eq(_or([f for _, f in firsts])),
                          sel_n.eq(_or([Mux(f, k, 0) for k, f in firsts])),
@@ -260,7 +269,7 @@ class WeightLoader(wiring.Component):
         # (phase moves on only with a word offered, which stays offered until i.ready, itself only
         # in the taking phase: so that phase implies i.valid, and accept needs no input from
         # outside the loader)
-        m.d.comb += [accept.eq(loading & phase[4]), self.i.ready.eq(loading & phase[4] & (beat_end | finish))]
+        m.d.comb += [accept.eq(loading & phase[5]), self.i.ready.eq(loading & phase[5] & (beat_end | finish))]
         if n > 1:
             with m.If(accept):
                 m.d.sync += widx.eq(Mux(beat_end | finish, 0, widx + 1))
@@ -284,7 +293,7 @@ class WeightLoader(wiring.Component):
         with m.If(phase[2]):
             m.d.sync += wpart.eq(Cat(*[_xor(rs) for rs in wquad]))
         # the state's part likewise, registered every cycle (the state changes only when a word is
-        # taken, at most every fifth cycle, or by `clear`: in the cycle after a clear the part of
+        # taken, at most every sixth cycle, or by `clear`: in the cycle after a clear the part of
         # CRC32_INIT, a constant, stands in): the taking cycle XORs two registers per bit (with
         # the state's taps there, up to 17, the demo's ECP5 path was `crc` -> `crc`, 4 levels)
         spart, cleared = Signal(32, reset_less=True), Signal()
@@ -305,12 +314,12 @@ class WeightLoader(wiring.Component):
         # slot's enable is then an AND of two registers (`phase`, the one-hot `wsel`), nothing
         # of the FSM's state before the wide assembly register's clock enables
         for k in range(self.max_wpe):
-            with m.If(phase[4] & wsel[k]):
+            with m.If(phase[5] & wsel[k]):
                 m.d.sync += asm[32 * k:32 * (k + 1)].eq(word_r)
         err = self.format_error
         # the FSM's decision for the word (next state, error, end of image, which registers the
-        # taking cycle loads, the address's next value) is registered in the fourth cycle, from
-        # terms of the state, the flags and `last` registered in the third (beside the header
+        # taking cycle loads, the address's next value) is registered in the fifth cycle, from
+        # terms of the state, the flags and `last` registered in the fourth (beside the header
         # decode) and that decode: no output of either cycle has more than two LUT levels. The
         # taking cycle only loads it: every clock enable there is `accept` AND one decision
         # register (with the decision in the taking cycle, the flags -> the FSM's state and the
@@ -320,7 +329,7 @@ class WeightLoader(wiring.Component):
         MAGIC, HEADER, PAYLOAD, DROP = st[0], st[1], st[2], st[3]
         is_end, is_magic = flag(wimg.END_WORD), flag(wimg.IMAGE_MAGIC)
         end_ok = self.i.payload.last                   # (an end word not in the last beat is an error)
-        terms = {                                      # the third cycle's terms
+        terms = {                                      # the fourth cycle's terms
             "m_ok": MAGIC & ~last_r & is_magic,        # a good magic: on to HEADER, address 0
             "h_go": HEADER & ~is_end,                  # a section header (good or not)
             "h_go_nl": HEADER & ~is_end & ~last_r,     # ... not the image's last word
@@ -336,9 +345,9 @@ class WeightLoader(wiring.Component):
         }
         t = {k: Signal(name=f"dec_{k}", reset_less=True) for k in terms}
         addr_inc = Signal.like(addr, name="addr_inc", reset_less=True)
-        with m.If(phase[2]):
+        with m.If(phase[3]):
             m.d.sync += [t[k].eq(v) for k, v in terms.items()] + [addr_inc.eq(addr + 1)]
-        # the fourth cycle: the decision (a header word with no section's header flag is an error)
+        # the fifth cycle: the decision (a header word with no section's header flag is an error)
         st_nx = Signal(4, reset_less=True)
         err_nx, fin_nx, stop_nx = Signal(reset_less=True), Signal(reset_less=True), Signal(reset_less=True)
         do_sel, do_hdr, do_pay, do_entry = (Signal(reset_less=True, name=nm)
@@ -347,7 +356,7 @@ class WeightLoader(wiring.Component):
         no_hdr = t["h_go_nl"] & ~hdr_hit
         fin = t["h_end_ok"] if n > 1 else Const(0)     # (with one word a beat, last_r says it)
         zero = t["m_ok"] | (t["h_go"] & hdr_first)
-        with m.If(phase[3]):
+        with m.If(phase[4]):
             m.d.sync += [st_nx.eq(Cat(last_r | t["h_end_ok"], t["m_ok"] | t["p_hdr"],
                                       (t["h_go_nl"] & hdr_hit) | t["p_stay"], t["drop_a"] | no_hdr)),
                          err_nx.eq(t["err_a"] | no_hdr), fin_nx.eq(fin), stop_nx.eq(last_r | fin),

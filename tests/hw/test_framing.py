@@ -222,7 +222,7 @@ def test_weight_loader_writes_every_entry(beat_bits):
 
 @pytest.mark.parametrize("clear_at", range(30, 30 + LOADER_CYCLES_PER_WORD))
 def test_weight_loader_checksum_cleared_mid_image(clear_at):
-    """A clear at each of a word's five cycles (a source never idle: a word taken every fifth
+    """A clear at each of a word's cycles (a source never idle: a word taken every sixth
     cycle): the checksum and the word count restart together (the CRC's registered state part
     stands in for the state only when no clear came in between)."""
     rng = random.Random(7)
