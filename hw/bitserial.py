@@ -794,7 +794,12 @@ class BitSerialMVTU(wiring.Component):
         # cycle to spare, so `ready` does not wait on the issue logic (the demo's ECP5 path at one
         # placement, 7.8 ns through five levels); without one it would cost a cycle a vector
         spare = (self.cfg.nf * self.cfg.w_planes * self.cfg.a_planes - 1) * SF
-        ready_nx = ~(full | set_full if spare >= 1 else full_nx).bit_select(wbank ^ wend, 1)
+        # (with one to spare: the bank written next is this one unless this word ends it, and this
+        # word sets only this one's flag, so the next `ready` is one of two flags chosen by `wend`:
+        # two LUT levels from the producer's valid; through set_full and the bank's index, three,
+        # TFC's ECP5 path at one placement, ready_own -> ready_own, 5.8 ns of routing)
+        ready_nx = Mux(wend, ~full.bit_select(~wbank, 1), ~full.bit_select(wbank, 1)) if spare >= 1 else \
+            ~full_nx.bit_select(wbank ^ wend, 1)
         m.d.sync += [full.eq(full_nx), ready.eq(ready_nx), ready_own.eq(ready_nx)]
         return full, clr_full
 
