@@ -343,13 +343,19 @@ class WidthConverter(wiring.Component):
         wb, rb = Signal(), Signal()
         wsel = Signal(kin, init=1)                          # the slot written next, one-hot
         rp, rp_last = Signal(range(kout)), Signal()
-        i_rdy, o_vld = Signal(init=1), Signal()
+        # i.ready as two kept copies (as the engine's input buffer): the port's drives the
+        # producer's read logic and the slots' enables, spread over the banks; the other only the
+        # converter's own state (with one, yosys shared `put` LUTs among both, and TFC's ECP5 path
+        # ran from i.ready to a slot's enable at the far end of the banks and back, 5.1 ns of routing)
+        i_rdy, i_rdy_own = (Signal(init=1, name=nm, attrs={"keep": 1}) for nm in ("i_rdy", "i_rdy_own"))
+        o_vld = Signal()
         m.d.comb += [self.i.ready.eq(i_rdy), self.o.valid.eq(o_vld)]
-        put = self.i.valid & i_rdy
+        put_slot = self.i.valid & i_rdy
+        put = self.i.valid & i_rdy_own
         take = o_vld & self.o.ready
         for k in range(2):
             for sl in range(kin):
-                with m.If(put & wsel[sl] & (wb == k)):
+                with m.If(put_slot & wsel[sl] & (wb == k)):
                     m.d.sync += banks[k][sl].eq(self.i.payload)
         # (kin, kout >= 2: a ratio of whole words is a gather or a scatter)
         words = [Cat(*bank).word_select(rp, lo * b) for bank in banks]
@@ -376,8 +382,8 @@ class WidthConverter(wiring.Component):
         set_rb, set_nb = w_end & (wb == rb), w_end & (wb != rb)
         vld_stay = full.bit_select(rb, 1) | set_rb
         vld_next = full.bit_select(~rb, 1) | set_nb
-        m.d.sync += [full.eq(full_nx), i_rdy.eq(Mux(w_end, rdy_next, rdy_stay)),
-                     o_vld.eq(Mux(r_end, vld_next, vld_stay))]
+        rdy_nx = Mux(w_end, rdy_next, rdy_stay)
+        m.d.sync += [full.eq(full_nx), i_rdy.eq(rdy_nx), i_rdy_own.eq(rdy_nx), o_vld.eq(Mux(r_end, vld_next, vld_stay))]
 
     def _general(self, m, b, li, lo):
         cap = li + lo
