@@ -338,6 +338,7 @@ def test_one_issue_per_row_fold_gives_one_word_per_cycle(case, popcount):
     assert engine_cycles(cfg) == cfg.nf and output_credits(cfg) > 2
     assert (cfg.weight_tiles is not None) == (R > 512)     # 36 bits x 1,040 words: three 512-word banks
     assert cfg.weights_in_block_ram == (R >= 400)          # 100 words: one block RAM, its read registered twice
+    assert cfg.thresholds_in_block_ram == (R >= 400)       # one threshold word per row fold: the same
     out, stamps = run_mvtu(cfg, wcodes, thr, dirs, vectors, gap=0, stall=0)
     assert np.array_equal(out, mvtu_reference(cfg, wcodes, thr, dirs, vectors))
     assert np.all(np.diff(stamps) == 1), np.diff(stamps)
