@@ -41,6 +41,14 @@ def _xor(bits):
     return out
 
 
+def _and(values):
+    """AND of a list of 1-bit values."""
+    out = values[0]
+    for v in values[1:]:
+        out = out & v
+    return out
+
+
 def _or(values):
     """OR of a list of values (0 for none)."""
     out = Const(0)
@@ -161,7 +169,7 @@ class WeightLoader(wiring.Component):
 
     Throughput: one word per :data:`LOADER_CYCLES_PER_WORD` (6) cycles (the first registers
     the word, the second its comparisons with the magic, end and section-header words by
-    16-bit halves and its part of the CRC in 4-bit pieces, the third the whole compares and
+    4-bit pieces and its part of the CRC in 4-bit pieces, the third the whole compares and
     the CRC part, the fourth their header decode and the decision's terms, the fifth the FSM's
     decision: next state, error, which registers to load, next address; the sixth takes the
     word, ``i.ready`` on a beat's last word): an image is loaded once, no cycle has more than
@@ -243,16 +251,18 @@ class WeightLoader(wiring.Component):
         with m.If(phase[0]):
             m.d.sync += [word_r.eq(word), last_r.eq(last), entry_done.eq(wi == wpe_last), left_one.eq(left == 1)]
             m.d.sync += [cont[h].eq(v) for h, v in cont_now.items()]
-        # the compares in two steps: each 16-bit half with the constant's (two LUT levels), then
-        # the halves and the continuation test ANDed (one; in one step, 4 levels: the demo's ECP5
-        # path at one placement, `word_r` -> `flags`, 7.1 ns)
-        halves = Signal(2 * len(consts), reset_less=True)
+        # the compares in two steps: each 4-bit piece of the word decoded into the values the
+        # constants have there (one LUT each, shared by all constants), then each constant's
+        # eight pieces and its continuation test ANDed (two levels; the whole compare in one
+        # step, or by 16-bit halves, took four: `word_r` -> `flags` / `halves`, the demo's and
+        # TFC's ECP5 path at three placements, 6.2-7.1 ns)
+        nib = {(q, v): Signal(name=f"nib{q}_{v:x}", reset_less=True)
+               for q in range(8) for v in sorted({(c >> 4 * q) & 0xF for c in consts})}
         with m.If(phase[1]):
-            m.d.sync += halves.eq(Cat(*[(word_r[16 * h:16 * (h + 1)] == (c >> 16 * h) & 0xFFFF)
-                                        for c in consts for h in range(2)]))
+            m.d.sync += [r.eq(word_r[4 * q:4 * q + 4] == v) for (q, v), r in nib.items()]
         with m.If(phase[2]):
-            m.d.sync += flags.eq(Cat(*[halves[2 * k] & halves[2 * k + 1] & cont.get(c, 1)
-                                       for k, c in enumerate(consts)]))
+            m.d.sync += flags.eq(Cat(*[_and([nib[q, (c >> 4 * q) & 0xF] for q in range(8)]) & cont.get(c, 1)
+                                       for c in consts]))
         # the header decode of the flags, registered in the fourth cycle: a section header at
         # all (`hdr_hit`), a section's first chunk (`hdr_first`), and that section's select and
         # words per entry - 1 (the flags of first chunks are one-hot: their header words differ)
