@@ -650,7 +650,17 @@ class SlidingWindow(wiring.Component):
                      stay.eq(Mux(row_end, adv, Mux(keep, stay, stay_pre))),
                      ready.eq(Mux(row_end, adv, stay))]
         wp = mem.write_port()
-        m.d.comb += [wp.addr.eq(w_addr), wp.data.eq(self.i.payload), wp.en.eq(wrote)]
+        # the write registered before the block RAM (address, data, enable: a cycle later, so only a
+        # route lies between registers and the memory's write pins; without it CNV-W1A1's ECP5 path
+        # ran from block 4's window `ready` to a far DP16KD's write enable, 6.7 ns of routing). The
+        # reader is not affected: it reads a row two cycles after the writer's row count shows it
+        # complete (`avail` registered, then the read address), the word written a cycle after it
+        # was taken; the writer's slot test only gets later.
+        wa_r = Signal.like(w_addr, name="wr_addr", reset_less=True)
+        wd_r = Signal.like(self.i.payload, name="wr_data", reset_less=True)
+        we_r = Signal(name="wr_en")
+        m.d.sync += [wa_r.eq(w_addr), wd_r.eq(self.i.payload), we_r.eq(wrote)]
+        m.d.comb += [wp.addr.eq(wa_r), wp.data.eq(wd_r), wp.en.eq(we_r)]
         with m.If(wrote):
             m.d.sync += w_addr.eq(Mux(w_addr == RING - 1, 0, w_addr + 1))
             with m.If(pos_last):
