@@ -36,8 +36,8 @@ class AXILiteRegisters(wiring.Component):
 
     Behaviour: one write and one read outstanding. AW and W are accepted in either order
     (each held until the other arrives); the write takes effect in the cycle after both are
-    held (the register's select registered first), and ``bvalid`` rises with the new value. A read returns ``rvalid`` the cycle after the AR
-    handshake (latency 1). Both responses hold under backpressure (``bready``/``rready``
+    held (the register's select registered first), and ``bvalid`` rises with the new value.
+    A read returns ``rvalid`` the cycle after the AR handshake (latency 1). Both responses hold under backpressure (``bready``/``rready``
     low) and block further requests of their kind until accepted. Reading ``X_LO``
     captures ``X_HI`` so the pair reads as one consistent 64-bit value. A hardware set and
     a software clear of the same ``w1c`` bit in one cycle leave the bit set.

@@ -173,8 +173,8 @@ class WeightLoader(wiring.Component):
     the CRC part, the fourth their header decode and the decision's terms, the fifth the FSM's
     decision: next state, error, which registers to load, next address; the sixth takes the
     word, ``i.ready`` on a beat's last word): an image is loaded once, no cycle has more than
-    three LUT levels, and every clock enable of the taking cycle is ``accept`` AND one register. Latency: a memory entry is written one
-    cycle after its last word is taken.
+    three LUT levels, and every clock enable of the taking cycle is ``accept`` AND one register.
+    Latency: a memory entry is written one cycle after its last word is taken.
     """
 
     def __init__(self, beat_bits: int, sections, max_count: int = wimg.MAX_COUNT):

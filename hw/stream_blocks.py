@@ -471,8 +471,11 @@ class SlidingWindow(wiring.Component):
     cycle later; the reader's "rows available": a row the writer completes is seen a cycle
     later), so neither side's handshake waits on the other's counters. Latency: the first
     output word follows the last input word it needs by 6 cycles (the row test, the read
-    address register, the block RAM read, then a register with no reset: nothing but a register follows the memory, and on ECP5
-    it becomes the block RAM's output register, ``synth.ecp5_outreg``; then an output FIFO).
+    address register, the block RAM read, then a register with no reset: nothing but a
+    register follows the memory, and on ECP5 it becomes the block RAM's output register,
+    ``synth.ecp5_outreg``; then an output FIFO). Both memory ports are driven by registers:
+    the read address, and the write's address, data and enable (a word is written a cycle after
+    it is taken, before the reader can issue for its row).
     Backpressure on ``o``: the reader issues a word only while the output FIFO has a word free
     for it (:data:`WINDOW_CREDITS`, counting the words in flight), so its pipeline never stops
     and nothing is lost; the write side keeps filling free slots.
