@@ -806,14 +806,14 @@ class SlidingWindow(wiring.Component):
         # choosing the value: with them in the chain above, yosys made each clock enable the
         # OR of the ends after `issue`, three LUT levels (the demo's ECP5 path at one placement,
         # block 1's pool `avail` -> `a_row`, 5.0 ns of routing)
+        a_y0_step = ring_add(a_y0, s * WC)    # the next output row's base (a_row and a_y0 load it)
         with m.If(issue & e_kw):      # the row of y0 + kh: a kernel row's end
-            m.d.sync += a_row.eq(Mux(e_frame, a_nf, Mux(e_row, ring_add(a_y0, s * WC),
-                                                         Mux(e_win, a_y0, ring_add(a_row, WC)))))
+            m.d.sync += a_row.eq(Mux(e_frame, a_nf, Mux(e_row, a_y0_step, Mux(e_win, a_y0, ring_add(a_row, WC)))))
         with m.If(issue & e_win):     # the window's column: a window's end
             m.d.sync += [x0.eq(Mux(e_row, -l, x0 + s)), c_x0.eq(Mux(e_row, -l * CW, c_x0 + s * CW))]
         with m.If(issue & e_row):     # the window's row: an output row's end
             m.d.sync += [y0.eq(Mux(e_frame, -t, y0 + s)), slot_y0.eq(Mux(e_frame, slot_nf, mod_add(slot_y0, s))),
-                         a_y0.eq(Mux(e_frame, a_nf, ring_add(a_y0, s * WC)))]
+                         a_y0.eq(Mux(e_frame, a_nf, a_y0_step))]
         return m
 
     def _mirror(self, m, x, y, col, ch, slot_y0, kh):
