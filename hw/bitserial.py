@@ -38,7 +38,7 @@ from bitplane.core.intmath import signed_bits
 from .memory import (BLOCK_RAM_18K_SHAPES, block_memory, block_tiles, in_lut_ram, loadable_ports, splittable,
                      tiled_read)
 from .popcount import CompressorPopcount, popcount_latency
-from .stream_blocks import CREDIT_RETURN, StreamFIFO, counter_step, credit_room, nested_lasts_after
+from .stream_blocks import CREDIT_RETURN, StreamFIFO, counter_step, credit_room, nested_lasts_after, ready_copies
 
 
 
@@ -779,10 +779,9 @@ class BitSerialMVTU(wiring.Component):
         # values of `full` and `wbank` (the same value the decode of the registers would give a
         # cycle later), so the producer's width converter and FIFO see a flip-flop, not a
         # multiplexer of the engine's flags (CNV's and TFC's ECP5 paths started there)
-        # (two kept copies: the port's drives the producer's logic, possibly far and wide, the
-        # other only this buffer's own next-state logic, so that stays local: with one register,
-        # TFC's ECP5 path ran from it to the converter's side and back, 6.8 ns of routing)
-        ready, ready_own = (Signal(init=1, name=nm, attrs={"keep": 1}) for nm in ("ready", "ready_own"))
+        # (two kept copies, :func:`~bitplane.hw.stream_blocks.ready_copies`)
+        ready_nx = Signal()
+        ready, ready_own = ready_copies(m, "ready", ready_nx)
         fire = self.act.valid & ready_own
         awp = abuf.write_port()
         m.d.comb += [self.act.ready.eq(ready), awp.addr.eq(wa_in),
@@ -806,9 +805,9 @@ class BitSerialMVTU(wiring.Component):
         # word sets only this one's flag, so the next `ready` is one of two flags chosen by `wend`:
         # two LUT levels from the producer's valid; through set_full and the bank's index, three,
         # TFC's ECP5 path at one placement, ready_own -> ready_own, 5.8 ns of routing)
-        ready_nx = Mux(wend, ~full.bit_select(~wbank, 1), ~full.bit_select(wbank, 1)) if spare >= 1 else \
-            ~full_nx.bit_select(wbank ^ wend, 1)
-        m.d.sync += [full.eq(full_nx), ready.eq(ready_nx), ready_own.eq(ready_nx)]
+        m.d.comb += ready_nx.eq(Mux(wend, ~full.bit_select(~wbank, 1), ~full.bit_select(wbank, 1)) if spare >= 1 else
+                                ~full_nx.bit_select(wbank ^ wend, 1))
+        m.d.sync += full.eq(full_nx)
         return full, clr_full
 
     def _issue(self, m, full, clr_full, mems, q):

@@ -39,6 +39,20 @@ def local_reset(m: Module, reset, name: str) -> Signal:
     return r
 
 
+def ready_copies(m: Module, name: str, nxt) -> tuple:
+    """An input ``ready`` register as two copies of ``nxt`` (reset to 1), kept apart (``keep``,
+    carried onto the flip-flops by ``synth.flow.KEEP_REGISTERS``): ``(port, own)``. The port's
+    copy drives the producer's logic and this block's data enables, possibly far and wide; the
+    other only this block's own next-state logic (``nxt`` itself), which so stays local. With one
+    register, yosys shared the enable LUTs between both and ECP5 paths ran from it through the
+    data's enables and back (TFC's engine input, 5.8 ns of routing; its two-bank converter,
+    5.1 ns; CNV-W1A1's conv0 gather into ``o.valid``, 6.5 ns). ``nxt``: usually a signal the
+    caller drives afterwards (from ``own``)."""
+    port, own = (Signal(init=1, name=nm, attrs={"keep": 1}) for nm in (name, f"{name}_own"))
+    m.d.sync += [port.eq(nxt), own.eq(nxt)]
+    return port, own
+
+
 def last_after_step(ctr, last, n: int):
     """The value of :func:`counter_step`'s flag ``last`` after a step (``n - 1`` reached)."""
     return Mux(last, n == 1, ctr == n - 2)
@@ -303,17 +317,25 @@ class WidthConverter(wiring.Component):
         # demo's ECP5 path at one placement ran from the valid through the window FIFO's read
         # back to the valid (7.3 ns, 6.0 routing)
         # (k = 1, a plain register: i.ready is "empty or taken", else it would halve the rate)
-        rdy = Signal(init=1, name="rdy") if k > 1 else ~self.o.valid | self.o.ready
+        # (k > 1: two kept copies, :func:`ready_copies`; the port's enables the word registers)
+        rdy_nx = Signal()
+        if k > 1:
+            rdy, rdy_own = ready_copies(m, "rdy", rdy_nx)
+        else:
+            rdy = rdy_own = ~self.o.valid | self.o.ready
         out = Signal.like(self.o.payload, name="out", reset_less=True)
         m.d.comb += [self.i.ready.eq(rdy), self.o.payload.eq(out)]
-        fire = self.i.valid & self.i.ready
-        valid_nx = Mux(fire & last, 1, self.o.valid & ~self.o.ready)
+        fire = self.i.valid & rdy
+        fire_own = self.i.valid & rdy_own
+        valid_nx = Mux(fire_own & last, 1, self.o.valid & ~self.o.ready)
         m.d.sync += self.o.valid.eq(valid_nx)
         if k > 1:
-            m.d.sync += rdy.eq(~Mux(fire, ~last & (n == k - 2), last) | ~valid_nx)
+            m.d.comb += rdy_nx.eq(~Mux(fire_own, ~last & (n == k - 2), last) | ~valid_nx)
+            with m.If(fire_own):
+                m.d.sync += [n.eq(Mux(last, 0, n + 1)), last.eq(n == k - 2)]
         with m.If(fire):
             if k > 1:
-                m.d.sync += [buf.eq(word[li * b:]), n.eq(Mux(last, 0, n + 1)), last.eq(n == k - 2)]
+                m.d.sync += buf.eq(word[li * b:])
             with m.If(last):
                 m.d.sync += out.eq(word)
 
@@ -343,11 +365,9 @@ class WidthConverter(wiring.Component):
         wb, rb = Signal(), Signal()
         wsel = Signal(kin, init=1)                          # the slot written next, one-hot
         rp, rp_last = Signal(range(kout)), Signal()
-        # i.ready as two kept copies (as the engine's input buffer): the port's drives the
-        # producer's read logic and the slots' enables, spread over the banks; the other only the
-        # converter's own state (with one, yosys shared `put` LUTs among both, and TFC's ECP5 path
-        # ran from i.ready to a slot's enable at the far end of the banks and back, 5.1 ns of routing)
-        i_rdy, i_rdy_own = (Signal(init=1, name=nm, attrs={"keep": 1}) for nm in ("i_rdy", "i_rdy_own"))
+        # i.ready: :func:`ready_copies`, the port's driving the slots' enables spread over the banks
+        rdy_nx = Signal()
+        i_rdy, i_rdy_own = ready_copies(m, "i_rdy", rdy_nx)
         o_vld = Signal()
         m.d.comb += [self.i.ready.eq(i_rdy), self.o.valid.eq(o_vld)]
         put_slot = self.i.valid & i_rdy
@@ -382,8 +402,8 @@ class WidthConverter(wiring.Component):
         set_rb, set_nb = w_end & (wb == rb), w_end & (wb != rb)
         vld_stay = full.bit_select(rb, 1) | set_rb
         vld_next = full.bit_select(~rb, 1) | set_nb
-        rdy_nx = Mux(w_end, rdy_next, rdy_stay)
-        m.d.sync += [full.eq(full_nx), i_rdy.eq(rdy_nx), i_rdy_own.eq(rdy_nx), o_vld.eq(Mux(r_end, vld_next, vld_stay))]
+        m.d.comb += rdy_nx.eq(Mux(w_end, rdy_next, rdy_stay))
+        m.d.sync += [full.eq(full_nx), o_vld.eq(Mux(r_end, vld_next, vld_stay))]
 
     def _general(self, m, b, li, lo):
         cap = li + lo

@@ -201,6 +201,18 @@ def test_width_converter_ready_is_a_register(li, lo):
     assert all(seen)
 
 
+@pytest.mark.parametrize("li,lo,name", [(4, 6, "i_rdy"), (1, 4, "rdy")])
+def test_width_converter_ready_in_two_kept_copies(li, lo, name):
+    """The two-bank converter's and the gather's ``i.ready`` are two flip-flops marked ``keep``
+    (``hw.stream_blocks.ready_copies``: the port's copy drives the enables, the other the
+    converter's own state), which the synthesis flow keeps apart."""
+    import re
+    v = component_verilog(WidthConverter(2, li, lo), "wc")
+    # the port's copy is the output register itself (its wire `name` an alias marked keep)
+    assert re.search(r"\breg i__ready = 1'h1;", v) and re.search(rf"assign {name} = i__ready;", v)
+    assert re.search(rf"keep = 32'd1 \*\)\s*(\(\*[^)]*\)\s*)*reg {name}_own = 1'h1;", v)
+
+
 def test_width_converter_scatter_full_rate():
     el = np.arange(256) % 16
     got, stamps = run_stream(WidthConverter(4, 4, 1), pack_words(el, 4, 4), 256, gap=0, stall=0)
