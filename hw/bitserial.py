@@ -35,8 +35,8 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from bitplane.core.intmath import signed_bits
-from .memory import (BLOCK_RAM_18K_SHAPES, block_memory, block_tiles, in_lut_ram, loadable_ports, splittable,
-                     tiled_read)
+from .memory import (BLOCK_RAM_18K_SHAPES, block_memory, block_tiles, in_lut_ram, loadable_ports, placed_style,
+                     splittable, tiled_read)
 from .popcount import CompressorPopcount, popcount_latency
 from .stream_blocks import CREDIT_RETURN, StreamFIFO, counter_step, credit_room, nested_lasts_after, ready_copies
 
@@ -738,12 +738,12 @@ class BitSerialMVTU(wiring.Component):
             m.submodules.wmem = wmem
         tinit = [d for _, d in pack_thresholds(c, c.init_thresholds, c.init_dirs, c.init_consts)] \
             if c.init_thresholds and T else []
-        m.submodules.tmem = tmem = memory(words["thresholds"], NF, tinit)
+        m.submodules.tmem = tmem = memory(words["thresholds"], NF, tinit, placed_style(NF))
         pairs = [(wmem, self.w_wr), (tmem, self.t_wr)]
         kmem = None
         if c.raw:
             kinit = [d for _, d in pack_constants(c, c.init_consts)] if c.init_consts else []
-            m.submodules.kmem = kmem = memory(words["constants"], NF, kinit)
+            m.submodules.kmem = kmem = memory(words["constants"], NF, kinit, placed_style(NF))
             pairs.append((kmem, self.k_wr))
         m.submodules.abuf = abuf = block_memory(c.simd * c.a_planes, 2 * SF)
         ports = dict(pairs)
@@ -1346,7 +1346,7 @@ class ThresholdUnit(wiring.Component):
         p = self.p
         PE, T, TW, B = p.pe, p.n_thresholds, p.width, p.in_bits
         tinit = [d for _, d in p.init_words()] if p.init_thresholds else []
-        m.submodules.tmem = tmem = block_memory(p.memory_word, max(2, p.nf), tinit)
+        m.submodules.tmem = tmem = block_memory(p.memory_word, max(2, p.nf), tinit, {"ram_style": placed_style(p.nf)})
         wp = tmem.write_port()
         m.d.comb += [wp.addr.eq(self.t_wr.payload.addr), wp.data.eq(self.t_wr.payload.data),
                      wp.en.eq(self.t_wr.valid)]

@@ -29,6 +29,16 @@ def in_lut_ram(style: str, entries: int) -> bool:
     return entries > 1 and (style == "distributed" or (style == "auto" and entries <= LUTRAM_DEPTH))
 
 
+def placed_style(entries: int) -> str:
+    """The ``ram_style`` written on a memory whose placement the model decides (threshold and
+    row-constant memories: :func:`in_lut_ram` with ``auto``), so that synthesis builds what the
+    planner counted and the engine's read pipeline assumes: ``logic`` for one word (registers),
+    ``distributed`` up to :data:`LUTRAM_DEPTH` words, ``block`` deeper. Left to yosys, CNV's
+    64-word threshold memories went to ECP5 DP16KD, read without the early stage a block RAM
+    gets, and their output route was CNV-W1A1's critical path."""
+    return "logic" if entries <= 1 else "distributed" if in_lut_ram("auto", entries) else "block"
+
+
 def block_memory(shape, depth: int, init=(), attrs=None) -> Memory:
     """An ``amaranth.lib.memory.Memory`` whose read/write collisions are don't-care (module
     docstring); ``attrs`` are added (e.g. ``ram_style``)."""

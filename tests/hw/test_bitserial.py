@@ -182,6 +182,25 @@ def test_split_weight_memory_needs_block_style_and_one_block_ram_deep():
         EngineConfig(**{**deep.__dict__, "weight_ram_style": "block", "weight_lutram_bits": 1})
 
 
+@pytest.mark.parametrize("rows,pe,raw", [(64, 1, False), (130, 2, False), (4, 4, False), (64, 1, True), (130, 2, True)])
+def test_threshold_and_constant_memories_carry_the_models_placement(rows, pe, raw):
+    """The threshold (and raw mode's row-constant) memory is built where the model puts it
+    (hw.memory.in_lut_ram with ``auto``: LUT RAM up to 64 row folds, block RAM deeper, registers
+    for one), written as its ram_style so yosys cannot choose otherwise, and the read pipeline
+    follows the same placement (EngineConfig.thresholds_in_block_ram)."""
+    wq, aq, T = (("int", 4), ("uact", 4), 0) if raw else (("dorefa", 2), ("uact", 2), 3)
+    cfg = make_case(np.random.default_rng(rows), rows, 8, pe, 4, *wq, *aq, T)[0]
+    nf = rows // pe
+    v = component_verilog(BitSerialMVTU(cfg), "mvtu")
+    styles = dict((name, style) for style, name in
+                  re.findall(r'\(\* ram_style = "(\w+)" \*\)\s*\(\* src = [^)]*\)\s*reg \[[^]]*\] (\w+) \[', v))
+    want = "logic" if nf == 1 else "distributed" if nf <= 64 else "block"
+    mem = "kmem" if raw else "tmem"
+    assert styles.get(mem) == want, styles
+    if not raw:
+        assert cfg.thresholds_in_block_ram == (want == "block")
+
+
 @pytest.mark.parametrize("case", [(4, 9, 2, 9, ("bwn", 1), ("uact", 8), 1), (2, 5, 2, 5, ("int", 8), ("uact", 8), 0),
                                   (4, 12, 2, 4, ("dorefa", 2), ("uact", 2), 3), (6, 12, 2, 12, ("sign", 1), ("signact", 1), 1),
                                   (4, 24, 2, 12, ("dorefa", 2), ("uact", 2), 3, "lut6"),
