@@ -211,6 +211,9 @@ def test_width_converter_ready_in_two_kept_copies(li, lo, name):
     # the port's copy is the output register itself (its wire `name` an alias marked keep)
     assert re.search(r"\breg i__ready = 1'h1;", v) and re.search(rf"assign {name} = i__ready;", v)
     assert re.search(rf"keep = 32'd1 \*\)\s*(\(\*[^)]*\)\s*)*reg {name}_own = 1'h1;", v)
+    if name == "i_rdy":     # the two-bank converter's o.valid too (ready_copies with init 0)
+        assert re.search(r"\breg o__valid = 1'h0;", v) and re.search(r"assign o_vld = o__valid;", v)
+        assert re.search(r"keep = 32'd1 \*\)\s*(\(\*[^)]*\)\s*)*reg o_vld_own = 1'h0;", v)
 
 
 def test_width_converter_scatter_full_rate():
