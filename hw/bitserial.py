@@ -846,10 +846,8 @@ class BitSerialMVTU(wiring.Component):
         # memory addresses as counters (no multiplier/adder in front of the block RAMs):
         # wa = (nf*Pw + i)*SF + sf (the weight plane by address; back to the (nf, i) group's base
         # wa0 for each activation plane), ra = rbank*SF + sf
-        # (wa kept apart too: yosys' opt_merge made it one flip-flop with a tile's identical
-        # address copy, placed at that far tile, and wa's counter loop ran there and back)
-        wa = Signal(range(max(2, c.weight_entries)), attrs={"keep": 1} if c.weight_tiles else {})
-        wa0 = Signal.like(wa, attrs={})
+        wa = Signal(range(max(2, c.weight_entries)))
+        wa0 = Signal.like(wa)
         ra = Signal(range(2 * SF))
         # the plane loops: activation planes inside weight planes, or (weights_inner) the reverse;
         # the weights are read again from wa0 whenever a sweep of them ends before the row fold's
@@ -874,7 +872,7 @@ class BitSerialMVTU(wiring.Component):
         # of wa loaded from it (hw.memory.tiled_read), not at the one wa register routed to
         # tiles all over the device (CNV-W1A1's ECP5 path at one placement: block 7's wa -> a
         # far tile's address, 7.0 ns of one net)
-        wa_nx = Signal.like(wa, name="wa_next", attrs={})
+        wa_nx = Signal.like(wa, name="wa_next")
         m.d.comb += wa_nx.eq(wa)
         m.d.sync += wa.eq(wa_nx)
         with m.If(issue):
@@ -896,7 +894,7 @@ class BitSerialMVTU(wiring.Component):
         # the weight address is registered once more (wa1): the weight word arrives one stage
         # after the activation word, in the stage where the activation plane is selected, and
         # the memory output register is the only register on it (no plane multiplexer)
-        wa1 = Signal.like(wa, attrs={})
+        wa1 = Signal.like(wa)
         m.d.sync += wa1.eq(wa)
         # (a weight memory in block RAM registers its read data once more instead: read at wa,
         # EngineConfig.weights_in_block_ram)
