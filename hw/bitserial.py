@@ -750,13 +750,13 @@ class BitSerialMVTU(wiring.Component):
         lut_ram = {wmem: w_lut, tmem: in_lut_ram("auto", NF),
                    **({kmem: in_lut_ram("auto", NF)} if kmem is not None else {})}
 
-        def read(mem, addr, addr_next=None):
+        def read(mem, addr):
             # the loadable memory's write port and a read port: one address for both
             # (EngineConfig.shared_address) where the memory is LUT RAM (single-port LUT RAM on
             # Xilinx; in block RAM the multiplexer would cost LUTs and save none). A tiled weight
             # memory: its tiles' ports, the read data three registers after the address.
             if mem is wmem and wtiled:
-                return SimpleNamespace(data=tiled_read(m, wtiles, self.w_wr, addr, bd, wcols, addr_next))
+                return SimpleNamespace(data=tiled_read(m, wtiles, self.w_wr, addr, bd, wcols))
             if mem is wmem and split:
                 wr = self.w_wr
                 parts = [SimpleNamespace(valid=wr.valid, payload=SimpleNamespace(addr=wr.payload.addr, data=d))
@@ -868,16 +868,8 @@ class BitSerialMVTU(wiring.Component):
         wa0_ld = Signal(name="wa0_load", init=int(SF == 1 and Pa == 1 and (Pw == 1 or not w_in)))
         m.d.sync += wa0_ld.eq((sf_nx & i_nx if w_in else sf_nx) & j_nx)
         m.d.comb += clr_full.eq(Mux(issue & vec_end, Mux(rbank, 0b10, 0b01), 0))
-        # wa's next value named (wa_nx): a tiled weight memory's tiles each read at a kept copy
-        # of wa loaded from it (hw.memory.tiled_read), not at the one wa register routed to
-        # tiles all over the device (CNV-W1A1's ECP5 path at one placement: block 7's wa -> a
-        # far tile's address, 7.0 ns of one net)
-        wa_nx = Signal.like(wa, name="wa_next")
-        m.d.comb += wa_nx.eq(wa)
-        m.d.sync += wa.eq(wa_nx)
         with m.If(issue):
-            m.d.sync += [*step(sf), ra.eq(ra + 1)]
-            m.d.comb += wa_nx.eq(wa + 1)
+            m.d.sync += [*step(sf), wa.eq(wa + 1), ra.eq(ra + 1)]
             with m.If(last_sf):
                 m.d.sync += [*step(inner), ra.eq(Mux(rbank, SF, 0))]
                 with m.If(last_in):
@@ -885,10 +877,9 @@ class BitSerialMVTU(wiring.Component):
                     with m.If(last_out):
                         m.d.sync += step(nf)
             with m.If(sweep_end & ~last_j):
-                m.d.comb += wa_nx.eq(wa0)
+                m.d.sync += wa.eq(wa0)
             with m.If(vec_end):
-                m.d.sync += [rbank.eq(~rbank), ra.eq(Mux(rbank, 0, SF))]
-                m.d.comb += wa_nx.eq(0)
+                m.d.sync += [rbank.eq(~rbank), wa.eq(0), ra.eq(Mux(rbank, 0, SF))]
         with m.If(issue & wa0_ld):
             m.d.sync += wa0.eq(Mux(vec_end, 0, wa + 1))
         # the weight address is registered once more (wa1): the weight word arrives one stage
@@ -898,7 +889,7 @@ class BitSerialMVTU(wiring.Component):
         m.d.sync += wa1.eq(wa)
         # (a weight memory in block RAM registers its read data once more instead: read at wa,
         # EngineConfig.weights_in_block_ram)
-        wrp = mems.read(mems.wmem, wa if c.weights_in_block_ram else wa1 if c.weight_entries > 1 else 0, wa_nx)
+        wrp = mems.read(mems.wmem, wa if c.weights_in_block_ram else wa1 if c.weight_entries > 1 else 0)
         arp = mems.abuf.read_port()
         m.d.comb += arp.addr.eq(ra)
 

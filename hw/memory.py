@@ -72,7 +72,7 @@ def block_tiles(width: int, depth: int) -> tuple[int, int]:
     return min(sw, width), min(sd, depth)
 
 
-def tiled_read(m, tiles, wr, addr, bank_depth: int, columns, addr_next=None):
+def tiled_read(m, tiles, wr, addr, bank_depth: int, columns):
     """Write and read ports of a memory built as ``tiles[bank][column]`` (:func:`block_tiles`),
     fed by the stream ``wr`` (``{addr, data}``) and read at ``addr`` every cycle; returns
     the read data, three registers after the address (like a memory read followed by two
@@ -81,11 +81,7 @@ def tiled_read(m, tiles, wr, addr, bank_depth: int, columns, addr_next=None):
     by the address's high bits (registered three times). A write reaches the tiles one cycle
     after ``wr`` offers it: the address and data registered once more, and every tile's write
     enable (its bank's address test) a register of its own, kept apart in synthesis (``keep``:
-    :data:`bitplane.synth.flow.KEEP_REGISTERS`). With ``addr_next`` (``addr``'s value in the next
-    cycle, ``addr`` being a register), each tile reads at a register of its own loaded from it,
-    kept apart (the same value as ``addr`` in every cycle, reset alike): one address net per tile
-    instead of one register's net to every tile (CNV-W1A1's ECP5 path at one placement, 7.0 ns of
-    routing).
+    :data:`bitplane.synth.flow.KEEP_REGISTERS`).
 
     A deep memory's tiles lie all over the device (CNV-W1A1's on ECP5: 134 of 208 block RAMs
     in use): with the write enables decoded at the tiles from one ``valid``, and then with a
@@ -102,11 +98,7 @@ def tiled_read(m, tiles, wr, addr, bank_depth: int, columns, addr_next=None):
             wp, rp = mem.write_port(), mem.read_port()
             we = Signal(name=f"tile_b{b}_c{k}_we", attrs={"keep": 1})
             m.d.sync += we.eq(wr.valid if lb is None else wr.valid & (wr.payload.addr[lb:] == b))
-            ra = addr
-            if addr_next is not None:
-                ra = Signal.like(addr, name=f"tile_b{b}_c{k}_ra", attrs={"keep": 1})
-                m.d.sync += ra.eq(addr_next)
-            m.d.comb += [wp.addr.eq(wa), wp.data.eq(wd[lo:hi]), wp.en.eq(we), rp.addr.eq(ra)]
+            m.d.comb += [wp.addr.eq(wa), wp.data.eq(wd[lo:hi]), wp.en.eq(we), rp.addr.eq(addr)]
             parts.append(rp.data)
         q = Signal(columns[-1][1], name=f"bank{b}_q", reset_less=True)
         q2 = Signal(columns[-1][1], name=f"bank{b}_q2", reset_less=True)

@@ -293,11 +293,6 @@ def test_deep_weight_memory_in_tiles(rows, cols, pe, simd, tiles, load):
     assert all(f"wmem_{t}" in v for t in tiles) and "wmem_b3" not in v and "wmem_b0_c3" not in v
     # every tile's write enable is a register of its own (hw.memory.tiled_read), kept apart
     assert all(re.search(rf"keep = 32'd1 \*\)\s*(\(\*[^)]*\)\s*)*(wire|reg) tile_{t}_we\b", v) for t in tiles)
-    # and reads at an address register of its own, loaded from the engine's next weight address
-    assert all(re.search(rf"keep = 32'd1 \*\)\s*(\(\*[^)]*\)\s*)*reg \[[^]]*\] tile_{t}_ra\b", v) for t in tiles)
-    for t in tiles:
-        src = re.search(rf"tile_{t}_ra <= (\S+) ;", v).group(1)
-        assert re.search(rf"{re.escape(src)}  = wa_next;", v)
     out, _ = run_mvtu(cfg, wcodes, thr, dirs, vectors, seed=5, gap=0.1, stall=0.1, load=load)
     assert np.array_equal(out, mvtu_reference(cfg, wcodes, thr, dirs, vectors))
 
