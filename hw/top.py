@@ -43,13 +43,15 @@ power of two). The frame rate is then set by the slowest block alone
 ``SOFT_RESET`` resets everything but the register file and the memories' contents (weights
 stay loaded), one cycle after the CTRL pulse, each block and each part of the core through a
 register of its own (:func:`~hw.stream_blocks.local_reset`); if a frame was in flight it sets
-``ERROR.ABORTED``.
+``ERROR.ABORTED``. The port's ``rst`` takes the same way into the core (a clock domain without
+a reset of its own), so only the register file is reset by the ``rst`` net itself.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth import Cat, Const, Module, Mux, ResetInserter, Signal, signed
+from amaranth import (Cat, ClockDomain, ClockSignal, Const, DomainRenamer, Module, Mux, ResetInserter, ResetSignal, Signal,
+                      signed)
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -220,8 +222,11 @@ class Core(wiring.Component):
         top = Module()
         p = self.p
 
+        resets = {}
+
         def reset_by(name, sub):
-            return ResetInserter({"sync": local_reset(top, self.soft_reset, f"soft_reset_{name}")})(sub)
+            resets[name] = local_reset(top, self.soft_reset, f"soft_reset_{name}")
+            return ResetInserter({"sync": resets[name]})(sub)
         E = {f.name: f.lsb for f in regmap.by_name("ERROR").fields}
         depths = fifo_depths(p)
         top.submodules[DAG] = dag = p.dag()        # blocks, edge FIFOs, forks (hw/dag.py)
@@ -241,7 +246,7 @@ class Core(wiring.Component):
         m = Module()                                # the rest: wiring, write bus, counters
         top.submodules.counters = reset_by("counters", m)
         m.d.comb += [sl.i.payload.eq(Cat(self.s_axis_tdata, self.s_axis_tlast)), sl.i.valid.eq(self.s_axis_tvalid),
-                     self.s_axis_tready.eq(sl.i.ready)]
+                     self.s_axis_tready.eq(sl.i.ready & ~resets["in_slice"])]
         loading = ld.loading
         m.d.comb += [ld.load.eq(self.load), ld.idle.eq(fr.idle), ld.clear.eq(self.clear_checksum),
                      fr.hold.eq(ld.pending), self.loading.eq(loading)]
@@ -339,8 +344,15 @@ class Accelerator(wiring.Component):
         E = {f.name: f.lsb for f in regmap.by_name("ERROR").fields}
         S = {f.name: f.lsb for f in regmap.by_name("STATUS").fields}
         soft = ctrl[C["SOFT_RESET"]]
-        m.submodules[CORE] = core
-        m.d.comb += core.soft_reset.eq(soft)
+        # the core in a clock domain without a reset of its own: the port's reset reaches it as
+        # SOFT_RESET does, through a register per part (Core), not as one net to every flip-flop
+        # of the design (the ECP5 paths of CNV-W1A1 and TFC-W1A1 at some placements began at the
+        # reset: 5.1-5.5 ns of routing); the core is so reset one cycle later and one cycle
+        # longer than the port's reset, `s_axis_tready` low meanwhile
+        m.domains.core = ClockDomain("core", reset_less=True, local=True)
+        m.d.comb += ClockSignal("core").eq(ClockSignal("sync"))
+        m.submodules[CORE] = DomainRenamer("core")(core)
+        m.d.comb += core.soft_reset.eq(soft | ResetSignal("sync"))
         for n, mem in self.signature.members.items():
             src = getattr(self, n)
             dst = getattr(regs if n.startswith("s_axil_") else core, n)
