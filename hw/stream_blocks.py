@@ -40,7 +40,7 @@ def local_reset(m: Module, reset, name: str) -> Signal:
 
 
 def ready_copies(m: Module, name: str, nxt, init: int = 1) -> tuple:
-    """An input ``ready`` register as two copies of ``nxt`` (reset to 1), kept apart (``keep``,
+    """An input ``ready`` register as two copies of ``nxt`` (reset to ``init``, 1), kept apart (``keep``,
     carried onto the flip-flops by ``synth.flow.KEEP_REGISTERS``): ``(port, own)``. The port's
     copy drives the producer's logic and this block's data enables, possibly far and wide; the
     other only this block's own next-state logic (``nxt`` itself), which so stays local. With one
