@@ -36,7 +36,7 @@ from amaranth.utils import ceil_log2
 
 from bitplane.core.intmath import signed_bits
 from .memory import (BLOCK_RAM_18K_SHAPES, block_memory, block_tiles, in_lut_ram, loadable_ports, placed_style,
-                     splittable, tiled_read)
+                     splittable, tiled_read, TILED_READ_LATENCY)
 from .popcount import CompressorPopcount, popcount_latency
 from .stream_blocks import CREDIT_RETURN, StreamFIFO, counter_step, credit_room, nested_lasts_after, ready_copies
 
@@ -315,7 +315,7 @@ class EngineConfig:
     def weight_tiles(self) -> tuple[int, int] | None:
         """``(column width, bank depth)`` of a weight memory built as tiles of one block RAM each
         (:func:`hw.memory.block_tiles`: in block RAM, deeper than one block RAM, not split), else
-        None. A tiled memory's read data takes a register stage more (:func:`hw.memory.tiled_read`,
+        None. A tiled memory's read data takes two register stages more (:func:`hw.memory.tiled_read`,
         :func:`engine_latency`)."""
         ww, we = self.memory_words["weights"], self.weight_entries
         if in_lut_ram(self.weight_ram_style, we) or we == 1 or self.split_weights:
@@ -331,7 +331,7 @@ class EngineConfig:
         once in the fabric, near the PEs, so the route from a block RAM column to the PEs ends
         in a flip-flop (CNV-W1A1's ECP5 path: conv1's weight DP16KD output register -> the
         popcount, 3.6 ns of routing across 45 rows, 8.1 ns). It is read a stage earlier for
-        that, so the latency stays (a tiled memory's three registers take a stage more:
+        that, so the latency stays (a tiled memory's four registers take two stages more:
         :func:`engine_latency`); delaying the activation word instead put three registers in a
         row after the activation buffer, which yosys maps to SRL16E on the xc7 (a LUT each)."""
         we = self.weight_entries
@@ -410,9 +410,10 @@ def output_credits(cfg: EngineConfig) -> int:
 
 def engine_latency(cfg: EngineConfig) -> int:
     """Cycles from the last issue of a row fold to its output word (one more for the outer
-    accumulator of two-level Horner mode, :attr:`EngineConfig.horner_levels`, and one more for
-    a weight memory in tiles, :attr:`EngineConfig.weight_tiles`)."""
-    return ENGINE_LATENCY - 2 + popcount_stages(cfg) + (cfg.horner_levels == 2) + (cfg.weight_tiles is not None)
+    accumulator of two-level Horner mode, :attr:`EngineConfig.horner_levels`, and two more for
+    a weight memory in tiles, :attr:`EngineConfig.weight_tiles`: ``TILED_READ_LATENCY - 2``)."""
+    return ENGINE_LATENCY - 2 + popcount_stages(cfg) + (cfg.horner_levels == 2) + \
+        (TILED_READ_LATENCY - 2) * (cfg.weight_tiles is not None)
 
 
 def row_constants(cfg: EngineConfig, codes) -> list[int]:
@@ -711,7 +712,8 @@ class BitSerialMVTU(wiring.Component):
         winit = [d for _, d in pack_weights(c, c.init_weights)] if c.init_weights else []
         # a deep block-RAM weight memory as tiles of one block RAM each (hw.memory.block_tiles),
         # read one stage earlier (at wa, not wa1) and each bank registered twice before its
-        # multiplexer (the activation word and the controls a stage more: _plane_select)
+        # multiplexer, its read address registered per tile (the activation buffer's read address,
+        # its word and the controls two stages more: _issue, _plane_select)
         ww, we = words["weights"], c.weight_entries
         w_lut = in_lut_ram(c.weight_ram_style, we)
         split = c.split_weights
@@ -754,7 +756,7 @@ class BitSerialMVTU(wiring.Component):
             # the loadable memory's write port and a read port: one address for both
             # (EngineConfig.shared_address) where the memory is LUT RAM (single-port LUT RAM on
             # Xilinx; in block RAM the multiplexer would cost LUTs and save none). A tiled weight
-            # memory: its tiles' ports, the read data three registers after the address.
+            # memory: its tiles' ports, the read data four registers after the address.
             if mem is wmem and wtiled:
                 return SimpleNamespace(data=tiled_read(m, wtiles, self.w_wr, addr, bd, wcols))
             if mem is wmem and split:
@@ -891,7 +893,12 @@ class BitSerialMVTU(wiring.Component):
         # EngineConfig.weights_in_block_ram)
         wrp = mems.read(mems.wmem, wa if c.weights_in_block_ram else wa1 if c.weight_entries > 1 else 0)
         arp = mems.abuf.read_port()
-        m.d.comb += arp.addr.eq(ra)
+        if mems.wtiled:     # the tiles' read addresses are registers (tiled_read): this one too
+            ra_t = Signal.like(ra, name="ra_t")
+            m.d.sync += ra_t.eq(ra)
+            m.d.comb += arp.addr.eq(ra_t)
+        else:
+            m.d.comb += arp.addr.eq(ra)
 
         # control pipeline S1 (aligned with the memory read data); dbl: the Horner accumulator
         # doubles (a new column-fold sweep whose plane exponent i + j is one lower); two-level
@@ -936,10 +943,12 @@ class BitSerialMVTU(wiring.Component):
         c = self.cfg
         PE, SIMD, Pa = c.pe, c.simd, c.a_planes
         aword = Signal.like(arp.data, name="aword", reset_less=True)
-        if c.weight_tiles:          # the tiled weight memory's word comes a stage later (tiled_read)
+        if c.weight_tiles:          # the tiled weight memory's word comes two stages later (tiled_read):
+            # the activation buffer read a stage later (its address registered: _issue) and its
+            # word registered once more
             aword0 = Signal.like(arp.data, name="aword0", reset_less=True)
             m.d.sync += [aword0.eq(arp.data), aword.eq(aword0)]
-            ctl = delay(ctl, "t")
+            ctl = delay(delay(ctl, "t"), "t2")
         else:
             m.d.sync += aword.eq(arp.data)
         wdata = wrp.data

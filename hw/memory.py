@@ -72,13 +72,18 @@ def block_tiles(width: int, depth: int) -> tuple[int, int]:
     return min(sw, width), min(sd, depth)
 
 
+#: Registers between the address given to :func:`tiled_read` and the read data it returns.
+TILED_READ_LATENCY = 4
+
+
 def tiled_read(m, tiles, wr, addr, bank_depth: int, columns):
     """Write and read ports of a memory built as ``tiles[bank][column]`` (:func:`block_tiles`),
     fed by the stream ``wr`` (``{addr, data}``) and read at ``addr`` every cycle; returns
-    the read data, three registers after the address (like a memory read followed by two
-    registers): each bank's read data registered as it is (the block RAM's own output register
-    on ECP5: :mod:`bitplane.synth.ecp5_outreg`) and again in the fabric, then the bank selected
-    by the address's high bits (registered three times). A write reaches the tiles one cycle
+    the read data, four registers after the address (:data:`TILED_READ_LATENCY`): the address
+    registered once per tile (a kept copy each, placed near its tile), each bank's read data
+    registered as it is (the block RAM's own output register on ECP5:
+    :mod:`bitplane.synth.ecp5_outreg`) and again in the fabric, then the bank selected by the
+    address's high bits (registered four times). A write reaches the tiles one cycle
     after ``wr`` offers it: the address and data registered once more, and every tile's write
     enable (its bank's address test) a register of its own, kept apart in synthesis (``keep``:
     :data:`bitplane.synth.flow.KEEP_REGISTERS`).
@@ -86,7 +91,9 @@ def tiled_read(m, tiles, wr, addr, bank_depth: int, columns):
     A deep memory's tiles lie all over the device (CNV-W1A1's on ECP5: 134 of 208 block RAMs
     in use): with the write enables decoded at the tiles from one ``valid``, and then with a
     far tile's output register straight into the bank multiplexer, those were CNV-W1A1's
-    critical paths on ECP5 (9.62 ns, 8.49 of them routing; 10.22 ns, 7.09 of them one net)."""
+    critical paths on ECP5 (9.62 ns, 8.49 of them routing; 10.22 ns, 7.09 of them one net); with
+    one read address register for all tiles, its net to a far tile (CNV-W1A1's block 7: 0 levels,
+    7.04 ns of one net)."""
     lb = max(0, (bank_depth - 1).bit_length()) if len(tiles) > 1 else None
     wa = Signal.like(wr.payload.addr, name="tiles_wr_addr", reset_less=True)
     wd = Signal.like(wr.payload.data, name="tiles_wr_data", reset_less=True)
@@ -97,8 +104,10 @@ def tiled_read(m, tiles, wr, addr, bank_depth: int, columns):
         for k, (mem, (lo, hi)) in enumerate(zip(row, columns)):
             wp, rp = mem.write_port(), mem.read_port()
             we = Signal(name=f"tile_b{b}_c{k}_we", attrs={"keep": 1})
-            m.d.sync += we.eq(wr.valid if lb is None else wr.valid & (wr.payload.addr[lb:] == b))
-            m.d.comb += [wp.addr.eq(wa), wp.data.eq(wd[lo:hi]), wp.en.eq(we), rp.addr.eq(addr)]
+            ra = Signal.like(rp.addr, name=f"tile_b{b}_c{k}_ra", attrs={"keep": 1})
+            m.d.sync += [we.eq(wr.valid if lb is None else wr.valid & (wr.payload.addr[lb:] == b)),
+                         ra.eq(addr)]
+            m.d.comb += [wp.addr.eq(wa), wp.data.eq(wd[lo:hi]), wp.en.eq(we), rp.addr.eq(ra)]
             parts.append(rp.data)
         q = Signal(columns[-1][1], name=f"bank{b}_q", reset_less=True)
         q2 = Signal(columns[-1][1], name=f"bank{b}_q2", reset_less=True)
@@ -106,9 +115,9 @@ def tiled_read(m, tiles, wr, addr, bank_depth: int, columns):
         banks.append(q2)
     if lb is None:
         return banks[0]
-    sel = [Signal(range(len(tiles)), name=f"bank_sel{k}") for k in (1, 2, 3)]
-    m.d.sync += [sel[0].eq(addr[lb:]), sel[1].eq(sel[0]), sel[2].eq(sel[1])]
-    return Array(banks)[sel[2]]
+    sel = [Signal(range(len(tiles)), name=f"bank_sel{k}") for k in range(1, TILED_READ_LATENCY + 1)]
+    m.d.sync += [sel[0].eq(addr[lb:]), *(b.eq(a) for a, b in zip(sel, sel[1:]))]
+    return Array(banks)[sel[-1]]
 
 
 def loadable_ports(m, mem: Memory, wr, addr, shared: bool = False):

@@ -293,6 +293,9 @@ def test_deep_weight_memory_in_tiles(rows, cols, pe, simd, tiles, load):
     assert all(f"wmem_{t}" in v for t in tiles) and "wmem_b3" not in v and "wmem_b0_c3" not in v
     # every tile's write enable is a register of its own (hw.memory.tiled_read), kept apart
     assert all(re.search(rf"keep = 32'd1 \*\)\s*(\(\*[^)]*\)\s*)*(wire|reg) tile_{t}_we\b", v) for t in tiles)
+    # and its read address (a copy placed near each tile, not one net from the issue to them all)
+    assert all(re.search(rf"keep = 32'd1 \*\)\s*(\(\*[^)]*\)\s*)*(wire|reg) (\[\d+:0\] )?tile_{t}_ra\b", v)
+               for t in tiles)
     out, _ = run_mvtu(cfg, wcodes, thr, dirs, vectors, seed=5, gap=0.1, stall=0.1, load=load)
     assert np.array_equal(out, mvtu_reference(cfg, wcodes, thr, dirs, vectors))
 
