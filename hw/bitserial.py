@@ -788,10 +788,15 @@ class BitSerialMVTU(wiring.Component):
         # placement: conv0's converter valid -> the gate 3.4 ns away -> `full` 3.3 ns back)
         ready_nx = Signal()
         ready, ready_own = ready_copies(m, "ready", ready_nx)
+        # The memory is written whenever the port is ready, a word offered or not: the address is
+        # the next one of the bank being filled (not full, so not read), written again with the
+        # word that advances it; the producer's ``valid`` reaches the address counter and the
+        # flags, not the LUT RAM's write enables (the same in the two-bank converter,
+        # hw.stream_blocks.WidthConverter._banks)
         fire, fire_mem = self.act.valid & ready_own, self.act.valid & ready
         awp = abuf.write_port()
         m.d.comb += [self.act.ready.eq(ready), awp.addr.eq(wa_in),
-                     awp.data.eq(self.act.payload), awp.en.eq(fire_mem)]
+                     awp.data.eq(self.act.payload), awp.en.eq(ready)]
         set_full, clr_full, full_nx = Signal(2), Signal(2), Signal(2)
         wend = fire & wlast
         with m.If(fire_mem):

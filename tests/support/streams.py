@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+from amaranth.hdl import Value
 from amaranth.sim import Simulator
 
 
@@ -14,16 +15,25 @@ def run_ports(dut, sources: dict, sinks: dict, seed=0, gap=0.3, stall=0.3, limit
     ``setup``: an ``async def setup(ctx)`` run before the first word of any source (e.g. memory
     writes through another port); ``field``: collect this field of a structured payload.
     Returns ``({name: words}, {name: the sink cycle each word was taken})``; raises
-    ``TimeoutError`` when a sink waits more than ``limit`` cycles in all (a deadlock)."""
+    ``TimeoutError`` when a sink waits more than ``limit`` cycles in all (a deadlock).
+
+    While a source's ``valid`` is low its payload is random (a stream's payload means nothing
+    then), so a block that takes a payload without its ``valid`` is caught."""
     rng = random.Random(seed)
+    noise = random.Random(seed + 1)
     got = {k: [] for k in sinks}
     stamps = {k: [] for k in sinks}
     state = {"ready": setup is None}
 
     def source(name, words, first):
         port = getattr(dut, name)
+        raw = Value.cast(port.payload)
+
+        def garbage(ctx):
+            ctx.set(raw, noise.getrandbits(len(raw)))
 
         async def run(ctx):
+            garbage(ctx)
             if first and setup is not None:
                 await setup(ctx)
                 state["ready"] = True
@@ -32,10 +42,12 @@ def run_ports(dut, sources: dict, sinks: dict, seed=0, gap=0.3, stall=0.3, limit
             for w in words:
                 while rng.random() < gap:
                     await ctx.tick()
+                    garbage(ctx)
                 ctx.set(port.payload, w)
                 ctx.set(port.valid, 1)
                 await ctx.tick().until(port.ready)
                 ctx.set(port.valid, 0)
+                garbage(ctx)
         return run
 
     def sink(name, n):
