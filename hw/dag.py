@@ -8,7 +8,14 @@ is the network output; every other block's output must be consumed.
 
 Wiring (:class:`Dag`):
 
-* every edge (source -> block port) has a :class:`~bitplane.hw.stream_blocks.StreamFIFO`;
+* every edge (source -> block port) has a :class:`~bitplane.hw.stream_blocks.StreamFIFO`
+  between two :class:`~bitplane.hw.stream_blocks.RegisterSlice` (one-cycle registers on both
+  the payload/valid and the ready): blocks, and a deep FIFO's block RAM, may be placed far
+  apart, and the slices leave every route between them a hop from flip-flops through one LUT,
+  however deep the blocks' handshake logic (CNV-W1A1's ECP5 paths at two placements: a
+  window's ready into its edge FIFO's read register, 1 level and 5.9 ns of routing; the
+  next edge FIFO's ``i.ready`` into a pool's output state, 4 levels and 5.8 ns of routing).
+  Edges carry a few lanes, so a slice costs a few flip-flops and LUTs;
 * a source read by ``n >= 2`` ports drives an ``n``-way
   :class:`~bitplane.hw.graph_blocks.StreamFork`, each of whose outputs feeds its edge's FIFO.
 
@@ -40,7 +47,7 @@ words (:func:`~bitplane.hw.graph_blocks.bypass_fifo_depth`, ``G_e[v][-1] = 0``):
 delivers every word to all its branches at once; when the longest branch has pixel ``p``
 ready, the fork, running at the planned rate, has delivered ``ceil(E / tau)`` words, while
 the join has taken branch ``e``'s pixels before ``p``, so at least ``G_e[v][p-1]`` words
-left ``e``'s FIFO and the rest sits in it; ``LATENCY_SLACK`` covers the FIFO registers
+left ``e``'s FIFO and the rest sits in it; ``LATENCY_SLACK`` covers the FIFO and slice registers
 between the blocks and the ``+ 1`` the fork's output register. The schedule matters where
 a window needs whole rows: a 3x3 conv's output row ``oy`` needs input row ``oy + 1``
 complete, and a second 3x3 conv at the same rate works on row ``oy - 1`` while the first
@@ -62,10 +69,10 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from .graph_blocks import StreamFork, bypass_fifo_depth
-from .stream_blocks import StreamFIFO, local_reset
+from .stream_blocks import RegisterSlice, StreamFIFO, local_reset
 
 INPUT = -1              # source index of the network input
-LATENCY_SLACK = 8       # words of slack per block on a branch for the FIFO and fork registers between blocks
+LATENCY_SLACK = 8       # words of slack per block on a branch for the FIFO, slice and fork registers between blocks
 
 
 def block_name(k: int) -> str:
@@ -235,7 +242,7 @@ class Dag(wiring.Component):
     block, FIFO and fork one cycle later, through a register of its own per block (the FIFOs
     in front of a block and a fork after it take the block's), not the memories' contents.
     Latency: the longest path's
-    block latencies plus one cycle per FIFO and fork; throughput: the slowest block's
+    block latencies plus one cycle per FIFO, fork and register slice (two per edge); throughput: the slowest block's
     ``cycles()`` per frame when the depths are at least :func:`edge_fifo_depths`;
     backpressure on ``o`` propagates to ``i`` through every block.
     """
@@ -286,7 +293,12 @@ class Dag(wiring.Component):
             for tap, (k, j) in zip(taps, cons):
                 fifo = StreamFIFO(width[src], self.depths[(src, k, j)])
                 m.submodules[f"fifo{k}_{j}"] = reset_by(k, fifo)
-                wiring.connect(m, tap, fifo.i)
-                wiring.connect(m, fifo.o, getattr(self.blocks[k], self.params[k].in_ports[j]))
+                pre, post = RegisterSlice(width[src]), RegisterSlice(width[src])
+                m.submodules[f"slice{k}_{j}_in"] = reset_by(k, pre)
+                m.submodules[f"slice{k}_{j}"] = reset_by(k, post)
+                wiring.connect(m, tap, pre.i)
+                wiring.connect(m, pre.o, fifo.i)
+                wiring.connect(m, fifo.o, post.i)
+                wiring.connect(m, post.o, getattr(self.blocks[k], self.params[k].in_ports[j]))
         wiring.connect(m, self.blocks[-1].o, wiring.flipped(self.o))
         return m

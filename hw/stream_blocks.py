@@ -223,9 +223,10 @@ class RegisterSlice(wiring.Component):
     not wait on the consumer's ready through this block (it cuts a backpressure path that
     would otherwise run from the consumer's state to every clock enable of the producer's
     pipeline), and the consumer's ready reaches only the read pointer and the two flags, not
-    the entries' clock enables (an entry is written whenever the producer offers a word and
-    the slice has room). ``o`` is the entry at the read pointer. Backpressure on ``o`` never
-    loses data.
+    the entries' clock enables. The entry at the write pointer is written whenever the slice
+    has room, the producer's word or not (it is not offered while it is empty, and the word that
+    moves the pointer writes it again), so the producer's valid reaches the pointer and the
+    flags only. ``o`` is the entry at the read pointer. Backpressure on ``o`` never loses data.
     """
 
     def __init__(self, width: int):
@@ -243,7 +244,7 @@ class RegisterSlice(wiring.Component):
         put = self.i.valid & not_full
         take = not_empty & self.o.ready
         for k in range(2):
-            with m.If(put & (wp == k)):
+            with m.If(not_full & (wp == k)):
                 m.d.sync += ent[k].eq(self.i.payload)
         with m.If(put):
             m.d.sync += wp.eq(~wp)
@@ -274,8 +275,8 @@ class WidthConverter(wiring.Component):
     two-bank converters below; latency 1 cycle. The element count of a frame must be a multiple
     of ``lanes_out`` (no partial words).
 
-    Integer ratios have no shifter: ``lanes_out = k * lanes_in`` gathers ``k`` input words in a
-    shift register and moves the whole word into the output register with the ``k``-th
+    Integer ratios have no shifter: ``lanes_out = k * lanes_in`` gathers ``k - 1`` input words in
+    slots and moves the whole word into the output register with the ``k``-th
     (``i.ready`` a register: "not at the ``k``-th word, or the output register free", a ``k``-th
     word arriving as the consumer takes the word before waiting a cycle); ``lanes_in
     = k * lanes_out`` holds one input word and shifts ``lanes_out`` elements out per output word
@@ -310,16 +311,24 @@ class WidthConverter(wiring.Component):
 
     def _gather(self, m, b, li, k):
         n, last = Signal(range(max(k, 2))), Signal(init=int(k == 1))
-        buf = Signal(max(1, (k - 1) * li * b), reset_less=True)        # the first k - 1 words
-        word = Cat(buf, self.i.payload) if k > 1 else self.i.payload
+        # the first k - 1 words, each in its slot (slot n: the word the counter is at). Slot n and
+        # the output register are written whenever the port is ready, the producer's word or not:
+        # slot n is rewritten by the word that advances n, and the output register is written
+        # (with the k-th word) only while it holds nothing (ready and the k-th word: the output
+        # register empty, below), so the producer's valid reaches the counter and the flags only,
+        # not the data registers' enables (CNV-W1A1's ECP5 path at one placement: a window's
+        # output FIFO's o.valid -> the gather's word registers, 2 levels, 5.97 ns of routing)
+        slots = [Signal(li * b, name=f"slot{s}", reset_less=True) for s in range(k - 1)]
+        word = Cat(*slots, self.i.payload)
         # i.ready is a register: "not at the k-th word, or the output register empty" after this
         # cycle, leaving out that the consumer may take the word in the same cycle (a k-th word
         # then waits a cycle; with k >= 2 and a consumer that takes the word when it comes, never).
         # The consumer's ready reaches the output register's valid only: with it in i.ready, the
         # demo's ECP5 path at one placement ran from the valid through the window FIFO's read
         # back to the valid (7.3 ns, 6.0 routing)
-        # (k = 1, a plain register: i.ready is "empty or taken", else it would halve the rate)
-        # (k > 1: two kept copies, :func:`ready_copies`; the port's enables the word registers)
+        # (k = 1, a plain register: i.ready is "empty or taken", else it would halve the rate;
+        # the register is written when the consumer takes its word, the next word or not)
+        # (k > 1: two kept copies, :func:`ready_copies`; the port's enables the data registers)
         rdy_nx = Signal()
         if k > 1:
             rdy, rdy_own = ready_copies(m, "rdy", rdy_nx)
@@ -327,19 +336,19 @@ class WidthConverter(wiring.Component):
             rdy = rdy_own = ~self.o.valid | self.o.ready
         out = Signal.like(self.o.payload, name="out", reset_less=True)
         m.d.comb += [self.i.ready.eq(rdy), self.o.payload.eq(out)]
-        fire = self.i.valid & rdy
         fire_own = self.i.valid & rdy_own
         valid_nx = Mux(fire_own & last, 1, self.o.valid & ~self.o.ready)
         m.d.sync += self.o.valid.eq(valid_nx)
         if k > 1:
+            # (rdy & last after this: valid_nx low, so o.valid is low whenever out is written)
             m.d.comb += rdy_nx.eq(~Mux(fire_own, ~last & (n == k - 2), last) | ~valid_nx)
             with m.If(fire_own):
                 m.d.sync += [n.eq(Mux(last, 0, n + 1)), last.eq(n == k - 2)]
-        with m.If(fire):
-            if k > 1:
-                m.d.sync += buf.eq(word[li * b:])
-            with m.If(last):
-                m.d.sync += out.eq(word)
+        for s, slot in enumerate(slots):
+            with m.If(rdy & ~last & (n == s)):
+                m.d.sync += slot.eq(self.i.payload)
+        with m.If(rdy & last):
+            m.d.sync += out.eq(word)
 
     def _scatter(self, m, b, lo, k):
         n, last = Signal(range(k)), Signal()

@@ -2,7 +2,7 @@
 
 Structure (docs/design.md section 6)::
 
-    s_axis -> input framer -> Dag[FIFO -> block 0 -> FIFO -> ... -> block n-1] -> output framer (width conv, FIFO) -> m_axis
+    s_axis -> input framer -> Dag[slice -> FIFO -> slice -> block 0 -> ... -> block n-1] -> output framer (width conv, FIFO) -> m_axis
            \\-> weight loader (while CTRL.LOAD_WEIGHTS) -> the blocks' weight/threshold/constant memories
     s_axil <-> register file (core/regmap.py)
 

@@ -71,7 +71,8 @@ def test_derived_depth_keeps_the_rate_and_below_the_lead_deadlocks():
     per = H * W * C
     assert (stamps[-1] - stamps[per - 1]) / 2 == blocks[0].cycles()     # the pool's rate: 9 words a pixel
     depths = edge_fifo_depths(blocks, inputs, H * W, C)
-    depths[(INPUT, 1, 1)] = 2 * W * C - 2                                # two words below the lead
+    # two words below the lead, with the edge's register slices (two words each) around its FIFO
+    depths[(INPUT, 1, 1)] = 2 * W * C - 2 - 2 * 2
     with pytest.raises(TimeoutError, match="timeout"):
         run_stream(Dag(blocks, inputs, 2, H * W, C, depths=depths), words[:per], per, gap=0.0, stall=0.0,
                    limit=3000)
