@@ -35,8 +35,8 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from bitplane.core.intmath import signed_bits
-from .memory import (BLOCK_RAM_18K_SHAPES, block_memory, block_tiles, in_lut_ram, loadable_ports, placed_style,
-                     splittable, tiled_read, TILED_READ_LATENCY)
+from .memory import (BLOCK_RAM_18K_SHAPES, LUTRAM_DEPTH, block_memory, block_tiles, in_lut_ram, loadable_ports,
+                     placed_style, splittable, tiled_read, TILED_READ_LATENCY)
 from .popcount import CompressorPopcount, popcount_latency
 from .stream_blocks import CREDIT_RETURN, StreamFIFO, counter_step, credit_room, nested_lasts_after, ready_copies
 
@@ -697,7 +697,9 @@ class BitSerialMVTU(wiring.Component):
         address 0 and marked ``ram_style = "logic"``: plain registers, where yosys would
         otherwise build a two-word distributed RAM (0.67 LUT6 per bit on xc7). A weight memory
         in block RAM deeper than 512 words is built as tiles of one 18-Kbit block RAM each
-        (:func:`hw.memory.block_tiles`, :func:`hw.memory.tiled_read`). With
+        (:func:`hw.memory.block_tiles`, :func:`hw.memory.tiled_read`). The activation buffer
+        deeper than :data:`hw.memory.LUTRAM_DEPTH` words is marked block RAM (``ram_style =
+        "block"``). With
         :attr:`EngineConfig.shared_address` those in LUT RAM (:func:`hw.memory.in_lut_ram`) are
         read and written at one address (:func:`hw.memory.loadable_ports`: single-port LUT RAM
         on Xilinx)."""
@@ -747,7 +749,14 @@ class BitSerialMVTU(wiring.Component):
             kinit = [d for _, d in pack_constants(c, c.init_consts)] if c.init_consts else []
             m.submodules.kmem = kmem = memory(words["constants"], NF, kinit, placed_style(NF))
             pairs.append((kmem, self.k_wr))
-        m.submodules.abuf = abuf = block_memory(c.simd * c.a_planes, 2 * SF)
+        # the activation buffer deeper than LUTRAM_DEPTH in block RAM, its read data registered as
+        # it is (_plane_select): left to yosys, CNV-W1A1's fc1 buffer (256 x 4) was ECP5 LUT RAM
+        # read through a 16-way multiplexer in 5 levels (7.05 ns, CNV-W1A1's ECP5 path at one
+        # placement). (LUT RAM banks of LUTRAM_DEPTH words, each read registered, cost CNV-W1A1
+        # 2,000 more LUT4 on ECP5 for 5 fewer DP16KD)
+        deep = 2 * SF > LUTRAM_DEPTH
+        m.submodules.abuf = abuf = block_memory(c.simd * c.a_planes, 2 * SF,
+                                                attrs={"ram_style": "block"} if deep else None)
         ports = dict(pairs)
         lut_ram = {wmem: w_lut, tmem: in_lut_ram("auto", NF),
                    **({kmem: in_lut_ram("auto", NF)} if kmem is not None else {})}

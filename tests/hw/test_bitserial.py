@@ -6,7 +6,7 @@ import pytest
 
 from bitplane.hw.bitserial import (BitSerialMVTU, EngineConfig, engine_cycles, pack_constants, pack_thresholds,
                           pack_weights, row_constants)
-from bitplane.hw.memory import block_tiles
+from bitplane.hw.memory import LUTRAM_DEPTH, block_tiles
 from tests.support.mvtu_ref import act_words, make_case, mvtu_reference, out_lanes
 from tests.support.verilog import component_verilog
 from tests.support.streams import run_stream
@@ -199,6 +199,21 @@ def test_threshold_and_constant_memories_carry_the_models_placement(rows, pe, ra
     assert styles.get(mem) == want, styles
     if not raw:
         assert cfg.thresholds_in_block_ram == (want == "block")
+
+
+@pytest.mark.parametrize("cols,simd", [(8, 4), (64, 2), (130, 2), (512, 4)])
+def test_activation_buffer_deeper_than_lut_ram_is_block_ram(cols, simd):
+    """The two-bank activation buffer (2 x SF words) is marked block RAM when deeper than
+    hw.memory.LUTRAM_DEPTH (a deep LUT RAM's read multiplexer was an ECP5 critical path), and
+    left to the tool otherwise; the engine stays exact with it."""
+    rng = np.random.default_rng(cols)
+    cfg, wcodes, thr, dirs, vectors = make_case(rng, 4, cols, 2, simd, "dorefa", 1, "uact", 2, 1, vectors=2)
+    v = component_verilog(BitSerialMVTU(cfg), "mvtu")
+    decl = re.search(r'((?:\(\* [^*]*\*\)\s*)*)reg \[[^]]*\] abuf \[(\d+):0\]', v)
+    assert decl and int(decl.group(2)) + 1 == 2 * cfg.sf
+    assert ('ram_style = "block"' in decl.group(1)) == (2 * cfg.sf > LUTRAM_DEPTH), decl.group(0)
+    out, _ = run_mvtu(cfg, wcodes, thr, dirs, vectors, seed=cols)
+    assert np.array_equal(out, mvtu_reference(cfg, wcodes, thr, dirs, vectors))
 
 
 @pytest.mark.parametrize("case", [(4, 9, 2, 9, ("bwn", 1), ("uact", 8), 1), (2, 5, 2, 5, ("int", 8), ("uact", 8), 0),
