@@ -35,8 +35,8 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from bitplane.core.intmath import signed_bits
-from .memory import (BLOCK_RAM_18K_SHAPES, LUTRAM_DEPTH, block_memory, block_tiles, in_lut_ram, loadable_ports,
-                     placed_style, splittable, tiled_read, TILED_READ_LATENCY)
+from .memory import (BLOCK_RAM_18K_SHAPES, block_memory, block_tiles, in_lut_ram, loadable_ports, placed_style,
+                     splittable, tiled_read, TILED_READ_LATENCY)
 from .popcount import CompressorPopcount, popcount_latency
 from .stream_blocks import CREDIT_RETURN, StreamFIFO, counter_step, credit_room, nested_lasts_after, ready_copies
 
@@ -754,7 +754,7 @@ class BitSerialMVTU(wiring.Component):
         # read through a 16-way multiplexer in 5 levels (7.05 ns, CNV-W1A1's ECP5 path at one
         # placement). (LUT RAM banks of LUTRAM_DEPTH words, each read registered, cost CNV-W1A1
         # 2,000 more LUT4 on ECP5 for 5 fewer DP16KD)
-        deep = 2 * SF > LUTRAM_DEPTH
+        deep = placed_style(2 * SF) == "block"
         m.submodules.abuf = abuf = block_memory(c.simd * c.a_planes, 2 * SF,
                                                 attrs={"ram_style": "block"} if deep else None)
         ports = dict(pairs)
